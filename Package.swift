@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+// swift-qmail: the qmail mail system in Swift.
+//
+// Every qmail program is its own executable target named exactly as qmail
+// installs it; its main.swift is tiny and calls into a library module.
+// Release builds link the Swift runtime statically (exec cost matters: qmail
+// execs programs per message and per connection).
+import PackageDescription
+
+let staticStdlib: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib"], .when(configuration: .release)),
+]
+
+/// program name -> library modules it links. Keep each list minimal: a
+/// program links only what it needs (qmail-queue never links a backend).
+let programs: [(name: String, deps: [String])] = [
+    ("qmail-queue", ["QmailQueue"]),
+]
+
+let libraries: [Target] = [
+    .target(name: "QmailCore", path: "Sources/QmailCore"),
+    .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+]
+
+let executables: [Target] = programs.map { p in
+    .executableTarget(
+        name: p.name,
+        dependencies: p.deps.map { .target(name: $0) },
+        path: "Sources/\(p.name)",
+        linkerSettings: staticStdlib)
+}
+
+let tests: [Target] = [
+    .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+]
+
+let package = Package(
+    name: "swift-qmail",
+    products: programs.map { .executable(name: $0.name, targets: [$0.name]) },
+    targets: libraries + executables + tests,
+    swiftLanguageModes: [.v5]
+)

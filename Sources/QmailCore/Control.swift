@@ -1,0 +1,132 @@
+// qmail's control files, read with qmail's rules:
+// - a one-line control uses its first line, trailing spaces and tabs removed;
+// - a list control skips blank lines and lines starting with '#';
+// - a number that does not parse leaves the default in place;
+// - many controls default to the contents of `me`.
+// A missing file means "use the default"; an unreadable one is an error the
+// caller must treat as temporary.
+
+public struct ControlDefault: Sendable {
+    public enum Kind: Sendable { case line, number, list, cdb }
+    public let name: String
+    public let kind: Kind
+    /// The fallback, or "me" when the value of `me` is used.
+    public let fallback: String?
+    public let usedBy: String
+}
+
+public enum ControlFiles {
+    /// Every control file of qmail-control(5), with its default.
+    public static let all: [ControlDefault] = [
+        .init(name: "badmailfrom", kind: .list, fallback: nil, usedBy: "qmail-smtpd"),
+        .init(name: "bouncefrom", kind: .line, fallback: "MAILER-DAEMON", usedBy: "qmail-send"),
+        .init(name: "bouncehost", kind: .line, fallback: "me", usedBy: "qmail-send"),
+        .init(name: "concurrencylocal", kind: .number, fallback: "10", usedBy: "qmail-send"),
+        .init(name: "concurrencyremote", kind: .number, fallback: "20", usedBy: "qmail-send"),
+        .init(name: "databytes", kind: .number, fallback: "0", usedBy: "qmail-smtpd"),
+        .init(name: "defaultdomain", kind: .line, fallback: "me", usedBy: "qmail-inject"),
+        .init(name: "defaulthost", kind: .line, fallback: "me", usedBy: "qmail-inject"),
+        .init(name: "doublebouncehost", kind: .line, fallback: "me", usedBy: "qmail-send"),
+        .init(name: "doublebounceto", kind: .line, fallback: "postmaster", usedBy: "qmail-send"),
+        .init(name: "envnoathost", kind: .line, fallback: "me", usedBy: "qmail-send"),
+        .init(name: "helohost", kind: .line, fallback: "me", usedBy: "qmail-remote"),
+        .init(name: "idhost", kind: .line, fallback: "me", usedBy: "qmail-inject"),
+        .init(name: "localiphost", kind: .line, fallback: "me", usedBy: "qmail-smtpd"),
+        .init(name: "locals", kind: .list, fallback: "me", usedBy: "qmail-send"),
+        .init(name: "me", kind: .line, fallback: nil, usedBy: "various"),
+        .init(name: "morercpthosts", kind: .list, fallback: nil, usedBy: "qmail-smtpd (as morercpthosts.cdb)"),
+        .init(name: "morercpthosts.cdb", kind: .cdb, fallback: nil, usedBy: "qmail-smtpd"),
+        .init(name: "percenthack", kind: .list, fallback: nil, usedBy: "qmail-send"),
+        .init(name: "plusdomain", kind: .line, fallback: "me", usedBy: "qmail-inject"),
+        .init(name: "qmqpservers", kind: .list, fallback: nil, usedBy: "qmail-qmqpc"),
+        .init(name: "queuelifetime", kind: .number, fallback: "604800", usedBy: "qmail-send"),
+        .init(name: "rcpthosts", kind: .list, fallback: nil, usedBy: "qmail-smtpd"),
+        .init(name: "smtpgreeting", kind: .line, fallback: "me", usedBy: "qmail-smtpd"),
+        .init(name: "smtproutes", kind: .list, fallback: nil, usedBy: "qmail-remote"),
+        .init(name: "timeoutconnect", kind: .number, fallback: "60", usedBy: "qmail-remote"),
+        .init(name: "timeoutremote", kind: .number, fallback: "1200", usedBy: "qmail-remote"),
+        .init(name: "timeoutsmtpd", kind: .number, fallback: "1200", usedBy: "qmail-smtpd"),
+        .init(name: "virtualdomains", kind: .list, fallback: nil, usedBy: "qmail-send"),
+    ]
+
+    public static func named(_ name: String) -> ControlDefault? {
+        all.first { $0.name == name }
+    }
+}
+
+/// Reads control files from one directory.
+public struct Control: Sendable {
+    public let directory: String
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    public init(home: QmailHome) {
+        self.directory = home.control
+    }
+
+    public func path(_ name: String) -> String { "\(directory)/\(name)" }
+
+    /// The raw contents, nil if missing.
+    public func raw(_ name: String) throws -> [UInt8]? {
+        try FileIO.read(path(name), limit: 16 << 20)
+    }
+
+    /// First line, trailing whitespace removed; nil if the file is missing.
+    public func line(_ name: String) throws -> [UInt8]? {
+        guard let data = try raw(name) else { return nil }
+        let first = data.firstIndex(of: Ascii.lf).map { Array(data[0..<$0]) } ?? data
+        return first.trimmingTrailing { $0 == Ascii.space || $0 == Ascii.tab || $0 == Ascii.cr }
+    }
+
+    /// `me`, or nil when not configured.
+    public func me() throws -> [UInt8]? {
+        try line("me")
+    }
+
+    /// A one-line control with its default: the file, else `me` when the
+    /// default is "me", else the literal default, else nil.
+    public func lineWithDefault(_ name: String) throws -> [UInt8]? {
+        if let v = try line(name) { return v }
+        guard let def = ControlFiles.named(name)?.fallback else { return nil }
+        if def == "me" { return try me() }
+        return Array(def.utf8)
+    }
+
+    public func string(_ name: String) throws -> String? {
+        try lineWithDefault(name)?.string
+    }
+
+    /// A numeric control: the file's leading digits, else the default.
+    public func number(_ name: String, default def: Int? = nil) throws -> Int {
+        let fallback = def ?? ControlFiles.named(name)?.fallback.flatMap { Decimal.parse(Array($0.utf8)) } ?? 0
+        guard let v = try line(name) else { return fallback }
+        return Decimal.scanPrefix(v) ?? fallback
+    }
+
+    /// A list control: non-blank, non-comment lines, trailing whitespace
+    /// removed. A missing file gives `me` when the default is "me", else [].
+    public func list(_ name: String) throws -> [[UInt8]] {
+        guard let data = try raw(name) else {
+            if ControlFiles.named(name)?.fallback == "me", let me = try me() { return [me] }
+            return []
+        }
+        return Control.parseList(data)
+    }
+
+    public static func parseList(_ data: [UInt8]) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        for raw in data.split(separator: Ascii.lf, omittingEmptySubsequences: true) {
+            var end = raw.endIndex
+            while end > raw.startIndex {
+                let c = raw[end - 1]
+                if c == Ascii.space || c == Ascii.tab || c == Ascii.cr { end -= 1 } else { break }
+            }
+            let line = raw[raw.startIndex..<end]
+            if line.isEmpty || line.first == Ascii.hash { continue }
+            out.append(Array(line))
+        }
+        return out
+    }
+}

@@ -1,0 +1,188 @@
+// Thin wrappers over the system calls qmail programs use. Each retries
+// EINTR and reports failure as a SysError carrying errno, so callers decide
+// whether a failure is temporary or permanent at the point it happens.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+public struct SysError: Error, CustomStringConvertible {
+    public let errno: Int32
+    public let op: String
+    public let path: String?
+
+    public init(_ op: String, path: String? = nil, errno e: Int32 = Glibc.errno) {
+        self.op = op
+        self.path = path
+        self.errno = e
+    }
+
+    public var description: String {
+        let reason = Sys.strerror(errno)
+        if let path { return "\(op) \(path): \(reason)" }
+        return "\(op): \(reason)"
+    }
+
+    public var isNotFound: Bool { errno == ENOENT }
+}
+
+public enum Sys {
+    public static func strerror(_ e: Int32) -> String {
+        guard let s = Glibc.strerror(e) else { return "error \(e)" }
+        return String(cString: s)
+    }
+
+    @discardableResult
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno == EINTR { continue }
+            throw SysError("open", path: path)
+        }
+    }
+
+    /// Reads up to `count` bytes; 0 means end of file.
+    public static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
+        while true {
+            let n = Glibc.read(fd, buf, count)
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw SysError("read")
+        }
+    }
+
+    /// Writes every byte or throws.
+    public static func writeAll(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws {
+        var done = 0
+        while done < count {
+            let n = Glibc.write(fd, buf + done, count - done)
+            if n > 0 { done += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            throw SysError("write")
+        }
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { p in
+            guard let base = p.baseAddress else { return }
+            try writeAll(fd, base, p.count)
+        }
+    }
+
+    public static func writeAll(_ fd: Int32, _ s: String) throws {
+        try writeAll(fd, Array(s.utf8))
+    }
+
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    public static func fsync(_ fd: Int32) throws {
+        while Glibc.fsync(fd) != 0 {
+            if errno == EINTR { continue }
+            throw SysError("fsync")
+        }
+    }
+
+    /// fsyncs a directory so that entries created or removed in it are durable.
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd)
+    }
+
+    public static func link(_ from: String, _ to: String) throws {
+        if Glibc.link(from, to) != 0 { throw SysError("link", path: to) }
+    }
+
+    public static func unlink(_ path: String) throws {
+        if Glibc.unlink(path) != 0 { throw SysError("unlink", path: path) }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw SysError("rename", path: to) }
+    }
+
+    public static func mkdir(_ path: String, _ mode: mode_t) throws {
+        if Glibc.mkdir(path, mode) != 0 { throw SysError("mkdir", path: path) }
+    }
+
+    public static func chdir(_ path: String) throws {
+        if Glibc.chdir(path) != 0 { throw SysError("chdir", path: path) }
+    }
+
+    public static func stat(_ path: String) throws -> stat {
+        var st = Glibc.stat()
+        if cStat(path, &st) != 0 { throw SysError("stat", path: path) }
+        return st
+    }
+
+    public static func lstat(_ path: String) throws -> stat {
+        var st = Glibc.stat()
+        if cLstat(path, &st) != 0 { throw SysError("lstat", path: path) }
+        return st
+    }
+
+    public static func fstat(_ fd: Int32) throws -> stat {
+        var st = Glibc.stat()
+        if Glibc.fstat(fd, &st) != 0 { throw SysError("fstat") }
+        return st
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return cStat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return cStat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func getenv(_ name: String) -> String? {
+        guard let p = Glibc.getenv(name) else { return nil }
+        return String(cString: p)
+    }
+
+    /// Seconds since the epoch.
+    public static func now() -> Int {
+        return Int(Glibc.time(nil))
+    }
+
+    /// Entries of a directory, without "." and "..".
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw SysError("opendir", path: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafePointer(to: ent.pointee.d_name) { p in
+                p.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Writes to standard error; failures are ignored (there is nowhere to report them).
+    public static func warn(_ s: String) {
+        var b = Array(s.utf8)
+        if b.last != 10 { b.append(10) }
+        _ = try? writeAll(2, b)
+    }
+
+    /// Terminates the process at once, without running atexit handlers.
+    public static func exit(_ code: Int32) -> Never {
+        Glibc._exit(code)
+    }
+
+    public static func exitFlushing(_ code: Int32) -> Never {
+        Glibc.exit(code)
+    }
+}
+
+// Module-level so that the C functions, not the struct type, are found.
+@inline(__always) private func cStat(_ p: String, _ st: inout stat) -> Int32 { stat(p, &st) }
+@inline(__always) private func cLstat(_ p: String, _ st: inout stat) -> Int32 { lstat(p, &st) }

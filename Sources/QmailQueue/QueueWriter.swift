@@ -1,0 +1,188 @@
+// qmail-queue: puts one message into the queue.
+//
+// Reads the message on fd 0 and the envelope on fd 1 (F sender \0, then
+// T recipient \0 for each recipient, then \0). Runs setuid qmailq in a
+// multi-user installation, so it takes nothing from its caller but the two
+// descriptors: its home comes from QmailHome's trusted rules.
+//
+// Durability: the message file and its directory entry are fsync'd before
+// the envelope is written; the envelope is fsync'd, linked into todo/, and
+// todo/ is fsync'd before exit 0. qmail-send looks only at todo/, so a crash
+// at any earlier instant leaves nothing that will be delivered (qmail-clean
+// removes the leftovers), and after exit 0 nothing is lost.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public enum QueueWriter {
+    /// Longest envelope address, as in qmail.
+    public static let maxAddress = 1003
+    /// qmail-queue gives up after a day, well below qmail-send's 36-hour limit for leftovers.
+    public static let deathSeconds: UInt32 = 86400
+
+    struct Exit: Error { let code: QueueExit }
+
+    /// The Received line qmail-queue prepends. The caller is named as qmail
+    /// does: the alias user, qmaild ("from network"), or a numeric uid.
+    public static func receivedLine(pid: Int32, uid: uid_t, time: Int) -> [UInt8] {
+        let who: String
+        if let pw = getpwnam("alias"), pw.pointee.pw_uid == uid {
+            who = "invoked by alias"
+        } else if let pw = getpwnam("qmaild"), pw.pointee.pw_uid == uid {
+            who = "invoked from network"
+        } else {
+            who = "invoked by uid \(uid)"
+        }
+        return Array("Received: (qmail \(pid) \(who)); \(Date822.qmail(time))\n".utf8)
+    }
+
+    /// Runs qmail-queue in this process and returns its exit code.
+    public static func main(home: QmailHome = QmailHome.current()) -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        signal(SIGALRM) { _ in _exit(QueueExit.timeout.rawValue) }
+        alarm(deathSeconds)
+        umask(0o033)
+        guard chdir(home.path) == 0 else { return QueueExit.homeDirectory.rawValue }
+        guard chdir("queue") == 0 else { return QueueExit.queueDirectory.rawValue }
+        var state = State()
+        do {
+            try run(&state)
+            return 0
+        } catch let e as Exit {
+            state.cleanup()
+            return e.code.rawValue
+        } catch {
+            state.cleanup()
+            return QueueExit.internalBug.rawValue
+        }
+    }
+
+    struct State {
+        var messPath: String?
+        var messFd: Int32 = -1
+        var intdPath: String?
+        var intdFd: Int32 = -1
+
+        /// Truncates and removes what this run created, as qmail does, so a
+        /// failed injection leaves no half-written entry.
+        func cleanup() {
+            if let p = intdPath {
+                if intdFd >= 0 { _ = ftruncate(intdFd, 0) }
+                _ = unlink(p)
+            }
+            if let p = messPath {
+                if messFd >= 0 { _ = ftruncate(messFd, 0) }
+                _ = unlink(p)
+            }
+        }
+    }
+
+    static func run(_ s: inout State) throws {
+        let pid = getpid()
+        let uid = getuid()
+        let start = Sys.now()
+        let received = receivedLine(pid: pid, uid: uid, time: start)
+
+        // A private name in pid/ gives a fresh inode: its number names the message.
+        var pidPath = ""
+        var fd: Int32 = -1
+        for seq in 1..<10 {
+            pidPath = "pid/\(pid).\(start).\(seq)"
+            fd = Glibc.open(pidPath, O_WRONLY | O_EXCL | O_CREAT | O_CLOEXEC, 0o644)
+            if fd >= 0 { break }
+        }
+        guard fd >= 0 else { throw Exit(code: .queuePid) }
+        s.messFd = fd
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else { throw Exit(code: .queuePid) }
+        let num = Int(st.st_ino)
+        let messPath = "mess/\(num % QueueLayout.split)/\(num)"
+        guard link(pidPath, messPath) == 0 else {
+            _ = unlink(pidPath)
+            throw Exit(code: .queueMess)
+        }
+        s.messPath = messPath
+        guard unlink(pidPath) == 0 else { throw Exit(code: .queuePid) }
+
+        // The message: Received line, then fd 0 copied as is.
+        let out = ByteWriter(fd: fd, capacity: 65536)
+        do { try out.put(received) } catch { throw Exit(code: .writeError) }
+        let input = ByteReader(fd: 0, capacity: 65536)
+        var readFailed = false
+        do {
+            try input.forEachChunk { chunk in
+                do { try out.put(chunk) } catch { throw Exit(code: .writeError) }
+            }
+        } catch let e as Exit {
+            throw e
+        } catch {
+            readFailed = true
+        }
+        if readFailed { throw Exit(code: .readError) }
+        do {
+            try out.flush()
+            try Sys.fsync(fd)
+            try Sys.fsyncDirectory("mess/\(num % QueueLayout.split)")
+        } catch { throw Exit(code: .writeError) }
+
+        // The envelope, from fd 1, into intd/N.
+        let intdPath = "intd/\(num)"
+        let ifd = Glibc.open(intdPath, O_WRONLY | O_EXCL | O_CREAT | O_CLOEXEC, 0o644)
+        guard ifd >= 0 else { throw Exit(code: .queueIntd) }
+        s.intdPath = intdPath
+        s.intdFd = ifd
+        let env = ByteWriter(fd: ifd, capacity: 8192)
+        let envIn = ByteReader(fd: 1, capacity: 8192)
+        func get() throws -> UInt8 {
+            do {
+                guard let c = try envIn.byte() else { throw Exit(code: .readError) }
+                return c
+            } catch let e as Exit { throw e } catch { throw Exit(code: .readError) }
+        }
+        func put(_ b: [UInt8]) throws {
+            do { try env.put(b) } catch { throw Exit(code: .writeError) }
+        }
+        try put(Array("u\(uid)\0p\(pid)\0".utf8))
+        guard try get() == UInt8(ascii: "F") else { throw Exit(code: .envelopeFormat) }
+        try put([UInt8(ascii: "F")])
+        try copyAddress(get, put)
+        while true {
+            let c = try get()
+            if c == 0 { break }
+            guard c == UInt8(ascii: "T") else { throw Exit(code: .envelopeFormat) }
+            try put([c])
+            try copyAddress(get, put)
+        }
+        do {
+            try env.flush()
+            try Sys.fsync(ifd)
+        } catch { throw Exit(code: .writeError) }
+        guard link(intdPath, "todo/\(num)") == 0 else { throw Exit(code: .queueTodo) }
+        do { try Sys.fsyncDirectory("todo") } catch { throw Exit(code: .writeError) }
+        Sys.close(ifd)
+        Sys.close(fd)
+        pullTrigger("lock/trigger")
+    }
+
+    /// Copies one NUL-terminated address, refusing one longer than qmail's limit.
+    static func copyAddress(_ get: () throws -> UInt8, _ put: ([UInt8]) throws -> Void) throws {
+        var addr: [UInt8] = []
+        while true {
+            let c = try get()
+            addr.append(c)
+            if c == 0 { break }
+            if addr.count >= maxAddress { throw Exit(code: .addressTooLong) }
+        }
+        try put(addr)
+    }
+
+    /// Wakes qmail-send through its fifo; harmless when nobody listens.
+    public static func pullTrigger(_ path: String) {
+        let fd = Glibc.open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 { return }
+        var b: UInt8 = 0
+        _ = Glibc.write(fd, &b, 1)
+        Glibc.close(fd)
+    }
+}
