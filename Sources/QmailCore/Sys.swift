@@ -166,6 +166,15 @@ public enum Sys {
         return names
     }
 
+    /// A pipe whose both ends close on exec (dup2 onto 0/1/2 clears that).
+    public static func pipeCloexec() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard Glibc.pipe(&fds) == 0 else { throw SysError("pipe") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        return (fds[0], fds[1])
+    }
+
     /// Writes to standard error; failures are ignored (there is nowhere to report them).
     public static func warn(_ s: String) {
         var b = Array(s.utf8)

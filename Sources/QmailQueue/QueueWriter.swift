@@ -25,11 +25,11 @@ public enum QueueWriter {
 
     /// The Received line qmail-queue prepends. The caller is named as qmail
     /// does: the alias user, qmaild ("from network"), or a numeric uid.
-    public static func receivedLine(pid: Int32, uid: uid_t, time: Int) -> [UInt8] {
+    public static func receivedLine(pid: Int32, uid: uid_t, time: Int, ids: QmailIds?) -> [UInt8] {
         let who: String
-        if let pw = getpwnam("alias"), pw.pointee.pw_uid == uid {
+        if let ids, !ids.singleUser, ids.uid("alias") == uid {
             who = "invoked by alias"
-        } else if let pw = getpwnam("qmaild"), pw.pointee.pw_uid == uid {
+        } else if let ids, !ids.singleUser, ids.uid("qmaild") == uid {
             who = "invoked from network"
         } else {
             who = "invoked by uid \(uid)"
@@ -43,11 +43,12 @@ public enum QueueWriter {
         signal(SIGALRM) { _ in _exit(QueueExit.timeout.rawValue) }
         alarm(deathSeconds)
         umask(0o033)
+        let ids = try? QmailIds.load(home: home)
         guard chdir(home.path) == 0 else { return QueueExit.homeDirectory.rawValue }
         guard chdir("queue") == 0 else { return QueueExit.queueDirectory.rawValue }
         var state = State()
         do {
-            try run(&state)
+            try run(&state, ids: ids)
             return 0
         } catch let e as Exit {
             state.cleanup()
@@ -78,11 +79,11 @@ public enum QueueWriter {
         }
     }
 
-    static func run(_ s: inout State) throws {
+    static func run(_ s: inout State, ids: QmailIds?) throws {
         let pid = getpid()
         let uid = getuid()
         let start = Sys.now()
-        let received = receivedLine(pid: pid, uid: uid, time: start)
+        let received = receivedLine(pid: pid, uid: uid, time: start, ids: ids)
 
         // A private name in pid/ gives a fresh inode: its number names the message.
         var pidPath = ""

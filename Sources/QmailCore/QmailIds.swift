@@ -1,0 +1,80 @@
+// The uids and gids of qmail's accounts for one home, the run-time
+// counterpart of qmail's compiled-in auto_uids. qmail-setup writes them to
+// HOME/ids, a root-owned file in a multi-user installation:
+//
+//   mode=multi            (or "single": every component runs as one user)
+//   alias=7790            one line per account: name=uid
+//   qmaild=7791 ...
+//   gid.qmail=2107        groups: gid.name=gid
+//   gid.nofiles=2108
+//
+// In single-user mode every account maps to the one user that owns the home.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct QmailIds: Sendable, Equatable {
+    public static let users = ["alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails"]
+    public static let groups = ["qmail", "nofiles"]
+
+    public var singleUser: Bool
+    public var uid: [String: uid_t]
+    public var gid: [String: gid_t]
+
+    public init(singleUser: Bool, uid: [String: uid_t], gid: [String: gid_t]) {
+        self.singleUser = singleUser
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// Every account mapped to one uid/gid.
+    public static func single(uid u: uid_t, gid g: gid_t) -> QmailIds {
+        var us: [String: uid_t] = [:]
+        for n in users { us[n] = u }
+        var gs: [String: gid_t] = [:]
+        for n in groups { gs[n] = g }
+        return QmailIds(singleUser: true, uid: us, gid: gs)
+    }
+
+    public func uid(_ name: String) -> uid_t? { uid[name] }
+    public func gid(_ name: String) -> gid_t? { gid[name] }
+
+    public func render() -> String {
+        var s = "mode=\(singleUser ? "single" : "multi")\n"
+        for n in Self.users { if let v = uid[n] { s += "\(n)=\(v)\n" } }
+        for n in Self.groups { if let v = gid[n] { s += "gid.\(n)=\(v)\n" } }
+        return s
+    }
+
+    public static func parse(_ data: [UInt8]) -> QmailIds? {
+        var ids = QmailIds(singleUser: false, uid: [:], gid: [:])
+        var sawMode = false
+        for line in Control.parseList(data) {
+            guard let eq = line.firstIndex(of: Ascii.equals) else { return nil }
+            let key = Array(line[0..<eq]).string
+            let value = Array(line[(eq + 1)...])
+            if key == "mode" {
+                sawMode = true
+                ids.singleUser = value.string == "single"
+                continue
+            }
+            guard let n = Decimal.parse(value), n <= Int(UInt32.max) else { return nil }
+            if key.hasPrefix("gid.") {
+                ids.gid[String(key.dropFirst(4))] = gid_t(n)
+            } else {
+                ids.uid[key] = uid_t(n)
+            }
+        }
+        return sawMode ? ids : nil
+    }
+
+    /// Reads HOME/ids. A missing file means "single-user, as whoever runs",
+    /// so a bare development tree works; a damaged one is an error.
+    public static func load(home: QmailHome) throws -> QmailIds {
+        guard let data = try FileIO.read(home.path + "/ids") else {
+            return .single(uid: geteuid(), gid: getegid())
+        }
+        guard let ids = parse(data) else { throw MailFailure.temporary("unable to parse \(home.path)/ids") }
+        return ids
+    }
+}

@@ -1,0 +1,109 @@
+// Hands a message to qmail-queue, as qmail's qmail_open/qmail_close do:
+// the message goes down one pipe (qmail-queue's fd 0), the envelope down
+// another (its fd 1), and the exit status is mapped to a MailFailure.
+// QMAILQUEUE names a replacement queue program where qmail honours it
+// (injectors run by users or by the network, never setuid code).
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public final class QueueClient {
+    private let pid: pid_t
+    private let message: ByteWriter
+    private var messageFd: Int32
+    private var envelopeFd: Int32
+    private var writeFailed = false
+    private var envelope: [UInt8] = []
+
+    /// The program to run: QMAILQUEUE when `honourEnvironment` and set, else HOME/bin/qmail-queue.
+    public static func program(home: QmailHome, honourEnvironment: Bool) -> String {
+        if honourEnvironment, !QmailHome.isPrivileged, let q = Sys.getenv("QMAILQUEUE"), !q.isEmpty { return q }
+        return home.bin("qmail-queue")
+    }
+
+    /// Starts the queue program. Throws a temporary MailFailure when it cannot be started.
+    public init(program: String) throws {
+        guard let m = try? Sys.pipeCloexec() else { throw MailFailure.temporary("unable to open pipe") }
+        guard let e = try? Sys.pipeCloexec() else {
+            Glibc.close(m.read); Glibc.close(m.write)
+            throw MailFailure.temporary("unable to open pipe")
+        }
+        let pm = [m.read, m.write], pe = [e.read, e.write]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // Move the envelope's read end out of the way first in case it is fd 0.
+        posix_spawn_file_actions_adddup2(&actions, pe[0], 100)
+        posix_spawn_file_actions_adddup2(&actions, pm[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, 100, 1)
+        posix_spawn_file_actions_addclose(&actions, 100)
+        var child: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), nil]
+        defer { for a in argv { free(a) } }
+        let rc = posix_spawn(&child, program, &actions, nil, argv, environ)
+        Glibc.close(pm[0])
+        Glibc.close(pe[0])
+        guard rc == 0 else {
+            Glibc.close(pm[1]); Glibc.close(pe[1])
+            throw MailFailure.temporary("unable to exec qq")
+        }
+        pid = child
+        messageFd = pm[1]
+        envelopeFd = pe[1]
+        message = ByteWriter(fd: pm[1], capacity: 65536)
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    public func put(_ bytes: [UInt8]) {
+        if writeFailed { return }
+        do { try message.put(bytes) } catch { writeFailed = true }
+    }
+
+    public func put(_ raw: UnsafeRawBufferPointer) {
+        if writeFailed { return }
+        do { try message.put(raw) } catch { writeFailed = true }
+    }
+
+    public func put(_ s: String) { put(Array(s.utf8)) }
+
+    public func from(_ sender: [UInt8]) {
+        envelope.append(UInt8(ascii: "F"))
+        envelope += sender
+        envelope.append(0)
+    }
+
+    public func to(_ recipient: [UInt8]) {
+        envelope.append(UInt8(ascii: "T"))
+        envelope += recipient
+        envelope.append(0)
+    }
+
+    /// Sends the envelope, waits for the queue program, and reports its
+    /// verdict: nil when the message is safely queued.
+    public func close() -> MailFailure? {
+        if !writeFailed {
+            do { try message.flush() } catch { writeFailed = true }
+        }
+        Glibc.close(messageFd)
+        messageFd = -1
+        envelope.append(0)
+        if !writeFailed {
+            do { try Sys.writeAll(envelopeFd, envelope) } catch { writeFailed = true }
+        }
+        Glibc.close(envelopeFd)
+        envelopeFd = -1
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            if errno != EINTR { return .temporary("qq crashed") }
+        }
+        // WIFEXITED / WEXITSTATUS, spelled out: the macros are not imported.
+        if (status & 0x7f) != 0 { return .temporary("qq crashed") }
+        let code = (status >> 8) & 0xff
+        if code == 0 && writeFailed { return QueueExit.failure(forExitCode: 54) }
+        return QueueExit.failure(forExitCode: code)
+    }
+
+    /// The qmail-queue process id, for "qp" in logs and replies.
+    public var queuePid: Int32 { pid }
+}
