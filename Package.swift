@@ -15,11 +15,13 @@ let staticStdlib: [LinkerSetting] = [
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-setup", ["QmailSetup"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
 ]
 
 let executables: [Target] = programs.map { p in
