@@ -16,11 +16,16 @@ let staticStdlib: [LinkerSetting] = [
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
     ("qmail-setup", ["QmailSetup"]),
+    ("qmail-newmrh", ["QmailAdmin"]),
+    ("qmail-showctl", ["QmailAdmin"]),
+    ("qmail-qread", ["QmailAdmin"]),
+    ("qmail-qstat", ["QmailAdmin"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
 ]
 
