@@ -20,12 +20,21 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("fastforward", ["QmailForward"]),
+    ("newaliases", ["QmailForward"]),
+    ("setforward", ["QmailForward"]),
+    ("printforward", ["QmailForward"]),
+    ("newinclude", ["QmailForward"]),
+    ("setmaillist", ["QmailForward"]),
+    ("printmaillist", ["QmailForward"]),
+    ("dot-forward", ["QmailForward"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
+    .target(name: "QmailForward", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailForward"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
 ]
 
@@ -39,6 +48,7 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailForwardTests", dependencies: ["QmailForward", "QmailCore"], path: "Tests/QmailForwardTests"),
 ]
 
 let package = Package(
