@@ -11,6 +11,16 @@ let staticStdlib: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib"], .when(configuration: .release)),
 ]
 
+/// Programs exec'd once per delivered message from .qmail files, linked
+/// fully static in release builds: no dynamic loader, no libstdc++ to map
+/// (fastforward: 0.97 ms per exec against 1.6 ms with -static-stdlib alone;
+/// djb's C fastforward takes 0.78 ms). They use no NSS (getpwnam), which is
+/// what a static glibc cannot do.
+let fullyStatic: [LinkerSetting] = [
+    .unsafeFlags(["-static-executable"], .when(configuration: .release)),
+]
+let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases"]
+
 /// program name -> library modules it links. Keep each list minimal: a
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
@@ -43,7 +53,7 @@ let executables: [Target] = programs.map { p in
         name: p.name,
         dependencies: p.deps.map { .target(name: $0) },
         path: "Sources/\(p.name)",
-        linkerSettings: staticStdlib)
+        linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic : staticStdlib)
 }
 
 let tests: [Target] = [

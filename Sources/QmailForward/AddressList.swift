@@ -12,23 +12,17 @@ public enum AddressItem {
 }
 
 public enum AddressList {
-    /// Calls `body` for each address and include of `tokens`, right to left.
-    /// Throws `ForwardFatal.parse` for an unbalanced '>'; rethrows from `body`.
-    public static func walk(_ toks: [Token], includes: Bool,
-                            _ body: (AddressItem) throws -> Void) throws {
+    /// The addresses and includes of `tokens`, right to left, and whether
+    /// the walk stopped at an unbalanced '>' (a syntax error, to be
+    /// reported after the items found before it have been handled, as djb's
+    /// tools do).
+    public static func walk(_ tokens: Tokens, includes: Bool) -> (items: [AddressItem], failed: Bool) {
+        let toks = tokens.list
+        var items: [AddressItem] = []
         // acc holds the current address's tokens in reverse order.
         var acc: [Token] = []
+        acc.reserveCapacity(toks.count)
         var wordOK = true
-
-        func flush() throws {
-            acc.reverse()
-            var hasAt = false
-            for t in acc where t.kind == .at { hasAt = true; break }
-            let text = Token822.unquote(acc[...])
-            acc.removeAll(keepingCapacity: true)
-            try body(.address(text: text, hasAt: hasAt))
-        }
-
         var t = toks.count
         while t > 0 {
             t -= 1
@@ -37,21 +31,20 @@ public enum AddressList {
                 break
             case .colon:
                 if includes, t >= 2, toks[t - 2].kind == .colon, toks[t - 1].kind == .atom,
-                   toks[t - 1].text == Array("include".utf8) {
+                   tokens.text(toks[t - 1]).elementsEqual("include".utf8) {
                     acc.reverse()
-                    let name = Token822.unquote(acc[...])
+                    items.append(.include(tokens.unquote(acc)))
                     acc.removeAll(keepingCapacity: true)
-                    try body(.include(name))
                     t -= 2
                 }
             case .right:
-                if !acc.isEmpty { try flush() }
+                if !acc.isEmpty { items.append(take(&acc, tokens)) }
                 while t > 0 && toks[t - 1].kind != .left {
                     t -= 1
                     acc.append(toks[t])
                 }
-                try flush() // even when empty: "<>"
-                if t <= 0 { throw ForwardFatal.parseError }
+                items.append(take(&acc, tokens)) // even when empty: "<>"
+                if t <= 0 { return (items, true) }
                 t -= 1
                 // Skip the phrase before '<': it is a display name.
                 while t > 0 {
@@ -60,18 +53,29 @@ public enum AddressList {
                 }
                 wordOK = false
             case .atom, .quote, .literal:
-                if !wordOK && !acc.isEmpty { try flush() }
+                if !wordOK && !acc.isEmpty { items.append(take(&acc, tokens)) }
                 wordOK = false
                 acc.append(toks[t])
             case .comma:
-                if !acc.isEmpty { try flush() }
+                if !acc.isEmpty { items.append(take(&acc, tokens)) }
                 wordOK = true
             case .at, .dot, .left:
                 wordOK = true
                 acc.append(toks[t])
             }
         }
-        if !acc.isEmpty { try flush() }
+        if !acc.isEmpty { items.append(take(&acc, tokens)) }
+        return (items, false)
+    }
+
+    /// The address held (reversed) in `acc`; empties `acc`.
+    static func take(_ acc: inout [Token], _ tokens: Tokens) -> AddressItem {
+        acc.reverse()
+        var hasAt = false
+        for t in acc where t.kind == .at { hasAt = true; break }
+        let text = tokens.unquote(acc)
+        acc.removeAll(keepingCapacity: true)
+        return .address(text: text, hasAt: hasAt)
     }
 }
 

@@ -119,13 +119,9 @@ public final class DotForward {
             guard let line = got?.bytes else { break }
             if line[0] != Ascii.hash {
                 guard let toks = Token822.parse(line) else { throw DotForward.parseError(line) }
-                do {
-                    try AddressList.walk(toks, includes: false) { item in
-                        if case .address(let text, let hasAt) = item { try self.gotAddress(text, hasAt: hasAt) }
-                    }
-                } catch let f as ForwardFatal where f.message == ForwardFatal.parseError.message {
-                    throw DotForward.parseError(line)
-                }
+                let (items, failed) = AddressList.walk(toks, includes: false)
+                for case .address(let text, let hasAt) in items { try gotAddress(text, hasAt: hasAt) }
+                if failed { throw DotForward.parseError(line) }
             }
         }
         if !targets.isEmpty {

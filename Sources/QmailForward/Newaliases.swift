@@ -78,12 +78,14 @@ public struct AliasEntryBuilder {
     public mutating func records(forLine line: [UInt8]) throws -> [(key: [UInt8], data: [UInt8])] {
         reset()
         guard let toks = Token822.parse(line) else { throw ForwardFatal.parseError }
-        try AddressList.walk(toks, includes: true) { item in
+        let (items, failed) = AddressList.walk(toks, includes: true)
+        for item in items {
             switch item {
-            case .include(let name): try self.gotInclude(name)
-            case .address(let text, let hasAt): try self.gotAddress(text, hasAt: hasAt)
+            case .include(let name): try gotInclude(name)
+            case .address(let text, let hasAt): try gotAddress(text, hasAt: hasAt)
             }
         }
+        if failed { throw ForwardFatal.parseError }
         if instr.isEmpty {
             if !target.isEmpty { throw ForwardFatal.parseError }
             return []

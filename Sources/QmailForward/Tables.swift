@@ -294,7 +294,8 @@ public enum NewInclude {
             if line[0] == Ascii.hash { continue }
             guard let toks = Token822.parse(line) else { throw parseError(line, number) }
             do {
-                try AddressList.walk(toks, includes: true) { item in
+                let (items, failed) = AddressList.walk(toks, includes: true)
+                for item in items {
                     switch item {
                     case .include(let name):
                         if name.isEmpty { throw ForwardFatal(111, "empty :include: filenames not permitted") }
@@ -304,7 +305,7 @@ public enum NewInclude {
                         out += name
                         out.append(0)
                     case .address(let text, let hasAt):
-                        if text.isEmpty { return }
+                        if text.isEmpty { continue }
                         if !hasAt && text[0] == Ascii.slash {
                             throw ForwardFatal(111, "file delivery \(DotForward.cString(text)) not supported")
                         }
@@ -323,6 +324,7 @@ public enum NewInclude {
                         out.append(0)
                     }
                 }
+                if failed { throw ForwardFatal.parseError }
             } catch let f as ForwardFatal {
                 if f.message == ForwardFatal.parseError.message { throw parseError(line, number) }
                 throw ForwardFatal(f.code, "line \(number): \(f.message)")

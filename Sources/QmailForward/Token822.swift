@@ -10,14 +10,40 @@ public enum TokenKind: UInt8, Sendable {
     case comma, at, dot, left, right, colon, semi
 }
 
+/// A token: its kind and where its text (without delimiters and escapes)
+/// sits in its line's `Tokens.chars`. Plain values: no allocation per token.
 public struct Token: Sendable {
     public var kind: TokenKind
-    /// The token's text without its delimiters and escapes (empty for specials).
-    public var text: [UInt8]
+    public var start: Int
+    public var end: Int
+}
 
-    public init(_ kind: TokenKind, _ text: [UInt8] = []) {
-        self.kind = kind
-        self.text = text
+/// The tokens of one line and the bytes of their texts.
+public struct Tokens: Sendable {
+    public var list: [Token] = []
+    public var chars: [UInt8] = []
+
+    public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
+
+    /// The address text of `tokens` (in order): quotes and escapes removed,
+    /// literals keep their brackets, comments vanish.
+    public func unquote<C: Collection>(_ tokens: C) -> [UInt8] where C.Element == Token {
+        var out: [UInt8] = []
+        for t in tokens {
+            switch t.kind {
+            case .comma: out.append(44)
+            case .at: out.append(64)
+            case .dot: out.append(46)
+            case .left: out.append(60)
+            case .right: out.append(62)
+            case .semi: out.append(59)
+            case .colon: out.append(58)
+            case .atom, .quote: out += chars[t.start..<t.end]
+            case .literal: out.append(91); out += chars[t.start..<t.end]; out.append(93)
+            case .comment: break
+            }
+        }
+        return out
     }
 }
 
@@ -31,97 +57,78 @@ public enum Token822 {
     }
 
     /// Splits `line` into tokens; nil when the line cannot be tokenized.
-    public static func parse(_ line: [UInt8]) -> [Token]? {
-        var toks: [Token] = []
-        toks.reserveCapacity(16)
-        let n = line.count
+    public static func parse(_ s: [UInt8]) -> Tokens? {
+        // Plain loops over locals (no closures), so the optimizer sees
+        // exclusive access and adds no runtime checks.
+        var list: [Token] = []
+        list.reserveCapacity(16)
+        var chars: [UInt8] = []
+        chars.reserveCapacity(s.count)
+        let n = s.count
         var i = 0
-        return line.withUnsafeBufferPointer { s -> [Token]? in
-            while i < n {
-                let c = s[i]
-                switch c {
-                case 46: toks.append(Token(.dot)); i += 1
-                case 44: toks.append(Token(.comma)); i += 1
-                case 64: toks.append(Token(.at)); i += 1
-                case 60: toks.append(Token(.left)); i += 1
-                case 62: toks.append(Token(.right)); i += 1
-                case 58: toks.append(Token(.colon)); i += 1
-                case 59: toks.append(Token(.semi)); i += 1
-                case 32, 9, 13, 10: i += 1
-                case 41, 93: return nil // ')' or ']' cannot start a token
-                case 40: // comment; nested parentheses are dropped from its text
-                    var text: [UInt8] = []
-                    var level = 1
-                    while level > 0 {
+        while i < n {
+            let c = s[i]
+            switch c {
+            case 46: list.append(Token(kind: .dot, start: 0, end: 0)); i += 1
+            case 44: list.append(Token(kind: .comma, start: 0, end: 0)); i += 1
+            case 64: list.append(Token(kind: .at, start: 0, end: 0)); i += 1
+            case 60: list.append(Token(kind: .left, start: 0, end: 0)); i += 1
+            case 62: list.append(Token(kind: .right, start: 0, end: 0)); i += 1
+            case 58: list.append(Token(kind: .colon, start: 0, end: 0)); i += 1
+            case 59: list.append(Token(kind: .semi, start: 0, end: 0)); i += 1
+            case 32, 9, 13, 10: i += 1
+            case 41, 93: return nil // ')' or ']' cannot start a token
+            case 40: // comment; nested parentheses are dropped from its text
+                let start = chars.count
+                var level = 1
+                while level > 0 {
+                    i += 1
+                    if i >= n { return nil }
+                    switch s[i] {
+                    case 40: level += 1
+                    case 41: level -= 1
+                    case 92:
                         i += 1
                         if i >= n { return nil }
-                        switch s[i] {
-                        case 40: level += 1
-                        case 41: level -= 1
-                        case 92:
-                            i += 1
-                            if i >= n { return nil }
-                            text.append(s[i])
-                        default: text.append(s[i])
-                        }
+                        chars.append(s[i])
+                    default: chars.append(s[i])
                     }
+                }
+                i += 1
+                list.append(Token(kind: .comment, start: start, end: chars.count))
+            case 34, 91: // quoted string or domain literal
+                let close: UInt8 = c == 34 ? 34 : 93
+                let start = chars.count
+                while true {
                     i += 1
-                    toks.append(Token(.comment, text))
-                case 34, 91: // quoted string or domain literal
-                    let close: UInt8 = c == 34 ? 34 : 93
-                    var text: [UInt8] = []
-                    while true {
+                    if i >= n { return nil }
+                    let d = s[i]
+                    if d == close { break }
+                    if d == 92 {
                         i += 1
                         if i >= n { return nil }
-                        let d = s[i]
-                        if d == close { break }
-                        if d == 92 {
-                            i += 1
-                            if i >= n { return nil }
-                        }
-                        text.append(s[i])
                     }
-                    i += 1
-                    toks.append(Token(c == 34 ? .quote : .literal, text))
-                default: // atom: runs until a special; backslash escapes
-                    var text: [UInt8] = []
-                    var quoted = false
-                    repeat {
-                        if s[i] == 92 {
-                            i += 1
-                            if i >= n { break }
-                        }
-                        let d = s[i]
-                        if d < 32 || d > 126 || d == 41 || d == 93 || d == 92 { quoted = true }
-                        text.append(d)
+                    chars.append(s[i])
+                }
+                i += 1
+                list.append(Token(kind: c == 34 ? .quote : .literal, start: start, end: chars.count))
+            default: // atom: runs until a special; backslash escapes
+                let start = chars.count
+                var quoted = false
+                repeat {
+                    if s[i] == 92 {
                         i += 1
                         if i >= n { break }
-                    } while !endsAtom(s[i])
-                    toks.append(Token(quoted ? .quote : .atom, text))
-                }
-            }
-            return toks
-        }
-    }
-
-    /// The address text of `tokens` (in order): quotes and escapes removed,
-    /// literals keep their brackets, comments vanish.
-    public static func unquote(_ tokens: ArraySlice<Token>) -> [UInt8] {
-        var out: [UInt8] = []
-        for t in tokens {
-            switch t.kind {
-            case .comma: out.append(44)
-            case .at: out.append(64)
-            case .dot: out.append(46)
-            case .left: out.append(60)
-            case .right: out.append(62)
-            case .semi: out.append(59)
-            case .colon: out.append(58)
-            case .atom, .quote: out += t.text
-            case .literal: out.append(91); out += t.text; out.append(93)
-            case .comment: break
+                    }
+                    let d = s[i]
+                    if d < 32 || d > 126 || d == 41 || d == 93 || d == 92 { quoted = true }
+                    chars.append(d)
+                    i += 1
+                    if i >= n { break }
+                } while !endsAtom(s[i])
+                list.append(Token(kind: quoted ? .quote : .atom, start: start, end: chars.count))
             }
         }
-        return out
+        return Tokens(list: list, chars: chars)
     }
 }
