@@ -76,8 +76,17 @@ public struct AliasEntryBuilder {
     /// Parses one logical line (continuations joined) and returns its cdb
     /// records; [] for a line with nothing in it.
     public mutating func records(forLine line: [UInt8]) throws -> [(key: [UInt8], data: [UInt8])] {
+        var out: [(key: [UInt8], data: [UInt8])] = []
+        var toks = Tokens()
+        try compile(line[...], &toks) { out.append(($0, $1)) }
+        return out
+    }
+
+    /// Parses one logical line and hands its records (owner first) to `add`.
+    mutating func compile(_ line: ArraySlice<UInt8>, _ toks: inout Tokens,
+                          _ add: ([UInt8], [UInt8]) throws -> Void) throws {
         reset()
-        guard let toks = Token822.parse(line) else { throw ForwardFatal.parseError }
+        guard Token822.parse(line, into: &toks) else { throw ForwardFatal.parseError }
         let (items, failed) = AddressList.walk(toks, includes: true)
         for item in items {
             switch item {
@@ -88,54 +97,67 @@ public struct AliasEntryBuilder {
         if failed { throw ForwardFatal.parseError }
         if instr.isEmpty {
             if !target.isEmpty { throw ForwardFatal.parseError }
-            return []
+            return
         }
         if target.isEmpty { throw ForwardFatal.parseError }
-        var out: [(key: [UInt8], data: [UInt8])] = []
-        if target.hasPrefix(Array("owner-".utf8)) {
-            out.append(([UInt8(ascii: "?")] + target[6...].map(Ascii.lower), fullTarget))
+        var key: [UInt8] = []
+        key.reserveCapacity(target.count + 1)
+        if target.count >= 6 && target[0..<6].elementsEqual("owner-".utf8) {
+            key.append(UInt8(ascii: "?"))
+            for c in target[6...] { key.append(Ascii.lower(c)) }
+            try add(key, fullTarget)
+            key.removeAll(keepingCapacity: true)
         }
-        out.append(([Ascii.colon] + target.map(Ascii.lower), instr))
-        return out
+        key.append(Ascii.colon)
+        for c in target { key.append(Ascii.lower(c)) }
+        try add(key, instr)
     }
 }
 
-/// Splits an aliases file into logical lines with the line number each
-/// starts on. The last line is dropped when it has no newline (djb's rule).
+/// Splits an aliases file (in memory) into logical lines: a line starting
+/// with space or tab continues the one before, a line holding only a
+/// newline is skipped, a logical line starting with '#' is a comment, and a
+/// last line without a newline is ignored (djb's rules). A logical line is
+/// returned as one slice of the file; skipped empty lines inside it are
+/// plain newlines, which the tokenizer ignores anyway.
 struct AliasLines {
-    private let reader: ByteReader
-    private var pending: [UInt8]? = nil
-    private var pendingNumber = 0
+    private let text: [UInt8]
+    private var pos = 0
     private var lineNumber = 0
-    private var done = false
 
-    init(fd: Int32) {
-        reader = ByteReader(fd: fd, capacity: 65536)
+    init(text: [UInt8]) { self.text = text }
+
+    /// The end of the physical line starting at `p` (just past its newline), or nil when it has none.
+    private func lineEnd(_ p: Int) -> Int? {
+        var i = p
+        let n = text.count
+        while i < n {
+            if text[i] == Ascii.lf { return i + 1 }
+            i += 1
+        }
+        return nil
     }
 
     /// The next logical line that is not a comment, with its first line number.
-    mutating func next() throws -> (line: [UInt8], number: Int)? {
-        while !done {
-            let got = try reader.line()
-            var raw: [UInt8]? = nil
-            if let g = got, g.bytes.last == Ascii.lf {
-                raw = g.bytes
+    mutating func next() -> (line: ArraySlice<UInt8>, number: Int)? {
+        while let end = lineEnd(pos) {
+            let start = pos
+            lineNumber += 1
+            let number = lineNumber
+            pos = end
+            if end - start == 1 { continue } // an empty line
+            // Swallow continuation lines and empty lines, up to a line that starts anew.
+            var last = end
+            while let e = lineEnd(pos) {
+                let c = text[pos]
+                if c == Ascii.lf { lineNumber += 1; pos = e; continue }
+                if c != Ascii.space && c != Ascii.tab { break }
                 lineNumber += 1
-            } else {
-                done = true // end of file, or a last line without newline (ignored)
+                pos = e
+                last = e
             }
-            if let r = raw {
-                if r.count == 1 { continue } // an empty line, even inside a continuation
-                if r[0] == Ascii.space || r[0] == Ascii.tab {
-                    if pending != nil { pending! += r } else { pending = r; pendingNumber = lineNumber }
-                    continue
-                }
-            }
-            let finished = pending
-            let number = pendingNumber
-            pending = raw
-            pendingNumber = lineNumber
-            if let f = finished, !f.isEmpty, f[0] != Ascii.hash { return (f, number) }
+            if text[start] == Ascii.hash { continue }
+            return (text[start..<last], number)
         }
         return nil
     }
@@ -154,25 +176,25 @@ public enum Newaliases {
     public static func run(_ o: NewaliasesOptions) throws {
         umask(0o033)
         let q = try Qualifier.load(controlDirectory: o.controlDirectory)
-        let fd: Int32
-        do { fd = try Sys.open(o.aliases, O_RDONLY) } catch {
-            throw ForwardFatal(111, "unable to read \(o.aliases): \(error)")
+        let text: [UInt8]
+        do {
+            guard let t = try FileIO.read(o.aliases, limit: Int(Int32.max)) else {
+                throw ForwardFatal(111, "unable to read \(o.aliases): \(Sys.strerror(ENOENT))")
+            }
+            text = t
+        } catch let e as SysError {
+            throw ForwardFatal(111, "unable to read \(o.aliases): \(Sys.strerror(e.errno))")
         }
-        defer { Sys.close(fd) }
-        var lines = AliasLines(fd: fd)
+        var lines = AliasLines(text: text)
         var builder = AliasEntryBuilder(qualifier: q)
+        var toks = Tokens()
         do {
             try CdbWriter.create(path: o.cdb, tmpPath: o.tmp, mode: 0o644) { add in
-                while true {
-                    let next: (line: [UInt8], number: Int)?
-                    do { next = try lines.next() } catch {
-                        throw ForwardFatal(111, "unable to read \(o.aliases): \(error)")
-                    }
-                    guard let (line, number) = next else { break }
+                while let (line, number) = lines.next() {
                     do {
-                        for r in try builder.records(forLine: line) { try add(r.key, r.data) }
+                        try builder.compile(line, &toks, add)
                     } catch let f as ForwardFatal {
-                        throw located(f, o.aliases, number, line)
+                        throw located(f, o.aliases, number, Array(line))
                     }
                 }
             }
@@ -189,7 +211,8 @@ public enum Newaliases {
     /// also shows the line, as djb's does (at most 200 bytes of it).
     static func located(_ f: ForwardFatal, _ file: String, _ number: Int, _ line: [UInt8]) -> ForwardFatal {
         if f.message == ForwardFatal.parseError.message {
-            var shown = line
+            var shown: [UInt8] = []
+            for c in line where !(c == Ascii.lf && shown.last == Ascii.lf) { shown.append(c) }
             while shown.last == Ascii.lf { shown.removeLast() }
             var suffix = ""
             if shown.count > 200 { shown = Array(shown[0..<200]); suffix = "..." }

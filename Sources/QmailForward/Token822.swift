@@ -29,6 +29,7 @@ public struct Tokens: Sendable {
     /// literals keep their brackets, comments vanish.
     public func unquote<C: Collection>(_ tokens: C) -> [UInt8] where C.Element == Token {
         var out: [UInt8] = []
+        out.reserveCapacity(chars.count + tokens.count + 2)
         for t in tokens {
             switch t.kind {
             case .comma: out.append(44)
@@ -57,13 +58,20 @@ public enum Token822 {
     }
 
     /// Splits `line` into tokens; nil when the line cannot be tokenized.
-    public static func parse(_ s: [UInt8]) -> Tokens? {
-        // Plain loops over locals (no closures), so the optimizer sees
-        // exclusive access and adds no runtime checks.
-        var list: [Token] = []
-        list.reserveCapacity(16)
-        var chars: [UInt8] = []
-        chars.reserveCapacity(s.count)
+    public static func parse(_ line: [UInt8]) -> Tokens? {
+        var r = Tokens()
+        return parse(line[...], into: &r) ? r : nil
+    }
+
+    /// Tokenizes `line` into `r`, reusing its storage; false on a syntax error.
+    public static func parse(_ line: ArraySlice<UInt8>, into r: inout Tokens) -> Bool {
+        r.list.removeAll(keepingCapacity: true)
+        r.chars.removeAll(keepingCapacity: true)
+        r.chars.reserveCapacity(line.count)
+        return line.withUnsafeBufferPointer { parse($0, &r.list, &r.chars) }
+    }
+
+    static func parse(_ s: UnsafeBufferPointer<UInt8>, _ list: inout [Token], _ chars: inout [UInt8]) -> Bool {
         let n = s.count
         var i = 0
         while i < n {
@@ -77,19 +85,19 @@ public enum Token822 {
             case 58: list.append(Token(kind: .colon, start: 0, end: 0)); i += 1
             case 59: list.append(Token(kind: .semi, start: 0, end: 0)); i += 1
             case 32, 9, 13, 10: i += 1
-            case 41, 93: return nil // ')' or ']' cannot start a token
+            case 41, 93: return false // ')' or ']' cannot start a token
             case 40: // comment; nested parentheses are dropped from its text
                 let start = chars.count
                 var level = 1
                 while level > 0 {
                     i += 1
-                    if i >= n { return nil }
+                    if i >= n { return false }
                     switch s[i] {
                     case 40: level += 1
                     case 41: level -= 1
                     case 92:
                         i += 1
-                        if i >= n { return nil }
+                        if i >= n { return false }
                         chars.append(s[i])
                     default: chars.append(s[i])
                     }
@@ -101,12 +109,12 @@ public enum Token822 {
                 let start = chars.count
                 while true {
                     i += 1
-                    if i >= n { return nil }
+                    if i >= n { return false }
                     let d = s[i]
                     if d == close { break }
                     if d == 92 {
                         i += 1
-                        if i >= n { return nil }
+                        if i >= n { return false }
                     }
                     chars.append(s[i])
                 }
@@ -129,6 +137,6 @@ public enum Token822 {
                 list.append(Token(kind: quoted ? .quote : .atom, start: start, end: chars.count))
             }
         }
-        return Tokens(list: list, chars: chars)
+        return true
     }
 }

@@ -76,15 +76,11 @@ final class AliasTests: XCTestCase {
 
     func testLinesContinuationsAndMissingFinalNewline() throws {
         let text = "a: b\n\tc\n\n  d\n# x\n  y\ne: f\ng: h"
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(pipe(&fds), 0)
-        try Sys.writeAll(fds[1], Array(text.utf8))
-        close(fds[1])
-        var lines = AliasLines(fd: fds[0])
+        var lines = AliasLines(text: Array(text.utf8))
         var got: [(String, Int)] = []
-        while let l = try lines.next() { got.append((l.line.string, l.number)) }
-        close(fds[0])
-        XCTAssertEqual(got.map(\.0), ["a: b\n\tc\n  d\n", "e: f\n"])
+        while let l = lines.next() { got.append((Array(l.line).string, l.number)) }
+        // The empty line inside the continuation stays as a bare newline: the tokenizer skips it.
+        XCTAssertEqual(got.map(\.0), ["a: b\n\tc\n\n  d\n", "e: f\n"])
         XCTAssertEqual(got.map(\.1), [1, 7])
     }
 }
