@@ -4,11 +4,45 @@
 // syntax here; newaliases and newinclude recognise ":include:" before a
 // file name, dot-forward ignores colons altogether.
 
-public enum AddressItem {
-    /// An address: its unquoted text and whether an '@' token was in it.
-    case address(text: [UInt8], hasAt: Bool)
-    /// The file name after ":include:".
-    case include([UInt8])
+/// One address or include found by the walk, as a range of tokens (no
+/// copy of its text). In an angle-bracket address every token in the range
+/// counts; elsewhere the walk never took semicolons, colons and comments,
+/// so the text skips them.
+public struct AddressItem: Sendable {
+    public var isInclude: Bool
+    public var start: Int
+    public var end: Int
+    public var angle: Bool
+    /// Whether an '@' token is part of the address.
+    public var hasAt: Bool
+}
+
+extension Tokens {
+    /// The unquoted text of `item` into `out` (replacing its contents).
+    public func text(of item: AddressItem, into out: inout [UInt8]) {
+        out.removeAll(keepingCapacity: true)
+        for i in item.start..<item.end {
+            let t = list[i]
+            switch t.kind {
+            case .comma: out.append(44)
+            case .at: out.append(64)
+            case .dot: out.append(46)
+            case .left: out.append(60)
+            case .right: out.append(62)
+            case .semi: if item.angle { out.append(59) }
+            case .colon: if item.angle { out.append(58) }
+            case .atom, .quote: out += chars[t.start..<t.end]
+            case .literal: out.append(91); out += chars[t.start..<t.end]; out.append(93)
+            case .comment: break
+            }
+        }
+    }
+
+    public func text(of item: AddressItem) -> [UInt8] {
+        var out: [UInt8] = []
+        text(of: item, into: &out)
+        return out
+    }
 }
 
 public enum AddressList {
@@ -16,13 +50,29 @@ public enum AddressList {
     /// the walk stopped at an unbalanced '>' (a syntax error, to be
     /// reported after the items found before it have been handled, as djb's
     /// tools do).
-    public static func walk(_ tokens: Tokens, includes: Bool) -> (items: [AddressItem], failed: Bool) {
+    public static func walk(_ tokens: Tokens, includes: Bool, into items: inout [AddressItem]) -> Bool {
+        items.removeAll(keepingCapacity: true)
         let toks = tokens.list
-        var items: [AddressItem] = []
-        // acc holds the current address's tokens in reverse order.
-        var acc: [Token] = []
-        acc.reserveCapacity(toks.count)
+        // The current address: the tokens taken so far span low..<high.
+        var low = 0, high = 0
+        var taken = false
+        var hasAt = false
         var wordOK = true
+
+        @inline(__always) func take(_ i: Int) {
+            if !taken { high = i + 1; taken = true; hasAt = false }
+            low = i
+            if toks[i].kind == .at { hasAt = true }
+        }
+        @inline(__always) func flush(include: Bool = false) {
+            if taken {
+                items.append(AddressItem(isInclude: include, start: low, end: high, angle: false, hasAt: hasAt))
+            } else {
+                items.append(AddressItem(isInclude: include, start: 0, end: 0, angle: false, hasAt: false))
+            }
+            taken = false
+        }
+
         var t = toks.count
         while t > 0 {
             t -= 1
@@ -31,20 +81,18 @@ public enum AddressList {
                 break
             case .colon:
                 if includes, t >= 2, toks[t - 2].kind == .colon, toks[t - 1].kind == .atom,
-                   tokens.text(toks[t - 1]).elementsEqual("include".utf8) {
-                    acc.reverse()
-                    items.append(.include(tokens.unquote(acc)))
-                    acc.removeAll(keepingCapacity: true)
+                   tokens.chars[toks[t - 1].start..<toks[t - 1].end].elementsEqual("include".utf8) {
+                    flush(include: true)
                     t -= 2
                 }
             case .right:
-                if !acc.isEmpty { items.append(take(&acc, tokens)) }
-                while t > 0 && toks[t - 1].kind != .left {
-                    t -= 1
-                    acc.append(toks[t])
-                }
-                items.append(take(&acc, tokens)) // even when empty: "<>"
-                if t <= 0 { return (items, true) }
+                if taken { flush() }
+                let right = t
+                while t > 0 && toks[t - 1].kind != .left { t -= 1 }
+                var at = false
+                for i in t..<right where toks[i].kind == .at { at = true; break }
+                items.append(AddressItem(isInclude: false, start: t, end: right, angle: true, hasAt: at)) // even "<>"
+                if t <= 0 { return true }
                 t -= 1
                 // Skip the phrase before '<': it is a display name.
                 while t > 0 {
@@ -53,29 +101,19 @@ public enum AddressList {
                 }
                 wordOK = false
             case .atom, .quote, .literal:
-                if !wordOK && !acc.isEmpty { items.append(take(&acc, tokens)) }
+                if !wordOK && taken { flush() }
                 wordOK = false
-                acc.append(toks[t])
+                take(t)
             case .comma:
-                if !acc.isEmpty { items.append(take(&acc, tokens)) }
+                if taken { flush() }
                 wordOK = true
             case .at, .dot, .left:
                 wordOK = true
-                acc.append(toks[t])
+                take(t)
             }
         }
-        if !acc.isEmpty { items.append(take(&acc, tokens)) }
-        return (items, false)
-    }
-
-    /// The address held (reversed) in `acc`; empties `acc`.
-    static func take(_ acc: inout [Token], _ tokens: Tokens) -> AddressItem {
-        acc.reverse()
-        var hasAt = false
-        for t in acc where t.kind == .at { hasAt = true; break }
-        let text = tokens.unquote(acc)
-        acc.removeAll(keepingCapacity: true)
-        return .address(text: text, hasAt: hasAt)
+        if taken { flush() }
+        return false
     }
 }
 

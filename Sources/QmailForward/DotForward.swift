@@ -119,8 +119,9 @@ public final class DotForward {
             guard let line = got?.bytes else { break }
             if line[0] != Ascii.hash {
                 guard let toks = Token822.parse(line) else { throw DotForward.parseError(line) }
-                let (items, failed) = AddressList.walk(toks, includes: false)
-                for case .address(let text, let hasAt) in items { try gotAddress(text, hasAt: hasAt) }
+                var items: [AddressItem] = []
+                let failed = AddressList.walk(toks, includes: false, into: &items)
+                for item in items { try gotAddress(toks.text(of: item), hasAt: item.hasAt) }
                 if failed { throw DotForward.parseError(line) }
             }
         }

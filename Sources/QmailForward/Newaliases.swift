@@ -27,6 +27,9 @@ public struct AliasEntryBuilder {
     var target: [UInt8] = []
     var fullTarget: [UInt8] = []
     var instr: [UInt8] = []
+    // Scratch space reused from line to line.
+    var items: [AddressItem] = []
+    var text: [UInt8] = []
 
     public init(qualifier: Qualifier) { q = qualifier }
 
@@ -87,12 +90,10 @@ public struct AliasEntryBuilder {
                           _ add: ([UInt8], [UInt8]) throws -> Void) throws {
         reset()
         guard Token822.parse(line, into: &toks) else { throw ForwardFatal.parseError }
-        let (items, failed) = AddressList.walk(toks, includes: true)
+        let failed = AddressList.walk(toks, includes: true, into: &items)
         for item in items {
-            switch item {
-            case .include(let name): try gotInclude(name)
-            case .address(let text, let hasAt): try gotAddress(text, hasAt: hasAt)
-            }
+            toks.text(of: item, into: &text)
+            if item.isInclude { try gotInclude(text) } else { try gotAddress(text, hasAt: item.hasAt) }
         }
         if failed { throw ForwardFatal.parseError }
         if instr.isEmpty {
@@ -189,7 +190,7 @@ public enum Newaliases {
         var builder = AliasEntryBuilder(qualifier: q)
         var toks = Tokens()
         do {
-            try CdbWriter.create(path: o.cdb, tmpPath: o.tmp, mode: 0o644) { add in
+            try CdbBuild.create(path: o.cdb, tmp: o.tmp, mode: 0o644, expectedBytes: text.count) { add in
                 while let (line, number) = lines.next() {
                     do {
                         try builder.compile(line, &toks, add)

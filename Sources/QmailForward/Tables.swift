@@ -294,17 +294,21 @@ public enum NewInclude {
             if line[0] == Ascii.hash { continue }
             guard let toks = Token822.parse(line) else { throw parseError(line, number) }
             do {
-                let (items, failed) = AddressList.walk(toks, includes: true)
+                var items: [AddressItem] = []
+                let failed = AddressList.walk(toks, includes: true, into: &items)
                 for item in items {
-                    switch item {
-                    case .include(let name):
+                    let text = toks.text(of: item)
+                    switch item.isInclude {
+                    case true:
+                        let name = text
                         if name.isEmpty { throw ForwardFatal(111, "empty :include: filenames not permitted") }
                         if name.contains(Ascii.lf) { throw ForwardFatal(111, "newlines not permitted in :include: filenames") }
                         if name.contains(0) { throw ForwardFatal(111, "NUL not permitted in :include: filenames") }
                         if name[0] != Ascii.dot && name[0] != Ascii.slash { out += [Ascii.dot, Ascii.slash] }
                         out += name
                         out.append(0)
-                    case .address(let text, let hasAt):
+                    case false:
+                        let hasAt = item.hasAt
                         if text.isEmpty { continue }
                         if !hasAt && text[0] == Ascii.slash {
                             throw ForwardFatal(111, "file delivery \(DotForward.cString(text)) not supported")

@@ -24,28 +24,6 @@ public struct Tokens: Sendable {
     public var chars: [UInt8] = []
 
     public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
-
-    /// The address text of `tokens` (in order): quotes and escapes removed,
-    /// literals keep their brackets, comments vanish.
-    public func unquote<C: Collection>(_ tokens: C) -> [UInt8] where C.Element == Token {
-        var out: [UInt8] = []
-        out.reserveCapacity(chars.count + tokens.count + 2)
-        for t in tokens {
-            switch t.kind {
-            case .comma: out.append(44)
-            case .at: out.append(64)
-            case .dot: out.append(46)
-            case .left: out.append(60)
-            case .right: out.append(62)
-            case .semi: out.append(59)
-            case .colon: out.append(58)
-            case .atom, .quote: out += chars[t.start..<t.end]
-            case .literal: out.append(91); out += chars[t.start..<t.end]; out.append(93)
-            case .comment: break
-            }
-        }
-        return out
-    }
 }
 
 public enum Token822 {
