@@ -21,19 +21,24 @@ extension Tokens {
     /// The unquoted text of `item` into `out` (replacing its contents).
     public func text(of item: AddressItem, into out: inout [UInt8]) {
         out.removeAll(keepingCapacity: true)
-        for i in item.start..<item.end {
-            let t = list[i]
-            switch t.kind {
-            case .comma: out.append(44)
-            case .at: out.append(64)
-            case .dot: out.append(46)
-            case .left: out.append(60)
-            case .right: out.append(62)
-            case .semi: if item.angle { out.append(59) }
-            case .colon: if item.angle { out.append(58) }
-            case .atom, .quote: out += chars[t.start..<t.end]
-            case .literal: out.append(91); out += chars[t.start..<t.end]; out.append(93)
-            case .comment: break
+        chars.withUnsafeBufferPointer { c in
+            for i in item.start..<item.end {
+                let t = list[i]
+                switch t.kind {
+                case .comma: out.append(44)
+                case .at: out.append(64)
+                case .dot: out.append(46)
+                case .left: out.append(60)
+                case .right: out.append(62)
+                case .semi: if item.angle { out.append(59) }
+                case .colon: if item.angle { out.append(58) }
+                case .atom, .quote: out.append(contentsOf: UnsafeBufferPointer(rebasing: c[t.start..<t.end]))
+                case .literal:
+                    out.append(91)
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: c[t.start..<t.end]))
+                    out.append(93)
+                case .comment: break
+                }
             }
         }
     }

@@ -18,10 +18,13 @@ public struct Token: Sendable {
     public var end: Int
 }
 
-/// The tokens of one line and the bytes of their texts.
+/// The tokens of one line and the bytes of their texts (`chars` may be
+/// longer than the texts: it is scratch space reused from line to line).
 public struct Tokens: Sendable {
     public var list: [Token] = []
     public var chars: [UInt8] = []
+
+    public init() {}
 
     public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
 }
@@ -43,18 +46,27 @@ public enum Token822 {
 
     /// Tokenizes `line` into `r`, reusing its storage; false on a syntax error.
     public static func parse(_ line: ArraySlice<UInt8>, into r: inout Tokens) -> Bool {
-        r.list.removeAll(keepingCapacity: true)
-        r.chars.removeAll(keepingCapacity: true)
-        r.chars.reserveCapacity(line.count)
-        return line.withUnsafeBufferPointer { parse($0, &r.list, &r.chars) }
+        var list = r.list
+        var chars = r.chars
+        r = Tokens()
+        list.removeAll(keepingCapacity: true)
+        // A token's text is never longer than the line: size the scratch once.
+        if chars.count < line.count { chars = [UInt8](repeating: 0, count: Swift.max(line.count, chars.count * 2)) }
+        let ok = line.withUnsafeBufferPointer { s in
+            chars.withUnsafeMutableBufferPointer { c in parse(s, &list, c) }
+        }
+        r.list = list
+        r.chars = chars
+        return ok
     }
 
-    static func parse(_ s: UnsafeBufferPointer<UInt8>, _ list: inout [Token], _ chars: inout [UInt8]) -> Bool {
+    static func parse(_ s: UnsafeBufferPointer<UInt8>, _ list: inout [Token], _ c: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+        var k = 0 // bytes used in c
         let n = s.count
         var i = 0
         while i < n {
-            let c = s[i]
-            switch c {
+            let ch = s[i]
+            switch ch {
             case 46: list.append(Token(kind: .dot, start: 0, end: 0)); i += 1
             case 44: list.append(Token(kind: .comma, start: 0, end: 0)); i += 1
             case 64: list.append(Token(kind: .at, start: 0, end: 0)); i += 1
@@ -65,7 +77,7 @@ public enum Token822 {
             case 32, 9, 13, 10: i += 1
             case 41, 93: return false // ')' or ']' cannot start a token
             case 40: // comment; nested parentheses are dropped from its text
-                let start = chars.count
+                let start = k
                 var level = 1
                 while level > 0 {
                     i += 1
@@ -76,15 +88,15 @@ public enum Token822 {
                     case 92:
                         i += 1
                         if i >= n { return false }
-                        chars.append(s[i])
-                    default: chars.append(s[i])
+                        c[k] = s[i]; k += 1
+                    default: c[k] = s[i]; k += 1
                     }
                 }
                 i += 1
-                list.append(Token(kind: .comment, start: start, end: chars.count))
+                list.append(Token(kind: .comment, start: start, end: k))
             case 34, 91: // quoted string or domain literal
-                let close: UInt8 = c == 34 ? 34 : 93
-                let start = chars.count
+                let close: UInt8 = ch == 34 ? 34 : 93
+                let start = k
                 while true {
                     i += 1
                     if i >= n { return false }
@@ -94,12 +106,12 @@ public enum Token822 {
                         i += 1
                         if i >= n { return false }
                     }
-                    chars.append(s[i])
+                    c[k] = s[i]; k += 1
                 }
                 i += 1
-                list.append(Token(kind: c == 34 ? .quote : .literal, start: start, end: chars.count))
+                list.append(Token(kind: ch == 34 ? .quote : .literal, start: start, end: k))
             default: // atom: runs until a special; backslash escapes
-                let start = chars.count
+                let start = k
                 var quoted = false
                 repeat {
                     if s[i] == 92 {
@@ -108,11 +120,11 @@ public enum Token822 {
                     }
                     let d = s[i]
                     if d < 32 || d > 126 || d == 41 || d == 93 || d == 92 { quoted = true }
-                    chars.append(d)
+                    c[k] = d; k += 1
                     i += 1
                     if i >= n { break }
                 } while !endsAtom(s[i])
-                list.append(Token(kind: quoted ? .quote : .atom, start: start, end: chars.count))
+                list.append(Token(kind: quoted ? .quote : .atom, start: start, end: k))
             }
         }
         return true
