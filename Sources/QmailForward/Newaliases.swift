@@ -30,6 +30,7 @@ public struct AliasEntryBuilder {
     // Scratch space reused from line to line.
     var items: [AddressItem] = []
     var text: [UInt8] = []
+    var key: [UInt8] = []
 
     public init(qualifier: Qualifier) { q = qualifier }
 
@@ -67,9 +68,12 @@ public struct AliasEntryBuilder {
             instr += fullTarget
             instr.append(0)
         }
-        target = text
+        // Copied into buffers kept from line to line (no allocation).
+        target.removeAll(keepingCapacity: true)
+        target.append(contentsOf: text)
         if !hasAt { target.append(Ascii.at) }
-        fullTarget = target
+        fullTarget.removeAll(keepingCapacity: true)
+        fullTarget.append(contentsOf: target)
         if fullTarget.last == Ascii.at { fullTarget += q.defaultHost }
         q.finishDomain(&fullTarget)
         if fullTarget.count > 800 { throw ForwardFatal(100, "addresses over 800 bytes are not permitted") }
@@ -101,8 +105,7 @@ public struct AliasEntryBuilder {
             return
         }
         if target.isEmpty { throw ForwardFatal.parseError }
-        var key: [UInt8] = []
-        key.reserveCapacity(target.count + 1)
+        key.removeAll(keepingCapacity: true)
         if target.count >= 6 && target[0..<6].elementsEqual("owner-".utf8) {
             key.append(UInt8(ascii: "?"))
             for c in target[6...] { key.append(Ascii.lower(c)) }
