@@ -15,11 +15,16 @@ let staticStdlib: [LinkerSetting] = [
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-inject", ["QmailInject"]),
+    ("sendmail", ["QmailInject"]),
+    ("predate", ["QmailInject"]),
+    ("datemail", ["QmailInject"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -32,6 +37,7 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
 ]
 
 let package = Package(
