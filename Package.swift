@@ -15,6 +15,11 @@ let staticStdlib: [LinkerSetting] = [
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-setup", ["QmailSetup"]),
+    ("qmail-newmrh", ["QmailAdmin"]),
+    ("qmail-showctl", ["QmailAdmin"]),
+    ("qmail-qread", ["QmailAdmin"]),
+    ("qmail-qstat", ["QmailAdmin"]),
     ("qmail-inject", ["QmailInject"]),
     ("sendmail", ["QmailInject"]),
     ("predate", ["QmailInject"]),
@@ -24,6 +29,8 @@ let programs: [(name: String, deps: [String])] = [
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
+    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
 ]
 
