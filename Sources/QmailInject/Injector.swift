@@ -90,37 +90,37 @@ public final class Injector {
 
     /// Reads header lines until the header ends, processing each field.
     public func readHeader(_ source: LineSource) throws -> HeaderEnd {
-        var current: [UInt8]? = nil
+        var current: [UInt8] = []   // the field being assembled, when inField
+        var inField = false
         var used = 0
         while true {
             let got: (bytes: [UInt8], overflow: Bool)?
             do { got = try source.line(delimiter: Ascii.lf, limit: headerLimit - used + 1) } catch { throw InjectFailure.readError }
             guard let (raw, overflow) = got else {
-                if let c = current { try field(c) }
+                if inField { try field(current) }
                 return .endOfInput
             }
             if overflow {
                 // Too long for the header: fail unless the line is plainly body.
-                let continuation = current != nil && (raw.first == Ascii.space || raw.first == Ascii.tab)
+                let continuation = inField && (raw.first == Ascii.space || raw.first == Ascii.tab)
                 if continuation || raw.hasPrefix(Injector.mboxFrom) || HeaderField.nameState(raw) != .invalid {
                     throw InjectFailure.headerTooLarge(headerLimit)
                 }
-                if let c = current { try field(c) }
+                if inField { try field(current) }
                 return .body([Ascii.lf] + raw)
             }
             var line = raw
             if line.last != Ascii.lf { line.append(Ascii.lf) }
             // Accept CRLF header lines: the queue's format is bare LF.
             if line.count >= 2 && line[line.count - 2] == Ascii.cr { line.remove(at: line.count - 2) }
-            if var c = current {
+            if inField {
                 if line.first == Ascii.space || line.first == Ascii.tab {
-                    c += line
-                    current = c
+                    current.append(contentsOf: line)
                     used += raw.count
                     continue
                 }
-                current = nil
-                try field(c)
+                inField = false
+                try field(current)
             }
             if line.count == 1 { return .body([Ascii.lf]) }
             if line.hasPrefix(Injector.mboxFrom) {
@@ -130,6 +130,7 @@ public final class Injector {
             } else {
                 return .body([Ascii.lf] + raw)
             }
+            inField = true
             used += raw.count
         }
     }

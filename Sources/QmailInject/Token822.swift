@@ -124,35 +124,44 @@ public enum Token822Parser {
     }
 
     /// Writes tokens back as a header field ending in "\n". After each comma
-    /// a line break is kept only when the line would exceed `lineLength`.
+    /// qmail puts a tentative line break and drops it again when the line up
+    /// to the next comma (break included) still fits in `lineLength`; the
+    /// decisions are made on the unbroken text, then the breaks kept are
+    /// inserted, so the work stays linear in the field's size.
     public static func unparse(_ tokens: [Token822], lineLength: Int = 80) -> [UInt8] {
-        var out: [UInt8] = []
+        var text: [UInt8] = []
+        var kept: [Int] = []          // offsets in `text` where "\n " goes
         var lineStart = 0
+        var firstLine = true
         var pendingBreak: Int? = nil
 
         func breakPoint() {
-            if let p = pendingBreak, lineLength == 0 || out.count - lineStart <= lineLength {
-                out.removeSubrange(p..<(p + 2))
-            } else if let p = pendingBreak {
-                lineStart = p + 1
+            let x = text.count
+            if let p = pendingBreak {
+                // Bytes qmail counts on this line: the leading space of the
+                // break that began it, the text, and the pending "\n ".
+                let length = (x - lineStart) + 2 + (firstLine ? 0 : 1)
+                if lineLength != 0 && length > lineLength {
+                    kept.append(p)
+                    lineStart = p
+                    firstLine = false
+                }
             }
-            pendingBreak = out.count
-            out.append(10)
-            out.append(32)
+            pendingBreak = x
         }
 
         var last: Token822.Kind? = nil
         for t in tokens {
-            if needSpace(last, t.kind) { out.append(32) }
+            if needSpace(last, t.kind) { text.append(32) }
             last = t.kind
             switch t.kind {
-            case .comma: out.append(44); breakPoint()
-            case .at: out.append(64)
-            case .dot: out.append(46)
-            case .left: out.append(60)
-            case .right: out.append(62)
-            case .semi: out.append(59)
-            case .colon: out.append(58)
+            case .comma: text.append(44); breakPoint()
+            case .at: text.append(64)
+            case .dot: text.append(46)
+            case .left: text.append(60)
+            case .right: text.append(62)
+            case .semi: text.append(59)
+            case .colon: text.append(58)
             case .atom, .quote, .literal, .comment:
                 let (open, close): (UInt8?, UInt8?) = {
                     switch t.kind {
@@ -162,19 +171,29 @@ public enum Token822Parser {
                     default: return (nil, nil)
                     }
                 }()
-                if let open { out.append(open) }
+                if let open { text.append(open) }
                 for ch in t.text {
                     switch ch {
-                    case 34, 91, 93, 40, 41, 92, 13, 10: out.append(92)
+                    case 34, 91, 93, 40, 41, 92, 13, 10: text.append(92)
                     default: break
                     }
-                    out.append(ch)
+                    text.append(ch)
                 }
-                if let close { out.append(close) }
+                if let close { text.append(close) }
             }
         }
         breakPoint()
-        out.removeLast()
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + 2 * kept.count + 1)
+        var from = 0
+        for k in kept {
+            out += text[from..<k]
+            out.append(10)
+            out.append(32)
+            from = k
+        }
+        out += text[from...]
+        out.append(10)
         return out
     }
 

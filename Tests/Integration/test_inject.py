@@ -330,3 +330,19 @@ def test_predate_and_datemail(qhome, tmp_path):
     # predate's local-time Date is kept; qmail-inject adds none of its own
     assert len(re.findall(rb"^Date: ", msg, re.M)) == 1
     assert re.search(rb"^Date: .* [+-]\d{4}\n", msg, re.M), msg
+
+
+def test_megabyte_address_list_and_many_folded_lines(qhome):
+    # about 1 MB of addresses on one line: linear work, every one queued
+    addrs = [b"u%d@x.example" % i for i in range(70000)]
+    r = qhome.run("qmail-inject", "-n", input=b"To: " + b", ".join(addrs) + b"\n\nbody\n", timeout=120)
+    assert r.returncode == 0, r.stderr
+    to = r.stdout.split(b"\nTo: ", 1)[1].split(b"\n\n", 1)[0]
+    assert all(len(l) <= 80 for l in to.split(b"\n"))
+    assert to.count(b"@x.example") == 70000
+    # a field folded over 40000 lines stays within the limit and is kept as is
+    folded = b"X-Folded: start\n" + b" continued line\n" * 40000
+    r = qhome.run("qmail-inject", "a@b.example", input=folded + b"\nbody\n", timeout=120)
+    assert r.returncode == 0, r.stderr
+    msg, _, _ = only_message(qhome)
+    assert folded in msg

@@ -286,3 +286,50 @@ extension String {
         return String(decoding: b[start..<end], as: UTF8.self)
     }
 }
+
+/// qmail's folding done the direct way (tentative "\n " after each comma,
+/// removed again when the line still fits), to check the linear version.
+func referenceFold(_ flat: [UInt8], lineLength: Int) -> [UInt8] {
+    var out: [UInt8] = []
+    var lineStart = 0
+    var pending: Int? = nil
+    func nsuw() {
+        if let p = pending, out.count - lineStart <= lineLength {
+            out.removeSubrange(p..<(p + 2))
+        } else if let p = pending {
+            lineStart = p + 1
+        }
+        pending = out.count
+        out += [10, 32]
+    }
+    for c in flat {
+        out.append(c)
+        if c == 44 { nsuw() }
+    }
+    nsuw()
+    out.removeLast()
+    return out
+}
+
+final class FoldingTests: XCTestCase {
+    func testMatchesReference() {
+        var seed: UInt64 = 12345
+        func next(_ n: Int) -> Int {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Int((seed >> 33) % UInt64(n))
+        }
+        for round in 0..<300 {
+            let count = 1 + next(15)
+            var addrs: [String] = []
+            for _ in 0..<count {
+                addrs.append(String(repeating: "a", count: 1 + next(30)) + "@" + String(repeating: "b", count: 1 + next(40)) + ".org")
+            }
+            let field = "To: " + addrs.joined(separator: ", ") + "\n"
+            let tokens = Token822Parser.parse(Array(field.utf8))!
+            // The unbroken text qmail writes: ", " between addresses.
+            let flat = Array(("To: " + addrs.joined(separator: ", ")).utf8)
+            let expected = referenceFold(flat, lineLength: 80)
+            XCTAssertEqual(Token822Parser.unparse(tokens).string, expected.string, "round \(round)")
+        }
+    }
+}
