@@ -333,3 +333,40 @@ final class FoldingTests: XCTestCase {
         }
     }
 }
+
+final class SettingsTests: XCTestCase {
+    func testEnvironmentOrder() throws {
+        let env: [String: String] = ["MAILUSER": "mu", "USER": "u", "LOGNAME": "l", "MAILHOST": "mh.example",
+                                     "MAILNAME": "Mail Name", "NAME": "Name", "QMAILINJECT": "csfirmx"]
+        let s = try InjectSettings.from { env[$0] }
+        XCTAssertEqual(s.mailUser.string, "mu")
+        XCTAssertEqual(s.returnUser.string, "mu")
+        XCTAssertEqual(s.mailHost?.string, "mh.example")
+        XCTAssertEqual(s.returnHost?.string, "mh.example")
+        XCTAssertEqual(s.fullName?.string, "Mail Name")
+        XCTAssertTrue(s.nameComment && s.deleteReturnPath && s.deleteFrom && s.deleteMessageID && s.verpRecipient && s.verpMessage)
+        let t = try InjectSettings.from { ["QMAILUSER": "q", "USER": "u", "QMAILSUSER": "s", "QMAILSHOST": "sh"][$0] }
+        XCTAssertEqual(t.mailUser.string, "q")
+        XCTAssertEqual(t.returnUser.string, "s")
+        XCTAssertNil(t.mailHost)
+        XCTAssertEqual(t.returnHost?.string, "sh")
+        XCTAssertEqual(try InjectSettings.from { _ in nil }.mailUser.string, "anonymous")
+        XCTAssertThrowsError(try InjectSettings.from { $0 == "QMAILMFTFILE" ? "/" : nil })  // a directory: read error
+        XCTAssertNil(try InjectSettings.from { $0 == "QMAILMFTFILE" ? "/nonexistent/file" : nil }.mailingLists)
+    }
+
+    func testQuotedUserInFrom() throws {
+        let r = try inject("To: a@b.c\n\n", settings: settings { $0.mailUser = Array("john smith".utf8) })
+        XCTAssertTrue(r.header.contains("From: \"john smith\"@silverton.berkeley.edu\n"), r.header)
+    }
+
+    func testPredateLine() {
+        let line = Predate.dateLine(0).string
+        XCTAssertTrue(line.hasPrefix("Date: "))
+        XCTAssertTrue(line.hasSuffix("\n"))
+        let parts = line.dropFirst(6).dropLast().split(separator: " ")
+        XCTAssertEqual(parts.count, 5, line)
+        XCTAssertTrue(parts[4].first == "+" || parts[4].first == "-")
+        XCTAssertEqual(parts[4].count, 5)
+    }
+}
