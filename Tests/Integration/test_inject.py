@@ -281,10 +281,11 @@ def test_sendmail_mapping(qhome):
     for f in qhome.queue_files("todo"):
         f.unlink()
     # without -t: argument recipients only, the header's are ignored
-    r = qhome.run("sendmail", "-oi", "arg@a.example", input=m, env={"USER": "djb"})
+    r = qhome.run("sendmail", "-oi", "arg@a.example", input=m + b".\nafter the dot\n", env={"USER": "djb"})
     assert r.returncode == 0, r.stderr
-    _, _, rcpts = only_message(qhome)
+    msg, _, rcpts = only_message(qhome)
     assert rcpts == [b"arg@a.example"]
+    assert msg.endswith(b"\n\nbody\n.\nafter the dot\n")  # a lone dot is just a line
 
 
 def test_sendmail_modes_and_errors(qhome, tmp_path):
