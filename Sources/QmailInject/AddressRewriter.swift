@@ -38,7 +38,7 @@ public struct AddressRewriter: Sendable {
     let domainTokens: [Token822]   // ".defaultdomain"
     let plusTokens: [Token822]     // ".plusdomain"
 
-    /// nil (with the offending text) when a control does not parse.
+    /// Throws (exit 100, with the offending text) when a control value does not parse.
     public init(_ d: InjectDomains) throws(InjectFailure) {
         func tokens(_ prefix: UInt8, _ v: [UInt8]) throws(InjectFailure) -> [Token822] {
             let text = [prefix] + v

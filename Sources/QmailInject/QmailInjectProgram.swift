@@ -61,9 +61,7 @@ public enum QmailInjectProgram {
         let settings = try InjectSettings.from(environment: env)
         let home = QmailHome.current()
         let domains: InjectDomains
-        do { domains = try InjectDomains.load(control: Control(home: home), environment: env) } catch let f as InjectFailure {
-            throw f
-        } catch {
+        do { domains = try InjectDomains.load(control: Control(home: home), environment: env) } catch {
             throw InjectFailure.controls
         }
         let options = try InjectOptions.parse(args)
