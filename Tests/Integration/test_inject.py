@@ -347,3 +347,11 @@ def test_megabyte_address_list_and_many_folded_lines(qhome):
     assert r.returncode == 0, r.stderr
     msg, _, _ = only_message(qhome)
     assert folded in msg
+
+
+def test_unreadable_control_is_temporary(qhome):
+    (qhome.path / "control" / "defaulthost").mkdir()  # read() fails: not "missing"
+    r = inject(qhome, b"To: a@b.example\n\n")
+    assert r.returncode == 111
+    assert r.stderr == b"qmail-inject: fatal: unable to read controls\n"
+    assert qhome.queue_files("todo") == []
