@@ -16,11 +16,13 @@ let staticStdlib: [LinkerSetting] = [
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
     ("qmail-setup", ["QmailSetup"]),
+    ("qmail-local", ["QmailLocal"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
 ]
 
@@ -33,6 +35,7 @@ let executables: [Target] = programs.map { p in
 }
 
 let tests: [Target] = [
+    .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
 ]
 
