@@ -17,6 +17,17 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
     ("qmail-setup", ["QmailSetup"]),
     ("qmail-local", ["QmailLocal"]),
+    ("qmail-getpw", ["QmailLocal"]),
+    ("qmail-newu", ["QmailLocal"]),
+    ("qmail-pw2u", ["QmailLocal"]),
+    ("preline", ["QmailLocal"]),
+    ("condredirect", ["QmailLocal"]),
+    ("bouncesaying", ["QmailLocal"]),
+    ("except", ["QmailLocal"]),
+    ("forward", ["QmailLocal"]),
+    ("maildirmake", ["QmailLocal"]),
+    ("maildir2mbox", ["QmailLocal"]),
+    ("splogger", ["QmailLocal"]),
 ]
 
 let libraries: [Target] = [
