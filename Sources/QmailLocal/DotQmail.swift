@@ -81,8 +81,11 @@ public enum DotQmail {
         var lines = data.split(separator: Ascii.lf, omittingEmptySubsequences: false).map(Array.init)
         if lines.last?.isEmpty == true { lines.removeLast() }
         return lines.map { raw in
-            let line = raw.trimmingTrailing { $0 == Ascii.space || $0 == Ascii.tab }
-            return instruction(line)
+            // Trailing blanks go first, then the line ends at a NUL, as the
+            // C string qmail-local makes of it would: a NUL can never reach
+            // a file name, a command or an envelope.
+            let trimmed = raw.trimmingTrailing { $0 == Ascii.space || $0 == Ascii.tab }
+            return instruction(Array(trimmed.prefix { $0 != 0 }))
         }
     }
 

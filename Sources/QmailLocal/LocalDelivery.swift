@@ -280,7 +280,6 @@ public enum LocalDelivery {
     /// program asked to stop (exit 99); exits on failure.
     static func runProgram(_ command: [UInt8]) -> Bool {
         rewind()
-        if command.contains(0) { temp("Uh-oh: .qmail program line contains NUL.", "4.7.0") }
         let pid: pid_t
         switch Child.spawn([Array("/bin/sh".utf8), Array("-c".utf8), command]) {
         case .success(let p): pid = p

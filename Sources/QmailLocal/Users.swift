@@ -104,6 +104,18 @@ public enum UsersAssign {
         return nil
     }
 
+    /// qmail-lspawn's first step: the assignment in users/cdb at `path`, or
+    /// nil when there is no users/cdb or no match (then qmail-getpw decides).
+    /// A damaged or unreadable cdb throws GetpwError(QLX.cdb).
+    public static func lookup(cdbPath path: String, local: [UInt8]) throws -> UserAssignment? {
+        do {
+            guard let cdb = try CdbReader.open(path) else { return nil }
+            return try lookup(cdb, local: local)
+        } catch {
+            throw GetpwError(code: QLX.cdb)
+        }
+    }
+
     static func assignment(_ d: [UInt8], rest: [UInt8]) -> UserAssignment? {
         let f = d.split(byte: 0)
         guard f.count == 6 else { return nil }

@@ -574,3 +574,12 @@ def test_maildirmake_and_maildir2mbox(qhome, home, tmp_path):
 def test_splogger_reads_stdin(qhome):
     r = qhome.run("splogger", "sqtest", input=b"hello\nwarning: x\n" + b"y" * 2000 + b"\n")
     assert r.returncode == 0
+
+
+def test_nul_in_qmail_file_cuts_the_line(qhome, home, tmp_path):
+    (home / ".qmail").write_bytes(b"&a@b.org\0Tevil@x.org\n")
+    os.chmod(home / ".qmail", 0o644)
+    r = local(qhome, home, tmp_path)
+    assert r.returncode == 0, r.stderr
+    (env,) = todo_envelopes(qhome)
+    assert env.endswith(b"\0Fs@x.org\0Ta@b.org\0")

@@ -41,6 +41,8 @@ final class DotQmailTests: XCTestCase {
         XCTAssertEqual(DotQmail.parse(b("./Maildir/")), [.maildir(b("./Maildir/"))])
         XCTAssertEqual(DotQmail.parse([]), [])
         XCTAssertEqual(DotQmail.parse(b("\n#x\n")), [.blank, .comment])
+        XCTAssertEqual(DotQmail.parse(b("&a@b\u{0}Tevil@x\n|prog \u{0}rest\n\u{0}\n")),
+                       [.forward(b("a@b")), .program(b("prog ")), .blank])
     }
 
     func testNewSender() {
