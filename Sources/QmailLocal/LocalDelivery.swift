@@ -71,6 +71,9 @@ public enum LocalDelivery {
     public static func main(_ a: LocalArguments) -> Never {
         umask(0o077)
         signal(SIGPIPE, SIG_IGN)
+        // A file-size limit then fails a write with EFBIG (temporary, mbox
+        // truncated back) instead of killing us.
+        signal(SIGXFSZ, SIG_IGN)
 
         let chdirOK = BytePath.with(a.homedir) { Glibc.chdir($0) } == 0
         if !chdirOK { temp("Unable to switch to \(a.homedir.string): \(Sys.strerror(errno)).") }

@@ -107,6 +107,7 @@ public enum Child {
         sigemptyset(&sigs)
         sigaddset(&sigs, SIGPIPE)
         sigaddset(&sigs, SIGALRM)
+        sigaddset(&sigs, SIGXFSZ)
         posix_spawnattr_setsigdefault(&attr, &sigs)
         var empty = sigset_t()
         sigemptyset(&empty)

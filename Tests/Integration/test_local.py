@@ -583,3 +583,40 @@ def test_nul_in_qmail_file_cuts_the_line(qhome, home, tmp_path):
     assert r.returncode == 0, r.stderr
     (env,) = todo_envelopes(qhome)
     assert env.endswith(b"\0Fs@x.org\0Ta@b.org\0")
+
+
+def test_mbox_write_failure_truncates_back(qhome, home, tmp_path):
+    import resource
+    qmail_file(home, ".qmail", "./Mailbox\n")
+    old = b"From x Thu Jan 01 00:00:00 1970\nold\n\n" * 10
+    (home / "Mailbox").write_bytes(old)
+    limit = len(old) + 100
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = local(qhome, home, tmp_path, msg=MSG + b"x" * 5000 + b"\n", preexec_fn=small_files)
+    assert r.returncode == 111
+    assert b"Unable to write ./Mailbox" in r.stderr
+    assert (home / "Mailbox").read_bytes() == old
+
+
+def test_mbox_waits_for_lock(qhome, home, tmp_path):
+    import fcntl
+    import time
+    qmail_file(home, ".qmail", "./Mailbox\n")
+    mf = tmp_path / "m"
+    mf.write_bytes(MSG)
+    with open(home / "Mailbox", "ab") as box:
+        fcntl.flock(box, fcntl.LOCK_EX)
+        with open(mf, "rb") as f:
+            e = dict(qhome.env)
+            p = subprocess.Popen([qhome.bin("qmail-local"), "joe", str(home), "joe", "", "", DOMAIN, "s@x.org",
+                                  "./Maildir/"], stdin=f, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(1)
+            assert p.poll() is None, "delivered while the mailbox was locked"
+            assert (home / "Mailbox").stat().st_size == 0
+            fcntl.flock(box, fcntl.LOCK_UN)
+            out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert (home / "Mailbox").read_bytes().endswith(b"\n>From the start\n>>From quoted\nbody\n\n")
