@@ -16,6 +16,14 @@ let staticStdlib: [LinkerSetting] = [
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
     ("qmail-setup", ["QmailSetup"]),
+    ("qmail-newmrh", ["QmailAdmin"]),
+    ("qmail-showctl", ["QmailAdmin"]),
+    ("qmail-qread", ["QmailAdmin"]),
+    ("qmail-qstat", ["QmailAdmin"]),
+    ("qmail-inject", ["QmailInject"]),
+    ("sendmail", ["QmailInject"]),
+    ("predate", ["QmailInject"]),
+    ("datemail", ["QmailInject"]),
     ("qmail-local", ["QmailLocal"]),
     ("qmail-getpw", ["QmailLocal"]),
     ("qmail-newu", ["QmailLocal"]),
@@ -33,8 +41,10 @@ let programs: [(name: String, deps: [String])] = [
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -48,6 +58,7 @@ let executables: [Target] = programs.map { p in
 let tests: [Target] = [
     .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
 ]
 
 let package = Package(
