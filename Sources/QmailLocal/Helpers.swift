@@ -274,21 +274,55 @@ public enum Helpers {
 
     // MARK: splogger
 
-    /// splogger's per-line processing, testable: non-printable bytes become
-    /// '?', lines are cut into pieces of at most 799 bytes; continuation
-    /// pieces are marked with "+" after the stamp.
-    public struct SploggerState {
-        public var buf: [UInt8] = []
-        public var continuing = false
-        public var priority: Int32 = LOG_INFO
-        public var stamp = ""
-        public init() {}
+    /// splogger's line handling, apart from syslog so tests reach it:
+    /// non-printable bytes become '?'; a line is sent in pieces of at most
+    /// 799 bytes, the first as "STAMP text", the rest as "STAMP+text"; the
+    /// priority is warning for "warning:", alert for "alert:", else info.
+    public struct SploggerLines {
+        var buf: [UInt8] = []
+        var continuing = false
+        var priority: Int32 = LOG_INFO
+        var stamp = ""
+        let makeStamp: () -> String
+        let emit: (Int32, String) -> Void
+
+        public init(stamp: @escaping () -> String, emit: @escaping (Int32, String) -> Void) {
+            makeStamp = stamp
+            self.emit = emit
+        }
+
+        mutating func flush() {
+            guard !buf.isEmpty else { return }
+            if continuing {
+                emit(priority, stamp + "+" + buf.string)
+            } else {
+                stamp = makeStamp()
+                priority = LOG_INFO
+                if buf.hasPrefix(Array("warning:".utf8)) { priority = LOG_WARNING }
+                if buf.hasPrefix(Array("alert:".utf8)) { priority = LOG_ALERT }
+                emit(priority, stamp + " " + buf.string)
+                continuing = true
+            }
+            buf.removeAll(keepingCapacity: true)
+        }
+
+        /// End of input: a last line without newline is still logged
+        /// (qmail's splogger drops it).
+        public mutating func finish() { flush() }
+
+        public mutating func feed(_ c: UInt8) {
+            if c == Ascii.lf { flush(); continuing = false; return }
+            if buf.count == 799 { flush() }
+            buf.append(c < 32 || c > 126 ? UInt8(ascii: "?") : c)
+        }
     }
 
-    public static func sploggerPriority(_ line: [UInt8]) -> Int32 {
-        if line.hasPrefix(Array("warning:".utf8)) { return LOG_WARNING }
-        if line.hasPrefix(Array("alert:".utf8)) { return LOG_ALERT }
-        return LOG_INFO
+    /// "seconds.microseconds", as splogger stamps each line.
+    static func sploggerStamp() -> String {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        let us = String(Int(tv.tv_usec))
+        return "\(tv.tv_sec)." + String(repeating: "0", count: max(0, 6 - us.count)) + us
     }
 
     public static func splogger(_ argv: [[UInt8]]) -> Int32 {
@@ -296,32 +330,11 @@ public enum Helpers {
         var facility = LOG_MAIL
         if argv.count >= 3 { facility = Int32(Decimal.scanPrefix(argv[2]) ?? 0) << 3 }
         // openlog keeps the pointer: the tag must outlive the program.
-        let ctag = strdup(tag)
-        openlog(ctag, 0, facility)
-        var st = SploggerState()
-        func emit() {
-            guard !st.buf.isEmpty else { return }
-            let text = st.buf.string
-            if st.continuing {
-                sysLog(st.priority, st.stamp + "+" + text)
-            } else {
-                var tv = timeval()
-                gettimeofday(&tv, nil)
-                let us = String(Int(tv.tv_usec))
-                st.stamp = "\(tv.tv_sec)." + String(repeating: "0", count: max(0, 6 - us.count)) + us
-                st.priority = sploggerPriority(st.buf)
-                sysLog(st.priority, st.stamp + " " + text)
-                st.continuing = true
-            }
-            st.buf.removeAll(keepingCapacity: true)
-        }
+        openlog(strdup(tag), 0, facility)
+        var lines = SploggerLines(stamp: sploggerStamp, emit: sysLog)
         let r = ByteReader(fd: 0, capacity: 8192)
-        while true {
-            guard let c = try? r.byte() else { break }
-            if c == Ascii.lf { emit(); st.continuing = false; continue }
-            if st.buf.count == 799 { emit() }
-            st.buf.append(c < 32 || c > 126 ? UInt8(ascii: "?") : c)
-        }
+        while let c = try? r.byte() { lines.feed(c) }
+        lines.finish()
         return 0
     }
 
