@@ -38,6 +38,22 @@ let programs: [(name: String, deps: [String])] = [
     ("setmaillist", ["QmailForward"]),
     ("printmaillist", ["QmailForward"]),
     ("dot-forward", ["QmailForward"]),
+    ("qmail-inject", ["QmailInject"]),
+    ("sendmail", ["QmailInject"]),
+    ("predate", ["QmailInject"]),
+    ("datemail", ["QmailInject"]),
+    ("qmail-local", ["QmailLocal"]),
+    ("qmail-getpw", ["QmailLocal"]),
+    ("qmail-newu", ["QmailLocal"]),
+    ("qmail-pw2u", ["QmailLocal"]),
+    ("preline", ["QmailLocal"]),
+    ("condredirect", ["QmailLocal"]),
+    ("bouncesaying", ["QmailLocal"]),
+    ("except", ["QmailLocal"]),
+    ("forward", ["QmailLocal"]),
+    ("maildirmake", ["QmailLocal"]),
+    ("maildir2mbox", ["QmailLocal"]),
+    ("splogger", ["QmailLocal"]),
 ]
 
 let libraries: [Target] = [
@@ -45,7 +61,9 @@ let libraries: [Target] = [
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailForward", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailForward"),
+    .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -57,8 +75,10 @@ let executables: [Target] = programs.map { p in
 }
 
 let tests: [Target] = [
+    .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
     .testTarget(name: "QmailForwardTests", dependencies: ["QmailForward", "QmailCore"], path: "Tests/QmailForwardTests"),
+    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
 ]
 
 let package = Package(
