@@ -730,3 +730,76 @@ def test_dot_forward_queue_verdicts(scratch, qrc, expect):
 def test_dot_forward_usage(scratch):
     d, o = run_df_both(scratch, ["-x"], {})
     assert d[0] == o[0] == 100
+
+
+# ------------------------------------------------- end to end under qmail-local
+# qmail-local runs the .qmail lines the migration puts in place; forwarded
+# mail lands in the real queue of a home made by qmail-setup.
+
+E2E_DOMAIN = "test.example.com"
+E2E_MSG = b"From: someone@example.net\nSubject: e2e\n\nhello\n"
+
+
+def e2e_local(qhome, tmp_path, user, homedir, local, dash, ext, msg=E2E_MSG, sender="s@example.net"):
+    mf = tmp_path / f"msg-{len(list(tmp_path.iterdir()))}"
+    mf.write_bytes(msg)
+    env = {"PATH": f"{qhome.path / 'bin'}:/usr/bin:/bin"}
+    with open(mf, "rb") as f:
+        return qhome.run("qmail-local", user, str(homedir), local, dash, ext, E2E_DOMAIN, sender,
+                         "./Maildir/", stdin=f, env=env)
+
+
+def e2e_queued(qhome):
+    envs = [p.read_bytes() for p in qhome.queue_files("todo")]
+    mess = [p.read_bytes() for p in qhome.queue_files("mess")]
+    return envs, mess
+
+
+@pytest.mark.skipif(not (bin_dir() / "qmail-local").exists(), reason="qmail-local not built")
+def test_e2e_alias_through_fastforward_and_loop_bounces(qhome, tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text("staff: alice@example.org, bob\nowner-staff: staff-admin@example.org\n"
+                       "loop: loop\n")
+    r = qhome.run("newaliases", "-f", str(aliases))
+    assert r.returncode == 0, r.stderr
+    alias_home = qhome.path / "alias"
+    (alias_home / ".qmail-default").write_text(f"|fastforward -d {tmp_path}/aliases.cdb\n")
+    r = e2e_local(qhome, tmp_path, "alias", alias_home, "alias-staff", "-", "staff")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    (env,), (mess,) = e2e_queued(qhome)
+    assert env.endswith(b"\0Fowner-staff@test.example.com\0Tbob@test.example.com\0Talice@example.org\0")
+    assert b"\nDelivered-To: alias-staff@test.example.com\n" in mess
+    assert E2E_MSG in mess
+    # The forwarded copy coming back to the same address is a loop:
+    # qmail-local bounces it instead of forwarding it again.
+    r = e2e_local(qhome, tmp_path, "alias", alias_home, "alias-staff", "-", "staff", msg=mess)
+    assert r.returncode == 100
+    assert b"looping" in r.stderr
+    # An unknown name bounces; an alias pointing at itself forwards nothing more.
+    r = e2e_local(qhome, tmp_path, "alias", alias_home, "alias-nobody", "-", "nobody")
+    assert r.returncode == 100 and b"no mailbox" in r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not (bin_dir() / "qmail-local").exists(), reason="qmail-local not built")
+def test_e2e_user_dot_forward(qhome, tmp_path):
+    home = tmp_path / "joe"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    assert qhome.run("maildirmake", str(home / "Maildir")).returncode == 0
+    (home / ".qmail").write_text("|dot-forward .forward\n./Maildir/\n")
+    # Forward a copy and keep one: "\joe" is delivery to the user.
+    (home / ".forward").write_text("# keep a copy\n\\joe, Joe Elsewhere <joe@elsewhere.example>\n")
+    r = e2e_local(qhome, tmp_path, "joe", home, "joe", "", "")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert len(list((home / "Maildir" / "new").iterdir())) == 1
+    (envl,), _ = e2e_queued(qhome)
+    assert envl.endswith(b"\0Fs@example.net\0Tjoe@elsewhere.example\0")
+    # Forward only: the mailbox line is skipped (dot-forward exits 99).
+    (home / ".forward").write_text("joe@elsewhere.example\n")
+    r = e2e_local(qhome, tmp_path, "joe", home, "joe", "", "")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert len(list((home / "Maildir" / "new").iterdir())) == 1
+    assert len(e2e_queued(qhome)[0]) == 2
+    # A program in .forward that bounces makes the delivery bounce.
+    (home / ".forward").write_text('"|exit 100"\n')
+    assert e2e_local(qhome, tmp_path, "joe", home, "joe", "", "").returncode == 100
