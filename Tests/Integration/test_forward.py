@@ -565,6 +565,14 @@ def test_fastforward_program_gets_preline_headers(scratch):
     assert results[0][1].startswith(b"From sender@example.net")
 
 
+@pytest.mark.parametrize("content", [b"", b"short", b"\xff" * 4096, b"\x00" * 2048])
+def test_fastforward_corrupt_cdb(scratch, content):
+    (scratch.work / "bad.cdb").write_bytes(content)
+    d, o = run_ff_both(scratch, ["bad.cdb"], {**FF_ENV, "RECIPIENT": "a@example.com"})
+    assert o[0] == d[0], (d, o)
+    assert d[2] is None and o[2] is None
+
+
 def test_fastforward_missing_cdb(scratch):
     d, o = run_ff_both(scratch, ["nonexistent.cdb"], {**FF_ENV, "RECIPIENT": "a@example.com"})
     assert d[0] == o[0] == 111
@@ -664,6 +672,10 @@ DOTFORWARDS = [
     ("blank-line", b"\n"),
     ("no-newline", b"bob@example.org"),
     ("colon", b"group: a@b.c;\n"),
+    ("nul-byte", b"bob@exa\x00mple.org, fred\n"),
+    ("nul-program", b'"|cat >/dev/null\x00; exit 100"\n'),
+    ("megabyte-line", b", ".join(b"member%06d@example.org" % i for i in range(45000)) + b"\n"),
+    ("crlf", b"bob@example.org\r\n"),
 ]
 
 
