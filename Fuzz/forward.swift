@@ -7,11 +7,13 @@ public func fuzzForward(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     let q = Qualifier(me: Array("example.com".utf8), defaultHost: Array("example.com".utf8),
                       defaultDomain: Array("example.com".utf8), plusDomain: Array("example.com".utf8))
-    var lines = AliasLines(text: bytes)
-    var builder = AliasEntryBuilder(qualifier: q)
-    var toks = Tokens()
-    while let (line, _) = lines.next() {
-        _ = try? builder.compile(line, &toks) { _, _ in }
+    bytes.withUnsafeBufferPointer { text in
+        var lines = AliasLines(text: text)
+        var builder = AliasEntryBuilder(qualifier: q)
+        var toks = Tokens()
+        while let (line, _) = lines.next() {
+            _ = try? builder.compile(line, &toks) { _, _ in }
+        }
     }
     _ = try? NewInclude.compile(bytes, q)
     _ = try? SetForward.records(bytes) { _, _ in }

@@ -85,12 +85,12 @@ public struct AliasEntryBuilder {
     public mutating func records(forLine line: [UInt8]) throws -> [(key: [UInt8], data: [UInt8])] {
         var out: [(key: [UInt8], data: [UInt8])] = []
         var toks = Tokens()
-        try compile(line[...], &toks) { out.append(($0, $1)) }
+        try line.withUnsafeBufferPointer { l in try compile(l, &toks) { out.append(($0, $1)) } }
         return out
     }
 
     /// Parses one logical line and hands its records (owner first) to `add`.
-    mutating func compile(_ line: ArraySlice<UInt8>, _ toks: inout Tokens,
+    mutating func compile(_ line: UnsafeBufferPointer<UInt8>, _ toks: inout Tokens,
                           _ add: ([UInt8], [UInt8]) throws -> Void) throws {
         reset()
         guard Token822.parse(line, into: &toks) else { throw ForwardFatal.parseError }
@@ -122,28 +122,24 @@ public struct AliasEntryBuilder {
 /// with space or tab continues the one before, a line holding only a
 /// newline is skipped, a logical line starting with '#' is a comment, and a
 /// last line without a newline is ignored (djb's rules). A logical line is
-/// returned as one slice of the file; skipped empty lines inside it are
+/// returned as one range of the file; skipped empty lines inside it are
 /// plain newlines, which the tokenizer ignores anyway.
 struct AliasLines {
-    private let text: [UInt8]
+    let text: UnsafeBufferPointer<UInt8>
     private var pos = 0
     private var lineNumber = 0
 
-    init(text: [UInt8]) { self.text = text }
+    init(text: UnsafeBufferPointer<UInt8>) { self.text = text }
 
     /// The end of the physical line starting at `p` (just past its newline), or nil when it has none.
-    private func lineEnd(_ p: Int) -> Int? {
-        var i = p
-        let n = text.count
-        while i < n {
-            if text[i] == Ascii.lf { return i + 1 }
-            i += 1
-        }
-        return nil
+    @inline(__always) private func lineEnd(_ p: Int) -> Int? {
+        guard p < text.count, let base = text.baseAddress,
+              let nl = memchr(base + p, 10, text.count - p) else { return nil }
+        return base.distance(to: nl.assumingMemoryBound(to: UInt8.self)) + 1
     }
 
     /// The next logical line that is not a comment, with its first line number.
-    mutating func next() -> (line: ArraySlice<UInt8>, number: Int)? {
+    mutating func next() -> (line: UnsafeBufferPointer<UInt8>, number: Int)? {
         while let end = lineEnd(pos) {
             let start = pos
             lineNumber += 1
@@ -161,10 +157,54 @@ struct AliasLines {
                 last = e
             }
             if text[start] == Ascii.hash { continue }
-            return (text[start..<last], number)
+            return (UnsafeBufferPointer(rebasing: text[start..<last]), number)
         }
         return nil
     }
+}
+
+/// A file's bytes in memory that is mapped populated in one go (reading a
+/// 6 MB aliases file into a Swift array costs a page fault per 4 KiB).
+final class WholeFile {
+    private(set) var base: UnsafeMutableRawPointer? = nil
+    private var capacity = 0
+    private(set) var count = 0
+
+    init(path: String) throws {
+        let fd: Int32
+        do { fd = try Sys.open(path, O_RDONLY) } catch let e as SysError {
+            throw ForwardFatal(111, "unable to read \(path): \(Sys.strerror(e.errno))")
+        }
+        defer { Sys.close(fd) }
+        do {
+            try grow(Int(try Sys.fstat(fd).st_size) + 4096)
+            while true {
+                if count == capacity { try grow(capacity * 2) } // the file grew meanwhile
+                let n = try Sys.read(fd, base! + count, capacity - count)
+                if n == 0 { break }
+                count += n
+            }
+        } catch let e as SysError {
+            throw ForwardFatal(111, "unable to read \(path): \(Sys.strerror(e.errno))")
+        }
+    }
+
+    private func grow(_ size: Int) throws {
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0),
+              p != MAP_FAILED else { throw SysError("mmap") }
+        if let old = base {
+            p.copyMemory(from: old, byteCount: count)
+            munmap(old, capacity)
+        }
+        base = p
+        capacity = size
+    }
+
+    var bytes: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: base?.assumingMemoryBound(to: UInt8.self), count: count)
+    }
+
+    deinit { if let base { munmap(base, capacity) } }
 }
 
 public struct NewaliasesOptions {
@@ -180,20 +220,12 @@ public enum Newaliases {
     public static func run(_ o: NewaliasesOptions) throws {
         umask(0o033)
         let q = try Qualifier.load(controlDirectory: o.controlDirectory)
-        let text: [UInt8]
-        do {
-            guard let t = try FileIO.read(o.aliases, limit: Int(Int32.max)) else {
-                throw ForwardFatal(111, "unable to read \(o.aliases): \(Sys.strerror(ENOENT))")
-            }
-            text = t
-        } catch let e as SysError {
-            throw ForwardFatal(111, "unable to read \(o.aliases): \(Sys.strerror(e.errno))")
-        }
-        var lines = AliasLines(text: text)
+        let file = try WholeFile(path: o.aliases)
+        var lines = AliasLines(text: file.bytes)
         var builder = AliasEntryBuilder(qualifier: q)
         var toks = Tokens()
         do {
-            try CdbBuild.create(path: o.cdb, tmp: o.tmp, mode: 0o644, expectedBytes: text.count) { add in
+            try CdbBuild.create(path: o.cdb, tmp: o.tmp, mode: 0o644) { add in
                 while let (line, number) = lines.next() {
                     do {
                         try builder.compile(line, &toks, add)
@@ -204,8 +236,12 @@ public enum Newaliases {
             }
         } catch let f as ForwardFatal {
             throw f
+        } catch let e as SysError where e.op == "open" {
+            throw ForwardFatal(111, "unable to create \(o.tmp): \(Sys.strerror(e.errno))")
+        } catch let e as SysError where e.op == "rename" {
+            throw ForwardFatal(111, "unable to move \(o.tmp) to \(o.cdb): \(Sys.strerror(e.errno))")
         } catch let e as SysError {
-            throw ForwardFatal(111, "unable to write to \(o.tmp): \(e)")
+            throw ForwardFatal(111, "unable to write to \(o.tmp): \(Sys.strerror(e.errno))")
         } catch {
             throw ForwardFatal(111, "unable to write to \(o.tmp): \(error)")
         }

@@ -46,15 +46,17 @@ public enum Token822 {
 
     /// Tokenizes `line` into `r`, reusing its storage; false on a syntax error.
     public static func parse(_ line: ArraySlice<UInt8>, into r: inout Tokens) -> Bool {
+        line.withUnsafeBufferPointer { parse($0, into: &r) }
+    }
+
+    public static func parse(_ line: UnsafeBufferPointer<UInt8>, into r: inout Tokens) -> Bool {
         var list = r.list
         var chars = r.chars
         r = Tokens()
         list.removeAll(keepingCapacity: true)
         // A token's text is never longer than the line: size the scratch once.
         if chars.count < line.count { chars = [UInt8](repeating: 0, count: Swift.max(line.count, chars.count * 2)) }
-        let ok = line.withUnsafeBufferPointer { s in
-            chars.withUnsafeMutableBufferPointer { c in parse(s, &list, c) }
-        }
+        let ok = chars.withUnsafeMutableBufferPointer { c in parse(line, &list, c) }
         r.list = list
         r.chars = chars
         return ok
