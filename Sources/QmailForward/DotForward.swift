@@ -154,7 +154,7 @@ public final class DotForward {
             guard let (flags, files) = getopt(argv, "nN") else {
                 throw ForwardFatal(100, "dot-forward: usage: dot-forward [ -nN ] file ...", bare: true)
             }
-            let deliver = flags.last != "n"
+            let deliver = flags.last != UInt8(ascii: "n")
             let q = try Qualifier.load(controlDirectory: QmailHome.current().control)
             let df = DotForward(deliver: deliver, qualifier: q) { Sys.warnRaw($0) }
             for f in files {

@@ -28,26 +28,23 @@ public struct FastForwardOptions {
 
 public final class FastForward {
     let o: FastForwardOptions
-    let cdb: CdbReader
+    let cdb: CdbFile
     var sender: [UInt8]
     let dtline: [UInt8]
     var forward: [[UInt8]] = []
     var todo: [[UInt8]] = []
-    var done = Set<[UInt8]>()
+    var done = ByteStringSet()
     /// Where -n output goes.
-    let log: (String) -> Void
+    let log: ([UInt8]) -> Void
 
-    init(_ o: FastForwardOptions, log: @escaping (String) -> Void) throws {
+    init(_ o: FastForwardOptions, log: @escaping ([UInt8]) -> Void) throws {
         self.o = o
         self.log = log
         dtline = env("DTLINE") ?? []
         sender = env("SENDER") ?? Array("original envelope sender".utf8)
-        let r: CdbReader?
-        do { r = try CdbReader.open(o.cdb) } catch {
-            throw ForwardFatal(111, "unable to read \(o.cdb): \(error)")
+        do { cdb = try CdbFile(path: o.cdb) } catch let e as SysError {
+            throw ForwardFatal(111, "unable to read \(o.cdb): \(Sys.strerror(e.errno))")
         }
-        guard let reader = r else { throw ForwardFatal(111, "unable to read \(o.cdb): \(Sys.strerror(ENOENT))") }
-        cdb = reader
     }
 
     func lookup(_ key: [UInt8]) throws -> [UInt8]? {
@@ -137,7 +134,7 @@ public final class FastForward {
     /// UFLINE, RPLINE and DTLINE before the message (what preline does).
     func runProgram(_ entry: [UInt8]) throws {
         if !o.deliver {
-            log("run \(FastForward.printable(entry))\n")
+            log(Array("run ".utf8) + FastForward.printable(entry) + [Ascii.lf])
             return
         }
         let command = pathString(Array(entry[1...]))
@@ -159,21 +156,20 @@ public final class FastForward {
     }
 
     /// djb's -n output replaces control characters (and bytes past ASCII) with '_'.
-    static func printable(_ b: [UInt8]) -> String {
-        String(decoding: b.map { ($0 < 32 || $0 >= 128) ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
+    static func printable(_ b: [UInt8]) -> [UInt8] {
+        b.map { ($0 < 32 || $0 >= 128) ? UInt8(ascii: "_") : $0 }
     }
 
     /// Handles the message for `recipient`; returns the exit code.
     func run(recipient: [UInt8]) throws -> Int32 {
         let after: Int32 = o.passThrough ? 99 : 0
-        done.insert(recipient)
+        _ = done.insert(recipient)
         if try !doOriginalRecipient(recipient) {
             if o.passThrough { return 0 }
             throw ForwardFatal(100, "Sorry, no mailbox here by that name. (#5.1.1)", bare: true)
         }
         while let x = todo.popLast() {
-            if done.contains(x) { continue }
-            done.insert(x)
+            if !done.insert(x) { continue }
             if x.isEmpty { continue }
             if x[0] == Ascii.dot || x[0] == Ascii.slash {
                 try doFile(x)
@@ -182,12 +178,12 @@ public final class FastForward {
             }
         }
         if forward.isEmpty {
-            if !o.deliver { log("no forwarding\n") }
+            if !o.deliver { log(Array("no forwarding\n".utf8)) }
             return after
         }
         if !o.deliver {
-            var s = "from <\(FastForward.printable(sender))>\n"
-            for a in forward.reversed() { s += "to <\(FastForward.printable(a))>\n" }
+            var s = Array("from <".utf8) + FastForward.printable(sender) + Array(">\n".utf8)
+            for a in forward.reversed() { s += Array("to <".utf8) + FastForward.printable(a) + Array(">\n".utf8) }
             log(s)
             return after
         }
@@ -205,16 +201,16 @@ public final class FastForward {
             var o = FastForwardOptions()
             for f in flags {
                 switch f {
-                case "n": o.deliver = false
-                case "N": o.deliver = true
-                case "p": o.passThrough = true
-                case "P": o.passThrough = false
-                case "d": o.useDefault = true
+                case UInt8(ascii: "n"): o.deliver = false
+                case UInt8(ascii: "N"): o.deliver = true
+                case UInt8(ascii: "p"): o.passThrough = true
+                case UInt8(ascii: "P"): o.passThrough = false
+                case UInt8(ascii: "d"): o.useDefault = true
                 default: o.useDefault = false
                 }
             }
             o.cdb = fn
-            let ff = try FastForward(o) { Sys.warnRaw($0) }
+            let ff = try FastForward(o) { _ = try? Sys.writeAll(2, $0) }
             let recipient: [UInt8]
             if o.useDefault {
                 guard let local = env("DEFAULT") ?? env("EXT") else {
@@ -235,5 +231,45 @@ extension Sys {
     /// Writes text to standard error as is (no newline added).
     static func warnRaw(_ s: String) {
         _ = try? Sys.writeAll(2, Array(s.utf8))
+    }
+}
+
+/// A set of byte strings without Swift's Hasher and Set machinery (which
+/// cost page faults and a random seed at every exec): open addressing on
+/// the cdb hash, doubling at half full.
+struct ByteStringSet {
+    private var items: [[UInt8]] = []
+    private var table = [Int32](repeating: -1, count: 64)
+
+    /// Adds `s`; false when it was there already.
+    mutating func insert(_ s: [UInt8]) -> Bool {
+        var mask = table.count - 1
+        var i = Int(CdbHash.hash(s)) & mask
+        while table[i] >= 0 {
+            if items[Int(table[i])] == s { return false }
+            i = (i + 1) & mask
+        }
+        table[i] = Int32(items.count)
+        items.append(s)
+        if items.count * 2 > table.count {
+            table = [Int32](repeating: -1, count: table.count * 2)
+            mask = table.count - 1
+            for (n, it) in items.enumerated() {
+                var j = Int(CdbHash.hash(it)) & mask
+                while table[j] >= 0 { j = (j + 1) & mask }
+                table[j] = Int32(n)
+            }
+        }
+        return true
+    }
+
+    func contains(_ s: [UInt8]) -> Bool {
+        let mask = table.count - 1
+        var i = Int(CdbHash.hash(s)) & mask
+        while table[i] >= 0 {
+            if items[Int(table[i])] == s { return true }
+            i = (i + 1) & mask
+        }
+        return false
     }
 }

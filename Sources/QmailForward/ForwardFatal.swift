@@ -45,15 +45,18 @@ public func runMain(_ name: String, _ body: () throws -> Int32) -> Int32 {
 
 /// djb's getopt: clustered single-letter flags, "--" ends them, the first
 /// non-flag argument ends them. Returns the flags in order and the rest.
-func getopt(_ argv: [String], _ allowed: String) -> (flags: [Character], rest: [String])? {
-    var flags: [Character] = []
+/// (Works on bytes: Character handling would drag in Unicode tables at
+/// every exec.)
+func getopt(_ argv: [String], _ allowed: String) -> (flags: [UInt8], rest: [String])? {
+    let ok = Array(allowed.utf8)
+    var flags: [UInt8] = []
     var i = 1
     while i < argv.count {
-        let a = argv[i]
-        if a == "--" { i += 1; break }
-        if !a.hasPrefix("-") || a == "-" { break }
+        let a = Array(argv[i].utf8)
+        if a == [45, 45] { i += 1; break }
+        if a.count < 2 || a[0] != 45 { break }
         for c in a.dropFirst() {
-            guard allowed.contains(c) else { return nil }
+            guard ok.contains(c) else { return nil }
             flags.append(c)
         }
         i += 1
