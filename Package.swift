@@ -11,11 +11,11 @@ let staticStdlib: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib"], .when(configuration: .release)),
 ]
 
-/// Programs exec'd once per delivered message from .qmail files, linked
-/// fully static in release builds: no dynamic loader, no libstdc++ to map
-/// (fastforward: 0.97 ms per exec against 1.6 ms with -static-stdlib alone;
-/// djb's C fastforward takes 0.78 ms). They use no NSS (getpwnam), which is
-/// what a static glibc cannot do.
+/// Programs exec'd once per delivered message from .qmail files (and
+/// newaliases), linked fully static in release builds: no dynamic loader,
+/// no libstdc++ to map (fastforward's usage path: 0.97 ms per exec against
+/// 1.6 ms with -static-stdlib alone; djb's C fastforward takes 0.78 ms).
+/// They use no NSS (getpwnam), which is what a static glibc cannot do.
 let fullyStatic: [LinkerSetting] = [
     .unsafeFlags(["-static-executable"], .when(configuration: .release)),
 ]
