@@ -129,17 +129,32 @@ final class TableTests: XCTestCase {
 }
 
 final class MigrationTests: XCTestCase {
-    func testInstallIsIdempotentAndKeepsFiles() throws {
+    func testInstallCompilesAliasesAndIsIdempotent() throws {
         let dir = "/tmp/qmailforward-mig-\(getpid())"
         defer { _ = Spawn.run(["rm", "-rf", dir]) }
         for d in [dir, dir + "/alias", dir + "/control"] { try Sys.mkdir(d, 0o755) }
+        try FileIO.writeAtomic(dir + "/control/me", Array("example.com\n".utf8))
         try FileIO.writeAtomic(dir + "/control/defaultdelivery", Array("./Maildir/\n".utf8))
+        try FileIO.writeAtomic(dir + "/aliases", Array("root: alice\n".utf8))
         let home = QmailHome(path: dir)
-        let first = try SendmailMigration.install(home: home)
-        XCTAssertEqual(first.count, 2)
+        let first = try SendmailMigration.install(home: home, aliases: dir + "/aliases")
+        XCTAssertEqual(first.count, 3, "\(first)")
         XCTAssertEqual(try FileIO.read(dir + "/control/defaultdelivery")?.string, "|dot-forward .forward\n./Maildir/\n")
         let dq = try XCTUnwrap(FileIO.read(dir + "/alias/.qmail-default")).string
-        XCTAssertTrue(dq.hasSuffix("\n|fastforward -d /etc/aliases.cdb\n"), dq)
-        XCTAssertEqual(try SendmailMigration.install(home: home).count, 0)
+        XCTAssertTrue(dq.hasSuffix("\n|fastforward -d \(dir)/aliases.cdb\n"), dq)
+        let cdb = try XCTUnwrap(CdbReader.open(dir + "/aliases.cdb"))
+        XCTAssertEqual(try cdb.find(Array(":root@".utf8))?.string, "&alice@example.com\0")
+        let again = try SendmailMigration.install(home: home, aliases: dir + "/aliases")
+        XCTAssertTrue(again.allSatisfy { $0.hasPrefix("kept") || $0.contains("already") }, "\(again)")
+        XCTAssertEqual(try FileIO.read(dir + "/control/defaultdelivery")?.string, "|dot-forward .forward\n./Maildir/\n")
+    }
+
+    func testNoAliasesFileWritesNoQmailDefault() throws {
+        let dir = "/tmp/qmailforward-mig2-\(getpid())"
+        defer { _ = Spawn.run(["rm", "-rf", dir]) }
+        for d in [dir, dir + "/alias", dir + "/control"] { try Sys.mkdir(d, 0o755) }
+        _ = try SendmailMigration.install(home: QmailHome(path: dir), aliases: dir + "/none")
+        XCTAssertFalse(Sys.exists(dir + "/alias/.qmail-default"))
+        XCTAssertEqual(try FileIO.read(dir + "/control/defaultdelivery")?.string, "|dot-forward .forward\n./Maildir/\n")
     }
 }
