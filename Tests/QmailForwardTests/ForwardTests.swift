@@ -158,3 +158,49 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(try FileIO.read(dir + "/control/defaultdelivery")?.string, "|dot-forward .forward\n./Maildir/\n")
     }
 }
+
+final class CdbToolTests: XCTestCase {
+    /// CdbBuild (streaming) writes the same bytes as QmailCore's CdbWriter,
+    /// and CdbFile (pread) finds what CdbReader (mmap) finds.
+    func testBuilderAndPreadReaderAgreeWithCore() throws {
+        var rng = SystemRandomNumberGenerator()
+        var records: [([UInt8], [UInt8])] = []
+        for i in 0..<3000 {
+            let klen = Int.random(in: 0...12, using: &rng)
+            var key = (0..<klen).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if i % 7 == 0 { key = Array("dup".utf8) } // repeated keys: the first one wins
+            records.append((key, (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8(i & 255) }))
+        }
+        let a = "/tmp/qf-cdb-a-\(getpid())", b = "/tmp/qf-cdb-b-\(getpid())"
+        defer { unlink(a); unlink(b) }
+        try CdbWriter.create(path: a) { add in for r in records { try add(r.0, r.1) } }
+        try CdbBuild.create(path: b, tmp: b + ".tmp", mode: 0o644) { add in for r in records { try add(r.0, r.1) } }
+        XCTAssertEqual(try FileIO.read(a), try FileIO.read(b))
+        let core = try XCTUnwrap(CdbReader.open(a))
+        let file = try CdbFile(path: b)
+        for r in records.prefix(500) {
+            XCTAssertEqual(try file.find(r.0), try core.find(r.0))
+        }
+        XCTAssertNil(try file.find(Array("not there at all".utf8)))
+    }
+
+    func testPreadReaderRefusesCorruptLengths() throws {
+        let p = "/tmp/qf-cdb-c-\(getpid())"
+        defer { unlink(p) }
+        try CdbBuild.create(path: p, tmp: p + ".tmp", mode: 0o644) { add in try add(Array("k".utf8), Array("v".utf8)) }
+        var bytes = try XCTUnwrap(FileIO.read(p))
+        bytes[2048 + 4] = 0xff; bytes[2048 + 7] = 0x7f // data length of the record: 2 GiB
+        try FileIO.writeAtomic(p, bytes)
+        XCTAssertThrowsError(try CdbFile(path: p).find(Array("k".utf8)))
+    }
+
+    func testByteStringSet() {
+        var s = ByteStringSet()
+        for i in 0..<1000 { XCTAssertTrue(s.insert(Array("x\(i)".utf8))) }
+        for i in 0..<1000 { XCTAssertFalse(s.insert(Array("x\(i)".utf8))) }
+        XCTAssertTrue(s.contains(Array("x999".utf8)))
+        XCTAssertFalse(s.contains(Array("y".utf8)))
+        XCTAssertTrue(s.insert([]))
+        XCTAssertFalse(s.insert([]))
+    }
+}
