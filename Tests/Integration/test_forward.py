@@ -815,3 +815,32 @@ def test_e2e_user_dot_forward(qhome, tmp_path):
     # A program in .forward that bounces makes the delivery bounce.
     (home / ".forward").write_text('"|exit 100"\n')
     assert e2e_local(qhome, tmp_path, "joe", home, "joe", "", "").returncode == 100
+
+
+def test_fastforward_setforward_table_programs_and_lists(scratch):
+    """A table made by setforward: '|' programs get the bare message, '!'
+    programs the preline lines, lists and owners as in newaliases' tables."""
+    w = scratch.work
+    out = scratch.root / "pipe.out"
+    (w / "members").write_text("m1@example.org\n&m2@example.org\n./nested.bin\n")
+    (w / "nested").write_text("m3@example.org\n")
+    for n in ("members", "nested"):
+        r = subprocess.run([ours("setmaillist"), str(w / f"{n}.bin"), str(w / f"{n}.tmp")],
+                           input=(w / n).read_bytes(), capture_output=True)
+        assert r.returncode == 0
+    table = (f"list@example.com: ./members.bin, |cat >> {out}, !cat >> {out}, x@example.org;\n"
+             "list@example.com: ?list-owner@example.com;\n"
+             "@example.net: catchall@example.org;\n").encode()
+    r = subprocess.run([ours("setforward"), str(w / "t.cdb"), str(w / "t.tmp")], input=table, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    env = {**FF_ENV, "RPLINE": "Return-Path: <sender@example.net>\n"}
+    for rcpt in ("list@example.com", "anyone@example.net", "LIST@EXAMPLE.COM"):
+        if out.exists():
+            out.unlink()
+        d, o = run_ff_both(scratch, ["t.cdb"], {**env, "RECIPIENT": rcpt})
+        assert o == d, (d, o)
+        assert d[0] == 0
+    got = out.read_bytes()
+    half = len(got) // 2
+    assert got[:half] == got[half:]
+    assert got[:half] == MESSAGE + env["RPLINE"].encode() + env["DTLINE"].encode() + MESSAGE
