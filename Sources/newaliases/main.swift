@@ -1,5 +1,6 @@
-// newaliases: see the header of its implementation in Sources/QmailForward.
-// Runs as the invoking user (from a .qmail file, or by hand); not setuid.
+// newaliases: compiles /etc/aliases (or -f FILE) into FILE.cdb, atomically.
+// Run by the administrator (root); trusts its input only to be an aliases
+// file; reads qmail's me/defaulthost/defaultdomain/plusdomain controls.
 import QmailForward
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,5 @@
-// newinclude: see the header of its implementation in Sources/QmailForward.
-// Runs as the invoking user (from a .qmail file, or by hand); not setuid.
+// newinclude: compiles a sendmail :include: list into LIST.bin.
+// Run by the list's maintainer; reads qmail's controls (and QMAILDEFAULT*).
 import QmailForward
 #if canImport(Glibc)
 import Glibc

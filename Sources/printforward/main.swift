@@ -1,5 +1,5 @@
-// printforward: see the header of its implementation in Sources/QmailForward.
-// Runs as the invoking user (from a .qmail file, or by hand); not setuid.
+// printforward: prints a forwarding cdb (stdin) as setforward text.
+// Run by anyone; refuses a malformed database with exit 100.
 import QmailForward
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,5 @@
-// printmaillist: see the header of its implementation in Sources/QmailForward.
-// Runs as the invoking user (from a .qmail file, or by hand); not setuid.
+// printmaillist: prints a binary mailing list (stdin) as setmaillist text.
+// Run by anyone; refuses a malformed list with exit 100.
 import QmailForward
 #if canImport(Glibc)
 import Glibc

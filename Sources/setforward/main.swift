@@ -1,5 +1,5 @@
-// setforward: see the header of its implementation in Sources/QmailForward.
-// Runs as the invoking user (from a .qmail file, or by hand); not setuid.
+// setforward: compiles setforward's table text (stdin) into a forwarding cdb.
+// Run by the table's maintainer; trusts nothing but its input format.
 import QmailForward
 #if canImport(Glibc)
 import Glibc

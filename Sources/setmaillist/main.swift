@@ -1,5 +1,5 @@
-// setmaillist: see the header of its implementation in Sources/QmailForward.
-// Runs as the invoking user (from a .qmail file, or by hand); not setuid.
+// setmaillist: writes a binary mailing list from one entry per line (stdin).
+// Run by the list's maintainer; trusts nothing but its input format.
 import QmailForward
 #if canImport(Glibc)
 import Glibc
