@@ -20,6 +20,12 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("tcpserver", ["QmailNet"]),
+    ("tcprules", ["QmailNet"]),
+    ("tcprulescheck", ["QmailNet"]),
+    ("qmail-popup", ["QmailPOP3"]),
+    ("qmail-pop3d", ["QmailPOP3"]),
+    ("tlswrap", ["QmailTLS"]),
 ]
 
 let libraries: [Target] = [
@@ -27,6 +33,10 @@ let libraries: [Target] = [
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
+    .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+    .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
+    .target(name: "QmailPOP3", dependencies: ["QmailCore", "QmailTLS"], path: "Sources/QmailPOP3"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -39,6 +49,8 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
+    .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
 ]
 
 let package = Package(
