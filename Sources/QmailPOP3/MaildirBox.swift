@@ -84,9 +84,7 @@ public enum MaildirBox {
                 if errno != ENOENT { r.failed += 1; continue }
                 // Moved by another session: look for the same unique name in cur/.
                 if curNames == nil { curNames = (try? Sys.listDirectory("cur"))?.map { Array($0.utf8) } ?? [] }
-                let u = Array(m.uniqueName)
-                if let other = curNames!.first(where: { $0 == u || $0.hasPrefix(u + [Ascii.colon]) }),
-                   unlink("cur/" + other.string) == 0 {
+                if let other = find(m.uniqueName, in: curNames!), unlink("cur/" + other.string) == 0 {
                     r.deleted += 1
                     r.bytesFreed += m.size
                 }
@@ -96,6 +94,21 @@ public enum MaildirBox {
         }
         if r.deleted > 0 { updateQuota(bytes: r.bytesFreed, count: r.deleted) }
         return r
+    }
+
+    static func find(_ unique: ArraySlice<UInt8>, in names: [[UInt8]]) -> [UInt8]? {
+        let u = Array(unique)
+        return names.first { $0 == u || $0.hasPrefix(u + [Ascii.colon]) }
+    }
+
+    /// Where a message now is when its file name changed since the scan
+    /// (moved to cur/, flags changed by another session), or nil.
+    public static func locate(_ m: MaildirMessage) -> [UInt8]? {
+        for sub in ["cur", "new"] {
+            guard let names = try? Sys.listDirectory(sub) else { continue }
+            if let n = find(m.uniqueName, in: names.map { Array($0.utf8) }) { return Array(sub.utf8) + [Ascii.slash] + n }
+        }
+        return nil
     }
 
     /// Maildir++: appends "-bytes -count" to maildirsize when the file exists.

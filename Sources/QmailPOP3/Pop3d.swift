@@ -103,7 +103,12 @@ public final class Pop3dSession {
         var limit = -1  // body lines; -1: all
         if let n = Decimal.scanPrefix(rest) { limit = n }
         rest = []
-        let fd = Glibc.open(messages[i].path.string, O_RDONLY | O_CLOEXEC)
+        var fd = Glibc.open(messages[i].path.string, O_RDONLY | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT, let moved = MaildirBox.locate(messages[i]) {
+            // Another session moved it from new/ to cur/ (or changed its flags).
+            messages[i].path = moved
+            fd = Glibc.open(moved.string, O_RDONLY | O_CLOEXEC)
+        }
         if fd < 0 { err("unable to open that message"); return }
         defer { close(fd) }
         ok()
