@@ -99,10 +99,9 @@ public final class Pop3dSession {
     /// dots doubled, then ".".
     func top(_ arg: [UInt8]) {
         guard let i = msgno(arg) else { return }
-        var rest = arg.drop(while: Ascii.isDigit).drop(while: { $0 == Ascii.space })
-        var limit = -1  // body lines; -1: all
-        if let n = Decimal.scanPrefix(rest) { limit = n }
-        rest = []
+        // As in qmail, RETR is TOP: a second number limits the body lines.
+        let rest = arg.drop(while: Ascii.isDigit).drop(while: { $0 == Ascii.space })
+        let limit = Decimal.scanPrefix(rest) ?? -1  // body lines; -1: all
         var fd = Glibc.open(messages[i].path.string, O_RDONLY | O_CLOEXEC)
         if fd < 0 && errno == ENOENT, let moved = MaildirBox.locate(messages[i]) {
             // Another session moved it from new/ to cur/ (or changed its flags).

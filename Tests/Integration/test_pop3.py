@@ -595,3 +595,82 @@ def test_wrong_state_commands_over_tcp(env):
     s.sendall(b"USER joe\r\nPASS secret\r\nUSER joe\r\nSTLS\r\nAPOP a b\r\nQUIT\r\n")
     assert [f.readline() for _ in range(6)] == [b"+OK \r\n", b"+OK \r\n", b"-ERR unimplemented\r\n",
                                                  b"-ERR unimplemented\r\n", b"-ERR unimplemented\r\n", b"+OK \r\n"]
+
+
+# ------------------------------------------------------------------- contrib
+
+CONTRIB = pathlib.Path(__file__).resolve().parents[2] / "contrib" / "pop3"
+
+
+def contrib_home(env):
+    """A /var/qmail stand-in: control/me, and bin/ with the built programs and
+    the test checkpassword in place of checkpassword-file."""
+    (env.qmail / "control" / "me").write_text("pop.test.example\n")
+    b = env.qmail / "bin"
+    b.mkdir()
+    for prog in ("tcpserver", "tlswrap", "qmail-popup", "qmail-pop3d"):
+        (b / prog).symlink_to(bin_dir() / prog)
+    (b / "checkpassword-file").symlink_to(env.cp)
+
+
+def run_contrib_command(env, cmd: str, implicit_tls=False):
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    p = port.getsockname()[1]
+    port.close()
+    cmd = cmd.replace("/var/qmail", str(env.qmail)).replace("/etc/tcp.pop3.cdb", str(env.tmp / "tcp.pop3.cdb"))
+    cmd = re.sub(r" 0 pop3s? ", f" 127.0.0.1 {p} ", cmd)
+    subprocess.run([str(bin_dir() / "tcprules"), str(env.tmp / "tcp.pop3.cdb"), str(env.tmp / "t.tmp")],
+                   input=(CONTRIB / "tcp.pop3").read_bytes(), check=True)
+    proc = subprocess.Popen(["sh", "-c", cmd], env=env.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env.servers.append(proc)
+    deadline = time.time() + 10
+    while True:
+        try:
+            c = (poplib.POP3_SSL("127.0.0.1", p, timeout=10, context=unverified()) if implicit_tls
+                 else poplib.POP3("127.0.0.1", p, timeout=10))
+            break
+        except OSError:
+            assert time.time() < deadline, proc.stdout.read1(4096) if proc.poll() is not None else "no listener"
+            time.sleep(0.05)
+    if not implicit_tls:
+        assert "STLS" in c.capa()
+        c.stls(context=unverified())
+    c.user(USER)
+    c.pass_(PASSWORD)
+    assert c.stat()[0] == 1
+    c.quit()
+
+
+@pytest.mark.parametrize("service", ["qmail-pop3d", "qmail-pop3ds"])
+def test_contrib_daemontools_run_scripts(env, service):
+    env.make_cert()
+    env.add(1)
+    contrib_home(env)
+    run = (CONTRIB / "daemontools" / service / "run").read_text()
+    assert subprocess.run(["sh", "-n", "-c", run]).returncode == 0
+    assert "multilog" in (CONTRIB / "daemontools" / service / "log" / "run").read_text()
+    run_contrib_command(env, run.replace("QMAIL=/var/qmail", f"QMAIL={env.qmail}"), implicit_tls=service.endswith("s"))
+
+
+@pytest.mark.parametrize("unit", ["qmail-pop3d.service", "qmail-pop3ds.service"])
+def test_contrib_systemd_units(env, unit):
+    env.make_cert()
+    env.add(1)
+    contrib_home(env)
+    text = (CONTRIB / "systemd" / unit).read_text()
+    m = re.search(r"^ExecStart=/bin/sh -c '(.*)'$", text, re.M)
+    assert m and "Environment=QMAIL_HOME=/var/qmail" in text
+    run_contrib_command(env, m.group(1), implicit_tls=unit.startswith("qmail-pop3ds"))
+
+
+def test_contrib_tcp_pop3_compiles_like_ucspi(env):
+    if not os.path.exists("/usr/bin/tcprules"):
+        pytest.skip("ucspi-tcp missing")
+    text = (CONTRIB / "tcp.pop3").read_bytes()
+    outs = []
+    for tool in ("/usr/bin/tcprules", str(bin_dir() / "tcprules")):
+        cdb = env.tmp / f"{len(outs)}.cdb"
+        subprocess.run([tool, str(cdb), str(cdb) + ".tmp"], input=text, check=True)
+        outs.append(cdb.read_bytes())
+    assert outs[0] == outs[1]
