@@ -141,6 +141,17 @@ def env(tmp_path):
     e.stop()
 
 
+def processes_in(directory):
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(str(directory)):
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
 def unverified():
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -320,10 +331,17 @@ def test_poplib_fetch_and_delete(env):
     assert env.files("new") == [] and env.files("cur") == []
 
 
-def test_dropped_connection_deletes_nothing(env):
+@pytest.mark.parametrize("mode", ["plain", "stls", "implicit"])
+def test_dropped_connection_deletes_nothing(env, mode):
+    env.make_cert()
     names = [env.add(i) for i in range(1, 4)]
-    port = env.serve()
-    c = poplib.POP3("127.0.0.1", port, timeout=10)
+    port = env.serve(implicit_tls=(mode == "implicit"))
+    if mode == "implicit":
+        c = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=unverified())
+    else:
+        c = poplib.POP3("127.0.0.1", port, timeout=10)
+        if mode == "stls":
+            c.stls(context=unverified())
     c.user(USER)
     c.pass_(PASSWORD)
     c.retr(1)
@@ -332,6 +350,8 @@ def test_dropped_connection_deletes_nothing(env):
     c.sock.close()  # no QUIT
     time.sleep(0.5)
     assert env.files("new") == names and env.files("cur") == []
+    # the server side is gone too: no process left in the mailbox
+    assert processes_in(env.maildir) == []
 
 
 def test_two_sessions_on_one_mailbox(env):
