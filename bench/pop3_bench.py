@@ -44,8 +44,11 @@ ACCOUNT = "sqpopbench"  # the system account that owns both mailboxes
 
 
 def sh(*args, **kw):
-    kw.setdefault("check", True)
-    return subprocess.run([str(a) for a in args], **kw)
+    r = subprocess.run([str(a) for a in args], **kw)
+    if r.returncode != 0:
+        err = r.stderr.decode(errors="replace") if isinstance(r.stderr, bytes) else ""
+        sys.exit(f"{' '.join(map(str, args))}: exit {r.returncode} {err}")
+    return r
 
 
 def ensure_dovecot():
@@ -129,7 +132,7 @@ def start_ours(bindir: pathlib.Path, work: pathlib.Path, msgs, owner, hashed):
         if not (bindir / prog).exists():
             sys.exit(f"missing {bindir / prog}: build it (swift build -c release) first")
     home = work / "qmail"
-    sh(bindir / "qmail-setup", "--single-user", home, "bench.example", capture_output=True)
+    sh(bindir / "qmail-setup", "--single-user", home, "mail." + DOMAIN, capture_output=True)
     let_through(home)
     env = dict(os.environ, QMAIL_HOME=str(home))
     sh(home / "bin" / "vadddomain", "-u", ACCOUNT, DOMAIN, input=b"postmaster-pw\n", env=env, capture_output=True)
@@ -138,7 +141,7 @@ def start_ours(bindir: pathlib.Path, work: pathlib.Path, msgs, owner, hashed):
     fill_maildir(md, msgs, owner)
     port = free_port()
     proc = subprocess.Popen([home / "bin" / "tcpserver", "-R", "-H", "-l0", "-c", "40", "127.0.0.1", str(port),
-                             home / "bin" / "qmail-popup", "bench.example", home / "bin" / "checkpassword-file",
+                             home / "bin" / "qmail-popup", "mail." + DOMAIN, home / "bin" / "checkpassword-file",
                              home / "bin" / "qmail-pop3d", "Maildir"],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(work / "tcpserver.log", "wb"))
     wait_port(port, proc, "tcpserver")
