@@ -695,3 +695,54 @@ def test_contrib_tcp_pop3_compiles_like_ucspi(env):
         subprocess.run([tool, str(cdb), str(cdb) + ".tmp"], input=text, check=True)
         outs.append(cdb.read_bytes())
     assert outs[0] == outs[1]
+
+
+# ------------------------------------------- with the real checkpassword-file
+
+def test_full_chain_with_checkpassword_file(tmp_path):
+    """tcpserver -> qmail-popup -> checkpassword-file -> qmail-pop3d on a
+    virtual mailbox made by vadddomain/vadduser. qmail-popup always hands
+    checkpassword its timestamp (as qmail's does): USER/PASS must still work."""
+    import pwd
+    need = ("qmail-setup", "vadddomain", "vadduser", "checkpassword-file")
+    if not all((bin_dir() / n).exists() for n in need):
+        pytest.skip("checkpassword-file and the v* tools are not built")
+    if os.geteuid() != 0:
+        pytest.skip("needs root (checkpassword-file switches users)")
+    account = "sqpoptest"
+    try:
+        pw = pwd.getpwnam(account)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account], check=True)
+        pw = pwd.getpwnam(account)
+    from conftest import make_home
+    q = make_home(tmp_path, "mail.pop.example")
+    for p in [q.path, *q.path.parents]:
+        if str(p) in ("/", "/tmp"):
+            break
+        p.chmod(p.stat().st_mode | 0o011)
+    assert q.run("vadddomain", "-u", account, "pop.example", input="pm-secret\n").returncode == 0
+    r = q.run("vadduser", "joe@pop.example", input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    md = q.path / "domains" / "pop.example" / "joe" / "Maildir"
+    (md / "new" / "1700000001.M1P1.test").write_bytes(message(1))
+    os.chown(md / "new" / "1700000001.M1P1.test", pw.pw_uid, pw.pw_gid)
+    p = subprocess.Popen([q.bin("tcpserver"), "-1", "-R", "-H", "-l0", "127.0.0.1", "0", q.bin("qmail-popup"),
+                          "mail.pop.example", q.bin("checkpassword-file"), q.bin("qmail-pop3d"), "Maildir"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=q.env)
+    try:
+        port = int(p.stdout.readline())
+        c = poplib.POP3("127.0.0.1", port, timeout=10)
+        c.user("joe@pop.example")
+        c.pass_(PASSWORD)
+        assert c.retr(1)[1][0] == b"Subject: message 1"
+        c.dele(1)
+        c.quit()
+        assert list((md / "new").iterdir()) == [] and list((md / "cur").iterdir()) == []
+        c = poplib.POP3("127.0.0.1", port, timeout=10)
+        c.user("joe@pop.example")
+        with pytest.raises(poplib.error_proto, match="authorization failed"):
+            c.pass_("wrong")
+    finally:
+        p.terminate()
+        p.wait()
