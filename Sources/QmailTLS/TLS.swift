@@ -162,6 +162,9 @@ public final class TLSConnection {
             return
         }
         Glibc.close(sv[1])
+        // The relay has its own idle limit; an alarm left from the plain
+        // part of the session must not end it.
+        alarm(0)
         relay(local: sv[0])
         Glibc.close(sv[0])
         Sys.exit(Spawn.wait(pid))

@@ -326,3 +326,45 @@ def test_U_takes_uid_gid_from_env():
         assert srv.talk() == b"65534\n"
     finally:
         srv.stop()
+
+
+@need_ucspi
+@pytest.mark.skipif(os.geteuid() != 0, reason="an identd on port 113 needs root")
+def test_ident_remoteinfo_and_info_rules_like_ucspi(tmp_path):
+    import threading
+    try:
+        identd = socket.socket()
+        identd.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        identd.bind(("127.0.0.1", 113))
+        identd.listen(5)
+    except OSError:
+        pytest.skip("port 113 busy")
+    stop = threading.Event()
+
+    def serve():
+        identd.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = identd.accept()
+            except OSError:
+                continue
+            q = c.recv(100).decode().strip()
+            c.sendall(f"{q} : USERID : UNIX : alice\r\n".encode())
+            c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        _, cdb = compile_rules(DEB["tcprules"], tmp_path, 'alice@127.0.0.1:allow,WHO="alice"\n:allow,WHO="nobody"\n')
+        got = {}
+        for name, prog in (("deb", DEB["tcpserver"]), ("ours", ours("tcpserver"))):
+            srv = Server(prog, ["-H", "-l0", "-t", "5", "-x", str(cdb), ["sh", "-c", "echo $TCPREMOTEINFO $WHO"]])
+            try:
+                got[name] = srv.talk()
+            finally:
+                srv.stop()
+        assert got["ours"] == got["deb"] == b"alice alice\n"
+    finally:
+        stop.set()
+        t.join()
+        identd.close()
