@@ -56,8 +56,10 @@ def ensure_dovecot():
         return
     print("== installing dovecot-pop3d (benchmark only)", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    sh("apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "dovecot-pop3d", env=env,
-       stdout=subprocess.DEVNULL)
+    cmd = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "dovecot-pop3d"]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        sh("apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-qq", env=env)
+        sh(*cmd, env=env, stdout=subprocess.DEVNULL)
     # a package install may start the system instance; ours is private
     subprocess.run(["doveadm", "stop"], capture_output=True)
 

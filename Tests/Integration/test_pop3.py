@@ -746,3 +746,20 @@ def test_full_chain_with_checkpassword_file(tmp_path):
     finally:
         p.terminate()
         p.wait()
+
+
+@pytest.mark.parametrize("mode", ["plain", "stls", "implicit"])
+def test_big_message_intact(env, mode):
+    env.make_cert()
+    env.add(1, size=3_000_000)
+    port = env.serve(implicit_tls=(mode == "implicit"))
+    if mode == "implicit":
+        c = poplib.POP3_SSL("127.0.0.1", port, timeout=30, context=unverified())
+    else:
+        c = poplib.POP3("127.0.0.1", port, timeout=30)
+        if mode == "stls":
+            c.stls(context=unverified())
+    c.user(USER)
+    c.pass_(PASSWORD)
+    assert b"\n".join(c.retr(1)[1]) + b"\n" == message(1, 3_000_000)
+    c.quit()
