@@ -12,6 +12,14 @@
 //   relays bytes, the child continues with plain fds 0 and 1 on a socket
 //   pair. Programs that exec others after TLS starts (qmail-popup ->
 //   checkpassword -> qmail-pop3d) need that: TLS state does not survive exec.
+//
+// STARTTLS in a server that keeps the connection (after sending "220 ready"
+// in one write and with no unread plain input buffered):
+//   guard let ctx = try TLSContext.server(controlDir: home.control) else { /* no TLS */ }
+//   let tls = try TLSConnection(context: ctx, readFD: 0, writeFD: 1)
+//   n = try tls.read(buf, count)   // 0: peer closed
+//   try tls.write(bytes)           // one call per reply
+//   tls.close()
 #if canImport(Glibc)
 import Glibc
 #endif

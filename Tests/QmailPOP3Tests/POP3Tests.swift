@@ -126,6 +126,30 @@ final class Pop3dTests: XCTestCase {
         XCTAssertEqual(try Sys.listDirectory("new"), [])
     }
 
+    func blast(_ msg: [UInt8], chunk: Int, lines: Int) -> String {
+        let out = ReplyWriter(fd: -1, timeout: 0)
+        var b = Blaster(out: out, bodyLines: lines)
+        var i = 0
+        while i < msg.count && !b.done {
+            let end = min(msg.count, i + chunk)
+            msg[i..<end].withUnsafeBufferPointer { b.feed($0) }
+            i = end
+        }
+        b.finish()
+        return out.buffer.string
+    }
+
+    func testBlasterIsIndependentOfChunking() {
+        let msg = Array("A: 1\r\nB: 2\n\r\n.x\r\n..\n.\nlast\r".utf8)
+        let whole = blast(msg, chunk: 1 << 16, lines: -1)
+        XCTAssertEqual(whole, "A: 1\r\nB: 2\r\n\r\n..x\r\n...\r\n..\r\nlast\r\n.\r\n")
+        for chunk in 1...7 {
+            XCTAssertEqual(blast(msg, chunk: chunk, lines: -1), whole, "chunk \(chunk)")
+            XCTAssertEqual(blast(msg, chunk: chunk, lines: 2), "A: 1\r\nB: 2\r\n\r\n..x\r\n...\r\n.\r\n", "chunk \(chunk)")
+            XCTAssertEqual(blast(msg, chunk: chunk, lines: 0), "A: 1\r\nB: 2\r\n\r\n.\r\n", "chunk \(chunk)")
+        }
+    }
+
     func testCleanTmpRemovesOldFilesOnly() throws {
         try put("tmp/old", "x", mtime: 1000)
         try put("tmp/new", "x", mtime: Sys.now())
