@@ -763,3 +763,21 @@ def test_big_message_intact(env, mode):
     c.pass_(PASSWORD)
     assert b"\n".join(c.retr(1)[1]) + b"\n" == message(1, 3_000_000)
     c.quit()
+
+
+def test_contrib_make_servercert(env):
+    (env.qmail / "control" / "me").write_text("pop.test.example\n")
+    r = subprocess.run(["sh", str(CONTRIB / "make-servercert.sh"), str(env.qmail)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pem = env.qmail / "control" / "servercert.pem"
+    assert pem.stat().st_mode & 0o777 == 0o600
+    text = pem.read_text()
+    assert "BEGIN CERTIFICATE" in text and "PRIVATE KEY" in text
+    env.add(1)
+    port = env.serve(implicit_tls=True)
+    c = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=unverified())
+    assert c.sock.getpeercert(binary_form=True)
+    c.user(USER)
+    c.pass_(PASSWORD)
+    assert c.stat()[0] == 1
+    c.quit()
