@@ -781,3 +781,41 @@ def test_contrib_make_servercert(env):
     c.pass_(PASSWORD)
     assert c.stat()[0] == 1
     c.quit()
+
+
+def test_contrib_run_local(env):
+    import signal as sig
+    env.add(1)
+    contrib_home(env)
+    ports = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    p = subprocess.Popen(["sh", str(CONTRIB / "run-local.sh"), str(env.qmail), str(ports[0]), str(ports[1])],
+                         env=env.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                c = poplib.POP3("127.0.0.1", ports[0], timeout=10)
+                d = poplib.POP3_SSL("127.0.0.1", ports[1], timeout=10, context=unverified())
+                break
+            except OSError:
+                assert time.time() < deadline and p.poll() is None
+                time.sleep(0.1)
+        c.stls(context=unverified())
+        for conn in (c, d):
+            conn.user(USER)
+            conn.pass_(PASSWORD)
+            assert conn.stat()[0] == 1
+            conn.quit()
+    finally:
+        p.send_signal(sig.SIGTERM)
+        out = p.communicate(timeout=10)[0]
+    assert p.returncode == 0
+    assert b"POP3 stopped" in out
+    for port in ports:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
