@@ -65,11 +65,12 @@ def ensure_dovecot():
 
 
 def ensure_account():
+    """The mailbox owner; True as second value when made here (removed at the end)."""
     try:
-        return pwd.getpwnam(ACCOUNT)
+        return pwd.getpwnam(ACCOUNT), False
     except KeyError:
         sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ACCOUNT)
-        return pwd.getpwnam(ACCOUNT)
+        return pwd.getpwnam(ACCOUNT), True
 
 
 def make_messages(n, size=4096):
@@ -302,7 +303,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run as root: Dovecot and checkpassword-file switch to the mailbox account")
     ensure_dovecot()
-    owner = ensure_account()
+    owner, made = ensure_account()
     hashed = subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True,
                             check=True).stdout.strip()
     msgs = make_messages(a.messages)
@@ -339,6 +340,8 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(work, ignore_errors=True)
+        if made:
+            subprocess.run(["userdel", ACCOUNT], capture_output=True)
 
 
 if __name__ == "__main__":

@@ -709,12 +709,17 @@ def test_full_chain_with_checkpassword_file(tmp_path):
         pytest.skip("checkpassword-file and the v* tools are not built")
     if os.geteuid() != 0:
         pytest.skip("needs root (checkpassword-file switches users)")
-    account = "sqpoptest"
+    account = f"sqpop{os.getpid() % 100000}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account], check=True)
     try:
-        pw = pwd.getpwnam(account)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account], check=True)
-        pw = pwd.getpwnam(account)
+        full_chain(tmp_path, account)
+    finally:
+        subprocess.run(["userdel", account], capture_output=True)
+
+
+def full_chain(tmp_path, account):
+    import pwd
+    pw = pwd.getpwnam(account)
     from conftest import make_home
     q = make_home(tmp_path, "mail.pop.example")
     for p in [q.path, *q.path.parents]:
