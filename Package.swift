@@ -15,11 +15,17 @@ let staticStdlib: [LinkerSetting] = [
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-start", ["QmailSend"]),
+    ("qmail-send", ["QmailSend"]),
+    ("qmail-lspawn", ["QmailSend"]),
+    ("qmail-rspawn", ["QmailSend"]),
+    ("qmail-clean", ["QmailSend"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -32,6 +38,7 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
 ]
 
 let package = Package(
