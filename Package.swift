@@ -20,12 +20,19 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-lspawn", ["QmailSend"]),
     ("qmail-rspawn", ["QmailSend"]),
     ("qmail-clean", ["QmailSend"]),
+    ("qmail-setup", ["QmailSetup"]),
+    ("qmail-newmrh", ["QmailAdmin"]),
+    ("qmail-showctl", ["QmailAdmin"]),
+    ("qmail-qread", ["QmailAdmin"]),
+    ("qmail-qstat", ["QmailAdmin"]),
 ]
 
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
+    .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
+    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
 ]
 
 let executables: [Target] = programs.map { p in

@@ -56,13 +56,15 @@ public struct QmailHome: Sendable {
     }
 
     /// The executable's home, accepted only if it and every parent up to /
-    /// is owned by root and writable by nobody else.
+    /// is owned by root and writable by nobody else (a sticky directory such
+    /// as /tmp is accepted: others cannot rename the root-owned entry in it).
     static func trustedHomeFromExecutable() -> String? {
         guard let home = homeFromExecutable() else { return nil }
         var dir = home + "/bin"
         while true {
             guard let st = try? Sys.stat(dir) else { return nil }
-            if st.st_uid != 0 || (st.st_mode & 0o022) != 0 { return nil }
+            if st.st_uid != 0 { return nil }
+            if (st.st_mode & 0o022) != 0 && (st.st_mode & S_ISVTX) == 0 { return nil }
             if dir == "/" { break }
             dir = FileIO.directoryOf(dir)
         }

@@ -1,0 +1,341 @@
+// qmail-setup: creates a complete qmail home, as qmail's `make setup`
+// followed by `config-fast` would.
+//
+// Run by root (without --single-user) it creates qmail's accounts when
+// missing and gives every directory and program qmail's owner and mode,
+// including the setuid qmailq bit on qmail-queue. Run by anyone else, or
+// with --single-user, it makes a home in which every component runs as one
+// user: for development and tests.
+//
+// It never overwrites control files, aliases or boot scripts that already
+// exist, so running it again on a live home only refreshes programs,
+// directories and modes.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+import QmailQueue
+
+public struct SetupOptions {
+    public var home: String
+    public var fqdn: String
+    public var singleUser: Bool
+    /// Directory holding the built programs to install.
+    public var programDirectory: String
+    /// Default delivery written to control/defaultdelivery.
+    public var defaultDelivery: String = "./Maildir/"
+
+    public init(home: String, fqdn: String, singleUser: Bool, programDirectory: String) {
+        self.home = home
+        self.fqdn = fqdn
+        self.singleUser = singleUser
+        self.programDirectory = programDirectory
+    }
+}
+
+public struct SetupError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ s: String) { description = s }
+}
+
+public final class Setup {
+    let o: SetupOptions
+    var ids: QmailIds
+    /// Root's uid/gid in multi-user mode; the single user otherwise.
+    var ownerUid: uid_t
+    var ownerGid: gid_t
+    var log: (String) -> Void
+
+    public init(_ options: SetupOptions, log: @escaping (String) -> Void) {
+        o = options
+        ids = .single(uid: geteuid(), gid: getegid())
+        ownerUid = geteuid()
+        ownerGid = getegid()
+        self.log = log
+    }
+
+    public func run() throws {
+        try validate()
+        if !o.singleUser {
+            try createAccounts()
+            ownerUid = 0
+            ownerGid = ids.gid("qmail")!
+        }
+        let q = ids.gid("qmail")!
+        let u = { (n: String) in self.ids.uid(n)! }
+
+        try makeParents(o.home)
+        try dir(o.home, ownerUid, q, 0o755)
+        for d in ["control", "users", "bin", "boot", "doc", "man"] {
+            try dir("\(o.home)/\(d)", ownerUid, q, 0o755)
+        }
+        try dir("\(o.home)/alias", u("alias"), q, 0o2755)
+
+        let queue = "\(o.home)/queue"
+        try dir(queue, u("qmailq"), q, 0o750)
+        try dir("\(queue)/pid", u("qmailq"), q, 0o700)
+        try dir("\(queue)/intd", u("qmailq"), q, 0o700)
+        try dir("\(queue)/todo", u("qmailq"), q, 0o750)
+        try dir("\(queue)/bounce", u("qmails"), q, 0o700)
+        try splitDir("\(queue)/mess", u("qmailq"), q, 0o750)
+        try splitDir("\(queue)/info", u("qmails"), q, 0o700)
+        try splitDir("\(queue)/local", u("qmails"), q, 0o700)
+        try splitDir("\(queue)/remote", u("qmails"), q, 0o700)
+        try dir("\(queue)/lock", u("qmailq"), q, 0o750)
+        try zeroFile("\(queue)/lock/tcpto", size: 1024, u("qmailr"), q, 0o644)
+        try zeroFile("\(queue)/lock/sendmutex", size: 0, u("qmails"), q, 0o600)
+        try fifo("\(queue)/lock/trigger", u("qmails"), q, 0o622)
+
+        try FileIO.writeAtomic("\(o.home)/ids", Array(ids.render().utf8), mode: 0o644)
+        try own("\(o.home)/ids", ownerUid, ownerGid, 0o644)
+
+        try installPrograms(q)
+        try writeControls()
+        try writeAliases(q)
+        try writeBootScripts()
+        log("qmail home ready at \(o.home) (\(o.singleUser ? "single-user: everything runs as uid \(geteuid())" : "multi-user"))")
+    }
+
+    // MARK: checks
+
+    func validate() throws {
+        guard o.home.hasPrefix("/") else { throw SetupError("home must be an absolute path: \(o.home)") }
+        guard !o.home.contains("\n"), !o.home.contains(" ") else { throw SetupError("home must not contain spaces or newlines") }
+        guard Setup.isValidHostname(o.fqdn) else { throw SetupError("not a valid host name: \(o.fqdn)") }
+        if !o.singleUser && geteuid() != 0 {
+            throw SetupError("a multi-user home needs root; use --single-user")
+        }
+    }
+
+    public static func isValidHostname(_ h: String) -> Bool {
+        let b = Array(h.utf8)
+        if b.isEmpty || b.count > 253 { return false }
+        for label in b.split(separator: Ascii.dot, omittingEmptySubsequences: false) {
+            if label.isEmpty || label.count > 63 { return false }
+            for c in label {
+                let ok = (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || Ascii.isDigit(c) || c == Ascii.minus
+                if !ok { return false }
+            }
+        }
+        return true
+    }
+
+    // MARK: accounts
+
+    static let accountGroups: [String: String] = [
+        "alias": "nofiles", "qmaild": "nofiles", "qmaill": "nofiles", "qmailp": "nofiles",
+        "qmailq": "qmail", "qmailr": "qmail", "qmails": "qmail",
+    ]
+
+    func createAccounts() throws {
+        var gids: [String: gid_t] = [:]
+        for g in QmailIds.groups {
+            if getgrnam(g) == nil {
+                log("creating group \(g)")
+                guard Spawn.run(["groupadd", "-r", g]) == 0 else { throw SetupError("groupadd \(g) failed") }
+            }
+            guard let gr = getgrnam(g) else { throw SetupError("group \(g) missing after groupadd") }
+            gids[g] = gr.pointee.gr_gid
+        }
+        var uids: [String: uid_t] = [:]
+        for user in QmailIds.users {
+            if getpwnam(user) == nil {
+                let home = user == "alias" ? "\(o.home)/alias" : o.home
+                log("creating user \(user)")
+                let argv = ["useradd", "-r", "-g", Setup.accountGroups[user]!, "-d", home, "-M",
+                            "-s", Sys.exists("/usr/sbin/nologin") ? "/usr/sbin/nologin" : "/bin/false", user]
+                guard Spawn.run(argv) == 0 else { throw SetupError("useradd \(user) failed") }
+            }
+            guard let pw = getpwnam(user) else { throw SetupError("user \(user) missing after useradd") }
+            uids[user] = pw.pointee.pw_uid
+        }
+        ids = QmailIds(singleUser: false, uid: uids, gid: gids)
+    }
+
+    // MARK: files
+
+    func own(_ path: String, _ uid: uid_t, _ gid: gid_t, _ mode: mode_t) throws {
+        if geteuid() == 0 || uid == geteuid() {
+            if lchown(path, uid, gid) != 0 && geteuid() == 0 { throw SysError("chown", path: path) }
+        }
+        if chmod(path, mode) != 0 { throw SysError("chmod", path: path) }
+    }
+
+    func dir(_ path: String, _ uid: uid_t, _ gid: gid_t, _ mode: mode_t) throws {
+        if !Sys.isDirectory(path) {
+            if Sys.exists(path) { throw SetupError("\(path) exists and is not a directory") }
+            try Sys.mkdir(path, 0o700)
+        }
+        try own(path, uid, gid, mode)
+    }
+
+    /// Creates the missing parents of `path` (root- or user-owned, 0755).
+    func makeParents(_ path: String) throws {
+        let parent = FileIO.directoryOf(path)
+        if parent == "/" || Sys.isDirectory(parent) { return }
+        try makeParents(parent)
+        if Glibc.mkdir(parent, 0o755) != 0 && errno != EEXIST { throw SysError("mkdir", path: parent) }
+    }
+
+    func splitDir(_ path: String, _ uid: uid_t, _ gid: gid_t, _ mode: mode_t) throws {
+        try dir(path, uid, gid, mode)
+        for i in 0..<QueueLayout.split { try dir("\(path)/\(i)", uid, gid, mode) }
+    }
+
+    func zeroFile(_ path: String, size: Int, _ uid: uid_t, _ gid: gid_t, _ mode: mode_t) throws {
+        if !Sys.exists(path) {
+            let fd = try Sys.open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            defer { Sys.close(fd) }
+            if size > 0 { try Sys.writeAll(fd, [UInt8](repeating: 0, count: size)) }
+            try Sys.fsync(fd)
+        }
+        try own(path, uid, gid, mode)
+    }
+
+    func fifo(_ path: String, _ uid: uid_t, _ gid: gid_t, _ mode: mode_t) throws {
+        if let st = try? Sys.lstat(path), (st.st_mode & S_IFMT) != S_IFIFO {
+            try Sys.unlink(path)
+        }
+        if !Sys.exists(path) {
+            guard mkfifo(path, 0o600) == 0 else { throw SysError("mkfifo", path: path) }
+        }
+        try own(path, uid, gid, mode)
+    }
+
+    /// Writes `text` unless the file already exists (an administrator's file is never replaced).
+    @discardableResult
+    func writeIfMissing(_ path: String, _ text: String, _ uid: uid_t, _ gid: gid_t, _ mode: mode_t) throws -> Bool {
+        if Sys.exists(path) { return false }
+        try FileIO.writeAtomic(path, Array(text.utf8), mode: mode)
+        try own(path, uid, gid, mode)
+        return true
+    }
+
+    // MARK: programs
+
+    func installPrograms(_ q: gid_t) throws {
+        var installed = 0
+        for p in Programs.all {
+            let src = "\(o.programDirectory)/\(p.name)"
+            guard Sys.exists(src) else { continue }
+            let dst = "\(o.home)/bin/\(p.name)"
+            try copyFile(src, dst)
+            var uid = ownerUid
+            var mode = p.mode
+            if p.name == "qmail-queue" {
+                uid = ids.uid("qmailq")!
+                if o.singleUser { mode = 0o755 }
+            }
+            try own(dst, uid, o.singleUser ? ownerGid : q, mode)
+            installed += 1
+        }
+        guard installed > 0 else { throw SetupError("no programs found in \(o.programDirectory); build them first (swift build -c release)") }
+        log("installed \(installed) programs in \(o.home)/bin")
+    }
+
+    /// Copies through a temporary name and renames, so a running system never
+    /// executes a half-written program.
+    func copyFile(_ src: String, _ dst: String) throws {
+        let tmp = "\(dst).new"
+        let input = try Sys.open(src, O_RDONLY)
+        defer { Sys.close(input) }
+        _ = Glibc.unlink(tmp)
+        let out = try Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o700)
+        do {
+            let w = ByteWriter(fd: out, capacity: 1 << 20)
+            try ByteReader(fd: input, capacity: 1 << 20).forEachChunk { try w.put($0) }
+            try w.flush()
+            try Sys.fsync(out)
+            Sys.close(out)
+            try Sys.rename(tmp, dst)
+        } catch {
+            Sys.close(out)
+            _ = Glibc.unlink(tmp)
+            throw error
+        }
+    }
+
+    // MARK: configuration
+
+    /// config-fast's rule: defaultdomain and plusdomain are the last two labels.
+    public static func parentDomain(_ fqdn: String) -> String {
+        let labels = fqdn.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count <= 2 { return fqdn }
+        return labels.suffix(2).joined(separator: ".")
+    }
+
+    func writeControls() throws {
+        let c = "\(o.home)/control"
+        let g = ownerGid
+        try writeIfMissing("\(c)/me", o.fqdn + "\n", ownerUid, g, 0o644)
+        let parent = Setup.parentDomain(o.fqdn)
+        try writeIfMissing("\(c)/defaultdomain", parent + "\n", ownerUid, g, 0o644)
+        try writeIfMissing("\(c)/plusdomain", parent + "\n", ownerUid, g, 0o644)
+        try writeIfMissing("\(c)/locals", "localhost\n" + o.fqdn + "\n", ownerUid, g, 0o644)
+        try writeIfMissing("\(c)/rcpthosts", o.fqdn + "\n", ownerUid, g, 0o644)
+        try writeIfMissing("\(c)/defaultdelivery", o.defaultDelivery + "\n", ownerUid, g, 0o644)
+    }
+
+    func writeAliases(_ q: gid_t) throws {
+        let a = "\(o.home)/alias"
+        let uid = ids.uid("alias")!
+        let gid = o.singleUser ? ownerGid : ids.gid("nofiles")!
+        for name in ["postmaster", "mailer-daemon", "root"] {
+            let text = "# Mail for \(name) goes to the alias Maildir; replace with &person@domain to forward.\n./Maildir/\n"
+            try writeIfMissing("\(a)/.qmail-\(name)", text, uid, gid, 0o644)
+        }
+        let md = "\(a)/Maildir"
+        for d in [md, "\(md)/tmp", "\(md)/new", "\(md)/cur"] { try dir(d, uid, gid, 0o700) }
+    }
+
+    /// The boot scripts: qmail's, plus maildir and maildir+df.
+    static let bootDeliveries: [(name: String, delivery: String)] = [
+        ("home", "./Mailbox"),
+        ("home+df", "|dot-forward .forward\n./Mailbox"),
+        ("proc", "|preline procmail"),
+        ("proc+df", "|dot-forward .forward\n|preline procmail"),
+        ("binm1", "|preline -f /usr/libexec/mail.local -r \"${SENDER:-MAILER-DAEMON}\" -d \"$USER\""),
+        ("binm1+df", "|dot-forward .forward\n|preline -f /usr/libexec/mail.local -r \"${SENDER:-MAILER-DAEMON}\" -d \"$USER\""),
+        ("binm2", "|preline -f /bin/mail -r \"${SENDER:-MAILER-DAEMON}\" -d \"$USER\""),
+        ("binm2+df", "|dot-forward .forward\n|preline -f /bin/mail -r \"${SENDER:-MAILER-DAEMON}\" -d \"$USER\""),
+        ("binm3", "|preline -f /bin/mail -f \"${SENDER:-MAILER-DAEMON}\" -d \"$USER\""),
+        ("binm3+df", "|dot-forward .forward\n|preline -f /bin/mail -f \"${SENDER:-MAILER-DAEMON}\" -d \"$USER\""),
+        ("maildir", "./Maildir/"),
+        ("maildir+df", "|dot-forward .forward\n./Maildir/"),
+    ]
+
+    /// Single-quotes for sh.
+    static func shQuote(_ s: String) -> String {
+        "'" + s.replacing("'", with: "'\\''") + "'"
+    }
+
+    func envLine() -> String {
+        "exec env - PATH=\"\(o.home)/bin:$PATH\" QMAIL_HOME=\(o.home)"
+    }
+
+    func writeBootScripts() throws {
+        for b in Setup.bootDeliveries {
+            let text = """
+            #!/bin/sh
+            # Starts qmail with this default delivery for users without a .qmail:
+            #   \(b.delivery.replacing("\n", with: "\n#   "))
+            # The log goes through splogger to syslog (facility mail).
+            \(envLine()) \\
+            qmail-start \(Setup.shQuote(b.delivery)) splogger qmail
+
+            """
+            try writeIfMissing("\(o.home)/boot/\(b.name)", text, ownerUid, ownerGid, 0o755)
+        }
+        let rc = """
+        #!/bin/sh
+        # Starts qmail-send and its helpers with the default delivery in
+        # control/defaultdelivery. The log goes to standard output, ready
+        # for multilog or any other logger.
+        \(envLine()) \\
+        qmail-start "`cat \(o.home)/control/defaultdelivery`"
+
+        """
+        try writeIfMissing("\(o.home)/rc", rc, ownerUid, ownerGid, 0o755)
+    }
+}
+

@@ -1,0 +1,61 @@
+// Argument handling for qmail-setup.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public enum SetupCommand {
+    static let usage = "usage: qmail-setup [--single-user] [--programs DIR] HOME FQDN"
+
+    public static func main(_ argv: [String]) -> Int32 {
+        var single = geteuid() != 0
+        var programs: String? = nil
+        var rest: [String] = []
+        var i = 1
+        while i < argv.count {
+            let a = argv[i]
+            switch a {
+            case "--single-user", "-s": single = true
+            case "--programs":
+                i += 1
+                guard i < argv.count else { Sys.warn(usage); return 100 }
+                programs = argv[i]
+            case "-h", "--help":
+                print(usage)
+                return 0
+            default:
+                if a.hasPrefix("-") { Sys.warn("qmail-setup: unknown option \(a)\n\(usage)"); return 100 }
+                rest.append(a)
+            }
+            i += 1
+        }
+        guard rest.count == 2 else { Sys.warn(usage); return 100 }
+        var home = rest[0]
+        if !home.hasPrefix("/") {
+            var buf = [CChar](repeating: 0, count: 4096)
+            guard getcwd(&buf, buf.count) != nil else { Sys.warn("qmail-setup: cannot find the current directory"); return 111 }
+            home = String(cString: buf) + "/" + home
+        }
+        while home.count > 1 && home.hasSuffix("/") { home.removeLast() }
+        let dir = programs ?? selfDirectory() ?? "."
+        let opts = SetupOptions(home: home, fqdn: rest[1], singleUser: single, programDirectory: dir)
+        do {
+            try Setup(opts, log: { print("qmail-setup: \($0)") }).run()
+            return 0
+        } catch let e as SetupError {
+            Sys.warn("qmail-setup: fatal: \(e)")
+            return 100
+        } catch {
+            Sys.warn("qmail-setup: fatal: \(error)")
+            return 111
+        }
+    }
+
+    static func selfDirectory() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return FileIO.directoryOf(exe)
+    }
+}

@@ -1,0 +1,12 @@
+// qmail-qread: list the messages in the queue. Needs read access to the queue (root or qmails).
+import QmailCore
+import QmailAdmin
+
+let home = QmailHome.current()
+do {
+    try Sys.writeAll(1, try QueueReport.read(root: home.queue))
+    Sys.exit(0)
+} catch {
+    Sys.warn("qmail-qread: fatal: unable to read the queue: \(error)")
+    Sys.exit(111)
+}

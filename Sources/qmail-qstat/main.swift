@@ -1,0 +1,12 @@
+// qmail-qstat: count the messages in the queue. Needs read access to the queue.
+import QmailCore
+import QmailAdmin
+
+let home = QmailHome.current()
+do {
+    try Sys.writeAll(1, try QueueReport.stat(root: home.queue))
+    Sys.exit(0)
+} catch {
+    Sys.warn("qmail-qstat: fatal: unable to read the queue: \(error)")
+    Sys.exit(111)
+}

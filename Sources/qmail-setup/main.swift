@@ -1,0 +1,7 @@
+// qmail-setup: create a qmail home (qmail's `make setup` + `config-fast`).
+// Usage: qmail-setup [--single-user] HOME FQDN
+// Runs as root for a multi-user home; installs the programs found beside itself.
+import QmailCore
+import QmailSetup
+
+Sys.exit(SetupCommand.main(CommandLine.arguments))

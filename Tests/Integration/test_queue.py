@@ -1,0 +1,142 @@
+"""qmail-queue, run as a program: queue layout, envelope, exit codes,
+durability rules and failure cleanup."""
+import os
+import re
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import make_home
+
+
+def queue(home, message: bytes, envelope: bytes, env=None, stdin=None):
+    """Runs qmail-queue with the message on fd 0 and the envelope on fd 1."""
+    with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+        m.write(message); m.seek(0)
+        e.write(envelope); e.seek(0)
+        e_env = dict(home.env)
+        if env:
+            e_env.update(env)
+        p = subprocess.run([home.bin("qmail-queue")], stdin=stdin if stdin is not None else m,
+                           stdout=e, stderr=subprocess.PIPE, env=e_env, timeout=30)
+        return p.returncode
+
+
+def leftovers(home):
+    return {sub: home.queue_files(sub) for sub in ("pid", "mess", "intd", "todo")}
+
+
+def assert_queue_empty(home):
+    left = leftovers(home)
+    assert all(not v for v in left.values()), left
+
+
+def test_message_and_envelope_land_as_qmail_writes_them(qhome):
+    rc = queue(qhome, b"Subject: hi\n\nbody\n", b"Fme@example.org\0Tyou@example.net\0Tthem@example.com\0\0")
+    assert rc == 0
+    todo = qhome.queue_files("todo")
+    assert len(todo) == 1
+    num = int(todo[0].name)
+    mess = qhome.path / "queue" / "mess" / str(num % 23) / str(num)
+    data = mess.read_bytes()
+    first, rest = data.split(b"\n", 1)
+    assert re.fullmatch(rb"Received: \(qmail \d+ invoked by uid %d\); \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000"
+                        % os.getuid(), first), first
+    assert rest == b"Subject: hi\n\nbody\n"
+    env = todo[0].read_bytes()
+    assert re.fullmatch(rb"u%d\0p\d+\0Fme@example.org\0Tyou@example.net\0Tthem@example.com\0" % os.getuid(), env), env
+    # intd/N is the same inode, todo/N is the link qmail-send looks for
+    assert (qhome.path / "queue" / "intd" / str(num)).stat().st_ino == todo[0].stat().st_ino
+    assert mess.stat().st_ino == num  # the message number is the inode of its file
+    assert not qhome.queue_files("pid")
+
+
+def test_empty_sender_and_no_recipients_are_accepted(qhome):
+    assert queue(qhome, b"x\n", b"F\0\0") == 0
+    assert qhome.queue_files("todo")[0].read_bytes().endswith(b"\0F\0")
+
+
+def test_binary_message_is_copied_byte_for_byte(qhome):
+    body = bytes(range(256)) * 4096 + b"\r\n.\r\nno final newline"
+    assert queue(qhome, body, b"Fa@b\0Tc@d\0\0") == 0
+    num = int(qhome.queue_files("todo")[0].name)
+    data = (qhome.path / "queue" / "mess" / str(num % 23) / str(num)).read_bytes()
+    assert data.split(b"\n", 1)[1] == body
+
+
+@pytest.mark.parametrize("envelope,code", [
+    (b"", 54),                              # nothing at all
+    (b"Fme@x\0Tyou@y\0", 54),               # no final NUL: truncated
+    (b"Fme@x", 54),                         # truncated sender
+    (b"Xme@x\0\0", 91),                     # not F
+    (b"Fme@x\0Zyou@y\0\0", 91),             # not T
+    (b"F" + b"a" * 1100 + b"\0\0", 11),     # sender over the limit
+    (b"Fme@x\0T" + b"b" * 1003 + b"\0\0", 11),
+])
+def test_bad_envelopes_give_the_documented_code_and_leave_nothing(qhome, envelope, code):
+    assert queue(qhome, b"Subject: x\n\nbody\n", envelope) == code
+    assert_queue_empty(qhome)
+
+
+def test_longest_allowed_address_is_accepted(qhome):
+    assert queue(qhome, b"x\n", b"F" + b"a" * 1002 + b"\0T" + b"b" * 1002 + b"\0\0") == 0
+
+
+def test_unreadable_message_is_54_and_leaves_nothing(qhome, tmp_path):
+    d = os.open(str(tmp_path), os.O_RDONLY)  # a directory: read() fails with EISDIR
+    try:
+        assert queue(qhome, b"", b"Fa@b\0Tc@d\0\0", stdin=d) == 54
+    finally:
+        os.close(d)
+    assert_queue_empty(qhome)
+
+
+def test_missing_home_and_queue(qhome, tmp_path):
+    assert queue(qhome, b"x\n", b"Fa\0\0", env={"QMAIL_HOME": str(tmp_path / "nonexistent")}) == 61
+    (tmp_path / "empty").mkdir()
+    assert queue(qhome, b"x\n", b"Fa\0\0", env={"QMAIL_HOME": str(tmp_path / "empty")}) == 62
+
+
+def test_trigger_is_pulled(qhome):
+    fifo = qhome.path / "queue" / "lock" / "trigger"
+    fd = os.open(str(fifo), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert queue(qhome, b"x\n", b"Fa@b\0Tc@d\0\0") == 0
+        assert os.read(fd, 10) == b"\0"
+    finally:
+        os.close(fd)
+
+
+def test_qstat_and_qread_report_queued_messages(qhome):
+    for i in range(3):
+        assert queue(qhome, b"Subject: %d\n\nbody\n" % i, b"Fsender%d@example.org\0Trcpt%d@example.net\0\0" % (i, i)) == 0
+    r = qhome.run("qmail-qstat")
+    assert r.returncode == 0
+    assert r.stdout == b"messages in queue: 3\nmessages in queue but not yet preprocessed: 3\n"
+    r = qhome.run("qmail-qread")
+    assert r.returncode == 0
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 6
+    for i in range(3):
+        assert re.search(r"  #\d+  \d+  <sender%d@example.org> $" % i, "\n".join(lines), re.M)
+        assert "\ttodo\trcpt%d@example.net" % i in lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs")
+def test_full_disk_gives_53_and_leaves_nothing(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], check=True)
+    try:
+        home = make_home(mnt)
+        free = os.statvfs(str(mnt))
+        big = b"X" * 75 + b"\n"
+        message = big * ((free.f_bavail * free.f_frsize) // len(big) + 1000)
+        assert queue(home, message, b"Fa@b\0Tc@d\0\0") == 53
+        assert_queue_empty(home)
+        # and once there is room again, the queue works
+        assert queue(home, b"small\n", b"Fa@b\0Tc@d\0\0") == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])

@@ -1,0 +1,145 @@
+"""qmail-setup: the home it creates, in single-user and multi-user mode."""
+import os
+import pathlib
+import shutil
+import tempfile
+import pwd
+import grp
+import stat
+import subprocess
+
+import pytest
+
+from conftest import bin_dir, make_home, QmailHome
+
+
+def mode(p):
+    return stat.S_IMODE(os.lstat(p).st_mode)
+
+
+def test_single_user_home_layout(tmp_path):
+    h = make_home(tmp_path, "mail.isp.example.com")
+    c = h.path / "control"
+    assert (c / "me").read_text() == "mail.isp.example.com\n"
+    assert (c / "defaultdomain").read_text() == "example.com\n"
+    assert (c / "plusdomain").read_text() == "example.com\n"
+    assert "mail.isp.example.com" in (c / "locals").read_text().split()
+    assert (c / "rcpthosts").read_text() == "mail.isp.example.com\n"
+    q = h.path / "queue"
+    for d in ("pid", "intd", "todo", "bounce", "lock"):
+        assert (q / d).is_dir()
+    for d in ("mess", "info", "local", "remote"):
+        assert sorted(int(x.name) for x in (q / d).iterdir()) == list(range(23))
+    assert stat.S_ISFIFO(os.lstat(q / "lock" / "trigger").st_mode)
+    assert (q / "lock" / "tcpto").stat().st_size == 1024
+    assert mode(q / "pid") == 0o700 and mode(q / "mess") == 0o750 and mode(q / "lock" / "trigger") == 0o622
+    for name in ("postmaster", "mailer-daemon", "root"):
+        assert (h.path / "alias" / (".qmail-" + name)).exists()
+    for name in ("home", "home+df", "proc", "proc+df", "binm1", "binm1+df", "binm2", "binm2+df",
+                 "binm3", "binm3+df", "maildir", "maildir+df"):
+        assert os.access(h.path / "boot" / name, os.X_OK), name
+    assert "qmail-start" in (h.path / "rc").read_text()
+    assert os.access(h.bin("qmail-queue"), os.X_OK)
+    assert (h.path / "ids").read_text().startswith("mode=single\n")
+    assert all(os.stat(p).st_uid == os.getuid() for p in (h.path, q, q / "mess", h.path / "alias"))
+
+
+def test_rerun_keeps_the_administrators_files(tmp_path):
+    h = make_home(tmp_path, "a.example")
+    h.control("me", "changed.example\n")
+    h.control("locals", "mine\n")
+    make_home(tmp_path, "a.example")
+    assert h.control("me") == "changed.example\n"
+    assert h.control("locals") == "mine\n"
+
+
+@pytest.mark.parametrize("fqdn", ["", "bad host", "a..b", "x/y", "a" * 70 + ".com"])
+def test_bad_hostnames_are_refused(tmp_path, fqdn):
+    r = subprocess.run([str(bin_dir() / "qmail-setup"), "--single-user", str(tmp_path / "h"), fqdn],
+                       capture_output=True, text=True)
+    assert r.returncode == 100
+    assert "qmail-setup: fatal:" in r.stderr
+    assert not (tmp_path / "h" / "queue").exists()
+
+
+def test_showctl_prints_the_configuration(qhome):
+    qhome.control("queuelifetime", "3600\n")
+    r = qhome.run("qmail-showctl")
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    assert f"qmail home directory: {qhome.path}." in out
+    assert "me: test.example.com" in out
+    assert "queuelifetime: 3600" in out
+    assert "bouncefrom: (Default.) MAILER-DAEMON" in out
+    assert "defaultdelivery:" in out  # an extra file is named, not ignored
+
+
+def test_newmrh_builds_a_cdb_tinycdb_reads(qhome):
+    qhome.control("morercpthosts", "# hosted\nExample.ORG\n\n.Sub.Example.net \t\nthird.example\n")
+    r = qhome.run("qmail-newmrh")
+    assert r.returncode == 0, r.stderr
+    dump = subprocess.run(["cdb", "-d", str(qhome.path / "control" / "morercpthosts.cdb")],
+                          capture_output=True, check=True).stdout
+    assert dump == b"+11,0:example.org->\n+16,0:.sub.example.net->\n+13,0:third.example->\n\n"
+    # byte for byte what tinycdb makes from the same records
+    theirs = qhome.path / "theirs.cdb"
+    subprocess.run(["cdb", "-c", str(theirs)], input=dump, check=True)
+    assert theirs.read_bytes() == (qhome.path / "control" / "morercpthosts.cdb").read_bytes()
+    assert not (qhome.path / "control" / "morercpthosts.tmp").exists()
+
+
+def test_newmrh_without_source_fails_temporarily_and_keeps_old_cdb(qhome):
+    qhome.control("morercpthosts", "a.example\n")
+    assert qhome.run("qmail-newmrh").returncode == 0
+    old = (qhome.path / "control" / "morercpthosts.cdb").read_bytes()
+    os.unlink(qhome.path / "control" / "morercpthosts")
+    r = qhome.run("qmail-newmrh")
+    assert r.returncode == 111
+    assert b"unable to read control/morercpthosts" in r.stderr
+    assert (qhome.path / "control" / "morercpthosts.cdb").read_bytes() == old
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
+def test_multi_user_home_has_qmails_owners_and_setuid_queue():
+    # /var/tmp: root-owned and sticky, so the setuid qmail-queue trusts a home in it
+    base = tempfile.mkdtemp(prefix="sq-multi-", dir="/var/tmp")
+    try:
+        multi_user_checks(pathlib.Path(base))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def multi_user_checks(base):
+    os.chmod(base, 0o755)
+    home = base / "qmail"
+    r = subprocess.run([str(bin_dir() / "qmail-setup"), str(home), "mail.example.com"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for u in ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails"):
+        pwd.getpwnam(u)
+    qmail = grp.getgrnam("qmail").gr_gid
+    uid = lambda n: pwd.getpwnam(n).pw_uid
+    q = home / "queue"
+    st = os.stat(home / "bin" / "qmail-queue")
+    assert st.st_uid == uid("qmailq") and stat.S_IMODE(st.st_mode) == 0o4711
+    assert os.stat(q / "mess").st_uid == uid("qmailq")
+    assert os.stat(q / "info" / "0").st_uid == uid("qmails")
+    assert os.stat(q / "lock" / "tcpto").st_uid == uid("qmailr")
+    assert os.stat(home / "alias").st_uid == uid("alias") and mode(home / "alias") == 0o2755
+    assert os.stat(home / "control").st_uid == 0 and os.stat(home / "control").st_gid == qmail
+    assert (home / "ids").read_text().startswith("mode=multi\n")
+
+    # An unprivileged user queues through the setuid program; QMAIL_HOME from
+    # that user is ignored (the home comes from the program's own location).
+    nobody = pwd.getpwnam("nobody")
+    with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+        m.write(b"Subject: from nobody\n\nhi\n"); m.seek(0)
+        e.write(b"Fnobody@example.com\0Tpostmaster@example.com\0\0"); e.seek(0)
+        r = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                            str(home / "bin" / "qmail-queue")], stdin=m, stdout=e, stderr=subprocess.PIPE,
+                           env={"QMAIL_HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    todo = list((q / "todo").iterdir())
+    assert len(todo) == 1
+    assert os.stat(todo[0]).st_uid == uid("qmailq")
+    assert todo[0].read_bytes().startswith(b"u%d\0" % nobody.pw_uid)
