@@ -1,0 +1,483 @@
+"""qmail-start, qmail-send, qmail-lspawn, qmail-rspawn and qmail-clean, run
+as programs against a qmail home: delivery, bounces, deferral and retry,
+signals, crash recovery, and qmail's log line formats.
+
+qmail-local and qmail-getpw are replaced by small stand-in scripts in
+HOME/bin that record each delivery, so these tests check the queue core
+alone: a recipient whose local part starts with "fail" exits 100, "defer"
+exits 111 until HOME/deferok exists, anything else is delivered.
+"""
+import os
+import pathlib
+import random
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+GETPW = """#!/bin/sh
+# stand-in qmail-getpw: every local part belongs to the home's owner
+printf '%s\\0%s\\0%s\\0%s\\0%s\\0%s\\0' "u-$1" "$(id -u)" "$(id -g)" "$QH/users-home" "-" "$1"
+"""
+
+LOCAL = """#!/bin/sh
+# stand-in qmail-local -- user home local dash ext domain sender defaultdelivery
+shift
+local="$3"
+case "$local" in
+  fail*) echo "Sorry, no mailbox here by that name. (#5.1.1)"; exit 100 ;;
+  defer*) if [ ! -e "$QH/deferok" ]; then echo "Temporary trouble. (#4.3.0)"; exit 111; fi ;;
+esac
+d="$QH/delivered"
+name="$local.$$.$(date +%s%N)"
+{ printf '%s\\n' "$@"; } > "$d/tmp.$name.args"
+cat > "$d/tmp.$name" || exit 111
+[ -n "$SLOW" ] && sleep "$SLOW"
+mv "$d/tmp.$name.args" "$d/$name.args"
+mv "$d/tmp.$name" "$d/$name"
+echo "did 0+0+1"
+exit 0
+"""
+
+REMOTE = """#!/bin/sh
+# stand-in qmail-remote host sender recip
+echo "$1 $2 $3" >> "$QH/remote.log"
+case "$3" in
+  bad*) printf 'rDSorry, I could not find that user. (#5.1.1)\\0DGiving up on 192.0.2.1.\\0' ;;
+  *) printf 'rK192.0.2.1 accepted recipient.\\0K192.0.2.1 accepted message./Remote host said: 250 ok\\0' ;;
+esac
+"""
+
+LOG_PATTERNS = [
+    r"status: local \d+/\d+ remote \d+/\d+",
+    r"new msg \d+",
+    r"info msg \d+: bytes \d+ from <[^ >]*> qp \d+ uid \d+",
+    r"starting delivery \d+: msg \d+ to (local|remote) \S+",
+    r"delivery \d+: (success|failure|deferral): \S*",
+    r"end msg \d+",
+    r"bounce msg \d+ qp \d+",
+    r"triple bounce: discarding bounce/\d+",
+    r"status: exiting",
+]
+
+QUEUE_DIRS = ("pid", "intd", "todo", "mess", "info", "local", "remote", "bounce")
+
+
+def wait_for(cond, timeout=20.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Mail:
+    """A qmail home with stand-in delivery programs and a running qmail-start."""
+
+    def __init__(self, home, remote=False):
+        self.home = home
+        self.path = home.path
+        self.delivered = self.path / "delivered"
+        self.delivered.mkdir()
+        (self.path / "users-home").mkdir()
+        self.install("qmail-getpw", GETPW)
+        self.install("qmail-local", LOCAL)
+        if remote:
+            self.install("qmail-remote", REMOTE)
+        else:
+            p = self.path / "bin" / "qmail-remote"
+            if p.exists():
+                p.unlink()
+        self.env = dict(home.env)
+        self.env["QH"] = str(self.path)
+        self.proc = None
+        self.logpath = self.path / "send.log"
+        self.logfile = None
+
+    def install(self, name, text):
+        p = self.path / "bin" / name
+        if p.exists():
+            p.unlink()
+        p.write_text(text)
+        p.chmod(0o755)
+
+    # running
+
+    def start(self, env=None):
+        self.logfile = open(self.logpath, "ab")
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        # HOME/rc clears the environment; the stand-ins need QH, so run the
+        # same command line with it kept.
+        self.proc = subprocess.Popen([self.home.bin("qmail-start"), "./Maildir/"], cwd="/",
+                                     stdin=subprocess.DEVNULL, stdout=self.logfile, stderr=subprocess.STDOUT, env=e)
+        wait_for(lambda: "status: local" in self.log(), 10, "qmail-send to start")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        self.wait_helpers_gone()
+        if self.logfile:
+            self.logfile.close()
+            self.logfile = None
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.logfile.close()
+        self.logfile = None
+
+    def helpers(self):
+        """pids of processes running a program from HOME/bin."""
+        out = []
+        bindir = str(self.path / "bin") + "/"
+        for d in pathlib.Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                exe = os.readlink(d / "exe")
+            except OSError:
+                continue
+            if exe.startswith(bindir):
+                out.append(int(d.name))
+        return out
+
+    def wait_helpers_gone(self, timeout=20):
+        wait_for(lambda: not self.helpers(), timeout, "qmail-lspawn/rspawn/clean to exit")
+
+    def log(self):
+        try:
+            return self.logpath.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # injection
+
+    def inject(self, sender, recipients, body=b"Subject: test\n\nhello\n"):
+        env = b"F" + sender.encode() + b"\0" + b"".join(b"T" + r.encode() + b"\0" for r in recipients) + b"\0"
+        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+            m.write(body); m.seek(0)
+            e.write(env); e.seek(0)
+            p = subprocess.run([self.home.bin("qmail-queue")], stdin=m, stdout=e, stderr=subprocess.PIPE,
+                               env=self.env, timeout=30)
+        assert p.returncode == 0, p.stderr
+
+    # results
+
+    def deliveries(self):
+        """{name: (args, message)} of finished stand-in deliveries."""
+        out = {}
+        for p in self.delivered.iterdir():
+            if p.name.startswith("tmp.") or p.name.endswith(".args"):
+                continue
+            args = (self.delivered / (p.name + ".args")).read_text().split("\n")
+            out[p.name] = (args, p.read_bytes())
+        return out
+
+    def delivered_to(self, local):
+        return [v for k, v in self.deliveries().items() if k.split(".")[0] == local]
+
+    def queue_files(self):
+        return {d: self.home.queue_files(d) for d in QUEUE_DIRS if self.home.queue_files(d)}
+
+    def wait_queue_empty(self, timeout=30):
+        wait_for(lambda: not self.queue_files(), timeout, "an empty queue")
+
+
+@pytest.fixture
+def mail(qhome):
+    m = Mail(qhome)
+    yield m
+    if m.proc and m.proc.poll() is None:
+        m.proc.kill()
+        m.proc.wait(timeout=10)
+    if m.logfile:
+        m.logfile.close()
+
+
+@pytest.fixture
+def rmail(qhome):
+    m = Mail(qhome, remote=True)
+    yield m
+    if m.proc and m.proc.poll() is None:
+        m.proc.kill()
+        m.proc.wait(timeout=10)
+
+
+def check_log_format(text):
+    for line in text.splitlines():
+        if line.startswith(("warning:", "alert:")):
+            continue
+        assert any(re.fullmatch(p, line) for p in LOG_PATTERNS), f"not a qmail-send log line: {line!r}"
+
+
+def test_local_delivery_and_log(mail):
+    fq = mail.home.fqdn
+    mail.start()
+    mail.inject(f"sender@{fq}", [f"alice@{fq}"], b"Subject: one\n\nbody one\n")
+    got = wait_for(lambda: mail.delivered_to("alice"), what="delivery")
+    args, msg = got[0]
+    # qmail-local -- user home local dash ext domain sender defaultdelivery
+    assert args[:8] == ["u-alice", str(mail.path / "users-home"), "alice", "-", "alice", fq, f"sender@{fq}", "./Maildir/"]
+    assert msg.startswith(b"Received: (qmail ")
+    assert msg.endswith(b"Subject: one\n\nbody one\n")
+    mail.wait_queue_empty()
+    wait_for(lambda: "end msg" in mail.log())
+    mail.stop()
+    log = mail.log()
+    check_log_format(log)
+    m = re.search(r"new msg (\d+)\n", log)
+    n = m.group(1)
+    assert re.search(rf"info msg {n}: bytes \d+ from <sender@{re.escape(fq)}> qp \d+ uid {os.getuid()}\n", log)
+    d = re.search(rf"starting delivery (\d+): msg {n} to local alice@{re.escape(fq)}\n", log).group(1)
+    assert re.search(rf"status: local 1/10 remote 0/20\ndelivery {d}: success: did_0\+0\+1/\nstatus: local 0/10 remote 0/20\nend msg {n}\n", log), log
+    assert log.rstrip("\n").endswith("status: exiting")
+
+
+def test_many_recipients_and_channels(mail):
+    fq = mail.home.fqdn
+    mail.start()
+    rcpts = [f"r{i}@{fq}" for i in range(30)]
+    mail.inject(f"s@{fq}", rcpts + ["far@remote.example.org"])
+    wait_for(lambda: len(mail.deliveries()) == 30, what="30 deliveries")
+    # qmail-remote is not installed: the remote recipient defers, the message stays.
+    wait_for(lambda: "Sorry,_qmail-remote_is_not_installed" in mail.log(), what="remote deferral")
+    assert re.search(r"delivery \d+: deferral: Sorry,_qmail-remote_is_not_installed._\(#4.3.0\)/", mail.log())
+    left = mail.queue_files()
+    assert set(left) == {"mess", "info", "remote"}, left
+    assert "end msg" not in mail.log()
+    mail.stop()
+
+
+def test_bounce_in_qmail_format(mail):
+    fq = mail.home.fqdn
+    mail.start()
+    mail.inject(f"bob@{fq}", [f"fail1@{fq}", f"carol@{fq}"], b"Subject: doomed\n\noriginal text\n")
+    got = wait_for(lambda: mail.delivered_to("bob"), what="bounce to the sender")
+    args, msg = got[0]
+    assert args[6] == "", "bounces have the empty envelope sender"
+    head, copy = msg.split(b"--- Below this line is a copy of the message.\n\n", 1)
+    assert copy.startswith(b"Received: (qmail ") and copy.endswith(b"Subject: doomed\n\noriginal text\n")
+    text = head.split(b"\n", 1)[1]  # after qmail-queue's Received line
+    assert re.match(rb"Date: \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d -0000\n", text)
+    assert (f"From: MAILER-DAEMON@{fq}\nTo: bob@{fq}\nSubject: failure notice\n\n"
+            f"Hi. This is the qmail-send program at {fq}.\n"
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+            "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+            f"<fail1@{fq}>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n").encode() in text
+    assert b"carol" not in text
+    assert mail.delivered_to("carol")
+    mail.wait_queue_empty()
+    log = mail.log()
+    assert re.search(r"delivery \d+: failure: Sorry,_no_mailbox_here_by_that_name._\(#5.1.1\)/\n", log)
+    assert re.search(r"bounce msg \d+ qp \d+\n", log)
+    mail.stop()
+    check_log_format(mail.log())
+
+
+def test_double_and_triple_bounce(mail):
+    fq = mail.home.fqdn
+    mail.start()
+    # A bounce (empty sender) that fails goes to doublebounceto@doublebouncehost.
+    mail.inject("", [f"fail2@{fq}"])
+    got = wait_for(lambda: mail.delivered_to("postmaster"), what="double bounce")
+    args, msg = got[0]
+    assert args[6] == "#@[]"
+    assert b"I tried to deliver a bounce message to this address, but the bounce bounced!\n\n" in msg
+    assert b"--- Below this line is the original bounce.\n\n" in msg
+    # A double bounce that fails is dropped with a log line.
+    mail.inject("#@[]", [f"fail3@{fq}"])
+    wait_for(lambda: "triple bounce: discarding bounce/" in mail.log(), what="triple bounce")
+    mail.wait_queue_empty()
+    assert len(mail.deliveries()) == 1
+    mail.stop()
+
+
+def test_deferral_then_retry_on_alarm(mail):
+    fq = mail.home.fqdn
+    mail.start()
+    mail.inject(f"s@{fq}", [f"defer1@{fq}"])
+    wait_for(lambda: "deferral: Temporary_trouble._(#4.3.0)/" in mail.log().replace("\\", ""), what="deferral")
+    time.sleep(0.5)
+    assert not mail.delivered_to("defer1")
+    assert set(mail.queue_files()) == {"mess", "info", "local"}
+    # The next try is 100 s away; ALRM makes it now.
+    (mail.path / "deferok").write_text("")
+    mail.signal(signal.SIGALRM)
+    wait_for(lambda: mail.delivered_to("defer1"), what="retry after ALRM")
+    mail.wait_queue_empty()
+    assert mail.log().count("starting delivery") == 2
+    mail.stop()
+
+
+def test_queue_lifetime_turns_deferral_into_bounce(mail):
+    fq = mail.home.fqdn
+    mail.home.control("queuelifetime", "0\n")
+    mail.start()
+    mail.inject(f"bob@{fq}", [f"defer2@{fq}"])
+    # qmail tries once more after the lifetime has passed, treating a
+    # temporary failure then as permanent.
+    wait_for(lambda: "deferral:" in mail.log(), what="first deferral")
+    time.sleep(1.1)
+    mail.signal(signal.SIGALRM)
+    got = wait_for(lambda: mail.delivered_to("bob"), what="bounce after queuelifetime")
+    assert b"Temporary trouble. (#4.3.0)\nI'm not going to try again; this message has been in the queue too long.\n" in got[0][1]
+    mail.wait_queue_empty()
+    mail.stop()
+
+
+def test_remote_delivery_through_qmail_remote(rmail):
+    fq = rmail.home.fqdn
+    rmail.start()
+    rmail.inject(f"me@{fq}", ["good@remote.example.org", "bad@remote.example.org"])
+    got = wait_for(lambda: rmail.delivered_to("me"), what="bounce of the remote failure")
+    assert b"<bad@remote.example.org>:\nSorry, I could not find that user. (#5.1.1)\n" in got[0][1]
+    rmail.wait_queue_empty()
+    lines = sorted((rmail.path / "remote.log").read_text().splitlines())
+    assert lines == [f"remote.example.org me@{fq} bad@remote.example.org",
+                     f"remote.example.org me@{fq} good@remote.example.org"]
+    assert re.search(r"delivery \d+: success: 192.0.2.1_accepted_message./Remote_host_said:_250_ok\n", rmail.log())
+    rmail.stop()
+
+
+def test_virtualdomains_and_percenthack(mail):
+    fq = mail.home.fqdn
+    mail.home.control("virtualdomains", "virt.example.org:joe\nsolo@other.example.org:single\n")
+    mail.home.control("percenthack", "relay.example.net\n")
+    mail.start()
+    mail.inject(f"s@{fq}", ["Bob@virt.example.org", "solo@other.example.org", f"pct%{fq}@relay.example.net", "nobody"])
+    wait_for(lambda: len(mail.deliveries()) == 4, what="four deliveries")
+    locals_ = sorted(args[2] + "@" + args[5] for args, _ in mail.deliveries().values())
+    assert locals_ == sorted(["joe-Bob@virt.example.org", "single-solo@other.example.org", f"pct@{fq}", f"nobody@{fq}"])
+    mail.wait_queue_empty()
+    mail.stop()
+
+
+def test_hup_rereads_locals(mail):
+    mail.start()
+    mail.home.control("locals", mail.home.fqdn + "\nnew.example.org\n")
+    mail.signal(signal.SIGHUP)
+    time.sleep(0.3)
+    mail.inject("s@x", ["z@new.example.org"])
+    wait_for(lambda: mail.delivered_to("z"), what="delivery to a new local domain")
+    mail.stop()
+
+
+def test_trigger_wakes_qmail_send_at_once(mail):
+    mail.start()
+    t0 = time.time()
+    mail.inject("s@x", [f"quick@{mail.home.fqdn}"])
+    wait_for(lambda: mail.delivered_to("quick"), timeout=5, what="delivery via the trigger")
+    assert time.time() - t0 < 5
+    mail.stop()
+
+
+def test_sigterm_waits_for_deliveries_then_exits(mail):
+    fq = mail.home.fqdn
+    mail.start(env={"SLOW": "1"})
+    mail.inject("s@x", [f"slow@{fq}"])
+    wait_for(lambda: "starting delivery" in mail.log(), what="delivery start")
+    mail.signal(signal.SIGTERM)
+    mail.proc.wait(timeout=20)
+    assert mail.proc.returncode == 0
+    assert mail.delivered_to("slow"), "the delivery in progress finished"
+    mail.wait_helpers_gone()
+    assert mail.log().rstrip("\n").endswith("status: exiting")
+    assert re.search(r"delivery \d+: success:", mail.log())
+
+
+def test_second_qmail_send_refuses_to_run(mail):
+    mail.start()
+    first = mail.proc
+    p = subprocess.run([mail.home.bin("qmail-start"), "./Maildir/"], env=mail.env, capture_output=True, timeout=20)
+    assert p.returncode == 111
+    assert b"alert: cannot start:" in p.stdout
+    assert first.poll() is None
+    mail.stop()
+
+
+def test_recovery_of_partly_processed_messages(mail):
+    """States a crash can leave, each finished by the next start."""
+    fq = mail.home.fqdn
+    q = mail.path / "queue"
+    # 1. todo/N present and info/local written by an interrupted split.
+    mail.inject("s@x", [f"rec1@{fq}"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    (q / "info" / str(n % 23) / str(n)).write_bytes(b"Fstale@x\0")
+    (q / "local" / str(n % 23) / str(n)).write_bytes(b"Tstale@" + fq.encode() + b"\0")
+    mail.start()
+    wait_for(lambda: mail.delivered_to("rec1"), what="delivery after redone split")
+    mail.wait_queue_empty()
+    assert not mail.delivered_to("stale")
+    mail.stop()
+    # 2. every recipient marked done but the channel file and info still there.
+    mail.inject("s@x", [f"rec2@{fq}", f"rec3@{fq}"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    (q / "todo" / str(n)).unlink()
+    (q / "intd" / str(n)).unlink()
+    (q / "info" / str(n % 23) / str(n)).write_bytes(b"Fs@x\0")
+    (q / "local" / str(n % 23) / str(n)).write_bytes(f"Drec2@{fq}\0Trec3@{fq}\0".encode())
+    mail.start()
+    wait_for(lambda: mail.delivered_to("rec3"), what="delivery of the remaining recipient")
+    mail.wait_queue_empty()
+    assert not mail.delivered_to("rec2")
+    mail.stop()
+    # 3. finished except for info/N (crash before it was removed).
+    mail.inject("s@x", [f"rec4@{fq}"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    for d in ("todo", "intd"):
+        (q / d / str(n)).unlink()
+    (q / "info" / str(n % 23) / str(n)).write_bytes(b"Fs@x\0")
+    mail.start()
+    mail.wait_queue_empty()
+    assert not mail.delivered_to("rec4")
+    assert f"end msg {n}" in mail.log()
+    mail.stop()
+
+
+def test_qmail_clean_protocol(mail):
+    q = mail.path / "queue"
+    mail.inject("s@x", ["a@b"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    p = subprocess.run([mail.home.bin("qmail-clean")], input=f"todo/{n}\0bogus\0foop/{n}\0foop/999999\0".encode(),
+                       capture_output=True, env=mail.env, timeout=20)
+    assert p.returncode == 0
+    assert p.stdout == b"+x++"
+    assert not any(mail.queue_files().values())
+
+
+def test_crash_kill9_loses_nothing(mail):
+    """200 messages, qmail-send killed with SIGKILL 10 times while it works."""
+    fq = mail.home.fqdn
+    rng = random.Random(4242)
+    total = 200
+    mail.start()
+    for i in range(total):
+        mail.inject(f"s@{fq}", [f"c{i}@{fq}"], f"Subject: crash {i}\n\nnumber {i}\n".encode())
+        if i % 20 == 10:
+            time.sleep(rng.random() * 0.3)
+            mail.kill9()
+            mail.start()
+    mail.wait_queue_empty(timeout=120)
+    got = {}
+    for name, (args, msg) in mail.deliveries().items():
+        got.setdefault(args[2], []).append(msg)
+    missing = [i for i in range(total) if f"c{i}" not in got]
+    assert not missing, f"lost messages: {missing}"
+    for i in range(total):
+        assert got[f"c{i}"][0].endswith(f"number {i}\n".encode())
+    dups = sum(len(v) - 1 for v in got.values())
+    assert dups <= 10 * 10, f"too many duplicates: {dups}"
+    mail.stop()
+    assert not list((mail.path / "queue" / "bounce").iterdir())
+    check_log_format(mail.log())
