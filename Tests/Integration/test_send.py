@@ -18,13 +18,17 @@ import time
 
 import pytest
 
+# The stand-ins find the qmail home from their own path: HOME/rc starts
+# qmail with an empty environment.
 GETPW = """#!/bin/sh
 # stand-in qmail-getpw: every local part belongs to the home's owner
+QH="${0%/bin/*}"
 printf '%s\\0%s\\0%s\\0%s\\0%s\\0%s\\0' "u-$1" "$(id -u)" "$(id -g)" "$QH/users-home" "-" "$1"
 """
 
 LOCAL = """#!/bin/sh
 # stand-in qmail-local -- user home local dash ext domain sender defaultdelivery
+QH="${0%/bin/*}"
 shift
 local="$3"
 case "$local" in
@@ -35,7 +39,7 @@ d="$QH/delivered"
 name="$local.$$.$(date +%s%N)"
 { printf '%s\\n' "$@"; } > "$d/tmp.$name.args"
 cat > "$d/tmp.$name" || exit 111
-[ -n "$SLOW" ] && sleep "$SLOW"
+[ -e "$QH/slow" ] && sleep "$(cat "$QH/slow")"
 mv "$d/tmp.$name.args" "$d/$name.args"
 mv "$d/tmp.$name" "$d/$name"
 echo "did 0+0+1"
@@ -44,6 +48,7 @@ exit 0
 
 REMOTE = """#!/bin/sh
 # stand-in qmail-remote host sender recip
+QH="${0%/bin/*}"
 echo "$1 $2 $3" >> "$QH/remote.log"
 case "$3" in
   bad*) printf 'rDSorry, I could not find that user. (#5.1.1)\\0DGiving up on 192.0.2.1.\\0' ;;
@@ -108,16 +113,13 @@ class Mail:
 
     # running
 
-    def start(self, env=None):
+    def start(self, argv=None, ready=None):
+        """Starts qmail through HOME/rc (or `argv`); its output is the log."""
         self.logfile = open(self.logpath, "ab")
-        e = dict(self.env)
-        if env:
-            e.update(env)
-        # HOME/rc clears the environment; the stand-ins need QH, so run the
-        # same command line with it kept.
-        self.proc = subprocess.Popen([self.home.bin("qmail-start"), "./Maildir/"], cwd="/",
-                                     stdin=subprocess.DEVNULL, stdout=self.logfile, stderr=subprocess.STDOUT, env=e)
-        wait_for(lambda: "status: local" in self.log(), 10, "qmail-send to start")
+        self.proc = subprocess.Popen(argv or [str(self.path / "rc")], cwd="/",
+                                     stdin=subprocess.DEVNULL, stdout=self.logfile, stderr=subprocess.STDOUT,
+                                     env=self.env)
+        wait_for(ready or (lambda: "status: local" in self.log()), 10, "qmail-send to start")
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -384,7 +386,8 @@ def test_trigger_wakes_qmail_send_at_once(mail):
 
 def test_sigterm_waits_for_deliveries_then_exits(mail):
     fq = mail.home.fqdn
-    mail.start(env={"SLOW": "1"})
+    (mail.path / "slow").write_text("1")
+    mail.start()
     mail.inject("s@x", [f"slow@{fq}"])
     wait_for(lambda: "starting delivery" in mail.log(), what="delivery start")
     mail.signal(signal.SIGTERM)
@@ -461,23 +464,78 @@ def test_crash_kill9_loses_nothing(mail):
     fq = mail.home.fqdn
     rng = random.Random(4242)
     total = 200
+    kills = 0
     mail.start()
+    # Five kills while messages arrive, five while the queue drains.
     for i in range(total):
-        mail.inject(f"s@{fq}", [f"c{i}@{fq}"], f"Subject: crash {i}\n\nnumber {i}\n".encode())
-        if i % 20 == 10:
-            time.sleep(rng.random() * 0.3)
+        mail.inject(f"s@{fq}", [f"c{i}@{fq}", f"d{i}@{fq}"], f"Subject: crash {i}\n\nnumber {i}\n".encode())
+        if i % 40 == 20:
+            time.sleep(rng.random() * 0.2)
             mail.kill9()
+            kills += 1
             mail.start()
+    while kills < 10:
+        time.sleep(rng.random() * 0.3)
+        mail.kill9()
+        kills += 1
+        mail.start()
     mail.wait_queue_empty(timeout=120)
     got = {}
     for name, (args, msg) in mail.deliveries().items():
         got.setdefault(args[2], []).append(msg)
-    missing = [i for i in range(total) if f"c{i}" not in got]
-    assert not missing, f"lost messages: {missing}"
+    missing = [f"{p}{i}" for i in range(total) for p in "cd" if f"{p}{i}" not in got]
+    assert not missing, f"lost deliveries: {missing}"
     for i in range(total):
         assert got[f"c{i}"][0].endswith(f"number {i}\n".encode())
+    # Only deliveries in progress at a kill may be repeated: at most the concurrency per kill.
     dups = sum(len(v) - 1 for v in got.values())
     assert dups <= 10 * 10, f"too many duplicates: {dups}"
     mail.stop()
     assert not list((mail.path / "queue" / "bounce").iterdir())
     check_log_format(mail.log())
+
+
+def test_logger_gets_the_log(mail):
+    out = mail.path / "logger.out"
+    mail.start([mail.home.bin("qmail-start"), "./Maildir/", "sh", "-c", f"exec cat > {out}"],
+               ready=lambda: out.exists() and "status: local" in out.read_text())
+    mail.inject("s@x", [f"viaLogger@{mail.home.fqdn}"])
+    wait_for(lambda: "end msg" in out.read_text(), what="end msg in the logger's output")
+    mail.stop()
+    assert out.read_text().rstrip("\n").endswith("status: exiting")
+    check_log_format(out.read_text())
+    assert mail.log() == ""
+
+
+def test_concurrencylocal_limits_parallel_deliveries(mail):
+    fq = mail.home.fqdn
+    mail.home.control("concurrencylocal", "2\n")
+    (mail.path / "slow").write_text("0.3")
+    mail.start()
+    mail.inject("s@x", [f"p{i}@{fq}" for i in range(6)])
+    wait_for(lambda: len(mail.deliveries()) == 6, what="six deliveries")
+    mail.stop()
+    st = re.findall(r"status: local (\d+)/(\d+)", mail.log())
+    assert {m for _, m in st} == {"2"}
+    assert max(int(u) for u, _ in st) == 2
+
+
+def test_ossified_leftovers_are_removed(mail):
+    """mess/N without todo or info, and pid/ files, untouched for 36 hours."""
+    q = mail.path / "queue"
+    mail.inject("s@x", ["a@b"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    (q / "todo" / str(n)).unlink()
+    (q / "intd" / str(n)).unlink()
+    old = time.time() - 40 * 3600
+    mess = q / "mess" / str(n % 23) / str(n)
+    os.utime(mess, (old, old))
+    stale_pid = q / "pid" / "123.456.1"
+    stale_pid.write_text("")
+    os.utime(stale_pid, (old, old))
+    fresh_pid = q / "pid" / "124.456.1"
+    fresh_pid.write_text("")
+    mail.start()
+    wait_for(lambda: not mess.exists() and not stale_pid.exists(), what="cleanup of leftovers")
+    assert fresh_pid.exists(), "a fresh pid/ file may belong to a running qmail-queue"
+    mail.stop()
