@@ -356,7 +356,8 @@ public final class QueueSender {
             logLine("warning: unable to stat mess/\(id), will try again later")
             return
         }
-        for p in [layout.info(id), layout.local(id), layout.remote(id)] { guard unlinkIfPresent(p) else { return } }
+        // Leftovers of a split interrupted by a crash; nothing was delivered from them yet.
+        for p in [layout.info(id), layout.local(id), layout.remote(id), layout.bounce(id)] { guard unlinkIfPresent(p) else { return } }
         logLine(SendLog.newMessage(id))
         var lists: [[[UInt8]]] = [[], []]
         for rcpt in env.recipients {
@@ -475,8 +476,9 @@ public final class QueueSender {
     func handleReportBytes(_ c: Channel, _ bytes: ArraySlice<UInt8>) {
         let ci = c.rawValue
         for b in bytes {
+            // Overlong reports are cut, keeping the terminating NUL.
+            if b != 0 && inLine[ci].count >= Self.reportMax { continue }
             inLine[ci].append(b)
-            if inLine[ci].count > Self.reportMax { inLine[ci].removeLast() ; inLine[ci][inLine[ci].count - 1] = 0 }
             // The first byte is the slot number and may itself be 0.
             if b == 0 && inLine[ci].count > 1 {
                 let line = inLine[ci]

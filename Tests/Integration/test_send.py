@@ -462,13 +462,14 @@ def test_qmail_clean_protocol(mail):
 def test_crash_kill9_loses_nothing(mail):
     """200 messages, qmail-send killed with SIGKILL 10 times while it works."""
     fq = mail.home.fqdn
-    rng = random.Random(4242)
+    rng = random.Random(int(os.environ.get("SQ_CRASH_SEED", "4242")))
     total = 200
     kills = 0
     mail.start()
     # Five kills while messages arrive, five while the queue drains.
     for i in range(total):
-        mail.inject(f"s@{fq}", [f"c{i}@{fq}", f"d{i}@{fq}"], f"Subject: crash {i}\n\nnumber {i}\n".encode())
+        rcpts = [f"c{i}@{fq}", f"d{i}@{fq}"] + ([f"fail{i}@{fq}"] if i % 10 == 0 else [])
+        mail.inject(f"s{i}@{fq}", rcpts, f"Subject: crash {i}\n\nnumber {i}\n".encode())
         if i % 40 == 20:
             time.sleep(rng.random() * 0.2)
             mail.kill9()
@@ -487,6 +488,10 @@ def test_crash_kill9_loses_nothing(mail):
     assert not missing, f"lost deliveries: {missing}"
     for i in range(total):
         assert got[f"c{i}"][0].endswith(f"number {i}\n".encode())
+    bounced = [f"s{i}" for i in range(0, total, 10) if f"s{i}" not in got]
+    assert not bounced, f"lost bounces: {bounced}"
+    for i in range(0, total, 10):
+        assert f"<fail{i}@{fq}>:\n".encode() in got[f"s{i}"][0]
     # Only deliveries in progress at a kill may be repeated: at most the concurrency per kill.
     dups = sum(len(v) - 1 for v in got.values())
     assert dups <= 10 * 10, f"too many duplicates: {dups}"
@@ -539,3 +544,90 @@ def test_ossified_leftovers_are_removed(mail):
     wait_for(lambda: not mess.exists() and not stale_pid.exists(), what="cleanup of leftovers")
     assert fresh_pid.exists(), "a fresh pid/ file may belong to a running qmail-queue"
     mail.stop()
+
+
+MULTI_GETPW = """#!/bin/sh
+# stand-in qmail-getpw for a multi-user home: every local part is nobody's
+QH="${0%/bin/*}"
+printf '%s\\0%s\\0%s\\0%s\\0%s\\0%s\\0' nobody "$(id -u nobody)" "$(id -g nobody)" "$QH/users-home" "-" "$1"
+"""
+
+MULTI_LOCAL = """#!/bin/sh
+QH="${0%/bin/*}"
+shift
+case "$3" in fail*) echo "No such user. (#5.1.1)"; exit 100 ;; esac
+n="$QH/delivered/$3.$$"
+id -u > "$n.uid"
+cat > "$n.tmp" && mv "$n.tmp" "$n"
+echo "did 0+0+1"
+"""
+
+
+def proc_uid(pid):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
+def test_multi_user_each_program_runs_as_its_account():
+    import pwd
+    import shutil
+    from conftest import QmailHome, bin_dir
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-send-", dir="/var/tmp"))
+    proc = None
+    try:
+        os.chmod(base, 0o755)
+        r = subprocess.run([str(bin_dir() / "qmail-setup"), str(base / "qmail"), "mail.example.com"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        home = QmailHome(base / "qmail", "mail.example.com")
+        for name, text in (("qmail-getpw", MULTI_GETPW), ("qmail-local", MULTI_LOCAL)):
+            p = home.path / "bin" / name
+            if p.exists():
+                p.unlink()
+            p.write_text(text)
+            p.chmod(0o755)
+        (home.path / "delivered").mkdir(mode=0o777)
+        os.chmod(home.path / "delivered", 0o777)
+        (home.path / "users-home").mkdir()
+        log = open(home.path / "send.log", "wb")
+        proc = subprocess.Popen([str(home.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=home.env)
+        logtext = lambda: (home.path / "send.log").read_text(errors="replace")
+        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+            m.write(b"Subject: multi\n\nhi\n"); m.seek(0)
+            e.write(b"Fsender@mail.example.com\0Tnobody1@mail.example.com\0Tfail1@mail.example.com\0\0"); e.seek(0)
+            r = subprocess.run([home.bin("qmail-queue")], stdin=m, stdout=e, env=home.env, timeout=30)
+        assert r.returncode == 0
+        d = home.path / "delivered"
+        wait_for(lambda: any(p.name.startswith("sender.") and not p.name.endswith((".uid", ".tmp")) for p in d.iterdir()),
+                 what="the bounce delivery")
+        nobody = pwd.getpwnam("nobody").pw_uid
+        uids = {p.read_text().strip() for p in d.glob("*.uid")}
+        assert uids == {str(nobody)}, "qmail-local runs as the recipient's uid"
+        # qmail-send, qmail-rspawn and qmail-clean run under their accounts.
+        expect = {"qmail-send": "qmails", "qmail-rspawn": "qmailr", "qmail-clean": "qmailq", "qmail-lspawn": "root"}
+        seen = {}
+        for pdir in pathlib.Path("/proc").iterdir():
+            if pdir.name.isdigit():
+                try:
+                    exe = os.readlink(pdir / "exe")
+                except OSError:
+                    continue
+                if exe.startswith(str(home.path / "bin") + "/"):
+                    seen[os.path.basename(exe)] = proc_uid(pdir.name)
+        for prog, user in expect.items():
+            assert seen.get(prog) == pwd.getpwnam(user).pw_uid, (prog, seen)
+        wait_for(lambda: not any(home.queue_files(s) for s in QUEUE_DIRS), what="an empty queue")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert logtext().rstrip("\n").endswith("status: exiting")
+        check_log_format(logtext())
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
