@@ -83,7 +83,8 @@ public struct LocalSpawn: SpawnDriver {
             }
         } catch { return .failure(ExitCode(QLX.cdb)) }
         let getpw = home.bin("qmail-getpw")
-        guard let (st, out) = try? ProcessKit.run(path: getpw, argv: [Array("qmail-getpw".utf8), local], limit: 8192) else {
+        guard let (st, out) = try? ProcessKit.run(path: getpw, argv: [Array("qmail-getpw".utf8), local], limit: 8192,
+                                                  execFailed: { _ in QLX.execPw }) else {
             return .failure(ExitCode(QLX.execPw))
         }
         switch st {
@@ -117,7 +118,9 @@ public struct LocalSpawn: SpawnDriver {
             let pid = try ProcessKit.spawn(path: home.bin("qmail-local"), argv: argv,
                                            fds: [(message, 0), (output, 1), (output, 2)],
                                            credentials: creds,
-                                           execFailed: { e in e == ENOENT || e == EACCES || e == ENOEXEC ? QLX.execHard : QLX.execSoft })
+                                           // A qmail-local that will not run is an installation
+                                           // problem, never the recipient's: defer, do not bounce.
+                                           execFailed: { _ in QLX.execSoft })
             return .success(pid)
         } catch {
             return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n"))

@@ -94,12 +94,13 @@ public enum ProcessKit {
     }
 
     /// Runs a program to completion, collecting at most `limit` bytes of its standard output.
-    public static func run(path: String, argv: [[UInt8]], stdin: Int32? = nil, limit: Int = 65536) throws -> (ChildStatus, [UInt8]) {
+    public static func run(path: String, argv: [[UInt8]], stdin: Int32? = nil, limit: Int = 65536,
+                           execFailed: @escaping (Int32) -> Int32 = { _ in 111 }) throws -> (ChildStatus, [UInt8]) {
         let p = try Sys.pipeCloexec()
         var fds: [(Int32, Int32)] = [(p.write, 1)]
         if let i = stdin { fds.append((i, 0)) }
         let pid: pid_t
-        do { pid = try spawn(path: path, argv: argv, fds: fds) } catch {
+        do { pid = try spawn(path: path, argv: argv, fds: fds, execFailed: execFailed) } catch {
             Sys.close(p.read); Sys.close(p.write); throw error
         }
         Sys.close(p.write)

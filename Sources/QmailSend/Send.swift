@@ -251,6 +251,7 @@ public final class QueueSender {
     func openTrigger() {
         // Read-write so that the fifo never reports end of file when the last injector closes it.
         triggerFd = Glibc.open("lock/trigger", O_RDWR | O_NONBLOCK | O_CLOEXEC)
+        if triggerFd < 0 { logLine("warning: unable to open lock/trigger; new mail waits for the next todo scan") }
     }
 
     /// Seconds until something is due.

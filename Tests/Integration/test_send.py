@@ -631,3 +631,17 @@ def test_multi_user_each_program_runs_as_its_account():
             proc.kill()
             proc.wait(timeout=10)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_missing_delivery_programs_defer_never_bounce(mail):
+    fq = mail.home.fqdn
+    (mail.path / "bin" / "qmail-local").unlink()
+    mail.start()
+    mail.inject(f"s@{fq}", [f"x@{fq}"])
+    wait_for(lambda: "deferral: Unable_to_run_qmail-local./" in mail.log(), what="deferral without qmail-local")
+    (mail.path / "bin" / "qmail-getpw").unlink()
+    mail.signal(signal.SIGALRM)
+    wait_for(lambda: "deferral: Unable_to_run_qmail-getpw./" in mail.log(), what="deferral without qmail-getpw")
+    assert "failure" not in mail.log() and "bounce" not in mail.log()
+    assert set(mail.queue_files()) == {"mess", "info", "local"}
+    mail.stop()
