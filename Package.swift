@@ -25,6 +25,10 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("qmail-inject", ["QmailInject"]),
+    ("sendmail", ["QmailInject"]),
+    ("predate", ["QmailInject"]),
+    ("datemail", ["QmailInject"]),
 ]
 
 let libraries: [Target] = [
@@ -33,6 +37,7 @@ let libraries: [Target] = [
     .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -46,6 +51,7 @@ let executables: [Target] = programs.map { p in
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
     .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
+    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
 ]
 
 let package = Package(
