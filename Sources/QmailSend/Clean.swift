@@ -60,8 +60,17 @@ public enum Clean {
         var countdown = 0
         while true {
             if countdown == 0 { cleanPid(queue: ".", now: Sys.now()); countdown = 30 } else { countdown -= 1 }
-            guard let got = try? input.line(delimiter: 0, limit: 200), got.bytes.last == 0 else { break }
-            let line = Array(got.bytes.dropLast())
+            guard let got = try? input.line(delimiter: 0, limit: 200) else { break }
+            var line = got.bytes
+            if got.overflow {
+                // Skip the rest of an overlong request; it is refused below.
+                while let c = try? input.byte(), c != 0 {}
+                line = []
+            } else if line.last == 0 {
+                line.removeLast()
+            } else {
+                break  // end of input inside a request
+            }
             let answer: UInt8
             if let r = parse(line) {
                 answer = perform(r, layout: layout) ? UInt8(ascii: "+") : UInt8(ascii: "!")

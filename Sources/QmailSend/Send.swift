@@ -201,11 +201,8 @@ public final class QueueSender {
 
             var pfds: [pollfd] = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
             for c in 0..<2 {
-                var ev = Int16(POLLIN)
-                if !outBuf[c].isEmpty { ev |= Int16(POLLOUT) }
                 pfds.append(pollfd(fd: fromSpawn[c], events: Int16(POLLIN), revents: 0))
                 pfds.append(pollfd(fd: toSpawn[c], events: outBuf[c].isEmpty ? 0 : Int16(POLLOUT), revents: 0))
-                _ = ev
             }
             if triggerFd >= 0 { pfds.append(pollfd(fd: triggerFd, events: Int16(POLLIN), revents: 0)) }
             let timeout = todoPending.isEmpty ? pollTimeout(now) : 0

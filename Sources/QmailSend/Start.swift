@@ -17,6 +17,7 @@ import QmailCore
 public enum Start {
     public static func main(_ args: [[UInt8]]) -> Int32 {
         guard args.count >= 2 else { Sys.warn("usage: qmail-start defaultdelivery [ logger arg ... ]"); return 100 }
+        umask(0o077)
         let home = QmailHome.current()
         let ids: QmailIds
         do { ids = try QmailIds.load(home: home) } catch {

@@ -452,10 +452,10 @@ def test_qmail_clean_protocol(mail):
     q = mail.path / "queue"
     mail.inject("s@x", ["a@b"])
     n = int(mail.home.queue_files("todo")[0].name)
-    p = subprocess.run([mail.home.bin("qmail-clean")], input=f"todo/{n}\0bogus\0foop/{n}\0foop/999999\0".encode(),
-                       capture_output=True, env=mail.env, timeout=20)
+    req = f"todo/{n}\0bogus\0foop/{'1' * 5000}\0foop/{n}\0foop/999999\0mess/{n}\0".encode()
+    p = subprocess.run([mail.home.bin("qmail-clean")], input=req, capture_output=True, env=mail.env, timeout=20)
     assert p.returncode == 0
-    assert p.stdout == b"+x++"
+    assert p.stdout == b"+xx++x"
     assert not any(mail.queue_files().values())
 
 
