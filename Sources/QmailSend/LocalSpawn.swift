@@ -8,18 +8,20 @@ import Glibc
 #endif
 import QmailCore
 
-/// qmail's qlx.h: exit codes of the delivery child beyond qmail-local's 0/100/111.
+/// qmail's qlx.h: exit codes of the delivery child (and of qmail-getpw)
+/// beyond qmail-local's 0/100/111.
 public enum QLX {
+    public static let bug: Int32 = 101
     public static let usage: Int32 = 112
     public static let root: Int32 = 113
-    public static let nfs: Int32 = 114
-    public static let execHard: Int32 = 116
-    public static let noAlias: Int32 = 117
-    public static let cdb: Int32 = 118
-    public static let sys: Int32 = 119
-    public static let noMem: Int32 = 120
-    public static let execSoft: Int32 = 121
-    public static let execPw: Int32 = 122
+    public static let nfs: Int32 = 115
+    public static let noAlias: Int32 = 116
+    public static let cdb: Int32 = 117
+    public static let sys: Int32 = 118
+    public static let noMem: Int32 = 119
+    public static let execSoft: Int32 = 120
+    public static let execPw: Int32 = 121
+    public static let execHard: Int32 = 126
 }
 
 public struct UserEntry: Equatable {
@@ -141,6 +143,7 @@ public struct LocalSpawn: SpawnDriver {
         case QLX.noAlias: fixed = "ZUnable to find alias user!\n"
         case QLX.root: fixed = "ZNot allowed to perform deliveries as root.\n"
         case QLX.usage: fixed = "ZInternal qmail-lspawn bug.\n"
+        case QLX.bug: fixed = "ZInternal qmail-lspawn bug.\n"
         case QLX.nfs: fixed = "ZNFS failure in qmail-local.\n"
         case QLX.execHard: fixed = "DUnable to run qmail-local.\n"
         case QLX.execSoft: fixed = "ZUnable to run qmail-local.\n"

@@ -645,3 +645,34 @@ def test_missing_delivery_programs_defer_never_bounce(mail):
     assert "failure" not in mail.log() and "bounce" not in mail.log()
     assert set(mail.queue_files()) == {"mess", "info", "local"}
     mail.stop()
+
+
+def test_with_the_real_qmail_local(qhome):
+    """End to end through the built qmail-getpw and qmail-local (when built)."""
+    if not (pathlib.Path(qhome.bin("qmail-local")).exists() and pathlib.Path(qhome.bin("qmail-getpw")).exists()):
+        pytest.skip("qmail-local/qmail-getpw not built")
+    fq = qhome.fqdn
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=qhome.env)
+    try:
+        logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+            m.write(b"Subject: real\n\nreal body\n"); m.seek(0)
+            e.write(f"Fsomeone@{fq}\0Tpostmaster@{fq}\0Tnosuchuser@{fq}\0\0".encode()); e.seek(0)
+            assert subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30).returncode == 0
+        new = qhome.path / "alias" / "Maildir" / "new"
+        # postmaster gets the message, then the double bounce (someone@ has no mailbox either).
+        wait_for(lambda: len(list(new.iterdir())) == 2, what="two Maildir deliveries")
+        wait_for(lambda: not any(qhome.queue_files(s) for s in QUEUE_DIRS), what="an empty queue")
+        msgs = sorted((p.read_bytes() for p in new.iterdir()), key=len)
+        assert msgs[0].endswith(b"Subject: real\n\nreal body\n")
+        assert b"I tried to deliver a bounce message to this address, but the bounce bounced!" in msgs[1]
+        assert f"<nosuchuser@{fq}>:\nSorry, no mailbox here by that name. (#5.1.1)\n".encode() in msgs[1]
+        assert re.search(r"delivery \d+: success: did_1\+0\+0/\n", logtext())
+        check_log_format(logtext())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
