@@ -133,8 +133,22 @@ class Mail:
             self.logfile.close()
             self.logfile = None
 
-    def kill9(self):
+    def kill9(self, everything=False):
+        """SIGKILL to qmail-send, or to it and every helper and delivery at once.
+        A qmail-queue injecting a bounce is spared: killed, it leaves a
+        mess/ file that only qmail's 36-hour rule removes (see
+        test_ossified_leftovers_are_removed); the bounce itself is not lost,
+        bounce/N stays until an injection succeeds."""
+        victims = []
+        if everything:
+            q = self.home.bin("qmail-queue")
+            victims = [p for p in self.helpers() if os.readlink(f"/proc/{p}/exe") != q]
         self.proc.kill()
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait(timeout=10)
         self.logfile.close()
         self.logfile = None
@@ -460,7 +474,8 @@ def test_qmail_clean_protocol(mail):
 
 
 def test_crash_kill9_loses_nothing(mail):
-    """200 messages, qmail-send killed with SIGKILL 10 times while it works."""
+    """200 messages, qmail-send (every other time with all its helpers and
+    deliveries) killed with SIGKILL 10 times while it works."""
     fq = mail.home.fqdn
     rng = random.Random(int(os.environ.get("SQ_CRASH_SEED", "4242")))
     total = 200
@@ -472,12 +487,12 @@ def test_crash_kill9_loses_nothing(mail):
         mail.inject(f"s{i}@{fq}", rcpts, f"Subject: crash {i}\n\nnumber {i}\n".encode())
         if i % 40 == 20:
             time.sleep(rng.random() * 0.2)
-            mail.kill9()
+            mail.kill9(everything=kills % 2 == 1)
             kills += 1
             mail.start()
     while kills < 10:
         time.sleep(rng.random() * 0.3)
-        mail.kill9()
+        mail.kill9(everything=kills % 2 == 1)
         kills += 1
         mail.start()
     mail.wait_queue_empty(timeout=120)
@@ -497,7 +512,9 @@ def test_crash_kill9_loses_nothing(mail):
     assert dups <= 10 * 10, f"too many duplicates: {dups}"
     mail.stop()
     assert not list((mail.path / "queue" / "bounce").iterdir())
-    check_log_format(mail.log())
+    # Stand-ins killed mid-write complain on the shared stderr; qmail-send's own lines must all be well formed.
+    noise = re.compile(r"^(/\S*bin/qmail-|id: |cat: |mv: |date: |printf: )")
+    check_log_format("\n".join(l for l in mail.log().splitlines() if not noise.match(l)))
 
 
 def test_logger_gets_the_log(mail):
