@@ -218,3 +218,24 @@ final class SpawnTests: XCTestCase {
         XCTAssertNil(Clean.parse(b("foop/" + String(repeating: "1", count: 200))))
     }
 }
+
+final class ProcessKitTests: XCTestCase {
+    func testRunCollectsOutputAndStatus() throws {
+        let (st, out) = try ProcessKit.run(path: "/bin/sh", argv: [b("sh"), b("-c"), b("printf 'a\\0b'; exit 3")])
+        XCTAssertEqual(st, .exited(3))
+        XCTAssertEqual(out, b("a\0b"))
+        let (st2, _) = try ProcessKit.run(path: "/bin/sh", argv: [b("sh"), b("-c"), b("kill -9 $$")])
+        XCTAssertEqual(st2, .crashed(9))
+    }
+
+    func testExecFailureCode() throws {
+        let (st, out) = try ProcessKit.run(path: "/nonexistent/prog", argv: [b("prog")], execFailed: { _ in 121 })
+        XCTAssertEqual(st, .exited(121))
+        XCTAssertEqual(out, [])
+    }
+
+    func testOutputLimit() throws {
+        let (_, out) = try ProcessKit.run(path: "/bin/sh", argv: [b("sh"), b("-c"), b("yes | head -c 100000")], limit: 10)
+        XCTAssertEqual(out.count, 10)
+    }
+}
