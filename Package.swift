@@ -29,6 +29,18 @@ let programs: [(name: String, deps: [String])] = [
     ("sendmail", ["QmailInject"]),
     ("predate", ["QmailInject"]),
     ("datemail", ["QmailInject"]),
+    ("qmail-local", ["QmailLocal"]),
+    ("qmail-getpw", ["QmailLocal"]),
+    ("qmail-newu", ["QmailLocal"]),
+    ("qmail-pw2u", ["QmailLocal"]),
+    ("preline", ["QmailLocal"]),
+    ("condredirect", ["QmailLocal"]),
+    ("bouncesaying", ["QmailLocal"]),
+    ("except", ["QmailLocal"]),
+    ("forward", ["QmailLocal"]),
+    ("maildirmake", ["QmailLocal"]),
+    ("maildir2mbox", ["QmailLocal"]),
+    ("splogger", ["QmailLocal"]),
 ]
 
 let libraries: [Target] = [
@@ -36,6 +48,7 @@ let libraries: [Target] = [
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
+    .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
 ]
@@ -49,6 +62,7 @@ let executables: [Target] = programs.map { p in
 }
 
 let tests: [Target] = [
+    .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
     .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
