@@ -32,11 +32,11 @@ public struct UserEntry: Equatable {
     public var dash: [UInt8]
     public var ext: [UInt8]
 
-    /// Parses "user\0uid\0gid\0home\0dash\0ext\0" (qmail-getpw's output and
-    /// users/cdb's value with the wildcard rest appended).
+    /// Parses "user\0uid\0gid\0home\0dash\0ext" with or without a final
+    /// NUL (qmail-getpw's output; users/cdb's value, with the wildcard rest
+    /// appended): ext runs to the next NUL or the end, and may be empty.
     public static func parse(_ b: [UInt8]) -> UserEntry? {
-        var f = b.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
-        if f.last?.isEmpty == true { f.removeLast() }
+        let f = b.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
         guard f.count >= 6, let u = Decimal.parse(f[1]), let g = Decimal.parse(f[2]),
               u <= Int(UInt32.max), g <= Int(UInt32.max) else { return nil }
         return UserEntry(user: f[0], uid: uid_t(u), gid: gid_t(g), home: f[3], dash: f[4], ext: f[5])

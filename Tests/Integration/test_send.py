@@ -693,3 +693,41 @@ def test_with_the_real_qmail_local(qhome):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+def test_users_cdb_from_the_real_qmail_newu(qhome):
+    """qmail-lspawn finds users in users/cdb as qmail-newu writes it."""
+    for prog in ("qmail-local", "qmail-getpw", "qmail-newu"):
+        if not pathlib.Path(qhome.bin(prog)).exists():
+            pytest.skip(f"{prog} not built")
+    fq = qhome.fqdn
+    uid, gid = os.getuid(), os.getgid()
+    exact, wild = qhome.path / "exacthome", qhome.path / "wildhome"
+    for h in (exact, wild):
+        h.mkdir()
+        (h / ".qmail").write_text("./Maildir/\n")
+        (h / ".qmail-default").write_text("./Maildir/\n")
+        for sub in ("tmp", "new", "cur"):
+            (h / "Maildir" / sub).mkdir(parents=True)
+    (qhome.path / "users" / "assign").write_text(
+        f"=joe:joe:{uid}:{gid}:{exact}:::\n+box-:box:{uid}:{gid}:{wild}:-::\n.\n")
+    r = qhome.run("qmail-newu")
+    assert r.returncode == 0, r.stderr
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=qhome.env)
+    try:
+        logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+            m.write(b"Subject: assign\n\nhi\n"); m.seek(0)
+            e.write(f"Fs@{fq}\0Tjoe@{fq}\0Tbox-anything@{fq}\0\0".encode()); e.seek(0)
+            assert subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30).returncode == 0
+        wait_for(lambda: not any(qhome.queue_files(s) for s in QUEUE_DIRS), what="an empty queue")
+        assert len(list((exact / "Maildir" / "new").iterdir())) == 1, logtext()
+        assert len(list((wild / "Maildir" / "new").iterdir())) == 1, logtext()
+        assert "failure" not in logtext()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()

@@ -185,6 +185,10 @@ final class SpawnTests: XCTestCase {
                        UserEntry(user: b("joe"), uid: 1000, gid: 100, home: b("/home/joe"), dash: b("-"), ext: b("ext")))
         XCTAssertNil(UserEntry.parse(b("joe\0x\0100\0/home/joe\0-\0ext\0")))
         XCTAssertNil(UserEntry.parse(b("joe\01000\0")))
+        // qmail-newu's exact entries may end without a NUL and with empty dash and ext.
+        XCTAssertEqual(UserEntry.parse(b("joe\01\02\0/h\0\0")),
+                       UserEntry(user: b("joe"), uid: 1, gid: 2, home: b("/h"), dash: [], ext: []))
+        XCTAssertNil(UserEntry.parse(b("joe\01\02\0/h\0")))
     }
 
     func testUsersCdbExactAndWildcard() throws {
