@@ -85,8 +85,10 @@ public struct LocalSpawn: SpawnDriver {
             }
         } catch { return .failure(ExitCode(QLX.cdb)) }
         let getpw = home.bin("qmail-getpw")
-        guard let (st, out) = try? ProcessKit.run(path: getpw, argv: [Array("qmail-getpw".utf8), local], limit: 8192,
-                                                  execFailed: { _ in QLX.execPw }) else {
+        let null = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if null >= 0 { Glibc.close(null) } }
+        guard null >= 0, let (st, out) = try? ProcessKit.run(path: getpw, argv: [Array("qmail-getpw".utf8), local],
+                                                             stdin: null, limit: 8192, execFailed: { _ in QLX.execPw }) else {
             return .failure(ExitCode(QLX.execPw))
         }
         switch st {
@@ -100,33 +102,40 @@ public struct LocalSpawn: SpawnDriver {
 
     public struct ExitCode: Error { public let code: Int32; init(_ c: Int32) { code = c } }
 
+    /// Forks the delivery child, which (as in qmail) looks the user up
+    /// itself, so that a slow passwd lookup holds up only its own delivery.
     public func start(message: Int32, output: Int32, sender: [UInt8], recipient: [UInt8]) -> Result<pid_t, SpawnReport> {
         let at = recipient.lastIndex(of: Ascii.at) ?? recipient.count
         let local = Array(recipient[0..<at])
         let domain = at < recipient.count ? Array(recipient[(at + 1)...]) : []
+        let path = CStringArray(strings: [home.bin("qmail-local")])
+        let pid = fork()
+        if pid < 0 { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
+        if pid == 0 { deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender) }
+        return .success(pid)
+    }
+
+    /// The forked child: message on 0, report pipe on 1 and 2 (so that
+    /// qmail-getpw's complaints reach the report), user lookup, then
+    /// qmail-local as that user. Every failure is an exit code (qlx).
+    func deliveryChild(path: CStringArray, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Never {
+        signal(SIGCHLD, SIG_DFL)
+        if !ProcessKit.moveDescriptors([(message, 0), (output, 1), (output, 2)]) { _exit(QLX.sys) }
         let entry: UserEntry
         switch lookup(local) {
         case .success(let e): entry = e
-        case .failure(let c): return .failure(report(status: .exited(c.code), output: []))
+        case .failure(let c): _exit(c.code)
         }
         var creds: Credentials? = nil
         if switchUser {
-            if entry.uid == 0 { return .failure(report(status: .exited(QLX.root), output: [])) }
+            if entry.uid == 0 { _exit(QLX.root) }
             creds = Credentials(uid: entry.uid, gid: entry.gid)
         }
-        let argv: [[UInt8]] = [Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
-                               entry.dash, entry.ext, domain, sender, defaultDelivery]
-        do {
-            let pid = try ProcessKit.spawn(path: home.bin("qmail-local"), argv: argv,
-                                           fds: [(message, 0), (output, 1), (output, 2)],
-                                           credentials: creds,
-                                           // A qmail-local that will not run is an installation
-                                           // problem, never the recipient's: defer, do not bounce.
-                                           execFailed: { _ in QLX.execSoft })
-            return .success(pid)
-        } catch {
-            return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n"))
-        }
+        let argv = CStringArray([Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
+                                 entry.dash, entry.ext, domain, sender, defaultDelivery])
+        // A qmail-local that will not run is an installation problem, never
+        // the recipient's: defer, do not bounce.
+        ProcessKit.execChild(path, argv, credentials: creds, directory: nil, temporary: QLX.execSoft, hard: QLX.execSoft)
     }
 
     public func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {

@@ -57,29 +57,43 @@ public enum ProcessKit {
         let pid = fork()
         if pid < 0 { throw SysError("fork") }
         if pid == 0 {
-            // Move every source above the targets first so no dup2 clobbers a later source.
-            var high: [Int32] = []
-            for (i, m) in fds.enumerated() {
-                let h = fcntl(m.0, F_DUPFD, 200 + Int32(i))
-                if h < 0 { _exit(111) }
-                high.append(h)
-            }
-            for (i, m) in fds.enumerated() {
-                if dup2(high[i], m.1) < 0 { _exit(111) }
-                _ = fcntl(m.1, F_SETFD, 0)
-            }
-            for h in high { close(h) }
-            if let c = credentials {
-                var g = c.gid
-                if setgroups(1, &g) != 0 || setgid(c.gid) != 0 { _exit(111) }
-                if setuid(c.uid) != 0 { _exit(111) }
-            }
-            if let d = cdir, chdir(d.pointers[0]!) != 0 { _exit(111) }
-            execv(cpath.pointers[0]!, cargv.pointers)
-            let e = errno
-            _exit(e == ENOENT || e == EACCES || e == ENOEXEC || e == ENOTDIR ? codeHard : codeTemp)
+            if !moveDescriptors(fds) { _exit(111) }
+            execChild(cpath, cargv, credentials: credentials, directory: cdir, temporary: codeTemp, hard: codeHard)
         }
         return pid
+    }
+
+    /// In a child: puts each source descriptor on its target number (not
+    /// close-on-exec). Sources are first copied above 200 so that no dup2
+    /// clobbers a later source.
+    public static func moveDescriptors(_ fds: [(Int32, Int32)]) -> Bool {
+        var high: [Int32] = []
+        for (i, m) in fds.enumerated() {
+            let h = fcntl(m.0, F_DUPFD, 200 + Int32(i))
+            if h < 0 { return false }
+            high.append(h)
+        }
+        for (i, m) in fds.enumerated() {
+            if dup2(high[i], m.1) < 0 { return false }
+            _ = fcntl(m.1, F_SETFD, 0)
+        }
+        for h in high { close(h) }
+        return true
+    }
+
+    /// In a child: drops to `credentials`, changes directory, execs. Exits
+    /// with `hard` when the program cannot be found or run, else `temporary`.
+    public static func execChild(_ path: CStringArray, _ argv: CStringArray, credentials: Credentials?,
+                                 directory: CStringArray?, temporary: Int32, hard: Int32) -> Never {
+        if let c = credentials {
+            var g = c.gid
+            if setgroups(1, &g) != 0 || setgid(c.gid) != 0 { _exit(111) }
+            if setuid(c.uid) != 0 { _exit(111) }
+        }
+        if let d = directory, chdir(d.pointers[0]!) != 0 { _exit(111) }
+        execv(path.pointers[0]!, argv.pointers)
+        let e = errno
+        _exit(e == ENOENT || e == EACCES || e == ENOEXEC || e == ENOTDIR ? hard : temporary)
     }
 
     /// Waits for one child; nil when it is not ours or already reaped.
