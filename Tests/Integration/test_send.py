@@ -23,6 +23,7 @@ import pytest
 GETPW = """#!/bin/sh
 # stand-in qmail-getpw: every local part belongs to the home's owner
 QH="${0%/bin/*}"
+case "$1" in sleepy*) sleep 2 ;; esac
 printf '%s\\0%s\\0%s\\0%s\\0%s\\0%s\\0' "u-$1" "$(id -u)" "$(id -g)" "$QH/users-home" "-" "$1"
 """
 
@@ -731,3 +732,13 @@ def test_users_cdb_from_the_real_qmail_newu(qhome):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+def test_slow_user_lookup_holds_up_only_its_own_delivery(mail):
+    fq = mail.home.fqdn
+    mail.start()
+    mail.inject("s@x", [f"sleepy@{fq}", f"brisk@{fq}"])
+    wait_for(lambda: mail.delivered_to("brisk"), timeout=1.5, what="the other delivery during a slow lookup")
+    assert not mail.delivered_to("sleepy")
+    wait_for(lambda: mail.delivered_to("sleepy"), what="the slow delivery")
+    mail.stop()
