@@ -15,6 +15,11 @@ let staticStdlib: [LinkerSetting] = [
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-start", ["QmailSend"]),
+    ("qmail-send", ["QmailSend"]),
+    ("qmail-lspawn", ["QmailSend"]),
+    ("qmail-rspawn", ["QmailSend"]),
+    ("qmail-clean", ["QmailSend"]),
     ("qmail-setup", ["QmailSetup"]),
     ("qmail-newmrh", ["QmailAdmin"]),
     ("qmail-showctl", ["QmailAdmin"]),
@@ -47,6 +52,7 @@ let programs: [(name: String, deps: [String])] = [
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
@@ -68,6 +74,7 @@ let executables: [Target] = programs.map { p in
 let tests: [Target] = [
     .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
