@@ -844,3 +844,75 @@ def test_fastforward_setforward_table_programs_and_lists(scratch):
     half = len(got) // 2
     assert got[:half] == got[half:]
     assert got[:half] == MESSAGE + env["RPLINE"].encode() + env["DTLINE"].encode() + MESSAGE
+
+
+# ------------------------------------------------- end to end through qmail-send
+
+def _send_wait(cond, timeout=30.0, what="condition"):
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.skipif(not all((bin_dir() / p).exists() for p in ("qmail-send", "qmail-local", "qmail-getpw", "qmail-newu")),
+                    reason="qmail-send, qmail-local, qmail-getpw or qmail-newu not built")
+def test_e2e_through_qmail_send(qhome, tmp_path):
+    """Mail to an alias and to a user with a .forward reaches its targets
+    through qmail-send; a forwarding loop ends as a bounce, not a storm."""
+    import signal
+    import tempfile
+    fq = qhome.fqdn
+    uid, gid = os.getuid(), os.getgid()
+    homes = {}
+    for name in ("joe", "fwd"):
+        h = qhome.path / f"home-{name}"
+        for sub in ("tmp", "new", "cur"):
+            (h / "Maildir" / sub).mkdir(parents=True)
+        homes[name] = h
+    (qhome.path / "users" / "assign").write_text(
+        "".join(f"={n}:{n}:{uid}:{gid}:{h}:::\n" for n, h in homes.items()) + ".\n")
+    assert qhome.run("qmail-newu").returncode == 0
+    # The migration's two lines: fastforward for ~alias, dot-forward first in defaultdelivery.
+    aliases = tmp_path / "aliases"
+    aliases.write_text("staff: joe, fwd\nloop1: loop2\nloop2: loop1@" + fq + "\n")
+    assert qhome.run("newaliases", "-f", str(aliases)).returncode == 0
+    (qhome.path / "alias" / ".qmail-default").write_text(f"|fastforward -d {aliases}.cdb\n")
+    qhome.control("defaultdelivery", "|dot-forward .forward\n./Maildir/\n")
+    (homes["fwd"] / ".forward").write_text("# keep one, send one on\n\\fwd, joe\n")
+
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=qhome.env)
+    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+    queue_empty = lambda: not any(qhome.queue_files(s) for s in ("todo", "mess", "info", "local", "remote", "bounce"))
+    new = lambda n: sorted((homes[n] / "Maildir" / "new").iterdir())
+    try:
+        _send_wait(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+        def inject(rcpts, subject):
+            with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+                m.write(b"Subject: " + subject + b"\n\nbody\n"); m.seek(0)
+                e.write(f"Fjoe@{fq}\0".encode() + b"".join(b"T" + r.encode() + b"\0" for r in rcpts) + b"\0"); e.seek(0)
+                r = subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30)
+                assert r.returncode == 0
+        # staff -> joe and fwd; fwd's .forward keeps a copy and sends one to joe.
+        inject([f"staff@{fq}"], b"to staff")
+        _send_wait(lambda: len(new("joe")) == 2 and len(new("fwd")) == 1 and queue_empty(), 30, "staff deliveries")
+        assert all(b"Subject: to staff" in p.read_bytes() for p in new("joe") + new("fwd"))
+        assert "failure" not in logtext()
+        # A loop through two aliases: qmail-local sees its own Delivered-To
+        # line the second time round and bounces; the bounce reaches joe.
+        before = len(new("joe"))
+        inject([f"loop1@{fq}"], b"loop")
+        _send_wait(lambda: len(new("joe")) == before + 1 and queue_empty(), 30, "the loop's bounce")
+        bounce = new("joe")[-1].read_bytes()
+        assert b"This message is looping" in bounce
+        assert len(re.findall(r"starting delivery \d+: msg \d+ to local \S*loop", logtext())) <= 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
