@@ -74,7 +74,7 @@ let libraries: [Target] = [
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailForward", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailForward"),
     .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
-    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue", "QmailForward"], path: "Sources/QmailSetup"),
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
     .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
     .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
