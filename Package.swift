@@ -20,6 +20,8 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("checkpassword", ["Checkpassword", "UserDirectory"]),
+    ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
 ]
 
 let libraries: [Target] = [
@@ -27,6 +29,10 @@ let libraries: [Target] = [
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
+                   providers: [.apt(["libcrypt-dev"])]),
+    .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
+    .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -39,6 +45,7 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "QmailCore"], path: "Tests/UserDirectoryTests"),
 ]
 
 let package = Package(
