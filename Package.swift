@@ -22,6 +22,18 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-qstat", ["QmailAdmin"]),
     ("checkpassword", ["Checkpassword", "UserDirectory"]),
     ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
+    ("vdelivermail", ["VHosting", "QmailCore"]),
+    ("vadddomain", ["VHosting", "QmailCore"]),
+    ("vdeldomain", ["VHosting", "QmailCore"]),
+    ("vaddaliasdomain", ["VHosting", "QmailCore"]),
+    ("vadduser", ["VHosting", "QmailCore"]),
+    ("vdeluser", ["VHosting", "QmailCore"]),
+    ("vpasswd", ["VHosting", "QmailCore"]),
+    ("vsetuserquota", ["VHosting", "QmailCore"]),
+    ("valias", ["VHosting", "QmailCore"]),
+    ("vuserinfo", ["VHosting", "QmailCore"]),
+    ("vdominfo", ["VHosting", "QmailCore"]),
+    ("vconvert", ["VHosting", "QmailCore"]),
 ]
 
 let libraries: [Target] = [
@@ -33,6 +45,7 @@ let libraries: [Target] = [
                    providers: [.apt(["libcrypt-dev"])]),
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
+    .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "UserDirectory"], path: "Sources/VHosting"),
 ]
 
 let executables: [Target] = programs.map { p in

@@ -1,0 +1,252 @@
+// vdelivermail: the delivery agent of a hosted domain, run by qmail-local
+// from the domain's .qmail-default:
+//     | HOME/bin/vdelivermail '' bounce-no-mailbox
+// It runs as the domain's user (users/assign), finds the recipient
+// (EXT, else LOCAL, at HOST) in the file backend and delivers:
+//   - a mailbox: its own DIR/.qmail if present (forwards, Maildirs, mboxes,
+//     programs), else its Maildir, within its Maildir++ quota;
+//   - an alias (valias): forwards to each target;
+//   - anyone else: argv[2]: "bounce-no-mailbox" (the default), "delete",
+//     an address (catch-all forward), a user of the domain (catch-all), or
+//     an absolute Maildir path.
+// Exit 0 delivered, 100 bounce, 111 retry later. It trusts the qmail home
+// and the environment qmail-local gives it.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+import QmailQueue
+import UserDirectory
+
+public struct VDeliver {
+    public let home: QmailHome
+    public let backend: FileBackend
+    public let env: (String) -> [UInt8]?
+    let message: MessageInput
+    /// The address we deliver for, for Delivered-To and loop detection.
+    var deliveredTo: [UInt8] = []
+
+    public static let noMailbox = "bounce-no-mailbox"
+
+    public init(home: QmailHome, message: MessageInput, env: @escaping (String) -> [UInt8]? = VDeliver.environment) {
+        self.home = home
+        self.backend = FileBackend(home: home, plainPasswordsEnabled: false)
+        self.message = message
+        self.env = env
+    }
+
+    public static func environment(_ name: String) -> [UInt8]? {
+        guard let p = getenv(name) else { return nil }
+        return Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
+    }
+
+    /// The whole program; returns nil on success or the failure to report.
+    public static func main(argv: [String]) -> MailFailure? {
+        guard argv.count >= 3 else {
+            return .temporary("vdelivermail: usage: vdelivermail '' bounce-no-mailbox|delete|address|user|/path/Maildir")
+        }
+        signal(SIGPIPE, SIG_IGN)
+        let message: MessageInput
+        do { message = try MessageInput(fd: 0) } catch let f as MailFailure { return f } catch { return .temporary("\(error)") }
+        var d = VDeliver(home: QmailHome.current(), message: message)
+        return d.run(unknownAction: Array(argv[2].utf8))
+    }
+
+    /// The recipient from qmail-local's environment: EXT (the part after
+    /// the domain's "domain-" prefix), else LOCAL; HOST is the domain.
+    func recipientParts() -> (user: [UInt8], domain: [UInt8])? {
+        guard let host = env("HOST"), !host.isEmpty else { return nil }
+        var user = env("EXT") ?? []
+        if user.isEmpty { user = env("LOCAL") ?? [] }
+        if user.isEmpty { return nil }
+        return (user.lowercasedASCII(), host.lowercasedASCII())
+    }
+
+    public mutating func run(unknownAction: [UInt8]) -> MailFailure? {
+        guard let (user, domain) = recipientParts() else {
+            return .temporary("vdelivermail: HOST and EXT or LOCAL must be set (run me from qmail-local)")
+        }
+        do {
+            try deliver(user: user, domain: domain, unknownAction: unknownAction, catchAllDepth: 0)
+            return nil
+        } catch let f as MailFailure {
+            return f
+        } catch {
+            return .temporary("\(error)")
+        }
+    }
+
+    mutating func deliver(user: [UInt8], domain: [UInt8], unknownAction: [UInt8], catchAllDepth: Int) throws {
+        var found = backend.recipient(user: user, domain: domain)
+        // user-ext@domain reaches user when there is no user-ext (qmail's
+        // extension addresses).
+        if case .noSuchUser = found, let dash = user.firstIndex(of: Ascii.minus), dash > 0 {
+            let base = backend.recipient(user: Array(user[0..<dash]), domain: domain)
+            if case .mailbox = base { found = base }
+        }
+        switch found {
+        case .temporary(let why):
+            throw MailFailure.temporary(why)
+        case .noSuchDomain:
+            throw MailFailure.permanent("Sorry, \(domain.string) is not hosted here.", "5.1.2")
+        case .mailbox(let m, let dom):
+            try markDelivered(m.login.count > 0 ? m.login : user + [Ascii.at] + dom.real)
+            if m.bounceMail { throw MailFailure.permanent("Sorry, this mailbox does not accept mail.", "5.2.1") }
+            try deliverToMailbox(m)
+        case .alias(let targets, let dom):
+            try markDelivered(user + [Ascii.at] + dom.real)
+            try deliverToTargets(targets, base: dom.dir)
+        case .noSuchUser(let dom):
+            try unknownUser(user: user, dom: dom, action: unknownAction, depth: catchAllDepth)
+        }
+    }
+
+    /// Sets the Delivered-To line and refuses a message that already has it.
+    mutating func markDelivered(_ address: [UInt8]) throws {
+        deliveredTo = address
+        if try message.headerContains(Array("Delivered-To: ".utf8) + address) {
+            throw MailFailure.permanent("This message is looping: it already has my Delivered-To line.", "5.4.6")
+        }
+    }
+
+    var headerLines: [UInt8] {
+        var rp = env("RPLINE") ?? (Array("Return-Path: <".utf8) + (env("SENDER") ?? []) + Array(">\n".utf8))
+        if rp.last != Ascii.lf { rp.append(Ascii.lf) }
+        let dt = (Array("Delivered-To: ".utf8) + deliveredTo).map { $0 == Ascii.lf ? 95 : $0 } + [Ascii.lf]
+        return rp + dt
+    }
+
+    func unknownUser(user: [UInt8], dom: VDomain, action: [UInt8], depth: Int) throws {
+        if action.isEmpty || action == Array(VDeliver.noMailbox.utf8) {
+            throw MailFailure.permanent("Sorry, no mailbox here by that name.", "5.1.1")
+        }
+        if action == Array("delete".utf8) { return }
+        var me = self
+        me.deliveredTo = user + [Ascii.at] + dom.real
+        if action.first == Ascii.slash {
+            try me.deliverToTargets([action], base: dom.dir)
+        } else if action.contains(Ascii.at) {
+            try me.forward([action])
+        } else {
+            // A user of the same domain catches everything; never twice.
+            if depth > 0 { throw MailFailure.permanent("Sorry, no mailbox here by that name.", "5.1.1") }
+            try me.deliver(user: action.lowercasedASCII(), domain: dom.real, unknownAction: Array(VDeliver.noMailbox.utf8), catchAllDepth: depth + 1)
+        }
+    }
+
+    /// A mailbox: its .qmail when there is one, else its Maildir.
+    func deliverToMailbox(_ m: Mailbox) throws {
+        let dotQmail = m.home + "/.qmail"
+        let data: [UInt8]?
+        do { data = try FileIO.read(dotQmail, limit: 1 << 20) } catch { throw MailFailure.temporary("unable to read \(dotQmail): \(error)") }
+        if let d = data {
+            let lines = Control.parseList(d)
+            if !lines.isEmpty {
+                try deliverToTargets(lines, base: m.home, quotaFor: m)
+                return
+            }
+        }
+        try deliverToMaildir(m.maildir, quota: m.quota)
+    }
+
+    /// Delivers to .qmail-style lines: "|prog", "&addr" or "addr",
+    /// "/path/" or "./path/" (Maildir), "/path" (mbox). Forwards go out in
+    /// one qmail-queue run after the local deliveries, as qmail-local does.
+    func deliverToTargets(_ lines: [[UInt8]], base: String, quotaFor owner: Mailbox? = nil) throws {
+        var forwards: [[UInt8]] = []
+        for line in lines {
+            guard let c = line.first else { continue }
+            if c == Ascii.hash { continue }
+            if c == 124 { // '|'
+                if try runProgram(Array(line.dropFirst())) { break }
+            } else if c == Ascii.slash || c == Ascii.dot {
+                var path = line.string
+                if c == Ascii.dot { path = base + "/" + path }
+                if path.hasSuffix("/") {
+                    path.removeLast()
+                    let own = owner.map { $0.maildir == path } ?? false
+                    try deliverToMaildir(path, quota: own ? owner!.quota : .unlimited)
+                } else {
+                    try MailboxWriter.mbox(path, fromLine: env("UFLINE") ?? fromLine(), header: headerLines, message: message)
+                }
+            } else {
+                forwards.append(c == 38 ? Array(line.dropFirst()) : line) // '&'
+            }
+        }
+        if !forwards.isEmpty { try forward(forwards) }
+    }
+
+    func fromLine() -> [UInt8] {
+        let sender = env("SENDER") ?? []
+        return Array("From ".utf8) + (sender.isEmpty ? Array("MAILER-DAEMON".utf8) : sender) + Array(" \(VDeliver.asctime(Sys.now()))\n".utf8)
+    }
+
+    /// "Sat Nov 21 06:00:26 2026", UTC, as in an mbox From_ line.
+    static func asctime(_ t: Int) -> String {
+        var tt = time_t(t)
+        var tm = Glibc.tm()
+        gmtime_r(&tt, &tm)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let day = tm.tm_mday < 10 ? " \(tm.tm_mday)" : "\(tm.tm_mday)"
+        return "\(days[Int(tm.tm_wday)]) \(months[Int(tm.tm_mon)]) \(day) \(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) \(1900 + tm.tm_year)"
+    }
+
+    func deliverToMaildir(_ maildir: String, quota: Quota) throws {
+        let size = headerLines.count + message.size
+        if !quota.isUnlimited {
+            let fits: Bool
+            do { fits = try MaildirSize.fits(maildir, quota: quota, size: size) } catch {
+                throw MailFailure.temporary("unable to read the quota of \(maildir): \(error)")
+            }
+            if !fits {
+                let defer_ = ((try? Control(home: home).line("voverquota")) ?? nil) == Array("defer".utf8)
+                if defer_ { throw MailFailure.temporary("The mailbox is over its quota.", "4.2.2") }
+                throw MailFailure.permanent("Sorry, the mailbox is over its quota.", "5.2.2")
+            }
+        }
+        try MailboxWriter.maildir(maildir, header: headerLines, message: message)
+        // Keep maildirsize right; a failure here only makes the next
+        // check rebuild it.
+        try? MaildirSize.record(maildir, bytes: size, count: 1)
+    }
+
+    /// Forwards with the envelope sender unchanged and our Delivered-To
+    /// line on top, through qmail-queue.
+    func forward(_ targets: [[UInt8]]) throws {
+        let q: QueueClient
+        do { q = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true)) } catch {
+            throw MailFailure.temporary("unable to fork qmail-queue: \(error)")
+        }
+        let dt = Array(headerLines.drop { $0 != Ascii.lf }.dropFirst())
+        q.put(dt)
+        do { try message.reader().forEachChunk { q.put($0) } } catch { throw MailFailure.temporary("unable to read the message: \(error)") }
+        q.from(env("SENDER") ?? [])
+        for t in targets { q.to(t) }
+        if let f = q.close() { throw f }
+    }
+
+    /// Runs "|prog" with the message on stdin; true when it asked (exit
+    /// 99) to skip the remaining lines. qmail-local's exit-code rules.
+    func runProgram(_ command: [UInt8]) throws -> Bool {
+        let fd = try message.rewound()
+        let pid = fork()
+        if pid < 0 { throw MailFailure.temporary("unable to fork: \(Sys.strerror(errno))") }
+        if pid == 0 {
+            if dup2(fd, 0) < 0 { Sys.exit(111) }
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command.string), nil]
+            execv("/bin/sh", &argv)
+            Sys.exit(111)
+        }
+        let code = Spawn.wait(pid)
+        switch code {
+        case 0: return false
+        case 99: return true
+        case 64, 65, 70, 76, 77, 78, 100, 112:
+            throw MailFailure.permanent("program \(command.string) refused the message (exit \(code))", "5.2.0")
+        default:
+            throw MailFailure.temporary("program \(command.string) failed (exit \(code))", "4.2.0")
+        }
+    }
+}
