@@ -58,7 +58,7 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
-    .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "QmailCore"], path: "Tests/UserDirectoryTests"),
+    .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
 ]
 
 let package = Package(
