@@ -1,0 +1,593 @@
+"""Virtual-domain hosting, run as programs: the admin commands, vdelivermail
+run the way qmail-local runs it, and checkpassword/checkpassword-file driven
+on fd 3 the way qmail-popup drives them. System accounts are made with
+useradd under unique names and removed afterwards (the tests run as root)."""
+import hashlib
+import os
+import pathlib
+import pwd
+import grp
+import statistics
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
+
+SCHEMES = ["yescrypt", "sha512", "sha256", "bcrypt", "md5"]
+PREFIX = {"yescrypt": "$y$", "sha512": "$6$", "sha256": "$5$", "bcrypt": "$2b$", "md5": "$1$"}
+MSG = b"From: sender@remote.example\nSubject: test\n\nhello there\n"
+
+
+def unique(prefix):
+    return f"{prefix}{os.getpid() % 100000}{int(time.time() * 1000) % 100000}"
+
+
+@pytest.fixture(scope="module")
+def vuser():
+    """The account hosted mailboxes run as."""
+    name = unique("sqvh")
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    yield pwd.getpwnam(name)
+    subprocess.run(["userdel", name], check=False)
+
+
+class Hosting:
+    def __init__(self, qhome, vuser):
+        self.q = qhome
+        self.vuser = vuser
+
+    def admin(self, prog, *args, password=None, check=True):
+        r = self.q.run(prog, *args, input=(password + "\n") if password is not None else b"")
+        if check:
+            assert r.returncode == 0, (prog, args, r.stdout, r.stderr)
+        return r
+
+    def domain_dir(self, domain):
+        return self.q.path / "domains" / domain
+
+    def maildir(self, user, domain):
+        return self.domain_dir(domain) / user / "Maildir"
+
+    def new(self, user, domain):
+        return sorted((self.maildir(user, domain) / "new").iterdir())
+
+    def deliver(self, local, domain, action="bounce-no-mailbox", message=MSG, sender="sender@remote.example",
+                as_root=False, extra_env=None):
+        """vdelivermail as qmail-local runs it for domain-local@domain from
+        the domain's .qmail-default, as the domain's user."""
+        env = dict(self.q.env)
+        recipient = f"{domain}-{local}@{domain}"
+        env.update({"HOST": domain, "LOCAL": f"{domain}-{local}", "EXT": local, "DEFAULT": local,
+                    "SENDER": sender, "RECIPIENT": recipient, "USER": domain,
+                    "HOME": str(self.domain_dir(domain)),
+                    "DTLINE": f"Delivered-To: {recipient}\n", "RPLINE": f"Return-Path: <{sender}>\n"})
+        env.update(extra_env or {})
+        argv = [self.q.bin("vdelivermail"), "", action]
+        if not as_root:
+            argv = ["setpriv", f"--reuid={self.vuser.pw_uid}", f"--regid={self.vuser.pw_gid}", "--clear-groups"] + argv
+        cwd = self.domain_dir(domain.lower())
+        return subprocess.run(argv, input=message, env=env, capture_output=True, timeout=60,
+                              cwd=str(cwd if cwd.is_dir() else self.q.path))
+
+    def checkpw(self, prog, user, password, timestamp=b"", argv=("id",), env=None, raw=None):
+        """prog reads user\\0password\\0timestamp\\0 on fd 3, as from qmail-popup."""
+        data = raw if raw is not None else _b(user) + b"\0" + _b(password) + b"\0" + _b(timestamp) + b"\0"
+        e = dict(self.q.env)
+        e.update(env or {})
+        return subprocess.run(["/bin/sh", "-c", 'exec "$0" "$@" 3<&0 </dev/null', self.q.bin(prog), *argv],
+                              input=data, env=e, capture_output=True, timeout=60)
+
+
+def _b(s):
+    return s if isinstance(s, bytes) else s.encode()
+
+
+def let_through(path: pathlib.Path):
+    """pytest's temporary directories are private to root; the mailbox
+    account must be able to reach the qmail home, as under /var/qmail."""
+    for p in [path, *path.parents]:
+        if str(p) in ("/", "/tmp"):
+            break
+        p.chmod(p.stat().st_mode | 0o011)
+
+
+@pytest.fixture
+def hosting(qhome, vuser):
+    let_through(qhome.path)
+    h = Hosting(qhome, vuser)
+    h.admin("vadddomain", "-u", vuser.pw_name, "example.org", password="pmpass")
+    return h
+
+
+SHOW = ("sh", "-c", 'id -u; id -g; id -G; pwd; echo "USER=$USER"; echo "HOME=$HOME"; echo "SHELL=$SHELL"; echo "MAILDIR=$MAILDIR"')
+
+
+# ---------------------------------------------------------------- admin
+
+def test_vadddomain_writes_everything_a_domain_needs(hosting, qhome, vuser):
+    d = hosting.domain_dir("example.org")
+    assert (qhome.path / "control" / "virtualdomains").read_text() == "example.org:example.org\n"
+    assert "example.org\n" in (qhome.path / "control" / "rcpthosts").read_text()
+    assign = (qhome.path / "users" / "assign").read_text()
+    assert assign == f"+example.org-:example.org:{vuser.pw_uid}:{vuser.pw_gid}:{d}:-::\n.\n"
+    assert (d / ".qmail-default").read_text() == f"| {qhome.bin('vdelivermail')} '' bounce-no-mailbox\n"
+    st = d.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (vuser.pw_uid, vuser.pw_gid, 0o700)
+    vp = d / "vpasswd"
+    assert vp.stat().st_mode & 0o777 == 0o600 and vp.stat().st_uid == vuser.pw_uid
+    line = vp.read_text().splitlines()[0].split(":")
+    assert line[0] == "postmaster" and line[1].startswith("$y$") and line[5] == str(d / "postmaster")
+    for sub in ("tmp", "new", "cur"):
+        assert (hosting.maildir("postmaster", "example.org") / sub).is_dir()
+    assert "example.org" in (qhome.path / "users" / "vdomains").read_text()
+    info = hosting.admin("vdominfo", "example.org").stdout.decode()
+    assert "users:   1" in info and "unknown: bounce-no-mailbox" in info
+    # the postmaster can log in with the password given on stdin
+    assert hosting.checkpw("checkpassword-file", "postmaster@example.org", "pmpass").returncode == 0
+
+
+def test_vadddomain_refuses_root_and_duplicates(hosting, qhome):
+    r = hosting.admin("vadddomain", "-i", "0", "root.example", password="x", check=False)
+    assert r.returncode == 1 and b"root" in r.stderr
+    assert not (qhome.path / "domains" / "root.example").exists()
+    r = hosting.admin("vadddomain", "-u", hosting.vuser.pw_name, "example.org", password="x", check=False)
+    assert r.returncode == 1 and b"already hosted" in r.stderr
+
+
+def snapshot(root: pathlib.Path):
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if "queue" in p.parts:
+            continue
+        out[str(p)] = p.read_bytes() if p.is_file() else None
+    return out
+
+
+@pytest.mark.parametrize("args,password", [
+    (("vadduser", "a/b@example.org"), "pw"),
+    (("vadduser", "../x@example.org"), "pw"),
+    (("vadduser", "a..b@example.org"), "pw"),
+    (("vadduser", "x\ny@example.org"), "pw"),
+    (("vadduser", "x" * 65 + "@example.org"), "pw"),
+    (("vadduser", "nouser"), "pw"),
+    (("vadduser", "bob@unknown.example"), "pw"),
+    (("vadduser", "bob@example.org"), ""),
+    (("vadduser", "bob@example.org"), "x" * 300),
+    (("vadduser", "bob@example.org"), "a\0b"),
+    (("vadduser", "-q", "lots", "bob@example.org"), "pw"),
+    (("vadduser", "-c", "a:b", "bob@example.org"), "pw"),
+    (("vadduser", "-s", "des", "bob@example.org"), "pw"),
+    (("vadduser", "postmaster@example.org"), "pw"),
+    (("vadddomain", "-u", "root", "../etc"), "pw"),
+    (("vadddomain", "exa mple.org"), "pw"),
+    (("vadddomain", "a" * 300 + ".org"), "pw"),
+    (("vdeluser", "nobody@example.org"), None),
+    (("vdeldomain", "unknown.example"), None),
+    (("vpasswd", "nobody@example.org"), "pw"),
+    (("vsetuserquota", "postmaster@example.org", "-5"), None),
+    (("valias", "-i", "|rm -rf /", "x@example.org"), None),
+    (("valias", "-i", "other@remote.example", "postmaster@example.org"), None),
+    (("valias", "-d", "nosuch@example.org"), None),
+    (("vadduser",), None),
+])
+def test_bad_input_is_refused_and_nothing_is_written(hosting, qhome, args, password):
+    before = snapshot(qhome.path)
+    r = qhome.run(args[0], *args[1:], input=(password.encode() + b"\n") if password is not None else b"")
+    assert r.returncode == 1, (args, r.stderr)
+    assert r.stderr.strip(), "a clear error on stderr"
+    assert b"\n" == r.stderr[-1:] and len(r.stderr.splitlines()) == 1, r.stderr
+    assert snapshot(qhome.path) == before
+
+
+def test_vdeldomain_removes_every_trace(hosting, qhome):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    hosting.admin("vaddaliasdomain", "example.org", "example.net")
+    assert "example.net:example.org" in (qhome.path / "control" / "virtualdomains").read_text()
+    hosting.admin("vdeldomain", "example.org")
+    assert (qhome.path / "control" / "virtualdomains").read_text() == ""
+    assert (qhome.path / "control" / "rcpthosts").read_text() == "test.example.com\n"
+    assert (qhome.path / "users" / "assign").read_text() == ".\n"
+    assert (qhome.path / "users" / "vdomains").read_text() == ""
+    assert not hosting.domain_dir("example.org").exists()
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 1
+
+
+def test_user_commands(hosting, qhome):
+    hosting.admin("vadduser", "-c", "Bob Smith", "-q", "10M", "Bob@Example.org", password="pw1")
+    info = hosting.admin("vuserinfo", "bob@example.org").stdout.decode()
+    assert "gecos:   Bob Smith" in info and "quota:   10485760S" in info
+    assert hosting.admin("vuserinfo", "-d", "bob@example.org").stdout.decode().strip() == \
+        str(hosting.domain_dir("example.org") / "bob")
+    # a password from argv works too, and from stdin with "-"
+    hosting.admin("vpasswd", "bob@example.org", "pw2")
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw1").returncode == 1
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw2").returncode == 0
+    hosting.admin("vpasswd", "bob@example.org", "-", password="pw3")
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw3").returncode == 0
+    hosting.admin("vsetuserquota", "bob@example.org", "5000S,10C")
+    assert hosting.admin("vuserinfo", "-q", "bob@example.org").stdout.decode().strip() == "5000S,10C"
+    assert (hosting.maildir("bob", "example.org") / "maildirsize").read_text().startswith("5000S,10C\n")
+    hosting.admin("vdeluser", "bob@example.org")
+    assert not (hosting.domain_dir("example.org") / "bob").exists()
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw3").returncode == 1
+    r = hosting.admin("vadduser", "-r", "carol@example.org")
+    pw = r.stdout.decode().split("password: ")[1].strip()
+    assert len(pw) == 16
+    assert hosting.checkpw("checkpassword-file", "carol@example.org", pw).returncode == 0
+
+
+# ---------------------------------------------------------------- checkpassword-file
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_checkpassword_file_accepts_every_scheme(hosting, scheme, vuser):
+    user = f"u{scheme}"
+    hosting.admin("vadduser", "-s", scheme, f"{user}@example.org", password=f"pw-{scheme}")
+    assert hosting.admin("vuserinfo", "-p", f"{user}@example.org").stdout.decode().startswith(PREFIX[scheme])
+    r = hosting.checkpw("checkpassword-file", f"{user}@example.org", f"pw-{scheme}", argv=SHOW)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    home = hosting.domain_dir("example.org") / user
+    assert lines == [str(vuser.pw_uid), str(vuser.pw_gid), str(vuser.pw_gid), str(home),
+                     f"USER={user}@example.org", f"HOME={home}", "SHELL=/bin/false", f"MAILDIR={home}/Maildir"]
+    r = hosting.checkpw("checkpassword-file", f"{user}@example.org", f"pw-{scheme}x")
+    assert r.returncode == 1 and r.stdout == b""
+
+
+def test_checkpassword_file_login_forms(hosting, qhome):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    hosting.admin("vaddaliasdomain", "example.org", "example.net")
+    for login in ("bob@example.org", "BOB@Example.ORG", "bob%example.org", "bob@example.net"):
+        assert hosting.checkpw("checkpassword-file", login, "pw").returncode == 0, login
+    assert hosting.checkpw("checkpassword-file", "bob", "pw").returncode == 1
+    qhome.control("vdefaultdomain", "example.org\n")
+    assert hosting.checkpw("checkpassword-file", "bob", "pw").returncode == 0
+
+
+def median_time(fn, n=7):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def test_unknown_users_fail_like_wrong_passwords(hosting):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    outcomes = {}
+    for login, pw in (("bob@example.org", "wrong"), ("nobody@example.org", "wrong"),
+                      ("nobody@unknown.example", "wrong"), ("", "wrong"), ("bob@example.org", "")):
+        r = hosting.checkpw("checkpassword-file", login, pw)
+        outcomes[login + "/" + pw] = (r.returncode, r.stdout, r.stderr)
+    assert set(outcomes.values()) == {(1, b"", b"")}, outcomes
+    wrong = median_time(lambda: hosting.checkpw("checkpassword-file", "bob@example.org", "wrong"))
+    unknown = median_time(lambda: hosting.checkpw("checkpassword-file", "nobody@example.org", "wrong"))
+    nodomain = median_time(lambda: hosting.checkpw("checkpassword-file", "x@unknown.example", "wrong"))
+    # Every failure pays for one yescrypt computation: the times agree to
+    # within scheduling noise.
+    for t in (unknown, nodomain):
+        assert 0.6 * wrong < t < 1.6 * wrong, (wrong, unknown, nodomain)
+
+
+def test_apop_needs_plain_passwords_enabled(hosting, qhome):
+    hosting.admin("vadduser", "-C", "bob@example.org", password="tanstaaf")
+    hosting.admin("vadduser", "carol@example.org", password="tanstaaf")
+    ts = b"<1896.697170952@dbc.mtview.ca.us>"
+    digest = hashlib.md5(ts + b"tanstaaf").hexdigest()
+    assert digest == "c4c9334bac560ecc979e58001b3e22fb"
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", digest, ts).returncode == 1
+    qhome.control("vplaintext", "1\n")
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", digest, ts).returncode == 0
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", digest.replace("c", "d"), ts).returncode == 1
+    # carol has no stored plain password: APOP cannot work for her
+    assert hosting.checkpw("checkpassword-file", "carol@example.org", digest, ts).returncode == 1
+    assert hosting.checkpw("checkpassword-file", "carol@example.org", "tanstaaf").returncode == 0
+
+
+def test_checkpassword_input_errors(hosting):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    # longer than 512 bytes: a bad login, like djb's
+    r = hosting.checkpw("checkpassword-file", "bob@example.org", "p" * 600)
+    assert r.returncode == 1 and b"512" in r.stderr
+    r = hosting.checkpw("checkpassword-file", "x" * 600 + "@example.org", "pw")
+    assert r.returncode == 1
+    # missing NUL terminators, or no program to run: misuse
+    assert hosting.checkpw("checkpassword-file", "", "", raw=b"bob@example.org\0pw").returncode == 2
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw", argv=()).returncode == 2
+    r = subprocess.run([hosting.q.bin("checkpassword-file"), "id"], env=hosting.q.env, capture_output=True,
+                       stdin=subprocess.DEVNULL, close_fds=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    # NUL inside the user name ends it: "bob@example.org\0junk" is bob with password "junk"
+    assert hosting.checkpw("checkpassword-file", "", "", raw=b"bob@example.org\0pw\0\0junk\0").returncode == 0
+    # the program cannot be run: temporary
+    r = hosting.checkpw("checkpassword-file", "bob@example.org", "pw", argv=("/nonexistent/prog",))
+    assert r.returncode == 111
+
+
+def test_checkpassword_file_unreadable_backend_is_temporary(hosting, qhome):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    cdb = hosting.domain_dir("example.org") / "vpasswd.cdb"
+    cdb.rename(cdb.with_suffix(".saved"))
+    cdb.mkdir()
+    r = hosting.checkpw("checkpassword-file", "bob@example.org", "pw")
+    assert r.returncode == 111 and b"temporary" in r.stderr
+    # unknown users of that domain cannot be told apart either: temporary
+    assert hosting.checkpw("checkpassword-file", "nobody@example.org", "pw").returncode == 111
+    cdb.rmdir()
+    cdb.with_suffix(".saved").rename(cdb)
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 0
+    index = qhome.path / "users" / "vdomains.cdb"
+    index.unlink()
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 111
+    index.write_bytes(b"short")
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 111
+
+
+def cdb_make(path: pathlib.Path, records):
+    """A cdb written by tinycdb's cdb -c (djb's format)."""
+    data = b"".join(b"+%d,%d:%s->%s\n" % (len(k), len(v), k, v) for k, v in records) + b"\n"
+    subprocess.run(["cdb", "-c", str(path)], input=data, check=True)
+
+
+def test_checkpassword_file_refuses_uid_0(hosting, qhome):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    d = hosting.domain_dir("example.org")
+    (qhome.path / "users" / "vdomains").write_text(f"example.org:example.org:{d}:0:0\n")
+    cdb_make(qhome.path / "users" / "vdomains.cdb", [(b"example.org", b"example.org\0%s\x000\x000" % str(d).encode())])
+    r = hosting.checkpw("checkpassword-file", "bob@example.org", "pw")
+    assert r.returncode == 1 and b"uid 0" in r.stderr and r.stdout == b""
+
+
+# ---------------------------------------------------------------- checkpassword (system)
+
+@pytest.fixture
+def sysuser(hosting):
+    """A system account whose password hash is set per test."""
+    name = unique("sqcp")
+    group = unique("sqgr")
+    subprocess.run(["groupadd", group], check=True)
+    subprocess.run(["useradd", "-m", "-G", group, "-s", "/bin/sh", name], check=True)
+    yield pwd.getpwnam(name), grp.getgrnam(group)
+    subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
+    subprocess.run(["groupdel", group], check=False)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_checkpassword_system_accounts(hosting, sysuser, scheme):
+    pw, extra = sysuser
+    # the hash comes from our own vadduser, then goes into /etc/shadow
+    hosting.admin("vadduser", "-s", scheme, "h@example.org", password="sys-pass")
+    h = hosting.admin("vuserinfo", "-p", "h@example.org").stdout.decode().strip()
+    subprocess.run(["usermod", "-p", h, pw.pw_name], check=True)
+    r = hosting.checkpw("checkpassword", pw.pw_name, "sys-pass", argv=SHOW)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == str(pw.pw_uid) and lines[1] == str(pw.pw_gid)
+    assert str(extra.gr_gid) in lines[2].split(), "initgroups gave the supplementary groups"
+    assert lines[3:] == [pw.pw_dir, f"USER={pw.pw_name}", f"HOME={pw.pw_dir}", "SHELL=/bin/sh",
+                         f"MAILDIR={pw.pw_dir}/Maildir"]
+    assert hosting.checkpw("checkpassword", pw.pw_name, "sys-pasS").returncode == 1
+    assert hosting.checkpw("checkpassword", unique("nosuch"), "sys-pass").returncode == 1
+
+
+def test_checkpassword_system_refuses_root_and_locked(hosting, sysuser):
+    pw, _ = sysuser
+    # root is refused whatever the password (nothing to guess: the check
+    # happens after the password, so this only shows the refusal path)
+    assert hosting.checkpw("checkpassword", "root", "anything").returncode == 1
+    subprocess.run(["usermod", "-L", pw.pw_name], check=True)
+    assert hosting.checkpw("checkpassword", pw.pw_name, "").returncode == 1
+
+
+# ---------------------------------------------------------------- vdelivermail
+
+def test_delivery_into_the_maildir(hosting, vuser):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    r = hosting.deliver("bob", "example.org")
+    assert r.returncode == 0, r.stderr
+    [f] = hosting.new("bob", "example.org")
+    assert f.read_bytes() == b"Return-Path: <sender@remote.example>\nDelivered-To: bob@example.org\n" + MSG
+    assert f.stat().st_uid == vuser.pw_uid
+    assert f.name.endswith(",S=%d" % f.stat().st_size)
+    assert not list((hosting.maildir("bob", "example.org") / "tmp").iterdir())
+    # upper case and qmail extensions reach the mailbox too
+    assert hosting.deliver("Bob", "Example.ORG").returncode == 0
+    assert hosting.deliver("bob-lists", "example.org").returncode == 0
+    assert len(hosting.new("bob", "example.org")) == 3
+
+
+def test_delivery_with_a_seekable_queue_file(hosting, tmp_path):
+    """qmail-local gives programs the queue file itself on fd 0."""
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    m = tmp_path / "mess"
+    m.write_bytes(MSG)
+    env = dict(hosting.q.env, HOST="example.org", EXT="bob", LOCAL="example.org-bob", SENDER="s@x",
+               RPLINE="Return-Path: <s@x>\n")
+    with open(m, "rb") as f:
+        r = subprocess.run([hosting.q.bin("vdelivermail"), "", "bounce-no-mailbox"], stdin=f, env=env,
+                           capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    [f] = hosting.new("bob", "example.org")
+    assert f.read_bytes().endswith(MSG)
+
+
+def test_unknown_user_bounces_or_is_deleted(hosting, qhome):
+    r = hosting.deliver("nobody", "example.org")
+    assert r.returncode == 100 and b"no mailbox here by that name" in r.stderr and b"#5.1.1" in r.stderr
+    before = snapshot(qhome.path)
+    assert hosting.deliver("nobody", "example.org", action="delete").returncode == 0
+    assert snapshot(qhome.path) == before
+    # a domain made with -x deletes, and says so in its .qmail-default
+    hosting.admin("vadddomain", "-x", "-u", hosting.vuser.pw_name, "quiet.example", password="pm")
+    assert (hosting.domain_dir("quiet.example") / ".qmail-default").read_text().endswith("'' delete\n")
+    assert "unknown: delete" in hosting.admin("vdominfo", "quiet.example").stdout.decode()
+    # a recipient in a domain that is not hosted here
+    r = hosting.deliver("x", "unhosted.example")
+    assert r.returncode == 100 and b"#5.1.2" in r.stderr
+
+
+def test_catch_all_to_a_user(hosting):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    assert hosting.deliver("whoever", "example.org", action="bob").returncode == 0
+    [f] = hosting.new("bob", "example.org")
+    assert b"Delivered-To: bob@example.org\n" in f.read_bytes()
+    # a catch-all naming nobody bounces instead of looping
+    assert hosting.deliver("whoever", "example.org", action="ghost").returncode == 100
+
+
+def queued(qhome):
+    """(envelope, message) of every message in the queue."""
+    out = []
+    for t in qhome.queue_files("todo"):
+        num = int(t.name)
+        out.append((t.read_bytes(), (qhome.path / "queue" / "mess" / str(num % 23) / str(num)).read_bytes()))
+    return out
+
+
+def test_alias_forwards(hosting, qhome):
+    hosting.admin("valias", "-i", "friend@remote.example", "info@example.org")
+    hosting.admin("valias", "-i", "other@remote.example", "info@example.org")
+    out = hosting.admin("valias", "info@example.org").stdout.decode()
+    assert out == "info@example.org -> friend@remote.example\ninfo@example.org -> other@remote.example\n"
+    # as root: the single-user test home's queue belongs to root
+    r = hosting.deliver("info", "example.org", as_root=True)
+    assert r.returncode == 0, r.stderr
+    [(env, mess)] = queued(qhome)
+    assert env.endswith(b"\0Fsender@remote.example\0Tfriend@remote.example\0Tother@remote.example\0")
+    assert mess.split(b"\n", 1)[1] == b"Delivered-To: info@example.org\n" + MSG
+    # an alias cannot be made over a mailbox, and is removed with -d
+    hosting.admin("valias", "-d", "info@example.org")
+    assert hosting.deliver("info", "example.org").returncode == 100
+
+
+def test_catch_all_forward(hosting, qhome):
+    assert hosting.deliver("anyone", "example.org", action="catch@remote.example", as_root=True).returncode == 0
+    [(env, mess)] = queued(qhome)
+    assert env.endswith(b"\0Fsender@remote.example\0Tcatch@remote.example\0")
+
+
+def test_users_own_dot_qmail(hosting, qhome, vuser):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    home = hosting.domain_dir("example.org") / "bob"
+    (home / ".qmail").write_text("# keep a copy and forward\n./Maildir/\n&bob@remote.example\n")
+    assert hosting.deliver("bob", "example.org", as_root=True).returncode == 0
+    assert len(hosting.new("bob", "example.org")) == 1
+    [(env, _)] = queued(qhome)
+    assert env.endswith(b"\0Tbob@remote.example\0")
+    # a program line gets the message on stdin; exit 100 bounces
+    (home / ".qmail").write_text(f"|cat > {home}/piped\n")
+    assert hosting.deliver("bob", "example.org", as_root=True).returncode == 0
+    assert (home / "piped").read_bytes() == MSG
+    (home / ".qmail").write_text("|exit 100\n")
+    assert hosting.deliver("bob", "example.org", as_root=True).returncode == 100
+    (home / ".qmail").write_text("|exit 75\n")
+    assert hosting.deliver("bob", "example.org", as_root=True).returncode == 111
+    # an mbox line
+    (home / ".qmail").write_text("./mbox\n")
+    assert hosting.deliver("bob", "example.org", message=b"Subject: x\n\nFrom me\n", as_root=True).returncode == 0
+    mbox = (home / "mbox").read_bytes()
+    assert mbox.startswith(b"From sender@remote.example ") and b"\n>From me\n" in mbox and mbox.endswith(b"\n\n")
+
+
+def test_loop_is_bounced(hosting):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    r = hosting.deliver("bob", "example.org", message=b"Delivered-To: bob@example.org\n" + MSG)
+    assert r.returncode == 100 and b"looping" in r.stderr
+    assert hosting.new("bob", "example.org") == []
+
+
+def test_over_quota_bounces_or_defers(hosting, qhome):
+    hosting.admin("vadduser", "-q", "300", "bob@example.org", password="pw")
+    sizes = []
+    while True:
+        r = hosting.deliver("bob", "example.org")
+        if r.returncode != 0:
+            break
+        sizes.append(1)
+        assert len(sizes) < 10
+    assert r.returncode == 100 and b"over its quota" in r.stderr and b"#5.2.2" in r.stderr
+    delivered = hosting.new("bob", "example.org")
+    assert len(delivered) == len(sizes) == 300 // (len(MSG) + 70)
+    total = sum(f.stat().st_size for f in delivered)
+    lines = (hosting.maildir("bob", "example.org") / "maildirsize").read_text().splitlines()
+    assert lines[0] == "300S"
+    assert sum(int(l.split()[0]) for l in lines[1:]) == total
+    qhome.control("voverquota", "defer\n")
+    r = hosting.deliver("bob", "example.org")
+    assert r.returncode == 111 and b"#4.2.2" in r.stderr
+    # raising the quota lets mail in again
+    hosting.admin("vsetuserquota", "bob@example.org", "10M")
+    assert hosting.deliver("bob", "example.org").returncode == 0
+
+
+def test_delivery_backend_unreadable_is_temporary(hosting):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    cdb = hosting.domain_dir("example.org") / "vpasswd.cdb"
+    cdb.unlink()
+    r = hosting.deliver("bob", "example.org")
+    assert r.returncode == 111, r.stderr
+    r = hosting.deliver("nobody", "example.org")
+    assert r.returncode == 111, "an unreadable backend never bounces"
+    # a missing Maildir is temporary too
+    hosting.admin("vpasswd", "bob@example.org", "pw")  # rebuilds the cdb
+    subprocess.run(["rm", "-rf", str(hosting.maildir("bob", "example.org"))], check=True)
+    assert hosting.deliver("bob", "example.org").returncode == 111
+
+
+def test_vdelivermail_without_environment(hosting):
+    r = subprocess.run([hosting.q.bin("vdelivermail"), "", "bounce-no-mailbox"], input=MSG,
+                       env={"QMAIL_HOME": str(hosting.q.path)}, capture_output=True, timeout=30)
+    assert r.returncode == 111 and b"HOST" in r.stderr
+    r = subprocess.run([hosting.q.bin("vdelivermail")], input=MSG, env=hosting.q.env, capture_output=True, timeout=30)
+    assert r.returncode == 111 and b"usage" in r.stderr
+
+
+# ---------------------------------------------------------------- vconvert
+
+def test_vconvert_imports_a_vpopmail_tree(hosting, qhome, tmp_path, vuser):
+    vp = tmp_path / "vpopmail"
+    d = vp / "domains" / "old.example"
+    md = d / "jane" / "Maildir"
+    for sub in ("tmp", "new", "cur"):
+        (md / sub).mkdir(parents=True)
+    (md / "cur" / "1000.1.host:2,S").write_bytes(MSG)
+    h = hosting.admin("vuserinfo", "-p", "postmaster@example.org").stdout.decode().strip()
+    md5 = subprocess.run(["openssl", "passwd", "-1", "-salt", "abcdefgh", "janepw"], capture_output=True, text=True)
+    janehash = md5.stdout.strip() if md5.returncode == 0 else h
+    janepw = "janepw" if md5.returncode == 0 else "pmpass"
+    (d / "vpasswd").write_text(f"jane:{janehash}:1:0:Jane:{d}/jane:NOQUOTA:{janepw}\n")
+    (d / ".qmail-default").write_text("| /home/vpopmail/bin/vdelivermail '' delete\n")
+    (d / ".qmail-sales").write_text("&jane@old.example\n")
+    (vp / "domains" / "alias.example").symlink_to("old.example")
+    subprocess.run(["chown", "-R", f"{vuser.pw_uid}:{vuser.pw_gid}", str(vp)], check=True)
+    r = hosting.admin("vconvert", "-n", str(vp))
+    assert b"old.example: 1 users" in r.stdout and b"alias.example: alias of old.example" in r.stdout
+    assert not (d / "vpasswd.cdb").exists()
+    hosting.admin("vconvert", str(vp))
+    assert hosting.checkpw("checkpassword-file", "jane@old.example", janepw).returncode == 0
+    assert hosting.checkpw("checkpassword-file", "jane@alias.example", janepw).returncode == 0
+    assert (d / ".qmail-default").read_text() == f"| {qhome.bin('vdelivermail')} '' delete\n"
+    assert (d / ".qmail-default.vpopmail").exists()
+    assert hosting.deliver("jane", "old.example").returncode == 0
+    assert len(list((md / "new").iterdir())) == 1 and len(list((md / "cur").iterdir())) == 1
+    action = (d / ".qmail-default").read_text().split()[-1]
+    assert hosting.deliver("nobody", "old.example", action=action).returncode == 0  # delete, as before
+    vd = (qhome.path / "control" / "virtualdomains").read_text()
+    assert "old.example:old.example\n" in vd and "alias.example:old.example\n" in vd
+    assert f"+old.example-:old.example:{vuser.pw_uid}:{vuser.pw_gid}:{d}:-::" in (qhome.path / "users" / "assign").read_text()
+    # importing again changes nothing
+    before = snapshot(qhome.path)
+    hosting.admin("vconvert", str(vp))
+    assert snapshot(qhome.path) == before
+
+
+def test_vconvert_refuses_a_broken_vpasswd(hosting, qhome, tmp_path):
+    d = tmp_path / "vp" / "domains" / "bad.example"
+    d.mkdir(parents=True)
+    (d / "vpasswd").write_text("jane:hash:1:0:Jane:relative/dir:NOQUOTA\n")
+    before = snapshot(qhome.path)
+    r = hosting.admin("vconvert", "-u", hosting.vuser.pw_name, str(tmp_path / "vp"), check=False)
+    assert r.returncode == 1 and b"nothing imported" in r.stderr
+    assert snapshot(qhome.path) == before
