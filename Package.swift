@@ -34,6 +34,8 @@ let programs: [(name: String, deps: [String])] = [
     ("vuserinfo", ["VHosting", "QmailCore"]),
     ("vdominfo", ["VHosting", "QmailCore"]),
     ("vconvert", ["VHosting", "QmailCore"]),
+    ("vmoduser", ["VHosting", "QmailCore"]),
+    ("vmkpasswd", ["VHosting", "QmailCore"]),
 ]
 
 let libraries: [Target] = [

@@ -33,6 +33,8 @@ public struct Admin {
         "vuserinfo": { try $0.userInfo($1) },
         "vdominfo": { try $0.domainInfo($1) },
         "vconvert": { try $0.convert($1) },
+        "vmoduser": { try $0.modifyUserFlags($1) },
+        "vmkpasswd": { try $0.rebuildDomain($1) },
     ]
 
     /// Runs one command; returns its exit code (0 done, 1 refused, 111
@@ -383,6 +385,47 @@ public struct Admin {
                 try MaildirSize.rebuild(u.maildir, quota: q)
                 FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
             }
+        }
+        return []
+    }
+
+    /// vpopmail's vmoduser: -p refuses logins, -b bounces mail, -x clears
+    /// every flag; -c comment, -q quota.
+    func modifyUserFlags(_ args: [String]) throws -> [String] {
+        let usage = "vmoduser [-x] [-p] [-b] [-c comment] [-q quota] user@domain"
+        let o = try Options(args, flags: "xpb", values: "cq", usage: usage)
+        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
+        _ = try Names.address(Array(o.operands[0].utf8))
+        let gecos = try o.values["c"].map { try Names.gecos(Array($0.utf8)) }
+        let quota = try o.values["q"].map { try parseQuota($0) }
+        try modifyUser(o.operands[0]) { u, d in
+            if o.flags.contains("x") { u.flags = 0 }
+            if o.flags.contains("p") { u.flags |= VUser.flagNoPOP }
+            if o.flags.contains("b") { u.flags |= VUser.flagBounceMail }
+            if let g = gecos { u.gecos = g }
+            if let q = quota {
+                u.quota = q
+                if !q.isUnlimited, Sys.isDirectory(u.maildir) {
+                    try MaildirSize.rebuild(u.maildir, quota: q)
+                    FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
+                }
+            }
+        }
+        return []
+    }
+
+    /// vpopmail's vmkpasswd: rebuilds a domain's vpasswd.cdb from its
+    /// vpasswd and valias text (after editing them by hand).
+    func rebuildDomain(_ args: [String]) throws -> [String] {
+        let usage = "vmkpasswd domain"
+        let o = try Options(args, flags: "", values: "", usage: usage)
+        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
+        let name = try Names.domain(Array(o.operands[0].utf8))
+        try store.withLock {
+            let d = try hostedDomain(name)
+            let users = try store.loadUsers(d)
+            for u in users { _ = try Names.user(u.name) }
+            try store.saveDomainData(d, users: users, aliases: try store.loadAliases(d))
         }
         return []
     }

@@ -591,3 +591,31 @@ def test_vconvert_refuses_a_broken_vpasswd(hosting, qhome, tmp_path):
     r = hosting.admin("vconvert", "-u", hosting.vuser.pw_name, str(tmp_path / "vp"), check=False)
     assert r.returncode == 1 and b"nothing imported" in r.stderr
     assert snapshot(qhome.path) == before
+
+
+def test_vmoduser_flags(hosting):
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    hosting.admin("vmoduser", "-p", "bob@example.org")
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 1
+    assert hosting.deliver("bob", "example.org").returncode == 0, "mail still arrives"
+    hosting.admin("vmoduser", "-b", "bob@example.org")
+    r = hosting.deliver("bob", "example.org")
+    assert r.returncode == 100 and b"#5.2.1" in r.stderr
+    hosting.admin("vmoduser", "-x", "-c", "Robert", "bob@example.org")
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 0
+    assert hosting.admin("vuserinfo", "-c", "bob@example.org").stdout == b"Robert\n"
+
+
+def test_vmkpasswd_rebuilds_after_a_hand_edit(hosting):
+    hosting.admin("vadduser", "-s", "md5", "bob@example.org", password="pw")
+    vp = hosting.domain_dir("example.org") / "vpasswd"
+    text = vp.read_text()
+    bob = [l for l in text.splitlines() if l.startswith("bob:")][0]
+    vp.write_text(text + bob.replace("bob:", "robert:", 1) + "\n")  # sharing bob's mailbox
+    assert hosting.checkpw("checkpassword-file", "robert@example.org", "pw").returncode == 1
+    hosting.admin("vmkpasswd", "example.org")
+    assert hosting.checkpw("checkpassword-file", "robert@example.org", "pw").returncode == 0
+    vp.write_text(text + "broken line\n")
+    r = hosting.admin("vmkpasswd", "example.org", check=False)
+    assert r.returncode == 111 and b"malformed" in r.stderr
+    assert hosting.checkpw("checkpassword-file", "robert@example.org", "pw").returncode == 0, "old cdb kept"
