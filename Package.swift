@@ -65,7 +65,7 @@ let libraries: [Target] = [
                    providers: [.apt(["libcrypt-dev"])]),
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
-    .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "UserDirectory"], path: "Sources/VHosting"),
+    .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
 ]
 
 let executables: [Target] = programs.map { p in

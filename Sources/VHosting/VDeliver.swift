@@ -15,6 +15,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailLocal
 import QmailQueue
 import UserDirectory
 
@@ -149,48 +150,34 @@ public struct VDeliver {
         try deliverToMaildir(m.maildir, quota: m.quota)
     }
 
-    /// Delivers to .qmail-style lines: "|prog", "&addr" or "addr",
-    /// "/path/" or "./path/" (Maildir), "/path" (mbox). Forwards go out in
-    /// one qmail-queue run after the local deliveries, as qmail-local does.
+    /// Delivers to .qmail lines, read as qmail-local reads them (its
+    /// DotQmail): "|prog", "&addr" or "addr", "/path/" or "./path/"
+    /// (Maildir), "/path" (mbox). Forwards go out in one qmail-queue run
+    /// after the local deliveries, as qmail-local does.
     func deliverToTargets(_ lines: [[UInt8]], base: String, quotaFor owner: Mailbox? = nil) throws {
         var forwards: [[UInt8]] = []
-        for line in lines {
-            guard let c = line.first else { continue }
-            if c == Ascii.hash { continue }
-            if c == 124 { // '|'
-                if try runProgram(Array(line.dropFirst())) { break }
-            } else if c == Ascii.slash || c == Ascii.dot {
-                var path = line.string
-                if c == Ascii.dot { path = base + "/" + path }
+        lines: for line in lines {
+            switch DotQmail.instruction(line) {
+            case .comment, .blank, .ignored, .forwardOnly:
+                continue
+            case .program(let command):
+                if try runProgram(command) { break lines }
+            case .forward(let address):
+                forwards.append(address)
+            case .maildir(let raw), .mbox(let raw):
+                var path = raw.string
+                if raw.first == Ascii.dot { path = base + "/" + path }
                 if path.hasSuffix("/") {
                     path.removeLast()
                     let own = owner.map { $0.maildir == path } ?? false
                     try deliverToMaildir(path, quota: own ? owner!.quota : .unlimited)
                 } else {
-                    try MailboxWriter.mbox(path, fromLine: env("UFLINE") ?? fromLine(), header: headerLines, message: message)
+                    let from = env("UFLINE") ?? Mbox.fromLine(sender: env("SENDER") ?? [], time: Sys.now())
+                    try Mbox.deliver(path: Array(path.utf8), fromLine: from, header: headerLines, input: try message.rewound())
                 }
-            } else {
-                forwards.append(c == 38 ? Array(line.dropFirst()) : line) // '&'
             }
         }
         if !forwards.isEmpty { try forward(forwards) }
-    }
-
-    func fromLine() -> [UInt8] {
-        let sender = env("SENDER") ?? []
-        return Array("From ".utf8) + (sender.isEmpty ? Array("MAILER-DAEMON".utf8) : sender) + Array(" \(VDeliver.asctime(Sys.now()))\n".utf8)
-    }
-
-    /// "Sat Nov 21 06:00:26 2026", UTC, as in an mbox From_ line.
-    static func asctime(_ t: Int) -> String {
-        var tt = time_t(t)
-        var tm = Glibc.tm()
-        gmtime_r(&tt, &tm)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let day = tm.tm_mday < 10 ? " \(tm.tm_mday)" : "\(tm.tm_mday)"
-        return "\(days[Int(tm.tm_wday)]) \(months[Int(tm.tm_mon)]) \(day) \(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) \(1900 + tm.tm_year)"
     }
 
     func deliverToMaildir(_ maildir: String, quota: Quota) throws {
@@ -206,7 +193,8 @@ public struct VDeliver {
                 throw MailFailure.permanent("Sorry, the mailbox is over its quota.", "5.2.2")
             }
         }
-        try MailboxWriter.maildir(maildir, header: headerLines, message: message)
+        // qmail-local's Maildir writer: tmp/, fsync, link into new/, fsync new/.
+        try Maildir.deliver(dir: Array(maildir.utf8), header: headerLines, input: try message.rewound())
         // Keep maildirsize right; a failure here only makes the next
         // check rebuild it.
         try? MaildirSize.record(maildir, bytes: size, count: 1)
