@@ -618,3 +618,37 @@ def test_vmkpasswd_rebuilds_after_a_hand_edit(hosting):
     r = hosting.admin("vmkpasswd", "example.org", check=False)
     assert r.returncode == 111 and b"malformed" in r.stderr
     assert hosting.checkpw("checkpassword-file", "robert@example.org", "pw").returncode == 0, "old cdb kept"
+
+
+def qmail_local(hosting, local, domain, tmp_path, message=MSG):
+    """qmail-local for domain-local@domain as qmail-lspawn would start it
+    from the users/assign line vadddomain wrote: as the domain's user, home
+    the domain directory, dash "-", ext the mailbox name."""
+    mf = tmp_path / f"mess-{local}-{time.time_ns()}"
+    mf.write_bytes(message)
+    with open(mf, "rb") as f:
+        return subprocess.run(
+            ["setpriv", f"--reuid={hosting.vuser.pw_uid}", f"--regid={hosting.vuser.pw_gid}", "--clear-groups",
+             hosting.q.bin("qmail-local"), "--", domain, str(hosting.domain_dir(domain)), f"{domain}-{local}", "-",
+             local, domain, "sender@remote.example", "./Maildir/"],
+            stdin=f, env=hosting.q.env, capture_output=True, timeout=60)
+
+
+def test_qmail_local_runs_vdelivermail_from_dot_qmail_default(hosting, qhome, tmp_path):
+    if not os.path.exists(qhome.bin("qmail-local")):
+        pytest.skip("qmail-local not built")
+    if os.path.exists(qhome.bin("qmail-newu")):
+        assert (qhome.path / "users" / "cdb").exists(), "vadddomain ran qmail-newu"
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    r = qmail_local(hosting, "bob", "example.org", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [f] = hosting.new("bob", "example.org")
+    assert f.read_bytes() == b"Return-Path: <sender@remote.example>\nDelivered-To: bob@example.org\n" + MSG
+    r = qmail_local(hosting, "nobody", "example.org", tmp_path)
+    assert r.returncode == 100 and b"no mailbox here by that name" in r.stdout + r.stderr
+    # a vpopmail-style .qmail-alias file in the domain directory is
+    # qmail-local's business and wins over vdelivermail
+    (hosting.domain_dir("example.org") / ".qmail-sales").write_text(f"{hosting.maildir('bob', 'example.org')}/\n")
+    os.chown(hosting.domain_dir("example.org") / ".qmail-sales", hosting.vuser.pw_uid, hosting.vuser.pw_gid)
+    assert qmail_local(hosting, "sales", "example.org", tmp_path).returncode == 0
+    assert len(hosting.new("bob", "example.org")) == 2
