@@ -125,7 +125,14 @@ public struct VDeliver {
         var me = self
         me.deliveredTo = user + [Ascii.at] + dom.real
         if action.first == Ascii.slash {
-            try me.deliverToTargets([action], base: dom.dir)
+            // vpopmail's form: a user's directory (its Maildir is used), or a Maildir.
+            var path = action.string
+            while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+            if Sys.isDirectory(path + "/Maildir/new") { path += "/Maildir" }
+            guard Sys.isDirectory(path + "/new") else {
+                throw MailFailure.temporary("catch-all \(action.string) is neither a Maildir nor a mailbox directory", "4.2.1")
+            }
+            try me.deliverToMaildir(path, quota: .unlimited)
         } else if action.contains(Ascii.at) {
             try me.forward([action])
         } else {

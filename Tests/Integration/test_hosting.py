@@ -652,3 +652,14 @@ def test_qmail_local_runs_vdelivermail_from_dot_qmail_default(hosting, qhome, tm
     os.chown(hosting.domain_dir("example.org") / ".qmail-sales", hosting.vuser.pw_uid, hosting.vuser.pw_gid)
     assert qmail_local(hosting, "sales", "example.org", tmp_path).returncode == 0
     assert len(hosting.new("bob", "example.org")) == 2
+
+
+def test_catch_all_to_a_directory(hosting):
+    """vpopmail's .qmail-default may name a user's directory or a Maildir."""
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    bobdir = hosting.domain_dir("example.org") / "bob"
+    assert hosting.deliver("x", "example.org", action=str(bobdir)).returncode == 0
+    assert hosting.deliver("x", "example.org", action=str(bobdir / "Maildir") + "/").returncode == 0
+    assert len(hosting.new("bob", "example.org")) == 2
+    r = hosting.deliver("x", "example.org", action="/nonexistent/dir")
+    assert r.returncode == 111
