@@ -77,9 +77,12 @@ public protocol UserBackend {
 }
 
 public enum Authenticator {
-    /// Checks a login. `timestamp` non-empty means APOP: `password` is then
-    /// the hex MD5 of timestamp + password. Unknown users cost the same
-    /// work as known ones, and every comparison is constant-time.
+    /// Checks a login. qmail-popup sends its greeting's timestamp for
+    /// USER/PASS and APOP alike, so a timestamp does not mean APOP: the
+    /// password is always checked against the hash (one crypt run, against
+    /// a dummy hash when there is no user), and when plain passwords are
+    /// enabled it may also be the APOP digest, MD5(timestamp + password)
+    /// in hex. Every comparison is constant-time.
     public static func authenticate(_ backend: UserBackend, login: [UInt8], password: [UInt8],
                                     timestamp: [UInt8]) -> AuthResult {
         let mailbox: Mailbox?
@@ -88,21 +91,19 @@ public enum Authenticator {
         case .noSuchUser: mailbox = nil
         case .found(let m): mailbox = m
         }
-        let apop = !timestamp.isEmpty
+        let clear = backend.plainPasswordsEnabled ? mailbox?.clearPassword.flatMap { $0.isEmpty ? nil : $0 } : nil
         var matched = false
-        if apop {
-            // APOP needs the plain password; without one the digest is
-            // compared with one made from nothing anybody can know.
-            let clear = backend.plainPasswordsEnabled ? mailbox?.clearPassword : nil
-            let expected = MD5.hex(timestamp + (clear ?? PasswordHash.dummy))
-            matched = ConstantTime.equals(expected, password.lowercasedHex()) && clear != nil && !(clear!.isEmpty)
-        } else if let m = mailbox, !m.passwordHash.isEmpty {
+        if let m = mailbox, !m.passwordHash.isEmpty {
             matched = PasswordHash.verify(password, hash: m.passwordHash)
-        } else if let m = mailbox, backend.plainPasswordsEnabled, let clear = m.clearPassword, !clear.isEmpty {
-            _ = PasswordHash.verify(password, hash: PasswordHash.dummy)
-            matched = ConstantTime.equals(clear, password)
         } else {
             _ = PasswordHash.verify(password, hash: PasswordHash.dummy)
+            if let c = clear { matched = ConstantTime.equals(c, password) }
+        }
+        if !timestamp.isEmpty && backend.plainPasswordsEnabled {
+            // Without a plain password the digest is compared with one
+            // made from nothing anybody can know, so the work is the same.
+            let expected = MD5.hex(timestamp + (clear ?? PasswordHash.dummy))
+            if ConstantTime.equals(expected, password.lowercasedHex()) && clear != nil { matched = true }
         }
         guard let m = mailbox else { return .unknownUser }
         if !matched { return .mismatch }

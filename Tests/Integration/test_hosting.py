@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes sys
 
 SCHEMES = ["yescrypt", "sha512", "sha256", "bcrypt", "md5"]
 PREFIX = {"yescrypt": "$y$", "sha512": "$6$", "sha256": "$5$", "bcrypt": "$2b$", "md5": "$1$"}
+TIMESTAMP = b"<4711.1795240000@pop.example.org>"
 MSG = b"From: sender@remote.example\nSubject: test\n\nhello there\n"
 
 
@@ -71,8 +72,9 @@ class Hosting:
         return subprocess.run(argv, input=message, env=env, capture_output=True, timeout=60,
                               cwd=str(cwd if cwd.is_dir() else self.q.path))
 
-    def checkpw(self, prog, user, password, timestamp=b"", argv=("id",), env=None, raw=None):
-        """prog reads user\\0password\\0timestamp\\0 on fd 3, as from qmail-popup."""
+    def checkpw(self, prog, user, password, timestamp=TIMESTAMP, argv=("id",), env=None, raw=None):
+        """prog reads user\\0password\\0timestamp\\0 on fd 3, as from qmail-popup
+        (which sends its greeting's timestamp for USER/PASS too)."""
         data = raw if raw is not None else _b(user) + b"\0" + _b(password) + b"\0" + _b(timestamp) + b"\0"
         e = dict(self.q.env)
         e.update(env or {})
@@ -716,3 +718,33 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
         proc.send_signal(15)
         proc.wait(timeout=30)
         log.close()
+
+
+def pop3(qhome, commands, checkpassword="checkpassword-file"):
+    """A POP3 session through qmail-popup HOST checkpassword qmail-pop3d Maildir,
+    the service's argv, with the client's lines on stdin."""
+    argv = [qhome.bin("qmail-popup"), "pop.example.org", qhome.bin(checkpassword), qhome.bin("qmail-pop3d"), "Maildir"]
+    data = b"".join(c.encode() + b"\r\n" for c in commands)
+    return subprocess.run(argv, input=data, env=qhome.env, capture_output=True, timeout=60)
+
+
+def test_pop3_login_and_deletion_keep_the_quota_right(hosting, qhome):
+    if not (os.path.exists(qhome.bin("qmail-popup")) and os.path.exists(qhome.bin("qmail-pop3d"))):
+        pytest.skip("qmail-popup/qmail-pop3d not built yet")
+    hosting.admin("vadduser", "-q", "300", "bob@example.org", password="pw")
+    while hosting.deliver("bob", "example.org").returncode == 0:
+        assert len(hosting.new("bob", "example.org")) < 10
+    full = len(hosting.new("bob", "example.org"))
+    assert hosting.deliver("bob", "example.org").returncode == 100
+    r = pop3(qhome, ["USER bob@example.org", "PASS wrong"])
+    assert b"-ERR" in r.stdout
+    r = pop3(qhome, ["USER bob@example.org", "PASS pw", "STAT", "DELE 1", "QUIT"])
+    assert r.stdout.count(b"+OK") >= 4, r.stdout + r.stderr
+    assert f"+OK {full} ".encode() in r.stdout
+    md = hosting.maildir("bob", "example.org")
+    assert len(list((md / "cur").iterdir())) + len(list((md / "new").iterdir())) == full - 1
+    lines = (md / "maildirsize").read_text().splitlines()
+    on_disk = sum(p.stat().st_size for sub in ("cur", "new") for p in (md / sub).iterdir())
+    assert sum(int(l.split()[0]) for l in lines[1:]) == on_disk, lines
+    # the freed space takes the next message at once
+    assert hosting.deliver("bob", "example.org").returncode == 0

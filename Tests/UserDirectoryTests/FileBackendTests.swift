@@ -136,8 +136,14 @@ final class FileBackendTests: XCTestCase {
         XCTAssertEqual(auth("carol@example.org", MD5.hex(bytes(ts + "wrong")).string, ts, plain), .mismatch)
         XCTAssertEqual(auth("alice@example.org", MD5.hex(bytes(ts + "pw")).string, ts, plain), .mismatch)
         XCTAssertEqual(auth("nobody@example.org", digest, ts, plain), .unknownUser)
-        // The hash still works when plain passwords are on.
+        // The hash still works when plain passwords are on, with or without
+        // the timestamp qmail-popup always sends.
         guard case .ok = auth("carol@example.org", "pw3", "", plain) else { return XCTFail() }
+        guard case .ok = auth("carol@example.org", "pw3", ts, plain) else { return XCTFail() }
+        guard case .ok = auth("alice@example.org", "pw", ts, plain) else { return XCTFail() }
+        guard case .ok = auth("alice@example.org", "pw", ts) else { return XCTFail() }
+        // With a hash stored, the hash decides a PASS login.
+        XCTAssertEqual(auth("carol@example.org", "plain3", "", plain), .mismatch)
         // Unreadable backend: temporary, never a verdict.
         try Sys.unlink(dom.dir + "/vpasswd.cdb")
         guard case .temporary = auth("alice@example.org", "pw") else { return XCTFail() }
