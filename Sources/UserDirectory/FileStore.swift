@@ -113,19 +113,25 @@ public struct FileStore {
         try Sys.fsyncDirectory(FileIO.directoryOf(path))
     }
 
-    /// chown when running as root (a single-user home owns everything already).
+    /// chown when running as root (a single-user home owns everything
+    /// already); a symlink is changed itself, never what it points at.
     public static func chown(_ path: String, _ uid: uid_t, _ gid: gid_t) {
-        if geteuid() == 0 { _ = Glibc.chown(path, uid, gid) }
+        if geteuid() == 0 { _ = lchown(path, uid, gid) }
     }
 
-    /// mkdir with owner and mode; an existing directory is accepted.
+    /// mkdir with owner and mode; an existing directory is accepted. The
+    /// owner and mode are set through a descriptor opened with O_NOFOLLOW,
+    /// so a symlink swapped in meanwhile (the mailbox account owns the
+    /// domain directory) is never followed as root.
     public static func makeDirectory(_ path: String, mode: mode_t, owner: (uid_t, gid_t)) throws {
         if Glibc.mkdir(path, mode) != 0 {
-            if errno == EEXIST && Sys.isDirectory(path) { return }
+            if errno == EEXIST, let st = try? Sys.lstat(path), (st.st_mode & S_IFMT) == S_IFDIR { return }
             throw SysError("mkdir", path: path)
         }
-        if geteuid() == 0, Glibc.chown(path, owner.0, owner.1) != 0 { throw SysError("chown", path: path) }
-        _ = chmod(path, mode)
+        let fd = try Sys.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        defer { Sys.close(fd) }
+        if geteuid() == 0, fchown(fd, owner.0, owner.1) != 0 { throw SysError("chown", path: path) }
+        if fchmod(fd, mode) != 0 { throw SysError("chmod", path: path) }
     }
 
     /// A Maildir (dir/{tmp,new,cur}) owned by the mailbox's user.
