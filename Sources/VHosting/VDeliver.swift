@@ -123,7 +123,9 @@ public struct VDeliver {
         }
         if action == Array("delete".utf8) { return }
         var me = self
-        me.deliveredTo = user + [Ascii.at] + dom.real
+        // Our Delivered-To line goes on caught mail too, so a catch-all
+        // that routes back here is seen as the loop it is.
+        try me.markDelivered(user + [Ascii.at] + dom.real)
         if action.first == Ascii.slash {
             // vpopmail's form: a user's directory (its Maildir is used), or a Maildir.
             var path = action.string

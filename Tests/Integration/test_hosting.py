@@ -752,3 +752,9 @@ def test_pop3_login_and_deletion_keep_the_quota_right(hosting, qhome):
     assert sum(int(l.split()[0]) for l in lines[1:]) == on_disk, lines
     # the freed space takes the next message at once
     assert hosting.deliver("bob", "example.org").returncode == 0
+
+
+def test_catch_all_loop_is_bounced(hosting):
+    looped = b"Delivered-To: nobody@example.org\n" + MSG
+    r = hosting.deliver("nobody", "example.org", action="elsewhere@remote.example", message=looped)
+    assert r.returncode == 100 and b"looping" in r.stderr
