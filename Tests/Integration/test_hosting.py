@@ -6,6 +6,8 @@ import hashlib
 import os
 import pathlib
 import pwd
+import shutil
+import signal
 import grp
 import statistics
 import subprocess
@@ -758,3 +760,28 @@ def test_catch_all_loop_is_bounced(hosting):
     looped = b"Delivered-To: nobody@example.org\n" + MSG
     r = hosting.deliver("nobody", "example.org", action="elsewhere@remote.example", message=looped)
     assert r.returncode == 100 and b"looping" in r.stderr
+
+
+def test_domain_changes_hup_qmail_send(hosting, qhome, tmp_path):
+    """A live process named qmail-send in HOME/run/qmail-send.pid gets a HUP;
+    a stale pid naming another program is left alone."""
+    fake = tmp_path / "qmail-send"
+    shutil.copy("/bin/sleep", fake)
+    proc = subprocess.Popen([str(fake), "60"])
+    other = subprocess.Popen(["/bin/sleep", "60"])
+    try:
+        (qhome.path / "run").mkdir(exist_ok=True)
+        pidfile = qhome.path / "run" / "qmail-send.pid"
+        pidfile.write_text(f"{other.pid}\n")
+        r = hosting.admin("vadddomain", "-u", hosting.vuser.pw_name, "one.example", password="x")
+        assert b"not signalled" in r.stderr
+        assert other.poll() is None
+        pidfile.write_text(f"{proc.pid}\n")
+        r = hosting.admin("vadddomain", "-u", hosting.vuser.pw_name, "two.example", password="x")
+        assert b"not signalled" not in r.stderr
+        assert proc.wait(timeout=10) == -signal.SIGHUP
+    finally:
+        for p in (proc, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
