@@ -65,7 +65,15 @@ public struct SystemBackend: UserBackend {
             if rc == ENOENT || rc == ESRCH { return .success(nil) }
             return .failure(Failure(text: "getspnam \(name): \(Sys.strerror(rc))"))
         }
-        guard result != nil else { return .success(nil) }
+        guard result != nil else {
+            // glibc answers "no entry" (0, NULL) when it cannot open the
+            // shadow file at all, e.g. when not run as root: that is a
+            // temporary failure, not a locked account.
+            if access("/etc/shadow", R_OK) != 0 {
+                return .failure(Failure(text: "unable to read /etc/shadow: \(Sys.strerror(errno)) (checkpassword must run as root)"))
+            }
+            return .success(nil)
+        }
         let hash = Array(String(cString: sp.sp_pwdp).utf8)
         let today = Sys.now() / 86400
         // sp_expire: the day the account expires; -1 or 0 for never.

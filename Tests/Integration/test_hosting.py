@@ -785,3 +785,16 @@ def test_domain_changes_hup_qmail_send(hosting, qhome, tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_checkpassword_unreadable_shadow_is_temporary(hosting, sysuser, tmp_path):
+    """Run without root, shadow cannot be read: exit 111, never a verdict."""
+    pw, _ = sysuser
+    data = tmp_path / "fd3"
+    data.write_bytes(pw.pw_name.encode() + b"\0whatever\0" + TIMESTAMP + b"\0")
+    data.chmod(0o644)
+    v = hosting.vuser
+    r = subprocess.run(["setpriv", f"--reuid={v.pw_uid}", f"--regid={v.pw_gid}", "--clear-groups", "/bin/sh", "-c",
+                        f'exec "$0" id 3<{data}', hosting.q.bin("checkpassword")],
+                       env=hosting.q.env, capture_output=True, timeout=30)
+    assert r.returncode == 111 and b"shadow" in r.stderr, r.stderr
