@@ -98,7 +98,8 @@ public enum PasswordInput {
     }
 
     static func prompt(_ text: String) throws -> [UInt8] {
-        try? Sys.writeAll(2, text)
+        // Echo goes off (discarding typeahead) before the prompt appears,
+        // so whatever is typed after the prompt is kept and not shown.
         var old = termios()
         let haveTerm = tcgetattr(0, &old) == 0
         if haveTerm {
@@ -106,6 +107,7 @@ public enum PasswordInput {
             quiet.c_lflag &= ~tcflag_t(ECHO)
             _ = tcsetattr(0, TCSAFLUSH, &quiet)
         }
+        try? Sys.writeAll(2, text)
         defer {
             if haveTerm { _ = tcsetattr(0, TCSAFLUSH, &old) }
             try? Sys.writeAll(2, "\n")

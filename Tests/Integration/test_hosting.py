@@ -6,6 +6,7 @@ import hashlib
 import os
 import pathlib
 import pwd
+import select
 import shutil
 import signal
 import grp
@@ -798,3 +799,40 @@ def test_checkpassword_unreadable_shadow_is_temporary(hosting, sysuser, tmp_path
                         f'exec "$0" id 3<{data}', hosting.q.bin("checkpassword")],
                        env=hosting.q.env, capture_output=True, timeout=30)
     assert r.returncode == 111 and b"shadow" in r.stderr, r.stderr
+
+
+def test_password_prompt_on_a_terminal(hosting, qhome):
+    """On a terminal the password is asked twice with echo off."""
+    import pty
+    hosting.admin("vadduser", "bob@example.org", password="old")
+
+    def vpasswd_on_tty(first, second):
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([qhome.bin("vpasswd"), "bob@example.org"], stdin=slave, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=qhome.env)
+            os.close(slave)
+            slave = None
+            err = b""
+            for prompt, answer in ((b"New password: ", first), (b"Retype new password: ", second)):
+                while prompt not in err:  # echo is off once the prompt shows
+                    if not select.select([p.stderr], [], [], 20)[0]:
+                        p.kill()
+                        raise AssertionError(f"no prompt: {err!r}")
+                    chunk = p.stderr.read1(100)
+                    assert chunk, err
+                    err += chunk
+                os.write(master, answer + b"\n")
+            out, rest = p.communicate(timeout=30)
+            return p.returncode, err + rest
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+
+    rc, err = vpasswd_on_tty(b"new1", b"new2")
+    assert rc == 1 and b"do not match" in err and b"New password: " in err
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "old").returncode == 0
+    rc, err = vpasswd_on_tty(b"new1", b"new1")
+    assert rc == 0, err
+    assert hosting.checkpw("checkpassword-file", "bob@example.org", "new1").returncode == 0
