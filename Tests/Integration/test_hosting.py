@@ -12,9 +12,12 @@ import signal
 import grp
 import statistics
 import subprocess
+import tempfile
 import time
 
 import pytest
+
+from conftest import make_home
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
 
@@ -89,18 +92,20 @@ def _b(s):
     return s if isinstance(s, bytes) else s.encode()
 
 
-def let_through(path: pathlib.Path):
-    """pytest's temporary directories are private to root; the mailbox
-    account must be able to reach the qmail home, as under /var/qmail."""
-    for p in [path, *path.parents]:
-        if str(p) in ("/", "/tmp"):
-            break
-        p.chmod(p.stat().st_mode | 0o011)
+@pytest.fixture
+def qhome():
+    """The qmail home, under /var/tmp rather than pytest's private (0700)
+    temporary tree: the mailbox account must reach it, as under /var/qmail."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-hosting-", dir="/var/tmp"))
+    base.chmod(0o755)
+    try:
+        yield make_home(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def hosting(qhome, vuser):
-    let_through(qhome.path)
     h = Hosting(qhome, vuser)
     h.admin("vadddomain", "-u", vuser.pw_name, "example.org", password="pmpass")
     return h
@@ -554,8 +559,8 @@ def test_vdelivermail_without_environment(hosting):
 
 # ---------------------------------------------------------------- vconvert
 
-def test_vconvert_imports_a_vpopmail_tree(hosting, qhome, tmp_path, vuser):
-    vp = tmp_path / "vpopmail"
+def test_vconvert_imports_a_vpopmail_tree(hosting, qhome, vuser):
+    vp = qhome.path.parent / "vpopmail"
     d = vp / "domains" / "old.example"
     md = d / "jane" / "Maildir"
     for sub in ("tmp", "new", "cur"):
@@ -788,10 +793,10 @@ def test_domain_changes_hup_qmail_send(hosting, qhome, tmp_path):
                 p.wait()
 
 
-def test_checkpassword_unreadable_shadow_is_temporary(hosting, sysuser, tmp_path):
+def test_checkpassword_unreadable_shadow_is_temporary(hosting, sysuser):
     """Run without root, shadow cannot be read: exit 111, never a verdict."""
     pw, _ = sysuser
-    data = tmp_path / "fd3"
+    data = hosting.q.path.parent / "fd3"
     data.write_bytes(pw.pw_name.encode() + b"\0whatever\0" + TIMESTAMP + b"\0")
     data.chmod(0o644)
     v = hosting.vuser
