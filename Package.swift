@@ -65,6 +65,22 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-popup", ["QmailPOP3"]),
     ("qmail-pop3d", ["QmailPOP3"]),
     ("tlswrap", ["QmailTLS"]),
+    ("checkpassword", ["Checkpassword", "UserDirectory"]),
+    ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
+    ("vdelivermail", ["VHosting", "QmailCore"]),
+    ("vadddomain", ["VHosting", "QmailCore"]),
+    ("vdeldomain", ["VHosting", "QmailCore"]),
+    ("vaddaliasdomain", ["VHosting", "QmailCore"]),
+    ("vadduser", ["VHosting", "QmailCore"]),
+    ("vdeluser", ["VHosting", "QmailCore"]),
+    ("vpasswd", ["VHosting", "QmailCore"]),
+    ("vsetuserquota", ["VHosting", "QmailCore"]),
+    ("valias", ["VHosting", "QmailCore"]),
+    ("vuserinfo", ["VHosting", "QmailCore"]),
+    ("vdominfo", ["VHosting", "QmailCore"]),
+    ("vconvert", ["VHosting", "QmailCore"]),
+    ("vmoduser", ["VHosting", "QmailCore"]),
+    ("vmkpasswd", ["VHosting", "QmailCore"]),
 ]
 
 let libraries: [Target] = [
@@ -80,6 +96,11 @@ let libraries: [Target] = [
     .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
     .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
     .target(name: "QmailPOP3", dependencies: ["QmailCore", "QmailTLS"], path: "Sources/QmailPOP3"),
+    .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
+                   providers: [.apt(["libcrypt-dev"])]),
+    .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
+    .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
+    .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -98,6 +119,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
+    .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
 ]
 
 let package = Package(
