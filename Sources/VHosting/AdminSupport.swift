@@ -251,8 +251,9 @@ public struct QmailFiles {
     /// Where qmail-send's pid may be written, first found wins.
     public var sendPidFiles: [String] { [home.path + "/run/qmail-send.pid", home.queue + "/lock/qmail-send.pid"] }
 
-    /// HUP to qmail-send so it rereads virtualdomains; only a live process
-    /// whose name is qmail-send is signalled.
+    /// HUP to qmail-send so it rereads virtualdomains: the pid in a pid file
+    /// if its process is qmail-send, else every process running this home's
+    /// bin/qmail-send.
     public func hupSend() -> [String] {
         for f in sendPidFiles {
             guard let data = try? FileIO.read(f), let pid = Decimal.scanPrefix(data), pid > 1 else { continue }
@@ -260,6 +261,18 @@ public struct QmailFiles {
             guard let c = comm, c.string.hasPrefix("qmail-send") else { continue }
             if kill(pid_t(pid), SIGHUP) == 0 { return [] }
         }
-        return ["note: qmail-send not signalled (no pid file); it rereads virtualdomains on HUP or restart"]
+        // No pid file: find the qmail-send running from this home's bin/.
+        let want = home.bin("qmail-send")
+        var sent = false
+        for name in (try? Sys.listDirectory("/proc")) ?? [] {
+            guard let pid = Decimal.parse(Array(name.utf8)), pid > 1 else { continue }
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
+            guard n > 0 else { continue }
+            let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if exe == want && kill(pid_t(pid), SIGHUP) == 0 { sent = true }
+        }
+        if sent { return [] }
+        return ["note: qmail-send is not running; it reads virtualdomains when it starts"]
     }
 }
