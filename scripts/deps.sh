@@ -4,7 +4,7 @@
 install_deps() {
   local want=(libcrypt-dev pkg-config libssl-dev openssl)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 man-db groff-base)
   fi
   local missing=()
   for p in "${want[@]}"; do
