@@ -4,7 +4,8 @@
 install_deps() {
   local want=(libcrypt-dev pkg-config libssl-dev openssl)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 man-db groff-base)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6)
+    want+=(man-db groff-base)  # test_man.py renders the man pages
   fi
   local missing=()
   for p in "${want[@]}"; do
