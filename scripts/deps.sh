@@ -5,8 +5,9 @@ install_deps() {
   local want=(libcrypt-dev pkg-config libssl-dev openssl)
   if [ "${1:-}" = test ]; then
     want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6)
-    want+=(man-db groff-base)  # test_man.py renders the man pages
   fi
+  # test_man.py renders the man pages
+  if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
