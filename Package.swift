@@ -20,6 +20,15 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("qmail-smtpd", ["QmailSMTP"]),
+    ("qmail-remote", ["QmailSMTP"]),
+    ("qmail-tcpto", ["QmailSMTP"]),
+    ("qmail-tcpok", ["QmailSMTP"]),
+    ("tcp-env", ["QmailSMTP"]),
+    ("rblsmtpd", ["QmailSMTP"]),
+    ("qmail-qmqpc", ["QmailSMTP"]),
+    ("qmail-qmqpd", ["QmailSMTP"]),
+    ("qmail-qmtpd", ["QmailSMTP"]),
 ]
 
 let libraries: [Target] = [
@@ -27,6 +36,7 @@ let libraries: [Target] = [
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSMTP"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -39,6 +49,7 @@ let executables: [Target] = programs.map { p in
 
 let tests: [Target] = [
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]
 
 let package = Package(
