@@ -4,7 +4,7 @@
 install_deps() {
   local want=(libcrypt-dev pkg-config)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest dnsmasq-base)
   fi
   local missing=()
   for p in "${want[@]}"; do

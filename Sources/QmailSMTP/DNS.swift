@@ -237,6 +237,8 @@ public final class DNSResolver {
     /// A and AAAA addresses of a host (IPv4 first).
     public func ips(_ host: [UInt8]) throws -> [IPAddress] {
         if let lit = IPAddress(literal: host) { return [lit] }
+        // A bare address (smtproutes "example.com:192.0.2.1") needs no lookup.
+        if let ip = IPAddress(host.string), host.first != 91 { return [ip] }
         var out: [IPAddress] = []
         var soft = false
         for t in [DNSType.a, DNSType.aaaa] {

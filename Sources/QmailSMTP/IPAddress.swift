@@ -42,7 +42,8 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
             self = a
             return
         }
-        guard let a = IPAddress(inner.string), !a.isV6 else { return nil }
+        // "[::1]" is not RFC 5321 syntax, but smtproutes writes IPv6 relays that way.
+        guard let a = IPAddress(inner.string) else { return nil }
         self = a
     }
 

@@ -76,3 +76,71 @@ class TcpServer:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class FakeSMTP:
+    """A scripted SMTP server in a thread: `replies` maps a command verb
+    ("greeting", "helo", "mail", "rcpt", "data", "end") to a reply line, or
+    to a function of the command line for "rcpt". Keeps a transcript and
+    the message bodies it received. stall=True never answers after the greeting."""
+
+    def __init__(self, host="127.0.0.1", replies=None, stall=False):
+        import threading
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self.replies = {"greeting": "220 fake ESMTP", "helo": "250 fake", "mail": "250 ok", "rcpt": "250 ok",
+                        "data": "354 go", "end": "250 ok queued", "quit": "221 bye"}
+        self.replies.update(replies or {})
+        self.stall = stall
+        self.transcript = []
+        self.bodies = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                self.session(c)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def session(self, c):
+        f = c.makefile("rb")
+        c.sendall(self.replies["greeting"].encode() + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            self.transcript.append(line)
+            if self.stall:
+                continue
+            verb = line[:4].decode("latin-1").lower()
+            key = {"helo": "helo", "ehlo": "helo", "mail": "mail", "rcpt": "rcpt", "data": "data", "quit": "quit"}.get(verb)
+            r = self.replies.get(key, "500 what")
+            if callable(r):
+                r = r(line)
+            c.sendall(r.encode() + b"\r\n")
+            if key == "quit":
+                return
+            if key == "data" and r.startswith("354"):
+                body = b""
+                while True:
+                    l = f.readline()
+                    if not l or l == b".\r\n":
+                        break
+                    body += l
+                self.bodies.append(body)
+                c.sendall(self.replies["end"].encode() + b"\r\n")
+
+    def close(self):
+        self.sock.close()
