@@ -20,6 +20,22 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("qmail-inject", ["QmailInject"]),
+    ("sendmail", ["QmailInject"]),
+    ("predate", ["QmailInject"]),
+    ("datemail", ["QmailInject"]),
+    ("qmail-local", ["QmailLocal"]),
+    ("qmail-getpw", ["QmailLocal"]),
+    ("qmail-newu", ["QmailLocal"]),
+    ("qmail-pw2u", ["QmailLocal"]),
+    ("preline", ["QmailLocal"]),
+    ("condredirect", ["QmailLocal"]),
+    ("bouncesaying", ["QmailLocal"]),
+    ("except", ["QmailLocal"]),
+    ("forward", ["QmailLocal"]),
+    ("maildirmake", ["QmailLocal"]),
+    ("maildir2mbox", ["QmailLocal"]),
+    ("splogger", ["QmailLocal"]),
     ("qmail-smtpd", ["QmailSMTP"]),
     ("qmail-remote", ["QmailSMTP"]),
     ("qmail-tcpto", ["QmailSMTP"]),
@@ -35,7 +51,9 @@ let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
+    .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSMTP"),
 ]
 
@@ -48,7 +66,9 @@ let executables: [Target] = programs.map { p in
 }
 
 let tests: [Target] = [
+    .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]
 

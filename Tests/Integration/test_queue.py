@@ -126,11 +126,11 @@ def test_qstat_and_qread_report_queued_messages(qhome):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs")
 def test_full_disk_gives_53_and_leaves_nothing(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], check=True)
+    home = make_home(tmp_path)
+    mnt = home.path / "queue"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
     try:
-        home = make_home(mnt)
+        make_home(tmp_path)  # lays the queue out again, inside the small tmpfs
         free = os.statvfs(str(mnt))
         big = b"X" * 75 + b"\n"
         message = big * ((free.f_bavail * free.f_frsize) // len(big) + 1000)

@@ -1,0 +1,13 @@
+// qmail-local: delivers one message to one user as dot-qmail(5) says.
+// Started by qmail-lspawn already running as the recipient user, message
+// on fd 0 (seekable). Trusts its arguments (from qmail-lspawn) and the
+// user's own .qmail files; the message and envelope are untrusted.
+import QmailCore
+import QmailLocal
+
+let argv = rawArguments()
+guard let args = LocalArguments.parse(Array(argv.dropFirst())) else {
+    say(2, LocalDelivery.usage + "\n")
+    Sys.exit(100)
+}
+LocalDelivery.main(args)
