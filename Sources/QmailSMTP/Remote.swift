@@ -61,8 +61,16 @@ public struct RemoteConfig {
     }
 }
 
+/// Starts TLS on the client side of a connection (opportunistic STARTTLS).
+public protocol TLSClientStarter: AnyObject {
+    /// Performs the handshake on `fd`; the returned stream carries the session.
+    func start(fd: Int32, serverName: [UInt8], timeout: Int) throws -> ByteStream
+}
+
 public final class Remote {
     let config: RemoteConfig
+    public var tls: TLSClientStarter? = nil
+    var connectedFd: Int32 = -1
     let resolver: DNSResolver
     let report = RemoteReport()
     let ipme: Set<IPAddress>
@@ -182,7 +190,8 @@ public final class Remote {
                 tcpto.record(a.ip, timedOut: false)
                 partner = a.ip
                 channel = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: config.timeoutRemote, capacity: 16384)
-                try smtp(sender: sender, recipients: recipients, input: input)
+                connectedFd = fd
+                try smtp(sender: sender, recipients: recipients, input: input, serverName: lookupHost)
                 return
             case .failure(let e):
                 tcpto.record(a.ip, timedOut: e.errno == ETIMEDOUT)
@@ -195,17 +204,59 @@ public final class Remote {
         String(decoding: b.map { ($0 < 33 || $0 > 126) ? 63 : $0 }, as: UTF8.self)
     }
 
-    func smtp(sender: [UInt8], recipients: [[UInt8]], input: Int32) throws {
+    /// The EHLO keywords of the last reply, uppercased.
+    func extensions() -> Set<String> {
+        var out: Set<String> = []
+        for line in smtpText.split(byte: Ascii.lf).dropFirst() where line.count > 4 {
+            let word = line[4...].prefix { $0 != Ascii.space }
+            out.insert(String(decoding: word.map { ($0 >= 97 && $0 <= 122) ? $0 - 32 : $0 }, as: UTF8.self))
+        }
+        return out
+    }
+
+    /// EHLO; nil when the server refuses it (then HELO is the way).
+    func ehlo() throws -> Set<String>? {
+        try send(Array("EHLO ".utf8) + config.helohost + [13, 10])
+        return try smtpCode() == 250 ? extensions() : nil
+    }
+
+    func smtp(sender: [UInt8], recipients: [[UInt8]], input: Int32, serverName: [UInt8]) throws {
         if try smtpCode() != 220 { throw quit("ZConnected to ", " but greeting failed") }
-        try send(Array("HELO ".utf8) + config.helohost + [13, 10])
-        if try smtpCode() != 250 { throw quit("ZConnected to ", " but my name was rejected") }
-        try send(Array("MAIL FROM:<".utf8) + Address.quote(sender) + [62, 13, 10])
+        // qmail says HELO; EHLO only when something needs an extension:
+        // SMTPUTF8 addresses, or opportunistic STARTTLS.
+        let needUTF8 = AddressParse.isEightBit(sender) || recipients.contains { AddressParse.isEightBit($0) }
+        var ext: Set<String>? = nil
+        if needUTF8 || tls != nil {
+            ext = try ehlo()
+            if let e = ext, e.contains("STARTTLS"), let tls {
+                try send(Array("STARTTLS\r\n".utf8))
+                if try smtpCode() == 220 {
+                    guard let ch = channel, ch.bufferedCount == 0 else { throw quit("ZConnected to ", " but it sent data before TLS") }
+                    do {
+                        ch.stream = try tls.start(fd: connectedFd, serverName: serverName, timeout: config.timeoutRemote)
+                    } catch {
+                        channel = nil
+                        throw fail("ZConnected to \(hostText) but the TLS handshake failed. (#4.7.5)\n")
+                    }
+                    ext = try ehlo()
+                }
+            }
+        }
+        if ext == nil {
+            try send(Array("HELO ".utf8) + config.helohost + [13, 10])
+            if try smtpCode() != 250 { throw quit("ZConnected to ", " but my name was rejected") }
+        }
+        if needUTF8 && !(ext?.contains("SMTPUTF8") ?? false) {
+            if let ch = channel { ch.put("QUIT\r\n"); try? ch.flush() }
+            throw fail("DConnected to \(hostText) but it does not support SMTPUTF8 addresses. (#5.6.7)\n")
+        }
+        try send(Array("MAIL FROM:<".utf8) + quote(sender, utf8: needUTF8) + [62] + (needUTF8 ? Array(" SMTPUTF8".utf8) : []) + [13, 10])
         var code = try smtpCode()
         if code >= 500 { throw quit("DConnected to ", " but sender was rejected") }
         if code >= 400 { throw quit("ZConnected to ", " but sender was rejected") }
         var anyAccepted = false
         for r in recipients {
-            try send(Array("RCPT TO:<".utf8) + Address.quote(r) + [62, 13, 10])
+            try send(Array("RCPT TO:<".utf8) + quote(r, utf8: needUTF8) + [62, 13, 10])
             code = try smtpCode()
             if code >= 500 {
                 report.add("h\(hostText) does not like recipient.\n"); outSMTPText(); report.zero()
@@ -227,6 +278,15 @@ public final class Remote {
         if code >= 500 { throw quit("D", " failed after I sent the message") }
         if code >= 400 { throw quit("Z", " failed after I sent the message") }
         throw quit("K", " accepted message")
+    }
+
+    /// qmail's quoting of the local part; with SMTPUTF8, UTF-8 bytes are
+    /// ordinary characters (RFC 6531 atext) and need no quotes.
+    func quote(_ address: [UInt8], utf8: Bool) -> [UInt8] {
+        guard utf8, let at = address.lastIndex(of: Ascii.at) else { return Address.quote(address) }
+        let local = Array(address[..<at])
+        if Address.needsQuoting(local.map { $0 >= 128 ? 97 : $0 }) { return Address.quote(address) }
+        return address
     }
 
     /// Sends the message: LF becomes CRLF, a leading dot is doubled, and a

@@ -225,3 +225,22 @@ def test_qmail_tcpto_and_tcpok(qhome):
     assert qhome.run("qmail-tcpok").returncode == 0
     assert path.read_bytes() == b"\0" * 1024
     assert qhome.run("qmail-tcpto").stdout == b""
+
+
+def test_smtputf8_addresses_need_the_extension(qhome):
+    plain = FakeSMTP()
+    utf8 = FakeSMTP(replies={"helo": "250-fake\r\n250-8BITMIME\r\n250 SMTPUTF8"})
+    try:
+        qhome.control("smtproutes", f"plain.example:127.0.0.1:{plain.port}\nutf8.example:127.0.0.1:{utf8.port}\n")
+        r = reports(remote(qhome, "plain.example", "jörg@b.example", "zoë@plain.example"))
+        assert r == ["DConnected to 127.0.0.1 but it does not support SMTPUTF8 addresses. (#5.6.7)\n"]
+        assert plain.transcript[0].startswith(b"EHLO ")
+        r = reports(remote(qhome, "utf8.example", "jörg@b.example", "zoë@utf8.example"))
+        assert r[-1].startswith("K127.0.0.1 accepted message.")
+        assert "MAIL FROM:<jörg@b.example> SMTPUTF8\r\n".encode() in utf8.transcript
+        # ASCII mail keeps qmail's HELO
+        r = reports(remote(qhome, "utf8.example", "a@b.example", "x@utf8.example"))
+        assert r[-1].startswith("K") and utf8.transcript[-6].startswith(b"HELO ")
+    finally:
+        plain.close()
+        utf8.close()
