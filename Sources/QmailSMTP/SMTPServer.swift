@@ -151,6 +151,7 @@ public final class SMTPServer {
             reply("553 sorry, a non-ASCII address needs SMTPUTF8 (#5.6.7)\r\n"); return
         }
         if recipients.count >= config.maxRecipients { reply("452 too many recipients (#4.5.3)\r\n"); return }
+        if parsed.address.isEmpty { reply("555 syntax error (#5.5.4)\r\n"); return }
         parsed.address = AddressParse.applyLocalIPHost(parsed.address, localIPHost: config.localIPHost, ipme: config.ipme)
         let addr = parsed.address
         do {
@@ -190,9 +191,11 @@ public final class SMTPServer {
             reply("451 qqt failure (#4.3.0)\r\n"); return true
         }
         reply("354 go ahead\r\n")
+        // qmail writes "SMTP"; the RFC 3848/6531 names say what else was used.
         var proto = "SMTP"
-        if utf8 { proto = "UTF8SMTP" }
-        if authUser != nil { proto = utf8 ? "UTF8SMTPA" : "ESMTPA" }
+        if utf8 || tlsActive || authUser != nil {
+            proto = (utf8 ? "UTF8SMTP" : "ESMTP") + (tlsActive ? "S" : "") + (authUser != nil ? "A" : "")
+        }
         qq.put(Received.line(protocol: proto, local: config.local, remoteIP: config.remoteIP,
                              remoteHost: config.remoteHost, remoteInfo: authUser ?? config.remoteInfo, helo: helo))
         var rx = DataReceiver(databytes: config.databytes)

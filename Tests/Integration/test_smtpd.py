@@ -464,3 +464,8 @@ def test_pipelining_client(home, server):
     msgs = queued(home)
     assert sorted(m[1] for m in msgs) == [b"p0@b.example", b"p1@b.example", b"p2@b.example"]
     assert all(m[2] == [b"a@ours.example", b"b@ours.example"] for m in msgs)
+
+
+def test_empty_recipient_is_a_syntax_error(home):
+    _, out = session(home, b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<>\r\n")
+    assert replies(out)[3] == "555 syntax error (#5.5.4)"
