@@ -213,7 +213,7 @@ public final class DNSResolver {
     /// Records of `type` for `name`. Throws .hard for NXDOMAIN, .soft when no
     /// server gave a usable answer. An empty result means "no such records".
     public func lookup(_ name: [UInt8], _ type: DNSType) throws -> [DNSRecord] {
-        let id = UInt16(truncatingIfNeeded: Int(getpid()) &* 31 &+ Sys.now() &+ Int(random()))
+        let id = UInt16.random(in: 0...UInt16.max)  // from getrandom(2): ids must not be guessable
         let q = try DNSResolver.query(id: id, name: name, type: type.rawValue)
         for _ in 0..<attempts {
             for server in servers {

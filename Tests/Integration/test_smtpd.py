@@ -439,7 +439,11 @@ def test_swaks_plain_and_auth(home, server, tmp_path):
     r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(s.port), "--from", "a@b.example",
                         "--to", "x@far.example", "--body", "relay?"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "553 sorry, that domain isn't in my list of allowed rcpthosts" in r.stdout
-    assert sorted(q[2] for q in queued(home)) == [[b"joe@ours.example"], [b"x@far.example"]]
+    r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(s.port), "--from", "a@b.example",
+                        "--to", "ann@ours.example", "--pipeline", "--body", "swaks pipelined"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(q[2] for q in queued(home)) == [[b"ann@ours.example"], [b"joe@ours.example"], [b"x@far.example"]]
 
 
 def test_pipelining_client(home, server):
