@@ -244,3 +244,24 @@ def test_smtputf8_addresses_need_the_extension(qhome):
     finally:
         plain.close()
         utf8.close()
+
+
+def test_remote_to_our_own_smtpd(qhome, tmp_path):
+    """qmail-remote -> tcpserver + qmail-smtpd of a second qmail home."""
+    from conftest import make_home
+    from smtp_helpers import TcpServer, queued, smtpd_env
+    peer = make_home(tmp_path / "peer", fqdn="peer.example")
+    peer.control("rcpthosts", "peer.example\n")
+    srv = TcpServer(peer, [peer.bin("qmail-smtpd")], env=smtpd_env(peer))
+    try:
+        qhome.control("smtproutes", f"peer.example:127.0.0.1:{srv.port}\n")
+        r = reports(remote(qhome, "peer.example", "a@b.example", "joe@peer.example", "x@elsewhere.example"))
+        assert r[0] == "r"
+        assert r[1] == ("h127.0.0.1 does not like recipient.\nRemote host said: 553 sorry, that domain isn't in my "
+                        "list of allowed rcpthosts (#5.7.1)\n")
+        assert r[2].startswith("K127.0.0.1 accepted message.\nRemote host said: 250 ok ")
+        [(mess, sender, rcpts)] = queued(peer)
+        assert sender == b"a@b.example" and rcpts == [b"joe@peer.example"]
+        assert mess.endswith(MESSAGE)
+    finally:
+        srv.stop()
