@@ -15,6 +15,11 @@ let staticStdlib: [LinkerSetting] = [
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-start", ["QmailSend"]),
+    ("qmail-send", ["QmailSend"]),
+    ("qmail-lspawn", ["QmailSend"]),
+    ("qmail-rspawn", ["QmailSend"]),
+    ("qmail-clean", ["QmailSend"]),
     ("qmail-setup", ["QmailSetup"]),
     ("qmail-newmrh", ["QmailAdmin"]),
     ("qmail-showctl", ["QmailAdmin"]),
@@ -36,6 +41,12 @@ let programs: [(name: String, deps: [String])] = [
     ("maildirmake", ["QmailLocal"]),
     ("maildir2mbox", ["QmailLocal"]),
     ("splogger", ["QmailLocal"]),
+    ("tcpserver", ["QmailNet"]),
+    ("tcprules", ["QmailNet"]),
+    ("tcprulescheck", ["QmailNet"]),
+    ("qmail-popup", ["QmailPOP3"]),
+    ("qmail-pop3d", ["QmailPOP3"]),
+    ("tlswrap", ["QmailTLS"]),
     ("qmail-smtpd", ["QmailSMTP"]),
     ("qmail-remote", ["QmailSMTP"]),
     ("qmail-tcpto", ["QmailSMTP"]),
@@ -50,11 +61,16 @@ let programs: [(name: String, deps: [String])] = [
 let libraries: [Target] = [
     .target(name: "QmailCore", path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
+    .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
     .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
-    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSMTP"),
+    .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
+    .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+    .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
+    .target(name: "QmailPOP3", dependencies: ["QmailCore", "QmailTLS"], path: "Sources/QmailPOP3"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -68,7 +84,10 @@ let executables: [Target] = programs.map { p in
 let tests: [Target] = [
     .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
+    .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
+    .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
     .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]
 

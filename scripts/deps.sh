@@ -2,9 +2,9 @@
 # missing (apt-get update is slow, so it runs at most once).
 # Usage: . scripts/deps.sh; install_deps run|test
 install_deps() {
-  local want=(libcrypt-dev pkg-config)
+  local want=(libcrypt-dev pkg-config libssl-dev openssl)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest dnsmasq-base)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base)
   fi
   local missing=()
   for p in "${want[@]}"; do

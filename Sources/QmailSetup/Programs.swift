@@ -24,6 +24,7 @@ public enum Programs {
         // network services
         e("qmail-smtpd", 0o755), e("qmail-qmqpc", 0o755), e("qmail-qmqpd", 0o755), e("qmail-qmtpd", 0o755),
         e("tcp-env", 0o755), e("tcpserver", 0o755), e("tcprules", 0o755), e("rblsmtpd", 0o755),
+        e("tcprulescheck", 0o755), e("tlswrap", 0o755),
         // .qmail helpers
         e("forward", 0o755), e("preline", 0o755), e("condredirect", 0o755), e("bouncesaying", 0o755),
         e("except", 0o755), e("maildirmake", 0o755), e("maildir2mbox", 0o755), e("maildirwatch", 0o755),

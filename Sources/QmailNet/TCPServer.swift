@@ -1,0 +1,348 @@
+// tcpserver: accepts TCP connections and runs a program for each, with the
+// connection on fds 0 and 1 and the TCP* environment variables set, as
+// ucspi-tcp 0.88's tcpserver does (options, rules cdb, -v log lines, exit
+// codes). Runs as root when binding a low port, then as -u/-g or -U.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public struct TCPServerOptions {
+    public var limit = 40
+    public var backlog = 20
+    public var rulesPath: String?
+    public var allowNoRules = false
+    public var banner: [UInt8] = []
+    public var uid: uid_t?
+    public var gid: gid_t?
+    public var localName: String?
+    public var ident = true
+    public var identTimeout = 26
+    public var remoteHost = true
+    public var paranoid = false
+    public var noDelay = false
+    public var verbosity = 1
+    public var printPort = false
+    public var family: Int32 = AF_UNSPEC
+    public var host = ""
+    public var port = ""
+    public var program: [String] = []
+
+    public init() {}
+
+    static let usage = "tcpserver: usage: tcpserver [ -1UXpPhHrRoOdDqQv46 ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program"
+
+    /// Parses argv (without the program name) the way djb's sgetopt does:
+    /// flags may be grouped, an option's argument may follow at once.
+    public static func parse(_ args: [String]) -> TCPServerOptions? {
+        var o = TCPServerOptions()
+        var i = 0
+        let withArg: Set<Character> = ["c", "x", "B", "g", "u", "b", "l", "t"]
+        while i < args.count {
+            let a = args[i]
+            if a == "--" { i += 1; break }
+            guard a.hasPrefix("-"), a.count > 1 else { break }
+            var chars = Array(a.dropFirst())
+            while !chars.isEmpty {
+                let c = chars.removeFirst()
+                var value: String?
+                if withArg.contains(c) {
+                    if !chars.isEmpty { value = String(chars); chars = [] } else {
+                        i += 1
+                        guard i < args.count else { return nil }
+                        value = args[i]
+                    }
+                }
+                switch c {
+                case "c": guard let n = Int(value!), n > 0 else { return nil }; o.limit = n
+                case "b": guard let n = Int(value!), n >= 0 else { return nil }; o.backlog = n
+                case "t": guard let n = Int(value!), n >= 0 else { return nil }; o.identTimeout = n
+                case "x": o.rulesPath = value
+                case "X": o.allowNoRules = true
+                case "B": o.banner = Array(value!.utf8)
+                case "u": guard let n = UInt32(value!) else { return nil }; o.uid = n
+                case "g": guard let n = UInt32(value!) else { return nil }; o.gid = n
+                case "U":
+                    guard let u = Sys.getenv("UID").flatMap({ UInt32($0) }),
+                          let g = Sys.getenv("GID").flatMap({ UInt32($0) }) else { return nil }
+                    o.uid = u; o.gid = g
+                case "l": o.localName = value
+                case "h": o.remoteHost = true
+                case "H": o.remoteHost = false
+                case "p": o.paranoid = true
+                case "P": o.paranoid = false
+                case "r": o.ident = true
+                case "R": o.ident = false
+                case "d": o.noDelay = false
+                case "D": o.noDelay = true
+                case "o", "O": break  // IP options are always killed on Linux's side: nothing to do
+                case "q": o.verbosity = 0
+                case "Q": o.verbosity = 1
+                case "v": o.verbosity = 2
+                case "1": o.printPort = true
+                case "4": o.family = AF_INET
+                case "6": o.family = AF_INET6
+                default: return nil
+                }
+            }
+            i += 1
+        }
+        guard args.count - i >= 3 else { return nil }
+        o.host = args[i]
+        o.port = args[i + 1]
+        o.program = Array(args[(i + 2)...])
+        return o
+    }
+}
+
+nonisolated(unsafe) var tcpserverWakeFD: Int32 = -1
+
+public enum TCPServer {
+    static let fatal = "tcpserver: fatal: "
+
+    static func die(_ code: Int32, _ msg: String) -> Never {
+        Sys.warn(fatal + msg)
+        Sys.exit(code)
+    }
+
+    /// Runs the server; returns only on a usage or setup error (exit code).
+    public static func main(_ args: [String]) -> Int32 {
+        guard let o = TCPServerOptions.parse(args) else {
+            Sys.warn(TCPServerOptions.usage)
+            return 100
+        }
+        let listener = bindListener(o)
+        if let gid = o.gid {
+            var g = gid
+            if setgroups(1, &g) != 0 || setgid(gid) != 0 { die(111, "unable to set gid: \(Sys.strerror(errno))") }
+        }
+        if let uid = o.uid, setuid(uid) != 0 { die(111, "unable to set uid: \(Sys.strerror(errno))") }
+        if listen(listener, Int32(o.backlog)) != 0 { die(111, "unable to listen: \(Sys.strerror(errno))") }
+        if o.printPort {
+            var st = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+            let port = SocketAddress(storage: st)?.port ?? 0
+            try? Sys.writeAll(1, "\(port)\n")
+        }
+        close(0)
+        close(1)
+        serve(listener, o)
+    }
+
+    static func bindListener(_ o: TCPServerOptions) -> Int32 {
+        guard let port = NameLookup.port(o.port) else { die(111, "unable to figure out port number for \(o.port)") }
+        var candidates: [IPAddress] = []
+        if o.host == "0" || o.host.isEmpty {
+            switch o.family {
+            case AF_INET: candidates = [.v4([0, 0, 0, 0])]
+            case AF_INET6: candidates = [.v6([UInt8](repeating: 0, count: 16))]
+            default:
+                // Debian's tcpserver binds 0.0.0.0 for host 0; we bind the
+                // dual-stack :: when the kernel has IPv6, else 0.0.0.0.
+                candidates = [.v6([UInt8](repeating: 0, count: 16)), .v4([0, 0, 0, 0])]
+            }
+        } else if o.host == "::" || o.host == "0::0" {
+            candidates = [.v6([UInt8](repeating: 0, count: 16))]
+        } else if let ip = IPAddress.parse(o.host) {
+            candidates = [ip]
+        } else {
+            candidates = NameLookup.addresses(of: o.host, family: o.family)
+            if candidates.isEmpty { die(111, "no IP address for \(o.host)") }
+        }
+        var lastErr: Int32 = 0
+        for ip in candidates {
+            if o.family == AF_INET, ip.isV6 { continue }
+            if o.family == AF_INET6, !ip.isV6 { continue }
+            let fam = ip.isV6 ? AF_INET6 : AF_INET
+            let s = socket(fam, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if s < 0 { lastErr = errno; continue }
+            var one: Int32 = 1
+            setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            if ip.isV6 {
+                var v6only: Int32 = (o.family == AF_INET6) ? 1 : 0
+                setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v6only, socklen_t(MemoryLayout<Int32>.size))
+            }
+            let r = SocketAddress(ip: ip, port: port).withSockaddr { bind(s, $0, $1) }
+            if r == 0 { return s }
+            lastErr = errno
+            close(s)
+        }
+        die(111, "unable to bind: \(Sys.strerror(lastErr))")
+    }
+
+    nonisolated(unsafe) static var children = 0
+
+    static func status(_ o: TCPServerOptions) {
+        if o.verbosity >= 2 { Sys.warn("tcpserver: status: \(children)/\(o.limit)") }
+    }
+
+    static func reap(_ o: TCPServerOptions) {
+        while true {
+            var wstat: Int32 = 0
+            let pid = waitpid(-1, &wstat, WNOHANG)
+            if pid <= 0 { return }
+            if o.verbosity >= 2 { Sys.warn("tcpserver: end \(pid) status \(wstat)") }
+            if children > 0 { children -= 1 }
+            status(o)
+        }
+    }
+
+    static func serve(_ listener: Int32, _ o: TCPServerOptions) -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        // SIGCHLD wakes the poll through a self-pipe, so reaping and the log
+        // lines happen in the main flow, never inside a signal handler.
+        let p = try! Sys.pipeCloexec()
+        _ = fcntl(p.write, F_SETFL, O_NONBLOCK)
+        _ = fcntl(p.read, F_SETFL, O_NONBLOCK)
+        tcpserverWakeFD = p.write
+        signal(SIGCHLD) { _ in
+            var b: UInt8 = 0
+            _ = write(tcpserverWakeFD, &b, 1)
+        }
+        status(o)
+        var drain = [UInt8](repeating: 0, count: 64)
+        while true {
+            reap(o)
+            var pfd = [pollfd(fd: p.read, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            let n = poll(&pfd, children >= o.limit ? 1 : 2, -1)
+            if n <= 0 { continue }
+            if pfd[0].revents != 0 { _ = read(p.read, &drain, drain.count); continue }
+            if children >= o.limit || pfd[1].revents == 0 { continue }
+            var st = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let t = withUnsafeMutablePointer(to: &st) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &len) }
+            }
+            if t < 0 { continue }
+            children += 1
+            status(o)
+            let pid = fork()
+            if pid == 0 {
+                close(listener)
+                close(p.read)
+                close(p.write)
+                Sys.exit(connection(t, remote: SocketAddress(storage: st), o))
+            }
+            if pid < 0 {
+                Sys.warn("tcpserver: warning: dropping connection, unable to fork: \(Sys.strerror(errno))")
+                children -= 1
+                status(o)
+            }
+            close(t)
+        }
+    }
+
+    /// The child for one connection: environment, rules, log line, exec.
+    static func connection(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> Int32 {
+        let drop = "tcpserver: warning: dropping connection, "
+        guard let remote else { return 111 }
+        let remoteIP = remote.ip.description
+        if o.verbosity >= 2 { Sys.warn("tcpserver: pid \(getpid()) from \(remoteIP)") }
+        var one: Int32 = 1
+        if o.noDelay { setsockopt(t, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        if !o.banner.isEmpty { _ = try? Sys.writeAll(t, o.banner) }
+        var st = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(t, $0, &len) } }
+        guard let local = SocketAddress(storage: st) else { Sys.warn(drop + "unable to get local address"); return 111 }
+        let localIP = local.ip.description
+
+        let localHost = o.localName ?? NameLookup.name(of: local.ip)
+        var remoteHost: String?
+        if o.remoteHost, let name = NameLookup.name(of: remote.ip) {
+            remoteHost = name
+            if o.paranoid && !NameLookup.addresses(of: name).contains(remote.ip) { remoteHost = nil }
+        }
+        let remoteInfo = o.ident ? Ident.query(local: local, remote: remote, timeout: o.identTimeout) : nil
+
+        setenv("PROTO", "TCP", 1)
+        setenv("TCPLOCALIP", localIP, 1)
+        setenv("TCPLOCALPORT", String(local.port), 1)
+        setOrUnset("TCPLOCALHOST", localHost)
+        setenv("TCPREMOTEIP", remoteIP, 1)
+        setenv("TCPREMOTEPORT", String(remote.port), 1)
+        setOrUnset("TCPREMOTEHOST", remoteHost)
+        setOrUnset("TCPREMOTEINFO", remoteInfo)
+
+        var deny = false
+        if let path = o.rulesPath {
+            do {
+                if let cdb = try CdbReader.open(path) {
+                    if let v = try RulesLookup.lookup(cdb, ip: Array(remoteIP.utf8), host: remoteHost.map { Array($0.utf8) },
+                                                      info: remoteInfo.map { Array($0.utf8) }) {
+                        deny = v.deny
+                        for (name, value) in v.env { setenv(name.string, value.string, 1) }
+                    }
+                } else if !o.allowNoRules {
+                    Sys.warn(drop + "unable to read \(path): file does not exist")
+                    return 111
+                }
+            } catch {
+                Sys.warn(drop + "unable to read \(path): \(error)")
+                return 111
+            }
+        }
+        if o.verbosity >= 2 {
+            Sys.warn("tcpserver: \(deny ? "deny" : "ok") \(getpid()) \(localHost ?? ""):\(localIP):\(local.port) \(remoteHost ?? ""):\(remoteIP):\(remoteInfo ?? ""):\(remote.port)")
+        }
+        if deny { return 100 }
+        if dup2(t, 0) < 0 || dup2(t, 1) < 0 { Sys.warn(drop + "unable to set up descriptors: \(Sys.strerror(errno))"); return 111 }
+        if t > 1 { close(t) }
+        signal(SIGCHLD, SIG_DFL)
+        signal(SIGPIPE, SIG_DFL)
+        let cargs: [UnsafeMutablePointer<CChar>?] = o.program.map { strdup($0) } + [nil]
+        execvp(o.program[0], cargs)
+        Sys.warn(drop + "unable to run \(o.program[0]): \(Sys.strerror(errno))")
+        return 111
+    }
+
+    static func setOrUnset(_ name: String, _ value: String?) {
+        if let value { setenv(name, value, 1) } else { unsetenv(name) }
+    }
+}
+
+/// RFC 1413 ident: asks the client's port 113 who owns the connection.
+enum Ident {
+    static func query(local: SocketAddress, remote: SocketAddress, timeout: Int) -> String? {
+        if timeout == 0 { return nil }
+        let fam = remote.ip.isV6 ? AF_INET6 : AF_INET
+        let s = socket(fam, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if s < 0 { return nil }
+        defer { close(s) }
+        let deadline = Sys.now() + timeout
+        _ = SocketAddress(ip: local.ip, port: 0).withSockaddr { bind(s, $0, $1) }
+        let r = SocketAddress(ip: remote.ip, port: 113).withSockaddr { connect(s, $0, $1) }
+        if r != 0 && errno != EINPROGRESS { return nil }
+        func wait(_ events: Int16) -> Bool {
+            let left = deadline - Sys.now()
+            if left <= 0 { return false }
+            var p = pollfd(fd: s, events: events, revents: 0)
+            return poll(&p, 1, Int32(left * 1000)) == 1 && (p.revents & events) != 0
+        }
+        guard wait(Int16(POLLOUT)) else { return nil }
+        var soerr: Int32 = 0
+        var l = socklen_t(4)
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &l)
+        if soerr != 0 { return nil }
+        let q = Array("\(remote.port) , \(local.port)\r\n".utf8)
+        if write(s, q, q.count) != q.count { return nil }
+        var reply: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 512)
+        while reply.count < 512, !reply.contains(Ascii.lf) {
+            guard wait(Int16(POLLIN)) else { return nil }
+            let n = read(s, &buf, buf.count)
+            if n <= 0 { break }
+            reply += buf[0..<n]
+        }
+        // "ports : USERID : os : name"
+        let fields = reply.split(separator: Ascii.colon, maxSplits: 3, omittingEmptySubsequences: false)
+        guard fields.count == 4,
+              Array(fields[1]).trimmingTrailing({ $0 == Ascii.space }).drop(while: { $0 == Ascii.space }).elementsEqual("USERID".utf8) else { return nil }
+        var name = Array(fields[3].drop(while: { $0 == Ascii.space }))
+        while let c = name.last, c == Ascii.lf || c == Ascii.cr { name.removeLast() }
+        name = name.map { ($0 < 32 || $0 == Ascii.colon) ? UInt8(ascii: "?") : $0 }
+        return name.isEmpty ? nil : name.string
+    }
+}

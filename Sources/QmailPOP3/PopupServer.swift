@@ -1,0 +1,138 @@
+// qmail-popup's I/O: greets, reads commands, and on PASS/APOP/AUTH runs
+// the checkpassword program with "user\0password\0timestamp\0" on fd 3 and
+// fd 2 copied from fd 1, as qmail-popup(8) says. Exits 1 like qmail's.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+import QmailTLS
+
+public enum PopupServer {
+    public static func main(_ args: [String]) -> Int32 {
+        POP3Timeout.install(exitCode: 1)
+        let out = ReplyWriter(fd: 1)
+        guard args.count >= 2, !args[0].isEmpty else {
+            out.put("-ERR usage: popup hostname subprogram\r\n")
+            out.flush()
+            return 1
+        }
+        let hostname = args[0]
+        let child = Array(args[1...])
+        let home = QmailHome.current()
+        let env = { (n: String) -> String? in Sys.getenv(n).flatMap { $0.isEmpty ? nil : $0 } }
+        let config = PopupConfig(
+            timestamp: Array("<\(getpid()).\(Sys.now())@\(hostname)>".utf8),
+            tlsAvailable: Sys.exists(home.control + "/servercert.pem"),
+            tlsActive: env("SSL_PROTOCOL") != nil,
+            plaintextNeedsTLS: env("TLSREQUIRED").map { $0 != "0" } ?? false)
+        let failDelay = env("POP3FAILDELAY").flatMap { UInt32($0) } ?? 2
+        let session = PopupSession(config: config)
+        let input = CommandReader(fd: 0, exact: true)
+        out.put(session.greeting)
+        if !out.flush() { return 1 }
+        while true {
+            let actions: [PopupAction]
+            switch input.next() {
+            case .eof: return 1
+            case .tooLong: actions = session.tooLong()
+            case .line(let l): actions = session.handle(l)
+            }
+            for a in actions {
+                switch a {
+                case .reply(let r):
+                    out.put(r)
+                case .quit:
+                    out.flush()
+                    return 1
+                case .startTLS:
+                    let ctx: TLSContext?
+                    do { ctx = try TLSContext.server(controlDir: home.control) } catch {
+                        Sys.warn("qmail-popup: \(error)")
+                        ctx = nil
+                    }
+                    guard let ctx else {
+                        out.buffer = Array("-ERR [SYS/TEMP] TLS not available\r\n".utf8)
+                        out.flush()
+                        continue
+                    }
+                    if !out.flush() { return 1 }
+                    do {
+                        let tls = try TLSConnection(context: ctx, readFD: 0, writeFD: 1)
+                        try tls.relayStdio()  // returns in the child, on plain fds 0/1
+                    } catch {
+                        return 1
+                    }
+                    session.tlsStarted()
+                case .login(let user, let password):
+                    if !out.flush() { return 1 }
+                    let verdict = runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
+                    switch verdict {
+                    case .crashed:
+                        out.put("-ERR aack, child crashed\r\n")
+                    case .temporary:
+                        out.put("-ERR [SYS/TEMP] temporary failure, try again later\r\n")
+                    case .rejected:
+                        sleep(failDelay)
+                        out.put("-ERR [AUTH] authorization failed\r\n")
+                    case .done:
+                        break
+                    }
+                    out.flush()
+                    return 1
+                }
+            }
+            if !out.flush() { return 1 }
+        }
+    }
+
+    enum Verdict { case done, rejected, temporary, crashed }
+
+    static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8]) -> Verdict {
+        alarm(0)
+        if dup2(1, 2) < 0 { return .temporary }
+        guard var p = try? Sys.pipeCloexec() else { return .temporary }
+        if p.read == 3 || p.write == 3 {
+            // fd 3 must be free for the dup2 in the child.
+            let r = fcntl(p.read, F_DUPFD_CLOEXEC, 10)
+            let w = fcntl(p.write, F_DUPFD_CLOEXEC, 10)
+            close(p.read); close(p.write)
+            p = (r, w)
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, p.read, 3)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        sigaddset(&defaults, SIGALRM)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var pid: pid_t = 0
+        let r = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
+        close(p.read)
+        if r != 0 {
+            close(p.write)
+            return .rejected  // qmail-popup's child _exit(1)s when exec fails
+        }
+        var data = user + [0] + password + [0] + timestamp + [0]
+        _ = try? Sys.writeAll(p.write, data)
+        for i in data.indices { data[i] = 0 }
+        close(p.write)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return .temporary }
+        }
+        if Spawn.crashed(status) { return .crashed }
+        switch Spawn.decode(status) {
+        case 0: return .done
+        case 111: return .temporary
+        default: return .rejected
+        }
+    }
+}

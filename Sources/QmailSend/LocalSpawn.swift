@@ -1,0 +1,185 @@
+// qmail-lspawn's half of the spawn skeleton: finds the user for a local
+// address (HOME/users/cdb as qmail-newu writes it, else HOME/bin/qmail-getpw)
+// and runs HOME/bin/qmail-local as that user:
+//   qmail-local -- user home local dash ext domain sender defaultdelivery
+// Its exit code and output become the report (qmail's qlx codes).
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+/// qmail's qlx.h: exit codes of the delivery child (and of qmail-getpw)
+/// beyond qmail-local's 0/100/111.
+public enum QLX {
+    public static let bug: Int32 = 101
+    public static let usage: Int32 = 112
+    public static let root: Int32 = 113
+    public static let nfs: Int32 = 115
+    public static let noAlias: Int32 = 116
+    public static let cdb: Int32 = 117
+    public static let sys: Int32 = 118
+    public static let noMem: Int32 = 119
+    public static let execSoft: Int32 = 120
+    public static let execPw: Int32 = 121
+    public static let execHard: Int32 = 126
+}
+
+public struct UserEntry: Equatable {
+    public var user: [UInt8]
+    public var uid: uid_t
+    public var gid: gid_t
+    public var home: [UInt8]
+    public var dash: [UInt8]
+    public var ext: [UInt8]
+
+    /// Parses "user\0uid\0gid\0home\0dash\0ext" with or without a final
+    /// NUL (qmail-getpw's output; users/cdb's value, with the wildcard rest
+    /// appended): ext runs to the next NUL or the end, and may be empty.
+    public static func parse(_ b: [UInt8]) -> UserEntry? {
+        let f = b.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
+        guard f.count >= 6, let u = Decimal.parse(f[1]), let g = Decimal.parse(f[2]),
+              u <= Int(UInt32.max), g <= Int(UInt32.max) else { return nil }
+        return UserEntry(user: f[0], uid: uid_t(u), gid: gid_t(g), home: f[3], dash: f[4], ext: f[5])
+    }
+}
+
+public struct LocalSpawn: SpawnDriver {
+    public let home: QmailHome
+    public let defaultDelivery: [UInt8]
+    /// Switch to the user's uid/gid (root in a multi-user installation).
+    public let switchUser: Bool
+
+    public init(home: QmailHome, defaultDelivery: [UInt8], ids: QmailIds) {
+        self.home = home
+        self.defaultDelivery = defaultDelivery
+        self.switchUser = geteuid() == 0 && !ids.singleUser
+    }
+
+    /// users/cdb (qmail-users(5)): exact key "!local\0", else the longest
+    /// "!prefix" where the prefix ends in a wildcard character (listed
+    /// under the empty key) or is empty; the rest of the local part is
+    /// appended to the ext. Returns nil when there is no entry or no cdb.
+    public static func usersCdb(_ path: String, local: [UInt8]) throws -> [UInt8]? {
+        guard let cdb = try CdbReader.open(path) else { return nil }
+        let lower = [UInt8(ascii: "!")] + local.lowercasedASCII()
+        if let v = try cdb.find(lower + [0]) { return v }
+        let wild = try cdb.find([]) ?? []
+        var i = lower.count
+        while i >= 1 {
+            if i == 1 || wild.contains(lower[i - 1]) {
+                if let v = try cdb.find(Array(lower[0..<i])) {
+                    return v + Array(local[(i - 1)...]) + [0]
+                }
+            }
+            i -= 1
+        }
+        return nil
+    }
+
+    /// The user for `local`, or a qlx-style exit code.
+    func lookup(_ local: [UInt8]) -> Result<UserEntry, ExitCode> {
+        do {
+            if let v = try Self.usersCdb(home.users + "/cdb", local: local) {
+                guard let e = UserEntry.parse(v) else { return .failure(ExitCode(QLX.cdb)) }
+                return .success(e)
+            }
+        } catch { return .failure(ExitCode(QLX.cdb)) }
+        let getpw = home.bin("qmail-getpw")
+        let null = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if null >= 0 { Glibc.close(null) } }
+        guard null >= 0, let (st, out) = try? ProcessKit.run(path: getpw, argv: [Array("qmail-getpw".utf8), local],
+                                                             stdin: null, limit: 8192, execFailed: { _ in QLX.execPw }) else {
+            return .failure(ExitCode(QLX.execPw))
+        }
+        switch st {
+        case .crashed: return .failure(ExitCode(QLX.sys))
+        case .exited(0):
+            guard let e = UserEntry.parse(out) else { return .failure(ExitCode(QLX.sys)) }
+            return .success(e)
+        case .exited(let c): return .failure(ExitCode(c))
+        }
+    }
+
+    public struct ExitCode: Error { public let code: Int32; init(_ c: Int32) { code = c } }
+
+    /// Forks the delivery child, which (as in qmail) looks the user up
+    /// itself, so that a slow passwd lookup holds up only its own delivery.
+    public func start(message: Int32, output: Int32, sender: [UInt8], recipient: [UInt8]) -> Result<pid_t, SpawnReport> {
+        let at = recipient.lastIndex(of: Ascii.at) ?? recipient.count
+        let local = Array(recipient[0..<at])
+        let domain = at < recipient.count ? Array(recipient[(at + 1)...]) : []
+        let path = CStringArray(strings: [home.bin("qmail-local")])
+        let pid = fork()
+        if pid < 0 { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
+        if pid == 0 { deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender) }
+        return .success(pid)
+    }
+
+    /// The forked child: message on 0, report pipe on 1 and 2 (so that
+    /// qmail-getpw's complaints reach the report), user lookup, then
+    /// qmail-local as that user. Every failure is an exit code (qlx).
+    func deliveryChild(path: CStringArray, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Never {
+        signal(SIGCHLD, SIG_DFL)
+        if !ProcessKit.moveDescriptors([(message, 0), (output, 1), (output, 2)]) { _exit(QLX.sys) }
+        let entry: UserEntry
+        switch lookup(local) {
+        case .success(let e): entry = e
+        case .failure(let c): _exit(c.code)
+        }
+        var creds: Credentials? = nil
+        if switchUser {
+            if entry.uid == 0 { _exit(QLX.root) }
+            creds = Credentials(uid: entry.uid, gid: entry.gid)
+        }
+        let argv = CStringArray([Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
+                                 entry.dash, entry.ext, domain, sender, defaultDelivery])
+        // A qmail-local that will not run is an installation problem, never
+        // the recipient's: defer, do not bounce.
+        ProcessKit.execChild(path, argv, credentials: creds, directory: nil, temporary: QLX.execSoft, hard: QLX.execSoft)
+    }
+
+    public func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
+        Self.report(status: status, output: output)
+    }
+
+    public static func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
+        guard case .exited(let code) = status else { return SpawnReport("Zqmail-local crashed.\n") }
+        let fixed: String?
+        switch code {
+        case QLX.cdb: fixed = "ZTrouble reading users/cdb in qmail-lspawn.\n"
+        case QLX.noMem: fixed = "ZOut of memory in qmail-lspawn.\n"
+        case QLX.sys: fixed = "ZTemporary failure in qmail-lspawn.\n"
+        case QLX.noAlias: fixed = "ZUnable to find alias user!\n"
+        case QLX.root: fixed = "ZNot allowed to perform deliveries as root.\n"
+        case QLX.usage: fixed = "ZInternal qmail-lspawn bug.\n"
+        case QLX.bug: fixed = "ZInternal qmail-lspawn bug.\n"
+        case QLX.nfs: fixed = "ZNFS failure in qmail-local.\n"
+        case QLX.execHard: fixed = "DUnable to run qmail-local.\n"
+        case QLX.execSoft: fixed = "ZUnable to run qmail-local.\n"
+        case QLX.execPw: fixed = "ZUnable to run qmail-getpw.\n"
+        default: fixed = nil
+        }
+        if let f = fixed { return SpawnReport(f) }
+        let letter: UInt8
+        switch code {
+        case 0: letter = UInt8(ascii: "K")
+        case 111, 71, 74, 75: letter = UInt8(ascii: "Z")
+        default: letter = UInt8(ascii: "D")
+        }
+        var text = Array(output.prefix { $0 != 0 })
+        if text.isEmpty && code == 100 { text = Array("Sorry, no mailbox here by that name. (#5.1.1)\n".utf8) }
+        return SpawnReport([letter] + text)
+    }
+}
+
+public enum LocalSpawnMain {
+    /// qmail-lspawn defaultdelivery
+    public static func main(_ args: [[UInt8]]) -> Int32 {
+        guard args.count >= 2 else { Sys.warn("usage: qmail-lspawn defaultdelivery"); return 100 }
+        let home = QmailHome.current()
+        guard chdir(home.path) == 0 else { return 111 }
+        guard let ids = try? QmailIds.load(home: home) else { return 111 }
+        let d = LocalSpawn(home: home, defaultDelivery: args[1], ids: ids)
+        return Spawn.main(driver: d, messageDirectory: home.queue + "/mess")
+    }
+}

@@ -1,0 +1,214 @@
+// Server-side TLS over a connection's file descriptors, for STLS/STARTTLS
+// and for implicit TLS (pop3s, smtps), with the system OpenSSL.
+//
+// Certificate and key come from control/servercert.pem (both in one PEM
+// file, as the netqmail TLS patches use it); control/tlsserverciphers may
+// replace the TLS 1.2 cipher list. Only TLS 1.2 and 1.3 are offered.
+//
+// Two ways to use a session:
+// - in process: `TLSConnection.read`/`write` (a server that keeps the
+//   connection itself, e.g. qmail-smtpd after STARTTLS);
+// - `relayStdio()`: the process forks; the parent keeps the TLS session and
+//   relays bytes, the child continues with plain fds 0 and 1 on a socket
+//   pair. Programs that exec others after TLS starts (qmail-popup ->
+//   checkpassword -> qmail-pop3d) need that: TLS state does not survive exec.
+//
+// STARTTLS in a server that keeps the connection (after sending "220 ready"
+// in one write and with no unread plain input buffered):
+//   guard let ctx = try TLSContext.server(controlDir: home.control) else { /* no TLS */ }
+//   let tls = try TLSConnection(context: ctx, readFD: 0, writeFD: 1)
+//   n = try tls.read(buf, count)   // 0: peer closed
+//   try tls.write(bytes)           // one call per reply
+//   tls.close()
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+import QmailCore
+
+public enum TLSError: Error, CustomStringConvertible {
+    case setup(String)
+    case handshake(String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .setup(let s): return "TLS setup failed: \(s)"
+        case .handshake(let s): return "TLS handshake failed: \(s)"
+        case .io(let s): return "TLS I/O failed: \(s)"
+        }
+    }
+
+    static func lastError() -> String {
+        let e = ERR_get_error()
+        if e == 0 { return "unknown error" }
+        var buf = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(e, &buf, buf.count)
+        return String(cString: buf)
+    }
+}
+
+/// Certificate, key and protocol settings shared by the sessions.
+public final class TLSContext {
+    let ctx: OpaquePointer
+
+    /// Strong TLS 1.2 ciphers (forward secrecy, AEAD); TLS 1.3 uses OpenSSL's suites.
+    public static let defaultCiphers = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
+
+    /// The server context from `controlDir`/servercert.pem, or nil when that
+    /// file does not exist (TLS not configured).
+    public static func server(controlDir: String) throws -> TLSContext? {
+        let cert = controlDir + "/servercert.pem"
+        if !Sys.exists(cert) { return nil }
+        let key = Sys.exists(controlDir + "/serverkey.pem") ? controlDir + "/serverkey.pem" : cert
+        var ciphers = defaultCiphers
+        if let line = try? Control(directory: controlDir).line("tlsserverciphers"), !line.isEmpty {
+            ciphers = line.string
+        }
+        return try TLSContext(certificate: cert, key: key, ciphers: ciphers)
+    }
+
+    public init(certificate: String, key: String, ciphers: String = TLSContext.defaultCiphers) throws {
+        guard let c = SSL_CTX_new(TLS_server_method()) else { throw TLSError.setup(TLSError.lastError()) }
+        ctx = c
+        guard qtls_set_min_tls12(c) == 1 else { throw TLSError.setup("cannot require TLS 1.2") }
+        qtls_set_server_options(c)
+        _ = qtls_set_session_cache_off(c)
+        guard SSL_CTX_set_cipher_list(c, ciphers) == 1 else { throw TLSError.setup("bad cipher list \(ciphers)") }
+        guard SSL_CTX_use_certificate_chain_file(c, certificate) == 1 else {
+            throw TLSError.setup("unable to load certificate \(certificate): \(TLSError.lastError())")
+        }
+        guard SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) == 1 else {
+            throw TLSError.setup("unable to load key \(key): \(TLSError.lastError())")
+        }
+        guard SSL_CTX_check_private_key(c) == 1 else { throw TLSError.setup("key does not match certificate") }
+    }
+
+    deinit { SSL_CTX_free(ctx) }
+}
+
+/// One server-side TLS session over (readFD, writeFD).
+public final class TLSConnection {
+    let ssl: OpaquePointer
+    let context: TLSContext
+    public let readFD: Int32
+    public let writeFD: Int32
+
+    /// Runs the handshake; throws when it fails.
+    public init(context: TLSContext, readFD: Int32 = 0, writeFD: Int32 = 1) throws {
+        guard let s = SSL_new(context.ctx) else { throw TLSError.setup(TLSError.lastError()) }
+        ssl = s
+        self.context = context
+        self.readFD = readFD
+        self.writeFD = writeFD
+        SSL_set_rfd(s, readFD)
+        SSL_set_wfd(s, writeFD)
+        signal(SIGPIPE, SIG_IGN)
+        while true {
+            let r = SSL_accept(s)
+            if r == 1 { break }
+            let err = SSL_get_error(s, r)
+            if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
+            throw TLSError.handshake(TLSError.lastError())
+        }
+    }
+
+    deinit { SSL_free(ssl) }
+
+    public var protocolName: String { String(cString: SSL_get_version(ssl)) }
+    public var cipherName: String { SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)).map { String(cString: $0) } ?? "" }
+
+    /// Reads decrypted bytes; 0 means the peer closed.
+    public func read(_ buf: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
+        while true {
+            let n = SSL_read(ssl, buf, Int32(min(count, Int(Int32.max))))
+            if n > 0 { return Int(n) }
+            let err = SSL_get_error(ssl, n)
+            if err == SSL_ERROR_ZERO_RETURN { return 0 }
+            if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
+            if err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 { return 0 }  // EOF without close_notify
+            throw TLSError.io(TLSError.lastError())
+        }
+    }
+
+    /// Encrypts and writes every byte.
+    public func write(_ buf: UnsafeRawPointer, _ count: Int) throws {
+        var done = 0
+        while done < count {
+            let n = SSL_write(ssl, buf + done, Int32(min(count - done, 1 << 20)))
+            if n > 0 { done += Int(n); continue }
+            let err = SSL_get_error(ssl, n)
+            if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
+            throw TLSError.io(TLSError.lastError())
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { if let b = $0.baseAddress { try write(b, $0.count) } }
+    }
+
+    /// Sends close_notify.
+    public func close() { _ = SSL_shutdown(ssl) }
+
+    /// Hands the session to a relay process: forks; in the parent, relays
+    /// between the TLS connection and a socket pair until both sides are
+    /// done, then exits with the child's exit code; returns in the child,
+    /// whose fds 0 and 1 are now the plain end of the socket pair and whose
+    /// environment has SSL_PROTOCOL and SSL_CIPHER (as ucspi-ssl sets them).
+    public func relayStdio() throws {
+        var sv: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0 else { throw SysError("socketpair") }
+        let pid = fork()
+        if pid < 0 { throw SysError("fork") }
+        if pid == 0 {
+            Glibc.close(sv[0])
+            if dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0 { throw SysError("dup2") }
+            if sv[1] > 1 { Glibc.close(sv[1]) }
+            setenv("SSL_PROTOCOL", protocolName, 1)
+            setenv("SSL_CIPHER", cipherName, 1)
+            signal(SIGPIPE, SIG_DFL)
+            return
+        }
+        Glibc.close(sv[1])
+        // The relay has its own idle limit; an alarm left from the plain
+        // part of the session must not end it.
+        alarm(0)
+        relay(local: sv[0])
+        Glibc.close(sv[0])
+        Sys.exit(Spawn.wait(pid))
+    }
+
+    func relay(local: Int32) {
+        let size = 16384
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buf.deallocate() }
+        var netOpen = true
+        var localOpen = true
+        while localOpen {
+            // Drain what OpenSSL has already decrypted before polling again.
+            if netOpen && SSL_pending(ssl) > 0 {
+                if !netToLocal(buf, size, local) { netOpen = false; shutdown(local, Int32(SHUT_WR)) }
+                continue
+            }
+            var fds = [pollfd(fd: local, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)]
+            let n = poll(&fds, netOpen ? 2 : 1, 1_200_000)
+            if n == 0 { break }  // idle for 1200 s in both directions
+            if n < 0 { if errno == EINTR { continue }; break }
+            if fds[0].revents != 0 {
+                let r = Glibc.read(local, buf, size)
+                if r <= 0 { localOpen = false; break }
+                do { try write(buf, r) } catch { break }
+            }
+            if netOpen && fds[1].revents != 0 {
+                if !netToLocal(buf, size, local) { netOpen = false; shutdown(local, Int32(SHUT_WR)) }
+            }
+        }
+        close()
+    }
+
+    private func netToLocal(_ buf: UnsafeMutableRawPointer, _ size: Int, _ local: Int32) -> Bool {
+        guard let r = try? read(buf, size), r > 0 else { return false }
+        return (try? Sys.writeAll(local, buf, r)) != nil
+    }
+}

@@ -1,0 +1,7 @@
+// qmail-pop3d: serves the Maildir named by its argument (relative to the
+// home directory checkpassword changed to) over POP3. Runs as the mailbox
+// owner; trusts nothing the client sends.
+import QmailCore
+import QmailPOP3
+
+Sys.exit(Pop3dServer.main(Array(CommandLine.arguments.dropFirst())))
