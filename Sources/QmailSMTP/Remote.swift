@@ -26,8 +26,12 @@ public struct RemoteConfig {
     public var routes = DomainMap<[UInt8]>()
     public var defaultRoute: [UInt8]? = nil
     public var queueDir = "/var/qmail/queue"
+    /// control/notlshosts: hosts (smtproutes-style wildcards) never offered STARTTLS.
+    public var noTLSHosts = DomainMap<Void>()
 
     public init() {}
+
+    public func noTLS(for host: [UInt8]) -> Bool { noTLSHosts.containsHost(host) }
 
     public static func load(home: QmailHome) throws -> RemoteConfig {
         let control = Control(home: home)
@@ -41,6 +45,7 @@ public struct RemoteConfig {
             if key.isEmpty { if c.defaultRoute == nil { c.defaultRoute = value } } else { c.routes.insert(key, value) }
         }
         c.queueDir = home.queue
+        c.noTLSHosts = DomainMap(lines: try control.list("notlshosts"))
         return c
     }
 

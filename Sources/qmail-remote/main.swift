@@ -22,5 +22,6 @@ guard let config = try? RemoteConfig.load(home: home) else {
     finish(Array("ZUnable to read control files. (#4.3.0)\n\0".utf8))
 }
 let remote = Remote(config: config, resolver: DNSResolver.system())
+if !config.noTLS(for: Array(args[1].utf8)) { remote.tls = SMTPTLS.client() }
 finish(remote.deliver(host: Array(args[1].utf8), sender: Array(args[2].utf8),
                       recipients: args[3...].map { Array($0.utf8) }, input: 0))

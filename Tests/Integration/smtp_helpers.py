@@ -125,7 +125,8 @@ class FakeSMTP:
             if self.stall:
                 continue
             verb = line[:4].decode("latin-1").lower()
-            key = {"helo": "helo", "ehlo": "helo", "mail": "mail", "rcpt": "rcpt", "data": "data", "quit": "quit"}.get(verb)
+            key = {"helo": "helo", "ehlo": "ehlo" if "ehlo" in self.replies else "helo", "mail": "mail",
+                   "rcpt": "rcpt", "data": "data", "quit": "quit", "star": "starttls"}.get(verb)
             r = self.replies.get(key, "500 what")
             if callable(r):
                 r = r(line)

@@ -107,7 +107,8 @@ def test_multiline_reply_and_dot_stuffing_on_the_wire(qhome):
         r = reports(remote(qhome, "x.example", "a@b", "u@x.example"))
         assert r == ["r", "K127.0.0.1 accepted message.\nRemote host said: 250-first\n250 second\n"]
         assert fake.bodies == [MESSAGE.replace(b"\n", b"\r\n").replace(b"\r\n.", b"\r\n..")]
-        assert b"HELO " + qhome.fqdn.encode() + b"\r\n" in fake.transcript
+        # EHLO (for opportunistic STARTTLS); nothing offered, so plain SMTP follows
+        assert fake.transcript[0] == b"EHLO " + qhome.fqdn.encode() + b"\r\n"
         assert b"MAIL FROM:<a@b>\r\n" in fake.transcript
     finally:
         fake.close()
@@ -238,9 +239,8 @@ def test_smtputf8_addresses_need_the_extension(qhome):
         r = reports(remote(qhome, "utf8.example", "jörg@b.example", "zoë@utf8.example"))
         assert r[-1].startswith("K127.0.0.1 accepted message.")
         assert "MAIL FROM:<jörg@b.example> SMTPUTF8\r\n".encode() in utf8.transcript
-        # ASCII mail keeps qmail's HELO
         r = reports(remote(qhome, "utf8.example", "a@b.example", "x@utf8.example"))
-        assert r[-1].startswith("K") and utf8.transcript[-5].startswith(b"HELO ")
+        assert r[-1].startswith("K") and utf8.transcript[-4] == b"MAIL FROM:<a@b.example>\r\n"
     finally:
         plain.close()
         utf8.close()
@@ -265,3 +265,19 @@ def test_remote_to_our_own_smtpd(qhome, tmp_path):
         assert mess.endswith(MESSAGE)
     finally:
         srv.stop()
+
+
+def test_helo_when_ehlo_is_refused_and_notlshosts(qhome):
+    fake = FakeSMTP(replies={"ehlo": "502 no ehlo here"})
+    try:
+        qhome.control("smtproutes", f"x.example:127.0.0.1:{fake.port}\n")
+        r = reports(remote(qhome, "x.example", "a@b", "u@x.example"))
+        assert r[-1].startswith("K127.0.0.1 accepted message.")
+        assert [l[:4] for l in fake.transcript[:2]] == [b"EHLO", b"HELO"]
+        # hosts in control/notlshosts get qmail's plain HELO conversation
+        qhome.control("notlshosts", "x.example\n")
+        fake.transcript.clear()
+        reports(remote(qhome, "x.example", "a@b", "u@x.example"))
+        assert fake.transcript[0].startswith(b"HELO ")
+    finally:
+        fake.close()

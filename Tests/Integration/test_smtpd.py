@@ -473,3 +473,89 @@ def test_pipelining_client(home, server):
 def test_empty_recipient_is_a_syntax_error(home):
     _, out = session(home, b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<>\r\n")
     assert replies(out)[3] == "555 syntax error (#5.5.4)"
+
+
+# --- STARTTLS ---------------------------------------------------------------
+
+def make_cert(home, tmp_path):
+    key, crt = tmp_path / "key.pem", tmp_path / "crt.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "2", "-subj", "/CN=mx.ours.example"], check=True, capture_output=True, timeout=60)
+    (home.path / "control" / "servercert.pem").write_bytes(crt.read_bytes() + key.read_bytes())
+
+
+def tls_context():
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def test_no_certificate_no_starttls(home):
+    _, out = session(home, b"EHLO c\r\nSTARTTLS\r\n")
+    r = replies(out)
+    assert "250-STARTTLS" not in r and r[-1] == "502 unimplemented (#5.5.1)"
+
+
+def test_starttls_then_auth_with_smtplib(home, server, tmp_path):
+    make_cert(home, tmp_path)
+    s = server(args=["mx", str(checkpassword(tmp_path)), "/bin/true"], FORCETLS="1")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=20) as c:
+        c.ehlo("client.example")
+        assert c.has_extn("starttls") and not c.has_extn("auth")
+        c.starttls(context=tls_context())
+        c.ehlo("client.example")
+        assert not c.has_extn("starttls") and "PLAIN" in c.esmtp_features["auth"]
+        c.login("joe", "secret")
+        c.sendmail("joe@ours.example", ["x@far.example"], b"Subject: tls\r\n\r\nover tls\r\n")
+    [(mess, _, rcpts)] = queued(home)
+    assert rcpts == [b"x@far.example"]
+    assert b" with ESMTPSA; " in mess and mess.endswith(b"over tls\n")
+
+
+def test_starttls_with_swaks(home, server, tmp_path):
+    make_cert(home, tmp_path)
+    s = server()
+    r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(s.port), "--tls", "--from", "a@b.example",
+                        "--to", "joe@ours.example", "--body", "swaks tls"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [(mess, _, _)] = queued(home)
+    assert b" with ESMTPS; " in mess
+
+
+def test_plaintext_sent_after_starttls_is_discarded(home, server, tmp_path):
+    """Commands pipelined behind STARTTLS in plaintext must not run inside
+    the TLS session (CVE-2011-0411)."""
+    import ssl
+    make_cert(home, tmp_path)
+    s = server()
+    raw = socket.create_connection(("127.0.0.1", s.port), timeout=20)
+    f = raw.makefile("rb")
+    f.readline()
+    raw.sendall(b"EHLO c\r\n")
+    while f.readline()[3:4] == b"-":
+        pass
+    raw.sendall(b"STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n")
+    assert f.readline() == b"220 ready for tls\r\n"
+    t = tls_context().wrap_socket(raw, server_hostname="mx.ours.example")
+    t.sendall(b"RCPT TO:<a@ours.example>\r\nQUIT\r\n")
+    got = b""
+    while True:
+        b = t.recv(4096)
+        if not b:
+            break
+        got += b
+    assert got.split(b"\r\n")[0] == b"503 MAIL first (#5.5.1)"
+
+
+def test_remote_uses_starttls_with_our_smtpd(home, server, tmp_path):
+    make_cert(home, tmp_path)
+    s = server()
+    sender_home = __import__("conftest").make_home(tmp_path / "sender", fqdn="out.example")
+    sender_home.control("smtproutes", f"ours.example:127.0.0.1:{s.port}\n")
+    p = subprocess.run([sender_home.bin("qmail-remote"), "ours.example", "a@out.example", "joe@ours.example"],
+                       input=b"Subject: t\n\nbody\n", capture_output=True, env=sender_home.env, timeout=60)
+    assert p.stdout.startswith(b"r\0K127.0.0.1 accepted message.")
+    [(mess, _, _)] = queued(home)
+    assert b"(HELO out.example) (127.0.0.1)\n  by localhost with ESMTPS; " in mess
