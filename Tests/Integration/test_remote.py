@@ -5,6 +5,7 @@ timeouts, IPv6, qmail-tcpto/qmail-tcpok."""
 import os
 import pathlib
 import random
+import re
 import shutil
 import socket
 import struct
@@ -281,3 +282,28 @@ def test_helo_when_ehlo_is_refused_and_notlshosts(qhome):
         assert fake.transcript[0].startswith(b"HELO ")
     finally:
         fake.close()
+
+
+def test_qmail_send_rspawn_and_remote_deliver_to_postfix(qhome, postfix):
+    """The whole outgoing path: qmail-send -> qmail-rspawn -> qmail-remote -> Postfix."""
+    import shutil
+    from test_send import Mail, wait_for
+    real = qhome.path / "bin" / "qmail-remote.real"
+    shutil.copy(qhome.bin("qmail-remote"), real)
+    mail = Mail(qhome, remote=False)
+    shutil.move(real, qhome.path / "bin" / "qmail-remote")
+    qhome.control("smtproutes", f"peer.test:127.0.0.1:{postfix.port}\n")
+    try:
+        mail.start()
+        mail.inject(f"me@{qhome.fqdn}", ["joe@peer.test", "bounce@peer.test", "defer@peer.test"],
+                    b"Subject: e2e\n\nthrough qmail-send\n")
+        done = re.compile(r"delivery \d+: (success|failure|deferral):")
+        log = wait_for(lambda: len(done.findall(mail.log())) >= 3 and mail.log(), timeout=60, what="three deliveries")
+        assert re.search(r"delivery \d+: success: 127.0.0.1_accepted_message./Remote_host_said:_250_2.0.0_Ok", log), log
+        assert re.search(r"delivery \d+: failure: 127.0.0.1_does_not_like_recipient./Remote_host_said:_550", log), log
+        assert re.search(r"delivery \d+: deferral: 127.0.0.1_does_not_like_recipient./Remote_host_said:_450", log), log
+        time.sleep(0.5)
+        msgs = postfix.messages()
+        assert len(msgs) == 1 and "recipient: joe@peer.test" in msgs[0] and "through qmail-send" in msgs[0]
+    finally:
+        mail.stop()
