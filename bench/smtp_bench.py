@@ -77,26 +77,48 @@ def run_clients(port):
     return dt
 
 
-def ours(base):
+NULLQQ_C = b"""#include <unistd.h>
+int main(void){char b[65536];while(read(0,b,sizeof b)>0);while(read(1,b,sizeof b)>0);return 0;}
+"""
+
+
+def null_queue(base):
+    """A qmail-queue stand-in that reads and discards (C, so its exec is cheap),
+    to show what qmail-smtpd and tcpserver cost without the queue."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    src, exe = os.path.join(base, "nullqq.c"), os.path.join(base, "nullqq")
+    with open(src, "wb") as f:
+        f.write(NULLQQ_C)
+    r = subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True)
+    return exe if r.returncode == 0 else None
+
+
+def ours(base, queue_program=None):
     home = os.path.join(base, "qmail")
-    subprocess.run([os.path.join(BIN, "qmail-setup"), "--single-user", home, "bench.example"], check=True,
-                   capture_output=True)
-    with open(os.path.join(home, "control", "rcpthosts"), "w") as f:
-        f.write("bench.example\n")
+    if not os.path.exists(home):
+        subprocess.run([os.path.join(BIN, "qmail-setup"), "--single-user", home, "bench.example"], check=True,
+                       capture_output=True)
+        with open(os.path.join(home, "control", "rcpthosts"), "w") as f:
+            f.write("bench.example\n")
     tcpserver = os.path.join(home, "bin", "tcpserver")
     if not os.path.exists(tcpserver):
         tcpserver = shutil.which("tcpserver")
     port = free_port()
     env = dict(os.environ, QMAIL_HOME=home)
     env.pop("QMAILQUEUE", None)
+    if queue_program:
+        env["QMAILQUEUE"] = queue_program
     srv = subprocess.Popen([tcpserver, "-q", "-R", "-H", "-l", "bench.example", "-c", str(SESSIONS + 5),
                             "127.0.0.1", str(port), os.path.join(home, "bin", "qmail-smtpd")],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
         dt = run_clients(port)
-        todo = sum(len(files) for _, _, files in os.walk(os.path.join(home, "queue", "todo")))
-        assert todo == N, f"ours: {todo} of {N} queued"
+        if not queue_program:
+            todo = sum(len(files) for _, _, files in os.walk(os.path.join(home, "queue", "todo")))
+            assert todo == N, f"ours: {todo} of {N} queued"
         return dt, tcpserver
     finally:
         srv.terminate()
@@ -123,6 +145,8 @@ def main():
     try:
         t_ours, tcpserver = ours(base)
         t_pf = postfix(base)
+        nq = null_queue(base)
+        t_null = ours(base, nq)[0] if nq else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
     r_ours, r_pf = N / t_ours, N / t_pf
@@ -130,6 +154,8 @@ def main():
     print(f"ours     qmail-smtpd under {tcpserver}: {t_ours:7.2f} s  {r_ours:8.1f} msgs/s  ({BIN})")
     print(f"postfix  smtpd {postfix_version()}: {t_pf:7.2f} s  {r_pf:8.1f} msgs/s")
     print(f"ratio ours/postfix: {r_ours / r_pf:.2f}")
+    if t_null:
+        print(f"ours with qmail-queue replaced by a no-op (smtpd + tcpserver alone): {N / t_null:8.1f} msgs/s")
 
 
 def postfix_version():
