@@ -10,6 +10,8 @@ import QmailQueue
 
 /// Starts TLS on the server side of a connection (QmailTLS provides one).
 public protocol TLSServerStarter: AnyObject {
+    /// Loads certificate and key; false when TLS cannot be offered after all.
+    func prepare() -> Bool
     /// Performs the handshake over `stream`; the returned stream carries the session.
     func start(over stream: ByteStream, timeout: Int) throws -> ByteStream
 }
@@ -314,6 +316,7 @@ public final class SMTPServer {
     private func doStartTLS(_ arg: [UInt8]) throws {
         guard let tls, !tlsActive else { reply("502 unimplemented (#5.5.1)\r\n"); return }
         if !arg.isEmpty { reply("501 syntax error (#5.5.4)\r\n"); return }
+        guard tls.prepare() else { reply("454 TLS not available due to temporary reason (#4.3.0)\r\n"); return }
         reply("220 ready for tls\r\n")
         try channel.flush()
         // Anything the client sent after STARTTLS in plaintext must not be

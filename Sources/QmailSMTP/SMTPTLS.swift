@@ -37,12 +37,24 @@ final class ServerTLSStream: ByteStream {
     }
 }
 
+/// Loads the certificate only when a client asks for STARTTLS: most SMTP
+/// sessions never do, and parsing the key costs every connection otherwise.
 final class ServerStarter: TLSServerStarter {
-    let context: TLSContext
-    init(_ c: TLSContext) { context = c }
+    let controlDir: String
+    var context: TLSContext?
+    init(controlDir: String) { self.controlDir = controlDir }
+
+    func prepare() -> Bool {
+        do {
+            context = try TLSContext.server(controlDir: controlDir)
+        } catch {
+            Sys.warn("qmail-smtpd: unable to load control/servercert.pem: \(error)")
+        }
+        return context != nil
+    }
 
     func start(over stream: ByteStream, timeout: Int) throws -> ByteStream {
-        guard let fds = stream as? FdStream else { throw ChannelError.io(EINVAL) }
+        guard let fds = stream as? FdStream, let context else { throw ChannelError.io(EINVAL) }
         setSocketTimeouts([fds.inFd, fds.outFd], seconds: timeout)
         return ServerTLSStream(try TLSConnection(context: context, readFD: fds.inFd, writeFD: fds.outFd))
     }
@@ -50,13 +62,9 @@ final class ServerStarter: TLSServerStarter {
 
 public enum SMTPTLS {
     /// The STARTTLS starter when control/servercert.pem exists; nil (no
-    /// STARTTLS offered) otherwise or when the certificate cannot be used.
+    /// STARTTLS offered) otherwise.
     public static func starter(home: QmailHome) -> TLSServerStarter? {
-        guard let ctx = try? TLSContext.server(controlDir: home.control) else {
-            if Sys.exists(home.control + "/servercert.pem") { Sys.warn("qmail-smtpd: unable to load control/servercert.pem; STARTTLS not offered") }
-            return nil
-        }
-        return ServerStarter(ctx)
+        Sys.exists(home.control + "/servercert.pem") ? ServerStarter(controlDir: home.control) : nil
     }
 
     /// The client starter for qmail-remote; nil when OpenSSL cannot set up.

@@ -559,3 +559,11 @@ def test_remote_uses_starttls_with_our_smtpd(home, server, tmp_path):
     assert p.stdout.startswith(b"r\0K127.0.0.1 accepted message.")
     [(mess, _, _)] = queued(home)
     assert b"(HELO out.example) (127.0.0.1)\n  by localhost with ESMTPS; " in mess
+
+
+def test_unusable_certificate_is_a_temporary_starttls_refusal(home):
+    (home.path / "control" / "servercert.pem").write_text("not a certificate\n")
+    _, out = session(home, b"EHLO c\r\nSTARTTLS\r\nQUIT\r\n")
+    r = replies(out)
+    assert "250-STARTTLS" in r
+    assert r[-2] == "454 TLS not available due to temporary reason (#4.3.0)"
