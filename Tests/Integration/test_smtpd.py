@@ -567,3 +567,74 @@ def test_unusable_certificate_is_a_temporary_starttls_refusal(home):
     r = replies(out)
     assert "250-STARTTLS" in r
     assert r[-2] == "454 TLS not available due to temporary reason (#4.3.0)"
+
+
+# --- under our own tcpserver and tcprules --------------------------------------
+
+def our_tcpserver(home, host, rules_cdb=None, env=None):
+    import shutil
+    exe = home.path / "bin" / "tcpserver"
+    if not exe.exists():
+        pytest.skip("our tcpserver is not built")
+    from smtp_helpers import free_port
+    port = free_port()
+    cmd = [str(exe), "-q", "-R", "-H", "-l", "mx.ours.example"]
+    if rules_cdb:
+        cmd += ["-x", str(rules_cdb)]
+    cmd += [host, str(port), home.bin("qmail-smtpd")]
+    proc = subprocess.Popen(cmd, env=env or smtpd_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        try:
+            s = socket.socket(fam)
+            s.settimeout(1)
+            s.connect((host, port))
+            s.close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, port
+
+
+def test_ipv6_client_under_our_tcpserver(home):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    env = smtpd_env(home)
+    for k in ("TCPREMOTEIP", "TCPLOCALIP"):
+        env.pop(k, None)
+    proc, port = our_tcpserver(home, "::1", env=env)
+    try:
+        with smtplib.SMTP("::1", port, timeout=20) as c:
+            c.sendmail("a@b.example", ["joe@ours.example"], b"Subject: v6\r\n\r\nhi\r\n")
+    finally:
+        proc.terminate()
+        proc.wait()
+    [(mess, _, _)] = queued(home)
+    assert mess.split(b"\n")[1].startswith(b"Received: from unknown (HELO ") and b") (::1)" in mess.split(b"\n")[1]
+    assert b"  by mx.ours.example with SMTP; " in mess
+
+
+def test_tcp_smtp_rules_grant_relaying(home, tmp_path):
+    tcprules = home.path / "bin" / "tcprules"
+    if not tcprules.exists():
+        pytest.skip("our tcprules is not built")
+    rules = tmp_path / "tcp.smtp"
+    rules.write_text('127.0.0.1:allow,RELAYCLIENT="",DATABYTES="1000"\n:allow\n')
+    cdb = tmp_path / "tcp.smtp.cdb"
+    subprocess.run([str(tcprules), str(cdb), str(tmp_path / "tcp.smtp.tmp")], stdin=rules.open("rb"), check=True)
+    env = smtpd_env(home)
+    for k in ("TCPREMOTEIP", "TCPLOCALIP"):
+        env.pop(k, None)
+    proc, port = our_tcpserver(home, "127.0.0.1", rules_cdb=cdb, env=env)
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as c:
+            c.ehlo("c")
+            assert c.esmtp_features["size"] == "1000"
+            c.sendmail("a@b.example", ["x@far.example"], b"Subject: relayed\r\n\r\nhi\r\n")
+    finally:
+        proc.terminate()
+        proc.wait()
+    [(_, _, rcpts)] = queued(home)
+    assert rcpts == [b"x@far.example"]
