@@ -1,6 +1,7 @@
 """qmail-smtpd, run as a program on pipes and under tcpserver: the SMTP
 conversation, relay control, AUTH, limits, bad input and smuggling."""
 import os
+import pathlib
 import re
 import smtplib
 import socket
@@ -638,3 +639,15 @@ def test_tcp_smtp_rules_grant_relaying(home, tmp_path):
         proc.wait()
     [(_, _, rcpts)] = queued(home)
     assert rcpts == [b"x@far.example"]
+
+
+TRANSCRIPTS = sorted((pathlib.Path(__file__).parent / "smtpd-transcripts").glob("*.in"))
+
+
+@pytest.mark.parametrize("case", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
+def test_golden_transcripts(home, case):
+    """smtpd-transcripts/NAME.in fed to qmail-smtpd gives NAME.ref (time and
+    qp normalised)."""
+    _, out = session(home, case.read_bytes())
+    got = re.sub(r"250 ok \d+ qp \d+", "250 ok TIME qp PID", out.decode("latin-1")).replace("\r\n", "\n")
+    assert got == case.with_suffix(".ref").read_text()
