@@ -10,7 +10,8 @@ of messages over one connection) into
 
 Neither side delivers (no qmail-send, no qmgr): this measures accepting
 mail. Prints messages/s for each and the ratio ours/Postfix.
-Run as root (Postfix's master). BENCH_MESSAGES, BENCH_SESSIONS, SQ_BIN.
+Run as root (Postfix's master). BENCH_MESSAGES, BENCH_SESSIONS, SQ_BIN,
+BENCH_CLIENT=python (default) or smtp-source.
 """
 import multiprocessing
 import os
@@ -30,6 +31,9 @@ N = int(os.environ.get("BENCH_MESSAGES", "2000"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10"))
 BIN = os.path.abspath(os.environ.get("SQ_BIN", os.path.join(HERE, "..", ".build", "release")))
 WORK = os.environ.get("BENCH_DIR", "/var/tmp")
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+# "python" (smtplib, one process per session) or "smtp-source" (Postfix's load generator)
+CLIENT = os.environ.get("BENCH_CLIENT", "python")
 BODY = b"From: bench@client.example\r\nTo: user@bench.example\r\nSubject: bench\r\n\r\n" + (b"x" * 62 + b"\r\n") * 62
 BODY += b"y" * (4096 - len(BODY) - 2) + b"\r\n"
 assert len(BODY) == 4096
@@ -68,6 +72,12 @@ def session(args):
 
 
 def run_clients(port):
+    if CLIENT == "smtp-source":
+        t0 = time.perf_counter()
+        subprocess.run([SMTP_SOURCE, "-d", "-s", str(SESSIONS), "-m", str(N), "-l", str(len(BODY)),
+                        "-M", "client.example", "-f", "s@client.example", "-t", "user@bench.example",
+                        f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL, timeout=600)
+        return time.perf_counter() - t0
     shares = [N // SESSIONS + (1 if k < N % SESSIONS else 0) for k in range(SESSIONS)]
     with multiprocessing.Pool(SESSIONS) as pool:
         t0 = time.perf_counter()
@@ -150,7 +160,8 @@ def main():
     finally:
         shutil.rmtree(base, ignore_errors=True)
     r_ours, r_pf = N / t_ours, N / t_pf
-    print(f"messages: {N} x {len(BODY)} bytes over {SESSIONS} sessions (Python smtplib clients)")
+    client = "Postfix smtp-source -d" if CLIENT == "smtp-source" else "Python smtplib clients"
+    print(f"messages: {N} x {len(BODY)} bytes over {SESSIONS} sessions ({client})")
     print(f"ours     qmail-smtpd under {tcpserver}: {t_ours:7.2f} s  {r_ours:8.1f} msgs/s  ({BIN})")
     print(f"postfix  smtpd {postfix_version()}: {t_pf:7.2f} s  {r_pf:8.1f} msgs/s")
     print(f"ratio ours/postfix: {r_ours / r_pf:.2f}")
