@@ -11,6 +11,16 @@ let staticStdlib: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib"], .when(configuration: .release)),
 ]
 
+/// Programs exec'd once per delivered message from .qmail files (and
+/// newaliases), linked fully static in release builds: no dynamic loader,
+/// no libstdc++ to map (fastforward's usage path: 0.97 ms per exec against
+/// 1.6 ms with -static-stdlib alone; djb's C fastforward takes 0.78 ms).
+/// They use no NSS (getpwnam), which is what a static glibc cannot do.
+let fullyStatic: [LinkerSetting] = [
+    .unsafeFlags(["-static-executable"], .when(configuration: .release)),
+]
+let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases"]
+
 /// program name -> library modules it links. Keep each list minimal: a
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
@@ -25,6 +35,14 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-showctl", ["QmailAdmin"]),
     ("qmail-qread", ["QmailAdmin"]),
     ("qmail-qstat", ["QmailAdmin"]),
+    ("fastforward", ["QmailForward"]),
+    ("newaliases", ["QmailForward"]),
+    ("setforward", ["QmailForward"]),
+    ("printforward", ["QmailForward"]),
+    ("newinclude", ["QmailForward"]),
+    ("setmaillist", ["QmailForward"]),
+    ("printmaillist", ["QmailForward"]),
+    ("dot-forward", ["QmailForward"]),
     ("qmail-inject", ["QmailInject"]),
     ("sendmail", ["QmailInject"]),
     ("predate", ["QmailInject"]),
@@ -63,8 +81,9 @@ let libraries: [Target] = [
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),
+    .target(name: "QmailForward", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailForward"),
     .target(name: "QmailLocal", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailLocal"),
-    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSetup"),
+    .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue", "QmailForward"], path: "Sources/QmailSetup"),
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
     .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
     .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
@@ -78,12 +97,13 @@ let executables: [Target] = programs.map { p in
         name: p.name,
         dependencies: p.deps.map { .target(name: $0) },
         path: "Sources/\(p.name)",
-        linkerSettings: staticStdlib)
+        linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic : staticStdlib)
 }
 
 let tests: [Target] = [
     .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
     .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailForwardTests", dependencies: ["QmailForward", "QmailCore"], path: "Tests/QmailForwardTests"),
     .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),

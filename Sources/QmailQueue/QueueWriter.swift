@@ -24,13 +24,16 @@ public enum QueueWriter {
     struct Exit: Error { let code: QueueExit }
 
     /// The Received line qmail-queue prepends. The caller is named as qmail
-    /// does: the alias user, qmaild ("from network"), or a numeric uid.
+    /// does: the alias user, qmaild ("from network"), qmails ("for
+    /// bounce"), or a numeric uid.
     public static func receivedLine(pid: Int32, uid: uid_t, time: Int, ids: QmailIds?) -> [UInt8] {
         let who: String
         if let ids, !ids.singleUser, ids.uid("alias") == uid {
             who = "invoked by alias"
         } else if let ids, !ids.singleUser, ids.uid("qmaild") == uid {
             who = "invoked from network"
+        } else if let ids, !ids.singleUser, ids.uid("qmails") == uid {
+            who = "invoked for bounce"
         } else {
             who = "invoked by uid \(uid)"
         }

@@ -8,22 +8,6 @@ import Glibc
 #endif
 import QmailCore
 
-/// qmail's qlx.h: exit codes of the delivery child (and of qmail-getpw)
-/// beyond qmail-local's 0/100/111.
-public enum QLX {
-    public static let bug: Int32 = 101
-    public static let usage: Int32 = 112
-    public static let root: Int32 = 113
-    public static let nfs: Int32 = 115
-    public static let noAlias: Int32 = 116
-    public static let cdb: Int32 = 117
-    public static let sys: Int32 = 118
-    public static let noMem: Int32 = 119
-    public static let execSoft: Int32 = 120
-    public static let execPw: Int32 = 121
-    public static let execHard: Int32 = 126
-}
-
 public struct UserEntry: Equatable {
     public var user: [UInt8]
     public var uid: uid_t

@@ -15,6 +15,7 @@ import Glibc
 #endif
 import QmailCore
 import QmailQueue
+import QmailForward
 
 public struct SetupOptions {
     public var home: String
@@ -24,6 +25,9 @@ public struct SetupOptions {
     public var programDirectory: String
     /// Default delivery written to control/defaultdelivery.
     public var defaultDelivery: String = "./Maildir/"
+    /// Put fastforward (/etc/aliases) and dot-forward (~/.forward) in place.
+    public var sendmail = false
+    public var aliasesFile = "/etc/aliases"
 
     public init(home: String, fqdn: String, singleUser: Bool, programDirectory: String) {
         self.home = home
@@ -93,6 +97,16 @@ public final class Setup {
         try writeControls()
         try writeAliases(q)
         try writeBootScripts()
+        if o.sendmail {
+            let owner = (uid: ids.uid("alias")!, gid: o.singleUser ? ownerGid : ids.gid("nofiles")!)
+            do {
+                for line in try SendmailMigration.install(home: QmailHome(path: o.home), aliases: o.aliasesFile, owner: owner) {
+                    log(line)
+                }
+            } catch let e as ForwardFatal {
+                throw SetupError("sendmail migration: \(e.message)")
+            }
+        }
         log("qmail home ready at \(o.home) (\(o.singleUser ? "single-user: everything runs as uid \(geteuid())" : "multi-user"))")
     }
 

@@ -5,17 +5,24 @@ import Glibc
 import QmailCore
 
 public enum SetupCommand {
-    static let usage = "usage: qmail-setup [--single-user] [--programs DIR] HOME FQDN"
+    static let usage = "usage: qmail-setup [--single-user] [--sendmail [--aliases FILE]] [--programs DIR] HOME FQDN"
 
     public static func main(_ argv: [String]) -> Int32 {
         var single = geteuid() != 0
         var programs: String? = nil
+        var sendmail = false
+        var aliases = "/etc/aliases"
         var rest: [String] = []
         var i = 1
         while i < argv.count {
             let a = argv[i]
             switch a {
             case "--single-user", "-s": single = true
+            case "--sendmail": sendmail = true
+            case "--aliases":
+                i += 1
+                guard i < argv.count else { Sys.warn(usage); return 100 }
+                aliases = argv[i]
             case "--programs":
                 i += 1
                 guard i < argv.count else { Sys.warn(usage); return 100 }
@@ -38,7 +45,9 @@ public enum SetupCommand {
         }
         while home.count > 1 && home.hasSuffix("/") { home.removeLast() }
         let dir = programs ?? selfDirectory() ?? "."
-        let opts = SetupOptions(home: home, fqdn: rest[1], singleUser: single, programDirectory: dir)
+        var opts = SetupOptions(home: home, fqdn: rest[1], singleUser: single, programDirectory: dir)
+        opts.sendmail = sendmail
+        opts.aliasesFile = aliases
         do {
             try Setup(opts, log: { print("qmail-setup: \($0)") }).run()
             return 0

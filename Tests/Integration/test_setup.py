@@ -143,3 +143,27 @@ def multi_user_checks(base):
     assert len(todo) == 1
     assert os.stat(todo[0]).st_uid == uid("qmailq")
     assert todo[0].read_bytes().startswith(b"u%d\0" % nobody.pw_uid)
+
+
+def test_sendmail_option_puts_fastforward_and_dot_forward_in_place(tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text("postmaster: root\nstaff: ann@example.org, bob@example.org\n")
+    h = make_home(tmp_path, "mail.example.com", extra=("--sendmail", "--aliases", str(aliases)))
+    dq = (h.path / "alias" / ".qmail-default").read_text()
+    assert f"|fastforward -d {aliases}.cdb" in dq.splitlines()
+    assert (h.path / "control" / "defaultdelivery").read_text() == "|dot-forward .forward\n./Maildir/\n"
+    dump = subprocess.run([h.bin("printforward")], stdin=open(f"{aliases}.cdb", "rb"), capture_output=True, check=True).stdout
+    assert b"staff" in dump and b"ann@example.org" in dump
+    # running setup again changes nothing
+    make_home(tmp_path, "mail.example.com", extra=("--sendmail", "--aliases", str(aliases)))
+    assert (h.path / "control" / "defaultdelivery").read_text() == "|dot-forward .forward\n./Maildir/\n"
+
+
+def test_sendmail_option_refuses_a_broken_aliases_file(tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text('postmaster: "unterminated\n')
+    r = subprocess.run([str(bin_dir() / "qmail-setup"), "--single-user", "--sendmail", "--aliases", str(aliases),
+                        str(tmp_path / "qmail"), "mail.example.com"], capture_output=True, text=True)
+    assert r.returncode == 100, r.stderr
+    assert "sendmail migration" in r.stderr and "line 1" in r.stderr
+    assert not (tmp_path / "aliases.cdb").exists()

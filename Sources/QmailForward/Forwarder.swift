@@ -1,0 +1,99 @@
+// What fastforward and dot-forward share: running a delivery program with
+// the message on its input, and handing the message to qmail-queue with a
+// new envelope the way qmail's qmail_open/qmail_close do.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+import QmailQueue
+
+enum ProgramOutcome {
+    case exited(Int32)
+    case crashed
+}
+
+enum ProgramRunner {
+    /// Runs `sh -c command` (sh from PATH when `searchPath`, else /bin/sh).
+    /// Without `prefix` the child reads our standard input directly; with
+    /// one, it reads `prefix` and then the rest of our input through a pipe
+    /// (what preline does for fastforward's "!" and dot-forward's "|").
+    static func run(_ command: String, searchPath: Bool, prefix: [UInt8]?) throws -> ProgramOutcome {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var sigs = sigset_t()
+        sigemptyset(&sigs)
+        sigaddset(&sigs, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attr, &sigs)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
+
+        var pipeFds: (read: Int32, write: Int32)? = nil
+        if prefix != nil {
+            guard let p = try? Sys.pipeCloexec() else { throw ForwardFatal(111, "unable to create pipe: \(Sys.strerror(errno))") }
+            pipeFds = p
+            posix_spawn_file_actions_adddup2(&actions, p.read, 0)
+        }
+        let shell = searchPath ? "sh" : "/bin/sh"
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(shell), strdup("-c"), strdup(command), nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = searchPath
+            ? posix_spawnp(&pid, shell, &actions, &attr, argv, environ)
+            : posix_spawn(&pid, shell, &actions, &attr, argv, environ)
+        if let p = pipeFds { Sys.close(p.read) }
+        guard rc == 0 else {
+            if let p = pipeFds { Sys.close(p.write) }
+            throw ForwardFatal(111, "unable to run \(shell): \(Sys.strerror(rc))")
+        }
+        if let p = pipeFds, let prefix {
+            // The child may stop reading early; its verdict is what counts.
+            var ok = (try? Sys.writeAll(p.write, prefix)) != nil
+            let input = ByteReader(fd: 0, capacity: 65536)
+            do {
+                try input.forEachChunk { chunk in
+                    if ok, let base = chunk.baseAddress {
+                        ok = (try? Sys.writeAll(p.write, base, chunk.count)) != nil
+                    }
+                }
+            } catch {
+                Sys.close(p.write)
+                _ = Spawn.wait(pid)
+                throw ForwardFatal(111, "unable to read message: \(error)")
+            }
+            Sys.close(p.write)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            if errno != EINTR { throw ForwardFatal(111, "unable to wait for child: \(Sys.strerror(errno))") }
+        }
+        if Spawn.crashed(status) { return .crashed }
+        return .exited(Spawn.decode(status))
+    }
+}
+
+enum Forwarder {
+    /// Queues DTLINE + our standard input from `sender` to `recipients`;
+    /// returns qmail-queue's pid. Failures carry qmail-queue's verdict:
+    /// 100 for a permanent refusal, 111 otherwise; `context` prefixes the text.
+    static func queue(dtline: [UInt8], sender: [UInt8], recipients: [[UInt8]], context: String = "") throws -> Int32 {
+        let program = QueueClient.program(home: QmailHome.current(), honourEnvironment: true)
+        let qq: QueueClient
+        do { qq = try QueueClient(program: program) } catch let f as MailFailure {
+            throw ForwardFatal(111, context + f.description)
+        }
+        qq.put(dtline)
+        do {
+            try ByteReader(fd: 0, capacity: 65536).forEachChunk { qq.put($0) }
+        } catch {
+            // No envelope follows: qmail-queue sees end of input and queues nothing.
+            throw ForwardFatal(111, "unable to read message: \(error)")
+        }
+        qq.from(sender)
+        for r in recipients { qq.to(r) }
+        if let f = qq.close() { throw ForwardFatal(f.isTemporary ? 111 : 100, context + f.description) }
+        return qq.queuePid
+    }
+}

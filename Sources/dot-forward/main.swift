@@ -1,0 +1,10 @@
+// dot-forward: follows a user's sendmail-style .forward (djb's dot-forward).
+// Runs as the user under qmail-local, in the user's home; runs the user's
+// programs as the user; takes USER, HOST, NEWSENDER, UFLINE, RPLINE, DTLINE
+// from qmail-local. Exit 0: go on with .qmail; 99: done; 100/111: failure.
+import QmailForward
+#if canImport(Glibc)
+import Glibc
+#endif
+
+exit(DotForward.main(CommandLine.arguments))
