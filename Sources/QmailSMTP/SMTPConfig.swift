@@ -13,7 +13,8 @@ public struct SMTPConfig {
     public var databytes = 0
     public var rcptHosts = RcptHosts(lines: nil, more: nil)
     public var badMailFrom = BadMailFrom(lines: [])
-    public var ipme: Set<IPAddress> = []
+    /// This host's addresses, for localiphost; nil until an address literal needs them.
+    public var ipme: Set<IPAddress>? = nil
 
     public var remoteIP: [UInt8] = Array("unknown".utf8)
     public var remoteHost: [UInt8] = Array("unknown".utf8)
@@ -55,7 +56,6 @@ public struct SMTPConfig {
         c.badMailFrom = BadMailFrom(lines: try control.list("badmailfrom"))
         c.databytes = try control.number("databytes")
         if let d = Sys.getenv("DATABYTES"), let v = Decimal.scanPrefix(Array(d.utf8)) { c.databytes = v }
-        c.ipme = IPMe.addresses()
 
         if let v = Sys.getenv("TCPREMOTEIP") { c.remoteIP = Array(v.utf8) }
         if let v = Sys.getenv("TCPREMOTEHOST") { c.remoteHost = Array(v.utf8) }

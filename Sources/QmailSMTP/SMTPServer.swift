@@ -154,7 +154,10 @@ public final class SMTPServer {
         }
         if recipients.count >= config.maxRecipients { reply("452 too many recipients (#4.5.3)\r\n"); return }
         if parsed.address.isEmpty { reply("555 syntax error (#5.5.4)\r\n"); return }
-        parsed.address = AddressParse.applyLocalIPHost(parsed.address, localIPHost: config.localIPHost, ipme: config.ipme)
+        if let at = parsed.address.lastIndex(of: Ascii.at), at + 1 < parsed.address.count, parsed.address[at + 1] == 91 {
+            if config.ipme == nil { config.ipme = IPMe.addresses() }
+            parsed.address = AddressParse.applyLocalIPHost(parsed.address, localIPHost: config.localIPHost, ipme: config.ipme ?? [])
+        }
         let addr = parsed.address
         do {
             let ours = try config.rcptHosts.accepts(addr)
