@@ -132,7 +132,10 @@ public final class Remote {
             guard let (line, _) = got else { throw dropped() }
             if smtpText.count < 10000 { smtpText += line + [Ascii.lf] }
             if first {
-                code = line.count >= 3 ? (Decimal.parse(line[0..<3]) ?? 0) : 0
+                // A reply without a proper code is a temporary failure, never
+                // a success: after DATA that would lose the message.
+                code = line.count >= 3 ? (Decimal.parse(line[0..<3]) ?? 451) : 451
+                if code < 200 || code > 599 { code = 451 }
                 first = false
             }
             if line.count < 4 || line[3] != Ascii.minus { break }

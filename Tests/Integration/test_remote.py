@@ -307,3 +307,15 @@ def test_qmail_send_rspawn_and_remote_deliver_to_postfix(qhome, postfix):
         assert len(msgs) == 1 and "recipient: joe@peer.test" in msgs[0] and "through qmail-send" in msgs[0]
     finally:
         mail.stop()
+
+
+@pytest.mark.parametrize("where", ["rcpt", "end"])
+def test_garbage_reply_is_temporary_not_success(qhome, where):
+    fake = FakeSMTP(replies={where: "hello there"})
+    try:
+        qhome.control("smtproutes", f"x.example:127.0.0.1:{fake.port}\n")
+        r = reports(remote(qhome, "x.example", "a@b", "u@x.example"))
+        assert not any(x.startswith("K") for x in r), r
+        assert r[-1][0] in "ZD" and (r[0][0] == "s" or r[-1][0] == "Z"), r
+    finally:
+        fake.close()
