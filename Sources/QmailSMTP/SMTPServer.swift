@@ -205,11 +205,19 @@ public final class SMTPServer {
                              remoteHost: config.remoteHost, remoteInfo: authUser ?? config.remoteInfo, helo: helo))
         var rx = DataReceiver(databytes: config.databytes)
         var outcome = DataReceiver.Outcome.more
-        let ended = try channel.scan { chunk in
-            let r = rx.feed(chunk)
-            outcome = r.outcome
-            if rx.output.count >= 65536 { qq.put(rx.output); rx.output.removeAll(keepingCapacity: true) }
-            return (r.consumed, r.outcome != .more)
+        let ended: Bool
+        do {
+            ended = try channel.scan { chunk in
+                let r = rx.feed(chunk)
+                outcome = r.outcome
+                if rx.output.count >= 65536 { qq.put(rx.output); rx.output.removeAll(keepingCapacity: true) }
+                return (r.consumed, r.outcome != .more)
+            }
+        } catch {
+            // Timeout or a broken connection: queue nothing, then report.
+            qq.fail()
+            _ = qq.close()
+            throw error
         }
         if !ended || outcome == .strayNewline {
             qq.fail()
