@@ -37,7 +37,27 @@ public enum ChildProgram {
             close(p.write)
         }
         guard rc == 0 else { return nil }
-        return Spawn.wait(pid)
+        return waitBounded(pid, timeout: timeout)
+    }
+
+    /// Waits at most `timeout` seconds; a child still running then is killed
+    /// and reported as nil (a temporary failure for every caller).
+    static func waitBounded(_ pid: pid_t, timeout: Int) -> Int32? {
+        var status: Int32 = 0
+        var waited = 0
+        var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return Spawn.decode(status) }
+            if r < 0 && errno != EINTR { return nil }
+            if waited >= timeout * 500 {
+                kill(pid, SIGKILL)
+                _ = Spawn.wait(pid)
+                return nil
+            }
+            nanosleep(&pause, nil)
+            waited += 1
+        }
     }
 
     public static func checkpassword(_ argv: [String], user: [UInt8], secret: [UInt8], stamp: [UInt8]) -> CheckResult {

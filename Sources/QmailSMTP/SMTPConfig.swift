@@ -32,6 +32,7 @@ public struct SMTPConfig {
     public var authNeedsTLS = false     // FORCETLS set (not "0")
     /// A program asked about each recipient in rcpthosts: exit 0 known, 100 unknown, else temporary.
     public var rcptCheck: [String]? = nil
+    public var rcptCheckTimeout = 30
     public var maxRecipients = 1000
     public var maxLine = 2048
     public var queueProgram = "/var/qmail/bin/qmail-queue"
@@ -73,6 +74,7 @@ public struct SMTPConfig {
         c.authPlainLogin = !c.authCram || mode.contains("+")
         if let f = Sys.getenv("FORCETLS"), f != "0" { c.authNeedsTLS = true }
         if let v = Sys.getenv("MAXRCPT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.maxRecipients = n }
+        if let v = Sys.getenv("RCPTCHECKTIMEOUT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.rcptCheckTimeout = n }
 
         if let prog = Sys.getenv("RCPTCHECK"), !prog.isEmpty {
             c.rcptCheck = prog.split(separator: " ").map(String.init)

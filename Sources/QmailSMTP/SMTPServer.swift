@@ -180,7 +180,7 @@ public final class SMTPServer {
     /// Asks the recipient lookup program; nil when the recipient is fine.
     private func checkRecipient(_ addr: [UInt8]) -> String? {
         guard let prog = config.rcptCheck, !prog.isEmpty, !addr.isEmpty else { return nil }
-        switch ChildProgram.run(prog + [addr.string], fd3: nil) {
+        switch ChildProgram.run(prog + [addr.string], fd3: nil, timeout: config.rcptCheckTimeout) {
         case 0: return nil
         case 100: return "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
         default: return "451 temporary problem looking up the recipient (#4.3.0)\r\n"

@@ -651,3 +651,14 @@ def test_golden_transcripts(home, case):
     _, out = session(home, case.read_bytes())
     got = re.sub(r"250 ok \d+ qp \d+", "250 ok TIME qp PID", out.decode("latin-1")).replace("\r\n", "\n")
     assert got == case.with_suffix(".ref").read_text()
+
+
+def test_hanging_rcptcheck_is_temporary(home, tmp_path):
+    prog = tmp_path / "slow"
+    prog.write_text("#!/bin/sh\nexec sleep 30\n")
+    prog.chmod(0o755)
+    t0 = time.time()
+    _, out = session(home, b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<joe@ours.example>\r\n",
+                     RCPTCHECK=str(prog), RCPTCHECKTIMEOUT="1")
+    assert replies(out)[3] == "451 temporary problem looking up the recipient (#4.3.0)"
+    assert time.time() - t0 < 10
