@@ -174,6 +174,8 @@ def dns(tmp_path):
             f"--host-record=amx.test,{mx_ip}",
             # the MX is ourselves
             "--mx-host=loop.test,me.test,10", "--host-record=me.test,127.0.0.1",
+            # the MX is ourselves by IPv6 only (an AAAA record for ::1)
+            "--mx-host=loop6.test,me6.test,10", "--host-record=me6.test,::1",
             # an MX whose host does not resolve
             "--mx-host=broken.test,nowhere.test,10"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -202,6 +204,8 @@ def test_dns_failures(qhome, dns):
     assert reports(remote(qhome, "broken.test", "a@b", "u@broken.test", env=env)) == [
         "DSorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n"]
     r = reports(remote(qhome, "loop.test", "a@b", "u@loop.test", env=env))
+    assert r[0].startswith("DSorry. Although I'm listed as a best-preference MX or A for that host,\n")
+    r = reports(remote(qhome, "loop6.test", "a@b", "u@loop6.test", env=env))
     assert r[0].startswith("DSorry. Although I'm listed as a best-preference MX or A for that host,\n")
     # no DNS server answering: temporary
     base = dns["ip"].rsplit(".", 1)[0]
