@@ -25,6 +25,9 @@ public struct SetupOptions {
     public var programDirectory: String
     /// Default delivery written to control/defaultdelivery.
     public var defaultDelivery: String = "./Maildir/"
+    /// Single-user mode: the account every component runs as (default: the
+    /// caller). Lets root prepare a home for an unprivileged user.
+    public var owner: (uid: uid_t, gid: gid_t)? = nil
     /// Put fastforward (/etc/aliases) and dot-forward (~/.forward) in place.
     public var sendmail = false
     public var aliasesFile = "/etc/aliases"
@@ -52,9 +55,10 @@ public final class Setup {
 
     public init(_ options: SetupOptions, log: @escaping (String) -> Void) {
         o = options
-        ids = .single(uid: geteuid(), gid: getegid())
-        ownerUid = geteuid()
-        ownerGid = getegid()
+        let me = options.owner ?? (uid: geteuid(), gid: getegid())
+        ids = .single(uid: me.uid, gid: me.gid)
+        ownerUid = me.uid
+        ownerGid = me.gid
         self.log = log
     }
 
@@ -107,7 +111,7 @@ public final class Setup {
                 throw SetupError("sendmail migration: \(e.message)")
             }
         }
-        log("qmail home ready at \(o.home) (\(o.singleUser ? "single-user: everything runs as uid \(geteuid())" : "multi-user"))")
+        log("qmail home ready at \(o.home) (\(o.singleUser ? "single-user: everything runs as uid \(ownerUid)" : "multi-user"))")
     }
 
     // MARK: checks
@@ -118,6 +122,10 @@ public final class Setup {
         guard Setup.isValidHostname(o.fqdn) else { throw SetupError("not a valid host name: \(o.fqdn)") }
         if !o.singleUser && geteuid() != 0 {
             throw SetupError("a multi-user home needs root; use --single-user")
+        }
+        if let owner = o.owner {
+            if !o.singleUser { throw SetupError("--owner goes with --single-user") }
+            if geteuid() != 0 && owner.uid != geteuid() { throw SetupError("only root can make a home for another user") }
         }
     }
 

@@ -5,12 +5,13 @@ import Glibc
 import QmailCore
 
 public enum SetupCommand {
-    static let usage = "usage: qmail-setup [--single-user] [--sendmail [--aliases FILE]] [--programs DIR] HOME FQDN"
+    static let usage = "usage: qmail-setup [--single-user] [--owner USER] [--sendmail [--aliases FILE]] [--programs DIR] HOME FQDN"
 
     public static func main(_ argv: [String]) -> Int32 {
         var single = geteuid() != 0
         var programs: String? = nil
         var sendmail = false
+        var owner: (uid_t, gid_t)? = nil
         var aliases = "/etc/aliases"
         var rest: [String] = []
         var i = 1
@@ -18,6 +19,12 @@ public enum SetupCommand {
             let a = argv[i]
             switch a {
             case "--single-user", "-s": single = true
+            case "--owner":
+                i += 1
+                guard i < argv.count else { Sys.warn(usage); return 100 }
+                guard let pw = getpwnam(argv[i]) else { Sys.warn("qmail-setup: fatal: no such user: \(argv[i])"); return 100 }
+                owner = (pw.pointee.pw_uid, pw.pointee.pw_gid)
+                single = true
             case "--sendmail": sendmail = true
             case "--aliases":
                 i += 1
@@ -47,6 +54,7 @@ public enum SetupCommand {
         let dir = programs ?? selfDirectory() ?? "."
         var opts = SetupOptions(home: home, fqdn: rest[1], singleUser: single, programDirectory: dir)
         opts.sendmail = sendmail
+        opts.owner = owner.map { (uid: $0.0, gid: $0.1) }
         opts.aliasesFile = aliases
         do {
             try Setup(opts, log: { print("qmail-setup: \($0)") }).run()

@@ -10,6 +10,7 @@ are tested on their own; checkpassword-file has its own tests.
 """
 import hashlib
 import os
+import tempfile
 import pathlib
 import poplib
 import re
@@ -554,11 +555,17 @@ def test_getmail6(env, mode):
 # ----------------------------------------------------------------- bad input
 
 def max_rss_kib_of(cmd, data, cwd=None, envv=None):
-    """Runs cmd with data on stdin; returns (stdout, max RSS of the children in KiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    r = subprocess.run(cmd, input=data, capture_output=True, cwd=cwd, env=envv, timeout=120)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return r, max(before, after)
+    """Runs cmd with data on stdin; returns (result, the child's own max RSS
+    in KiB, from wait4: earlier children of this process do not count)."""
+    with tempfile.TemporaryFile() as inp, tempfile.TemporaryFile() as out:
+        inp.write(data)
+        inp.seek(0)
+        p = subprocess.Popen(cmd, stdin=inp, stdout=out, stderr=subprocess.DEVNULL, cwd=cwd, env=envv)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        r = subprocess.CompletedProcess(cmd, p.returncode, out.read(), b"")
+    return r, usage.ru_maxrss
 
 
 def test_garbage_commands_popup(env):

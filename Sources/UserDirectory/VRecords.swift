@@ -1,0 +1,133 @@
+// The file backend's records. The text files are the authority and keep
+// vpopmail's formats, so a vpopmail tree reads as is; each is compiled into
+// a cdb that the hot paths (checkpassword, vdelivermail) read with one or
+// two probes however many domains and users there are.
+//
+//   HOME/users/vdomains      domain:realdomain:dir:uid:gid   (aliases map to
+//   HOME/users/vdomains.cdb  "domain" -> "realdomain\0dir\0uid\0gid"  a real domain)
+//   DIR/vpasswd              name:hash:uidflags:gidflags:gecos:dir:quota[:clear]
+//   DIR/valias               alias:target   (one line per target)
+//   DIR/vpasswd.cdb          "=name" -> the vpasswd line, "@alias" -> targets, LF-separated
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+/// A hosted domain (or an alias of one).
+public struct VDomain: Sendable, Equatable {
+    public var name: [UInt8]
+    /// The domain this one is an alias of (itself for a real domain).
+    public var real: [UInt8]
+    public var dir: String
+    public var uid: uid_t
+    public var gid: gid_t
+
+    public init(name: [UInt8], real: [UInt8], dir: String, uid: uid_t, gid: gid_t) {
+        self.name = name
+        self.real = real
+        self.dir = dir
+        self.uid = uid
+        self.gid = gid
+    }
+
+    public var isAlias: Bool { name != real }
+
+    public var line: [UInt8] {
+        name + [Ascii.colon] + real + Array(":\(dir):\(uid):\(gid)".utf8)
+    }
+
+    public var cdbData: [UInt8] {
+        real + [0] + Array(dir.utf8) + [0] + Array("\(uid)".utf8) + [0] + Array("\(gid)".utf8)
+    }
+
+    public static func parse(line: [UInt8]) -> VDomain? {
+        let f = line.split(byte: Ascii.colon)
+        guard f.count == 5, !f[0].isEmpty, !f[1].isEmpty, f[2].first == Ascii.slash,
+              let u = Decimal.parse(f[3]), let g = Decimal.parse(f[4]),
+              u <= Int(UInt32.max), g <= Int(UInt32.max) else { return nil }
+        return VDomain(name: f[0], real: f[1], dir: f[2].string, uid: uid_t(u), gid: gid_t(g))
+    }
+
+    public static func parse(name: [UInt8], cdbData: [UInt8]) -> VDomain? {
+        let f = cdbData.split(byte: 0)
+        guard f.count == 4, f[1].first == Ascii.slash, let u = Decimal.parse(f[2]), let g = Decimal.parse(f[3]),
+              u <= Int(UInt32.max), g <= Int(UInt32.max) else { return nil }
+        return VDomain(name: name, real: f[0], dir: f[1].string, uid: uid_t(u), gid: gid_t(g))
+    }
+}
+
+/// One vpasswd line.
+public struct VUser: Sendable, Equatable {
+    /// vpopmail's gid flags that we honour.
+    public static let flagNoPOP = 0x02
+    public static let flagBounceMail = 0x10
+
+    public var name: [UInt8]
+    public var hash: [UInt8]
+    public var uidField: Int
+    public var flags: Int
+    public var gecos: [UInt8]
+    public var dir: String
+    public var quota: Quota
+    public var clear: [UInt8]?
+
+    public init(name: [UInt8], hash: [UInt8], uidField: Int = 0, flags: Int = 0, gecos: [UInt8], dir: String,
+                quota: Quota, clear: [UInt8]? = nil) {
+        self.name = name
+        self.hash = hash
+        self.uidField = uidField
+        self.flags = flags
+        self.gecos = gecos
+        self.dir = dir
+        self.quota = quota
+        self.clear = clear
+    }
+
+    public var maildir: String { dir + "/Maildir" }
+
+    public var line: [UInt8] {
+        var l = name + [Ascii.colon] + hash + Array(":\(uidField):\(flags):".utf8) + gecos
+        l += Array(":\(dir):\(quota.text)".utf8)
+        if let c = clear { l += [Ascii.colon] + c }
+        return l
+    }
+
+    /// Parses a vpasswd line (7 fields, or 8 with the clear password).
+    public static func parse(line: [UInt8]) -> VUser? {
+        var l = line
+        if l.last == Ascii.cr { l.removeLast() }
+        // The clear password is the last field and may itself hold ':'.
+        var f: [[UInt8]] = []
+        var start = 0
+        for i in 0..<l.count where l[i] == Ascii.colon && f.count < 7 {
+            f.append(Array(l[start..<i]))
+            start = i + 1
+        }
+        f.append(Array(l[start...]))
+        guard f.count >= 7, !f[0].isEmpty, f[5].first == Ascii.slash,
+              let u = Decimal.parse(f[2].isEmpty ? Array("0".utf8) : f[2]),
+              let g = Decimal.parse(f[3].isEmpty ? Array("0".utf8) : f[3]),
+              let q = Quota.parse(f[6]) else { return nil }
+        return VUser(name: f[0], hash: f[1], uidField: u, flags: g, gecos: f[4], dir: f[5].string,
+                     quota: q, clear: f.count > 7 && !f[7].isEmpty ? f[7] : nil)
+    }
+
+    public func mailbox(domain: VDomain) -> Mailbox {
+        Mailbox(login: name + [Ascii.at] + domain.real, uid: domain.uid, gid: domain.gid, home: dir,
+                maildir: maildir, shell: "/bin/false", quota: quota, passwordHash: hash, clearPassword: clear,
+                active: flags & VUser.flagNoPOP == 0, bounceMail: flags & VUser.flagBounceMail != 0,
+                initGroups: false)
+    }
+}
+
+/// Alias lines: "alias:target".
+public enum VAliases {
+    public static func parse(_ data: [UInt8]) -> [(name: [UInt8], target: [UInt8])] {
+        var out: [(name: [UInt8], target: [UInt8])] = []
+        for line in Control.parseList(data) {
+            guard let c = line.firstIndex(of: Ascii.colon), c > 0, c + 1 < line.count else { continue }
+            out.append((Array(line[0..<c]), Array(line[(c + 1)...])))
+        }
+        return out
+    }
+}

@@ -1,0 +1,249 @@
+// vdelivermail: the delivery agent of a hosted domain, run by qmail-local
+// from the domain's .qmail-default:
+//     | HOME/bin/vdelivermail '' bounce-no-mailbox
+// It runs as the domain's user (users/assign), finds the recipient
+// (EXT, else LOCAL, at HOST) in the file backend and delivers:
+//   - a mailbox: its own DIR/.qmail if present (forwards, Maildirs, mboxes,
+//     programs), else its Maildir, within its Maildir++ quota;
+//   - an alias (valias): forwards to each target;
+//   - anyone else: argv[2]: "bounce-no-mailbox" (the default), "delete",
+//     an address (catch-all forward), a user of the domain (catch-all), or
+//     an absolute Maildir path.
+// Exit 0 delivered, 100 bounce, 111 retry later. It trusts the qmail home
+// and the environment qmail-local gives it.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+import QmailLocal
+import QmailQueue
+import UserDirectory
+
+public struct VDeliver {
+    public let home: QmailHome
+    public let backend: FileBackend
+    public let env: (String) -> [UInt8]?
+    let message: MessageInput
+    /// The address we deliver for, for Delivered-To and loop detection.
+    var deliveredTo: [UInt8] = []
+
+    public static let noMailbox = "bounce-no-mailbox"
+
+    public init(home: QmailHome, message: MessageInput, env: @escaping (String) -> [UInt8]? = VDeliver.environment) {
+        self.home = home
+        self.backend = FileBackend(home: home, plainPasswordsEnabled: false)
+        self.message = message
+        self.env = env
+    }
+
+    public static func environment(_ name: String) -> [UInt8]? {
+        guard let p = getenv(name) else { return nil }
+        return Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
+    }
+
+    /// The whole program; returns nil on success or the failure to report.
+    public static func main(argv: [String]) -> MailFailure? {
+        guard argv.count >= 3 else {
+            return .temporary("vdelivermail: usage: vdelivermail '' bounce-no-mailbox|delete|address|user|/path/Maildir")
+        }
+        signal(SIGPIPE, SIG_IGN)
+        let message: MessageInput
+        do { message = try MessageInput(fd: 0) } catch let f as MailFailure { return f } catch { return .temporary("\(error)") }
+        var d = VDeliver(home: QmailHome.current(), message: message)
+        return d.run(unknownAction: Array(argv[2].utf8))
+    }
+
+    /// The recipient from qmail-local's environment: EXT (the part after
+    /// the domain's "domain-" prefix), else LOCAL; HOST is the domain.
+    func recipientParts() -> (user: [UInt8], domain: [UInt8])? {
+        guard let host = env("HOST"), !host.isEmpty else { return nil }
+        var user = env("EXT") ?? []
+        if user.isEmpty { user = env("LOCAL") ?? [] }
+        if user.isEmpty { return nil }
+        return (user.lowercasedASCII(), host.lowercasedASCII())
+    }
+
+    public mutating func run(unknownAction: [UInt8]) -> MailFailure? {
+        guard let (user, domain) = recipientParts() else {
+            return .temporary("vdelivermail: HOST and EXT or LOCAL must be set (run me from qmail-local)")
+        }
+        do {
+            try deliver(user: user, domain: domain, unknownAction: unknownAction, catchAllDepth: 0)
+            return nil
+        } catch let f as MailFailure {
+            return f
+        } catch {
+            return .temporary("\(error)")
+        }
+    }
+
+    mutating func deliver(user: [UInt8], domain: [UInt8], unknownAction: [UInt8], catchAllDepth: Int) throws {
+        var found = backend.recipient(user: user, domain: domain)
+        // user-ext@domain reaches user when there is no user-ext (qmail's
+        // extension addresses).
+        if case .noSuchUser = found, let dash = user.firstIndex(of: Ascii.minus), dash > 0 {
+            let base = backend.recipient(user: Array(user[0..<dash]), domain: domain)
+            if case .mailbox = base { found = base }
+        }
+        switch found {
+        case .temporary(let why):
+            throw MailFailure.temporary(why)
+        case .noSuchDomain:
+            throw MailFailure.permanent("Sorry, \(domain.string) is not hosted here.", "5.1.2")
+        case .mailbox(let m, let dom):
+            try markDelivered(m.login.count > 0 ? m.login : user + [Ascii.at] + dom.real)
+            if m.bounceMail { throw MailFailure.permanent("Sorry, this mailbox does not accept mail.", "5.2.1") }
+            try deliverToMailbox(m)
+        case .alias(let targets, let dom):
+            try markDelivered(user + [Ascii.at] + dom.real)
+            try deliverToTargets(targets, base: dom.dir)
+        case .noSuchUser(let dom):
+            try unknownUser(user: user, dom: dom, action: unknownAction, depth: catchAllDepth)
+        }
+    }
+
+    /// Sets the Delivered-To line and refuses a message that already has it.
+    mutating func markDelivered(_ address: [UInt8]) throws {
+        deliveredTo = address
+        if try message.headerContains(Array("Delivered-To: ".utf8) + address) {
+            throw MailFailure.permanent("This message is looping: it already has my Delivered-To line.", "5.4.6")
+        }
+    }
+
+    var headerLines: [UInt8] {
+        var rp = env("RPLINE") ?? (Array("Return-Path: <".utf8) + (env("SENDER") ?? []) + Array(">\n".utf8))
+        if rp.last != Ascii.lf { rp.append(Ascii.lf) }
+        let dt = (Array("Delivered-To: ".utf8) + deliveredTo).map { $0 == Ascii.lf ? 95 : $0 } + [Ascii.lf]
+        return rp + dt
+    }
+
+    func unknownUser(user: [UInt8], dom: VDomain, action: [UInt8], depth: Int) throws {
+        if action.isEmpty || action == Array(VDeliver.noMailbox.utf8) {
+            throw MailFailure.permanent("Sorry, no mailbox here by that name.", "5.1.1")
+        }
+        if action == Array("delete".utf8) { return }
+        var me = self
+        // Our Delivered-To line goes on caught mail too, so a catch-all
+        // that routes back here is seen as the loop it is.
+        try me.markDelivered(user + [Ascii.at] + dom.real)
+        if action.first == Ascii.slash {
+            // vpopmail's form: a user's directory (its Maildir is used), or a Maildir.
+            var path = action.string
+            while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+            if Sys.isDirectory(path + "/Maildir/new") { path += "/Maildir" }
+            guard Sys.isDirectory(path + "/new") else {
+                throw MailFailure.temporary("catch-all \(action.string) is neither a Maildir nor a mailbox directory", "4.2.1")
+            }
+            try me.deliverToMaildir(path, quota: .unlimited)
+        } else if action.contains(Ascii.at) {
+            try me.forward([action])
+        } else {
+            // A user of the same domain catches everything; never twice.
+            if depth > 0 { throw MailFailure.permanent("Sorry, no mailbox here by that name.", "5.1.1") }
+            try me.deliver(user: action.lowercasedASCII(), domain: dom.real, unknownAction: Array(VDeliver.noMailbox.utf8), catchAllDepth: depth + 1)
+        }
+    }
+
+    /// A mailbox: its .qmail when there is one, else its Maildir.
+    func deliverToMailbox(_ m: Mailbox) throws {
+        let dotQmail = m.home + "/.qmail"
+        let data: [UInt8]?
+        do { data = try FileIO.read(dotQmail, limit: 1 << 20) } catch { throw MailFailure.temporary("unable to read \(dotQmail): \(error)") }
+        if let d = data {
+            let lines = Control.parseList(d)
+            if !lines.isEmpty {
+                try deliverToTargets(lines, base: m.home, quotaFor: m)
+                return
+            }
+        }
+        try deliverToMaildir(m.maildir, quota: m.quota)
+    }
+
+    /// Delivers to .qmail lines, read as qmail-local reads them (its
+    /// DotQmail): "|prog", "&addr" or "addr", "/path/" or "./path/"
+    /// (Maildir), "/path" (mbox). Forwards go out in one qmail-queue run
+    /// after the local deliveries, as qmail-local does.
+    func deliverToTargets(_ lines: [[UInt8]], base: String, quotaFor owner: Mailbox? = nil) throws {
+        var forwards: [[UInt8]] = []
+        lines: for line in lines {
+            switch DotQmail.instruction(line) {
+            case .comment, .blank, .ignored, .forwardOnly:
+                continue
+            case .program(let command):
+                if try runProgram(command) { break lines }
+            case .forward(let address):
+                forwards.append(address)
+            case .maildir(let raw), .mbox(let raw):
+                var path = raw.string
+                if raw.first == Ascii.dot { path = base + "/" + path }
+                if path.hasSuffix("/") {
+                    path.removeLast()
+                    let own = owner.map { $0.maildir == path } ?? false
+                    try deliverToMaildir(path, quota: own ? owner!.quota : .unlimited)
+                } else {
+                    let from = env("UFLINE") ?? Mbox.fromLine(sender: env("SENDER") ?? [], time: Sys.now())
+                    try Mbox.deliver(path: Array(path.utf8), fromLine: from, header: headerLines, input: try message.rewound())
+                }
+            }
+        }
+        if !forwards.isEmpty { try forward(forwards) }
+    }
+
+    func deliverToMaildir(_ maildir: String, quota: Quota) throws {
+        let size = headerLines.count + message.size
+        if !quota.isUnlimited {
+            let fits: Bool
+            do { fits = try MaildirSize.fits(maildir, quota: quota, size: size) } catch {
+                throw MailFailure.temporary("unable to read the quota of \(maildir): \(error)")
+            }
+            if !fits {
+                let defer_ = ((try? Control(home: home).line("voverquota")) ?? nil) == Array("defer".utf8)
+                if defer_ { throw MailFailure.temporary("The mailbox is over its quota.", "4.2.2") }
+                throw MailFailure.permanent("Sorry, the mailbox is over its quota.", "5.2.2")
+            }
+        }
+        // qmail-local's Maildir writer: tmp/, fsync, link into new/, fsync new/.
+        try Maildir.deliver(dir: Array(maildir.utf8), header: headerLines, input: try message.rewound())
+        // Keep maildirsize right; a failure here only makes the next
+        // check rebuild it.
+        try? MaildirSize.record(maildir, bytes: size, count: 1)
+    }
+
+    /// Forwards with the envelope sender unchanged and our Delivered-To
+    /// line on top, through qmail-queue.
+    func forward(_ targets: [[UInt8]]) throws {
+        let q: QueueClient
+        do { q = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true)) } catch {
+            throw MailFailure.temporary("unable to fork qmail-queue: \(error)")
+        }
+        let dt = Array(headerLines.drop { $0 != Ascii.lf }.dropFirst())
+        q.put(dt)
+        do { try message.reader().forEachChunk { q.put($0) } } catch { throw MailFailure.temporary("unable to read the message: \(error)") }
+        q.from(env("SENDER") ?? [])
+        for t in targets { q.to(t) }
+        if let f = q.close() { throw f }
+    }
+
+    /// Runs "|prog" with the message on stdin; true when it asked (exit
+    /// 99) to skip the remaining lines. qmail-local's exit-code rules.
+    func runProgram(_ command: [UInt8]) throws -> Bool {
+        let fd = try message.rewound()
+        let pid = fork()
+        if pid < 0 { throw MailFailure.temporary("unable to fork: \(Sys.strerror(errno))") }
+        if pid == 0 {
+            if dup2(fd, 0) < 0 { Sys.exit(111) }
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command.string), nil]
+            execv("/bin/sh", &argv)
+            Sys.exit(111)
+        }
+        let code = Spawn.wait(pid)
+        switch code {
+        case 0: return false
+        case 99: return true
+        case 64, 65, 70, 76, 77, 78, 100, 112:
+            throw MailFailure.permanent("program \(command.string) refused the message (exit \(code))", "5.2.0")
+        default:
+            throw MailFailure.temporary("program \(command.string) failed (exit \(code))", "4.2.0")
+        }
+    }
+}

@@ -1,0 +1,12 @@
+// checkpassword-file: virtual mailboxes of the embedded file backend
+// (HOME/users/vdomains.cdb, DIR/vpasswd.cdb). Logins are "user@domain",
+// "user%domain", or "user" in control/vdefaultdomain. Runs as root under
+// qmail-popup and becomes the domain's user; trusts the qmail home.
+//   qmail-popup HOST checkpassword-file qmail-pop3d Maildir
+import Checkpassword
+import QmailCore
+import UserDirectory
+
+Checkpassword.main(name: "checkpassword-file", argv: CommandLine.arguments) {
+    FileBackend(home: QmailHome.current())
+}
