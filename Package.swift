@@ -90,6 +90,7 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-qmqpc", ["QmailSMTP"]),
     ("qmail-qmqpd", ["QmailSMTP"]),
     ("qmail-qmtpd", ["QmailSMTP"]),
+    ("qmail-rcptcheck", ["QmailRcptCheck"]),
 ]
 
 let libraries: [Target] = [
@@ -110,6 +111,7 @@ let libraries: [Target] = [
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
+    .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
 ]
 

@@ -662,3 +662,44 @@ def test_hanging_rcptcheck_is_temporary(home, tmp_path):
                      RCPTCHECK=str(prog), RCPTCHECKTIMEOUT="1")
     assert replies(out)[3] == "451 temporary problem looking up the recipient (#4.3.0)"
     assert time.time() - t0 < 10
+
+
+# --- the recipient lookup against the hosting user directory --------------------
+
+@pytest.fixture
+def hosted(home):
+    """example.org hosted with the file backend: joe has a mailbox."""
+    import pwd
+    if os.geteuid() != 0 or not (home.path / "bin" / "vadddomain").exists():
+        pytest.skip("needs root and the hosting programs")
+    name = f"sqrc{os.getpid() % 100000}{int(time.time() * 1000) % 100000}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        for args, pw in ((["vadddomain", "-u", name, "example.org"], "pm"), (["vadduser", "joe@example.org"], "pw")):
+            r = home.run(*args, input=pw + "\n")
+            assert r.returncode == 0, r.stderr
+        home.control("rcpthosts", "example.org\nours.example\n")
+        yield home
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def test_rcptcheck_asks_the_user_directory(hosted, bindir):
+    _, out = session(hosted, b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<joe@example.org>\r\nRCPT TO:<Joe@EXAMPLE.org>\r\n"
+                             b"RCPT TO:<joe-lists@example.org>\r\nRCPT TO:<nobody@example.org>\r\n"
+                             b"RCPT TO:<postmaster@ours.example>\r\n",
+                     RCPTCHECK=str(bindir / "qmail-rcptcheck"))
+    assert replies(out)[3:] == ["250 ok", "250 ok", "250 ok", "550 sorry, no mailbox here by that name (#5.1.1)",
+                                "250 ok"]
+
+
+def test_rcptcheck_catch_all_domain_accepts_everyone(hosted, bindir):
+    qd = hosted.path / "domains" / "example.org" / ".qmail-default"
+    qd.write_text(qd.read_text().replace("bounce-no-mailbox", "joe"))
+    r = subprocess.run([str(bindir / "qmail-rcptcheck"), "nobody@example.org"], env=hosted.env)
+    assert r.returncode == 0
+    (hosted.path / "domains" / "example.org" / ".qmail-default").write_text(qd.read_text().replace("'joe'", "''").replace(" joe", " bounce-no-mailbox"))
+    assert subprocess.run([str(bindir / "qmail-rcptcheck"), "nobody@example.org"], env=hosted.env).returncode == 100
+    # a .qmail file in the domain directory catches the name (vpopmail's .qmail-alias files)
+    (hosted.path / "domains" / "example.org" / ".qmail-sales").write_text("&joe@example.org\n")
+    assert subprocess.run([str(bindir / "qmail-rcptcheck"), "sales@example.org"], env=hosted.env).returncode == 0
