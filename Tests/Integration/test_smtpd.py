@@ -667,11 +667,21 @@ def test_hanging_rcptcheck_is_temporary(home, tmp_path):
 # --- the recipient lookup against the hosting user directory --------------------
 
 @pytest.fixture
-def hosted(home):
-    """example.org hosted with the file backend: joe has a mailbox."""
-    import pwd
-    if os.geteuid() != 0 or not (home.path / "bin" / "vadddomain").exists():
-        pytest.skip("needs root and the hosting programs")
+def hosted():
+    """example.org hosted with the file backend: joe has a mailbox. The home
+    lives under /var/tmp (0755), as in the hosting tests: checkpassword
+    becomes the domain's account, which must reach the domain directory."""
+    import shutil
+    import tempfile
+    from conftest import make_home
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-smtp-hosted-", dir="/var/tmp"))
+    base.chmod(0o755)
+    home = make_home(base)
+    if not (home.path / "bin" / "vadddomain").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip("the hosting programs are not built")
     name = f"sqrc{os.getpid() % 100000}{int(time.time() * 1000) % 100000}"
     subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
     try:
@@ -682,6 +692,7 @@ def hosted(home):
         yield home
     finally:
         subprocess.run(["userdel", name], check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_rcptcheck_asks_the_user_directory(hosted, bindir):
@@ -703,3 +714,16 @@ def test_rcptcheck_catch_all_domain_accepts_everyone(hosted, bindir):
     # a .qmail file in the domain directory catches the name (vpopmail's .qmail-alias files)
     (hosted.path / "domains" / "example.org" / ".qmail-sales").write_text("&joe@example.org\n")
     assert subprocess.run([str(bindir / "qmail-rcptcheck"), "sales@example.org"], env=hosted.env).returncode == 0
+
+
+def test_auth_through_the_hosting_checkpassword(hosted):
+    cp = hosted.path / "bin" / "checkpassword-file"
+    if not cp.exists():
+        pytest.skip("checkpassword-file is not built")
+    args = ["mx.example.org", str(cp), "/bin/true"]
+    _, out = session(hosted, b"EHLO c\r\nAUTH PLAIN " + b64(b"\0joe@example.org\0wrong") + b"\r\n"
+                             b"AUTH PLAIN " + b64(b"\0joe@example.org\0pw") + b"\r\nMAIL FROM:<joe@example.org>\r\n"
+                             b"RCPT TO:<x@far.example>\r\nQUIT\r\n", args=args)
+    r = replies(out)
+    assert r[-5:] == ["535 authentication failed (#5.7.8)", "235 ok, go ahead (#2.0.0)", "250 ok", "250 ok",
+                      "221 " + hosted.fqdn]
