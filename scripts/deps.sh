@@ -4,7 +4,7 @@
 install_deps() {
   local want=(libcrypt-dev pkg-config libssl-dev openssl)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base)
   fi
   # test_man.py renders the man pages
   if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
