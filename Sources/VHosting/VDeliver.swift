@@ -192,6 +192,15 @@ public struct VDeliver {
     func deliverToMaildir(_ maildir: String, quota: Quota) throws {
         let size = headerLines.count + message.size
         if !quota.isUnlimited {
+            // Deliveries to one mailbox run in parallel: without a lock two of
+            // them could both see room for one message and both deliver.
+            // Check, deliver and record under an exclusive lock on the Maildir.
+            let lockFd = Glibc.open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if lockFd < 0 { throw MailFailure.temporary("unable to open \(maildir): \(Sys.strerror(errno))") }
+            defer { Glibc.close(lockFd) }
+            while flock(lockFd, LOCK_EX) != 0 {
+                if errno != EINTR { throw MailFailure.temporary("unable to lock \(maildir): \(Sys.strerror(errno))") }
+            }
             let fits: Bool
             do { fits = try MaildirSize.fits(maildir, quota: quota, size: size) } catch {
                 throw MailFailure.temporary("unable to read the quota of \(maildir): \(error)")

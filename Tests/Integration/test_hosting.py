@@ -722,7 +722,10 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
         big = b"Subject: big\n\n" + b"x" * 600 + b"\n"
         for _ in range(2):
             assert qhome.run("qmail-inject", "-fbob@example.org", "carol@example.org", input=big).returncode == 0
-        wait_for(lambda: len(hosting.new("bob", "example.org")) == 3, 60, "the over-quota bounce\n" + logtext())
+        try:
+            wait_for(lambda: len(hosting.new("bob", "example.org")) == 3, 60, "the over-quota bounce")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{logtext()}\ncarol: {len(hosting.new('carol', 'example.org'))} messages")
         assert len(hosting.new("carol", "example.org")) == 1
         bounce = max(hosting.new("bob", "example.org"), key=lambda p: p.stat().st_mtime_ns).read_bytes()
         assert b"over its quota. (#5.2.2)" in bounce
