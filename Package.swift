@@ -81,6 +81,10 @@ let programs: [(name: String, deps: [String])] = [
     ("vconvert", ["VHosting", "QmailCore"]),
     ("vmoduser", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
+    ("qmailctl", ["QmailCtl", "QmailCore"]),
+    ("qmail-report", ["QmailCtl", "QmailCore"]),
+    ("maildirwatch", ["QmailSerial", "QmailCore"]),
+    ("maildirsmtp", ["QmailSerial", "QmailCore"]),
 ]
 
 let libraries: [Target] = [
@@ -100,6 +104,8 @@ let libraries: [Target] = [
                    providers: [.apt(["libcrypt-dev"])]),
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
+    .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup"], path: "Sources/QmailCtl"),
+    .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
 ]
 
@@ -119,6 +125,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
+    .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailCore"], path: "Tests/QmailCtlTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
 ]
 
