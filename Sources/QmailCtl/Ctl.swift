@@ -124,9 +124,14 @@ public struct QmailCtl {
         let (states, unreadable) = states()
         var code = CtlExit.ok
         for s in states {
-            let how = s.how == .daemontools ? "daemontools \(s.directory!)" : "process scan of \(home.bin)"
+            let how: String
+            switch s.how {
+            case .daemontools: how = "daemontools \(s.directory!)"
+            case .systemd: how = "systemd \(s.directory!)"
+            case .process: how = "process scan of \(home.bin)"
+            }
             let word: String
-            if s.how == .daemontools { word = s.up ? "up" : "DOWN" }
+            if s.how != .process { word = s.up ? "up" : "DOWN" }
             else { word = s.up ? "up" : (s.name == .send ? "DOWN" : "not running") }
             out("\(s.name.rawValue.padding(6)) \(word.padding(12)) \(s.detail)  [\(how)]")
             if s.how == .daemontools, let d = s.directory, Sys.exists("\(d)/log/run") {
@@ -136,7 +141,7 @@ public struct QmailCtl {
             }
             if !s.up {
                 if s.name == .send { code = CtlExit.problem }
-                else if s.how == .daemontools { code = max(code, CtlExit.warning) }
+                else if s.how != .process { code = max(code, CtlExit.warning) }
             }
         }
         if let q = try? QueueReport.stat(root: home.queue) {
@@ -162,6 +167,10 @@ public struct QmailCtl {
                 let r = Spawn.run(["svc", "-u", s.directory!])
                 if let d = s.directory, Sys.exists("\(d)/log/run") { Spawn.run(["svc", "-u", "\(d)/log"]) }
                 out("\(s.name.rawValue): svc -u \(s.directory!)" + (r == 0 ? "" : " failed"))
+                if r != 0 { code = CtlExit.cannotTell }
+            } else if s.how == .systemd {
+                let r = Spawn.run(["systemctl", "start", s.directory!])
+                out("\(s.name.rawValue): systemctl start \(s.directory!)" + (r == 0 ? "" : " failed"))
                 if r != 0 { code = CtlExit.cannotTell }
             } else if s.name == .send {
                 if s.up { out("send: already running (pid \(s.pids.map(String.init).joined(separator: " ")))"); continue }
@@ -196,6 +205,10 @@ public struct QmailCtl {
             if s.how == .daemontools {
                 let r = Spawn.run(["svc", "-d", s.directory!])
                 out("\(s.name.rawValue): svc -d \(s.directory!)" + (r == 0 ? "" : " failed"))
+                if r != 0 { code = CtlExit.cannotTell }
+            } else if s.how == .systemd {
+                let r = Spawn.run(["systemctl", "stop", s.directory!])
+                out("\(s.name.rawValue): systemctl stop \(s.directory!)" + (r == 0 ? "" : " failed"))
                 if r != 0 { code = CtlExit.cannotTell }
             } else if s.up {
                 for p in s.pids { kill(p, SIGTERM) }

@@ -107,7 +107,7 @@ struct Doctor {
             }
             let mode = st.st_mode & 0o7777
             let uid = owner(ids, x.user)
-            if mode & 0o002 != 0 {
+            if mode & 0o002 != 0 && x.mode & 0o002 == 0 {
                 problem("\(x.path) is world-writable (mode \(Doctor.octal(mode)), qmail-setup sets \(Doctor.octal(x.mode))): chmod \(Doctor.octal(x.mode)) \(x.path)")
                 bad += 1
             } else if mode != x.mode {

@@ -29,7 +29,13 @@ public enum LogLine {
                 return LogEvent(time: t, text: s)
             }
         }
-        if let (t, rest) = leadingStamp(s) { return LogEvent(time: t, text: rest) }
+        if let (t, rest) = leadingStamp(s) {
+            // journalctl -o short-unix: "1234.5678 host qmail[pid]: text"
+            if !isSendText(rest), let r = rest.firstRange(of: ": "), isSendText(rest[r.upperBound...]) {
+                return LogEvent(time: t, text: rest[r.upperBound...])
+            }
+            return LogEvent(time: t, text: rest)
+        }
         // syslog: "Mon DD HH:MM:SS host tag[pid]: 1234.5678 text"
         if let r = s.firstRange(of: ": ") {
             let after = s[r.upperBound...]

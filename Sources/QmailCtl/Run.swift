@@ -81,7 +81,7 @@ enum ProcScan {
             if len > 0 {
                 exe = String(decoding: buf[0..<len].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             } else {
-                if errno == EACCES { unreadable += 1 }
+                if errno == EACCES && geteuid() != 0 { unreadable += 1 }
                 exe = ""
             }
             let cmd = (try? FileIO.read("/proc/\(n)/cmdline", limit: 65536)) ?? nil

@@ -21,7 +21,7 @@ public enum ServiceName: String, CaseIterable {
 }
 
 public struct ServiceState {
-    public enum How: String { case daemontools, process }
+    public enum How: String { case daemontools, systemd, process }
     public let name: ServiceName
     public let how: How
     /// daemontools: the service directory.
@@ -41,6 +41,17 @@ struct Services {
         for n in s.directoryNames {
             let d = "\(config.svdir)/\(n)"
             if Sys.exists("\(d)/run") { return d }
+        }
+        return nil
+    }
+
+    /// The systemd unit of a service, when systemd runs this machine and
+    /// the unit file (contrib's name) is installed.
+    func systemdUnit(_ s: ServiceName) -> String? {
+        guard !config.svdirGiven, Sys.isDirectory("/run/systemd/system") else { return nil }
+        let unit = s.directoryNames[0] + ".service"
+        for d in ["/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"] where Sys.exists("\(d)/\(unit)") {
+            return unit
         }
         return nil
     }
@@ -74,6 +85,13 @@ struct Services {
             }
             let detail = r.status == nil ? "svstat not found" : (text.isEmpty ? "svstat failed" : text)
             return ServiceState(name: s, how: .daemontools, directory: d, up: up, pids: pids, detail: detail)
+        }
+        if let unit = systemdUnit(s) {
+            let r = Run.capture(["systemctl", "is-active", unit])
+            let word = r.output.split(separator: "\n").first.map(String.init) ?? "unknown"
+            let pids = procs.filter { matches($0, s) }.map { $0.pid }
+            return ServiceState(name: s, how: .systemd, directory: unit, up: word == "active", pids: pids,
+                                detail: "\(unit) \(word)")
         }
         let mine = procs.filter { matches($0, s) }
         let pidset = Set(mine.map { $0.pid })
