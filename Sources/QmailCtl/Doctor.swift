@@ -27,7 +27,7 @@ struct Doctor {
     mutating func problem(_ s: String) { problems += 1; ctl.out("PROBLEM: " + s) }
 
     mutating func run() -> Int32 {
-        guard let ids = try? QmailIds.load(home: home) else {
+        guard Sys.exists("\(home.path)/ids"), let ids = try? QmailIds.load(home: home) else {
             ctl.out("cannot tell: \(home.path)/ids is missing or unreadable (not a qmail-setup home?)")
             return CtlExit.cannotTell
         }

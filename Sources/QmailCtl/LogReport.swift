@@ -128,7 +128,6 @@ public final class LogReport {
             let rest = w[6].split(separator: " ", maxSplits: 1)
             let recip = rest.count > 1 ? String(rest[1]) : ""
             deliveries[d] = Dlv(msg: id, recipient: recip, channel: String(rest.first ?? ""), start: e.time)
-            open[id, default: Msg(birth: nil)].recipients += 1
         } else if s.hasPrefix("delivery "), w.count >= 3, let d = number(w[1]) {
             // delivery D: success|failure|deferral: report
             let outcome = w[2].hasSuffix(":") ? w[2].dropLast() : w[2]
@@ -168,6 +167,7 @@ public final class LogReport {
         case "failure": failure += 1; c.failure += 1; r.failure += 1; failures[reason(report), default: 0] += 1
         default: deferral += 1; c.deferral += 1; r.deferral += 1; deferrals[reason(report), default: 0] += 1
         }
+        if outcome != "deferral" { open[d.msg]?.recipients += 1 }
         if outcome != "deferral", let t = time {
             if let b = open[d.msg]?.birth {
                 let x = max(0, t - b)
@@ -190,6 +190,7 @@ public final class LogReport {
     // MARK: output
 
     static func fmt(_ x: Double, _ places: Int = 2) -> String {
+        if places == 0 { return String(Int(x.rounded())) }
         var m = 1.0
         for _ in 0..<places { m *= 10 }
         let v = (x * m).rounded() / m
