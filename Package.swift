@@ -125,7 +125,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
-    .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailCore"], path: "Tests/QmailCtlTests"),
+    .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailSerial", "QmailCore"], path: "Tests/QmailCtlTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
 ]
 
