@@ -155,7 +155,16 @@ struct Doctor {
             problem("\(home.bin(n)) is missing: mail cannot be queued or delivered"); bad += 1
         }
         if !Sys.exists(home.bin("qmail-remote")) { warn("\(home.bin("qmail-remote")) is missing: remote mail stays in the queue") }
-        if bad == 0 { ok("programs in \(home.bin) have qmail's owners and modes") }
+        let rc = "\(home.path)/rc"
+        if access(rc, X_OK) != 0 {
+            problem("\(rc) is missing or not executable: qmailctl start and the send service cannot start qmail"); bad += 1
+        }
+        if !ids.singleUser {
+            for u in QmailIds.users where getpwnam(u) == nil {
+                problem("account \(u) is missing (HOME/ids names it): rerun qmail-setup"); bad += 1
+            }
+        }
+        if bad == 0 { ok("programs in \(home.bin) have qmail's owners and modes; HOME/rc is in place") }
     }
 
     // MARK: control files

@@ -55,12 +55,21 @@ enum ReportSVG {
         o += "<text x=\"\(f(left + pw / 2))\" y=\"\(f(height - 16))\" text-anchor=\"middle\">time (UTC), \(f(span)) seconds of log</text>\n"
         o += "<text x=\"16\" y=\"\(f(top + ph / 2))\" transform=\"rotate(-90 16 \(f(top + ph / 2)))\" text-anchor=\"middle\" fill=\"#1f5fa8\">delivery delay (log scale)</text>\n"
         o += "<text x=\"\(f(width - 14))\" y=\"\(f(top + ph / 2))\" transform=\"rotate(90 \(f(width - 14)) \(f(top + ph / 2)))\" text-anchor=\"middle\" fill=\"#c0392b\">messages in queue</text>\n"
-        // queue size as a step line
+        // queue size as a step line: the largest size in each pixel column
         if !r.queueSeries.isEmpty {
+            var columns: [(Double, Int)] = []
+            for (t, n) in r.queueSeries {
+                let col = x(t).rounded()
+                if let last = columns.last, last.0 == col {
+                    columns[columns.count - 1].1 = max(last.1, n)
+                } else {
+                    columns.append((col, n))
+                }
+            }
             var pts = ""
             var prevY = yq(0)
-            for (t, n) in r.queueSeries {
-                pts += "\(f(x(t))),\(f(prevY)) \(f(x(t))),\(f(yq(n))) "
+            for (cx, n) in columns {
+                pts += "\(f(cx)),\(f(prevY)) \(f(cx)),\(f(yq(n))) "
                 prevY = yq(n)
             }
             o += "<polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"1.5\" points=\"\(pts)\"/>\n"

@@ -158,6 +158,17 @@ def test_doctor_open_relay_rule(ops):
     ops.stop()
 
 
+def test_doctor_missing_rc_and_program(ops):
+    ops.start()
+    (ops.path / "rc").chmod(0o644)
+    (ops.path / "bin" / "qmail-clean").unlink()
+    code, out = doctor(ops)
+    assert code == 2, out
+    assert f"PROBLEM: {ops.path}/rc is missing or not executable" in out
+    assert f"PROBLEM: {ops.path}/bin/qmail-clean is missing: mail cannot be queued or delivered" in out
+    ops.stop()
+
+
 def test_doctor_stale_cdb_and_missing_me(ops):
     ops.start()
     (ops.path / "users" / "assign").write_text("+joe-:joe:1000:1000:/home/joe:-::\n.\n")
@@ -456,9 +467,13 @@ def test_send_service_under_daemontools(ops):
         assert r.returncode == 2 and re.search(r"^send\s+DOWN", r.stdout.decode(), re.M)
         assert ctl(ops.home, "start", "send").returncode == 0
         wait_for(lambda: ": up" in svstat(sv), 30, "svc -u")
-        # qmail-report reads multilog's file as it is
+        # qmail-report reads multilog's file as it is. It counts what the
+        # log says: lines qmail-send had not yet written when killed are
+        # not there (qmail-send writes its log once per loop iteration).
         out = report(ops.home, current)
-        assert "local    30 success" in out, out
+        text = current.read_text()
+        assert f"local    {text.count(': success: ')} success, 0 failure" in out, out
+        assert text.count(": success: ") >= 29
     finally:
         subprocess.run(["svc", "-dx", str(sv), str(sv / "log")], capture_output=True)
         os.killpg(scan.pid, signal.SIGTERM)
@@ -620,3 +635,28 @@ def test_qmail_newu_progress_only_on_a_terminal(qhome):
     assert os.waitstatus_to_exitcode(status) == 0
     # users/assign's 30000 lines make 30001 records (the list of wildcards too)
     assert re.search(rb"\rqmail-newu: (\d+)/\1 \(100%\) done", out), out
+
+
+def test_status_finds_tcpserver_services(ops):
+    b = ops.home.bin
+    popup = [b("qmail-popup"), "localhost", "/bin/true", b("qmail-pop3d"), "Maildir"]
+    plain = subprocess.Popen([b("tcpserver"), "-R", "-H", "127.0.0.1", "0", *popup],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tls = subprocess.Popen([b("tcpserver"), "-R", "-H", "127.0.0.1", "0", b("tlswrap"), *popup],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = ctl(ops.home, "status").stdout.decode()
+        assert re.search(rf"^pop3\s+up\s+running \(pid {plain.pid}\)", out, re.M), out
+        assert re.search(rf"^pop3s\s+up\s+running \(pid {tls.pid}\)", out, re.M), out
+        r = ctl(ops.home, "stop", "pop3s")
+        assert r.returncode == 0 and f"pop3s: SIGTERM to pid {tls.pid}".encode() in r.stdout
+        tls.wait(timeout=10)
+        assert plain.poll() is None
+        out = ctl(ops.home, "status").stdout.decode()
+        assert re.search(r"^pop3s\s+not running", out, re.M), out
+    finally:
+        for p in (plain, tls):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
