@@ -85,6 +85,7 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-report", ["QmailCtl", "QmailCore"]),
     ("maildirwatch", ["QmailSerial", "QmailCore"]),
     ("maildirsmtp", ["QmailSerial", "QmailCore"]),
+    ("maildirserial", ["QmailSerial", "QmailCore"]),
 ]
 
 let libraries: [Target] = [

@@ -222,7 +222,7 @@ public enum MaildirSMTP {
     }
 
     /// Queues a bounce to the envelope sender (none for bounces themselves).
-    static func bounce(_ m: SerialMessage, reason: String, home: QmailHome) -> MailFailure? {
+    public static func bounce(_ m: SerialMessage, reason: String, home: QmailHome) -> MailFailure? {
         if m.sender.isEmpty || m.sender == Array("#@[]".utf8) { return nil }
         do {
             let q = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true))

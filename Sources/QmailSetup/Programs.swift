@@ -29,7 +29,7 @@ public enum Programs {
         // .qmail helpers
         e("forward", 0o755), e("preline", 0o755), e("condredirect", 0o755), e("bouncesaying", 0o755),
         e("except", 0o755), e("maildirmake", 0o755), e("maildir2mbox", 0o755), e("maildirwatch", 0o755),
-        e("maildirsmtp", 0o755),
+        e("maildirsmtp", 0o755), e("maildirserial", 0o755),
         e("qreceipt", 0o755), e("qbiff", 0o755),
         // sendmail migration
         e("fastforward", 0o755), e("newaliases", 0o755), e("setforward", 0o755), e("printforward", 0o755),

@@ -660,3 +660,50 @@ def test_status_finds_tcpserver_services(ops):
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+CLIENT = r'''#!/usr/bin/env python3
+# a serialmail client: handles at most 2 names per run; K for "ok", D for
+# "bad", Z for "tmp" in the recipient's file name; logs what it saw
+import sys, os
+names = [n for n in sys.stdin.buffer.read().split(b"\0") if n]
+with open(os.environ["CLIENTLOG"], "ab") as log:
+    log.write(b"run " + b" ".join(names) + b"\n")
+for n in names[:2]:
+    body = open(n, "rb").read()
+    st = b"K" if b"ok" in n else b"D" if b"bad" in n else b"Z"
+    sys.stdout.buffer.write(n + b"\0" + st + b"result for " + n + b"\n")
+'''
+
+
+def test_maildirserial_runs_a_client_until_done(qhome, tmp_path):
+    md = tmp_path / "Maildir"
+    for s in ("tmp", "new", "cur"):
+        (md / s).mkdir(parents=True)
+    hdr = lambda r: f"Return-Path: <s@x.example>\nDelivered-To: pre-{r}@c.example\n\nbody\n".encode()
+    for name in ("1.ok", "2.ok", "3.bad", "4.tmp", "5.ok"):
+        write_msg(md, name, hdr(name))
+    write_msg(md, "6.ok", b"Delivered-To: other-x@c.example\n\nnot ours\n")
+    client = tmp_path / "client"
+    client.write_text(CLIENT)
+    client.chmod(0o755)
+    clog = tmp_path / "client.log"
+    r = qhome.run("maildirserial", "-b", "-t", "1209600", md, "pre-", client, env={"CLIENTLOG": str(clog)})
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (md / "new").iterdir()) == ["4.tmp", "6.ok"]
+    runs = clog.read_text().splitlines()
+    assert runs[0] == "run new/1.ok new/2.ok new/3.bad new/4.tmp new/5.ok"
+    assert len(runs) == 3   # 2 names handled per run
+    q = qhome.run("qmail-qread").stdout.decode()
+    assert "s@x.example" in q   # 3.bad bounced to its sender
+    # older than -t: the temporary rejection counts as permanent
+    os.utime(md / "new" / "4.tmp", (time.time() - 100, time.time() - 100))
+    r = qhome.run("maildirserial", "-b", "-t1000", md, "pre-", client, env={"CLIENTLOG": str(clog)})
+    assert r.returncode == 0 and (md / "new" / "4.tmp").exists()
+    r = qhome.run("maildirserial", "-b", "-t50", md, "pre-", client, env={"CLIENTLOG": str(clog)})
+    assert r.returncode == 0 and not (md / "new" / "4.tmp").exists()
+    assert qhome.run("maildirserial", md).returncode == 100
+    # a client that handles nothing: give up, keep the mail
+    write_msg(md, "7.ok", hdr("7.ok"))
+    r = qhome.run("maildirserial", md, "pre-", "/bin/true")
+    assert r.returncode == 111 and (md / "new" / "7.ok").exists()
