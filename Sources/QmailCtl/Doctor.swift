@@ -142,6 +142,8 @@ struct Doctor {
             let m = st.st_mode & 0o7777
             if m & 0o022 != 0 {
                 problem("\(path) is writable by others (mode \(Doctor.octal(m))): chmod \(Doctor.octal(mode)) \(path)"); bad += 1
+            } else if p.name == "qmail-queue" && !ids.singleUser && m & 0o4000 == 0 {
+                problem("\(path) is not setuid qmailq (mode \(Doctor.octal(m))): only root can queue mail; chmod 4711 \(path)"); bad += 1
             } else if m != mode {
                 warn("\(path) has mode \(Doctor.octal(m)), qmail-setup sets \(Doctor.octal(mode))"); bad += 1
             }

@@ -707,3 +707,34 @@ def test_maildirserial_runs_a_client_until_done(qhome, tmp_path):
     write_msg(md, "7.ok", hdr("7.ok"))
     r = qhome.run("maildirserial", md, "pre-", "/bin/true")
     assert r.returncode == 111 and (md / "new" / "7.ok").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
+def test_doctor_on_a_multi_user_home():
+    import tempfile
+    from conftest import bin_dir
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-ops-", dir="/var/tmp"))
+    try:
+        home = base / "qmail"
+        subprocess.run([str(bin_dir() / "qmail-setup"), str(home), "mx.example.com"], check=True, capture_output=True)
+        (home / "qmailctl.conf").write_text(f"svdir={base}/none\nsmtprules={base}/tcp.smtp\naliases={base}/aliases\n")
+        env = {**os.environ, "QMAIL_HOME": str(home)}
+        run = lambda: subprocess.run([str(home / "bin" / "qmailctl"), "doctor", "--no-dns"], env=env,
+                                     capture_output=True, text=True)
+        r = run()
+        assert "qmail home " + str(home) + " (multi-user)" in r.stdout
+        assert "PROBLEM" not in r.stdout, r.stdout
+        assert "ok:      owners and modes of home, queue and alias as qmail-setup sets them" in r.stdout
+        assert "ok:      programs in" in r.stdout
+        # qmail-send (qmails) could not write info/ owned by qmailq
+        import pwd
+        os.chown(home / "queue" / "info" / "7", pwd.getpwnam("qmailq").pw_uid, -1)
+        os.chmod(home / "bin" / "qmail-queue", 0o755)
+        r = run()
+        assert r.returncode == 2
+        assert f"PROBLEM: {home}/queue/info/7 belongs to qmailq, qmail-setup sets qmails" in r.stdout
+        assert f"PROBLEM: {home}/bin/qmail-queue is not setuid qmailq (mode 0755)" in r.stdout
+        os.chmod(home / "bin" / "qmail-queue", 0o4755)
+        assert f"warning: {home}/bin/qmail-queue has mode 04755, qmail-setup sets 04711" in run().stdout
+    finally:
+        shutil.rmtree(base)
