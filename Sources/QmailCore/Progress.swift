@@ -7,14 +7,16 @@ import Glibc
 
 public struct Progress {
     let label: String
+    let unit: String
     let total: Int?
     let enabled: Bool
     var lastShown: Int = 0
     var lastTime: Int = 0
 
     /// `size` is the job's size in the unit `large` is measured in.
-    public init(_ label: String, total: Int?, size: Int, large: Int) {
+    public init(_ label: String, unit: String, total: Int?, size: Int, large: Int) {
         self.label = label
+        self.unit = unit
         self.total = total
         enabled = size >= large && isatty(2) == 1
     }
@@ -37,7 +39,7 @@ public struct Progress {
 
     func show(_ done: Int, final: Bool) {
         var s = "\r\(label): \(done)"
-        if let t = total, t > 0 { s += "/\(t) (\(done * 100 / t)%)" }
+        if let t = total, t > 0 { s += "/\(t) \(unit) (\(done * 100 / t)%)" } else { s += " \(unit)" }
         s += final ? " done\n" : "   "
         _ = try? Sys.writeAll(2, s)
     }

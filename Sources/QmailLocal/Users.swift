@@ -144,7 +144,7 @@ extension UsersAssign {
         defer { umask(old) }
         do {
             try CdbWriter.create(path: dir + "/cdb", tmpPath: dir + "/cdb.tmp", mode: 0o644) { add in
-                var progress = Progress("qmail-newu", total: recs.count, size: recs.count, large: 20000)
+                var progress = Progress("qmail-newu", unit: "records", total: recs.count, size: recs.count, large: 20000)
                 for (i, r) in recs.enumerated() { try add(r.key, r.data); progress.step(i + 1) }
                 progress.finish(recs.count)
             }

@@ -634,7 +634,7 @@ def test_qmail_newu_progress_only_on_a_terminal(qhome):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     # users/assign's 30000 lines make 30001 records (the list of wildcards too)
-    assert re.search(rb"\rqmail-newu: (\d+)/\1 \(100%\) done", out), out
+    assert re.search(rb"\rqmail-newu: (\d+)/\1 records \(100%\) done", out), out
 
 
 def test_status_finds_tcpserver_services(ops):
@@ -738,3 +738,35 @@ def test_doctor_on_a_multi_user_home():
         assert f"warning: {home}/bin/qmail-queue has mode 04755, qmail-setup sets 04711" in run().stdout
     finally:
         shutil.rmtree(base)
+
+
+def run_on_pty(argv, env):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_newaliases_progress_only_on_a_terminal(qhome, tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text("".join(f"user{i}: person{i}@example.com\n" for i in range(60000)))
+    r = qhome.run("newaliases", "-f", aliases)
+    assert r.returncode == 0 and r.stderr == b"" and r.stdout == b""
+    code, out = run_on_pty([qhome.bin("newaliases"), "-f", str(aliases)], qhome.env)
+    assert code == 0
+    assert b"\rnewaliases: 60000 lines done" in out, out
+    # a small file stays quiet even on a terminal
+    small = tmp_path / "small"
+    small.write_text("root: a@b.example\n")
+    code, out = run_on_pty([qhome.bin("newaliases"), "-f", str(small)], qhome.env)
+    assert code == 0 and out == b""
