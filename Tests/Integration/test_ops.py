@@ -250,6 +250,12 @@ def test_start_and_stop_without_supervisor(ops):
     wait_for(lambda: log.exists() and "status: local" in log.read_text(), what="qmail-send started by qmailctl")
     assert ctl(ops.home, "status").returncode == 0
     assert b"already running" in ctl(ops.home, "start", "send").stdout
+    # the rc script hands its actions to qmailctl
+    rc = subprocess.run(["sh", str(ROOT / "contrib" / "send" / "init.d" / "qmail"), "status"],
+                        env={**ops.home.env, "QMAIL_HOME": str(ops.path)}, capture_output=True)
+    assert rc.returncode == 0 and re.search(rb"^send\s+up", rc.stdout, re.M), rc.stdout
+    assert subprocess.run(["sh", str(ROOT / "contrib" / "send" / "init.d" / "qmail"), "bogus"],
+                          env=ops.home.env, capture_output=True).returncode == 2
     ops.inject("s@x", [f"viactl@{ops.home.fqdn}"])
     wait_for(lambda: ops.delivered_to("viactl"), what="delivery")
     r = ctl(ops.home, "stop")
