@@ -91,6 +91,11 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-qmqpd", ["QmailSMTP"]),
     ("qmail-qmtpd", ["QmailSMTP"]),
     ("qmail-rcptcheck", ["QmailRcptCheck"]),
+    ("qmailctl", ["QmailCtl", "QmailCore"]),
+    ("qmail-report", ["QmailCtl", "QmailCore"]),
+    ("maildirwatch", ["QmailSerial", "QmailCore"]),
+    ("maildirsmtp", ["QmailSerial", "QmailCore"]),
+    ("maildirserial", ["QmailSerial", "QmailCore"]),
 ]
 
 let libraries: [Target] = [
@@ -110,6 +115,8 @@ let libraries: [Target] = [
                    providers: [.apt(["libcrypt-dev"])]),
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
+    .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup"], path: "Sources/QmailCtl"),
+    .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
@@ -131,6 +138,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
+    .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailSerial", "QmailCore"], path: "Tests/QmailCtlTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
     .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]

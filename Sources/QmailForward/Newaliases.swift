@@ -226,13 +226,18 @@ public enum Newaliases {
         var toks = Tokens()
         do {
             try CdbBuild.create(path: o.cdb, tmp: o.tmp, mode: 0o644) { add in
+                var progress = Progress("newaliases", unit: "lines", total: nil, size: file.bytes.count, large: 1 << 20)
+                var last = 0
                 while let (line, number) = lines.next() {
+                    progress.step(number)
+                    last = number
                     do {
                         try builder.compile(line, &toks, add)
                     } catch let f as ForwardFatal {
                         throw located(f, o.aliases, number, Array(line))
                     }
                 }
+                progress.finish(last)
             }
         } catch let f as ForwardFatal {
             throw f

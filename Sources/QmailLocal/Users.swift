@@ -144,7 +144,9 @@ extension UsersAssign {
         defer { umask(old) }
         do {
             try CdbWriter.create(path: dir + "/cdb", tmpPath: dir + "/cdb.tmp", mode: 0o644) { add in
-                for r in recs { try add(r.key, r.data) }
+                var progress = Progress("qmail-newu", unit: "records", total: recs.count, size: recs.count, large: 20000)
+                for (i, r) in recs.enumerated() { try add(r.key, r.data); progress.step(i + 1) }
+                progress.finish(recs.count)
             }
         } catch let e as SysError where e.op == "rename" {
             say(2, fatal + "unable to move users/cdb.tmp to users/cdb\n"); return 111

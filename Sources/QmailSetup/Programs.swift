@@ -21,7 +21,11 @@ public enum Programs {
         e("qmail-inject", 0o755), e("sendmail", 0o755), e("predate", 0o755), e("datemail", 0o755),
         e("mailsubj", 0o755), e("qmail-showctl", 0o755), e("qmail-qread", 0o755), e("qmail-qstat", 0o755),
         e("qmail-tcpto", 0o755), e("qmail-tcpok", 0o755), e("qmail-setup", 0o755), e("qmailctl", 0o755),
+<<<<<<< HEAD
         e("qmail-rcptcheck", 0o755),
+=======
+        e("qmail-report", 0o755),
+>>>>>>> ops
         // network services
         e("qmail-smtpd", 0o755), e("qmail-qmqpc", 0o755), e("qmail-qmqpd", 0o755), e("qmail-qmtpd", 0o755),
         e("tcp-env", 0o755), e("tcpserver", 0o755), e("tcprules", 0o755), e("rblsmtpd", 0o755),
@@ -29,6 +33,7 @@ public enum Programs {
         // .qmail helpers
         e("forward", 0o755), e("preline", 0o755), e("condredirect", 0o755), e("bouncesaying", 0o755),
         e("except", 0o755), e("maildirmake", 0o755), e("maildir2mbox", 0o755), e("maildirwatch", 0o755),
+        e("maildirsmtp", 0o755), e("maildirserial", 0o755),
         e("qreceipt", 0o755), e("qbiff", 0o755),
         // sendmail migration
         e("fastforward", 0o755), e("newaliases", 0o755), e("setforward", 0o755), e("printforward", 0o755),
