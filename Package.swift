@@ -68,6 +68,11 @@ let programs: [(name: String, deps: [String])] = [
     ("checkpassword", ["Checkpassword", "UserDirectory"]),
     ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
     ("vdelivermail", ["VHosting", "QmailCore"]),
+    ("checkpassword-ldap", ["Checkpassword", "UserDirectoryLDAP", "QmailCore"]),
+    ("checkpassword-mysql", ["Checkpassword", "UserDirectorySQL", "QmailCore"]),
+    ("vdelivermail-ldap", ["VHosting", "UserDirectoryLDAP", "QmailCore"]),
+    ("vdelivermail-mysql", ["VHosting", "UserDirectorySQL", "QmailCore"]),
+    ("vexport", ["VHosting", "QmailCore"]),
     ("vadddomain", ["VHosting", "QmailCore"]),
     ("vdeldomain", ["VHosting", "QmailCore"]),
     ("vaddaliasdomain", ["VHosting", "QmailCore"]),
@@ -99,6 +104,10 @@ let libraries: [Target] = [
     .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
                    providers: [.apt(["libcrypt-dev"])]),
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
+    .systemLibrary(name: "CLDAP", path: "Sources/CLDAP", pkgConfig: "ldap", providers: [.apt(["libldap-dev"])]),
+    .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
+    .target(name: "UserDirectoryLDAP", dependencies: ["QmailCore", "UserDirectory", "CLDAP"], path: "Sources/UserDirectoryLDAP"),
+    .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "Sources/UserDirectorySQL"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
 ]
@@ -119,6 +128,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
     .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
+    .testTarget(name: "UserDirectoryBackendTests", dependencies: ["UserDirectory", "UserDirectoryLDAP", "UserDirectorySQL", "QmailCore"], path: "Tests/UserDirectoryBackendTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
 ]
 

@@ -35,6 +35,7 @@ public enum Programs {
         // virtual hosting and checkpassword
         e("checkpassword", 0o711), e("checkpassword-file", 0o711), e("checkpassword-ldap", 0o711),
         e("checkpassword-mysql", 0o711), e("vdelivermail", 0o711),
+        e("vdelivermail-ldap", 0o711), e("vdelivermail-mysql", 0o711), e("vexport", 0o700),
         e("vadddomain", 0o700), e("vdeldomain", 0o700), e("vadduser", 0o700), e("vdeluser", 0o700),
         e("vpasswd", 0o700), e("vsetuserquota", 0o700), e("valias", 0o700), e("vuserinfo", 0o700),
         e("vdominfo", 0o700), e("vconvert", 0o700), e("vaddaliasdomain", 0o700), e("vmoduser", 0o700), e("vmkpasswd", 0o700),
