@@ -179,6 +179,9 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         }.joined()
     }
 
+    /// For unit tests: the template filled.
+    public static func fillForTests(_ template: String, _ escaped: String) -> String { fill(template, escaped) }
+
     typealias Entry = [String: [[UInt8]]]
 
     /// Runs one search; at most `limit` entries (more is ambiguous).
