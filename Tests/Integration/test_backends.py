@@ -317,3 +317,33 @@ def test_vexport_output_imports_exactly(env):
     out = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", env.slapd.uri, "-b", bs.BASE_DN, "(objectClass=sqMailAccount)", "mail"],
                          capture_output=True, text=True, timeout=30).stdout
     assert out.count("mail: ") == len(SCHEMES) + 3   # + postmaster, small, team
+
+
+def test_cn_config_schema_and_example_load(tmp_path):
+    """schemas/swift-qmail.ldif (cn=config form) loads beside the stock
+    schemas, and schemas/example.ldif is valid against it."""
+    conf = ["dn: cn=config\nobjectClass: olcGlobal\ncn: config\n",
+            "dn: cn=module{0},cn=config\nobjectClass: olcModuleList\ncn: module{0}\n"
+            "olcModulePath: /usr/lib/ldap\nolcModuleLoad: back_mdb\n",
+            "dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n"]
+    for s in ("core", "cosine", "inetorgperson", "nis"):
+        conf.append(pathlib.Path(f"/etc/ldap/schema/{s}.ldif").read_text())
+    conf.append((bs.SCHEMAS / "swift-qmail.ldif").read_text())
+    (tmp_path / "db").mkdir()
+    conf.append(f"dn: olcDatabase={{1}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+                f"olcDatabase: {{1}}mdb\nolcSuffix: dc=example,dc=org\nolcDbDirectory: {tmp_path}/db\n"
+                f"olcDbIndex: mail,sqMailAlias,sqDomainName,sqDomainAlias eq\n")
+    (tmp_path / "config.ldif").write_text("\n".join(c.rstrip("\n") + "\n" for c in conf))
+    (tmp_path / "d").mkdir()
+    r = subprocess.run([bs.SLAPADD, "-n0", "-F", str(tmp_path / "d"), "-l", str(tmp_path / "config.ldif")],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([bs.SLAPADD, "-F", str(tmp_path / "d"), "-l", str(bs.SCHEMAS / "example.ldif")],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # an entry the schema forbids is refused (the check is real)
+    (tmp_path / "bad.ldif").write_text("dn: uid=y,ou=users,dc=example,dc=org\nobjectClass: account\n"
+                                       "objectClass: sqMailAccount\nuid: y\nsqMailQuota: 1S\n")
+    r = subprocess.run([bs.SLAPADD, "-F", str(tmp_path / "d"), "-l", str(tmp_path / "bad.ldif")],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0
