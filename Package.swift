@@ -86,6 +86,16 @@ let programs: [(name: String, deps: [String])] = [
     ("vconvert", ["VHosting", "QmailCore"]),
     ("vmoduser", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
+    ("qmail-smtpd", ["QmailSMTP"]),
+    ("qmail-remote", ["QmailSMTP"]),
+    ("qmail-tcpto", ["QmailSMTP"]),
+    ("qmail-tcpok", ["QmailSMTP"]),
+    ("tcp-env", ["QmailSMTP"]),
+    ("rblsmtpd", ["QmailSMTP"]),
+    ("qmail-qmqpc", ["QmailSMTP"]),
+    ("qmail-qmqpd", ["QmailSMTP"]),
+    ("qmail-qmtpd", ["QmailSMTP"]),
+    ("qmail-rcptcheck", ["QmailRcptCheck"]),
 ]
 
 let libraries: [Target] = [
@@ -110,6 +120,8 @@ let libraries: [Target] = [
     .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "Sources/UserDirectorySQL"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
+    .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
 ]
 
 let executables: [Target] = programs.map { p in
@@ -130,6 +142,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
     .testTarget(name: "UserDirectoryBackendTests", dependencies: ["UserDirectory", "UserDirectoryLDAP", "UserDirectorySQL", "QmailCore"], path: "Tests/UserDirectoryBackendTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
+    .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]
 
 let package = Package(

@@ -4,8 +4,10 @@
 install_deps() {
   local want=(libcrypt-dev pkg-config libssl-dev openssl libldap-dev libmariadb-dev)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 slapd ldap-utils mariadb-server mariadb-client)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base slapd ldap-utils mariadb-server mariadb-client)
   fi
+  # test_man.py renders the man pages
+  if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -67,6 +67,10 @@ public final class QueueClient {
 
     public func put(_ s: String) { put(Array(s.utf8)) }
 
+    /// Makes sure the message is not queued (qmail_fail): close() then
+    /// withholds the envelope, so the queue program exits without queuing.
+    public func fail() { writeFailed = true }
+
     public func from(_ sender: [UInt8]) {
         envelope.append(UInt8(ascii: "F"))
         envelope += sender

@@ -41,22 +41,46 @@ public struct RemoteSpawn: SpawnDriver {
         if code == 111 { return SpawnReport("ZUnable to run qmail-remote.\n") }
         if code != 0 { return SpawnReport("DUnable to run qmail-remote.\n") }
         if output.isEmpty { return SpawnReport("Zqmail-remote produced no output.\n") }
-        var recipientReport: [UInt8]? = nil
-        var messageReport: [UInt8]? = nil
-        for rec in Records.split(output) {
-            guard let r = rec, let k = r.first else { continue }
-            if k == UInt8(ascii: "r") {
-                if recipientReport == nil, r.count >= 2 { recipientReport = Array(r.dropFirst()) }
-            } else if k == UInt8(ascii: "K") || k == UInt8(ascii: "Z") || k == UInt8(ascii: "D") {
-                messageReport = r
+        let records = Records.split(output).compactMap { $0 }.filter { !$0.isEmpty }
+        guard let first = records.first else { return SpawnReport("Zqmail-remote produced improper output.\n") }
+        let K = UInt8(ascii: "K"), Z = UInt8(ascii: "Z"), D = UInt8(ascii: "D")
+        // qmail-remote(8): recipient reports 'r' (accepted), 'h' (refused
+        // for good), 's' (refused for now), then the message report K/Z/D.
+        // One recipient per run here, so: [recipient report] message report.
+        if [UInt8(ascii: "r"), UInt8(ascii: "h"), UInt8(ascii: "s")].contains(first[0]) {
+            if first[0] == UInt8(ascii: "r"), first.count >= 2, [K, Z, D].contains(first[1]) {
+                return legacyReport(records)
             }
+            guard let message = records.dropFirst().first(where: { [K, Z, D].contains($0[0]) }) else {
+                return SpawnReport("Zqmail-remote produced improper output.\n")
+            }
+            // The recipient's status is the message's, unless the recipient
+            // itself was refused: 'h' is permanent, 's' temporary.
+            var letter = message[0]
+            if first[0] == UInt8(ascii: "h") { letter = D }
+            if first[0] == UInt8(ascii: "s") { letter = Z }
+            if first[0] == UInt8(ascii: "r"), message[0] == K { letter = K }
+            var text = Array(first.dropFirst())
+            // As qmail-rspawn: the message text follows unless the recipient's
+            // own status is worse than the message's.
+            let rank: (UInt8) -> Int = { $0 == K ? 1 : ($0 == Z ? 0 : -1) }
+            if rank(message[0]) <= rank(letter) { text += message.dropFirst() }
+            return SpawnReport([letter] + text)
         }
+        guard [K, Z, D].contains(first[0]) else { return SpawnReport("Zqmail-remote produced improper output.\n") }
+        // A message report alone: the failure came before any RCPT; a bare K
+        // without an accepted recipient cannot be.
+        if first[0] == K { return SpawnReport("Zqmail-remote produced improper output.\n") }
+        return SpawnReport(first)
+    }
+
+    /// Reports whose recipient record carries its own status letter ("rK...",
+    /// "rD..."), as some qmail-remote stand-ins write them.
+    static func legacyReport(_ records: [[UInt8]]) -> SpawnReport {
         let letters: Set<UInt8> = [UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "D")]
-        if let rr = recipientReport, let k = rr.first, letters.contains(k), k != UInt8(ascii: "K") {
-            return SpawnReport(rr)
-        }
-        guard let m = messageReport else { return SpawnReport("Zqmail-remote produced improper output.\n") }
-        if recipientReport == nil && m.first == UInt8(ascii: "K") {
+        let rr = Array(records[0].dropFirst())
+        if let k = rr.first, letters.contains(k), k != UInt8(ascii: "K") { return SpawnReport(rr) }
+        guard let m = records.dropFirst().first(where: { letters.contains($0[0]) }) else {
             return SpawnReport("Zqmail-remote produced improper output.\n")
         }
         return SpawnReport(m)

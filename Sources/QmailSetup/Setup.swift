@@ -31,6 +31,9 @@ public struct SetupOptions {
     /// Put fastforward (/etc/aliases) and dot-forward (~/.forward) in place.
     public var sendmail = false
     public var aliasesFile = "/etc/aliases"
+    /// Directory of man pages (NAME.1 ... NAME.8) to install into HOME/man;
+    /// nil: none (qmail-setup logs that it skipped them).
+    public var manDirectory: String? = nil
 
     public init(home: String, fqdn: String, singleUser: Bool, programDirectory: String) {
         self.home = home
@@ -98,6 +101,7 @@ public final class Setup {
         try own("\(o.home)/ids", ownerUid, ownerGid, 0o644)
 
         try installPrograms(q)
+        try installManPages()
         try writeControls()
         try writeAliases(q)
         try writeBootScripts()
@@ -253,6 +257,27 @@ public final class Setup {
         }
         guard installed > 0 else { throw SetupError("no programs found in \(o.programDirectory); build them first (swift build -c release)") }
         log("installed \(installed) programs in \(o.home)/bin")
+    }
+
+    /// Copies NAME.N from the man directory into HOME/man/manN/ (0644).
+    func installManPages() throws {
+        guard let src = o.manDirectory, Sys.isDirectory(src) else {
+            log("no man pages found (--man DIR); skipped HOME/man")
+            return
+        }
+        var installed = 0
+        for name in try Sys.listDirectory(src).sorted() {
+            let b = Array(name.utf8)
+            guard b.count > 2, b[b.count - 2] == UInt8(ascii: "."), b.first != UInt8(ascii: "."),
+                  (UInt8(ascii: "1")...UInt8(ascii: "8")).contains(b[b.count - 1]) else { continue }
+            let section = "man" + String(UnicodeScalar(b[b.count - 1]))
+            try dir("\(o.home)/man/\(section)", ownerUid, ownerGid, 0o755)
+            let dst = "\(o.home)/man/\(section)/\(name)"
+            try copyFile("\(src)/\(name)", dst)
+            try own(dst, ownerUid, ownerGid, 0o644)
+            installed += 1
+        }
+        log("installed \(installed) man pages in \(o.home)/man")
     }
 
     /// Copies through a temporary name and renames, so a running system never

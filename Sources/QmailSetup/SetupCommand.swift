@@ -5,7 +5,7 @@ import Glibc
 import QmailCore
 
 public enum SetupCommand {
-    static let usage = "usage: qmail-setup [--single-user] [--owner USER] [--sendmail [--aliases FILE]] [--programs DIR] HOME FQDN"
+    static let usage = "usage: qmail-setup [--single-user] [--owner USER] [--sendmail [--aliases FILE]] [--programs DIR] [--man DIR] HOME FQDN"
 
     public static func main(_ argv: [String]) -> Int32 {
         var single = geteuid() != 0
@@ -13,6 +13,7 @@ public enum SetupCommand {
         var sendmail = false
         var owner: (uid_t, gid_t)? = nil
         var aliases = "/etc/aliases"
+        var man: String? = nil
         var rest: [String] = []
         var i = 1
         while i < argv.count {
@@ -34,6 +35,10 @@ public enum SetupCommand {
                 i += 1
                 guard i < argv.count else { Sys.warn(usage); return 100 }
                 programs = argv[i]
+            case "--man":
+                i += 1
+                guard i < argv.count else { Sys.warn(usage); return 100 }
+                man = argv[i]
             case "-h", "--help":
                 print(usage)
                 return 0
@@ -56,6 +61,7 @@ public enum SetupCommand {
         opts.sendmail = sendmail
         opts.owner = owner.map { (uid: $0.0, gid: $0.1) }
         opts.aliasesFile = aliases
+        opts.manDirectory = man ?? defaultManDirectory(dir)
         do {
             try Setup(opts, log: { print("qmail-setup: \($0)") }).run()
             return 0
@@ -66,6 +72,18 @@ public enum SetupCommand {
             Sys.warn("qmail-setup: fatal: \(error)")
             return 111
         }
+    }
+
+    /// docs/man of the source tree the programs were built in: the parent of
+    /// `.build` (`ROOT/.build/<triple>/<config>` or `ROOT/.build/<config>`).
+    static func defaultManDirectory(_ programs: String) -> String? {
+        let parts = programs.split(separator: "/", omittingEmptySubsequences: false)
+        var root: String? = nil
+        if let i = parts.firstIndex(of: ".build") {
+            root = parts[..<i].joined(separator: "/")
+        }
+        let d = (root ?? programs + "/../..") + "/docs/man"
+        return Sys.isDirectory(d) ? d : nil
     }
 
     static func selfDirectory() -> String? {

@@ -4,4 +4,4 @@
 import QmailCore
 import QmailSetup
 
-Sys.exit(SetupCommand.main(CommandLine.arguments))
+Sys.exitFlushing(SetupCommand.main(CommandLine.arguments))  // print() output is buffered when stdout is a pipe

@@ -1,0 +1,345 @@
+// qmail-smtpd's conversation: a state machine over command lines read from
+// a Channel. Replies and their enhanced codes are qmail's; AUTH follows the
+// qmail-smtpd AUTH patch (checkpassword on descriptor 3); STARTTLS, SIZE,
+// SMTPUTF8 and the recipient lookup are the additions modern sites need.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+import QmailQueue
+
+/// Starts TLS on the server side of a connection (QmailTLS provides one).
+public protocol TLSServerStarter: AnyObject {
+    /// Loads certificate and key; false when TLS cannot be offered after all.
+    func prepare() -> Bool
+    /// Performs the handshake over `stream`; the returned stream carries the session.
+    func start(over stream: ByteStream, timeout: Int) throws -> ByteStream
+}
+
+public final class SMTPServer {
+    public var config: SMTPConfig
+    public let channel: Channel
+    public var tls: TLSServerStarter?
+
+    private var helo: [UInt8]?          // fakehelo: the HELO name when it differs from the remote host
+    private var seenMail = false
+    private var mailFrom: [UInt8] = []
+    private var recipients: [[UInt8]] = []
+    private var refusedSender = false   // badmailfrom: refuse each RCPT
+    private var utf8 = false
+    private var authUser: [UInt8]? = nil
+    private var tlsActive = false
+    private var esmtp = false
+
+    public init(config: SMTPConfig, channel: Channel, tls: TLSServerStarter? = nil) {
+        self.config = config
+        self.channel = channel
+        self.tls = tls
+    }
+
+    private func reply(_ s: String) { channel.put(s) }
+    private func reply(_ b: [UInt8]) { channel.put(b) }
+
+    /// Runs the session; returns the exit code.
+    public func run() -> Int32 {
+        reply("220 "); reply(config.greeting); reply(" ESMTP\r\n")
+        do {
+            while true {
+                guard let (line, overflow) = try channel.readLine(limit: config.maxLine) else {
+                    try? channel.flush()
+                    return 1
+                }
+                if overflow { reply("500 line too long (#5.5.2)\r\n"); continue }
+                if try !dispatch(line) {
+                    try channel.flush()
+                    return 0
+                }
+            }
+        } catch ChannelError.timeout {
+            reply("451 timeout (#4.4.2)\r\n")
+            try? channel.flush()
+            return 1
+        } catch {
+            return 1
+        }
+    }
+
+    /// Handles one command; false after QUIT.
+    func dispatch(_ line: [UInt8]) throws -> Bool {
+        if line.contains(0) { reply("501 NUL byte in command (#5.5.2)\r\n"); return true }
+        let sp = line.firstIndex(of: Ascii.space) ?? line.count
+        let verb = String(decoding: line[0..<sp].map(Ascii.lower), as: UTF8.self)
+        var a = sp
+        while a < line.count && line[a] == Ascii.space { a += 1 }
+        let arg = Array(line[a...])
+        switch verb {
+        case "quit": reply("221 "); reply(config.greeting); reply("\r\n"); return false
+        case "helo": doHelo(arg, extended: false)
+        case "ehlo": doHelo(arg, extended: true)
+        case "rset": resetTransaction(); reply("250 flushed\r\n")
+        case "noop": reply("250 ok\r\n")
+        case "vrfy": reply("252 send some mail, i'll try my best\r\n")
+        case "help": reply("214 qmail home page: http://pobox.com/~djb/qmail.html\r\n")
+        case "mail": doMail(arg)
+        case "rcpt": doRcpt(arg)
+        case "data": return try doData()
+        case "auth": try doAuth(arg)
+        case "starttls": try doStartTLS(arg)
+        default: reply("502 unimplemented (#5.5.1)\r\n")
+        }
+        return true
+    }
+
+    private func resetTransaction() {
+        seenMail = false
+        mailFrom = []
+        recipients = []
+        refusedSender = false
+        utf8 = false
+    }
+
+    private var authOffered: Bool {
+        config.authHostname != nil && authUser == nil && (tlsActive || !config.authNeedsTLS)
+    }
+
+    private func doHelo(_ arg: [UInt8], extended: Bool) {
+        resetTransaction()
+        helo = config.remoteHost.caseInsensitiveEquals(arg) ? nil : arg
+        esmtp = extended
+        guard extended else { reply("250 "); reply(config.greeting); reply("\r\n"); return }
+        reply("250-"); reply(config.greeting); reply("\r\n")
+        reply("250-PIPELINING\r\n250-8BITMIME\r\n")
+        reply(config.databytes > 0 ? "250-SIZE \(config.databytes)\r\n" : "250-SIZE\r\n")
+        if tls != nil && !tlsActive { reply("250-STARTTLS\r\n") }
+        if authOffered {
+            var mechs: [String] = []
+            if config.authPlainLogin { mechs += ["LOGIN", "PLAIN"] }
+            if config.authCram { mechs.append("CRAM-MD5") }
+            let m = mechs.joined(separator: " ")
+            reply("250-AUTH \(m)\r\n250-AUTH=\(m)\r\n")
+        }
+        reply("250 SMTPUTF8\r\n")
+    }
+
+    private func doMail(_ arg: [UInt8]) {
+        if config.authRequired && authUser == nil {
+            reply("530 authentication required (#5.7.1)\r\n"); return
+        }
+        if seenMail { reply("503 nested MAIL command (#5.5.1)\r\n"); return }
+        guard let parsed = AddressParse.parse(arg) else { reply("555 syntax error (#5.5.4)\r\n"); return }
+        let wantsUTF8 = parsed.parameters.contains { $0.key == "SMTPUTF8" }
+        if AddressParse.isEightBit(parsed.address) && !wantsUTF8 {
+            reply("553 sorry, a non-ASCII address needs SMTPUTF8 (#5.6.7)\r\n"); return
+        }
+        if let size = parsed.parameter("SIZE") {
+            guard let n = Decimal.scanPrefix(size) else { reply("501 bad SIZE parameter (#5.5.4)\r\n"); return }
+            if config.databytes > 0 && n > config.databytes {
+                reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n"); return
+            }
+        }
+        refusedSender = config.badMailFrom.matches(parsed.address)
+        mailFrom = parsed.address
+        recipients = []
+        utf8 = wantsUTF8
+        seenMail = true
+        reply("250 ok\r\n")
+    }
+
+    private func doRcpt(_ arg: [UInt8]) {
+        guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return }
+        guard var parsed = AddressParse.parse(arg) else { reply("555 syntax error (#5.5.4)\r\n"); return }
+        if refusedSender { reply("553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)\r\n"); return }
+        if AddressParse.isEightBit(parsed.address) && !utf8 {
+            reply("553 sorry, a non-ASCII address needs SMTPUTF8 (#5.6.7)\r\n"); return
+        }
+        if recipients.count >= config.maxRecipients { reply("452 too many recipients (#4.5.3)\r\n"); return }
+        if parsed.address.isEmpty { reply("555 syntax error (#5.5.4)\r\n"); return }
+        if let at = parsed.address.lastIndex(of: Ascii.at), at + 1 < parsed.address.count, parsed.address[at + 1] == 91 {
+            if config.ipme == nil { config.ipme = IPMe.addresses() }
+            parsed.address = AddressParse.applyLocalIPHost(parsed.address, localIPHost: config.localIPHost, ipme: config.ipme ?? [])
+        }
+        let addr = parsed.address
+        do {
+            let ours = try config.rcptHosts.accepts(addr)
+            if let relay = config.relayClient {
+                if ours, let verdict = checkRecipient(addr) { reply(verdict); return }
+                recipients.append(addr + relay)
+            } else {
+                guard try config.rcptHosts.acceptsWithoutRelay(addr) else {
+                    reply("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"); return
+                }
+                if let verdict = checkRecipient(addr) { reply(verdict); return }
+                recipients.append(addr)
+            }
+        } catch {
+            reply("451 unable to read controls (#4.3.0)\r\n"); return
+        }
+        reply("250 ok\r\n")
+    }
+
+    /// Asks the recipient lookup program; nil when the recipient is fine.
+    private func checkRecipient(_ addr: [UInt8]) -> String? {
+        guard let prog = config.rcptCheck, !prog.isEmpty, !addr.isEmpty else { return nil }
+        switch ChildProgram.run(prog + [addr.string], fd3: nil, timeout: config.rcptCheckTimeout) {
+        case 0: return nil
+        case 100: return "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
+        default: return "451 temporary problem looking up the recipient (#4.3.0)\r\n"
+        }
+    }
+
+    private func doData() throws -> Bool {
+        guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return true }
+        guard !recipients.isEmpty else { reply("503 RCPT first (#5.5.1)\r\n"); return true }
+        seenMail = false
+        let qq: QueueClient
+        do { qq = try QueueClient(program: config.queueProgram) } catch {
+            reply("451 qqt failure (#4.3.0)\r\n"); return true
+        }
+        reply("354 go ahead\r\n")
+        // qmail writes "SMTP"; the RFC 3848/6531 names say what else was used.
+        var proto = "SMTP"
+        if utf8 || tlsActive || authUser != nil {
+            proto = (utf8 ? "UTF8SMTP" : "ESMTP") + (tlsActive ? "S" : "") + (authUser != nil ? "A" : "")
+        }
+        qq.put(Received.line(protocol: proto, local: config.local, remoteIP: config.remoteIP,
+                             remoteHost: config.remoteHost, remoteInfo: authUser ?? config.remoteInfo, helo: helo))
+        var rx = DataReceiver(databytes: config.databytes)
+        var outcome = DataReceiver.Outcome.more
+        let ended: Bool
+        do {
+            ended = try channel.scan { chunk in
+                let r = rx.feed(chunk)
+                outcome = r.outcome
+                if rx.output.count >= 65536 { qq.put(rx.output); rx.output.removeAll(keepingCapacity: true) }
+                return (r.consumed, r.outcome != .more)
+            }
+        } catch {
+            // Timeout or a broken connection: queue nothing, then report.
+            qq.fail()
+            _ = qq.close()
+            throw error
+        }
+        if !ended || outcome == .strayNewline {
+            qq.fail()
+            _ = qq.close()
+            if ended {
+                reply("451 See http://pobox.com/~djb/docs/smtplf.html.\r\n")
+                try? channel.flush()
+            }
+            Sys.exit(1)
+        }
+        qq.put(rx.output)
+        let tooManyHops = rx.hops >= 100
+        if tooManyHops || rx.overflowed { qq.fail() }
+        qq.from(mailFrom)
+        for r in recipients { qq.to(r) }
+        let failure = qq.close()
+        let pid = qq.queuePid
+        recipients = []
+        if failure == nil && !tooManyHops && !rx.overflowed {
+            reply("250 ok \(Sys.now()) qp \(pid)\r\n")
+        } else if tooManyHops {
+            reply("554 too many hops, this message is looping (#5.4.6)\r\n")
+        } else if rx.overflowed {
+            reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n")
+        } else if let f = failure {
+            reply((f.isTemporary ? "451 " : "554 ") + f.description + "\r\n")
+        }
+        return true
+    }
+
+    // MARK: AUTH
+
+    private func readAuthLine() throws -> [UInt8]? {
+        guard let (line, overflow) = try channel.readLine(limit: config.maxLine) else { throw ChannelError.closed }
+        if overflow { return nil }
+        return line
+    }
+
+    private func doAuth(_ arg: [UInt8]) throws {
+        guard config.authHostname != nil else { reply("502 unimplemented (#5.5.1)\r\n"); return }
+        if authUser != nil { reply("503 you're already authenticated (#5.5.0)\r\n"); return }
+        if seenMail { reply("503 no auth during mail transaction (#5.5.0)\r\n"); return }
+        if config.authNeedsTLS && !tlsActive {
+            reply("538 encryption required for requested authentication mechanism (#5.7.11)\r\n"); return
+        }
+        let words = arg.split(separator: Ascii.space).map(Array.init)
+        guard let mech = words.first.map({ String(decoding: $0.map(Ascii.lower), as: UTF8.self) }) else {
+            reply("501 auth type unimplemented (#5.5.1)\r\n"); return
+        }
+        let initial = words.count > 1 ? words[1] : nil
+        var user: [UInt8] = []
+        var secret: [UInt8] = []
+        var stamp: [UInt8] = []
+        switch mech {
+        case "login" where config.authPlainLogin:
+            var u = initial
+            if u == nil {
+                reply("334 VXNlcm5hbWU6\r\n")
+                u = try readAuthLine()
+            }
+            guard let ul = u, ul != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
+            guard let ud = Base64.decode(ul), !ud.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            reply("334 UGFzc3dvcmQ6\r\n")
+            guard let pl = try readAuthLine(), pl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
+            guard let pd = Base64.decode(pl), !pd.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            user = ud; secret = pd
+        case "plain" where config.authPlainLogin:
+            var r = initial
+            if r == nil {
+                reply("334 \r\n")
+                r = try readAuthLine()
+            }
+            guard let rl = r, rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
+            guard let d = Base64.decode(rl) else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            let parts = d.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
+            guard parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
+                reply("501 malformed auth input (#5.5.4)\r\n"); return
+            }
+            user = parts[1]; secret = parts[2]
+        case "cram-md5" where config.authCram:
+            let challenge = Array("<\(getpid()).\(Sys.now())@".utf8) + (config.authHostname ?? []) + [62]
+            reply("334 "); reply(Base64.encode(challenge)); reply("\r\n")
+            guard let rl = try readAuthLine(), rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
+            guard let d = Base64.decode(rl), let sp = d.lastIndex(of: Ascii.space), sp > 0 else {
+                reply("501 malformed auth input (#5.5.4)\r\n"); return
+            }
+            user = Array(d[..<sp]); secret = challenge; stamp = Array(d[(sp + 1)...])
+        default:
+            reply("504 auth type unimplemented (#5.5.1)\r\n"); return
+        }
+        if user.contains(0) || secret.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+        try channel.flush()
+        switch ChildProgram.checkpassword(config.checkpassword, user: user, secret: secret, stamp: stamp) {
+        case .ok:
+            authUser = user
+            if config.relayClient == nil { config.relayClient = [] }
+            reply("235 ok, go ahead (#2.0.0)\r\n")
+        case .rejected:
+            reply("535 authentication failed (#5.7.8)\r\n")
+        case .temporary:
+            reply("454 temporary authentication failure (#4.3.0)\r\n")
+        }
+    }
+
+    // MARK: STARTTLS
+
+    private func doStartTLS(_ arg: [UInt8]) throws {
+        guard let tls, !tlsActive else { reply("502 unimplemented (#5.5.1)\r\n"); return }
+        if !arg.isEmpty { reply("501 syntax error (#5.5.4)\r\n"); return }
+        guard tls.prepare() else { reply("454 TLS not available due to temporary reason (#4.3.0)\r\n"); return }
+        reply("220 ready for tls\r\n")
+        try channel.flush()
+        // Anything the client sent after STARTTLS in plaintext must not be
+        // taken as if it came over TLS (CVE-2011-0411 style injection).
+        channel.discardBuffered()
+        do {
+            channel.stream = try tls.start(over: channel.stream, timeout: config.timeout)
+        } catch {
+            Sys.exit(1)
+        }
+        tlsActive = true
+        resetTransaction()
+        helo = nil
+    }
+}

@@ -1,0 +1,219 @@
+// tcp-env and rblsmtpd: programs that prepare the environment of a network
+// server and then exec it.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public enum Exec {
+    /// Replaces this process with argv; returns only on failure.
+    public static func exec(_ argv: [String]) -> Never {
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        execvp(argv[0], cargs)
+        Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: unable to run \(argv[0]): \(Sys.strerror(errno))")
+        Sys.exit(111)
+    }
+}
+
+public enum TcpEnv {
+    /// tcp-env [-rR] [-t timeout] program [arg...]: sets PROTO, TCPLOCALIP,
+    /// TCPLOCALPORT, TCPLOCALHOST, TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST
+    /// and (unless -R) TCPREMOTEINFO from descriptor 0, then runs program.
+    /// When descriptor 0 is not a TCP socket the environment is left alone.
+    public static func main(_ args: [String]) -> Never {
+        var ident = true
+        var timeout = 30
+        var i = 1
+        while i < args.count, args[i].hasPrefix("-"), args[i] != "-" {
+            let opt = args[i]
+            if opt == "--" { i += 1; break }
+            for c in opt.dropFirst() {
+                switch c {
+                case "r": ident = true
+                case "R": ident = false
+                case "t":
+                    i += 1
+                    guard i < args.count, let t = Int(args[i]) else { usage() }
+                    timeout = t
+                default: usage()
+                }
+            }
+            i += 1
+        }
+        guard i < args.count else { usage() }
+        var local = sockaddr_storage(), remote = sockaddr_storage()
+        var llen = socklen_t(MemoryLayout<sockaddr_storage>.size), rlen = llen
+        let ok = withUnsafeMutablePointer(to: &local) { lp in
+            withUnsafeMutablePointer(to: &remote) { rp in
+                lp.withMemoryRebound(to: sockaddr.self, capacity: 1) { l in
+                    rp.withMemoryRebound(to: sockaddr.self, capacity: 1) { r in
+                        getsockname(0, l, &llen) == 0 && getpeername(0, r, &rlen) == 0
+                    }
+                }
+            }
+        }
+        if ok {
+            let (lip, lport) = addr(&local)
+            let (rip, rport) = addr(&remote)
+            if let lip, let rip, let lport, let rport {
+                setenv("PROTO", "TCP", 1)
+                setenv("TCPLOCALIP", "\(lip)", 1)
+                setenv("TCPLOCALPORT", "\(lport)", 1)
+                setenv("TCPREMOTEIP", "\(rip)", 1)
+                setenv("TCPREMOTEPORT", "\(rport)", 1)
+                let dns = DNSResolver.system()
+                dns.timeout = 3
+                if let n = try? dns.ptr(lip) { setenv("TCPLOCALHOST", n.string, 1) } else { unsetenv("TCPLOCALHOST") }
+                if let n = try? dns.ptr(rip) { setenv("TCPREMOTEHOST", n.string, 1) } else { unsetenv("TCPREMOTEHOST") }
+                unsetenv("TCPREMOTEINFO")
+                if ident, let user = identLookup(local: lip, localPort: lport, remote: rip, remotePort: rport, timeout: timeout) {
+                    setenv("TCPREMOTEINFO", user, 1)
+                }
+            }
+        }
+        Exec.exec(Array(args[i...]))
+    }
+
+    static func usage() -> Never {
+        Sys.warn("tcp-env: usage: tcp-env [ -rR ] [ -t timeout ] program")
+        Sys.exit(100)
+    }
+
+    static func addr(_ ss: inout sockaddr_storage) -> (IPAddress?, Int?) {
+        withUnsafePointer(to: &ss) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                (SocketAddress.ip(of: sa)?.unmapped, SocketAddress.port(of: sa))
+            }
+        }
+    }
+
+    /// RFC 1413: asks the client's identd who owns the connection.
+    static func identLookup(local: IPAddress, localPort: Int, remote: IPAddress, remotePort: Int, timeout: Int) -> String? {
+        guard case .success(let fd) = SocketAddress.connect(remote, port: 113, timeout: timeout) else { return nil }
+        defer { close(fd) }
+        let ch = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: timeout, capacity: 1024)
+        ch.put("\(remotePort) , \(localPort)\r\n")
+        guard (try? ch.flush()) != nil, let got = try? ch.readLine(limit: 1000) else { return nil }
+        let line = got.line
+        let parts = line.split(byte: Ascii.colon)
+        guard parts.count >= 4, parts[1].string.trimmingSpaces == "USERID" else { return nil }
+        let user = parts[3...].joined(separator: [Ascii.colon]).map { $0 }
+        return String(decoding: user, as: UTF8.self).trimmingSpaces
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" || s.last == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// rblsmtpd: blocks clients listed in DNS blocklists by speaking just enough
+/// SMTP to refuse their mail (ucspi-tcp's behaviour), else runs the server.
+public enum RBLSMTPD {
+    public static func main(_ args: [String]) -> Never {
+        var permanent = false
+        var blockOnSoftFailure = false
+        var timeout = 60
+        var lists: [(base: String, allow: Bool)] = []
+        var i = 1
+        func need() -> String {
+            i += 1
+            guard i < args.count else { usage() }
+            return args[i]
+        }
+        while i < args.count, args[i].hasPrefix("-") {
+            let a = args[i]
+            if a == "--" { i += 1; break }
+            switch a {
+            case "-b": permanent = true
+            case "-B": permanent = false
+            case "-c": blockOnSoftFailure = true
+            case "-C": blockOnSoftFailure = false
+            case "-t": guard let t = Int(need()) else { usage() }; timeout = t
+            case "-r": lists.append((need(), false))
+            case "-a": lists.append((need(), true))
+            default:
+                if a.hasPrefix("-r") { lists.append((String(a.dropFirst(2)), false)) }
+                else if a.hasPrefix("-a") { lists.append((String(a.dropFirst(2)), true)) }
+                else if a.hasPrefix("-t"), let t = Int(a.dropFirst(2)) { timeout = t }
+                else { usage() }
+            }
+            i += 1
+        }
+        guard i < args.count else { usage() }
+        let program = Array(args[i...])
+        let ipText = Sys.getenv("TCPREMOTEIP") ?? ""
+        var message: String? = nil
+        if let env = Sys.getenv("RBLSMTPD") {
+            if env.isEmpty { Exec.exec(program) }
+            if env.hasPrefix("-") { permanent = true; message = String(env.dropFirst()) } else { message = env }
+        } else if let ip = IPAddress(ipText)?.unmapped {
+            let dns = DNSResolver.system()
+            dns.timeout = max(1, timeout / 2)
+            outer: for l in lists {
+                // "-r base:text" uses an A lookup and a fixed message.
+                var base = l.base
+                var fixed: String? = nil
+                if let c = base.firstIndex(of: ":") { fixed = String(base[base.index(after: c)...]); base = String(base[..<c]) }
+                let name = Array("\(ip.reverseLabels).\(base)".utf8)
+                do {
+                    if l.allow {
+                        if try !dns.lookup(name, .a).isEmpty { break outer }
+                        continue
+                    }
+                    if let fixed {
+                        if try !dns.lookup(name, .a).isEmpty { message = fixed.isEmpty ? "Blocked" : fixed; break outer }
+                        continue
+                    }
+                    let txt = try dns.lookup(name, .txt)
+                    if let t = txt.first {
+                        message = (t.text ?? []).string
+                        if message!.isEmpty { message = "\(ip) is listed in \(base)" }
+                        break outer
+                    }
+                    if try !dns.lookup(name, .a).isEmpty { message = "\(ip) is listed in \(base)"; break outer }
+                } catch DNSError.hard {
+                    continue
+                } catch {
+                    if blockOnSoftFailure { message = "temporary RBL lookup error"; permanent = false; break outer }
+                }
+            }
+        }
+        guard let text = message else { Exec.exec(program) }
+        let code = permanent ? "553" : "451"
+        Sys.warn("rblsmtpd: \(ipText) pid \(getpid()): \(code) \(text)")
+        refuse(code: code, text: text, timeout: timeout)
+    }
+
+    static func usage() -> Never {
+        Sys.warn("rblsmtpd: usage: rblsmtpd [ -b ] [ -R ] [ -t timeout ] [ -r base ] [ -a base ] smtpd [ arg ... ]")
+        Sys.exit(100)
+    }
+
+    /// The blocked client's session: greet, accept HELO, refuse mail, hang up on QUIT.
+    static func refuse(code: String, text: String, timeout: Int) -> Never {
+        let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: timeout, capacity: 4096)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.filter { $0 != "\r" } }
+        var reply = ""
+        for (k, l) in lines.enumerated() { reply += code + (k == lines.count - 1 ? " " : "-") + l + "\r\n" }
+        ch.put("220 rblsmtpd.local\r\n")
+        var commands = 0
+        while commands < 100 {
+            guard let got = try? ch.readLine(limit: 1000) else { break }
+            let line = got.line
+            commands += 1
+            let verb = String(decoding: line.prefix(while: { $0 != Ascii.space }).map(Ascii.lower), as: UTF8.self)
+            switch verb {
+            case "quit": ch.put("221 rblsmtpd.local\r\n"); try? ch.flush(); Sys.exit(0)
+            case "helo", "ehlo", "rset", "noop": ch.put("250 rblsmtpd.local\r\n")
+            default: ch.put(reply)
+            }
+        }
+        try? ch.flush()
+        Sys.exit(0)
+    }
+}

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""SMTP intake benchmark: N 4-KiB messages over 10 concurrent SMTP sessions
+(a Python client, one process per session, each session sending its share
+of messages over one connection) into
+
+  - our qmail-smtpd under tcpserver (ours from SQ_BIN if built, else
+    Debian's ucspi-tcp), each message through qmail-queue (fsync'd), and
+  - Postfix's smtpd (Debian package, a private instance with its own
+    config and queue on another loopback port; cleanup fsyncs each queue file).
+
+Neither side delivers (no qmail-send, no qmgr): this measures accepting
+mail. Prints messages/s for each and the ratio ours/Postfix.
+Run as root (Postfix's master). BENCH_MESSAGES, BENCH_SESSIONS, SQ_BIN,
+BENCH_CLIENT=python (default) or smtp-source.
+"""
+import multiprocessing
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "Tests", "Integration"))
+import postfix_helper  # noqa: E402
+
+N = int(os.environ.get("BENCH_MESSAGES", "2000"))
+SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10"))
+BIN = os.path.abspath(os.environ.get("SQ_BIN", os.path.join(HERE, "..", ".build", "release")))
+WORK = os.environ.get("BENCH_DIR", "/var/tmp")
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+# "python" (smtplib, one process per session) or "smtp-source" (Postfix's load generator)
+CLIENT = os.environ.get("BENCH_CLIENT", "python")
+BODY = b"From: bench@client.example\r\nTo: user@bench.example\r\nSubject: bench\r\n\r\n" + (b"x" * 62 + b"\r\n") * 62
+BODY += b"y" * (4096 - len(BODY) - 2) + b"\r\n"
+assert len(BODY) == 4096
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.recv(100)
+            s.sendall(b"QUIT\r\n")
+            s.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def session(args):
+    port, count, k = args
+    c = smtplib.SMTP("127.0.0.1", port, timeout=120)
+    c.ehlo("client.example")
+    for i in range(count):
+        c.sendmail(f"s{k}@client.example", [f"user{i % 10}@bench.example"], BODY)
+    c.quit()
+    return count
+
+
+def run_clients(port):
+    if CLIENT == "smtp-source":
+        t0 = time.perf_counter()
+        subprocess.run([SMTP_SOURCE, "-d", "-s", str(SESSIONS), "-m", str(N), "-l", str(len(BODY)),
+                        "-M", "client.example", "-f", "s@client.example", "-t", "user@bench.example",
+                        f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL, timeout=600)
+        return time.perf_counter() - t0
+    shares = [N // SESSIONS + (1 if k < N % SESSIONS else 0) for k in range(SESSIONS)]
+    with multiprocessing.Pool(SESSIONS) as pool:
+        t0 = time.perf_counter()
+        sent = sum(pool.map(session, [(port, shares[k], k) for k in range(SESSIONS)]))
+        dt = time.perf_counter() - t0
+    assert sent == N
+    return dt
+
+
+NULLQQ_C = b"""#include <unistd.h>
+int main(void){char b[65536];while(read(0,b,sizeof b)>0);while(read(1,b,sizeof b)>0);return 0;}
+"""
+
+
+def null_queue(base):
+    """A qmail-queue stand-in that reads and discards (C, so its exec is cheap),
+    to show what qmail-smtpd and tcpserver cost without the queue."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    src, exe = os.path.join(base, "nullqq.c"), os.path.join(base, "nullqq")
+    with open(src, "wb") as f:
+        f.write(NULLQQ_C)
+    r = subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True)
+    return exe if r.returncode == 0 else None
+
+
+def ours(base, queue_program=None):
+    home = os.path.join(base, "qmail")
+    if not os.path.exists(home):
+        subprocess.run([os.path.join(BIN, "qmail-setup"), "--single-user", home, "bench.example"], check=True,
+                       capture_output=True)
+        with open(os.path.join(home, "control", "rcpthosts"), "w") as f:
+            f.write("bench.example\n")
+    tcpserver = os.path.join(home, "bin", "tcpserver")
+    if not os.path.exists(tcpserver):
+        tcpserver = shutil.which("tcpserver")
+    port = free_port()
+    env = dict(os.environ, QMAIL_HOME=home)
+    env.pop("QMAILQUEUE", None)
+    if queue_program:
+        env["QMAILQUEUE"] = queue_program
+    srv = subprocess.Popen([tcpserver, "-q", "-R", "-H", "-l", "bench.example", "-c", str(SESSIONS + 5),
+                            "127.0.0.1", str(port), os.path.join(home, "bin", "qmail-smtpd")],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        dt = run_clients(port)
+        if not queue_program:
+            todo = sum(len(files) for _, _, files in os.walk(os.path.join(home, "queue", "todo")))
+            assert todo == N, f"ours: {todo} of {N} queued"
+        return dt, tcpserver
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def postfix(base):
+    port = free_port()
+    pf = postfix_helper.Postfix(os.path.join(base, "postfix"), port, hostname="bench.example")
+    try:
+        dt = run_clients(port)
+        time.sleep(0.2)
+        n = len(pf.queued_ids())
+        assert n == N, f"postfix: {n} of {N} queued"
+        return dt
+    finally:
+        pf.stop()
+
+
+def main():
+    if not postfix_helper.available():
+        raise SystemExit("run as root with Postfix installed")
+    base = tempfile.mkdtemp(prefix="smtp-bench-", dir=WORK)
+    try:
+        t_ours, tcpserver = ours(base)
+        t_pf = postfix(base)
+        nq = null_queue(base)
+        t_null = ours(base, nq)[0] if nq else None
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    r_ours, r_pf = N / t_ours, N / t_pf
+    client = "Postfix smtp-source -d" if CLIENT == "smtp-source" else "Python smtplib clients"
+    print(f"messages: {N} x {len(BODY)} bytes over {SESSIONS} sessions ({client})")
+    print(f"ours     qmail-smtpd under {tcpserver}: {t_ours:7.2f} s  {r_ours:8.1f} msgs/s  ({BIN})")
+    print(f"postfix  smtpd {postfix_version()}: {t_pf:7.2f} s  {r_pf:8.1f} msgs/s")
+    print(f"ratio ours/postfix: {r_ours / r_pf:.2f}")
+    if t_null:
+        print(f"ours with qmail-queue replaced by a no-op (smtpd + tcpserver alone): {N / t_null:8.1f} msgs/s")
+
+
+def postfix_version():
+    r = subprocess.run(["postconf", "-d", "-h", "mail_version"], capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+if __name__ == "__main__":
+    main()
