@@ -111,8 +111,9 @@ def main():
         print(f"made {len(users)} mailboxes in {DOMAINS} domains in {time.perf_counter() - t:.1f} s")
         ldif = q.run("vexport", "--ldif", bs.BASE_DN).stdout
         sql = q.run("vexport", "--sql").stdout
-        slapd = bs.Slapd(base / "ldap", ldif)
-        mariadb = bs.Mariadbd(base / "mysql", sql)
+        certs = bs.make_certs(base / "certs")
+        slapd = bs.Slapd(base / "ldap", ldif, certs)
+        mariadb = bs.Mariadbd(base / "mysql", sql, certs)
         bs.configure(q, slapd, mariadb, vuser.pw_uid, vuser.pw_gid)
         sha = [u for u in users if u[0] != "u0"]
         yes = [u for u in users if u[0] == "u0"]

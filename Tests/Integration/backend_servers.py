@@ -24,6 +24,28 @@ SQL_USER = "mailer"
 SQL_PW = "sql-secret-Zr4"
 
 
+def make_certs(root: pathlib.Path):
+    """A private CA and a server certificate for 127.0.0.1 (IP SAN), and a
+    second CA that did not sign it (to show verification happens)."""
+    root.mkdir(parents=True, exist_ok=True)
+
+    def ossl(*args):
+        r = subprocess.run(["openssl", *args], capture_output=True, timeout=60, cwd=root)
+        assert r.returncode == 0, r.stderr
+
+    for ca in ("ca", "otherca"):
+        ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+             "-days", "2", "-subj", f"/CN=swift-qmail test {ca}")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (root / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                  "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    for f in root.iterdir():
+        f.chmod(0o644)
+    return root
+
+
 def missing_binaries():
     need = [SLAPD, SLAPADD, MARIADBD, INSTALL_DB, MARIADB, "/usr/lib/ldap/back_mdb.so"]
     return [p for p in need if not os.path.exists(p)]
@@ -45,10 +67,12 @@ def wait_for(check, timeout=15.0):
 
 
 class Slapd:
-    def __init__(self, root: pathlib.Path, ldif: bytes):
+    def __init__(self, root: pathlib.Path, ldif: bytes, certs: pathlib.Path):
         self.root = root
         self.port = free_port()
+        self.tls_port = free_port()
         self.uri = f"ldap://127.0.0.1:{self.port}/"
+        self.tls_uri = f"ldaps://127.0.0.1:{self.tls_port}/"
         self.proc = None
         (root / "db").mkdir(parents=True)
         (root / "slapd.conf").write_text(f"""
@@ -58,6 +82,9 @@ include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 include {SCHEMAS}/swift-qmail.schema
 pidfile {root}/slapd.pid
+TLSCACertificateFile {certs}/ca.pem
+TLSCertificateFile {certs}/server.pem
+TLSCertificateKeyFile {certs}/server.key
 modulepath /usr/lib/ldap
 moduleload back_mdb
 database mdb
@@ -77,13 +104,15 @@ index mail,sqMailAlias,sqDomainName,sqDomainAlias eq
         self.start()
 
     def start(self):
-        self.proc = subprocess.Popen([SLAPD, "-f", str(self.root / "slapd.conf"), "-h", self.uri, "-d", "0"],
+        self.proc = subprocess.Popen([SLAPD, "-f", str(self.root / "slapd.conf"), "-h", self.uri + " " + self.tls_uri, "-d", "0"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
+                for port in (self.port, self.tls_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        pass
+                return True
             except OSError:
                 return False
         assert wait_for(up), "slapd did not start"
@@ -100,8 +129,10 @@ index mail,sqMailAlias,sqDomainName,sqDomainAlias eq
 
 
 class Mariadbd:
-    def __init__(self, root: pathlib.Path, sql: bytes):
+    def __init__(self, root: pathlib.Path, sql: bytes, certs: pathlib.Path):
         self.root = root
+        self.certs = certs
+        self.port = free_port()
         self.datadir = root / "data"
         # The socket sits in a directory every mailbox account can reach.
         self.socket = str(root / "mysql.sock")
@@ -113,8 +144,11 @@ class Mariadbd:
         self.start()
         self.sql(open(SCHEMAS / "mysql.sql", "rb").read(), db="mail", create=True)
         self.sql(sql, db="mail")
+        # over the socket: a plain account; over TCP: the same name, TLS required
         self.sql(f"CREATE USER '{SQL_USER}'@'localhost' IDENTIFIED BY '{SQL_PW}';"
-                 f"GRANT SELECT ON mail.* TO '{SQL_USER}'@'localhost';".encode())
+                 f"GRANT SELECT ON mail.* TO '{SQL_USER}'@'localhost';"
+                 f"CREATE USER '{SQL_USER}'@'127.0.0.1' IDENTIFIED BY '{SQL_PW}' REQUIRE SSL;"
+                 f"GRANT SELECT ON mail.* TO '{SQL_USER}'@'127.0.0.1';".encode())
 
     def sql(self, text: bytes, db=None, create=False):
         if create:
@@ -126,7 +160,10 @@ class Mariadbd:
 
     def start(self):
         self.proc = subprocess.Popen([MARIADBD, "--no-defaults", "--user=root", f"--datadir={self.datadir}",
-                                      f"--socket={self.socket}", "--skip-networking",
+                                      f"--socket={self.socket}", f"--port={self.port}",
+                                      "--bind-address=127.0.0.1", "--skip-name-resolve",
+                                      f"--ssl-ca={self.certs}/ca.pem", f"--ssl-cert={self.certs}/server.pem",
+                                      f"--ssl-key={self.certs}/server.key",
                                       f"--pid-file={self.root}/mariadbd.pid", "--innodb-buffer-pool-size=32M",
                                       f"--log-error={self.root}/error.log"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -91,8 +91,10 @@ def env():
         assert ldif.returncode == 0, ldif.stderr
         sql = q.run("vexport", "--sql")
         assert sql.returncode == 0, sql.stderr
-        slapd = bs.Slapd(base / "ldap", ldif.stdout)
-        mariadb = bs.Mariadbd(base / "mysql", sql.stdout)
+        certs = bs.make_certs(base / "certs")
+        slapd = bs.Slapd(base / "ldap", ldif.stdout, certs)
+        mariadb = bs.Mariadbd(base / "mysql", sql.stdout, certs)
+        e.certs = certs
         e.slapd, e.mariadb = slapd, mariadb
         bs.configure(q, slapd, mariadb, vuser.pw_uid, vuser.pw_gid)
         yield e
@@ -306,6 +308,64 @@ def test_server_stopped_mid_run(env, backend):
     finally:
         if server.proc is None:
             server.start()
+        env.use("file")
+
+
+@pytest.mark.parametrize("mode", ["ldaps", "starttls"])
+def test_ldap_over_tls(env, mode):
+    """ldaps:// and StartTLS, the server's certificate checked against
+    control/ldapcacert: right CA logs in and delivers, a CA that did not
+    sign the certificate is a temporary failure (so TLS really ran)."""
+    ctl = env.q.path / "control"
+    saved = (ctl / "ldapserver").read_text()
+    env.use("ldap")
+    try:
+        if mode == "ldaps":
+            (ctl / "ldapserver").write_text(env.slapd.tls_uri + "\n")
+        else:
+            (ctl / "ldaptls").write_text("starttls\n")
+        (ctl / "ldapcacert").write_text(f"{env.certs}/ca.pem\n")
+        r = env.checkpw("checkpassword-ldap", "ubcrypt@example.org", "pw-bcrypt")
+        assert r.returncode == 0, r.stderr
+        assert env.checkpw("checkpassword-ldap", "ubcrypt@example.org", "wrong").returncode == 1
+        assert env.deliver("ubcrypt").returncode == 0
+        (ctl / "ldapcacert").write_text(f"{env.certs}/otherca.pem\n")
+        r = env.checkpw("checkpassword-ldap", "ubcrypt@example.org", "pw-bcrypt")
+        assert r.returncode == 111, r.stderr
+        assert env.deliver("ubcrypt").returncode == 111
+    finally:
+        (ctl / "ldapserver").write_text(saved)
+        for f in ("ldaptls", "ldapcacert"):
+            (ctl / f).unlink(missing_ok=True)
+        env.use("file")
+
+
+def test_mysql_over_tcp_with_tls(env):
+    """TCP to 127.0.0.1, where the account requires TLS: sqltls verify with
+    the right CA works; no TLS is refused by the server and a wrong CA by
+    us, both temporary."""
+    ctl = env.q.path / "control"
+    saved = (ctl / "sqlserver").read_text()
+    env.use("mysql")
+    try:
+        (ctl / "sqlserver").write_text(f"127.0.0.1:{env.mariadb.port}\n")
+        (ctl / "sqltls").write_text("verify\n")
+        (ctl / "sqlcacert").write_text(f"{env.certs}/ca.pem\n")
+        r = env.checkpw("checkpassword-mysql", "ubcrypt@example.org", "pw-bcrypt")
+        assert r.returncode == 0, r.stderr
+        assert env.checkpw("checkpassword-mysql", "ubcrypt@example.org", "wrong").returncode == 1
+        assert env.deliver("ubcrypt").returncode == 0
+        (ctl / "sqlcacert").write_text(f"{env.certs}/otherca.pem\n")
+        assert env.checkpw("checkpassword-mysql", "ubcrypt@example.org", "pw-bcrypt").returncode == 111
+        assert env.deliver("ubcrypt").returncode == 111
+        (ctl / "sqltls").write_text("none\n")
+        r = env.checkpw("checkpassword-mysql", "ubcrypt@example.org", "pw-bcrypt")
+        assert r.returncode == 111, r.stderr
+        assert env.deliver("ubcrypt").returncode == 111
+    finally:
+        (ctl / "sqlserver").write_text(saved)
+        for f in ("sqltls", "sqlcacert"):
+            (ctl / f).unlink(missing_ok=True)
         env.use("file")
 
 
