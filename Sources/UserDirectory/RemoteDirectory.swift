@@ -247,3 +247,32 @@ extension String {
         return String(s)
     }
 }
+
+/// A hard deadline around a directory-server conversation. libldap and
+/// libmariadb honour their timeouts almost everywhere, but not all (a TLS
+/// handshake with an ldaps:// server that accepts and never answers waits
+/// for ever). If the deadline passes, the process says so and exits 111:
+/// a temporary failure, as the checkpassword and delivery interfaces want.
+public enum Watchdog {
+    nonisolated(unsafe) static var message: UnsafeMutablePointer<CChar>?
+    nonisolated(unsafe) static var count = 0
+
+    public static func arm(seconds: Int, what: String) {
+        do {
+            let name = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? "backend"
+            let text = "\(name): temporary failure: \(what) did not answer within \(seconds) seconds\n"
+            if let old = message { free(old) }
+            message = strdup(text)
+            count = text.utf8.count
+        }
+        signal(SIGALRM) { _ in
+            if let m = Watchdog.message { _ = write(2, m, Watchdog.count) }
+            _exit(111)
+        }
+        alarm(UInt32(max(1, seconds)))
+    }
+
+    public static func disarm() {
+        alarm(0)
+    }
+}

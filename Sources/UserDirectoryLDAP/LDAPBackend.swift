@@ -246,6 +246,9 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         guard let (user, domain) = RemoteDirectory.normalize(user: rawUser, domain: rawDomain) else { return .noSuchDomain }
         do {
             let cfg = try loadConfig()
+            // Connect and bind per URI, two searches, one reconnect.
+            Watchdog.arm(seconds: cfg.timeout * (4 + cfg.uris.split(separator: " ").count) + 1, what: "the LDAP server")
+            defer { Watchdog.disarm() }
             let at = cfg.attributes
             let domains = try search(LDAPBackend.fill(cfg.domainFilter, try LDAPBackend.escape(domain)),
                                      attributes: [at["domain"], at["domaindir"], at["uid"], at["gid"]])

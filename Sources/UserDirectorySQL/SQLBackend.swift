@@ -237,6 +237,10 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         guard String(validatingUTF8: user.map { CChar(bitPattern: $0) } + [0]) != nil,
               String(validatingUTF8: domain.map { CChar(bitPattern: $0) } + [0]) != nil else { return .noSuchDomain }
         do {
+            let cfg = try loadConfig()
+            // Connect, two queries, one reconnect; each read/write bounded by the timeout.
+            Watchdog.arm(seconds: cfg.timeout * 6 + 1, what: "the MySQL server")
+            defer { Watchdog.disarm() }
             let rows = try run(\.userStatement, make: userQuery, columns: 12, params: [user, domain])
             guard let r = rows.first else { return .noSuchDomain }
             if rows.count > 1 { return .temporary("MySQL: more than one row for \(user.string)@\(domain.string)") }

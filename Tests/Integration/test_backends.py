@@ -259,6 +259,15 @@ def test_misconfigured_or_slow_is_temporary(env, backend):
         assert r.returncode == 111, r.stderr
         assert time.monotonic() - t < 15
         assert env.deliver("umd5").returncode == 111
+        if backend == "ldap":
+            # a TLS handshake that never completes: libldap has no timeout
+            # for it, our deadline (ldaptimeout based) ends it
+            (ctl / key).write_text(f"ldaps://127.0.0.1:{port}/\n")
+            t = time.monotonic()
+            r = env.checkpw(prog, "uyescrypt@example.org", "pw-yescrypt")
+            assert r.returncode == 111 and b"did not answer" in r.stderr, r.stderr
+            assert time.monotonic() - t < 20
+            assert env.deliver("umd5").returncode == 111
         (ctl / key).unlink()
         assert env.checkpw(prog, "uyescrypt@example.org", "pw-yescrypt").returncode == 111
         assert env.checkpw(prog, "nobody@example.org", "x").returncode == 111
