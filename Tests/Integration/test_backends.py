@@ -29,6 +29,7 @@ pytestmark = [
 SCHEMES = ["yescrypt", "sha512", "sha256", "bcrypt", "md5"]
 MSG = b"From: sender@remote.example\nSubject: test\n\nhello there\n"
 BACKENDS = {"ldap": "checkpassword-ldap", "mysql": "checkpassword-mysql"}
+GECOS = "Zoë O'Brien \\ \"x\"; DROP"
 SHOW = ("sh", "-c", 'id -u; id -g; pwd; echo "USER=$USER"; echo "HOME=$HOME"; echo "MAILDIR=$MAILDIR"')
 
 
@@ -85,7 +86,7 @@ def env():
         e.admin("vaddaliasdomain", "example.org", "example.net")
         for s in SCHEMES:
             e.admin("vadduser", "-s", s, f"u{s}@example.org", password=f"pw-{s}")
-        e.admin("vadduser", "-q", "1000S", "small@example.org", password="pw")
+        e.admin("vadduser", "-q", "1000S", "-c", GECOS, "small@example.org", password="pw")
         e.admin("valias", "-i", "uyescrypt@example.org", "team@example.org")
         ldif = q.run("vexport", "--ldif", bs.BASE_DN)
         assert ldif.returncode == 0, ldif.stderr
@@ -386,6 +387,15 @@ def test_vexport_output_imports_exactly(env):
     out = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", env.slapd.uri, "-b", bs.BASE_DN, "(objectClass=sqMailAccount)", "mail"],
                          capture_output=True, text=True, timeout=30).stdout
     assert out.count("mail: ") == len(SCHEMES) + 3   # + postmaster, small, team
+    # a comment with quotes, a backslash and non-ASCII arrives intact in both
+    got = env.mariadb.sql(b"SELECT HEX(gecos) FROM users WHERE local_part = 'small'", db="mail").split()[1]
+    assert bytes.fromhex(got.decode()) == GECOS.encode()
+    out = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", env.slapd.uri, "-b", bs.BASE_DN,
+                          "(mail=small@example.org)", "description", "sqMailQuota"], capture_output=True, timeout=30).stdout
+    import base64
+    line = [l for l in out.split(b"\n") if l.startswith(b"description:: ")][0]
+    assert base64.b64decode(line.split(b" ", 1)[1]) == GECOS.encode()
+    assert b"sqMailQuota: 1000S" in out
 
 
 def test_cn_config_schema_and_example_load(tmp_path):
