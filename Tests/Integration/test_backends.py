@@ -264,11 +264,13 @@ def test_misconfigured_or_slow_is_temporary(env, backend):
             # a TLS handshake that never completes: libldap has no timeout
             # for it, our deadline (ldaptimeout based) ends it
             (ctl / key).write_text(f"ldaps://127.0.0.1:{port}/\n")
+            (ctl / "ldaptimeout").write_text("1\n")
             t = time.monotonic()
             r = env.checkpw(prog, "uyescrypt@example.org", "pw-yescrypt")
             assert r.returncode == 111 and b"did not answer" in r.stderr, r.stderr
             assert time.monotonic() - t < 20
             assert env.deliver("umd5").returncode == 111
+            (ctl / "ldaptimeout").write_text("2\n")
         (ctl / key).unlink()
         assert env.checkpw(prog, "uyescrypt@example.org", "pw-yescrypt").returncode == 111
         assert env.checkpw(prog, "nobody@example.org", "x").returncode == 111
@@ -290,6 +292,7 @@ def test_misconfigured_or_slow_is_temporary(env, backend):
     finally:
         hole.close()
         (ctl / key).write_text(saved)
+        (ctl / "ldaptimeout").write_text("2\n")
         env.use("file")
 
 
