@@ -2,9 +2,9 @@
 # missing (apt-get update is slow, so it runs at most once).
 # Usage: . scripts/deps.sh; install_deps run|test
 install_deps() {
-  local want=(libcrypt-dev pkg-config libssl-dev openssl)
+  local want=(libcrypt-dev pkg-config libssl-dev openssl libldap-dev libmariadb-dev)
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base slapd ldap-utils mariadb-server mariadb-client)
   fi
   # test_man.py renders the man pages
   if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
@@ -16,6 +16,11 @@ install_deps() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "== installing: ${missing[*]}"
+    # slapd asks for a directory of its own unless told not to; the tests
+    # run private servers, so the package's own configuration is skipped.
+    if printf '%s\n' "${missing[@]}" | grep -qx slapd; then
+      echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
+    fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
   fi

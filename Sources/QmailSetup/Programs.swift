@@ -21,11 +21,8 @@ public enum Programs {
         e("qmail-inject", 0o755), e("sendmail", 0o755), e("predate", 0o755), e("datemail", 0o755),
         e("mailsubj", 0o755), e("qmail-showctl", 0o755), e("qmail-qread", 0o755), e("qmail-qstat", 0o755),
         e("qmail-tcpto", 0o755), e("qmail-tcpok", 0o755), e("qmail-setup", 0o755), e("qmailctl", 0o755),
-<<<<<<< HEAD
         e("qmail-rcptcheck", 0o755),
-=======
         e("qmail-report", 0o755),
->>>>>>> ops
         // network services
         e("qmail-smtpd", 0o755), e("qmail-qmqpc", 0o755), e("qmail-qmqpd", 0o755), e("qmail-qmtpd", 0o755),
         e("tcp-env", 0o755), e("tcpserver", 0o755), e("tcprules", 0o755), e("rblsmtpd", 0o755),
@@ -41,6 +38,7 @@ public enum Programs {
         // virtual hosting and checkpassword
         e("checkpassword", 0o711), e("checkpassword-file", 0o711), e("checkpassword-ldap", 0o711),
         e("checkpassword-mysql", 0o711), e("vdelivermail", 0o711),
+        e("vdelivermail-ldap", 0o711), e("vdelivermail-mysql", 0o711), e("vexport", 0o700),
         e("vadddomain", 0o700), e("vdeldomain", 0o700), e("vadduser", 0o700), e("vdeluser", 0o700),
         e("vpasswd", 0o700), e("vsetuserquota", 0o700), e("valias", 0o700), e("vuserinfo", 0o700),
         e("vdominfo", 0o700), e("vconvert", 0o700), e("vaddaliasdomain", 0o700), e("vmoduser", 0o700), e("vmkpasswd", 0o700),

@@ -31,6 +31,9 @@ public struct Mailbox: Sendable, Equatable {
     /// System accounts get their supplementary groups (initgroups);
     /// virtual mailboxes only their one gid.
     public var initGroups: Bool
+    /// Addresses each message is also forwarded to (the LDAP and SQL
+    /// backends' forwards; the file backend keeps them in DIR/.qmail).
+    public var forwards: [[UInt8]] = []
 
     public init(login: [UInt8], uid: uid_t, gid: gid_t, home: String, maildir: String, shell: String,
                 quota: Quota = .unlimited, passwordHash: [UInt8], clearPassword: [UInt8]? = nil,

@@ -11,6 +11,10 @@
 //     an absolute Maildir path.
 // Exit 0 delivered, 100 bounce, 111 retry later. It trusts the qmail home
 // and the environment qmail-local gives it.
+// control/userdirectory picks the backend: "file" (the default, linked
+// here), "ldap" or "mysql": vdelivermail then execs HOME/bin/vdelivermail-ldap
+// or vdelivermail-mysql with the same arguments, so this program never links
+// libldap or libmariadb (one exec, about 2 ms, only on those sites).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +25,7 @@ import UserDirectory
 
 public struct VDeliver {
     public let home: QmailHome
-    public let backend: FileBackend
+    public let backend: RecipientDirectory
     public let env: (String) -> [UInt8]?
     let message: MessageInput
     /// The address we deliver for, for Delivered-To and loop detection.
@@ -29,9 +33,10 @@ public struct VDeliver {
 
     public static let noMailbox = "bounce-no-mailbox"
 
-    public init(home: QmailHome, message: MessageInput, env: @escaping (String) -> [UInt8]? = VDeliver.environment) {
+    public init(home: QmailHome, message: MessageInput, backend: RecipientDirectory? = nil,
+                env: @escaping (String) -> [UInt8]? = VDeliver.environment) {
         self.home = home
-        self.backend = FileBackend(home: home, plainPasswordsEnabled: false)
+        self.backend = backend ?? FileBackend(home: home, plainPasswordsEnabled: false)
         self.message = message
         self.env = env
     }
@@ -41,15 +46,43 @@ public struct VDeliver {
         return Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
     }
 
+    /// The backends control/userdirectory may name, and their programs.
+    public static let backendPrograms = ["ldap": "vdelivermail-ldap", "mysql": "vdelivermail-mysql"]
+
+    /// The program for control/userdirectory; nil for the file backend.
+    public static func backendProgram(home: QmailHome) throws -> String? {
+        let choice: [UInt8]?
+        do { choice = try Control(home: home).line("userdirectory") } catch {
+            throw MailFailure.temporary("unable to read control/userdirectory: \(error)")
+        }
+        guard let c = choice, !c.isEmpty, c != Array("file".utf8) else { return nil }
+        guard let p = backendPrograms[c.string] else {
+            throw MailFailure.temporary("control/userdirectory: unknown backend \(c.string) (want file, ldap or mysql)")
+        }
+        return home.path + "/bin/" + p
+    }
+
     /// The whole program; returns nil on success or the failure to report.
-    public static func main(argv: [String]) -> MailFailure? {
+    /// `backend` is given by vdelivermail-ldap/-mysql; vdelivermail itself
+    /// passes nil and follows control/userdirectory.
+    public static func main(argv: [String], backend: ((QmailHome) -> RecipientDirectory)? = nil) -> MailFailure? {
         guard argv.count >= 3 else {
             return .temporary("vdelivermail: usage: vdelivermail '' bounce-no-mailbox|delete|address|user|/path/Maildir")
+        }
+        let home = QmailHome.current()
+        if backend == nil {
+            do {
+                if let program = try backendProgram(home: home) {
+                    let cargs: [UnsafeMutablePointer<CChar>?] = [strdup(program)] + argv.dropFirst().map { strdup($0) } + [nil]
+                    execv(program, cargs)
+                    return .temporary("vdelivermail: unable to run \(program): \(Sys.strerror(errno))")
+                }
+            } catch let f as MailFailure { return f } catch { return .temporary("\(error)") }
         }
         signal(SIGPIPE, SIG_IGN)
         let message: MessageInput
         do { message = try MessageInput(fd: 0) } catch let f as MailFailure { return f } catch { return .temporary("\(error)") }
-        var d = VDeliver(home: QmailHome.current(), message: message)
+        var d = VDeliver(home: home, message: message, backend: backend?(home))
         return d.run(unknownAction: Array(argv[2].utf8))
     }
 
@@ -78,11 +111,11 @@ public struct VDeliver {
     }
 
     mutating func deliver(user: [UInt8], domain: [UInt8], unknownAction: [UInt8], catchAllDepth: Int) throws {
-        var found = backend.recipient(user: user, domain: domain)
+        var found = backend.recipient(user: user, domain: domain, aliases: true)
         // user-ext@domain reaches user when there is no user-ext (qmail's
         // extension addresses).
         if case .noSuchUser = found, let dash = user.firstIndex(of: Ascii.minus), dash > 0 {
-            let base = backend.recipient(user: Array(user[0..<dash]), domain: domain)
+            let base = backend.recipient(user: Array(user[0..<dash]), domain: domain, aliases: true)
             if case .mailbox = base { found = base }
         }
         switch found {
@@ -94,6 +127,8 @@ public struct VDeliver {
             try markDelivered(m.login.count > 0 ? m.login : user + [Ascii.at] + dom.real)
             if m.bounceMail { throw MailFailure.permanent("Sorry, this mailbox does not accept mail.", "5.2.1") }
             try deliverToMailbox(m)
+            // The directory's forwards for this mailbox (LDAP, SQL).
+            if !m.forwards.isEmpty { try forward(m.forwards) }
         case .alias(let targets, let dom):
             try markDelivered(user + [Ascii.at] + dom.real)
             try deliverToTargets(targets, base: dom.dir)

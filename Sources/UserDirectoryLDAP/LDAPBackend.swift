@@ -1,0 +1,289 @@
+// The LDAP backend (OpenLDAP's libldap): accounts and domains are entries of
+// the schema in schemas/ (or any schema, through control/ldapfilter and
+// control/ldapattributes). Every value put into a filter is escaped
+// (RFC 4515, ldap_bv2escaped_filter_value). Passwords are checked here
+// against the entry's {CRYPT} hash, so the user's password never goes to
+// the server. A server that is down, slow or refuses our bind is a
+// temporary failure; the connection is dropped and made again on the next
+// call. Configuration (HOME/control):
+//   ldapserver        URIs, one a line: ldap://host:port/, ldaps://host/
+//   ldapbasedn        the search base
+//   ldaptls           "starttls" to require StartTLS on ldap:// (else none)
+//   ldapcacert        CA certificate file for ldaps:// and StartTLS
+//   ldaptimeout       seconds for connect and each search (default 5)
+//   ldappassword      line 1 bind DN, line 2 password (mode 600; none: anonymous)
+//   ldapfilter        account filter, %s = the escaped address
+//   ldapdomainfilter  domain filter, %s = the escaped domain
+//   ldapattributes    key=attribute lines renaming the attributes below
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLDAP
+import QmailCore
+import UserDirectory
+
+public final class LDAPBackend: UserBackend, RecipientDirectory {
+    public static let defaultFilter = "(&(objectClass=sqMailAccount)(|(mail=%s)(sqMailAlias=%s)))"
+    public static let defaultDomainFilter = "(&(objectClass=sqMailDomain)(|(sqDomainName=%s)(sqDomainAlias=%s)))"
+    public static let defaultAttributes: [String: String] = [
+        "mail": "mail", "password": "userPassword", "home": "homeDirectory", "mailbox": "sqMailbox",
+        "uid": "uidNumber", "gid": "gidNumber", "quota": "sqMailQuota", "status": "sqAccountStatus",
+        "forward": "sqMailForward", "domain": "sqDomainName", "domaindir": "sqDomainDirectory",
+    ]
+
+    public struct Config {
+        public var uris: String
+        public var base: String
+        public var startTLS = false
+        public var caCert: String?
+        public var timeout = 5
+        public var bind: Credentials?
+        public var filter = LDAPBackend.defaultFilter
+        public var domainFilter = LDAPBackend.defaultDomainFilter
+        public var attributes = NameMap(defaults: LDAPBackend.defaultAttributes)
+
+        public init(uris: String, base: String) {
+            self.uris = uris
+            self.base = base
+        }
+
+        /// Reads HOME/control; a missing or bad file is a temporary failure.
+        public static func load(home: QmailHome) throws -> Config {
+            let c = Control(home: home)
+            let uris = try c.list("ldapserver").map { $0.string }
+            guard !uris.isEmpty else { throw MailFailure.temporary("control/ldapserver is missing or empty") }
+            for u in uris where !(u.hasPrefix("ldap://") || u.hasPrefix("ldaps://") || u.hasPrefix("ldapi://")) {
+                throw MailFailure.temporary("control/ldapserver: \(u) is not an ldap://, ldaps:// or ldapi:// URI")
+            }
+            guard let base = try c.line("ldapbasedn"), !base.isEmpty else {
+                throw MailFailure.temporary("control/ldapbasedn is missing or empty")
+            }
+            var cfg = Config(uris: uris.joined(separator: " "), base: base.string)
+            if let t = try c.line("ldaptls") {
+                switch t.string {
+                case "starttls": cfg.startTLS = true
+                case "", "none": break
+                default: throw MailFailure.temporary("control/ldaptls: want starttls or none")
+                }
+            }
+            cfg.caCert = try c.line("ldapcacert").map { $0.string }
+            cfg.timeout = max(1, try c.number("ldaptimeout", default: 5))
+            cfg.bind = try Credentials.read(c.path("ldappassword"))
+            if let f = try c.line("ldapfilter") { cfg.filter = f.string }
+            if let f = try c.line("ldapdomainfilter") { cfg.domainFilter = f.string }
+            for f in [cfg.filter, cfg.domainFilter] where !(f.hasPrefix("(") && f.contains("%s")) {
+                throw MailFailure.temporary("control/ldapfilter and ldapdomainfilter must be filters holding %s")
+            }
+            try cfg.attributes.apply(try c.list("ldapattributes"), file: "ldapattributes") { ch in
+                (ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122) || Ascii.isDigit(ch) || ch == Ascii.minus || ch == 59
+            }
+            return cfg
+        }
+    }
+
+    public let home: QmailHome
+    public let plainPasswordsEnabled = false
+    var config: Result<Config, MailFailure>?
+    var ld: OpaquePointer?
+
+    public init(home: QmailHome) {
+        self.home = home
+    }
+
+    /// For tests and the benchmark: a ready configuration.
+    public init(home: QmailHome, config: Config) {
+        self.home = home
+        self.config = .success(config)
+    }
+
+    deinit { disconnect() }
+
+    public func disconnect() {
+        if let l = ld { ldap_unbind_ext_s(l, nil, nil) }
+        ld = nil
+    }
+
+    func loadConfig() throws -> Config {
+        if config == nil {
+            do { config = .success(try Config.load(home: home)) } catch let f as MailFailure { config = .failure(f) } catch {
+                config = .failure(.temporary("\(error)"))
+            }
+        }
+        switch config! {
+        case .success(let c): return c
+        case .failure(let f): throw f
+        }
+    }
+
+    static func error(_ what: String, _ rc: Int32) -> MailFailure {
+        .temporary("LDAP \(what): \(String(cString: ldap_err2string(rc)))")
+    }
+
+    /// The connection, made (and bound) when there is none.
+    func connection(_ cfg: Config) throws -> OpaquePointer {
+        if let l = ld { return l }
+        var l: OpaquePointer?
+        var rc = ldap_initialize(&l, cfg.uris)
+        guard rc == LDAP_SUCCESS, let h = l else { throw LDAPBackend.error("initialize", rc) }
+        var ok = false
+        defer { if !ok { ldap_unbind_ext_s(h, nil, nil) } }
+        var version: Int32 = LDAP_VERSION3
+        _ = ldap_set_option(h, LDAP_OPT_PROTOCOL_VERSION, &version)
+        _ = ldap_set_option(h, LDAP_OPT_REFERRALS, nil)   // LDAP_OPT_OFF
+        var tv = timeval(tv_sec: cfg.timeout, tv_usec: 0)
+        _ = ldap_set_option(h, LDAP_OPT_NETWORK_TIMEOUT, &tv)
+        _ = ldap_set_option(h, LDAP_OPT_TIMEOUT, &tv)
+        if let ca = cfg.caCert {
+            _ = ca.withCString { ldap_set_option(h, LDAP_OPT_X_TLS_CACERTFILE, $0) }
+            var demand: Int32 = LDAP_OPT_X_TLS_DEMAND
+            _ = ldap_set_option(h, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand)
+            var zero: Int32 = 0
+            _ = ldap_set_option(h, LDAP_OPT_X_TLS_NEWCTX, &zero)
+        }
+        if cfg.startTLS {
+            rc = ldap_start_tls_s(h, nil, nil)
+            guard rc == LDAP_SUCCESS else { throw LDAPBackend.error("StartTLS", rc) }
+        }
+        var bind = cfg.bind
+        defer { bind?.wipe() }
+        var pw = bind?.password ?? []
+        defer { explicit_bzero(&pw, pw.count) }
+        rc = pw.withUnsafeMutableBytes { p -> Int32 in
+            var cred = berval(bv_len: ber_len_t(p.count), bv_val: p.baseAddress?.assumingMemoryBound(to: CChar.self))
+            let dn = bind.map { $0.name.string }
+            if let dn = dn { return ldap_sasl_bind_s(h, dn, nil, &cred, nil, nil, nil) }
+            return ldap_sasl_bind_s(h, nil, nil, &cred, nil, nil, nil)
+        }
+        guard rc == LDAP_SUCCESS else { throw LDAPBackend.error("bind", rc) }
+        ok = true
+        ld = h
+        return h
+    }
+
+    /// RFC 4515: the value with * ( ) \ NUL and non-ASCII as \XX.
+    public static func escape(_ value: [UInt8]) throws -> String {
+        var out = berval()
+        let rc = value.withUnsafeBytes { p -> Int32 in
+            var inv = berval(bv_len: ber_len_t(p.count),
+                             bv_val: UnsafeMutablePointer(mutating: p.baseAddress?.assumingMemoryBound(to: CChar.self)))
+            return ldap_bv2escaped_filter_value(&inv, &out)
+        }
+        guard rc == 0, let v = out.bv_val else { throw MailFailure.temporary("LDAP: unable to escape a filter value") }
+        defer { ber_memfree(v) }
+        return String(decoding: UnsafeRawBufferPointer(start: v, count: Int(out.bv_len)), as: UTF8.self)
+    }
+
+    static func fill(_ template: String, _ escaped: String) -> String {
+        template.split(separator: "%", omittingEmptySubsequences: false).enumerated().map { i, part in
+            i == 0 ? String(part) : (part.hasPrefix("s") ? escaped + part.dropFirst() : "%" + part)
+        }.joined()
+    }
+
+    /// For unit tests: the template filled.
+    public static func fillForTests(_ template: String, _ escaped: String) -> String { fill(template, escaped) }
+
+    typealias Entry = [String: [[UInt8]]]
+
+    /// Runs one search; at most `limit` entries (more is ambiguous).
+    func search(_ filter: String, attributes: [String], limit: Int32 = 2) throws -> [Entry] {
+        let cfg = try loadConfig()
+        // One retry on a fresh connection: a server restart since the last
+        // call only shows when the old connection is used.
+        for attempt in 0..<2 {
+            let h = try connection(cfg)
+            var tv = timeval(tv_sec: cfg.timeout, tv_usec: 0)
+            var res: OpaquePointer?
+            var cattrs: [UnsafeMutablePointer<CChar>?] = attributes.map { strdup($0) } + [nil]
+            defer { for a in cattrs { free(a) } }
+            let rc = ldap_search_ext_s(h, cfg.base, LDAP_SCOPE_SUBTREE, filter, &cattrs, 0, nil, nil, &tv, limit, &res)
+            defer { if let r = res { ldap_msgfree(r) } }
+            if rc == LDAP_SUCCESS {
+                return collect(h, res, attributes)
+            }
+            disconnect()
+            if rc == LDAP_SIZELIMIT_EXCEEDED {
+                throw MailFailure.temporary("LDAP: more than one entry matches \(filter)")
+            }
+            if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) && attempt == 0 { continue }
+            throw LDAPBackend.error("search", rc)
+        }
+        throw MailFailure.temporary("LDAP: server unreachable")
+    }
+
+    func collect(_ h: OpaquePointer, _ res: OpaquePointer?, _ attributes: [String]) -> [Entry] {
+        var out: [Entry] = []
+        var e = ldap_first_entry(h, res)
+        while let entry = e {
+            var values: Entry = [:]
+            for a in attributes {
+                guard let vals = ldap_get_values_len(h, entry, a) else { continue }
+                var list: [[UInt8]] = []
+                var i = 0
+                while let bv = vals[i] {
+                    list.append(Array(UnsafeRawBufferPointer(start: bv.pointee.bv_val, count: Int(bv.pointee.bv_len))))
+                    i += 1
+                }
+                ldap_value_free_len(vals)
+                values[a.lowercased()] = list
+            }
+            out.append(values)
+            e = ldap_next_entry(h, entry)
+        }
+        return out
+    }
+
+    // MARK: UserBackend / RecipientDirectory
+
+    public func lookup(login: [UInt8]) -> LookupResult {
+        switch RemoteDirectory.splitLogin(login, home: home) {
+        case .failure(let f): return .temporary(f.text)
+        case .success(nil): return .noSuchUser
+        case .success(let p?): return RemoteDirectory.lookupResult(recipient(user: p.user, domain: p.domain, aliases: false))
+        }
+    }
+
+    public func recipient(user rawUser: [UInt8], domain rawDomain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
+        guard let (user, domain) = RemoteDirectory.normalize(user: rawUser, domain: rawDomain) else { return .noSuchDomain }
+        do {
+            let cfg = try loadConfig()
+            // Connect and bind per URI, two searches, one reconnect.
+            Watchdog.arm(seconds: cfg.timeout * (4 + cfg.uris.split(separator: " ").count) + 1, what: "the LDAP server")
+            defer { Watchdog.disarm() }
+            let at = cfg.attributes
+            let domains = try search(LDAPBackend.fill(cfg.domainFilter, try LDAPBackend.escape(domain)),
+                                     attributes: [at["domain"], at["domaindir"], at["uid"], at["gid"]])
+            guard let d = domains.first else { return .noSuchDomain }
+            func one(_ e: Entry, _ key: String) -> [UInt8]? { e[at[key].lowercased()]?.first }
+            guard let real = one(d, "domain") else { return .temporary("LDAP domain entry for \(domain.string) has no \(at["domain"])") }
+            let dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: one(d, "domaindir")?.string,
+                                  uid: one(d, "uid"), gid: one(d, "gid"))
+            let dom: VDomain
+            switch RemoteDirectory.domain(dr) {
+            case .success(let v): dom = v
+            case .failure(let f): return .temporary(f.text)
+            }
+            let address = user + [Ascii.at] + dom.real
+            let accounts = try search(LDAPBackend.fill(cfg.filter, try LDAPBackend.escape(address)),
+                                      attributes: ["mail", "password", "home", "mailbox", "uid", "gid", "quota", "status", "forward"].map { at[$0] })
+            guard let e = accounts.first else { return .noSuchUser(dom) }
+            // The entry's own address names the login (an alias address
+            // may have matched).
+            var canonical = user
+            if let m = one(e, "mail"), let i = m.lastIndex(of: Ascii.at), i > 0 { canonical = Array(m[0..<i]).lowercasedASCII() }
+            var a = AccountRecord(user: canonical)
+            a.hash = one(e, "password") ?? []
+            a.home = one(e, "home")?.string
+            a.maildir = one(e, "mailbox")?.string
+            a.uid = one(e, "uid")
+            a.gid = one(e, "gid")
+            a.quota = one(e, "quota")
+            a.status = one(e, "status")
+            a.forwards = e[at["forward"].lowercased()] ?? []
+            return RemoteDirectory.recipient(a, domain: dom, aliases: aliases)
+        } catch let f as MailFailure {
+            return .temporary(f.text)
+        } catch {
+            return .temporary("LDAP: \(error)")
+        }
+    }
+}

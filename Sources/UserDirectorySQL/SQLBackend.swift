@@ -1,0 +1,375 @@
+// The MySQL/MariaDB backend (MariaDB Connector/C): domains, users and
+// aliases in the tables of schemas/mysql.sql (names changeable through
+// control/sqlnames). Every query is a prepared statement with bound
+// parameters; no value is ever pasted into SQL. Passwords are checked here
+// against the stored crypt(3) hash. A server that is down, slow or refuses
+// us is a temporary failure; the connection is dropped and made again on
+// the next call. Configuration (HOME/control):
+//   sqlserver     /path/to/socket, or host[:port] (TCP, default port 3306)
+//   sqldatabase   the database
+//   sqlpassword   line 1 user, line 2 password (mode 600)
+//   sqltls        none (default), required (encrypt), verify (encrypt and
+//                 verify the server's certificate against sqlcacert)
+//   sqlcacert     CA certificate file
+//   sqltimeout    seconds for connect, read and write (default 5)
+//   sqlnames      key=name lines renaming tables and columns
+#if canImport(Glibc)
+import Glibc
+#endif
+import CMariaDB
+import QmailCore
+import UserDirectory
+
+public final class SQLBackend: UserBackend, RecipientDirectory {
+    public static let defaultNames: [String: String] = [
+        "domains": "domains", "domains.name": "name", "domains.real": "real_domain", "domains.dir": "dir",
+        "domains.uid": "uid", "domains.gid": "gid",
+        "users": "users", "users.local": "local_part", "users.domain": "domain", "users.password": "password_hash",
+        "users.home": "home", "users.maildir": "maildir", "users.uid": "uid", "users.gid": "gid",
+        "users.quota": "quota", "users.status": "status",
+        "aliases": "aliases", "aliases.local": "local_part", "aliases.domain": "domain", "aliases.target": "target",
+    ]
+
+    public enum TLSMode: String { case none, required, verify }
+
+    public struct Config {
+        /// A unix socket path, or nil for TCP.
+        public var socket: String?
+        public var host = "localhost"
+        public var port: UInt32 = 3306
+        public var database: String
+        public var user: String
+        public var password: [UInt8]
+        public var tls = TLSMode.none
+        public var caCert: String?
+        public var timeout = 5
+        public var names = NameMap(defaults: SQLBackend.defaultNames)
+
+        public init(server: String, database: String, user: String, password: [UInt8]) throws {
+            self.database = database
+            self.user = user
+            self.password = password
+            if server.hasPrefix("/") {
+                socket = server
+            } else if let colon = server.lastIndex(of: ":") {
+                host = String(server[..<colon])
+                guard let p = UInt32(server[server.index(after: colon)...]), p > 0, p < 65536 else {
+                    throw MailFailure.temporary("control/sqlserver: bad port in \(server)")
+                }
+                port = p
+            } else {
+                host = server
+            }
+        }
+
+        public static func load(home: QmailHome) throws -> Config {
+            let c = Control(home: home)
+            guard let server = try c.line("sqlserver"), !server.isEmpty else {
+                throw MailFailure.temporary("control/sqlserver is missing or empty")
+            }
+            guard let db = try c.line("sqldatabase"), !db.isEmpty else {
+                throw MailFailure.temporary("control/sqldatabase is missing or empty")
+            }
+            guard let cred = try Credentials.read(c.path("sqlpassword")), !cred.name.isEmpty else {
+                throw MailFailure.temporary("control/sqlpassword is missing (line 1 user, line 2 password)")
+            }
+            var cfg = try Config(server: server.string, database: db.string, user: cred.name.string, password: cred.password)
+            if let t = try c.line("sqltls") {
+                guard let m = TLSMode(rawValue: t.string) else { throw MailFailure.temporary("control/sqltls: want none, required or verify") }
+                cfg.tls = m
+            }
+            cfg.caCert = try c.line("sqlcacert").map { $0.string }
+            cfg.timeout = max(1, try c.number("sqltimeout", default: 5))
+            try cfg.names.apply(try c.list("sqlnames"), file: "sqlnames") { ch in
+                (ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122) || Ascii.isDigit(ch) || ch == 95
+            }
+            return cfg
+        }
+    }
+
+    public let home: QmailHome
+    public let plainPasswordsEnabled = false
+    var config: Result<Config, MailFailure>?
+    var db: UnsafeMutablePointer<MYSQL>?
+    var userStatement: Statement?
+    var aliasStatement: Statement?
+    nonisolated(unsafe) static var initialized = false
+
+    public init(home: QmailHome) { self.home = home }
+
+    public init(home: QmailHome, config: Config) {
+        self.home = home
+        self.config = .success(config)
+    }
+
+    deinit { disconnect() }
+
+    public func disconnect() {
+        userStatement?.close()
+        aliasStatement?.close()
+        userStatement = nil
+        aliasStatement = nil
+        if let d = db { mysql_close(d) }
+        db = nil
+    }
+
+    func loadConfig() throws -> Config {
+        if config == nil {
+            do { config = .success(try Config.load(home: home)) } catch let f as MailFailure { config = .failure(f) } catch {
+                config = .failure(.temporary("\(error)"))
+            }
+        }
+        switch config! {
+        case .success(let c): return c
+        case .failure(let f): throw f
+        }
+    }
+
+    static func failure(_ what: String, _ d: UnsafeMutablePointer<MYSQL>) -> MailFailure {
+        .temporary("MySQL \(what): \(String(cString: mysql_error(d)))")
+    }
+
+    /// The user query: the domain (by its own name or an alias name) and,
+    /// when it has one, the user; one round trip.
+    func userQuery(_ n: NameMap) -> String {
+        func q(_ k: String) -> String { "`" + n[k] + "`" }
+        return "SELECT d.\(q("domains.real")), d.\(q("domains.dir")), d.\(q("domains.uid")), d.\(q("domains.gid")), "
+            + "u.\(q("users.local")), u.\(q("users.password")), u.\(q("users.home")), u.\(q("users.maildir")), "
+            + "u.\(q("users.uid")), u.\(q("users.gid")), u.\(q("users.quota")), u.\(q("users.status")) "
+            + "FROM \(q("domains")) d LEFT JOIN \(q("users")) u ON u.\(q("users.domain")) = d.\(q("domains.real")) "
+            + "AND u.\(q("users.local")) = ? WHERE d.\(q("domains.name")) = ? LIMIT 2"
+    }
+
+    func aliasQuery(_ n: NameMap) -> String {
+        func q(_ k: String) -> String { "`" + n[k] + "`" }
+        return "SELECT \(q("aliases.target")) FROM \(q("aliases")) WHERE \(q("aliases.domain")) = ? "
+            + "AND \(q("aliases.local")) = ? LIMIT 1000"
+    }
+
+    func connect(_ cfg: Config) throws -> UnsafeMutablePointer<MYSQL> {
+        if let d = db { return d }
+        if !SQLBackend.initialized {
+            _ = mysql_server_init(0, nil, nil)
+            SQLBackend.initialized = true
+        }
+        guard let d = mysql_init(nil) else { throw MailFailure.temporary("MySQL: out of memory") }
+        var ok = false
+        defer { if !ok { mysql_close(d) } }
+        var t = UInt32(cfg.timeout)
+        _ = mysql_options(d, MYSQL_OPT_CONNECT_TIMEOUT, &t)
+        _ = mysql_options(d, MYSQL_OPT_READ_TIMEOUT, &t)
+        _ = mysql_options(d, MYSQL_OPT_WRITE_TIMEOUT, &t)
+        var off: CChar = 0
+        _ = mysql_options(d, MYSQL_OPT_RECONNECT, &off)
+        _ = mysql_options(d, MYSQL_OPT_LOCAL_INFILE, &off)
+        _ = mysql_options(d, MYSQL_SET_CHARSET_NAME, "utf8mb4")
+        var on: CChar = 1
+        if cfg.socket != nil {
+            var proto = UInt32(MYSQL_PROTOCOL_SOCKET.rawValue)
+            _ = mysql_options(d, MYSQL_OPT_PROTOCOL, &proto)
+        } else {
+            var proto = UInt32(MYSQL_PROTOCOL_TCP.rawValue)
+            _ = mysql_options(d, MYSQL_OPT_PROTOCOL, &proto)
+        }
+        switch cfg.tls {
+        case .none: break
+        case .required:
+            _ = mysql_options(d, MYSQL_OPT_SSL_ENFORCE, &on)
+            _ = mysql_options(d, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off)
+        case .verify:
+            _ = mysql_options(d, MYSQL_OPT_SSL_ENFORCE, &on)
+            _ = mysql_options(d, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on)
+        }
+        if let ca = cfg.caCert { _ = mysql_options(d, MYSQL_OPT_SSL_CA, ca) }
+        var pw = cfg.password + [0]
+        defer { explicit_bzero(&pw, pw.count) }
+        let r = pw.withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { cp in
+                mysql_real_connect(d, cfg.socket == nil ? cfg.host : nil, cfg.user, cp, cfg.database,
+                                   cfg.socket == nil ? cfg.port : 0, cfg.socket, 0)
+            }
+        }
+        guard r != nil else { throw SQLBackend.failure("connect", d) }
+        ok = true
+        db = d
+        return d
+    }
+
+    /// Runs a query on the live connection, retrying once on a fresh one
+    /// (a server restart since the last call only shows when it is used).
+    func run(_ which: KeyPath<SQLBackend, Statement?>, make: (NameMap) -> String, columns: Int,
+             params: [[UInt8]]) throws -> [[[UInt8]?]] {
+        let cfg = try loadConfig()
+        for attempt in 0..<2 {
+            let d = try connect(cfg)
+            do {
+                var st = self[keyPath: which]
+                if st == nil {
+                    st = try Statement(d, make(cfg.names), columns: columns)
+                    if which == \SQLBackend.userStatement { userStatement = st } else { aliasStatement = st }
+                }
+                return try st!.execute(params)
+            } catch let f as MailFailure {
+                let code = mysql_errno(d)
+                disconnect()
+                // 2006 server gone away, 2013 lost connection during query.
+                if attempt == 0 && (code == 2006 || code == 2013) { continue }
+                throw f
+            }
+        }
+        throw MailFailure.temporary("MySQL: server unreachable")
+    }
+
+    // MARK: UserBackend / RecipientDirectory
+
+    public func lookup(login: [UInt8]) -> LookupResult {
+        switch RemoteDirectory.splitLogin(login, home: home) {
+        case .failure(let f): return .temporary(f.text)
+        case .success(nil): return .noSuchUser
+        case .success(let p?): return RemoteDirectory.lookupResult(recipient(user: p.user, domain: p.domain, aliases: false))
+        }
+    }
+
+    public func recipient(user rawUser: [UInt8], domain rawDomain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
+        guard let (user, domain) = RemoteDirectory.normalize(user: rawUser, domain: rawDomain) else { return .noSuchDomain }
+        // The tables hold UTF-8 only; other bytes name nobody (and would
+        // only make the server complain).
+        guard String(validatingUTF8: user.map { CChar(bitPattern: $0) } + [0]) != nil,
+              String(validatingUTF8: domain.map { CChar(bitPattern: $0) } + [0]) != nil else { return .noSuchDomain }
+        do {
+            let cfg = try loadConfig()
+            // Connect, two queries, one reconnect; each read/write bounded by the timeout.
+            Watchdog.arm(seconds: cfg.timeout * 6 + 1, what: "the MySQL server")
+            defer { Watchdog.disarm() }
+            let rows = try run(\.userStatement, make: userQuery, columns: 12, params: [user, domain])
+            guard let r = rows.first else { return .noSuchDomain }
+            if rows.count > 1 { return .temporary("MySQL: more than one row for \(user.string)@\(domain.string)") }
+            guard let real = r[0], !real.isEmpty else { return .temporary("MySQL: domain \(domain.string) has no real domain") }
+            let dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: r[1]?.string, uid: r[2], gid: r[3])
+            let dom: VDomain
+            switch RemoteDirectory.domain(dr) {
+            case .success(let v): dom = v
+            case .failure(let f): return .temporary(f.text)
+            }
+            var forwards: [[UInt8]] = []
+            if aliases {
+                forwards = try run(\.aliasStatement, make: aliasQuery, columns: 1, params: [dom.real, user])
+                    .compactMap { $0[0] }.filter { !$0.isEmpty }
+            }
+            guard r[4] != nil else {
+                if forwards.isEmpty { return .noSuchUser(dom) }
+                var alias = AccountRecord(user: user)
+                alias.forwards = forwards
+                return RemoteDirectory.recipient(alias, domain: dom, aliases: true)
+            }
+            var a = AccountRecord(user: user)
+            a.hash = r[5] ?? []
+            a.home = r[6].flatMap { $0.isEmpty ? nil : $0.string }
+            a.maildir = r[7].flatMap { $0.isEmpty ? nil : $0.string }
+            if a.home == nil && a.maildir == nil { a.home = "" }   // a user row is a mailbox: default paths
+            a.uid = r[8]
+            a.gid = r[9]
+            a.quota = r[10]
+            a.status = r[11]
+            a.forwards = forwards
+            return RemoteDirectory.recipient(a, domain: dom, aliases: aliases)
+        } catch let f as MailFailure {
+            return .temporary(f.text)
+        } catch {
+            return .temporary("MySQL: \(error)")
+        }
+    }
+}
+
+/// One prepared statement with string parameters and string results.
+final class Statement {
+    static let columnLimit = 4096
+    let stmt: UnsafeMutablePointer<MYSQL_STMT>
+    let columns: Int
+    let buffers: UnsafeMutablePointer<UInt8>
+    let lengths: UnsafeMutablePointer<UInt>
+    let nulls: UnsafeMutablePointer<CChar>
+    let results: UnsafeMutablePointer<MYSQL_BIND>
+
+    init(_ d: UnsafeMutablePointer<MYSQL>, _ query: String, columns: Int) throws {
+        guard let s = mysql_stmt_init(d) else { throw MailFailure.temporary("MySQL: out of memory") }
+        let bytes = Array(query.utf8)
+        if mysql_stmt_prepare(s, query, UInt(bytes.count)) != 0 {
+            let why = String(cString: mysql_stmt_error(s))
+            mysql_stmt_close(s)
+            throw MailFailure.temporary("MySQL prepare: \(why)")
+        }
+        guard Int(mysql_stmt_field_count(s)) == columns else {
+            mysql_stmt_close(s)
+            throw MailFailure.temporary("MySQL prepare: unexpected column count")
+        }
+        stmt = s
+        self.columns = columns
+        buffers = .allocate(capacity: columns * Statement.columnLimit)
+        lengths = .allocate(capacity: columns)
+        nulls = .allocate(capacity: columns)
+        results = .allocate(capacity: columns)
+        for i in 0..<columns {
+            var b = MYSQL_BIND()
+            b.buffer_type = MYSQL_TYPE_STRING
+            b.buffer = UnsafeMutableRawPointer(buffers + i * Statement.columnLimit)
+            b.buffer_length = UInt(Statement.columnLimit)
+            b.length = lengths + i
+            b.is_null = nulls + i
+            (results + i).initialize(to: b)
+        }
+    }
+
+    func close() {
+        mysql_stmt_close(stmt)
+        buffers.deallocate()
+        lengths.deallocate()
+        nulls.deallocate()
+        results.deallocate()
+    }
+
+    func execute(_ params: [[UInt8]]) throws -> [[[UInt8]?]] {
+        // Parameter buffers must live until execute returns: heap copies.
+        let count = params.count
+        let binds = UnsafeMutablePointer<MYSQL_BIND>.allocate(capacity: max(count, 1))
+        let lens = UnsafeMutablePointer<UInt>.allocate(capacity: max(count, 1))
+        var storage: [UnsafeMutablePointer<UInt8>] = []
+        defer {
+            for p in storage { p.deallocate() }
+            binds.deallocate()
+            lens.deallocate()
+        }
+        for (i, p) in params.enumerated() {
+            let buf = UnsafeMutablePointer<UInt8>.allocate(capacity: max(p.count, 1))
+            storage.append(buf)
+            p.withUnsafeBufferPointer { src in if let b = src.baseAddress { buf.update(from: b, count: p.count) } }
+            lens[i] = UInt(p.count)
+            var b = MYSQL_BIND()
+            b.buffer_type = MYSQL_TYPE_STRING
+            b.buffer = UnsafeMutableRawPointer(buf)
+            b.buffer_length = UInt(p.count)
+            b.length = lens + i
+            (binds + i).initialize(to: b)
+        }
+        func fail(_ what: String) -> MailFailure { .temporary("MySQL \(what): \(String(cString: mysql_stmt_error(stmt)))") }
+        if mysql_stmt_bind_param(stmt, binds) != 0 { throw fail("bind") }
+        if mysql_stmt_execute(stmt) != 0 { throw fail("execute") }
+        defer { _ = mysql_stmt_free_result(stmt) }
+        if mysql_stmt_bind_result(stmt, results) != 0 { throw fail("bind result") }
+        if mysql_stmt_store_result(stmt) != 0 { throw fail("store result") }
+        var rows: [[[UInt8]?]] = []
+        while true {
+            let r = mysql_stmt_fetch(stmt)
+            if r == MYSQL_NO_DATA { break }
+            if r == MYSQL_DATA_TRUNCATED { throw MailFailure.temporary("MySQL: a value is longer than \(Statement.columnLimit) bytes") }
+            if r != 0 { throw fail("fetch") }
+            var row: [[UInt8]?] = []
+            for i in 0..<columns {
+                if nulls[i] != 0 { row.append(nil); continue }
+                row.append(Array(UnsafeBufferPointer(start: buffers + i * Statement.columnLimit, count: Int(lengths[i]))))
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+}

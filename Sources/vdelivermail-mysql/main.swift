@@ -1,0 +1,13 @@
+// vdelivermail-mysql: vdelivermail with its recipients in MySQL/MariaDB;
+// exec'd by vdelivermail when control/userdirectory says "mysql" (so
+// vdelivermail itself never links libmariadb). Runs as the domain's user;
+// exit 0/100/111 as vdelivermail. Database down or slow: 111, mail stays queued.
+import QmailCore
+import UserDirectorySQL
+import VHosting
+
+if let failure = VDeliver.main(argv: CommandLine.arguments, backend: { SQLBackend(home: $0) }) {
+    Sys.warn(failure.description)
+    Sys.exit(failure.exitCode)
+}
+Sys.exit(0)
