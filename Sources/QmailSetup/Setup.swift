@@ -28,6 +28,10 @@ public struct SetupOptions {
     /// Single-user mode: the account every component runs as (default: the
     /// caller). Lets root prepare a home for an unprivileged user.
     public var owner: (uid: uid_t, gid: gid_t)? = nil
+    /// Single-user mode only: hard-link the programs instead of copying
+    /// them (test suites make hundreds of homes). Never in a multi-user
+    /// home, where owners and the setuid bit would land on the build's files.
+    public var link = false
     /// Put fastforward (/etc/aliases) and dot-forward (~/.forward) in place.
     public var sendmail = false
     public var aliasesFile = "/etc/aliases"
@@ -245,7 +249,12 @@ public final class Setup {
             let src = "\(o.programDirectory)/\(p.name)"
             guard Sys.exists(src) else { continue }
             let dst = "\(o.home)/bin/\(p.name)"
-            try copyFile(src, dst)
+            if o.link && o.singleUser {
+                _ = Glibc.unlink(dst)
+                if Glibc.link(src, dst) != 0 { try copyFile(src, dst) }
+            } else {
+                try copyFile(src, dst)
+            }
             var uid = ownerUid
             var mode = p.mode
             if p.name == "qmail-queue" {

@@ -5,12 +5,13 @@ import Glibc
 import QmailCore
 
 public enum SetupCommand {
-    static let usage = "usage: qmail-setup [--single-user] [--owner USER] [--sendmail [--aliases FILE]] [--programs DIR] [--man DIR] HOME FQDN"
+    static let usage = "usage: qmail-setup [--single-user] [--owner USER] [--link] [--sendmail [--aliases FILE]] [--programs DIR] [--man DIR] HOME FQDN"
 
     public static func main(_ argv: [String]) -> Int32 {
         var single = geteuid() != 0
         var programs: String? = nil
         var sendmail = false
+        var link = false
         var owner: (uid_t, gid_t)? = nil
         var aliases = "/etc/aliases"
         var man: String? = nil
@@ -27,6 +28,7 @@ public enum SetupCommand {
                 owner = (pw.pointee.pw_uid, pw.pointee.pw_gid)
                 single = true
             case "--sendmail": sendmail = true
+            case "--link": link = true
             case "--aliases":
                 i += 1
                 guard i < argv.count else { Sys.warn(usage); return 100 }
@@ -59,6 +61,7 @@ public enum SetupCommand {
         let dir = programs ?? selfDirectory() ?? "."
         var opts = SetupOptions(home: home, fqdn: rest[1], singleUser: single, programDirectory: dir)
         opts.sendmail = sendmail
+        opts.link = link
         opts.owner = owner.map { (uid: $0.0, gid: $0.1) }
         opts.aliasesFile = aliases
         opts.manDirectory = man ?? defaultManDirectory(dir)
