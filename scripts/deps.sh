@@ -8,6 +8,8 @@ install_deps() {
   fi
   # test_man.py renders the man pages
   if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
+  # qmail-remote is tested against a private Postfix instance
+  if [ "${1:-}" = test ]; then want+=(postfix); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +22,10 @@ install_deps() {
     # run private servers, so the package's own configuration is skipped.
     if printf '%s\n' "${missing[@]}" | grep -qx slapd; then
       echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
+    fi
+    # Postfix too: no system configuration, the tests run their own instance.
+    if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+      echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
     fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
