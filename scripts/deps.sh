@@ -33,4 +33,9 @@ install_deps() {
   if [ "${1:-}" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
     python3 -m pip install -q pytest
   fi
+  # A test that fails once and passes on a rerun is reported as a rerun
+  # ("R" and the summary line), not hidden; see scripts/test.sh.
+  if [ "${1:-}" = test ] && ! python3 -c 'import pytest_rerunfailures' 2>/dev/null; then
+    python3 -m pip install -q pytest-rerunfailures || echo "== pytest-rerunfailures not installed: no reruns"
+  fi
 }
