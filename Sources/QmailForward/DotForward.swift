@@ -84,19 +84,7 @@ public final class DotForward {
             log("pipe through \(command)\n")
             return
         }
-        let outcome = try ProgramRunner.run(command, searchPath: false, prefix: ufline + rpline + dtline)
-        switch outcome {
-        case .crashed: throw ForwardFatal(111, "child crashed")
-        case .exited(let c):
-            switch c {
-            case 0: break
-            case 64, 65, 70, 76, 77, 78, 100, 112: throw ForwardFatal(100, "", bare: true)
-            default: throw ForwardFatal(111, "", bare: true)
-            }
-        }
-        if lseek(0, 0, SEEK_SET) != 0 {
-            throw ForwardFatal(111, "unable to rewind input: \(Sys.strerror(errno))")
-        }
+        try ProgramRunner.deliver(command, searchPath: false, prefix: ufline + rpline + dtline, crashText: "child crashed")
     }
 
     /// Follows one file. Returns nil to try the next file, or the exit code.

@@ -139,20 +139,9 @@ public final class FastForward {
         }
         let command = pathString(Array(entry[1...]))
         let withHeaders = entry[0] == UInt8(ascii: "!")
-        let code = try ProgramRunner.run(command, searchPath: true,
-                                         prefix: withHeaders ? (env("UFLINE") ?? []) + (env("RPLINE") ?? []) + dtline : nil)
-        switch code {
-        case .crashed: throw ForwardFatal(111, "child crashed in \(command)")
-        case .exited(let c):
-            switch c {
-            case 0: break
-            case 64, 65, 70, 76, 77, 78, 100, 112: throw ForwardFatal(100, "", bare: true)
-            default: throw ForwardFatal(111, "", bare: true)
-            }
-        }
-        if lseek(0, 0, SEEK_SET) != 0 {
-            throw ForwardFatal(111, "unable to rewind input: \(Sys.strerror(errno))")
-        }
+        try ProgramRunner.deliver(command, searchPath: true,
+                                  prefix: withHeaders ? (env("UFLINE") ?? []) + (env("RPLINE") ?? []) + dtline : nil,
+                                  crashText: "child crashed in \(command)")
     }
 
     /// djb's -n output replaces control characters (and bytes past ASCII) with '_'.

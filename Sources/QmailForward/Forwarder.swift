@@ -13,6 +13,24 @@ enum ProgramOutcome {
 }
 
 enum ProgramRunner {
+    /// Runs a delivery program and applies qmail's verdict: 0 goes on,
+    /// 64, 65, 70, 76, 77, 78, 100 and 112 are permanent, anything else
+    /// (and a crash) temporary; then rewinds the message for the next target.
+    static func deliver(_ command: String, searchPath: Bool, prefix: [UInt8]?, crashText: String) throws {
+        switch try run(command, searchPath: searchPath, prefix: prefix) {
+        case .crashed: throw ForwardFatal(111, crashText)
+        case .exited(let c):
+            switch c {
+            case 0: break
+            case 64, 65, 70, 76, 77, 78, 100, 112: throw ForwardFatal(100, "", bare: true)
+            default: throw ForwardFatal(111, "", bare: true)
+            }
+        }
+        if lseek(0, 0, SEEK_SET) != 0 {
+            throw ForwardFatal(111, "unable to rewind input: \(Sys.strerror(errno))")
+        }
+    }
+
     /// Runs `sh -c command` (sh from PATH when `searchPath`, else /bin/sh).
     /// Without `prefix` the child reads our standard input directly; with
     /// one, it reads `prefix` and then the rest of our input through a pipe

@@ -276,3 +276,14 @@ public enum Watchdog {
         alarm(0)
     }
 }
+
+/// A backend's configuration, read once and remembered, failure included:
+/// a broken configuration stays a temporary failure for the whole run.
+public func loadOnce<Value>(_ cache: inout Result<Value, MailFailure>?, _ load: () throws -> Value) throws -> Value {
+    if cache == nil {
+        do { cache = .success(try load()) } catch let f as MailFailure { cache = .failure(f) } catch {
+            cache = .failure(.temporary("\(error)"))
+        }
+    }
+    return try cache!.get()
+}

@@ -104,15 +104,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
     }
 
     func loadConfig() throws -> Config {
-        if config == nil {
-            do { config = .success(try Config.load(home: home)) } catch let f as MailFailure { config = .failure(f) } catch {
-                config = .failure(.temporary("\(error)"))
-            }
-        }
-        switch config! {
-        case .success(let c): return c
-        case .failure(let f): throw f
-        }
+        try loadOnce(&config) { try Config.load(home: home) }
     }
 
     static func error(_ what: String, _ rc: Int32) -> MailFailure {
