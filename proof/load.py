@@ -75,6 +75,9 @@ TIMEOUT = env_num("PROOF_LOAD_TIMEOUT", 60, float)
 SAMPLE_EVERY = env_num("PROOF_LOAD_SAMPLE", 2.0, float)
 CONCURRENCYLOCAL = env_num("PROOF_LOAD_CONCURRENCYLOCAL", 40)
 N_USERS = max(N_POP3, 1)
+PROGRAMS = ["qmail-setup", "qmail-queue", "qmail-start", "qmail-lspawn", "qmail-newu", "qmail-newmrh", "qmail-send",
+            "qmail-rspawn", "qmail-clean", "qmail-local", "qmail-getpw", "qmail-remote", "qmail-smtpd", "qmail-popup",
+            "qmail-pop3d", "checkpassword-file", "tcpserver", "vdelivermail", "vadddomain", "vadduser", "splogger"]
 MAX_ERRORS_SHOWN = 8
 
 
@@ -569,7 +572,17 @@ class System:
         run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.account])
         pw = pwd.getpwnam(self.account)
         self.runas = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--"]
-        run([b / "qmail-setup", "--single-user", "--owner", self.account, "--link", self.home, FQDN])
+        # qmail-setup gives its programs the owner and modes of the home; with
+        # --link that would change the shared build's files (SQ_BIN), so it
+        # links private copies of just the programs this run needs.
+        progs = self.base / "programs"
+        progs.mkdir()
+        for n in PROGRAMS:
+            if (b / n).exists():
+                shutil.copyfile(b / n, progs / n)
+                (progs / n).chmod(0o755)
+        run([progs / "qmail-setup", "--single-user", "--owner", self.account, "--link", "--programs", progs,
+             self.home, FQDN])
         run(self.runas + [self.bin("vadddomain"), DOMAIN, "-"], input=b"pm-" + PASSWORD.encode() + b"\n", env=self.env)
         t = time.monotonic()
         for u in [f"u{k}" for k in range(N_USERS)] + ["sender"]:
