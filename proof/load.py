@@ -28,7 +28,8 @@ session.
 Environment (defaults): SQ_BIN (.build/release), PROOF_LOAD_SECONDS (60),
 PROOF_LOAD_SMTP (200), PROOF_LOAD_POP3 (200), PROOF_LOAD_DRAIN (240),
 PROOF_LOAD_LIMIT (tcpserver -c, 250), PROOF_LOAD_THINK (mean pause between
-SMTP transactions of one session, 2.0 s), PROOF_LOAD_TIMEOUT (reply timeout,
+SMTP transactions of one session, 2.0 s), PROOF_LOAD_HOLD (longest POP3
+session, 10 s), PROOF_LOAD_TIMEOUT (reply timeout,
 60 s). For the harness's own tests: PROOF_LOAD_QMAILQUEUE (a program used as
 QMAILQUEUE by qmail-smtpd) and PROOF_LOAD_POP3D (a program run in place of
 qmail-pop3d); both are copied into the home and may find the real programs
@@ -71,6 +72,7 @@ N_POP3 = env_num("PROOF_LOAD_POP3", 200)
 DRAIN = env_num("PROOF_LOAD_DRAIN", 240, float)
 LIMIT = env_num("PROOF_LOAD_LIMIT", 250)
 THINK = env_num("PROOF_LOAD_THINK", 2.0, float)
+HOLD = env_num("PROOF_LOAD_HOLD", 10.0, float)
 TIMEOUT = env_num("PROOF_LOAD_TIMEOUT", 60, float)
 SAMPLE_EVERY = env_num("PROOF_LOAD_SAMPLE", 2.0, float)
 CONCURRENCYLOCAL = env_num("PROOF_LOAD_CONCURRENCYLOCAL", 40)
@@ -155,6 +157,7 @@ class Stats:
         self.pop3_commands = 0
         self.smtp_commands = 0
         self.samples_open = {"smtp": [], "pop3": []}
+        self.latency = {"DATA": [], "login": []}   # end of DATA -> 250; PASS -> +OK
 
     def error(self, where, what):
         self.n_errors += 1
@@ -291,7 +294,9 @@ async def smtp_worker(i, port, st: Stats, end, seq):
                         await smtp_reply(c, "354", "DATA")
                     pending = mid
                     await c.send(to_wire(msg))
+                    t = time.monotonic()
                     lines = await smtp_reply(c, "", "end of DATA")
+                    st.latency["DATA"].append(time.monotonic() - t)
                     pending = None
                     if lines[0].startswith(b"250"):
                         st.accepted[mid] = rcpts
@@ -360,11 +365,13 @@ async def pop_worker(j, port, st: Stats, end):
                 raise ProtocolError(f"greeting without timestamp: {greet!r}")
             st.opened("pop3")
             try:
-                hold_until = min(end, time.monotonic() + rnd.uniform(3, 10))
+                hold_until = min(end, time.monotonic() + rnd.uniform(HOLD * 0.3, HOLD))
                 await c.send(f"USER {user}@{DOMAIN}\r\n".encode())
                 await pop_ok(c, "USER")
                 await c.send(f"PASS {PASSWORD}\r\n".encode())
+                t = time.monotonic()
                 await pop_ok(c, "PASS")
+                st.latency["login"].append(time.monotonic() - t)
                 await c.send(b"STAT\r\n")
                 s = (await pop_ok(c, "STAT")).split()
                 if len(s) != 3 or not (s[1].isdigit() and s[2].isdigit()):
@@ -598,6 +605,8 @@ class System:
             new = want if hard == resource.RLIM_INFINITY else min(hard, want)
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
             self.notes.append(f"ulimit -n {soft} -> {new}")
+        else:
+            self.notes.append(f"ulimit -n {soft} (enough, not raised)")
         self.notes.append(f"tcpserver -c 40 -> {LIMIT}, -b 20 -> {LIMIT}")
         for var, name in (("PROOF_LOAD_QMAILQUEUE", "fault-qmail-queue"), ("PROOF_LOAD_POP3D", "fault-pop3d")):
             if os.environ.get(var):
@@ -773,6 +782,10 @@ def main():
         print(f"FIGURE SMTP commands/s: {st.smtp_commands / elapsed:.1f}")
         print(f"FIGURE POP3 commands/s: {st.pop3_commands / elapsed:.1f} "
               f"(logins/s {st.sessions['pop3'] / elapsed:.1f}, sha512-crypt passwords via checkpassword-file)")
+        for name, what in (("DATA", "SMTP end of DATA -> 250"), ("login", "POP3 PASS -> +OK")):
+            xs = sorted(st.latency[name]) or [0.0]
+            print(f"FIGURE latency {what}: median {statistics.median(xs) * 1000:.0f} ms, "
+                  f"p99 {xs[int(len(xs) * 0.99) - (1 if len(xs) > 1 else 0)] * 1000:.0f} ms, max {xs[-1] * 1000:.0f} ms")
         ok_mem = mem_figure("SMTP (qmail-smtpd)", sampler.smtp)
         ok_mem &= mem_figure("POP3 (qmail-popup + qmail-pop3d, logged in)", sampler.pop_session)
         mem_figure("qmail-popup alone", sampler.popup)
