@@ -14,8 +14,9 @@ time for PROOF_LOAD_SECONDS:
   SMTP: EHLO, then transactions MAIL/RCPT(1-3)/DATA, some pipelined, some
         RSET/NOOP, QUIT and reconnect now and then; each message carries a
         unique id and a body derived from it.
-  POP3: USER/PASS, STAT, LIST, UIDL, RETR (content checked against the id),
-        DELE, NOOP while holding the session, QUIT and reconnect.
+  POP3: USER/PASS, STAT, LIST, UIDL (some pipelined), TOP n 0, RETR (content
+        checked against the id), DELE, NOOP/STAT while holding the session,
+        QUIT and reconnect.
 Every reply is checked against the protocol; an unexpected reply, a timeout
 or a dropped connection is a protocol error (the first few are printed).
 After the load the queue must drain (bounded by PROOF_LOAD_DRAIN seconds);
@@ -372,15 +373,18 @@ async def pop_worker(j, port, st: Stats, end):
                 t = time.monotonic()
                 await pop_ok(c, "PASS")
                 st.latency["login"].append(time.monotonic() - t)
-                await c.send(b"STAT\r\n")
+                pipelined = rnd.random() < 0.3     # qmail-pop3d's CAPA offers PIPELINING
+                await c.send(b"STAT\r\nLIST\r\nUIDL\r\n" if pipelined else b"STAT\r\n")
                 s = (await pop_ok(c, "STAT")).split()
                 if len(s) != 3 or not (s[1].isdigit() and s[2].isdigit()):
                     raise ProtocolError(f"STAT: malformed {b' '.join(s)!r}")
                 count, total = int(s[1]), int(s[2])
-                await c.send(b"LIST\r\n")
+                if not pipelined:
+                    await c.send(b"LIST\r\n")
                 await pop_ok(c, "LIST")
                 lst = [l.split() for l in await pop_multi(c, "LIST")]
-                await c.send(b"UIDL\r\n")
+                if not pipelined:
+                    await c.send(b"UIDL\r\n")
                 await pop_ok(c, "UIDL")
                 uidl = [l.split() for l in await pop_multi(c, "UIDL")]
                 st.pop3_commands += 5
@@ -391,6 +395,12 @@ async def pop_worker(j, port, st: Stats, end):
                     raise ProtocolError(f"UIDL: {len(uidl)} lines, not {count} unique ids")
                 deleted = []
                 for k in range(1, min(count, rnd.randint(5, 30)) + 1):
+                    top = None
+                    if rnd.random() < 0.2:
+                        await c.send(b"TOP %d 0\r\n" % k)
+                        await pop_ok(c, f"TOP {k} 0")
+                        top = b"\n".join(await pop_multi(c, f"TOP {k} 0")) + b"\n"
+                        st.pop3_commands += 1
                     await c.send(b"RETR %d\r\n" % k)
                     await pop_ok(c, f"RETR {k}")
                     body = b"\n".join(await pop_multi(c, f"RETR {k}")) + b"\n"
@@ -398,6 +408,9 @@ async def pop_worker(j, port, st: Stats, end):
                     size = int(lst[k - 1][1])
                     if len(body) != size:
                         raise ProtocolError(f"RETR {k}: {len(body)} bytes, LIST said {size}")
+                    if top is not None and not (top.endswith(b"\n\n") and body.startswith(top)
+                                                and b"\n\n" not in top[:-2]):
+                        raise ProtocolError(f"TOP {k} 0 is not the header of RETR {k}: {top[-120:]!r}")
                     mid = intact(body)
                     if mid is None:
                         raise ProtocolError(f"RETR {k}: not an intact load message: {body[:200]!r}")
@@ -588,6 +601,7 @@ class System:
             if (b / n).exists():
                 shutil.copyfile(b / n, progs / n)
                 (progs / n).chmod(0o755)
+                os.chown(progs / n, pw.pw_uid, pw.pw_gid)   # the owner's already: linked, not copied again
         run([progs / "qmail-setup", "--single-user", "--owner", self.account, "--link", "--programs", progs,
              self.home, FQDN])
         run(self.runas + [self.bin("vadddomain"), DOMAIN, "-"], input=b"pm-" + PASSWORD.encode() + b"\n", env=self.env)
@@ -731,7 +745,9 @@ def main():
             log(f"load: setup failed: {e}")
             return 2
         log(f"  qmail-smtpd on 127.0.0.1:{sysm.smtp_port}, POP3 on 127.0.0.1:{sysm.pop_port}, home {sysm.home}")
-        fd0 = {"tcpserver smtp": fds(sysm.smtp.pid), "tcpserver pop3": fds(sysm.pop.pid)}
+        daemons = {"tcpserver smtp": sysm.smtp.pid, "tcpserver pop3": sysm.pop.pid, "qmail-send": sysm.send.pid}
+        fd0 = {k: fds(pid) for k, pid in daemons.items()}
+        mem0 = {k: (smaps(pid) or {}).get("rss", 0) for k, pid in daemons.items()}
         st = Stats()
         sampler = Sampler(sysm.smtp.pid, sysm.pop.pid)
         sampler.start()
@@ -747,7 +763,8 @@ def main():
         drain = time.monotonic() - t1
         left = sysm.queue_left()
         time.sleep(0.5)   # the last sessions' processes end
-        fd1 = {"tcpserver smtp": fds(sysm.smtp.pid), "tcpserver pop3": fds(sysm.pop.pid)}
+        fd1 = {k: fds(pid) for k, pid in daemons.items()}
+        mem1 = {k: (smaps(pid) or {}).get("rss", 0) for k, pid in daemons.items()}
         found, bad, bounces = sysm.maildirs()
         sysm.stop()
 
@@ -790,7 +807,10 @@ def main():
         ok_mem &= mem_figure("POP3 (qmail-popup + qmail-pop3d, logged in)", sampler.pop_session)
         mem_figure("qmail-popup alone", sampler.popup)
         mem_figure("qmail-pop3d alone", sampler.pop3d)
-        print(f"FIGURE tcpserver fds before/after: {fd0} / {fd1}")
+        print("FIGURE long-running processes, open fds before/after: " +
+              ", ".join(f"{k} {fd0[k]}/{fd1[k]}" for k in daemons))
+        print("FIGURE long-running processes, RSS before/after: " +
+              ", ".join(f"{k} {mb(mem0[k])}/{mb(mem1[k])}" for k in daemons))
         print(f"FIGURE limits raised: {'; '.join(sysm.notes)}")
 
         broken = []
@@ -810,7 +830,7 @@ def main():
                 f"lost {len(lost)} {lost[:3]}, duplicated {len(dup)} {dup[:3]}, corrupt {len(bad)} {bad[:2]}, "
                 f"phantom {len(phantom)} {phantom[:3]}, bounces {len(bounces)}" + ("" if want else ", nothing accepted"))
         promise("memory per session measured", ok_mem, "no samples of qmail-smtpd or logged-in POP3 sessions")
-        promise("no fd leak in tcpserver", fd0 == fd1, f"{fd0} -> {fd1}")
+        promise("no fd leak in tcpserver and qmail-send", fd0 == fd1 and -1 not in fd1.values(), f"{fd0} -> {fd1}")
         return 1 if broken else 0
     finally:
         sysm.stop()

@@ -22,7 +22,7 @@ FIGURES = ["sessions held SMTP", "sessions held POP3", "messages accepted", "mes
            "bytes per session POP3 (qmail-popup + qmail-pop3d, logged in)", "messages/s accepted over SMTP",
            "POP3 commands/s"]
 PROMISES = ["SMTP sessions held", "POP3 sessions held", "zero protocol errors", "queue drained", "zero lost messages",
-            "memory per session measured", "no fd leak in tcpserver"]
+            "memory per session measured", "no fd leak in tcpserver and qmail-send"]
 
 
 def load(tmp_path, smtp=20, pop3=20, seconds=5, **extra):
