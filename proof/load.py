@@ -501,7 +501,7 @@ class Sampler(threading.Thread):
         self.smtp_server, self.pop_server = smtp_server, pop_server
         self.stop = threading.Event()
         self.smtp, self.popup, self.pop3d, self.pop_session = [], [], [], []
-        self.peak = {"smtp": 0, "pop3": 0}
+        self.peak = {"smtp": 0, "pop3": 0, "pop3d": 0}
         self.counts = {"smtp": [], "pop3": []}
 
     def sample(self):
@@ -518,6 +518,7 @@ class Sampler(threading.Thread):
         self.counts["pop3"].append(len(popups))
         self.peak["smtp"] = max(self.peak["smtp"], len(smtpd))
         self.peak["pop3"] = max(self.peak["pop3"], len(popups))
+        self.peak["pop3d"] = max(self.peak["pop3d"], len(pop3d))
         for pid in smtpd:
             m = smaps(pid)
             if m:
@@ -735,6 +736,8 @@ def main():
     if os.geteuid() != 0:
         log("load: needs root (makes a mailbox account with useradd; checkpassword-file switches users)")
         return 2
+    # a TERM (e.g. from a time limit) still runs the cleanup below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     log(f"== load: {N_SMTP} SMTP + {N_POP3} POP3 sessions for {SECONDS:g}s, SQ_BIN={sq_bin()}")
     sysm = System()
     try:
@@ -783,7 +786,7 @@ def main():
               f"{sampler.peak['smtp']} qmail-smtpd processes (server peak), "
               f"median {statistics.median(st.samples_open['smtp'] or [0]):.0f} open; {st.sessions['smtp']} sessions in all")
         print(f"FIGURE sessions held POP3: {st.peak['pop3']} of {N_POP3} (client peak), "
-              f"{sampler.peak['pop3']} qmail-popup processes (server peak), "
+              f"{sampler.peak['pop3']} qmail-popup processes (server peak; {sampler.peak['pop3d']} logged in to qmail-pop3d), "
               f"median {statistics.median(st.samples_open['pop3'] or [0]):.0f} open; {st.sessions['pop3']} sessions in all")
         print(f"FIGURE messages accepted: {len(st.accepted)} messages, {len(want)} deliveries")
         print(f"FIGURE messages delivered: {sum(delivered[k] for k in want)} "
