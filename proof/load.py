@@ -17,6 +17,8 @@ time for PROOF_LOAD_SECONDS:
   POP3: USER/PASS, STAT, LIST, UIDL (some pipelined), TOP n 0, RETR (content
         checked against the id), DELE, NOOP/STAT while holding the session,
         QUIT and reconnect.
+Each client keeps its first session open (working in it) until all sessions
+of its kind are open at once, so "sessions held" is measured, not hoped for.
 Every reply is checked against the protocol; an unexpected reply, a timeout
 or a dropped connection is a protocol error (the first few are printed).
 After the load the queue must drain (bounded by PROOF_LOAD_DRAIN seconds);
@@ -148,6 +150,12 @@ class Stats:
         self.errors = []
         self.n_errors = 0
         self.open = {"smtp": 0, "pop3": 0}
+        self.target = {"smtp": N_SMTP, "pop3": N_POP3}
+        # set once every session of a kind is open at the same time; until
+        # then each worker keeps its first session open (working in it)
+        self.all_open = {"smtp": asyncio.Event(), "pop3": asyncio.Event()}
+        self.all_open_after = {"smtp": None, "pop3": None}
+        self.t0 = time.monotonic()
         self.peak = {"smtp": 0, "pop3": 0}
         self.sessions = {"smtp": 0, "pop3": 0}
         self.accepted = {}          # mid -> [rcpt users] acknowledged with 250
@@ -170,6 +178,17 @@ class Stats:
         self.open[kind] += 1
         self.sessions[kind] += 1
         self.peak[kind] = max(self.peak[kind], self.open[kind])
+        if self.open[kind] >= self.target[kind] and not self.all_open[kind].is_set():
+            self.all_open[kind].set()
+            self.all_open_after[kind] = time.monotonic() - self.t0
+
+    def holding(self, kind, first, end):
+        """A worker's first session stays open until all are open at once,
+        and a little longer, so the server-side sampler sees them too."""
+        if not first or time.monotonic() >= end:
+            return False
+        at = self.all_open_after[kind]
+        return at is None or time.monotonic() - self.t0 < at + 2 * SAMPLE_EVERY + 1
 
 
 class ProtocolError(Exception):
@@ -255,6 +274,7 @@ async def smtp_reply(c: Conn, want: str, what: str):
 async def smtp_worker(i, port, st: Stats, end, seq):
     rnd = random.Random(f"smtp{i}")
     await asyncio.sleep(rnd.random() * min(2.0, SECONDS / 4))
+    first = True
     while time.monotonic() < end:
         c = None
         where = f"smtp session {i}"
@@ -269,7 +289,9 @@ async def smtp_worker(i, port, st: Stats, end, seq):
                 st.smtp_commands += 1
                 if not any(l[4:].upper().startswith(b"PIPELINING") for l in ext):
                     raise ProtocolError(f"EHLO does not offer PIPELINING: {ext!r}")
-                for _ in range(rnd.randint(3, 12)):
+                planned = rnd.randint(3, 12)
+                while planned > 0 or st.holding("smtp", first, end):
+                    planned -= 1
                     if time.monotonic() >= end:
                         break
                     n = next(seq)
@@ -314,6 +336,7 @@ async def smtp_worker(i, port, st: Stats, end, seq):
                         await smtp_reply(c, "250", "NOOP")
                         st.smtp_commands += 1
                     await asyncio.sleep(rnd.uniform(0, 2 * THINK))
+                first = False
                 await c.send(b"QUIT\r\n")
                 await smtp_reply(c, "221", "QUIT")
                 st.smtp_commands += 1
@@ -356,6 +379,7 @@ async def pop_worker(j, port, st: Stats, end):
     rnd = random.Random(f"pop{j}")
     user = f"u{j}"
     await asyncio.sleep(rnd.random() * min(2.0, SECONDS / 4))
+    first = True
     while time.monotonic() < end:
         c = None
         where = f"pop3 session {j} ({user})"
@@ -420,11 +444,12 @@ async def pop_worker(j, port, st: Stats, end):
                         await pop_ok(c, f"DELE {k}")
                         st.pop3_commands += 1
                         deleted.append(mid)
-                while time.monotonic() < hold_until:
+                while time.monotonic() < hold_until or st.holding("pop3", first, end):
                     await asyncio.sleep(rnd.uniform(0.5, 1.5))
                     await c.send(b"NOOP\r\n" if rnd.random() < 0.5 else b"STAT\r\n")
                     await pop_ok(c, "NOOP/STAT")
                     st.pop3_commands += 1
+                first = False
                 await c.send(b"QUIT\r\n")
                 await pop_ok(c, "QUIT")
                 st.pop3_commands += 1
@@ -716,6 +741,10 @@ class System:
 
 # ------------------------------------------------------------------ report
 
+def fmt_after(t):
+    return "never" if t is None else f"{t:.1f}s"
+
+
 def mb(x):
     return f"{x / 1024:.0f} KiB"
 
@@ -752,6 +781,7 @@ def main():
         fd0 = {k: fds(pid) for k, pid in daemons.items()}
         mem0 = {k: (smaps(pid) or {}).get("rss", 0) for k, pid in daemons.items()}
         st = Stats()
+        st.t0 = time.monotonic()
         sampler = Sampler(sysm.smtp.pid, sysm.pop.pid)
         sampler.start()
         t0 = time.monotonic()
@@ -784,10 +814,12 @@ def main():
         print(f"FIGURE load seconds: {elapsed:.1f} (target {SECONDS:g})")
         print(f"FIGURE sessions held SMTP: {st.peak['smtp']} of {N_SMTP} (client peak), "
               f"{sampler.peak['smtp']} qmail-smtpd processes (server peak), "
-              f"median {statistics.median(st.samples_open['smtp'] or [0]):.0f} open; {st.sessions['smtp']} sessions in all")
+              f"median {statistics.median(st.samples_open['smtp'] or [0]):.0f} open; {st.sessions['smtp']} sessions in all; "
+              f"all open at once after {fmt_after(st.all_open_after['smtp'])}")
         print(f"FIGURE sessions held POP3: {st.peak['pop3']} of {N_POP3} (client peak), "
               f"{sampler.peak['pop3']} qmail-popup processes (server peak; {sampler.peak['pop3d']} logged in to qmail-pop3d), "
-              f"median {statistics.median(st.samples_open['pop3'] or [0]):.0f} open; {st.sessions['pop3']} sessions in all")
+              f"median {statistics.median(st.samples_open['pop3'] or [0]):.0f} open; {st.sessions['pop3']} sessions in all; "
+              f"all open at once after {fmt_after(st.all_open_after['pop3'])}")
         print(f"FIGURE messages accepted: {len(st.accepted)} messages, {len(want)} deliveries")
         print(f"FIGURE messages delivered: {sum(delivered[k] for k in want)} "
               f"({sum(st.committed.values())} retrieved and deleted over POP3, {sum(found.values())} left in Maildirs)")
