@@ -32,7 +32,7 @@ public final class QueueSession: QueueSink {
     private var frames: ByteWriter?
     private var statusFd: Int32 = -1
     private var pending: [UInt8] = []
-    private var envelope: [UInt8] = []
+    private var envelope = QueueEnvelope()
     private var failed = false
 
     /// Message bytes go out in frames of about this size.
@@ -47,7 +47,7 @@ public final class QueueSession: QueueSink {
     /// running. Throws a temporary MailFailure when it cannot be started.
     public func begin() throws {
         pending.removeAll(keepingCapacity: true)
-        envelope.removeAll(keepingCapacity: true)
+        envelope.reset()
         failed = false
         if pid != 0 {
             // A queue program that died since the last message (killed, or
@@ -103,17 +103,9 @@ public final class QueueSession: QueueSink {
 
     public func fail() { failed = true }
 
-    public func from(_ sender: [UInt8]) {
-        envelope.append(UInt8(ascii: "F"))
-        envelope += sender
-        envelope.append(0)
-    }
+    public func from(_ sender: [UInt8]) { envelope.add(UInt8(ascii: "F"), sender) }
 
-    public func to(_ recipient: [UInt8]) {
-        envelope.append(UInt8(ascii: "T"))
-        envelope += recipient
-        envelope.append(0)
-    }
+    public func to(_ recipient: [UInt8]) { envelope.add(UInt8(ascii: "T"), recipient) }
 
     public func close() -> MailFailure? {
         guard pid != 0, let out = frames else { return .temporary("qq crashed") }
@@ -123,11 +115,11 @@ public final class QueueSession: QueueSink {
             return verdict(stop())
         }
         sendPending()
-        envelope.append(0)
         if !failed {
             do {
-                try out.put(Self.header(UInt8(ascii: "E"), envelope.count))
-                try out.put(envelope)
+                let e = envelope.finished()
+                try out.put(Self.header(UInt8(ascii: "E"), e.count))
+                try out.put(e)
                 try out.flush()
             } catch { failed = true }
         }
