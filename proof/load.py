@@ -530,6 +530,7 @@ class Sampler(threading.Thread):
         self.smtp_server, self.pop_server = smtp_server, pop_server
         self.stop = threading.Event()
         self.smtp, self.popup, self.pop3d, self.pop_session = [], [], [], []
+        self.smtpd, self.smtp_queue = [], []
         self.peak = {"smtp": 0, "pop3": 0, "pop3d": 0}
         self.counts = {"smtp": [], "pop3": []}
 
@@ -543,15 +544,26 @@ class Sampler(threading.Thread):
         smtpd = [pid for pid, (comm, pp) in procs.items() if pp == self.smtp_server and comm == "qmail-smtpd"]
         popups = {pid for pid, (comm, pp) in procs.items() if pp == self.pop_server and comm == "qmail-popup"}
         pop3d = {pid: pp for pid, (comm, pp) in procs.items() if pp in popups and comm == "qmail-pop3d"}
+        smtpd_set = set(smtpd)
         self.counts["smtp"].append(len(smtpd))
         self.counts["pop3"].append(len(popups))
         self.peak["smtp"] = max(self.peak["smtp"], len(smtpd))
         self.peak["pop3"] = max(self.peak["pop3"], len(popups))
         self.peak["pop3d"] = max(self.peak["pop3d"], len(pop3d))
+        # qmail-smtpd may keep a `qmail-queue --session` child for its
+        # connection: that belongs to the session's cost too
+        queue = {}
+        for pid, (comm, pp) in procs.items():
+            if comm == "qmail-queue" and pp in smtpd_set:
+                m = smaps(pid)
+                if m:
+                    queue[pp] = m
+                    self.smtp_queue.append(m)
         for pid in smtpd:
             m = smaps(pid)
             if m:
-                self.smtp.append(m)
+                self.smtpd.append(m)
+                self.smtp.append({k: m[k] + queue[pid][k] for k in m} if pid in queue else m)
         below = {}
         for pid, pp in pop3d.items():
             m = smaps(pid)
@@ -847,8 +859,11 @@ def main():
             xs = sorted(st.latency[name]) or [0.0]
             print(f"FIGURE latency {what}: median {statistics.median(xs) * 1000:.0f} ms, "
                   f"p99 {xs[int(len(xs) * 0.99) - (1 if len(xs) > 1 else 0)] * 1000:.0f} ms, max {xs[-1] * 1000:.0f} ms")
-        ok_mem = mem_figure("SMTP (qmail-smtpd)", sampler.smtp)
+        ok_mem = mem_figure("SMTP (qmail-smtpd + its qmail-queue, if any)", sampler.smtp)
         ok_mem &= mem_figure("POP3 (qmail-popup + qmail-pop3d, logged in)", sampler.pop_session)
+        mem_figure("qmail-smtpd alone", sampler.smtpd)
+        if sampler.smtp_queue:
+            mem_figure("qmail-queue below qmail-smtpd alone", sampler.smtp_queue)
         mem_figure("qmail-popup alone", sampler.popup)
         mem_figure("qmail-pop3d alone", sampler.pop3d)
         print("FIGURE long-running processes, open fds before/after: " +
