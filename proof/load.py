@@ -13,7 +13,9 @@ PROOF_LOAD_SMTP SMTP sessions and PROOF_LOAD_POP3 POP3 sessions at the same
 time for PROOF_LOAD_SECONDS:
   SMTP: EHLO, then transactions MAIL/RCPT(1-3)/DATA, some pipelined, some
         RSET/NOOP, QUIT and reconnect now and then; each message carries a
-        unique id and a body derived from it.
+        unique id and a body derived from it. A few clients hang up in the
+        middle of a message (PROOF_LOAD_ABORT, 0.02): that message must not be
+        delivered nor leave files in the queue.
   POP3: USER/PASS, STAT, LIST, UIDL (some pipelined), TOP n 0, RETR (content
         checked against the id), DELE, NOOP/STAT while holding the session,
         QUIT and reconnect.
@@ -80,6 +82,7 @@ DRAIN = env_num("PROOF_LOAD_DRAIN", 240, float)
 LIMIT = env_num("PROOF_LOAD_LIMIT", 250)
 THINK = env_num("PROOF_LOAD_THINK", 2.0, float)
 HOLD = env_num("PROOF_LOAD_HOLD", 10.0, float)
+ABORT = env_num("PROOF_LOAD_ABORT", 0.02, float)
 TIMEOUT = env_num("PROOF_LOAD_TIMEOUT", 60, float)
 SAMPLE_EVERY = env_num("PROOF_LOAD_SAMPLE", 2.0, float)
 CONCURRENCYLOCAL = env_num("PROOF_LOAD_CONCURRENCYLOCAL", 0)   # 0: qmail's default (10)
@@ -165,6 +168,7 @@ class Stats:
         self.accepted = {}          # mid -> [rcpt users] acknowledged with 250
         self.unknown = set()        # mids whose DATA outcome the client never learned
         self.rejected = set()       # mids refused with 4xx/5xx after DATA
+        self.aborted = set()        # mids whose client hung up in the middle of DATA
         self.committed = collections.Counter()   # (mid, user) deleted via POP3 and QUIT +OK
         self.retrieved = 0
         self.pop3_commands = 0
@@ -294,6 +298,7 @@ async def smtp_worker(i, port, st: Stats, end, seq):
                 if not any(l[4:].upper().startswith(b"PIPELINING") for l in ext):
                     raise ProtocolError(f"EHLO does not offer PIPELINING: {ext!r}")
                 planned = rnd.randint(3, 12)
+                aborted = False
                 while planned > 0 or st.holding("smtp", first, end):
                     planned -= 1
                     if time.monotonic() >= end:
@@ -319,6 +324,14 @@ async def smtp_worker(i, port, st: Stats, end, seq):
                             await smtp_reply(c, "250", f"RCPT {r}")
                         await c.send(b"DATA\r\n")
                         await smtp_reply(c, "354", "DATA")
+                    if rnd.random() < ABORT:
+                        # a client that hangs up in the middle of the message:
+                        # it must not be delivered, nor leave anything behind
+                        wire = to_wire(msg)
+                        await c.send(wire[:rnd.randrange(1, len(wire) - 3)])
+                        st.aborted.add(mid)
+                        aborted = True
+                        break
                     pending = mid
                     await c.send(to_wire(msg))
                     t = time.monotonic()
@@ -341,6 +354,8 @@ async def smtp_worker(i, port, st: Stats, end, seq):
                         st.smtp_commands += 1
                     await asyncio.sleep(rnd.uniform(0, 2 * THINK))
                 first = False
+                if aborted:
+                    continue    # closed below, without QUIT
                 await c.send(b"QUIT\r\n")
                 await smtp_reply(c, "221", "QUIT")
                 st.smtp_commands += 1
@@ -706,7 +721,7 @@ class System:
 
     def queue_left(self):
         q = self.home / "queue"
-        return sum(1 for sub in ("mess", "todo", "intd") for p in (q / sub).rglob("*") if p.is_file())
+        return sum(1 for sub in ("mess", "todo", "intd", "pid") for p in (q / sub).rglob("*") if p.is_file())
 
     def maildirs(self):
         """{(mid, user): copies} over every mailbox's new/ and cur/, plus the
@@ -850,6 +865,7 @@ def main():
         print(f"FIGURE queue drained in: {drain:.1f}s ({left} files left)")
         print(f"FIGURE delivery deferrals/failures/bounces: {deferrals}/{failures}/{len(bounces)}")
         print(f"FIGURE protocol errors: {st.n_errors}")
+        print(f"FIGURE SMTP messages abandoned mid-DATA by the client: {len(st.aborted)} (none may be delivered)")
         print(f"FIGURE messages/s accepted over SMTP: {len(st.accepted) / elapsed:.1f}")
         print(f"FIGURE messages/s retrieved over POP3: {st.retrieved / elapsed:.1f}")
         print(f"FIGURE SMTP commands/s: {st.smtp_commands / elapsed:.1f}")
