@@ -679,8 +679,11 @@ class System:
         want = 4 * (N_SMTP + N_POP3) + 256
         if soft < want:
             new = want if hard == resource.RLIM_INFINITY else min(hard, want)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-            self.notes.append(f"ulimit -n {soft} -> {new}")
+            if new > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                self.notes.append(f"ulimit -n {soft} -> {new}")
+            else:   # the client holds one socket per session: 400 fit in 1024
+                self.notes.append(f"ulimit -n {soft} (hard limit; {want} asked for, not raised)")
         else:
             self.notes.append(f"ulimit -n {soft} (enough, not raised)")
         self.notes.append(f"tcpserver -c 40 -> {LIMIT}, -b 20 -> {LIMIT}")
