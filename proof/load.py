@@ -2,12 +2,14 @@
 """Load proof (issue 10, item 3): many concurrent SMTP and POP3 sessions on
 loopback at the same time, against the built programs of SQ_BIN.
 
-Setup, as an administrator would do it: a qmail home (qmail-setup
---single-user --link) in a fresh temp dir under /var/tmp, one hosted domain
-(vadddomain -u ACCOUNT) with PROOF_LOAD_POP3 mailboxes (vadduser, sha512-crypt
+Setup, as scripts/run.sh does it for root: an unprivileged account owning a
+single-user qmail home (qmail-setup --single-user --owner ACCOUNT --link,
+linked to private copies of the programs it needs) in a fresh temp dir under
+/var/tmp, every component running as that account; one hosted domain
+(vadddomain) with PROOF_LOAD_POP3 mailboxes (vadduser -s sha512: sha512-crypt
 passwords), qmail-send running (rc), and two of our tcpservers on 127.0.0.1:
-    tcpserver -c LIMIT -b BACKLOG ... qmail-smtpd
-    tcpserver -c LIMIT -b BACKLOG ... qmail-popup HOST checkpassword-file qmail-pop3d Maildir
+    tcpserver -c LIMIT -b LIMIT ... qmail-smtpd
+    tcpserver -c LIMIT -b LIMIT ... qmail-popup HOST checkpassword-file qmail-pop3d Maildir
 One asyncio client process (raw sockets, cheap on 2 cores) then holds
 PROOF_LOAD_SMTP SMTP sessions and PROOF_LOAD_POP3 POP3 sessions at the same
 time for PROOF_LOAD_SECONDS:
@@ -27,20 +29,21 @@ After the load the queue must drain (bounded by PROOF_LOAD_DRAIN seconds);
 then every (message, recipient) acknowledged with 250 must be delivered
 exactly once: either deleted through POP3 (DELE + QUIT +OK) or still in the
 recipient's Maildir, intact. A sampler reads /proc/PID/smaps_rollup of every
-qmail-smtpd, qmail-popup and qmail-pop3d of this run and reports bytes per
-session.
+qmail-smtpd (with its qmail-queue), qmail-popup and qmail-pop3d of this run
+and reports bytes per session; fds and RSS of tcpserver and qmail-send are
+compared before and after.
 
 Environment (defaults): SQ_BIN (.build/release), PROOF_LOAD_SECONDS (60),
 PROOF_LOAD_SMTP (200), PROOF_LOAD_POP3 (200), PROOF_LOAD_DRAIN (240),
 PROOF_LOAD_LIMIT (tcpserver -c, 250), PROOF_LOAD_THINK (mean pause between
 SMTP transactions of one session, 2.0 s), PROOF_LOAD_HOLD (longest POP3
-session, 10 s), PROOF_LOAD_TIMEOUT (reply timeout,
-60 s), PROOF_LOAD_CONCURRENCYLOCAL (unset: qmail's 10), PROOF_LOAD_SAMPLE
+session, 10 s), PROOF_LOAD_TIMEOUT (reply timeout, 60 s),
+PROOF_LOAD_CONCURRENCYLOCAL (unset: qmail's 10), PROOF_LOAD_SAMPLE
 (seconds between memory samples, 2), PROOF_LOAD_KEEP (keep the temp dir).
 Limits set as an administrator would: tcpserver -c and -b (default 40 and
 20: -c 40 caps the sessions at 40), RLIMIT_NOFILE when below what 400
-sessions need. For the harness's own tests: PROOF_LOAD_QMAILQUEUE (a program used as
-QMAILQUEUE by qmail-smtpd) and PROOF_LOAD_POP3D (a program run in place of
+sessions need. For the harness's own tests: PROOF_LOAD_QMAILQUEUE (a
+program used as QMAILQUEUE by qmail-smtpd) and PROOF_LOAD_POP3D (a program run in place of
 qmail-pop3d); both are copied into the home and may find the real programs
 in $QMAIL_HOME/bin.
 
