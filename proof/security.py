@@ -43,7 +43,6 @@ import hashlib
 import os
 import pathlib
 import pwd
-import grp
 import re
 import shutil
 import signal
@@ -271,7 +270,6 @@ def section_modes(S):
     """Owners and modes as qmail-setup left them (multi-user, as root)."""
     q = S.q.path
     ids = {n: pwd.getpwnam(n).pw_uid for n in ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")}
-    qmail_gid = grp.getgrnam("qmail").gr_gid
     if "control-writable" in FAULTS:
         (q / "control").chmod(0o777)
 
@@ -304,15 +302,14 @@ def section_modes(S):
                 continue
             m = stat.S_IMODE(st.st_mode)
             rel = str(p.relative_to(q))
-            if m & 0o002 and rel != "queue/lock/trigger":
+            # the trigger fifo is 0622 in qmail: anyone may pull it, nothing more
+            if m & 0o022 and rel != "queue/lock/trigger":
                 world.append(f"{rel} {oct(m)}")
-            if m & 0o020 and st.st_gid != qmail_gid and not stat.S_ISDIR(st.st_mode):
-                world.append(f"{rel} group-writable {oct(m)}")
             if stat.S_ISREG(st.st_mode) and m & 0o6000 and rel != "bin/qmail-queue":
                 setid.append(f"{rel} {oct(m)}")
             if st.st_uid not in allowed_uids:
                 owners.append(f"{rel} uid {st.st_uid}")
-    B.promise("modes nothing in the home is writable by others", not world, ", ".join(world[:5]))
+    B.promise("modes nothing in the home is writable by group or others", not world, ", ".join(world[:5]))
     B.promise("modes no setuid/setgid program but qmail-queue", not setid, ", ".join(setid[:5]))
     B.promise("modes only root and qmail's accounts own the home", not owners, ", ".join(owners[:5]))
     st = os.stat(q / "control")
@@ -611,8 +608,8 @@ def section_brute(S):
     port = S.serve(S.pop3_chain(), env=S.pop3_env())
     user = f"bob@{HOSTED}".encode()
     t = pop3_try(port, [b"USER " + user, b"PASS " + BOB_PW.encode(), b"QUIT"])
-    B.promise("brute pop3 good login works (control)", t[2][0].startswith(b"+OK") and t[2][1] < 1.0,
-              f"{t[2][0]!r} after {t[2][1]:.2f}s")
+    B.promise("brute pop3 good login works (control)", t[2][0].startswith(b"+OK"), f"{t[2][0]!r}")
+    B.figure("pop3 good login ms", int(t[2][1] * 1000))
     delays = []
     for how in ("USER/PASS", "APOP", "AUTH PLAIN"):
         if how == "USER/PASS":

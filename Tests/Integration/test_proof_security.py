@@ -72,7 +72,7 @@ def test_the_whole_battery_holds():
 
 @pytest.mark.parametrize("fault,only,expect", [
     ("relayclient", "relay", ["relay refused <victim@other.example>", "relay refused after AUTH failure"]),
-    ("control-writable", "modes", ["modes nothing in the home is writable by others",
+    ("control-writable", "modes", ["modes nothing in the home is writable by group or others",
                                    "modes control/ owned by root, not writable by group or others",
                                    "modes qmailctl doctor finds no problem"]),
     ("weak-ciphers", "tls", ["tls smtpd STARTTLS (RSA certificate) refuses no forward secrecy (RSA key exchange) "
