@@ -458,20 +458,38 @@ def section_tricks(S):
     if moved:
         run(["usermod", "-d", str(S.q.path / "alias"), "alias"], check=True)
     try:
-        tricks_run(S, cases, at)
+        tricks_run(S, cases, at, "")
     finally:
         if moved:
             run(["usermod", "-d", alias_home, "alias"])
+    # again through users/assign (qmail-pw2u's entries for J and A, and a
+    # catch-all to the alias account), which qmail-lspawn asks before passwd
+    users = S.q.path / "users"
+    saved = (users / "assign").read_bytes()
+    al = pwd.getpwnam("alias")
+    lines = b"".join(f"={pw.pw_name}:{pw.pw_name}:{pw.pw_uid}:{pw.pw_gid}:{pw.pw_dir}:::\n"
+                     f"+{pw.pw_name}-:{pw.pw_name}:{pw.pw_uid}:{pw.pw_gid}:{pw.pw_dir}:-::\n".encode()
+                     for pw in (S.jpw, S.apw))
+    lines += f"+:alias:{al.pw_uid}:{al.pw_gid}:{S.q.path / 'alias'}:-::\n".encode()
+    (users / "assign").write_bytes(saved.replace(b"\n.\n", b"\n" + lines + b".\n") if b"\n.\n" in saved
+                                   else lines + b".\n")
+    r = S.q.run("qmail-newu")
+    assert r.returncode == 0, r.stderr
+    try:
+        tricks_run(S, cases, at, " (users/assign)")
+    finally:
+        (users / "assign").write_bytes(saved)
+        S.q.run("qmail-newu")
 
 
-def tricks_run(S, cases, at):
+def tricks_run(S, cases, at, label):
     J = S.J
     skip = {str(S.q.path / "queue"), str(S.base / "send.log")}
     before = snapshot(S.base, skip)
     S.start_qmail()
     accepted = {}
     for i, addr in enumerate(cases):
-        marker = f"trick-{i}-{os.getpid()}"
+        marker = f"trick-{len(label)}-{i}-{os.getpid()}"
         data = (b"HELO c\r\nMAIL FROM:<" + f"{J}-bounces{at}".encode() + b">\r\nRCPT TO:<" + addr + b">\r\n"
                 b"DATA\r\nSubject: " + marker.encode() + b"\r\n\r\n" + marker.encode() + b"\r\n.\r\nQUIT\r\n")
         rc, out = sh.session(S.q, data, timeout=60)
@@ -479,39 +497,39 @@ def tricks_run(S, cases, at):
         if any(l.startswith("250 ok ") for l in r):
             accepted[marker] = addr
         else:
-            B.promise(f"tricks {show(addr)} refused by qmail-smtpd", True)
-    B.figure("address tricks sent", len(cases))
-    B.figure("address tricks accepted by qmail-smtpd", len(accepted))
+            B.promise(f"tricks{label} {show(addr)} refused by qmail-smtpd", True)
+    B.figure(f"address tricks{label} sent", len(cases))
+    B.figure(f"address tricks{label} accepted by qmail-smtpd", len(accepted))
     drained = wait_for(lambda: S.queue_count() == 0, 120, 0.2)
     S.stop_qmail()
-    B.promise("tricks every accepted message left the queue", drained, f"{S.queue_count()} still queued")
+    B.promise(f"tricks{label} every accepted message left the queue", drained, f"{S.queue_count()} still queued")
     after = snapshot(S.base, skip)
     allowed = [S.jhome / "Maildir", S.jhome / "bounces", S.q.path / "alias" / "Maildir"]
     changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
     outside = [p for p in changed if not any(p.startswith(str(a) + "/") for a in allowed)]
-    B.promise("tricks nothing written outside the expected Maildirs", not outside,
+    B.promise(f"tricks{label} nothing written outside the expected Maildirs", not outside,
               f"{len(outside)} paths, e.g. {', '.join(outside[:4])}")
     touched_a = [p for p in changed if p.startswith(str(S.ahome))]
-    B.promise("tricks nothing reached the other user's .qmail or Maildir", not touched_a, ", ".join(touched_a[:4]))
+    B.promise(f"tricks{label} nothing reached the other user's .qmail or Maildir", not touched_a, ", ".join(touched_a[:4]))
     new_files = [p for p in changed if p in after and after[p][0] == stat.S_IFREG]
     want_uid = {str(S.jhome): S.jpw.pw_uid, str(S.q.path / "alias"): pwd.getpwnam("alias").pw_uid}
     wrong_owner = [p for p in new_files if any(p.startswith(k + "/") and after[p][2] != u for k, u in want_uid.items())]
     root_owned = [p for p in new_files if after[p][2] == 0]
-    B.promise("tricks no delivery ran as root (root@ goes to the alias account)", not root_owned, ", ".join(root_owned[:3]))
-    B.promise("tricks each Maildir file belongs to its mailbox's account", not wrong_owner, ", ".join(wrong_owner[:3]))
+    B.promise(f"tricks{label} no delivery ran as root (root@ goes to the alias account)", not root_owned, ", ".join(root_owned[:3]))
+    B.promise(f"tricks{label} each Maildir file belongs to its mailbox's account", not wrong_owner, ", ".join(wrong_owner[:3]))
     # every accepted message is accounted for: delivered to J or alias, or bounced back to J-bounces
     where = {"delivered to its Maildir": 0, "bounced": 0, "to the alias account": 0}
     for marker, addr in accepted.items():
         found = [p for p in new_files if os.path.exists(p) and marker.encode() in pathlib.Path(p).read_bytes()]
-        B.promise(f"tricks {show(addr)} delivered or bounced inside the expected Maildirs", bool(found),
+        B.promise(f"tricks{label} {show(addr)} delivered or bounced inside the expected Maildirs", bool(found),
                   "message not found where it may go")
         for p in found[:1]:
             key = ("to the alias account" if p.startswith(str(S.q.path)) else
                    "bounced" if p.startswith(str(S.jhome / "bounces")) else "delivered to its Maildir")
             where[key] += 1
-    B.figure("address tricks accepted: outcome", ", ".join(f"{k} {v}" for k, v in where.items()))
+    B.figure(f"address tricks{label} accepted: outcome", ", ".join(f"{k} {v}" for k, v in where.items()))
     # the ones that must not have been taken as delivered to a Maildir of J by name
-    B.figure("address tricks refused at RCPT", len(cases) - len(accepted))
+    B.figure(f"address tricks{label} refused at RCPT", len(cases) - len(accepted))
 
 
 # ---------------------------------------------------------------- relay
