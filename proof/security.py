@@ -1000,9 +1000,23 @@ def section_backends(S):
     os.unlink(q.path / "control" / "userdirectory")
     # uid 0 stored in the directory: refused
     S.mariadb.sql(f"UPDATE users SET uid=0, gid=0 WHERE local_part='bob' AND domain='{HOSTED}';".encode(), db="mail")
+    stored = S.mariadb.sql(f"SELECT uid FROM users WHERE local_part='bob' AND domain='{HOSTED}';".encode(), db="mail")
     r = e.checkpw("checkpassword-mysql", f"bob@{HOSTED}", BOB_PW, argv=("id", "-u"))
-    B.promise("backends mysql refuses a mailbox stored with uid 0", r.returncode != 0 and r.stdout == b"",
-              f"exit {r.returncode}, ran {r.stdout!r}")
+    B.promise("backends mysql refuses a mailbox stored with uid 0",
+              stored.split() == [b"uid", b"0"] and r.returncode != 0 and r.stdout == b"",
+              f"stored {stored!r}; login exit {r.returncode}, ran {r.stdout!r}")
+    bind = ["-x", "-H", S.slapd.uri, "-D", bs.LDAP_ADMIN, "-w", bs.LDAP_ADMIN_PW]
+    found = run(["ldapsearch", *bind, "-LLL", "-o", "ldif-wrap=no", "-b", bs.BASE_DN, f"(mail=bob@{HOSTED})", "dn"])
+    dn = re.search(rb"^dn: (.+)$", found.stdout, re.M)
+    B.promise("backends ldap finds bob's entry (control)", bool(dn), found.stderr[:200].decode(errors="replace"))
+    if dn:
+        mod = b"dn: " + dn.group(1) + b"\nchangetype: modify\nreplace: uidNumber\nuidNumber: 0\n-\n" \
+              b"replace: gidNumber\ngidNumber: 0\n-\n"
+        m = run(["ldapmodify", *bind], input=mod)
+        r = e.checkpw("checkpassword-ldap", f"bob@{HOSTED}", BOB_PW, argv=("id", "-u"))
+        B.promise("backends ldap refuses a mailbox stored with uid 0",
+                  m.returncode == 0 and r.returncode != 0 and r.stdout == b"",
+                  f"ldapmodify exit {m.returncode}; login exit {r.returncode}, ran {r.stdout!r}")
 
 
 # ---------------------------------------------------------------- main
