@@ -33,6 +33,8 @@ Environment:
   SQ_BIN                 the built programs (default .build/release)
   SQ_SECURITY_ONLY       comma list of sections to run (default: all)
   SQ_SECURITY_BACKENDS   0: skip the slapd/mariadbd part (reported as SKIP)
+  SQ_SECURITY_SSLSCAN    0: no sslscan pass (the raw and s_client probes stay)
+  SQ_SECURITY_KEEP       1: leave the scratch tree in /var/tmp for a look
   SQ_SECURITY_FAULT      test only: weaken the setup on purpose to show the
                          battery fails: relayclient, control-writable,
                          weak-ciphers, no-fail-delay, key-readable,
@@ -885,7 +887,7 @@ def tls_endpoint_probes(ep):
 
 
 def sslscan_probe(ep):
-    if not shutil.which("sslscan"):
+    if not shutil.which("sslscan") or os.environ.get("SQ_SECURITY_SSLSCAN", "1") == "0":
         return False
     args = ["sslscan", "--no-colour", "--no-heartbleed", "--no-check-certificate"]
     if ep.starttls == "smtp":
@@ -949,7 +951,8 @@ def section_tls(S):
         tls_endpoint_probes(rsa)
         scanned += sslscan_probe(rsa)
     B.figure("tls endpoints probed", len(endpoints) + 2)
-    B.figure("tls sslscan", f"{scanned} endpoints scanned" if scanned else "SKIP (sslscan not installed)")
+    B.figure("tls sslscan", f"{scanned} endpoints scanned" if scanned else
+             "SKIP (" + ("SQ_SECURITY_SSLSCAN=0" if shutil.which("sslscan") else "sslscan not installed") + ")")
 
 
 # ---------------------------------------------------------------- LDAP / SQL
