@@ -647,6 +647,11 @@ def section_brute(S):
         B.promise(f"brute pop3 {how} one try per connection", not any(r.startswith(b"+OK") for r in rest) and
                   (not rest or rest[0] == b""), f"after the failure: {rest!r}")
     B.figure("pop3 failed login delay ms", int(min(delays) * 1000))
+    # an unknown user is answered exactly like a wrong password (no enumeration)
+    known = pop3_try(port, [b"USER " + user, b"PASS wrong-3"])
+    unknown = pop3_try(port, [b"USER nosuch@" + HOSTED.encode(), b"PASS wrong-3"])
+    B.promise("brute pop3 unknown user answered like a wrong password", known[2][0] == unknown[2][0] and
+              unknown[2][1] >= 1.0, f"{known[2][0]!r} vs {unknown[2][0]!r} after {unknown[2][1]:.2f}s")
     # SMTP AUTH: how many tries does one connection get, and how fast
     p = subprocess.Popen([S.bin("qmail-smtpd"), FQDN, S.bin("checkpassword-file"), "/bin/true"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=S.smtpd_env())
@@ -679,6 +684,10 @@ def section_brute(S):
         good = b""
     p.kill()
     p.wait()
+    r_known, _, _ = relay_session(S, b"RCPT TO:<x@other.example>", auth=(user, b"wrong-4"))
+    r_unknown, _, _ = relay_session(S, b"RCPT TO:<x@other.example>", auth=(b"nosuch@" + HOSTED.encode(), b"wrong-4"))
+    B.promise("brute smtp auth unknown user answered like a wrong password", r_known[:4] == r_unknown[:4],
+              f"{r_known[2:4]} vs {r_unknown[2:4]}")
     B.figure("smtp auth failures answered per connection (of 10 tried)", tries)
     B.figure("smtp auth last answer", last.strip().decode(errors="replace")[:60] or "connection closed")
     B.figure("smtp auth failure delay ms", int(min(times) * 1000) if times else "n/a")
@@ -886,6 +895,46 @@ def tls_endpoint_probes(ep):
               "probe did not reach renegotiation" if after is None else "renegotiated: " + after[-150:].replace("\n", " | "))
 
 
+def starttls_injection_probe(ep):
+    """Plaintext sent in the same packet as STARTTLS/STLS must not be
+    executed inside the TLS session (CVE-2011-0411)."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = socket.create_connection(("127.0.0.1", ep.port), timeout=20)
+    f = s.makefile("rb")
+    f.readline()
+    if ep.starttls == "smtp":
+        s.sendall(b"EHLO probe\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        s.sendall(b"STARTTLS\r\nMAIL FROM:<evil@other.example>\r\n")
+        first, inside, want = f.readline(), b"RCPT TO:<postmaster@ours.example>\r\nQUIT\r\n", b"503 "
+    else:
+        s.sendall(b"STLS\r\nUSER bob@" + HOSTED.encode() + b"\r\n")
+        first, inside, want = f.readline(), b"PASS " + BOB_PW.encode() + b"\r\nQUIT\r\n", b"-ERR"
+    got = b""
+    try:
+        t = ctx.wrap_socket(s, server_hostname="mail.ours.example")
+        t.sendall(inside)
+        while len(got) < 4096:
+            b = t.recv(4096)
+            if not b:
+                break
+            got += b
+    except (ssl.SSLError, OSError) as e:
+        got = got or f"tls failed: {e}".encode()
+    finally:
+        s.close()
+    # safe: the command is refused inside TLS, or the stray plaintext spoils
+    # the handshake (qmail-popup leaves it unread, OpenSSL takes it as TLS)
+    B.promise(f"tls {ep.name} plaintext pipelined behind STARTTLS is not executed",
+              got.startswith(want) or got.startswith(b"tls failed"), f"{first!r} then {got[:80]!r}")
+    B.figure(f"tls {ep.name} plaintext pipelined behind STARTTLS",
+             "handshake refused" if got.startswith(b"tls failed") else got.split(b"\r\n")[0].decode(errors="replace"))
+
+
 def sslscan_probe(ep):
     if not shutil.which("sslscan") or os.environ.get("SQ_SECURITY_SSLSCAN", "1") == "0":
         return False
@@ -939,6 +988,8 @@ def section_tls(S):
     scanned = 0
     for ep in endpoints:
         tls_endpoint_probes(ep)
+        if ep.starttls:
+            starttls_injection_probe(ep)
         scanned += sslscan_probe(ep)
     # an RSA certificate too: RSA key exchange (no forward secrecy) can only
     # be negotiated with one, so the EC pass alone cannot see it offered
