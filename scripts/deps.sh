@@ -6,6 +6,8 @@ install_deps() {
   if [ "${1:-}" = test ]; then
     want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base slapd ldap-utils mariadb-server mariadb-client)
   fi
+  # proof/security.py scans the TLS services with sslscan (a 6-second install)
+  if [ "${1:-}" = test ]; then want+=(sslscan); fi
   # test_man.py renders the man pages
   if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
   # qmail-remote is tested against a private Postfix instance

@@ -264,6 +264,7 @@ struct Doctor {
     mutating func checkCertificate() {
         let cert = home.control("servercert.pem")
         guard Sys.exists(cert) else { ok("no control/servercert.pem (no TLS services)"); return }
+        checkKeyFileModes()
         let end = Run.capture(["openssl", "x509", "-enddate", "-noout", "-in", cert])
         guard end.status == 0 else {
             if end.status == nil { warn("cannot check \(cert): openssl not found") }
@@ -278,6 +279,32 @@ struct Doctor {
         } else {
             ok("\(cert) valid until \(date)")
         }
+    }
+
+    /// The private key (in servercert.pem, or serverkey.pem) must not be
+    /// readable by others, nor its file writable by group or others: anyone
+    /// with the key can impersonate the server.
+    mutating func checkKeyFileModes() {
+        for name in ["servercert.pem", "serverkey.pem"] {
+            let path = home.control(name)
+            guard let st = try? Sys.stat(path) else { continue }
+            let m = st.st_mode & 0o7777
+            let holdsKey = ((try? FileIO.read(path, limit: 1 << 20)) ?? nil).map { containsKey($0) } ?? true
+            if m & 0o022 != 0 {
+                problem("\(path) is writable by group or others (mode \(Doctor.octal(m))): chmod 600 \(path)")
+            } else if holdsKey && m & 0o004 != 0 {
+                problem("\(path) holds the private key and is readable by others (mode \(Doctor.octal(m))): chmod 600 \(path)")
+            }
+        }
+    }
+
+    func containsKey(_ data: [UInt8]) -> Bool {
+        let needle = Array("PRIVATE KEY-----".utf8)
+        guard data.count >= needle.count else { return false }
+        for i in 0...(data.count - needle.count) where data[i] == needle[0] {
+            if Array(data[i..<(i + needle.count)]) == needle { return true }
+        }
+        return false
     }
 
     // MARK: names

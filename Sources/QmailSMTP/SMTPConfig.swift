@@ -30,6 +30,11 @@ public struct SMTPConfig {
     public var authCram = false         // SMTPAUTH contains "cram"
     public var authPlainLogin = true    // false for SMTPAUTH "cram" without '+'
     public var authNeedsTLS = false     // FORCETLS set (not "0")
+    /// Seconds to wait before answering a refused AUTH (SMTPAUTHFAILDELAY),
+    /// and refused AUTHs after which the session ends: password guessing
+    /// gets what qmail-popup gives it, not hundreds of tries per connection.
+    public var authFailDelay: UInt32 = 2
+    public var maxAuthFailures = 3
     /// A program asked about each recipient in rcpthosts: exit 0 known, 100 unknown, else temporary.
     public var rcptCheck: [String]? = nil
     public var rcptCheckTimeout = 30
@@ -76,6 +81,7 @@ public struct SMTPConfig {
         c.authCram = mode.contains("cram")
         c.authPlainLogin = !c.authCram || mode.contains("+")
         if let f = Sys.getenv("FORCETLS"), f != "0" { c.authNeedsTLS = true }
+        if let v = Sys.getenv("SMTPAUTHFAILDELAY"), let n = Decimal.parse(Array(v.utf8)), n <= 60 { c.authFailDelay = UInt32(n) }
         if let v = Sys.getenv("MAXRCPT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.maxRecipients = n }
         if let v = Sys.getenv("RCPTCHECKTIMEOUT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.rcptCheckTimeout = n }
 

@@ -28,6 +28,7 @@ public final class SMTPServer {
     private var refusedSender = false   // badmailfrom: refuse each RCPT
     private var utf8 = false
     private var authUser: [UInt8]? = nil
+    private var authFailures = 0
     private var tlsActive = false
     private var esmtp = false
     private var queueSession: QueueSession?
@@ -84,7 +85,9 @@ public final class SMTPServer {
         case "mail": doMail(arg)
         case "rcpt": doRcpt(arg)
         case "data": return try doData()
-        case "auth": try doAuth(arg)
+        case "auth":
+            try doAuth(arg)
+            if authFailures >= config.maxAuthFailures { return false }
         case "starttls": try doStartTLS(arg)
         default: reply("502 unimplemented (#5.5.1)\r\n")
         }
@@ -327,7 +330,13 @@ public final class SMTPServer {
             if config.relayClient == nil { config.relayClient = [] }
             reply("235 ok, go ahead (#2.0.0)\r\n")
         case .rejected:
-            reply("535 authentication failed (#5.7.8)\r\n")
+            authFailures += 1
+            if config.authFailDelay > 0 { sleep(config.authFailDelay) }
+            if authFailures >= config.maxAuthFailures {
+                reply("421 too many authentication failures, closing connection (#4.7.0)\r\n")
+            } else {
+                reply("535 authentication failed (#5.7.8)\r\n")
+            }
         case .temporary:
             reply("454 temporary authentication failure (#4.3.0)\r\n")
         }

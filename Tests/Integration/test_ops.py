@@ -199,6 +199,42 @@ def test_doctor_certificate(ops):
     ops.stop()
 
 
+def test_doctor_private_key_readable_by_others(ops):
+    """Found by proof/security.py (fault key-readable): doctor said nothing
+    about a world-readable private key."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    ops.start()
+    r = subprocess.run(["sh", str(ROOT / "contrib" / "pop3" / "make-servercert.sh"), str(ops.path), "localhost"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cert = ops.path / "control" / "servercert.pem"
+    code, out = doctor(ops)
+    assert code == 0, out
+    cert.chmod(0o644)
+    code, out = doctor(ops)
+    assert code == 2, out
+    assert f"PROBLEM: {cert} holds the private key and is readable by others (mode 0644): chmod 600 {cert}" in out
+    cert.chmod(0o640)  # readable by the qmail group (qmaild): fine
+    assert doctor(ops)[0] == 0
+    cert.chmod(0o620)
+    code, out = doctor(ops)
+    assert code == 2 and "is writable by group or others (mode 0620)" in out, out
+    # a certificate alone (the key in serverkey.pem) may be readable by all
+    key = ops.path / "control" / "serverkey.pem"
+    text = cert.read_text()
+    i = text.index("-----BEGIN PRIVATE KEY-----")
+    cert.write_text(text[:i])
+    cert.chmod(0o644)
+    key.write_text(text[i:])
+    key.chmod(0o644)
+    code, out = doctor(ops)
+    assert code == 2 and f"PROBLEM: {key} holds the private key" in out and f"PROBLEM: {cert}" not in out, out
+    key.chmod(0o600)
+    assert doctor(ops)[0] == 0
+    ops.stop()
+
+
 def test_doctor_unresolvable_me(ops):
     ops.start()
     ops.home.control("me", "no-such-host.invalid\n")

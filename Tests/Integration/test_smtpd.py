@@ -349,6 +349,30 @@ def test_auth_temporary_failure_and_bad_input(home, tmp_path):
     assert replies(out)[-1] == "454 temporary authentication failure (#4.3.0)"
 
 
+def test_auth_failures_are_delayed_and_the_third_ends_the_session(home, tmp_path):
+    """Found by proof/security.py: ten wrong passwords per connection got
+    535 in 20 ms each. Now each refusal waits SMTPAUTHFAILDELAY seconds
+    (default 2) and the third one ends the session with 421."""
+    args = ["mx", str(checkpassword(tmp_path)), "/bin/true"]
+    bad = b"AUTH PLAIN " + b64(b"\0joe\0wrong") + b"\r\n"
+    t0 = time.monotonic()
+    rc, out = session(home, b"EHLO c\r\n" + bad + bad + bad + b"AUTH PLAIN " + b64(b"\0joe\0secret") + b"\r\n"
+                            b"MAIL FROM:<a@b>\r\n", args=args, SMTPAUTHFAILDELAY="1")
+    took = time.monotonic() - t0
+    r = replies(out)
+    assert r[-3:] == ["535 authentication failed (#5.7.8)", "535 authentication failed (#5.7.8)",
+                      "421 too many authentication failures, closing connection (#4.7.0)"], r
+    assert 3 <= took < 20, took
+    assert rc == 0
+    # the default delay is 2 seconds; a temporary failure is not delayed
+    t0 = time.monotonic()
+    _, out = session(home, b"EHLO c\r\n" + bad, args=args)
+    assert replies(out)[-1] == "535 authentication failed (#5.7.8)" and time.monotonic() - t0 >= 2
+    t0 = time.monotonic()
+    _, out = session(home, b"EHLO c\r\nAUTH PLAIN " + b64(b"\0down\0x") + b"\r\n", args=args)
+    assert replies(out)[-1].startswith("454 ") and time.monotonic() - t0 < 2
+
+
 def test_auth_required_and_auth_before_tls(home, tmp_path):
     args = ["mx", str(checkpassword(tmp_path)), "/bin/true"]
     _, out = session(home, b"EHLO c\r\nMAIL FROM:<a@b>\r\n", args=args, SMTPAUTH="!")
