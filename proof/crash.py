@@ -36,9 +36,12 @@ harness could not run. Runs as root (it makes a mailbox account).
 Environment: SQ_BIN (programs; default .build/release), SQ_CRASH_MESSAGES
 (1000), SQ_CRASH_KILLS (30), SQ_CRASH_USERS (8), SQ_CRASH_SENDERS (4 SMTP
 client threads), SQ_CRASH_SEED (random by default; printed), SQ_CRASH_TIME
-(bound on the whole run in seconds, 600), SQ_CRASH_QMAILQUEUE (fault
-injection: a QMAILQUEUE program for qmail-smtpd), SQ_CRASH_KEEP=1 (keep the
-temporary home for inspection).
+(bound on the whole run in seconds, 600), SQ_CRASH_POP3_DROP (share of POP3
+sessions the client drops after DELE without QUIT, 0.1), SQ_CRASH_KEEP=1
+(keep the temporary home for inspection). Fault injection, for the tests
+that prove the harness can fail: SQ_CRASH_QMAILQUEUE (a QMAILQUEUE program
+for qmail-smtpd), SQ_CRASH_POP3D (a program run instead of qmail-pop3d),
+SQ_CRASH_FAULT=double-delivery (every message delivered twice).
 """
 import hashlib
 import os
@@ -218,6 +221,12 @@ class Harness:
         self.seed = env_int("SQ_CRASH_SEED", int(time.time() * 1000) % 1000000)
         self.time_limit = env_int("SQ_CRASH_TIME", 600)
         self.fault_queue = os.environ.get("SQ_CRASH_QMAILQUEUE", "")
+        self.fault_pop3d = os.environ.get("SQ_CRASH_POP3D", "")
+        self.fault = os.environ.get("SQ_CRASH_FAULT", "")
+        try:
+            self.pop_drop = float(os.environ.get("SQ_CRASH_POP3_DROP", "0.1"))
+        except ValueError:
+            self.pop_drop = 0.1
         self.keep = os.environ.get("SQ_CRASH_KEEP") == "1"
         env_bin = os.environ.get("SQ_BIN")
         self.sqbin = pathlib.Path(env_bin).resolve() if env_bin else ROOT / ".build" / "release"
@@ -251,7 +260,8 @@ class Harness:
         self.pending_keep = {}    # (user, uidl) -> session: DELE'd in an aborted session
         self.pop_sessions = 0
         self.pop_aborted = 0
-        self.pop_errors = []
+        self.pop_errors = []       # during the run (kills break sessions)
+        self.final_pop_errors = [] # in the final sweep, with nothing killed
         # kills
         self.kills = {k: 0 for k in ALL_KINDS}
         self.kill_times = []      # (time, kind)
@@ -315,12 +325,20 @@ class Harness:
             # sha512: logins cheap enough for hundreds of POP3 sessions on 2 cores
             self.run(*self.runas, self.bin("vadduser"), "-s", "sha512", f"{u}@{DOMAIN}",
                      input=PASSWORD.encode() + b"\n")
-        if self.fault_queue:
-            # where the account can run it
-            dst = self.base / "fault-qmail-queue"
-            shutil.copy(self.fault_queue, dst)
-            dst.chmod(0o755)
-            self.fault_queue = str(dst)
+        # Fault injection, for the test that proves the harness can fail.
+        for attr, name in (("fault_queue", "fault-qmail-queue"), ("fault_pop3d", "fault-pop3d")):
+            if getattr(self, attr):
+                dst = self.base / name   # where the account can run it
+                shutil.copy(getattr(self, attr), dst)
+                dst.chmod(0o755)
+                setattr(self, attr, str(dst))
+        if self.fault == "double-delivery":
+            dq = self.home / "domains" / DOMAIN / ".qmail-default"
+            st = dq.stat()
+            dq.write_bytes(dq.read_bytes() * 2)
+            os.chown(dq, st.st_uid, st.st_gid)
+        elif self.fault:
+            raise HarnessError(f"unknown SQ_CRASH_FAULT {self.fault!r} (known: double-delivery)")
         self.logdir = self.base / "logs"
         self.logdir.mkdir()
 
@@ -345,7 +363,8 @@ class Harness:
         if service == "tcpserver smtp":
             prog = [self.bin("qmail-smtpd")]
         else:
-            prog = [self.bin("qmail-popup"), FQDN, self.bin("checkpassword-file"), self.bin("qmail-pop3d"), "Maildir"]
+            prog = [self.bin("qmail-popup"), FQDN, self.bin("checkpassword-file"),
+                    self.fault_pop3d or self.bin("qmail-pop3d"), "Maildir"]
         return [self.bin("tcpserver"), "-1", "-R", "-H", "-l", FQDN, "-c", "60", "127.0.0.1", str(port), *prog]
 
     def start_tcp(self, service):
@@ -601,7 +620,7 @@ class Harness:
         try:
             c = self.connect("tcpserver pop3")
         except OSError as e:
-            self.pop_errors.append(f"connect: {e}")
+            (self.final_pop_errors if final else self.pop_errors).append(f"connect: {e}")
             return None
         aborted = False
         deleted = []
@@ -615,7 +634,7 @@ class Harness:
                 for _, u in listing:
                     self.pending_keep.pop((user, u.decode()), None)
             kind = None if final or not listing else self.take_request(POP_KINDS)
-            drop = not final and rng.random() < 0.1
+            drop = not final and rng.random() < self.pop_drop
             for num, u in listing[: (len(listing) if final else 30)]:
                 lines = c.retr(int(num))[1]
                 uidl = u.decode()
@@ -637,9 +656,7 @@ class Harness:
             return len(listing)
         except (OSError, poplib.error_proto, EOFError) as e:
             aborted = True
-            if not final:
-                return None
-            self.pop_errors.append(f"{user}: {e}")
+            (self.final_pop_errors if final else self.pop_errors).append(f"{user}: {e}")
             return None
         finally:
             if aborted:
@@ -748,6 +765,10 @@ class Harness:
             f" (SQ_CRASH_SEED={self.seed} repeats the schedule), home {self.home}")
         if self.fault_queue:
             log(f"crash: FAULT INJECTION: qmail-smtpd uses QMAILQUEUE={self.fault_queue}")
+        if self.fault_pop3d:
+            log(f"crash: FAULT INJECTION: POP3 runs {self.fault_pop3d} instead of qmail-pop3d")
+        if self.fault:
+            log(f"crash: FAULT INJECTION: {self.fault}")
         self.start_services()
         self.missed = []
         sup = threading.Thread(target=self.supervise, daemon=True)
@@ -915,6 +936,9 @@ class Harness:
         promise("no 250 after qmail-queue was killed", not qq_acked, f"{' '.join(qq_acked[:10])}")
         promise("POP3 session ended before QUIT deletes nothing", not self.pending_keep,
                 f"{len(self.pending_keep)} messages gone: {list(self.pending_keep)[:5]}")
+        promise("mailboxes emptied over POP3", not self.left_in_maildir and not self.final_pop_errors,
+                f"{self.left_in_maildir} messages left in the Maildirs; final POP3 sweep errors:"
+                f" {self.final_pop_errors[:3]}")
         stuck = {d: n for d, n in self.stuck.items() if n}
         promise("queue drained and clean", self.drained and not stuck and self.leftovers_removed
                 and self.leftovers.get("mess", 0) <= self.kills["qmail-queue mid-DATA"] + self.kills["qmail-queue after dot"],
@@ -924,7 +948,7 @@ class Harness:
         if self.smtp_errors:
             log(f"note: {len(self.smtp_errors)} SMTP sessions broke (expected with kills): {self.smtp_errors[:3]}")
         if self.pop_errors:
-            log(f"note: POP3 errors: {self.pop_errors[:5]}")
+            log(f"note: {len(self.pop_errors)} POP3 sessions broke during the run: {self.pop_errors[:3]}")
         return all(promises)
 
     def cleanup(self):
