@@ -22,7 +22,12 @@ harness proves:
   - duplicates only where qmail allows them: a delivery killed after it wrote
     the message but before it reported success is retried (qmail's delivery
     is at-least-once), so at most one duplicate per delivery in progress at
-    a delivery-side kill;
+    a delivery-side kill (concurrencylocal, 10, for a kill that takes
+    qmail-send down; 1 for a killed qmail-local or vdelivermail), and only
+    with such a kill between the copies' delivery times;
+  - qmail-send's log accounts for every delivered copy (its qmail-queue pid
+    has an "info msg N" line, and N a "starting delivery" line), as qmail's
+    line-by-line log does after any crash;
   - a transmission cut before the final dot is never delivered;
   - a POP3 session killed (or dropped) before QUIT deletes nothing;
   - the queue is clean at the end (todo, info, local, remote, bounce empty;
@@ -49,6 +54,7 @@ import pathlib
 import poplib
 import pwd
 import random
+import re
 import shutil
 import signal
 import socket
@@ -62,6 +68,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOMAIN = "crash.test"
 FQDN = "mail.crash.test"
 PASSWORD = "crash-pw-7"
+# qmail-queue's own Received line names its pid, which qmail-send logs as qp
+QP_RE = re.compile(rb"^Received: \(qmail (\d+) invoked ", re.M)
+INFO_RE = re.compile(r"^info msg (\d+): bytes \d+ from <[^>]*> qp (\d+) uid \d+$", re.M)
+START_RE = re.compile(r"^starting delivery \d+: msg (\d+) to local ", re.M)
 QUEUE_DIRS = ("todo", "info", "local", "remote", "bounce", "intd", "mess", "pid")
 
 # Kinds of kill. The SMTP and POP3 kinds are done by the client thread that
@@ -254,6 +264,7 @@ class Harness:
         self.gate = self.total // (self.want_kills + 1) if self.want_kills > 0 else self.total
         self.copies = {}          # id -> {(user, uidl): intact}
         self.misplaced = []       # (id, user)
+        self.copy_qp = {}         # (user, uidl) -> qmail-queue's pid from its Received line
         self.unknown = []
         self.fetched = set()      # (user, uidl) retrieved over POP3
         self.left_in_maildir = 0
@@ -604,7 +615,10 @@ class Harness:
 
     def record_copy(self, user, uidl, data, via_pop):
         mid, intact = parse_delivered(data)
+        m = QP_RE.search(data.partition(b"\n\n")[0])
         with self.lock:
+            if m:
+                self.copy_qp[(user, uidl)] = int(m.group(1))
             if via_pop:
                 self.fetched.add((user, uidl))
             if mid is None:
@@ -771,8 +785,8 @@ class Harness:
             log(f"crash: FAULT INJECTION: {self.fault}")
         self.start_services()
         self.missed = []
-        sup = threading.Thread(target=self.supervise, daemon=True)
-        sup.start()
+        self.supervisor = threading.Thread(target=self.supervise, daemon=True)
+        self.supervisor.start()
         pop_stop = threading.Event()
         pops = [threading.Thread(target=self.pop_worker, args=(i, 2, pop_stop), daemon=True) for i in range(2)]
         self.senders = [threading.Thread(target=self.smtp_worker, args=(i,), daemon=True)
@@ -790,7 +804,8 @@ class Harness:
         kt.join(timeout=max(1, self.deadline - time.time()))
         log(f"  [{self.elapsed():5.1f}s] sending done; draining the queue")
         # Drain: SIGALRM makes qmail-send retry deferred deliveries now.
-        while time.time() < self.deadline:
+        drain_end = min(self.deadline, time.time() + 300)
+        while time.time() < drain_end:
             busy = self.queue_busy() or self.ours("qmail-local") or self.ours("vdelivermail")
             if not busy:
                 break
@@ -815,6 +830,7 @@ class Harness:
                     break
         with self.lock:
             self.stop_all.set()
+        self.supervisor.join(timeout=30)
         self.stop_services()
         self.scan_maildirs()
         self.check_queue()
@@ -888,7 +904,8 @@ class Harness:
         broken_copies = [(m, k) for m, c in self.copies.items() for k, ok in c.items() if not ok]
         delivery_kills = sum(self.kills[k] for k in DELIVERY_KINDS)
         concurrency = 10   # concurrencylocal's default: deliveries in progress at one kill
-        dup_bound = delivery_kills * concurrency
+        single = self.kills["qmail-local"] + self.kills["vdelivermail"]
+        dup_bound = (delivery_kills - single) * concurrency + single
         # Each duplicate must have a delivery-side kill between its copies'
         # deliveries (Maildir names start with the delivery's second).
         delivery_times = [t for t, k in self.kill_times if k in DELIVERY_KINDS]
@@ -897,6 +914,18 @@ class Harness:
             secs = [int(u.split(".")[0]) for _, u in self.copies[m] if u.split(".")[0].isdigit()]
             if not secs or not any(min(secs) - 2 <= t <= max(secs) + 2 for t in delivery_times):
                 unexplained.append(m)
+        # qmail-send's log must account for each delivered copy: its
+        # qmail-queue pid (qp) has an "info msg N" line and N a
+        # "starting delivery" line, as in qmail, whose log is written
+        # line by line (a kill loses no line about work already done).
+        text = self.send_log()
+        msg_of_qp = {int(q): int(n) for n, q in INFO_RE.findall(text)}
+        started = {int(n) for n in START_RE.findall(text)}
+        unlogged = []
+        for key, qp in self.copy_qp.items():
+            n = msg_of_qp.get(qp)
+            if n is None or n not in started:
+                unlogged.append((key, qp, n))
         qq_acked = [m for m, code in self.queue_killed_mid_data.items() if code == 250]
 
         log(f"FIGURE messages generated: {len(self.ids)}")
@@ -913,8 +942,9 @@ class Harness:
         log(f"FIGURE service restarts: " + ", ".join(f"{k} {v}" for k, v in self.restarts.items()))
         log(f"FIGURE messages lost: {len(lost)}")
         log(f"FIGURE duplicate deliveries: {dups} (of {len(dup_ids)} messages; allowed up to {dup_bound}:"
-            f" {delivery_kills} delivery-side kills x concurrencylocal {concurrency}, because a delivery killed"
-            f" after writing the Maildir file but before reporting success is retried - qmail delivers at least once)")
+            f" {delivery_kills - single} kills taking qmail-send down x concurrencylocal {concurrency}"
+            f" + {single} killed qmail-local/vdelivermail; a delivery killed after writing the Maildir file"
+            f" but before reporting success is retried - qmail delivers at least once, never at most once)")
         log(f"FIGURE messages fetched over POP3: {len(self.fetched)}")
         log(f"FIGURE POP3 sessions: {self.pop_sessions} ({self.pop_aborted} ended before QUIT)")
         log(f"FIGURE messages left in Maildirs after the final POP3 sweep: {self.left_in_maildir}")
@@ -922,6 +952,7 @@ class Harness:
         log(f"FIGURE queue leftovers of killed qmail-queue: "
             + ", ".join(f"{d} {n}" for d, n in self.leftovers.items())
             + (" (removed by qmail-send's 36-hour cleanup once aged)" if any(self.leftovers.values()) and self.leftovers_removed else ""))
+        log(f"FIGURE delivered copies missing from qmail-send's log: {len(unlogged)}")
         log(f"FIGURE run time: {self.elapsed():.0f} s")
 
         promise("every acknowledged message delivered", not lost,
@@ -939,6 +970,8 @@ class Harness:
         promise("mailboxes emptied over POP3", not self.left_in_maildir and not self.final_pop_errors,
                 f"{self.left_in_maildir} messages left in the Maildirs; final POP3 sweep errors:"
                 f" {self.final_pop_errors[:3]}")
+        promise("qmail-send's log accounts for every delivery", not unlogged and len(self.copy_qp) == sum(len(c) for c in self.copies.values()),
+                f"{len(unlogged)} copies without 'info msg'/'starting delivery' lines (copy, qp, msg): {unlogged[:5]}")
         stuck = {d: n for d, n in self.stuck.items() if n}
         promise("queue drained and clean", self.drained and not stuck and self.leftovers_removed
                 and self.leftovers.get("mess", 0) <= self.kills["qmail-queue mid-DATA"] + self.kills["qmail-queue after dot"],

@@ -53,7 +53,8 @@ def test_crash_injection_small_run_loses_nothing(tmp_path):
     assert figure(out, "messages left in Maildirs after the final POP3 sweep") == 0
     for promise in ("every acknowledged message delivered", "delivered copies whole and in the right mailbox",
                     "duplicates only where qmail allows", "transmission cut before the dot never delivered",
-                    "POP3 session ended before QUIT deletes nothing", "queue drained and clean"):
+                    "POP3 session ended before QUIT deletes nothing", "mailboxes emptied over POP3",
+                    "qmail-send's log accounts for every delivery", "queue drained and clean"):
         assert f"PROMISE {promise}: ok" in out, out
     # everything it made is gone: no account, no home
     home = re.search(r"home (/var/tmp/sq-crash-\S+)/qmail", out).group(1)

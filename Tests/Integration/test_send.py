@@ -568,6 +568,26 @@ def test_ossified_leftovers_are_removed(mail):
     mail.stop()
 
 
+def test_log_lines_are_written_before_a_crash(mail):
+    """Each log line goes out as it is made, as qmail's does: a qmail-send
+    killed while it waits (here on a qmail-clean that never answers, after
+    it logged the new message) has already written "new msg" and "info
+    msg". Found by proof/crash.py: buffered lines died with qmail-send, and
+    the next run delivered messages the log never announced."""
+    mail.install("qmail-clean", '#!/bin/sh\n# stand-in: keeps its pipes open, never answers\n'
+                                'echo $$ > "${0%/bin/*}/clean.pid"\nexec sleep 600\n')
+    mail.start()
+    mail.inject("s@x", [f"logged@{mail.home.fqdn}"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    try:
+        wait_for(lambda: f"info msg {n}: bytes" in mail.log(), 10, "the info line while qmail-send waits")
+        assert f"new msg {n}\n" in mail.log()
+        assert mail.proc.poll() is None, "qmail-send still waits for qmail-clean"
+    finally:
+        mail.kill9()
+        os.kill(int((mail.path / "clean.pid").read_text()), signal.SIGKILL)
+
+
 MULTI_GETPW = """#!/bin/sh
 # stand-in qmail-getpw for a multi-user home: every local part is nobody's
 QH="${0%/bin/*}"
