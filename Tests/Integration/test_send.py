@@ -82,6 +82,14 @@ def wait_for(cond, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def exe_of(pid):
+    """The program pid runs; None once it has exited (helpers come and go)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
 class Mail:
     """A qmail home with stand-in delivery programs and a running qmail-start."""
 
@@ -143,7 +151,7 @@ class Mail:
         victims = []
         if everything:
             q = self.home.bin("qmail-queue")
-            victims = [p for p in self.helpers() if os.readlink(f"/proc/{p}/exe") != q]
+            victims = [p for p in self.helpers() if exe_of(p) not in (q, None)]
         self.proc.kill()
         for pid in victims:
             try:
