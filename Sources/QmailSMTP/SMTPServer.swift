@@ -30,6 +30,7 @@ public final class SMTPServer {
     private var authUser: [UInt8]? = nil
     private var tlsActive = false
     private var esmtp = false
+    private var queueSession: QueueSession?
 
     public init(config: SMTPConfig, channel: Channel, tls: TLSServerStarter? = nil) {
         self.config = config
@@ -187,12 +188,22 @@ public final class SMTPServer {
         }
     }
 
+    /// The queue for the next message: the connection's queue session for
+    /// our own qmail-queue, else one queue program for this message.
+    private func openQueue() throws -> QueueSink {
+        guard config.queueSession else { return try QueueClient(program: config.queueProgram) }
+        let session = queueSession ?? QueueSession(program: config.queueProgram)
+        queueSession = session
+        try session.begin()
+        return session
+    }
+
     private func doData() throws -> Bool {
         guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return true }
         guard !recipients.isEmpty else { reply("503 RCPT first (#5.5.1)\r\n"); return true }
         seenMail = false
-        let qq: QueueClient
-        do { qq = try QueueClient(program: config.queueProgram) } catch {
+        let qq: QueueSink
+        do { qq = try openQueue() } catch {
             reply("451 qqt failure (#4.3.0)\r\n"); return true
         }
         reply("354 go ahead\r\n")

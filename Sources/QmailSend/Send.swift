@@ -104,9 +104,8 @@ public final class QueueSender {
 
     // MARK: logging
 
-    /// Each line goes out at once, as qmail's does (its log buffer is one
-    /// byte): a crash must not lose the lines about work already done, or
-    /// the log shows deliveries of messages it never announced.
+    /// One log line, written at once as qmail-send does: a kill -9 right
+    /// after an event cannot lose its line.
     func logLine(_ s: String) {
         _ = try? log.put(s)
         _ = try? log.put(byte: Ascii.lf)

@@ -580,8 +580,9 @@ def test_log_lines_are_written_before_a_crash(mail):
     """Each log line goes out as it is made, as qmail's does: a qmail-send
     killed while it waits (here on a qmail-clean that never answers, after
     it logged the new message) has already written "new msg" and "info
-    msg". Found by proof/crash.py: buffered lines died with qmail-send, and
-    the next run delivered messages the log never announced."""
+    msg". When lines were buffered they died with qmail-send, and the next
+    run delivered messages the log never announced (proof/crash.py's
+    log-accounting promise catches that under SIGKILL too)."""
     mail.install("qmail-clean", '#!/bin/sh\n# stand-in: keeps its pipes open, never answers\n'
                                 'echo $$ > "${0%/bin/*}/clean.pid"\nexec sleep 600\n')
     mail.start()
