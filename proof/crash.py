@@ -41,15 +41,15 @@ Output: progress, then `FIGURE name: value` and `PROMISE name: ok|BROKEN ...`
 lines. Exit 0 when every promise holds, 1 when one breaks, 2 when the
 harness could not run. Runs as root (it makes a mailbox account).
 
-Environment: SQ_BIN (programs; default .build/release), SQ_CRASH_MESSAGES
-(1000), SQ_CRASH_KILLS (30), SQ_CRASH_USERS (8), SQ_CRASH_SENDERS (4 SMTP
-client threads), SQ_CRASH_SEED (random by default; printed), SQ_CRASH_TIME
-(bound on the whole run in seconds, 600), SQ_CRASH_POP3_DROP (share of POP3
-sessions the client drops after DELE without QUIT, 0.1), SQ_CRASH_KEEP=1
+Environment: SQ_BIN (programs; default .build/release), PROOF_CRASH_MESSAGES
+(1000), PROOF_CRASH_KILLS (30), PROOF_CRASH_USERS (8), PROOF_CRASH_SENDERS (4 SMTP
+client threads), PROOF_CRASH_SEED (random by default; printed), PROOF_CRASH_TIME
+(bound on the whole run in seconds, 600), PROOF_CRASH_POP3_DROP (share of POP3
+sessions the client drops after DELE without QUIT, 0.1), PROOF_CRASH_KEEP=1
 (keep the temporary home for inspection). Fault injection, for the tests
-that prove the harness can fail: SQ_CRASH_QMAILQUEUE (a QMAILQUEUE program
-for qmail-smtpd), SQ_CRASH_POP3D (a program run instead of qmail-pop3d),
-SQ_CRASH_FAULT=double-delivery (every message delivered twice).
+that prove the harness can fail: PROOF_CRASH_QMAILQUEUE (a QMAILQUEUE program
+for qmail-smtpd), PROOF_CRASH_POP3D (a program run instead of qmail-pop3d),
+PROOF_CRASH_FAULT=double-delivery (every message delivered twice).
 """
 import hashlib
 import os
@@ -236,20 +236,20 @@ class SmtpConn:
 
 class Harness:
     def __init__(self):
-        self.total = env_int("SQ_CRASH_MESSAGES", 1000)
-        self.want_kills = env_int("SQ_CRASH_KILLS", 30)
-        self.nusers = max(1, env_int("SQ_CRASH_USERS", 8))
-        self.nsenders = max(1, env_int("SQ_CRASH_SENDERS", 4))
-        self.seed = env_int("SQ_CRASH_SEED", int(time.time() * 1000) % 1000000)
-        self.time_limit = env_int("SQ_CRASH_TIME", 600)
-        self.fault_queue = os.environ.get("SQ_CRASH_QMAILQUEUE", "")
-        self.fault_pop3d = os.environ.get("SQ_CRASH_POP3D", "")
-        self.fault = os.environ.get("SQ_CRASH_FAULT", "")
+        self.total = env_int("PROOF_CRASH_MESSAGES", 1000)
+        self.want_kills = env_int("PROOF_CRASH_KILLS", 30)
+        self.nusers = max(1, env_int("PROOF_CRASH_USERS", 8))
+        self.nsenders = max(1, env_int("PROOF_CRASH_SENDERS", 4))
+        self.seed = env_int("PROOF_CRASH_SEED", int(time.time() * 1000) % 1000000)
+        self.time_limit = env_int("PROOF_CRASH_TIME", 600)
+        self.fault_queue = os.environ.get("PROOF_CRASH_QMAILQUEUE", "")
+        self.fault_pop3d = os.environ.get("PROOF_CRASH_POP3D", "")
+        self.fault = os.environ.get("PROOF_CRASH_FAULT", "")
         try:
-            self.pop_drop = float(os.environ.get("SQ_CRASH_POP3_DROP", "0.1"))
+            self.pop_drop = float(os.environ.get("PROOF_CRASH_POP3_DROP", "0.1"))
         except ValueError:
             self.pop_drop = 0.1
-        self.keep = os.environ.get("SQ_CRASH_KEEP") == "1"
+        self.keep = os.environ.get("PROOF_CRASH_KEEP") == "1"
         env_bin = os.environ.get("SQ_BIN")
         self.sqbin = pathlib.Path(env_bin).resolve() if env_bin else ROOT / ".build" / "release"
         self.rng = random.Random(self.seed)
@@ -345,7 +345,7 @@ class Harness:
                             "--programs", str(progs), str(self.home), FQDN], capture_output=True, timeout=120)
         if r.returncode != 0:
             raise HarnessError(f"qmail-setup failed: {r.stderr.decode(errors='replace')}")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("QMAIL", "SQ_CRASH"))}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("QMAIL", "PROOF_"))}
         self.env["QMAIL_HOME"] = str(self.home)
         self.run(*self.runas, self.bin("vadddomain"), DOMAIN, input=b"pm-" + PASSWORD.encode() + b"\n")
         for u in self.users:
@@ -365,7 +365,7 @@ class Harness:
             dq.write_bytes(dq.read_bytes() * 2)
             os.chown(dq, st.st_uid, st.st_gid)
         elif self.fault:
-            raise HarnessError(f"unknown SQ_CRASH_FAULT {self.fault!r} (known: double-delivery)")
+            raise HarnessError(f"unknown PROOF_CRASH_FAULT {self.fault!r} (known: double-delivery)")
         self.logdir = self.base / "logs"
         self.logdir.mkdir()
 
@@ -801,7 +801,7 @@ class Harness:
     def run_phases(self):
         self.setup()
         log(f"crash: {self.total} messages to {self.nusers} mailboxes, {self.want_kills} kills, seed {self.seed}"
-            f" (SQ_CRASH_SEED={self.seed} repeats the schedule), home {self.home}")
+            f" (PROOF_CRASH_SEED={self.seed} repeats the schedule), home {self.home}")
         if self.fault_queue:
             log(f"crash: FAULT INJECTION: qmail-smtpd uses QMAILQUEUE={self.fault_queue}")
         if self.fault_pop3d:
@@ -1019,7 +1019,7 @@ class Harness:
                 + self.kills["qmail-send+children"],
                 f"drained={self.drained} stuck={stuck} leftovers={self.leftovers} removed={self.leftovers_removed}")
         promise("finished in time", not unsent and time.time() <= self.deadline + 120,
-                f"{len(unsent)} messages never sent within SQ_CRASH_TIME={self.time_limit}")
+                f"{len(unsent)} messages never sent within PROOF_CRASH_TIME={self.time_limit}")
         if self.smtp_errors:
             log(f"note: {len(self.smtp_errors)} SMTP sessions broke (expected with kills): {self.smtp_errors[:3]}")
         if self.pop_errors:
@@ -1052,7 +1052,7 @@ def main():
         h.run_phases()
         ok = h.report()
         if not ok:
-            log("crash: logs of the run: " + str(h.logdir) + (" (kept)" if h.keep else " (SQ_CRASH_KEEP=1 keeps them)"))
+            log("crash: logs of the run: " + str(h.logdir) + (" (kept)" if h.keep else " (PROOF_CRASH_KEEP=1 keeps them)"))
             tail = h.send_log().splitlines()[-15:]
             log("crash: last qmail-send log lines:\n  " + "\n  ".join(tail))
         return 0 if ok else 1

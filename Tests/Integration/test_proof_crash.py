@@ -41,7 +41,7 @@ def test_crash_injection_small_run_loses_nothing(tmp_path):
     # 13 kills: one of each kind (qmail-send alone and with its children,
     # qmail-lspawn, qmail-clean, qmail-local, vdelivermail, both tcpservers,
     # qmail-smtpd and qmail-queue mid-DATA and after the dot, qmail-pop3d).
-    code, out = run_harness(tmp_path, SQ_CRASH_MESSAGES=150, SQ_CRASH_KILLS=13, SQ_CRASH_SEED=4242)
+    code, out = run_harness(tmp_path, PROOF_CRASH_MESSAGES=150, PROOF_CRASH_KILLS=13, PROOF_CRASH_SEED=4242)
     assert code == 0, out
     assert "BROKEN" not in out
     assert figure(out, "messages lost") == 0
@@ -79,8 +79,8 @@ def test_harness_reports_lost_mail(tmp_path):
     fault = tmp_path / "dropping-qmail-queue"
     fault.write_text(DROPPING_QUEUE)
     fault.chmod(0o755)
-    code, out = run_harness(tmp_path, SQ_CRASH_MESSAGES=40, SQ_CRASH_KILLS=0, SQ_CRASH_SENDERS=1,
-                            SQ_CRASH_QMAILQUEUE=fault)
+    code, out = run_harness(tmp_path, PROOF_CRASH_MESSAGES=40, PROOF_CRASH_KILLS=0, PROOF_CRASH_SENDERS=1,
+                            PROOF_CRASH_QMAILQUEUE=fault)
     assert code == 1, out
     assert re.search(r"^PROMISE every acknowledged message delivered: BROKEN \d+ acknowledged messages lost", out, re.M), out
     assert figure(out, "messages lost") >= 5, out
@@ -122,15 +122,15 @@ def test_harness_reports_deletion_without_quit(tmp_path):
     fault = tmp_path / "eager-pop3d"
     fault.write_text(EAGER_POP3D)
     fault.chmod(0o755)
-    code, out = run_harness(tmp_path, SQ_CRASH_MESSAGES=60, SQ_CRASH_KILLS=0, SQ_CRASH_POP3D=fault,
-                            SQ_CRASH_POP3_DROP="0.5")
+    code, out = run_harness(tmp_path, PROOF_CRASH_MESSAGES=60, PROOF_CRASH_KILLS=0, PROOF_CRASH_POP3D=fault,
+                            PROOF_CRASH_POP3_DROP="0.5")
     assert code == 1, out
     assert re.search(r"^PROMISE POP3 session ended before QUIT deletes nothing: BROKEN \d+ messages gone", out, re.M), out
     assert "PROMISE every acknowledged message delivered: ok" in out, out
 
 
 def test_harness_reports_duplicates_without_a_crash(tmp_path):
-    code, out = run_harness(tmp_path, SQ_CRASH_MESSAGES=30, SQ_CRASH_KILLS=0, SQ_CRASH_FAULT="double-delivery")
+    code, out = run_harness(tmp_path, PROOF_CRASH_MESSAGES=30, PROOF_CRASH_KILLS=0, PROOF_CRASH_FAULT="double-delivery")
     assert code == 1, out
     assert re.search(r"^PROMISE duplicates only where qmail allows: BROKEN", out, re.M), out
     assert figure(out, "duplicate deliveries") >= 25, out   # all but the bounces
