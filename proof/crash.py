@@ -267,8 +267,8 @@ class Harness:
         # message bookkeeping
         self.next_id = 0
         self.ids = []             # (id, user)
-        self.user_of = {}         # id -> the mailbox it (or its bounce) must reach
-        self.rcpt_of = {}
+        self.user_of = {}         # id -> the mailboxes it (or its bounce) must reach
+        self.rcpt_of = {}         # id -> its envelope recipients
         self.sent_at = {}         # id -> when its final dot went out
         self.bounce_ids = set()   # ids sent to an unknown user: a bounce must come back
         self.bounces = {}         # id -> {(user, uidl): intact} of bounces carrying it
@@ -503,12 +503,18 @@ class Harness:
                     # to nobody, from a mailbox of ours: its bounce comes home
                     self.bounce_ids.add(mid)
                     user = BOUNCE_BOX
-                    self.rcpt_of[mid] = f"gone{self.next_id}@{DOMAIN}"
+                    self.rcpt_of[mid] = [f"gone{self.next_id}@{DOMAIN}"]
+                    boxes = [user]
+                elif self.next_id % 10 == 3 and len(self.users) > 1:
+                    # two recipients: each must get it, whatever a kill does between them
+                    boxes = [user, self.users[(self.next_id + 1) % len(self.users)]]
+                    self.rcpt_of[mid] = [f"{u}@{DOMAIN}" for u in boxes]
                 else:
-                    self.rcpt_of[mid] = f"{user}@{DOMAIN}"
+                    boxes = [user]
+                    self.rcpt_of[mid] = [f"{user}@{DOMAIN}"]
                 self.next_id += 1
                 self.ids.append((mid, user))
-                self.user_of[mid] = user
+                self.user_of[mid] = boxes
                 self.state[mid] = "unsent"
                 batch.append((mid, user))
             return batch
@@ -575,17 +581,18 @@ class Harness:
             code, _ = conn.cmd(f"MAIL FROM:<{sender}>".encode())
             if code != 250:
                 return False
-            code, _ = conn.cmd(f"RCPT TO:<{self.rcpt_of[mid]}>".encode())
-            if code != 250:
-                conn.cmd(b"RSET")
-                return False
+            for rcpt in self.rcpt_of[mid]:
+                code, _ = conn.cmd(f"RCPT TO:<{rcpt}>".encode())
+                if code != 250:
+                    conn.cmd(b"RSET")
+                    return False
             code, _ = conn.cmd(b"DATA")
             if code != 354:
                 return False
         except (OSError, Reply):
             return False
         kind = self.take_request(SMTP_KINDS)
-        data = smtp_data(make_message(mid, self.rcpt_of[mid], rng))
+        data = smtp_data(make_message(mid, ", ".join(self.rcpt_of[mid]), rng))
         half = len(data) // 2
         try:
             conn.sock.sendall(data[:half])
@@ -651,7 +658,7 @@ class Harness:
                 return
             (self.bounces if bounce else self.copies).setdefault(mid, {})[(user, uidl)] = intact
             expect = self.user_of.get(mid)
-            if expect is not None and expect != user:
+            if expect is not None and user not in expect:
                 self.misplaced.append((mid, user))
 
     def pop_session(self, user, rng, final=False):
@@ -926,11 +933,19 @@ class Harness:
             an unknown user, its bounce."""
             return self.bounces.get(m, {}) if m in self.bounce_ids else self.copies.get(m, {})
 
-        lost = [m for m in acked if not arrivals(m)]
+        def per_box(m):
+            """{mailbox: copies} over the mailboxes m must reach."""
+            got = {u: 0 for u in self.user_of.get(m, [])}
+            for u, _ in arrivals(m):
+                got[u] = got.get(u, 0) + 1
+            return got
+
+        lost = [m for m in acked if not all(per_box(m).values())]
         unacked_arrived = [m for m in unacked if arrivals(m)]
         cut_arrived = [m for m in cut if arrivals(m)]
-        dup_ids = [m for m in self.state if len(arrivals(m)) > 1]
-        dups = sum(len(arrivals(m)) - 1 for m in dup_ids)
+        dup_ids = [m for m in self.state if any(n > 1 for n in per_box(m).values())]
+        dups = sum(n - 1 for m in dup_ids for n in per_box(m).values() if n > 1)
+        multi = [m for m in acked if len(self.user_of.get(m, [])) > 1]
         broken_copies = [(m, k) for d in (self.copies, self.bounces) for m, c in d.items() for k, ok in c.items() if not ok]
         wrong_bounces = [m for m in self.bounces if m not in self.bounce_ids]
         bounces_due = [m for m in acked if m in self.bounce_ids]
@@ -967,7 +982,7 @@ class Harness:
 
         log(f"FIGURE messages generated: {len(self.ids)}")
         log(f"FIGURE messages sent (through the final dot): {len(acked) + len(unacked)}")
-        log(f"FIGURE messages acknowledged with 250: {len(acked)}")
+        log(f"FIGURE messages acknowledged with 250: {len(acked)} ({len(multi)} of them to two mailboxes)")
         log(f"FIGURE messages sent but not acknowledged: {len(unacked)} ({len(unacked_arrived)} arrived anyway,"
             f" which qmail allows: qmail-queue may commit before the reply is lost)")
         log(f"FIGURE transmissions cut before the final dot: {len(cut)} ({len(cut_arrived)} arrived)")
