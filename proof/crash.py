@@ -76,7 +76,6 @@ PASSWORD = "crash-pw-7"
 QP_RE = re.compile(rb"^Received: \(qmail (\d+) invoked ", re.M)
 INFO_RE = re.compile(r"^info msg (\d+): bytes \d+ from <[^>]*> qp (\d+) uid \d+$", re.M)
 START_RE = re.compile(r"^starting delivery \d+: msg (\d+) to local ", re.M)
-QUEUE_DIRS = ("todo", "info", "local", "remote", "bounce", "intd", "mess", "pid")
 
 # Kinds of kill. The SMTP and POP3 kinds are done by the client thread that
 # owns the session (it knows the moment: mid-DATA, right after the dot,
@@ -1073,6 +1072,12 @@ def main():
         return 0 if ok else 1
     except HarnessError as e:
         log(f"crash: cannot run: {e}")
+        return 2
+    except Exception:
+        # a fault of the harness itself is not a broken promise
+        import traceback
+        traceback.print_exc()
+        log("crash: the harness failed (above); no verdict")
         return 2
     finally:
         h.cleanup()

@@ -135,3 +135,11 @@ def test_harness_reports_duplicates_without_a_crash(tmp_path):
     assert re.search(r"^PROMISE duplicates only where qmail allows: BROKEN", out, re.M), out
     assert figure(out, "duplicate deliveries") >= 25, out   # all but the bounces
     assert figure(out, "messages lost") == 0, out
+
+
+def test_harness_that_cannot_run_exits_2(tmp_path):
+    e = dict(os.environ, SQ_BIN=str(tmp_path / "nothing-built-here"))
+    r = subprocess.run([sys.executable, str(SCRIPT)], env=e, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "crash: cannot run: not built in" in r.stdout
+    assert "PROMISE" not in r.stdout
