@@ -82,6 +82,14 @@ def wait_for(cond, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def exe_of(pid):
+    """The program pid runs; None once it has exited (helpers come and go)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
 class Mail:
     """A qmail home with stand-in delivery programs and a running qmail-start."""
 
@@ -143,7 +151,7 @@ class Mail:
         victims = []
         if everything:
             q = self.home.bin("qmail-queue")
-            victims = [p for p in self.helpers() if os.readlink(f"/proc/{p}/exe") != q]
+            victims = [p for p in self.helpers() if exe_of(p) not in (q, None)]
         self.proc.kill()
         for pid in victims:
             try:
@@ -566,6 +574,27 @@ def test_ossified_leftovers_are_removed(mail):
     wait_for(lambda: not mess.exists() and not stale_pid.exists(), what="cleanup of leftovers")
     assert fresh_pid.exists(), "a fresh pid/ file may belong to a running qmail-queue"
     mail.stop()
+
+
+def test_log_lines_are_written_before_a_crash(mail):
+    """Each log line goes out as it is made, as qmail's does: a qmail-send
+    killed while it waits (here on a qmail-clean that never answers, after
+    it logged the new message) has already written "new msg" and "info
+    msg". When lines were buffered they died with qmail-send, and the next
+    run delivered messages the log never announced (proof/crash.py's
+    log-accounting promise catches that under SIGKILL too)."""
+    mail.install("qmail-clean", '#!/bin/sh\n# stand-in: keeps its pipes open, never answers\n'
+                                'echo $$ > "${0%/bin/*}/clean.pid"\nexec sleep 600\n')
+    mail.start()
+    mail.inject("s@x", [f"logged@{mail.home.fqdn}"])
+    n = int(mail.home.queue_files("todo")[0].name)
+    try:
+        wait_for(lambda: f"info msg {n}: bytes" in mail.log(), 10, "the info line while qmail-send waits")
+        assert f"new msg {n}\n" in mail.log()
+        assert mail.proc.poll() is None, "qmail-send still waits for qmail-clean"
+    finally:
+        mail.kill9()
+        os.kill(int((mail.path / "clean.pid").read_text()), signal.SIGKILL)
 
 
 MULTI_GETPW = """#!/bin/sh
