@@ -976,8 +976,14 @@ def section_tls(S):
     if "weak-ciphers" in FAULTS:
         S.q.control("tlsserverciphers", "ALL:@SECLEVEL=0\n")
     st = os.stat(cert)
+    # Owned by root, or by qmaild, which reads it at STARTTLS (make-servercert.sh as root).
+    owners = {0}
+    try:
+        owners.add(pwd.getpwnam("qmaild").pw_uid)
+    except KeyError:
+        pass
     B.promise("tls servercert.pem (certificate and private key) is not readable or writable by others",
-              st.st_mode & 0o027 == 0 and st.st_uid == 0, f"mode {oct(stat.S_IMODE(st.st_mode))} uid {st.st_uid}")
+              st.st_mode & 0o027 == 0 and st.st_uid in owners, f"mode {oct(stat.S_IMODE(st.st_mode))} uid {st.st_uid}")
     B.promise("tls servercert.pem holds a private key", b"PRIVATE KEY" in cert.read_bytes(), "no key in the file")
     r = S.q.run("qmailctl", "doctor", "--no-dns")
     said = [l for l in r.stdout.decode(errors="replace").splitlines() if "PROBLEM" in l and "server" in l]
