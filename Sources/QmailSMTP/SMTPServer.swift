@@ -16,10 +16,34 @@ public protocol TLSServerStarter: AnyObject {
     func start(over stream: ByteStream, timeout: Int) throws -> ByteStream
 }
 
+/// Where one received message goes: qmail-queue (QueueClient) in the
+/// program; a test or fuzz harness may keep it in memory instead.
+public protocol MessageSink: AnyObject {
+    func put(_ bytes: [UInt8])
+    /// The message must not be queued.
+    func fail()
+    func from(_ sender: [UInt8])
+    func to(_ recipient: [UInt8])
+    /// Ends the message: nil when it is safely queued.
+    func close() -> MailFailure?
+    var queuePid: Int32 { get }
+}
+
+extension QueueClient: MessageSink {}
+
+/// The session ends after a reply that was already sent (a bare LF in DATA).
+struct SessionEnded: Error {}
+
 public final class SMTPServer {
     public var config: SMTPConfig
     public let channel: Channel
     public var tls: TLSServerStarter?
+    /// Opens the queue for one message; qmail-queue (config.queueProgram) by default.
+    public var openQueue: (String) throws -> MessageSink = { try QueueClient(program: $0) }
+    /// Checks an AUTH login (argv, user, secret, stamp); runs checkpassword by default.
+    public var checkPassword: ([String], [UInt8], [UInt8], [UInt8]) -> CheckResult = {
+        ChildProgram.checkpassword($0, user: $1, secret: $2, stamp: $3)
+    }
 
     private var helo: [UInt8]?          // fakehelo: the HELO name when it differs from the remote host
     private var seenMail = false
@@ -191,8 +215,8 @@ public final class SMTPServer {
         guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return true }
         guard !recipients.isEmpty else { reply("503 RCPT first (#5.5.1)\r\n"); return true }
         seenMail = false
-        let qq: QueueClient
-        do { qq = try QueueClient(program: config.queueProgram) } catch {
+        let qq: MessageSink
+        do { qq = try openQueue(config.queueProgram) } catch {
             reply("451 qqt failure (#4.3.0)\r\n"); return true
         }
         reply("354 go ahead\r\n")
@@ -226,7 +250,7 @@ public final class SMTPServer {
                 reply("451 See http://pobox.com/~djb/docs/smtplf.html.\r\n")
                 try? channel.flush()
             }
-            Sys.exit(1)
+            throw SessionEnded()
         }
         qq.put(rx.output)
         let tooManyHops = rx.hops >= 100
@@ -310,7 +334,7 @@ public final class SMTPServer {
         }
         if user.contains(0) || secret.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
         try channel.flush()
-        switch ChildProgram.checkpassword(config.checkpassword, user: user, secret: secret, stamp: stamp) {
+        switch checkPassword(config.checkpassword, user, secret, stamp) {
         case .ok:
             authUser = user
             if config.relayClient == nil { config.relayClient = [] }
