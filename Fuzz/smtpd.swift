@@ -58,6 +58,7 @@ final class MemorySink: MessageSink {
     var onClose: () -> Int = { 0 }
 
     func put(_ bytes: [UInt8]) { precondition(!closed); puts.append(bytes) }
+    func put(_ raw: UnsafeRawBufferPointer) { put(Array(raw)) }
     func fail() { failed = true }
     func from(_ s: [UInt8]) { precondition(sender == nil && !closed); sender = s }
     func to(_ r: [UInt8]) { precondition(sender != nil && !closed); recipients.append(r) }
@@ -90,6 +91,8 @@ func find(_ hay: ArraySlice<UInt8>, _ needle: [UInt8]) -> Int? {
 /// RFC 5321's DATA, decoded independently of DataReceiver: CRLF lines up to
 /// the first "." line, a leading dot removed, CRLF -> LF. Nil when the
 /// segment is not exactly one such message (or holds a bare LF).
+/// One qmail quirk kept on purpose (qmail-smtpd's blast() does the same):
+/// a dot followed by a lone CR (".\rX") stays as it is.
 func referenceDecode(_ seg: ArraySlice<UInt8>) -> [UInt8]? {
     var body: [UInt8] = []
     var i = seg.startIndex
@@ -98,7 +101,8 @@ func referenceDecode(_ seg: ArraySlice<UInt8>) -> [UInt8]? {
         let line = seg[i..<j]
         if line.elementsEqual([46]) { return j + 2 == seg.endIndex ? body : nil }
         if line.contains(10) { return nil }
-        body += line.first == 46 ? line.dropFirst() : line
+        let keepDot = line.count >= 2 && line[line.startIndex + 1] == 13
+        body += line.first == 46 && !keepDot ? line.dropFirst() : line
         body.append(10)
         i = j + 2
     }

@@ -20,6 +20,7 @@ public protocol TLSServerStarter: AnyObject {
 /// program; a test or fuzz harness may keep it in memory instead.
 public protocol MessageSink: AnyObject {
     func put(_ bytes: [UInt8])
+    func put(_ raw: UnsafeRawBufferPointer)
     /// The message must not be queued.
     func fail()
     func from(_ sender: [UInt8])
