@@ -21,21 +21,23 @@
 #   PROMISE fuzz targets crash-free: ok | BROKEN <targets>
 # Exit 0 when every target ran clean, 1 on a finding, 2 when a target or
 # module did not build (or the compiler has no libFuzzer).
-# Environment: FUZZ_OUT (default .build-fuzz), FUZZ_TIMEOUT (default 25),
+# Environment: FUZZ_DIR (targets, corpora and artifacts; default Fuzz),
+# FUZZ_OUT (default .build-fuzz), FUZZ_TIMEOUT (default 25),
 # FUZZ_MAX_LEN (default 65536), FUZZ_JOBS (targets run at once, default 1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"; shift || true
+fdir="${FUZZ_DIR:-Fuzz}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  for f in Fuzz/*.swift; do targets+=("$(basename "$f" .swift)"); done
+  for f in "$fdir"/*.swift; do targets+=("$(basename "$f" .swift)"); done
 fi
 out="${FUZZ_OUT:-.build-fuzz}"
 per_input="${FUZZ_TIMEOUT:-25}"
 max_len="${FUZZ_MAX_LEN:-65536}"
 jobs="${FUZZ_JOBS:-1}"
 mods="$out/mods"
-mkdir -p "$mods" Fuzz/artifacts
+mkdir -p "$mods" "$fdir/artifacts"
 flags=(-O -g -enable-testing -sanitize=fuzzer,address -parse-as-library)
 if ! command -v swiftc >/dev/null; then
   echo "PROMISE fuzz targets crash-free: BROKEN swiftc not found"; exit 2
@@ -103,7 +105,7 @@ build_module() {
 
 # Builds target $1 into $out/fuzz-$1; returns 1 when it does not build.
 build_target() {
-  local t="$1" src="Fuzz/$1.swift" m c
+  local t="$1" src="$fdir/$1.swift" m c
   local listed; listed=$(head -n1 "$src" | sed -n 's#^// modules: ##p')
   local all=""
   for m in $listed; do
@@ -141,7 +143,7 @@ run_target() {
   mkdir -p "$corpus"
   rm -f "$out/$t.result"
   "$out/fuzz-$t" -max_total_time="$secs" -timeout="$per_input" -rss_limit_mb=2048 -max_len="$max_len" \
-    -print_final_stats=1 -artifact_prefix="Fuzz/artifacts/$t-" "$corpus" "Fuzz/corpus/$t" > "$out/$t.log" 2>&1
+    -print_final_stats=1 -artifact_prefix="$fdir/artifacts/$t-" "$corpus" "$fdir/corpus/$t" > "$out/$t.log" 2>&1
   local rc=$? runs
   runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$out/$t.log" | tail -n1)
   [ -z "$runs" ] && runs=$(grep -oE 'Done [0-9]+ runs' "$out/$t.log" | grep -oE '[0-9]+' | tail -n1)
@@ -154,7 +156,7 @@ start=$(date +%s)
 broken_build=()
 runnable=()
 for t in "${targets[@]}"; do
-  if [ ! -f "Fuzz/$t.swift" ]; then echo "!! no such target: $t" >&2; broken_build+=("$t"); continue; fi
+  if [ ! -f "$fdir/$t.swift" ]; then echo "!! no such target: $t" >&2; broken_build+=("$t"); continue; fi
   if build_target "$t"; then runnable+=("$t"); else echo "!! $t did not build" >&2; broken_build+=("$t"); fi
 done
 echo "== build done in $(( $(date +%s) - start ))s"
@@ -190,7 +192,7 @@ if [ ${#broken_build[@]} -gt 0 ]; then
   exit 2
 fi
 if [ ${#found[@]} -gt 0 ]; then
-  echo "PROMISE fuzz targets crash-free: BROKEN findings in ${found[*]} (inputs in Fuzz/artifacts/)"
+  echo "PROMISE fuzz targets crash-free: BROKEN findings in ${found[*]} (inputs in $fdir/artifacts/)"
   exit 1
 fi
 echo "PROMISE fuzz targets crash-free: ok"
