@@ -41,7 +41,7 @@ final class MemoryStream: ByteStream {
     }
 }
 
-final class MemorySink: MessageSink {
+final class MemorySink: QueueSink {
     var size = 0
     var failed = false
     var sender: [UInt8]?
@@ -69,7 +69,7 @@ public func fuzzQmtpd(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let stream = MemoryStream(bytes, offset: 2, chunk: bytes[1] == 0 ? 1 << 20 : Int(bytes[1]))
     let ch = Channel(stream: stream, timeout: 1200)
     var sinks: [MemorySink] = []
-    let open: () throws -> MessageSink = {
+    let open: () throws -> QueueSink = {
         check(sinks.allSatisfy { $0.closed }, "a queue opened while another is open")
         let s = MemorySink()
         sinks.append(s)

@@ -46,7 +46,7 @@ final class MemoryStream: ByteStream {
     }
 }
 
-final class MemorySink: MessageSink {
+final class MemorySink: QueueSink {
     var puts: [[UInt8]] = []
     var failed = false
     var sender: [UInt8]?
@@ -139,7 +139,7 @@ public func fuzzSmtpd(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let server = SMTPServer(config: c, channel: channel)
     var sinks: [MemorySink] = []
     var auths = 0
-    server.openQueue = { _ in
+    server.queueFactory = {
         check(sinks.allSatisfy { $0.closed }, "a queue opened while another is open")
         let s = MemorySink()
         s.refuse = flags & 64 != 0

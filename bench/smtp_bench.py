@@ -9,12 +9,17 @@ of messages over one connection) into
     config and queue on another loopback port; cleanup fsyncs each queue file).
 
 Neither side delivers (no qmail-send, no qmgr): this measures accepting
-mail. Prints messages/s for each and the ratio ours/Postfix.
-Run as root (Postfix's master). BENCH_MESSAGES, BENCH_SESSIONS, SQ_BIN,
-BENCH_CLIENT=python (default) or smtp-source.
+mail. Each side runs BENCH_ROUNDS times (default 3), alternating, and the
+median messages/s of each is compared (ratio ours/Postfix). Each server's
+process tree runs in its own cpuacct cgroup, so the server-side CPU per
+message is printed too: unlike messages/s it does not depend on what else
+the machine is doing.
+Run as root (Postfix's master). BENCH_MESSAGES, BENCH_SESSIONS, BENCH_ROUNDS,
+SQ_BIN, BENCH_CLIENT=python (default) or smtp-source.
 """
 import multiprocessing
 import os
+import statistics
 import shutil
 import smtplib
 import socket
@@ -29,6 +34,7 @@ import postfix_helper  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "2000"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10"))
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 BIN = os.path.abspath(os.environ.get("SQ_BIN", os.path.join(HERE, "..", ".build", "release")))
 WORK = os.environ.get("BENCH_DIR", "/var/tmp")
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -59,6 +65,70 @@ def wait_port(port, timeout=30):
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"nothing listening on {port}")
+
+
+class CpuMeter:
+    """CPU used by a process tree, from a cgroup of its own (cgroup v1
+    cpuacct or v2 cpu.stat). Processes the tree forks later stay in it."""
+
+    def __init__(self, name):
+        self.dir = None
+        for root, v2 in (("/sys/fs/cgroup/cpuacct", False), ("/sys/fs/cgroup", True)):
+            if v2 != os.path.exists(os.path.join(root, "cgroup.controllers")):
+                continue
+            d = os.path.join(root, f"sq-bench-{name}-{os.getpid()}")
+            try:
+                os.mkdir(d)
+            except OSError:
+                continue
+            self.dir, self.v2 = d, v2
+            return
+
+    def add_tree(self, pid):
+        if not self.dir:
+            return
+        pids, frontier = {pid}, [pid]
+        children = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(ppid, []).append(int(entry))
+                except (OSError, ValueError, IndexError):
+                    pass
+        while frontier:
+            for c in children.get(frontier.pop(), []):
+                if c not in pids:
+                    pids.add(c)
+                    frontier.append(c)
+        for p in pids:
+            try:
+                with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+                    f.write(str(p))
+            except OSError:
+                pass
+
+    def seconds(self):
+        if not self.dir:
+            return None
+        if self.v2:
+            with open(os.path.join(self.dir, "cpu.stat")) as f:
+                for line in f:
+                    if line.startswith("usage_usec"):
+                        return int(line.split()[1]) / 1e6
+            return None
+        with open(os.path.join(self.dir, "cpuacct.usage")) as f:
+            return int(f.read()) / 1e9
+
+    def close(self):
+        if self.dir:
+            for _ in range(50):
+                try:
+                    os.rmdir(self.dir)
+                    return
+                except OSError:
+                    time.sleep(0.1)
 
 
 def session(args):
@@ -108,8 +178,11 @@ def null_queue(base):
 def ours(base, queue_program=None):
     home = os.path.join(base, "qmail")
     if not os.path.exists(home):
-        subprocess.run([os.path.join(BIN, "qmail-setup"), "--single-user", home, "bench.example"], check=True,
-                       capture_output=True)
+        setup = [os.path.join(BIN, "qmail-setup"), "--single-user", home, "bench.example"]
+        # Hardlinked programs where the file system allows it (they are large).
+        if subprocess.run(setup[:1] + ["--link"] + setup[1:], capture_output=True).returncode != 0:
+            shutil.rmtree(home, ignore_errors=True)
+            subprocess.run(setup, check=True, capture_output=True)
         with open(os.path.join(home, "control", "rcpthosts"), "w") as f:
             f.write("bench.example\n")
     tcpserver = os.path.join(home, "bin", "tcpserver")
@@ -123,48 +196,72 @@ def ours(base, queue_program=None):
     srv = subprocess.Popen([tcpserver, "-q", "-R", "-H", "-l", "bench.example", "-c", str(SESSIONS + 5),
                             "127.0.0.1", str(port), os.path.join(home, "bin", "qmail-smtpd")],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meter = CpuMeter("ours")
     try:
         wait_port(port)
+        meter.add_tree(srv.pid)
+        c0 = meter.seconds()
         dt = run_clients(port)
+        cpu = meter.seconds() - c0 if c0 is not None else None
         if not queue_program:
             todo = sum(len(files) for _, _, files in os.walk(os.path.join(home, "queue", "todo")))
             assert todo == N, f"ours: {todo} of {N} queued"
-        return dt, tcpserver
+        return dt, tcpserver, cpu
     finally:
         srv.terminate()
         srv.wait()
+        time.sleep(0.2)
+        meter.close()
 
 
 def postfix(base):
     port = free_port()
     pf = postfix_helper.Postfix(os.path.join(base, "postfix"), port, hostname="bench.example")
+    meter = CpuMeter("postfix")
     try:
+        meter.add_tree(pf.proc.pid)
+        c0 = meter.seconds()
         dt = run_clients(port)
         time.sleep(0.2)
+        cpu = meter.seconds() - c0 if c0 is not None else None
         n = len(pf.queued_ids())
         assert n == N, f"postfix: {n} of {N} queued"
-        return dt
+        return dt, cpu
     finally:
         pf.stop()
+        time.sleep(0.2)
+        meter.close()
 
 
 def main():
     if not postfix_helper.available():
         raise SystemExit("run as root with Postfix installed")
     base = tempfile.mkdtemp(prefix="smtp-bench-", dir=WORK)
+    ours_rates, pf_rates, ours_cpu, pf_cpu = [], [], [], []
     try:
-        t_ours, tcpserver = ours(base)
-        t_pf = postfix(base)
+        for r in range(ROUNDS):
+            t, tcpserver, cpu = ours(os.path.join(base, f"ours{r}"))
+            ours_rates.append(N / t)
+            if cpu is not None:
+                ours_cpu.append(cpu / N)
+            t, cpu = postfix(os.path.join(base, f"pf{r}"))
+            pf_rates.append(N / t)
+            if cpu is not None:
+                pf_cpu.append(cpu / N)
+            print(f"round {r + 1}: ours {ours_rates[-1]:7.1f} msgs/s, postfix {pf_rates[-1]:7.1f} msgs/s", flush=True)
         nq = null_queue(base)
-        t_null = ours(base, nq)[0] if nq else None
+        t_null = ours(os.path.join(base, "null"), nq)[0] if nq else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    r_ours, r_pf = N / t_ours, N / t_pf
+    r_ours, r_pf = statistics.median(ours_rates), statistics.median(pf_rates)
     client = "Postfix smtp-source -d" if CLIENT == "smtp-source" else "Python smtplib clients"
-    print(f"messages: {N} x {len(BODY)} bytes over {SESSIONS} sessions ({client})")
-    print(f"ours     qmail-smtpd under {tcpserver}: {t_ours:7.2f} s  {r_ours:8.1f} msgs/s  ({BIN})")
-    print(f"postfix  smtpd {postfix_version()}: {t_pf:7.2f} s  {r_pf:8.1f} msgs/s")
+    print(f"messages: {N} x {len(BODY)} bytes over {SESSIONS} sessions ({client}), {ROUNDS} rounds, medians")
+    print(f"ours     qmail-smtpd under {tcpserver}: {r_ours:8.1f} msgs/s  ({BIN})")
+    print(f"postfix  smtpd {postfix_version()}: {r_pf:8.1f} msgs/s")
     print(f"ratio ours/postfix: {r_ours / r_pf:.2f}")
+    if ours_cpu and pf_cpu:
+        co, cp = statistics.median(ours_cpu) * 1000, statistics.median(pf_cpu) * 1000
+        print(f"server CPU per message: ours {co:.2f} ms, postfix {cp:.2f} ms (ratio postfix/ours {cp / co:.2f})")
     if t_null:
         print(f"ours with qmail-queue replaced by a no-op (smtpd + tcpserver alone): {N / t_null:8.1f} msgs/s")
 

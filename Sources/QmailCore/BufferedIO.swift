@@ -71,6 +71,28 @@ public final class ByteReader {
         }
     }
 
+    /// Passes exactly `count` bytes to `body` in chunks; false when the
+    /// input ends first.
+    public func copy(count: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        var left = count
+        while left > 0 {
+            if pos == end { if try !fill() { return false } }
+            let n = min(left, end - pos)
+            try buf.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[pos..<(pos + n)])) }
+            pos += n
+            left -= n
+        }
+        return true
+    }
+
+    /// Exactly `count` bytes, or nil when the input ends first.
+    public func bytes(count: Int) throws -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(min(count, 1 << 20))
+        let complete = try copy(count: count) { out.append(contentsOf: $0) }
+        return complete ? out : nil
+    }
+
     /// Everything left, up to `limit` bytes (nil when the input is longer).
     public func readAll(limit: Int = Int.max) throws -> [UInt8]? {
         var out: [UInt8] = []

@@ -36,35 +36,20 @@ enum ProgramRunner {
     /// one, it reads `prefix` and then the rest of our input through a pipe
     /// (what preline does for fastforward's "!" and dot-forward's "|").
     static func run(_ command: String, searchPath: Bool, prefix: [UInt8]?) throws -> ProgramOutcome {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var sigs = sigset_t()
-        sigemptyset(&sigs)
-        sigaddset(&sigs, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attr, &sigs)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
-
         var pipeFds: (read: Int32, write: Int32)? = nil
         if prefix != nil {
             guard let p = try? Sys.pipeCloexec() else { throw ForwardFatal(111, "unable to create pipe: \(Sys.strerror(errno))") }
             pipeFds = p
-            posix_spawn_file_actions_adddup2(&actions, p.read, 0)
         }
         let shell = searchPath ? "sh" : "/bin/sh"
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(shell), strdup("-c"), strdup(command), nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = searchPath
-            ? posix_spawnp(&pid, shell, &actions, &attr, argv, environ)
-            : posix_spawn(&pid, shell, &actions, &attr, argv, environ)
+        let started = Spawn.start([shell, "-c", command], stdinFd: pipeFds?.read)
         if let p = pipeFds { Sys.close(p.read) }
-        guard rc == 0 else {
+        let pid: pid_t
+        switch started {
+        case .success(let p): pid = p
+        case .failure(let e):
             if let p = pipeFds { Sys.close(p.write) }
-            throw ForwardFatal(111, "unable to run \(shell): \(Sys.strerror(rc))")
+            throw ForwardFatal(111, "unable to run \(shell): \(Sys.strerror(e.errno))")
         }
         if let p = pipeFds, let prefix {
             // The child may stop reading early; its verdict is what counts.

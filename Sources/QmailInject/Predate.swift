@@ -62,19 +62,14 @@ public enum Predate {
         }
         Sys.close(pipe.write)
         if readFailed {
-            _ = try? Exec.wait(pid)
+            _ = Exec.wait(pid)
             Sys.warn("predate: fatal: unable to read input")
             return 111
         }
-        do {
-            guard let code = try Exec.wait(pid) else {
-                Sys.warn("predate: fatal: child crashed")
-                return 111
-            }
-            return code
-        } catch {
-            Sys.warn("predate: fatal: wait failed: \(error)")
+        guard let code = Exec.wait(pid) else {
+            Sys.warn("predate: fatal: child crashed")
             return 111
         }
+        return code
     }
 }

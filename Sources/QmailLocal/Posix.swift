@@ -94,37 +94,7 @@ public enum Child {
     /// `stdinFd`, when given, becomes the child's fd 0. Returns the pid, or
     /// the errno of the failure.
     public static func spawn(_ argv: [[UInt8]], stdinFd: Int32? = nil) -> Result<pid_t, SysError> {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if let fd = stdinFd, fd != 0 {
-            posix_spawn_file_actions_adddup2(&actions, fd, 0)
-        }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var sigs = sigset_t()
-        sigemptyset(&sigs)
-        sigaddset(&sigs, SIGPIPE)
-        sigaddset(&sigs, SIGALRM)
-        sigaddset(&sigs, SIGXFSZ)
-        posix_spawnattr_setsigdefault(&attr, &sigs)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { a in
-            let p = UnsafeMutablePointer<CChar>.allocate(capacity: a.count + 1)
-            for (i, b) in a.enumerated() { p[i] = CChar(bitPattern: b) }
-            p[a.count] = 0
-            return p
-        }
-        cargs.append(nil)
-        defer { for p in cargs { p?.deallocate() } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, cargs[0]!, &actions, &attr, cargs, environ)
-        if rc != 0 { return .failure(SysError("exec", path: argv[0].string, errno: rc)) }
-        return .success(pid)
+        Spawn.start(argv, stdinFd: stdinFd, defaultSignals: [SIGPIPE, SIGALRM, SIGXFSZ])
     }
 
     /// Waits for `pid`.

@@ -14,7 +14,7 @@ public final class QueueClient {
     private var messageFd: Int32
     private var envelopeFd: Int32
     private var writeFailed = false
-    private var envelope: [UInt8] = []
+    private var envelope = QueueEnvelope()
 
     /// The program to run: QMAILQUEUE when `honourEnvironment` and set, else HOME/bin/qmail-queue.
     public static func program(home: QmailHome, honourEnvironment: Bool) -> String {
@@ -71,17 +71,9 @@ public final class QueueClient {
     /// withholds the envelope, so the queue program exits without queuing.
     public func fail() { writeFailed = true }
 
-    public func from(_ sender: [UInt8]) {
-        envelope.append(UInt8(ascii: "F"))
-        envelope += sender
-        envelope.append(0)
-    }
+    public func from(_ sender: [UInt8]) { envelope.add(UInt8(ascii: "F"), sender) }
 
-    public func to(_ recipient: [UInt8]) {
-        envelope.append(UInt8(ascii: "T"))
-        envelope += recipient
-        envelope.append(0)
-    }
+    public func to(_ recipient: [UInt8]) { envelope.add(UInt8(ascii: "T"), recipient) }
 
     /// Sends the envelope, waits for the queue program, and reports its
     /// verdict: nil when the message is safely queued.
@@ -91,9 +83,8 @@ public final class QueueClient {
         }
         Glibc.close(messageFd)
         messageFd = -1
-        envelope.append(0)
         if !writeFailed {
-            do { try Sys.writeAll(envelopeFd, envelope) } catch { writeFailed = true }
+            do { try Sys.writeAll(envelopeFd, envelope.finished()) } catch { writeFailed = true }
         }
         Glibc.close(envelopeFd)
         envelopeFd = -1
@@ -110,4 +101,20 @@ public final class QueueClient {
 
     /// The qmail-queue process id, for "qp" in logs and replies.
     public var queuePid: Int32 { pid }
+}
+
+/// qmail-queue's envelope as callers build it: F sender, T recipients,
+/// each NUL-terminated, and a final NUL.
+struct QueueEnvelope {
+    private var bytes: [UInt8] = []
+
+    mutating func add(_ tag: UInt8, _ address: [UInt8]) {
+        bytes.append(tag)
+        bytes += address
+        bytes.append(0)
+    }
+
+    mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+
+    func finished() -> [UInt8] { bytes + [0] }
 }

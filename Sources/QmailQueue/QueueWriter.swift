@@ -40,8 +40,10 @@ public enum QueueWriter {
         return Array("Received: (qmail \(pid) \(who)); \(Date822.qmail(time))\n".utf8)
     }
 
-    /// Runs qmail-queue in this process and returns its exit code.
-    public static func main(home: QmailHome = QmailHome.current()) -> Int32 {
+    /// Runs qmail-queue in this process and returns its exit code. With
+    /// `session` it queues one message after another from framed input
+    /// (see QueueSession) instead of one message from fd 0 and fd 1.
+    public static func main(home: QmailHome = QmailHome.current(), session: Bool = false) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         signal(SIGALRM) { _ in _exit(QueueExit.timeout.rawValue) }
         alarm(deathSeconds)
@@ -49,9 +51,27 @@ public enum QueueWriter {
         let ids = try? QmailIds.load(home: home)
         guard chdir(home.path) == 0 else { return QueueExit.homeDirectory.rawValue }
         guard chdir("queue") == 0 else { return QueueExit.queueDirectory.rawValue }
+        if session { return sessionLoop(ids: ids) }
+        let message = ByteReader(fd: 0, capacity: 65536)
+        let envelope = ByteReader(fd: 1, capacity: 8192)
+        let input = MessageInput(
+            copyMessage: { put in try message.forEachChunk(put) },
+            envelopeByte: { try envelope.byte() })
+        return queueOne(ids: ids, input: input)
+    }
+
+    /// Where one message comes from: its bytes, then its envelope byte by
+    /// byte (nil at the end of the input).
+    struct MessageInput {
+        let copyMessage: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+        let envelopeByte: () throws -> UInt8?
+    }
+
+    /// Queues one message; returns qmail-queue's exit code for it.
+    static func queueOne(ids: QmailIds?, input: MessageInput) -> Int32 {
         var state = State()
         do {
-            try run(&state, ids: ids)
+            try run(&state, ids: ids, input: input)
             return 0
         } catch let e as Exit {
             state.cleanup()
@@ -60,6 +80,74 @@ public enum QueueWriter {
             state.cleanup()
             return QueueExit.internalBug.rawValue
         }
+    }
+
+    /// Session mode, for a client that queues many messages (qmail-smtpd):
+    /// fd 0 carries frames, a tag byte and a 32-bit big-endian length, then
+    /// that many bytes: "M" for message bytes, "E" for the envelope in
+    /// qmail-queue's fd-1 format, which ends the message. After each
+    /// message one byte goes out on fd 1: the exit code qmail-queue would
+    /// have had for it, written only once the message is as safe as when
+    /// qmail-queue exits 0. After a failure the process exits with that
+    /// code; at end of input between messages it exits 0. Each message is
+    /// queued exactly as in the one-message mode, with the same fsyncs.
+    static func sessionLoop(ids: QmailIds?) -> Int32 {
+        let frames = ByteReader(fd: 0, capacity: 65536)
+        while true {
+            let tag: UInt8?
+            do { tag = try frames.byte() } catch { return QueueExit.readError.rawValue }
+            guard let first = tag else { return 0 }
+            alarm(deathSeconds)
+            var pendingTag: UInt8? = first
+            var envelope: [UInt8] = []
+            var envelopeAt = 0
+            let input = MessageInput(
+                copyMessage: { put in
+                    while true {
+                        let t: UInt8
+                        if let p = pendingTag { t = p; pendingTag = nil } else {
+                            guard let b = try frames.byte() else { throw Exit(code: .readError) }
+                            t = b
+                        }
+                        let length = try frameLength(frames)
+                        switch t {
+                        case UInt8(ascii: "M"):
+                            guard try frames.copy(count: length, put) else { throw Exit(code: .readError) }
+                        case UInt8(ascii: "E"):
+                            guard length <= maxEnvelope, let e = try frames.bytes(count: length) else {
+                                throw Exit(code: .readError)
+                            }
+                            envelope = e
+                            return
+                        default:
+                            throw Exit(code: .readError)
+                        }
+                    }
+                },
+                envelopeByte: {
+                    guard envelopeAt < envelope.count else { return nil }
+                    envelopeAt += 1
+                    return envelope[envelopeAt - 1]
+                })
+            let code = queueOne(ids: ids, input: input)
+            do { try Sys.writeAll(1, [UInt8(truncatingIfNeeded: code)]) } catch {
+                return code == 0 ? QueueExit.writeError.rawValue : code
+            }
+            if code != 0 { return code }
+        }
+    }
+
+    /// Longest envelope frame accepted in session mode: the recipient limit
+    /// of any client is far below this.
+    static let maxEnvelope = 64 << 20
+
+    static func frameLength(_ r: ByteReader) throws -> Int {
+        var n = 0
+        for _ in 0..<4 {
+            guard let b = try r.byte() else { throw Exit(code: .readError) }
+            n = n << 8 | Int(b)
+        }
+        return n
     }
 
     struct State {
@@ -82,7 +170,7 @@ public enum QueueWriter {
         }
     }
 
-    static func run(_ s: inout State, ids: QmailIds?) throws {
+    static func run(_ s: inout State, ids: QmailIds?, input: MessageInput) throws {
         let pid = getpid()
         let uid = getuid()
         let start = Sys.now()
@@ -112,10 +200,9 @@ public enum QueueWriter {
         // The message: Received line, then fd 0 copied as is.
         let out = ByteWriter(fd: fd, capacity: 65536)
         do { try out.put(received) } catch { throw Exit(code: .writeError) }
-        let input = ByteReader(fd: 0, capacity: 65536)
         var readFailed = false
         do {
-            try input.forEachChunk { chunk in
+            try input.copyMessage { chunk in
                 do { try out.put(chunk) } catch { throw Exit(code: .writeError) }
             }
         } catch let e as Exit {
@@ -137,10 +224,9 @@ public enum QueueWriter {
         s.intdPath = intdPath
         s.intdFd = ifd
         let env = ByteWriter(fd: ifd, capacity: 8192)
-        let envIn = ByteReader(fd: 1, capacity: 8192)
         func get() throws -> UInt8 {
             do {
-                guard let c = try envIn.byte() else { throw Exit(code: .readError) }
+                guard let c = try input.envelopeByte() else { throw Exit(code: .readError) }
                 return c
             } catch let e as Exit { throw e } catch { throw Exit(code: .readError) }
         }

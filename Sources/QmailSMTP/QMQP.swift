@@ -77,7 +77,7 @@ public enum QMQPServer {
     }
 
     /// One QMQP packet from `ch` into the queue `openQueue` gives.
-    public static func serve(_ ch: Channel, openQueue: () throws -> MessageSink) -> Int32 {
+    public static func serve(_ ch: Channel, openQueue: () throws -> QueueSink) -> Int32 {
         func answer(_ s: String) -> Int32 {
             ch.put(Netstring.encode(Array(s.utf8)))
             try? ch.flush()
@@ -87,12 +87,12 @@ public enum QMQPServer {
             guard var total = try Netstring.readLength(ch), let mlen = try Netstring.readLength(ch, limit: total) else { return 1 }
             total -= "\(mlen):".utf8.count + mlen + 1
             guard total >= 0 else { return 1 }
-            let qq: MessageSink
+            let qq: QueueSink
             do { qq = try openQueue() } catch {
                 return answer("Zqq temporary problem (#4.3.0)")
             }
             qq.put(PeerIdentity().received("QMQP"))
-            guard try ch.read(exactly: mlen, into: { qq.put(UnsafeRawBufferPointer($0)) }), try ch.byte() == 44 else {
+            guard try ch.read(exactly: mlen, into: { qq.put(Array($0)) }), try ch.byte() == 44 else {
                 qq.fail(); _ = qq.close(); return 1
             }
             guard total <= 64 << 20 else { qq.fail(); _ = qq.close(); return answer("Denvelope too long (#5.3.4)") }
@@ -133,12 +133,12 @@ public enum QMTPServer {
 
     /// QMTP messages from `ch` until the client stops, each into a queue `openQueue` gives.
     public static func serve(_ ch: Channel, rcpthosts: RcptHosts, databytes: Int, relay: [UInt8]?,
-                             openQueue: () throws -> MessageSink) -> Int32 {
+                             openQueue: () throws -> QueueSink) -> Int32 {
         do {
             while true {
                 guard let len = try Netstring.readLength(ch) else { try ch.flush(); return 0 }
                 guard len >= 1, let kind = try ch.byte() else { return 1 }
-                let qq: MessageSink? = try? openQueue()
+                let qq: QueueSink? = try? openQueue()
                 qq?.put(PeerIdentity().received("QMTP"))
                 var tooBig = false
                 var written = 0
@@ -158,7 +158,7 @@ public enum QMTPServer {
                         }
                         qq?.put(out)
                     } else {
-                        qq?.put(UnsafeRawBufferPointer(chunk))
+                        qq?.put(Array(chunk))
                     }
                 }), try ch.byte() == 44 else { qq?.fail(); _ = qq?.close(); return 1 }
                 guard let sender = try Netstring.read(ch, limit: 1 << 20),

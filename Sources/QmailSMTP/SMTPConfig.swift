@@ -36,6 +36,9 @@ public struct SMTPConfig {
     public var maxRecipients = 1000
     public var maxLine = 2048
     public var queueProgram = "/var/qmail/bin/qmail-queue"
+    /// Our own qmail-queue (QMAILQUEUE not in effect): one queue process per
+    /// connection (QueueSession) instead of one per message.
+    public var queueSession = false
     /// STARTTLS is offered when a TLS starter is installed.
     public var tlsAvailable = false
 
@@ -82,6 +85,9 @@ public struct SMTPConfig {
             c.rcptCheck = prog.split(separator: Ascii.space).map { String(decoding: $0, as: UTF8.self) }
         }
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
+        // QMAILQUEUE keeps qmail's interface, one program per message, even
+        // when it names our own qmail-queue.
+        c.queueSession = QmailHome.isPrivileged || (Sys.getenv("QMAILQUEUE") ?? "").isEmpty
         return c
     }
 }

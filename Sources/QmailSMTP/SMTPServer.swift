@@ -16,22 +16,6 @@ public protocol TLSServerStarter: AnyObject {
     func start(over stream: ByteStream, timeout: Int) throws -> ByteStream
 }
 
-/// Where one received message goes: qmail-queue (QueueClient) in the
-/// program; a test or fuzz harness may keep it in memory instead.
-public protocol MessageSink: AnyObject {
-    func put(_ bytes: [UInt8])
-    func put(_ raw: UnsafeRawBufferPointer)
-    /// The message must not be queued.
-    func fail()
-    func from(_ sender: [UInt8])
-    func to(_ recipient: [UInt8])
-    /// Ends the message: nil when it is safely queued.
-    func close() -> MailFailure?
-    var queuePid: Int32 { get }
-}
-
-extension QueueClient: MessageSink {}
-
 /// The session ends after a reply that was already sent (a bare LF in DATA).
 struct SessionEnded: Error {}
 
@@ -39,8 +23,8 @@ public final class SMTPServer {
     public var config: SMTPConfig
     public let channel: Channel
     public var tls: TLSServerStarter?
-    /// Opens the queue for one message; qmail-queue (config.queueProgram) by default.
-    public var openQueue: (String) throws -> MessageSink = { try QueueClient(program: $0) }
+    /// Replaces the queue program for each message (tests and fuzzing keep it in memory).
+    public var queueFactory: (() throws -> QueueSink)?
     /// Checks an AUTH login (argv, user, secret, stamp); runs checkpassword by default.
     public var checkPassword: ([String], [UInt8], [UInt8], [UInt8]) -> CheckResult = {
         ChildProgram.checkpassword($0, user: $1, secret: $2, stamp: $3)
@@ -55,6 +39,7 @@ public final class SMTPServer {
     private var authUser: [UInt8]? = nil
     private var tlsActive = false
     private var esmtp = false
+    private var queueSession: QueueSession?
 
     public init(config: SMTPConfig, channel: Channel, tls: TLSServerStarter? = nil) {
         self.config = config
@@ -212,12 +197,23 @@ public final class SMTPServer {
         }
     }
 
+    /// The queue for the next message: the connection's queue session for
+    /// our own qmail-queue, else one queue program for this message.
+    private func openQueue() throws -> QueueSink {
+        if let make = queueFactory { return try make() }
+        guard config.queueSession else { return try QueueClient(program: config.queueProgram) }
+        let session = queueSession ?? QueueSession(program: config.queueProgram)
+        queueSession = session
+        try session.begin()
+        return session
+    }
+
     private func doData() throws -> Bool {
         guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return true }
         guard !recipients.isEmpty else { reply("503 RCPT first (#5.5.1)\r\n"); return true }
         seenMail = false
-        let qq: MessageSink
-        do { qq = try openQueue(config.queueProgram) } catch {
+        let qq: QueueSink
+        do { qq = try openQueue() } catch {
             reply("451 qqt failure (#4.3.0)\r\n"); return true
         }
         reply("354 go ahead\r\n")

@@ -104,9 +104,12 @@ public final class QueueSender {
 
     // MARK: logging
 
+    /// One log line, written at once as qmail-send does: a kill -9 right
+    /// after an event cannot lose its line.
     func logLine(_ s: String) {
         _ = try? log.put(s)
         _ = try? log.put(byte: Ascii.lf)
+        _ = try? log.flush()
     }
 
     func logStatus() {

@@ -30,7 +30,9 @@ public struct SetupOptions {
     public var owner: (uid: uid_t, gid: gid_t)? = nil
     /// Single-user mode only: hard-link the programs instead of copying
     /// them (test suites make hundreds of homes). Never in a multi-user
-    /// home, where owners and the setuid bit would land on the build's files.
+    /// home, where owners and the setuid bit would land on the build's files;
+    /// only programs already owned by the home's owner are linked, and they
+    /// keep the build's modes (the others are copied).
     public var link = false
     /// Put fastforward (/etc/aliases) and dot-forward (~/.forward) in place.
     public var sendmail = false
@@ -249,19 +251,22 @@ public final class Setup {
             let src = "\(o.programDirectory)/\(p.name)"
             guard Sys.exists(src) else { continue }
             let dst = "\(o.home)/bin/\(p.name)"
-            if o.link && o.singleUser {
-                _ = Glibc.unlink(dst)
-                if Glibc.link(src, dst) != 0 { try copyFile(src, dst) }
-            } else {
-                try copyFile(src, dst)
-            }
             var uid = ownerUid
             var mode = p.mode
             if p.name == "qmail-queue" {
                 uid = ids.uid("qmailq")!
                 if o.singleUser { mode = 0o755 }
             }
-            try own(dst, uid, o.singleUser ? ownerGid : q, mode)
+            let gid = o.singleUser ? ownerGid : q
+            // A hard link shares the build's inode: chown or chmod on it would
+            // change the build's file (and every other home linked to it). So
+            // link only what already has the home's owner, and leave its mode.
+            if o.link && o.singleUser, let st = try? Sys.stat(src), st.st_uid == uid, st.st_gid == gid {
+                _ = Glibc.unlink(dst)
+                if Glibc.link(src, dst) == 0 { installed += 1; continue }
+            }
+            try copyFile(src, dst)
+            try own(dst, uid, gid, mode)
             installed += 1
         }
         guard installed > 0 else { throw SetupError("no programs found in \(o.programDirectory); build them first (swift build -c release)") }

@@ -140,3 +140,78 @@ def test_full_disk_gives_53_and_leaves_nothing(tmp_path):
         assert queue(home, b"small\n", b"Fa@b\0Tc@d\0\0") == 0
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+# Session mode (qmail-queue --session): the queue program qmail-smtpd keeps
+# for a whole connection. Frames on fd 0 ("M"/"E" + 32-bit length), one
+# status byte per message on fd 1.
+
+def frame(tag: bytes, data: bytes) -> bytes:
+    return tag + len(data).to_bytes(4, "big") + data
+
+
+def session(home, frames: bytes, timeout=30):
+    """Runs qmail-queue --session on `frames`; returns (status bytes, exit code)."""
+    p = subprocess.run([home.bin("qmail-queue"), "--session"], input=frames, capture_output=True,
+                       env=home.env, timeout=timeout)
+    return p.stdout, p.returncode
+
+
+def queued(home):
+    """{envelope: message without the Received line} for everything in todo/."""
+    out = {}
+    for t in home.queue_files("todo"):
+        num = int(t.name)
+        data = (home.path / "queue" / "mess" / str(num % 23) / str(num)).read_bytes()
+        out[t.read_bytes().split(b"\0", 2)[2]] = data.split(b"\n", 1)[1]
+    return out
+
+
+def test_session_queues_each_message_as_the_one_message_mode_does(qhome):
+    big = bytes(range(256)) * 1024  # spans several frames on the reader's side
+    frames = (frame(b"M", b"Subject: one\n\n") + frame(b"M", b"body 1\n") + frame(b"E", b"Fa@x\0Tb@y\0\0")
+              + frame(b"M", big) + frame(b"E", b"F\0Tc@y\0Td@y\0\0")
+              + frame(b"E", b"Fe@x\0Tf@y\0\0"))  # an empty message
+    status, rc = session(qhome, frames)
+    assert (status, rc) == (b"\0\0\0", 0)
+    assert queued(qhome) == {b"Fa@x\0Tb@y\0": b"Subject: one\n\nbody 1\n",
+                             b"F\0Tc@y\0Td@y\0": big,
+                             b"Fe@x\0Tf@y\0": b""}
+    for t in qhome.queue_files("todo"):
+        num = int(t.name)
+        first = (qhome.path / "queue" / "mess" / str(num % 23) / str(num)).read_bytes().split(b"\n", 1)[0]
+        assert re.fullmatch(rb"Received: \(qmail \d+ invoked by uid \d+\); .* -0000", first), first
+    assert not qhome.queue_files("pid")
+
+
+def test_session_input_ending_mid_message_queues_only_the_finished_ones(qhome):
+    done = frame(b"M", b"Subject: ok\n\nok\n") + frame(b"E", b"Fa@x\0Tb@y\0\0")
+    for cut in (frame(b"M", b"Subject: half\n\n")[:9],           # inside a frame
+                frame(b"M", b"Subject: half\n\n"),               # between frames, no envelope
+                frame(b"M", b"x\n") + frame(b"E", b"Fa@x\0Tb@y\0\0")[:8]):  # inside the envelope
+        status, rc = session(qhome, done + cut)
+        assert status == b"\0\x36" and rc == 54, (cut, status, rc)  # 0 for the first, 54 for the cut one
+    assert len(qhome.queue_files("todo")) == 3
+    assert len(qhome.queue_files("intd")) == 3 and not qhome.queue_files("pid")
+    mess = [p for p in (qhome.path / "queue" / "mess").rglob("*") if p.is_file()]
+    assert len(mess) == 3  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("bad,code", [
+    (frame(b"E", b"Xme@x\0\0"), 91),                        # envelope not starting with F
+    (frame(b"E", b"Fa@x\0T" + b"b" * 1003 + b"\0\0"), 11),   # recipient over the limit
+    (frame(b"E", b"Fa@x\0Tb@y\0"), 54),                     # envelope without its final NUL
+    (b"Z\0\0\0\1x", 54),                                      # unknown frame tag
+    (b"E\xff\xff\xff\xff", 54),                              # absurd envelope length
+])
+def test_session_failure_reports_the_code_queues_nothing_and_ends(qhome, bad, code):
+    after = frame(b"M", b"never read\n") + frame(b"E", b"Fa@x\0Tb@y\0\0")
+    status, rc = session(qhome, frame(b"M", b"Subject: bad\n\n") + bad + after)
+    assert rc == code
+    assert status in (bytes([code]), b"")
+    assert_queue_empty(qhome)
+
+
+def test_session_with_no_messages_exits_zero(qhome):
+    assert session(qhome, b"") == (b"", 0)
+    assert_queue_empty(qhome)

@@ -167,3 +167,32 @@ def test_sendmail_option_refuses_a_broken_aliases_file(tmp_path):
     assert r.returncode == 100, r.stderr
     assert "sendmail migration" in r.stderr and "line 1" in r.stderr
     assert not (tmp_path / "aliases.cdb").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--owner needs root")
+def test_link_never_changes_the_builds_programs(tmp_path):
+    """--link shares inodes with the build: setting the home's owner or modes
+    on a link would change the build's files (found by proof/load.py, whose
+    --owner home chowned SQ_BIN's programs under other running homes). Only
+    programs already owned by the home's owner are linked; the rest are copied."""
+    progs = tmp_path / "programs"
+    progs.mkdir()
+    shutil.copyfile(bin_dir() / "qmail-setup", progs / "qmail-setup")
+    for name in ("qmail-start", "qmail-send", "qmail-queue"):   # stand-ins: only owners and modes matter
+        (progs / name).write_text("#!/bin/sh\nexit 0\n")
+    for p in progs.iterdir():
+        p.chmod(0o755)
+    before = {p.name: (p.stat().st_uid, p.stat().st_gid, mode(p)) for p in progs.iterdir()}
+    setup = [str(progs / "qmail-setup"), "--link", "--programs", str(progs)]
+    nobody = pwd.getpwnam("nobody")
+    r = subprocess.run(setup + ["--owner", "nobody", str(tmp_path / "a"), "a.example"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert {p.name: (p.stat().st_uid, p.stat().st_gid, mode(p)) for p in progs.iterdir()} == before
+    start = tmp_path / "a" / "bin" / "qmail-start"
+    assert start.stat().st_ino != (progs / "qmail-start").stat().st_ino
+    assert (start.stat().st_uid, mode(start)) == (nobody.pw_uid, 0o700)
+    # owned by the home's owner (root here): linked, and the build's mode stays
+    r = subprocess.run(setup + ["--single-user", str(tmp_path / "b"), "b.example"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert {p.name: (p.stat().st_uid, p.stat().st_gid, mode(p)) for p in progs.iterdir()} == before
+    assert (tmp_path / "b" / "bin" / "qmail-start").stat().st_ino == (progs / "qmail-start").stat().st_ino

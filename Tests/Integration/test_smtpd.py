@@ -3,6 +3,7 @@ conversation, relay control, AUTH, limits, bad input and smuggling."""
 import os
 import pathlib
 import re
+import signal
 import smtplib
 import socket
 import stat
@@ -727,3 +728,71 @@ def test_auth_through_the_hosting_checkpassword(hosted):
     r = replies(out)
     assert r[-5:] == ["535 authentication failed (#5.7.8)", "235 ok, go ahead (#2.0.0)", "250 ok", "250 ok",
                       "221 " + hosted.fqdn]
+
+
+# --- one qmail-queue per connection (QueueSession) ----------------------------
+
+def qp(line: str) -> int:
+    m = re.fullmatch(r"250 ok \d+ qp (\d+)", line)
+    assert m, line
+    return int(m.group(1))
+
+
+def mail(i: int, extra=b"", header=b"") -> bytes:
+    return (b"MAIL FROM:<s%d@b.example>\r\nRCPT TO:<a@ours.example>\r\nDATA\r\n%sSubject: %d\r\n\r\n%sbody %d\r\n.\r\n"
+            % (i, header, i, extra, i))
+
+
+def test_connection_queues_every_message_through_one_queue_process(home):
+    _, out = session(home, b"HELO c\r\n" + b"".join(mail(i) for i in range(5)) + b"QUIT\r\n")
+    oks = [l for l in replies(out) if l.startswith("250 ok ")]
+    assert len(oks) == 5 and len({qp(l) for l in oks}) == 1
+    msgs = queued(home)
+    assert sorted(m[1] for m in msgs) == [b"s%d@b.example" % i for i in range(5)]
+    for mess, sender, _ in msgs:
+        i = int(sender[1:2])
+        assert mess.startswith(b"Received: (qmail %d invoked by uid " % qp(oks[0]))
+        assert mess.endswith(b"Subject: %d\n\nbody %d\n" % (i, i))
+
+
+def test_qmailqueue_set_means_one_queue_program_per_message(home, tmp_path):
+    # QMAILQUEUE keeps qmail's interface: a fresh program per message, even our own qmail-queue.
+    _, out = session(home, b"HELO c\r\n" + b"".join(mail(i) for i in range(3)),
+                     QMAILQUEUE=home.bin("qmail-queue"))
+    oks = [l for l in replies(out) if l.startswith("250 ok ")]
+    assert len(oks) == 3 and len({qp(l) for l in oks}) == 3
+    assert len(queued(home)) == 3
+
+
+def test_refused_message_in_the_middle_does_not_disturb_the_next(home):
+    # Over databytes and too many hops end the queue process for that message;
+    # the next message gets a new one and is queued whole.
+    hops = b"".join(b"Delivered-To: x%d\r\n" % i for i in range(100))
+    data = (b"HELO c\r\n" + mail(1) + mail(2, b"y" * 3000 + b"\r\n") + mail(3, header=hops) + mail(4) + b"QUIT\r\n")
+    _, out = session(home, data, DATABYTES=2000)
+    got = replies(out)
+    assert "552 sorry, that message size exceeds my databytes limit (#5.3.4)" in got
+    assert "554 too many hops, this message is looping (#5.4.6)" in got
+    oks = [l for l in got if l.startswith("250 ok ")]
+    assert len(oks) == 2 and qp(oks[0]) != qp(oks[1])
+    assert sorted(m[1] for m in queued(home)) == [b"s1@b.example", b"s4@b.example"]
+    assert not home.queue_files("pid") and len(home.queue_files("intd")) == 2
+    assert len([p for p in (home.path / "queue" / "mess").rglob("*") if p.is_file()]) == 2
+
+
+def test_queue_process_killed_between_messages_is_replaced(home, server):
+    s = server()
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=20) as c:
+        c.ehlo("client.example")
+        c.mail("k1@b.example")
+        c.rcpt("a@ours.example")
+        code, msg = c.data(b"Subject: 1\r\n\r\none\r\n")
+        assert code == 250
+        first = int(msg.split()[-1])
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)
+        # The dead queue process is noticed at the next message: a temporary
+        # failure at worst, never a lost or half-queued message.
+        c.sendmail("k2@b.example", ["a@ours.example"], b"Subject: 2\r\n\r\ntwo\r\n")
+    senders = sorted(m[1] for m in queued(home))
+    assert senders == [b"k1@b.example", b"k2@b.example"]

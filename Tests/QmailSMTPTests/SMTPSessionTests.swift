@@ -3,7 +3,7 @@ import QmailCore
 @testable import QmailSMTP
 
 /// Whole sessions in memory: the connection is a byte buffer, the queue a
-/// MessageSink, AUTH a closure (as in Fuzz/smtpd.swift).
+/// QueueSink, AUTH a closure (as in Fuzz/smtpd.swift).
 final class SMTPSessionTests: XCTestCase {
     final class Memory: ByteStream {
         let input: [UInt8]
@@ -23,7 +23,7 @@ final class SMTPSessionTests: XCTestCase {
         }
     }
 
-    final class Sink: MessageSink {
+    final class Sink: QueueSink {
         var message: [UInt8] = []
         var failed = false
         var envelope: [String] = []
@@ -44,7 +44,7 @@ final class SMTPSessionTests: XCTestCase {
         let mem = Memory(input)
         let server = SMTPServer(config: c, channel: Channel(stream: mem, timeout: 5))
         var sinks: [Sink] = []
-        server.openQueue = { _ in let s = Sink(); sinks.append(s); return s }
+        server.queueFactory = { let s = Sink(); sinks.append(s); return s }
         server.checkPassword = { _, user, secret, _ in
             user.string == "u" && secret.string == "p" ? .ok : .rejected
         }
