@@ -14,7 +14,9 @@
 // stands for exactly one queued message and vice versa; a queued message is
 // exactly the client's bytes between DATA and the first CRLF.CRLF, undone
 // (no smuggling); envelope addresses hold no NUL and are bounded; at most
-// one successful AUTH; output is bounded by the input.
+// one successful AUTH; output is bounded by the input; without RELAYCLIENT
+// or AUTH every queued recipient passes rcpthosts; AUTH required means no
+// mail without it.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -189,8 +191,13 @@ public func fuzzSmtpd(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     check(auths <= 1, "more than one successful AUTH")
     check(lines.filter { $0.starts(with: Array("235 ".utf8)) }.count == auths, "235 without a good login")
 
+    if c.authRequired { check(queued.isEmpty || auths > 0, "mail taken without the required AUTH") }
     for s in queued {
         guard let sender = s.sender else { check(false, "queued without sender"); continue }
+        if c.relayClient == nil && auths == 0 {
+            // No relaying: every recipient is ours, after the relay-trick checks.
+            for r in s.recipients { check((try? c.rcptHosts.acceptsWithoutRelay(r)) == true, "relayed without RELAYCLIENT or AUTH") }
+        }
         check(!s.recipients.isEmpty && s.recipients.count <= 20, "recipient count")
         for a in [sender] + s.recipients {
             check(!a.contains(0), "NUL in an envelope address")
