@@ -1,5 +1,6 @@
 import XCTest
 import QmailCore
+import QmailQueue
 @testable import QmailSMTP
 
 /// Whole sessions in memory: the connection is a byte buffer, the queue a
