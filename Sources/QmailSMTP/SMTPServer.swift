@@ -329,7 +329,8 @@ public final class SMTPServer {
         default:
             reply("504 auth type unimplemented (#5.5.1)\r\n"); return
         }
-        if user.contains(0) || secret.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+        // fd 3 is NUL-separated: a NUL in any field would shift or cut the ones after it.
+        if user.contains(0) || secret.contains(0) || stamp.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
         try channel.flush()
         switch checkPassword(config.checkpassword, user, secret, stamp) {
         case .ok:

@@ -6,6 +6,7 @@ import QmailQueue
 /// Whole sessions in memory: the connection is a byte buffer, the queue a
 /// QueueSink, AUTH a closure (as in Fuzz/smtpd.swift).
 final class SMTPSessionTests: XCTestCase {
+    var checked = 0
     final class Memory: ByteStream {
         let input: [UInt8]
         var offset = 0
@@ -38,16 +39,19 @@ final class SMTPSessionTests: XCTestCase {
         var queuePid: Int32 { 7 }
     }
 
-    func session(_ input: String, auth: Bool = false) -> (code: Int32, replies: [String], sinks: [Sink]) {
+    func session(_ input: String, auth: Bool = false, cram: Bool = false) -> (code: Int32, replies: [String], sinks: [Sink]) {
         var c = SMTPConfig()
         c.rcptHosts = RcptHosts(lines: [Array("example.com".utf8)], more: nil)
         if auth { c.authHostname = Array("mx".utf8); c.checkpassword = ["/bin/false"] }
+        if cram { c.authCram = true }
         let mem = Memory(input)
         let server = SMTPServer(config: c, channel: Channel(stream: mem, timeout: 5))
         var sinks: [Sink] = []
+        checked = 0
         server.queueFactory = { let s = Sink(); sinks.append(s); return s }
-        server.checkPassword = { _, user, secret, _ in
-            user.string == "u" && secret.string == "p" ? .ok : .rejected
+        server.checkPassword = { _, user, secret, stamp in
+            self.checked += 1
+            return user.string == "u" && (secret.string == "p" || stamp.string == "ab") ? .ok : .rejected
         }
         let code = server.run()
         let replies = mem.output.string.components(separatedBy: "\r\n").filter { !$0.isEmpty }
@@ -84,6 +88,16 @@ final class SMTPSessionTests: XCTestCase {
         XCTAssertTrue(r.replies.contains("535 authentication failed (#5.7.8)"))
         XCTAssertTrue(r.replies.contains("235 ok, go ahead (#2.0.0)"))
         XCTAssertTrue(r.replies.contains("503 you're already authenticated (#5.5.0)"))
+    }
+
+    /// Found by Fuzz/smtpd.swift: a CRAM-MD5 response whose digest held a
+    /// NUL went to checkpassword, where fd 3's NUL-separated fields cut it.
+    func testCramResponseWithNULIsMalformed() {
+        // "u ab\0cd", then "u ab".
+        let r = session("EHLO c\r\nAUTH CRAM-MD5\r\ndSBhYgBjZA==\r\nAUTH CRAM-MD5\r\ndSBhYg==\r\nQUIT\r\n", auth: true, cram: true)
+        XCTAssertTrue(r.replies.contains("501 malformed auth input (#5.5.4)"))
+        XCTAssertTrue(r.replies.contains("235 ok, go ahead (#2.0.0)"))
+        XCTAssertEqual(checked, 1)
     }
 
     // MARK: QMTP / QMQP (found by Fuzz/qmtpd.swift)
