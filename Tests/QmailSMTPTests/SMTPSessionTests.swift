@@ -100,6 +100,37 @@ final class SMTPSessionTests: XCTestCase {
         XCTAssertEqual(checked, 1)
     }
 
+    // MARK: qmail-remote against a broken server (found by Fuzz/remote.swift)
+
+    func remoteReport(_ replies: String) -> (report: String, sent: String) {
+        var name = Array("/tmp/sq-remote-test-XXXXXX".utf8CString)
+        let fd = mkstemp(&name)
+        unlink(name)
+        defer { close(fd) }
+        let msg = Array("Subject: x\n\nbody\n".utf8)
+        _ = msg.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        lseek(fd, 0, SEEK_SET)
+        let remote = Remote(config: RemoteConfig(), resolver: DNSResolver(servers: []), ipme: [])
+        let mem = Memory(replies)
+        remote.channel = Channel(stream: mem, timeout: 5)
+        XCTAssertThrowsError(try remote.smtp(sender: Array("a@b".utf8), recipients: [Array("c@d".utf8)], input: fd,
+                                             serverName: Array("mx".utf8)))
+        return (remote.report.bytes.string, mem.output.string)
+    }
+
+    func testRemoteFinalReplyMustBe2xx() {
+        let r = remoteReport("220 hi\r\n250 hi\r\n250 ok\r\n250 ok\r\n354 go\r\n354 go\r\n")
+        XCTAssertTrue(r.report.hasSuffix("Z? failed after I sent the message.\nRemote host said: 354 go\n\0"), r.report)
+        let ok = remoteReport("220 hi\r\n250 hi\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n")
+        XCTAssertTrue(ok.report.hasPrefix("r\0K? accepted message."), ok.report)
+    }
+
+    func testRemoteSendsNoMessageWithoutGoAhead() {
+        let r = remoteReport("220 hi\r\n250 hi\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n")
+        XCTAssertTrue(r.report.hasSuffix("Z? failed on DATA command.\nRemote host said: 250 ok\n\0"), r.report)
+        XCTAssertFalse(r.sent.contains("body"))
+    }
+
     // MARK: QMTP / QMQP (found by Fuzz/qmtpd.swift)
 
     func ns(_ b: [UInt8]) -> [UInt8] { Netstring.encode(b) }
