@@ -16,3 +16,11 @@ echo "== integration tests"
 reruns=()
 python3 -c 'import pytest_rerunfailures' 2>/dev/null && reruns=(-rR --reruns 1 --reruns-delay 1)
 SQ_BIN="$PWD/.build/release" python3 -m pytest -q "${reruns[@]}" Tests/Integration "$@"
+# A short fuzz run of every target (Fuzz/*.swift): about 1.5 min of building
+# on a fresh clone (modules are cached in .build-fuzz), then FUZZ_SECONDS
+# per target, two at a time. A crash, hang or broken invariant fails the
+# test command. FUZZ_SECONDS=0 skips it.
+if [ "${FUZZ_SECONDS:-8}" != 0 ]; then
+  echo "== fuzz (${FUZZ_SECONDS:-8} s per target)"
+  FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${FUZZ_SECONDS:-8}"
+fi

@@ -215,6 +215,11 @@ public final class Injector {
             let r = recipients
             if r.isEmpty { throw InjectFailure.noRecipients }
             for a in [envelopeSender] + r where a.contains(0) { throw InjectFailure.nulInAddress(a) }
+            // A quoted-pair can escape the LF that ends a field ("x"\<LF>);
+            // an envelope address with a line break would split log lines.
+            for a in [envelopeSender] + r where a.contains(Ascii.lf) || a.contains(Ascii.cr) {
+                throw InjectFailure.badAddress(a.map { $0 == Ascii.lf || $0 == Ascii.cr ? UInt8(ascii: "?") : $0 }.string)
+            }
         }
         var out: [UInt8] = []
         if !options.queue {

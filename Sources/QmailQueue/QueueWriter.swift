@@ -234,6 +234,21 @@ public enum QueueWriter {
             do { try env.put(b) } catch { throw Exit(code: .writeError) }
         }
         try put(Array("u\(uid)\0p\(pid)\0".utf8))
+        try copyEnvelope(get, put)
+        do {
+            try env.flush()
+            try Sys.fsync(ifd)
+        } catch { throw Exit(code: .writeError) }
+        guard link(intdPath, "todo/\(num)") == 0 else { throw Exit(code: .queueTodo) }
+        do { try Sys.fsyncDirectory("todo") } catch { throw Exit(code: .writeError) }
+        Sys.close(ifd)
+        Sys.close(fd)
+        pullTrigger("lock/trigger")
+    }
+
+    /// Copies the envelope from qmail-queue's fd 1: "F" sender NUL, then
+    /// "T" recipient NUL for each recipient, then a NUL (not copied).
+    static func copyEnvelope(_ get: () throws -> UInt8, _ put: ([UInt8]) throws -> Void) throws {
         guard try get() == UInt8(ascii: "F") else { throw Exit(code: .envelopeFormat) }
         try put([UInt8(ascii: "F")])
         try copyAddress(get, put)
@@ -244,15 +259,6 @@ public enum QueueWriter {
             try put([c])
             try copyAddress(get, put)
         }
-        do {
-            try env.flush()
-            try Sys.fsync(ifd)
-        } catch { throw Exit(code: .writeError) }
-        guard link(intdPath, "todo/\(num)") == 0 else { throw Exit(code: .queueTodo) }
-        do { try Sys.fsyncDirectory("todo") } catch { throw Exit(code: .writeError) }
-        Sys.close(ifd)
-        Sys.close(fd)
-        pullTrigger("lock/trigger")
     }
 
     /// Copies one NUL-terminated address, refusing one longer than qmail's limit.

@@ -142,7 +142,10 @@ public final class DNSResolver {
                 r.ip = IPAddress(bytes: Array(m[rd..<(rd + rdlen)]))
             case DNSType.cname.rawValue, DNSType.ptr.rawValue:
                 r.name = try readName(m, rd).0
-            case DNSType.mx.rawValue where rdlen >= 3:
+            case DNSType.mx.rawValue:
+                // Too short for a preference and a name: damaged, as qmail's
+                // dns.c treats it (soft), never a null MX (which would bounce).
+                guard rdlen >= 3 else { throw DNSError.soft }
                 r.preference = u16(m, rd)
                 r.name = try readName(m, rd + 2).0
             case DNSType.txt.rawValue:

@@ -72,6 +72,12 @@ struct PeerIdentity {
 public enum QMQPServer {
     public static func run(home: QmailHome) -> Int32 {
         let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: 1200)
+        let program = QueueClient.program(home: home, honourEnvironment: true)
+        return serve(ch) { try QueueClient(program: program) }
+    }
+
+    /// One QMQP packet from `ch` into the queue `openQueue` gives.
+    public static func serve(_ ch: Channel, openQueue: () throws -> QueueSink) -> Int32 {
         func answer(_ s: String) -> Int32 {
             ch.put(Netstring.encode(Array(s.utf8)))
             try? ch.flush()
@@ -81,12 +87,12 @@ public enum QMQPServer {
             guard var total = try Netstring.readLength(ch), let mlen = try Netstring.readLength(ch, limit: total) else { return 1 }
             total -= "\(mlen):".utf8.count + mlen + 1
             guard total >= 0 else { return 1 }
-            let qq: QueueClient
-            do { qq = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true)) } catch {
+            let qq: QueueSink
+            do { qq = try openQueue() } catch {
                 return answer("Zqq temporary problem (#4.3.0)")
             }
             qq.put(PeerIdentity().received("QMQP"))
-            guard try ch.read(exactly: mlen, into: { qq.put(UnsafeRawBufferPointer($0)) }), try ch.byte() == 44 else {
+            guard try ch.read(exactly: mlen, into: { qq.put(Array($0)) }), try ch.byte() == 44 else {
                 qq.fail(); _ = qq.close(); return 1
             }
             guard total <= 64 << 20 else { qq.fail(); _ = qq.close(); return answer("Denvelope too long (#5.3.4)") }
@@ -94,6 +100,11 @@ public enum QMQPServer {
             guard try ch.read(exactly: total, into: { rest += $0 }), try ch.byte() == 44,
                   let env = Netstring.split(rest), env.count >= 2 else {
                 qq.fail(); _ = qq.close(); return 1
+            }
+            // A NUL would end the address in qmail-queue's envelope and let
+            // the rest pass as another recipient.
+            guard !env.contains(where: { $0.contains(0) }) else {
+                qq.fail(); _ = qq.close(); return answer("Dsorry, an envelope address may not contain NUL (#5.1.3)")
             }
             qq.from(env[0])
             for r in env.dropFirst() { qq.to(r) }
@@ -117,11 +128,17 @@ public enum QMTPServer {
         let timeout = (try? control.number("timeoutsmtpd")) ?? 1200
         let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: max(1, timeout))
         let queueProgram = QueueClient.program(home: home, honourEnvironment: true)
+        return serve(ch, rcpthosts: rcpthosts, databytes: databytes, relay: relay) { try QueueClient(program: queueProgram) }
+    }
+
+    /// QMTP messages from `ch` until the client stops, each into a queue `openQueue` gives.
+    public static func serve(_ ch: Channel, rcpthosts: RcptHosts, databytes: Int, relay: [UInt8]?,
+                             openQueue: () throws -> QueueSink) -> Int32 {
         do {
             while true {
                 guard let len = try Netstring.readLength(ch) else { try ch.flush(); return 0 }
                 guard len >= 1, let kind = try ch.byte() else { return 1 }
-                let qq: QueueClient? = try? QueueClient(program: queueProgram)
+                let qq: QueueSink? = try? openQueue()
                 qq?.put(PeerIdentity().received("QMTP"))
                 var tooBig = false
                 var written = 0
@@ -141,7 +158,7 @@ public enum QMTPServer {
                         }
                         qq?.put(out)
                     } else {
-                        qq?.put(UnsafeRawBufferPointer(chunk))
+                        qq?.put(Array(chunk))
                     }
                 }), try ch.byte() == 44 else { qq?.fail(); _ = qq?.close(); return 1 }
                 guard let sender = try Netstring.read(ch, limit: 1 << 20),
@@ -150,8 +167,12 @@ public enum QMTPServer {
                 }
                 var status = [String](repeating: "", count: rcpts.count)
                 var accepted = 0
-                qq?.from(sender)
+                // A NUL would end the address in qmail-queue's envelope and
+                // let the rest pass as another recipient, past rcpthosts.
+                let senderOK = !sender.contains(0)
+                qq?.from(senderOK ? sender : [])
                 for (i, r) in rcpts.enumerated() {
+                    if r.contains(0) { status[i] = "Dsorry, an address may not contain NUL (#5.1.3)"; continue }
                     if let relay { qq?.to(r + relay); accepted += 1; continue }
                     if (try? rcpthosts.acceptsWithoutRelay(r)) == true { qq?.to(r); accepted += 1 } else {
                         status[i] = "Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
@@ -159,10 +180,11 @@ public enum QMTPServer {
                 }
                 var verdict: String
                 if let qq {
-                    if tooBig || kind != 10 && kind != 13 || accepted == 0 { qq.fail() }
+                    if tooBig || kind != 10 && kind != 13 || accepted == 0 || !senderOK { qq.fail() }
                     let f = qq.close()
                     if tooBig { verdict = "Dsorry, that message size exceeds my databytes limit (#5.3.4)" }
                     else if kind != 10 && kind != 13 { verdict = "Dunable to handle this kind of message (#5.6.1)" }
+                    else if !senderOK { verdict = "Dunacceptable sender (#5.1.7)" }
                     else if let f { verdict = (f.isTemporary ? "Z" : "D") + f.description }
                     else { verdict = "Kok \(Sys.now()) qp \(qq.queuePid)" }
                 } else {

@@ -280,11 +280,15 @@ public final class Remote {
         code = try smtpCode()
         if code >= 500 { throw quit("D", " failed on DATA command") }
         if code >= 400 { throw quit("Z", " failed on DATA command") }
+        // Not "go ahead" (3xx): the server would read the message as commands.
+        if code / 100 != 3 { throw quit("Z", " failed on DATA command") }
         try blast(input)
         code = try smtpCode()
         critical = false
         if code >= 500 { throw quit("D", " failed after I sent the message") }
-        if code >= 400 { throw quit("Z", " failed after I sent the message") }
+        // Only a 2xx means the server took the message (qmail also took 3xx):
+        // anything else waits for another try rather than risk losing it.
+        if code / 100 != 2 { throw quit("Z", " failed after I sent the message") }
         throw quit("K", " accepted message")
     }
 

@@ -16,10 +16,19 @@ public protocol TLSServerStarter: AnyObject {
     func start(over stream: ByteStream, timeout: Int) throws -> ByteStream
 }
 
+/// The session ends after a reply that was already sent (a bare LF in DATA).
+struct SessionEnded: Error {}
+
 public final class SMTPServer {
     public var config: SMTPConfig
     public let channel: Channel
     public var tls: TLSServerStarter?
+    /// Replaces the queue program for each message (tests and fuzzing keep it in memory).
+    public var queueFactory: (() throws -> QueueSink)?
+    /// Checks an AUTH login (argv, user, secret, stamp); runs checkpassword by default.
+    public var checkPassword: ([String], [UInt8], [UInt8], [UInt8]) -> CheckResult = {
+        ChildProgram.checkpassword($0, user: $1, secret: $2, stamp: $3)
+    }
 
     private var helo: [UInt8]?          // fakehelo: the HELO name when it differs from the remote host
     private var seenMail = false
@@ -194,6 +203,7 @@ public final class SMTPServer {
     /// The queue for the next message: the connection's queue session for
     /// our own qmail-queue, else one queue program for this message.
     private func openQueue() throws -> QueueSink {
+        if let make = queueFactory { return try make() }
         guard config.queueSession else { return try QueueClient(program: config.queueProgram) }
         let session = queueSession ?? QueueSession(program: config.queueProgram)
         queueSession = session
@@ -240,7 +250,7 @@ public final class SMTPServer {
                 reply("451 See http://pobox.com/~djb/docs/smtplf.html.\r\n")
                 try? channel.flush()
             }
-            Sys.exit(1)
+            throw SessionEnded()
         }
         qq.put(rx.output)
         let tooManyHops = rx.hops >= 100
@@ -322,9 +332,10 @@ public final class SMTPServer {
         default:
             reply("504 auth type unimplemented (#5.5.1)\r\n"); return
         }
-        if user.contains(0) || secret.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+        // fd 3 is NUL-separated: a NUL in any field would shift or cut the ones after it.
+        if user.contains(0) || secret.contains(0) || stamp.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
         try channel.flush()
-        switch ChildProgram.checkpassword(config.checkpassword, user: user, secret: secret, stamp: stamp) {
+        switch checkPassword(config.checkpassword, user, secret, stamp) {
         case .ok:
             authUser = user
             if config.relayClient == nil { config.relayClient = [] }

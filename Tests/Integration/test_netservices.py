@@ -99,6 +99,35 @@ def test_qmtpd_checks_rcpthosts_and_answers_each_recipient(qhome):
     assert b" with QMTP; " in msgs[0][0]
 
 
+def test_qmtpd_refuses_nul_in_envelope_addresses(qhome):
+    """Found by Fuzz/qmtpd.swift: a NUL in the sender reached qmail-queue's
+    envelope, ending the sender there and turning the rest into a recipient
+    that no rcpthosts check had seen (an open relay)."""
+    qhome.control("rcpthosts", "ours.example\n")
+    msg1 = ns(b"\nSubject: one\n\nbody\n") + ns(b"a@b.example\0Tvictim@far.example") + ns(ns(b"x@ours.example"))
+    msg2 = ns(b"\nSubject: two\n\nbody\n") + ns(b"a@b.example") + ns(ns(b"y\0Tv@far.example@ours.example") + ns(b"z@ours.example"))
+    p = subprocess.run([qhome.bin("qmail-qmtpd")], input=msg1 + msg2, capture_output=True,
+                       env=smtpd_env(qhome), timeout=30)
+    assert p.returncode == 0
+    out, parts = p.stdout, []
+    while out:
+        n, rest = out.split(b":", 1)
+        parts.append(rest[:int(n)])
+        out = rest[int(n) + 1:]
+    assert parts[0] == b"Dunacceptable sender (#5.1.7)"
+    assert parts[1] == b"Dsorry, an address may not contain NUL (#5.1.3)"
+    assert parts[2].startswith(b"Kok ")
+    assert [(m[1], m[2]) for m in queued(qhome)] == [(b"a@b.example", [b"z@ours.example"])]
+
+
+def test_qmqpd_refuses_nul_in_envelope_addresses(qhome):
+    packet = ns(ns(b"Subject: q\n\nbody\n") + ns(b"a@b.example\0Tc@d.example") + ns(b"x@y.example"))
+    p = subprocess.run([qhome.bin("qmail-qmqpd")], input=packet, capture_output=True,
+                       env=smtpd_env(qhome), timeout=30)
+    assert p.stdout.split(b":", 1)[1].startswith(b"Dsorry, an envelope address may not contain NUL"), p.stdout
+    assert queued(qhome) == []
+
+
 def test_rblsmtpd_environment_override(qhome):
     env = smtpd_env(qhome, RBLSMTPD="-Your network is blocked.")
     p = subprocess.run([qhome.bin("rblsmtpd"), qhome.bin("qmail-smtpd")],

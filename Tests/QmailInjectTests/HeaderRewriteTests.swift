@@ -219,6 +219,11 @@ final class HeaderRewriteTests: XCTestCase {
             XCTAssertEqual((e as? InjectFailure)?.exitCode, 100)
         }
         XCTAssertNoThrow(try inject("To: a@b.c\nSubject: a\u{0}b\n\n"))
+        // Found by Fuzz/inject.swift: a backslash before the field's LF put
+        // the LF into an envelope address; it is refused like a NUL.
+        XCTAssertThrowsError(try inject("To: \"x\"\\\n\n")) { e in
+            XCTAssertEqual((e as? InjectFailure)?.exitCode, 100)
+        }
     }
 
     func testNoRecipients() throws {

@@ -18,6 +18,24 @@ final class DNSTests: XCTestCase {
         XCTAssertEqual(r.records[0].name, Array("mail.mx.test".utf8))
     }
 
+    /// Found by Fuzz/dns.swift: an MX record too short to hold a preference
+    /// and a name came back without a name, which mxAddresses took for a
+    /// null MX (RFC 7505) and so bounced mail for the domain. It is a
+    /// damaged reply: a soft error, mail waits.
+    func testShortMXRecordIsSoftNotNullMX() throws {
+        var m: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+        m += try DNSResolver.encodeName(Array("example.com".utf8)) + [0, 15, 0, 1]
+        m += [0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 2, 0, 10]
+        XCTAssertThrowsError(try DNSResolver.parse(m, id: 0x1234, name: Array("example.com".utf8), type: 15)) {
+            XCTAssertEqual($0 as? DNSError, .soft)
+        }
+        // A real null MX (preference 0, root name) still parses as one.
+        m[m.count - 3] = 3
+        m += [0]
+        let r = try DNSResolver.parse(m, id: 0x1234, name: Array("example.com".utf8), type: 15)
+        XCTAssertEqual(r.records.map { $0.name }, [[]])
+    }
+
     func testRcodes() throws {
         var m: [UInt8] = [0, 1, 0x81, 0x83, 0, 0, 0, 0, 0, 0, 0, 0]
         XCTAssertThrowsError(try DNSResolver.parse(m, id: 1, name: [], type: 1)) { XCTAssertEqual($0 as? DNSError, .hard) }
