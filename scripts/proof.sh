@@ -29,7 +29,7 @@ for part in "${parts[@]}"; do
   echo "== $part"
   start=$(date +%s)
   if [ "$part" = fuzz ]; then
-    scripts/fuzz.sh "${PROOF_FUZZ_SECONDS:-60}" 2>&1 | tee "$log/$part"
+    FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${PROOF_FUZZ_SECONDS:-60}" 2>&1 | tee "$log/$part"
     rc=${PIPESTATUS[0]}
   elif [ -f "proof/$part.py" ]; then
     python3 "proof/$part.py" 2>&1 | tee "$log/$part"
