@@ -16,12 +16,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha25
   -keyout "$TMP.key" -out "$TMP.crt" 2>/dev/null
 cat "$TMP.crt" "$TMP.key" > "$TMP"
 chmod 600 "$TMP"
-# qmail-smtpd runs as qmaild and reads the certificate at STARTTLS: as
-# root in a multi-user installation, qmaild owns it (nobody else in its
-# group, which other accounts share, can read the key). POP3 reads it as root.
-if [ "`id -u`" = 0 ] && id qmaild >/dev/null 2>&1; then
-  chown qmaild "$TMP"
-  chmod 400 "$TMP"
+# qmail-smtpd runs as qmaild and reads the certificate at STARTTLS (POP3
+# reads it as root): qmaild owns it, as HOME/ids names it (in a single-user
+# home that is the home's owner). Nobody else can read the key.
+QMAILD=`sed -n 's/^qmaild=//p' "$HOME_DIR/ids" 2>/dev/null || true`
+if [ "`id -u`" = 0 ] && [ -n "$QMAILD" ]; then
+  chown "$QMAILD" "$TMP"
 fi
 mv "$TMP" "$OUT"
 echo "$OUT: self-signed for $NAME"
