@@ -135,6 +135,7 @@ public func fuzzSmtpd(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     c.authCram = flags & 16 != 0 || flags & 32 != 0
     c.authPlainLogin = flags & 16 == 0
     c.queueProgram = "/nonexistent/qmail-queue"
+    c.authFailDelay = 0  // the delay after a refused AUTH is a sleep, not logic
 
     let stream = MemoryStream(bytes, offset: 2, chunk: chunk)
     let channel = Channel(stream: stream, timeout: 1200)

@@ -166,7 +166,7 @@ public final class Injector {
             // a sender field that does not parse is fatal, as in qmail.
             let mayFail = list == .toCc || list == .header || list == .resent
             if let rewritten = rewriteField(h, list) {
-                h = rewritten
+                h = Injector.keepFolded(rewritten)
             } else if !mayFail {
                 throw InjectFailure.unparsable(h)
             }
@@ -175,6 +175,21 @@ public final class Injector {
         case .bcc, .resentBcc, .returnPath, .contentLength: return
         default: saved.append(h)
         }
+    }
+
+    /// A rewritten field stays one field: a line break inside it (a
+    /// quoted-pair can escape the LF that ended an input line) is followed
+    /// by a space, so it cannot start a line that is no field at all.
+    static func keepFolded(_ h: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(h.count + 4)
+        for (i, b) in h.enumerated() {
+            out.append(b)
+            if b == Ascii.lf, i + 1 < h.count, h[i + 1] != Ascii.space, h[i + 1] != Ascii.tab {
+                out.append(Ascii.space)
+            }
+        }
+        return out
     }
 
     private func rewriteField(_ h: [UInt8], _ list: ListKind) -> [UInt8]? {

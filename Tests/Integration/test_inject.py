@@ -355,3 +355,15 @@ def test_unreadable_control_is_temporary(qhome):
     assert r.returncode == 111
     assert r.stderr == b"qmail-inject: fatal: unable to read controls\n"
     assert qhome.queue_files("todo") == []
+
+
+def test_escaped_line_end_never_starts_a_line_outside_the_header_structure(qhome):
+    # Found by Fuzz/inject.swift: a quoted-pair at the end of a line escapes
+    # its LF; the rewritten address list then held a line that was neither
+    # a field nor a continuation. The line break stays, folded.
+    r = inject(qhome, b'To: "q,d"\\\nFrom: a@b\n\nbody\n', "-n")
+    assert r.returncode == 0, r.stderr
+    header = r.stdout.split(b"\n\n", 1)[0]
+    for line in header.split(b"\n"):
+        assert line[:1] in (b" ", b"\t") or b":" in line, header
+    assert b'To: "q,d"@' in header and b"\n From:" not in header and b"\nFrom: a@b" in header
