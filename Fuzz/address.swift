@@ -15,10 +15,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 let specials = Array("\"(),:;<>@[\\]".utf8)
 
 @_cdecl("LLVMFuzzerTestOneInput")

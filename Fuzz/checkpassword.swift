@@ -13,10 +13,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 nonisolated(unsafe) var fd3: Int32 = -1
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -11,10 +11,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 let types: [DNSType] = [.a, .aaaa, .mx, .ptr, .txt, .cname]
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -12,10 +12,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 func unparse(_ ins: [DotQmail.Instruction]) -> [UInt8] {
     var out: [UInt8] = []
     for i in ins {

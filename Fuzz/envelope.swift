@@ -14,10 +14,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 struct EndOfInput: Error {}
 
 /// The envelope as the qmail-queue(8) man page defines it, or nil.

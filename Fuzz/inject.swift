@@ -12,10 +12,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 final class Lines: LineSource {
     let data: [UInt8]
     var pos = 0

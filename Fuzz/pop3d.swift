@@ -12,10 +12,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 nonisolated(unsafe) var inputFd: Int32 = -1
 nonisolated(unsafe) var maildir = ""
 nonisolated(unsafe) var devNull: Int32 = -1

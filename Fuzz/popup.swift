@@ -17,10 +17,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 /// One unlinked temporary file holds each input, so CommandReader reads a real fd.
 nonisolated(unsafe) var inputFd: Int32 = -1
 

@@ -18,29 +18,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
-final class MemoryStream: ByteStream {
-    let input: [UInt8]
-    var offset: Int
-    let chunk: Int
-    var output: [UInt8] = []
-    init(_ input: [UInt8], offset: Int, chunk: Int) { self.input = input; self.offset = offset; self.chunk = chunk }
-    var hasPending: Bool { false }
-    func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
-        let n = min(count, chunk, input.count - offset)
-        if n <= 0 { return 0 }
-        input.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
-        offset += n
-        return n
-    }
-    func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
-        output.append(contentsOf: UnsafeRawBufferPointer(start: buf, count: count))
-    }
-}
-
 final class MemorySink: QueueSink {
     var size = 0
     var failed = false

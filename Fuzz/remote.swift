@@ -15,28 +15,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
-final class MemoryStream: ByteStream {
-    let input: [UInt8]
-    var offset: Int
-    var output: [UInt8] = []
-    init(_ input: [UInt8], offset: Int) { self.input = input; self.offset = offset }
-    var hasPending: Bool { false }
-    func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
-        let n = min(count, input.count - offset)
-        if n <= 0 { return 0 }
-        input.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
-        offset += n
-        return n
-    }
-    func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
-        output.append(contentsOf: UnsafeRawBufferPointer(start: buf, count: count))
-    }
-}
-
 nonisolated(unsafe) var messageFd: Int32 = -1
 let message = Array("From: a@example.org\nSubject: hi\n\nbody\n.dot line\n".utf8)
 

@@ -21,33 +21,6 @@
 import Glibc
 #endif
 
-final class MemoryStream: ByteStream {
-    let input: [UInt8]
-    var offset: Int
-    let chunk: Int
-    var output: [UInt8] = []
-
-    init(_ input: [UInt8], offset: Int, chunk: Int) {
-        self.input = input
-        self.offset = offset
-        self.chunk = chunk
-    }
-
-    var hasPending: Bool { false }
-
-    func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
-        let n = min(count, chunk, input.count - offset)
-        if n <= 0 { return 0 }
-        input.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
-        offset += n
-        return n
-    }
-
-    func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
-        output.append(contentsOf: UnsafeRawBufferPointer(start: buf, count: count))
-    }
-}
-
 final class MemorySink: QueueSink {
     var puts: [[UInt8]] = []
     var failed = false
@@ -74,10 +47,6 @@ final class MemorySink: QueueSink {
     }
     var queuePid: Int32 { 4242 }
     var queued: Bool { closed && !failed && !refuse }
-}
-
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
 }
 
 func find(_ hay: ArraySlice<UInt8>, _ needle: [UInt8]) -> Int? {

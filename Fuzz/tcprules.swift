@@ -10,10 +10,6 @@
 import Glibc
 #endif
 
-func check(_ ok: Bool, _ what: String) {
-    if !ok { fatalError("invariant broken: " + what) }
-}
-
 nonisolated(unsafe) var cdbFd: Int32 = -1
 
 func cdbBytes(_ recs: [([UInt8], [UInt8])]) -> [UInt8] {

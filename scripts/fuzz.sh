@@ -120,7 +120,12 @@ build_target() {
     objs+=("$mods/$m.o")
     case " $listed " in *" $m "*) imports="$imports@testable import $m"$'\n';; esac
   done
-  local h; h=$( { echo "$compiler $hs"; cat "$src"; } | hash_stream)
+  # Shared harness pieces (the repository's, also for FUZZ_DIR targets):
+  # Fuzz/support/Check.swift always, and
+  # Fuzz/support/<Module>.swift for each module the target lists.
+  local support=("Fuzz/support/Check.swift")
+  for m in $listed; do [ -f "Fuzz/support/$m.swift" ] && support+=("Fuzz/support/$m.swift"); done
+  local h; h=$( { echo "$compiler $hs"; cat "$src" "${support[@]}"; } | hash_stream)
   if [ -x "$out/fuzz-$t" ] && [ "$(cat "$out/fuzz-$t.hash" 2>/dev/null)" = "$h" ]; then return 0; fi
   echo "== building fuzz target $t ($listed)"
   rm -f "$out/fuzz-$t.hash"
@@ -129,7 +134,7 @@ build_target() {
   local inc lnk
   mapfile -t inc < <(include_flags "${cl[@]}")
   mapfile -t lnk < <(link_flags "${cl[@]}")
-  if ! swiftc "${flags[@]}" -module-name "Fuzz_$t" -I "$mods" "${inc[@]}" "$work/$t.swift" "${objs[@]}" \
+  if ! swiftc "${flags[@]}" -module-name "Fuzz_$t" -I "$mods" "${inc[@]}" "$work/$t.swift" "${support[@]}" "${objs[@]}" \
       "${lnk[@]}" -o "$out/fuzz-$t" > "$out/$t.build.log" 2>&1; then
     grep -v 'Cannot export local symbol' "$out/$t.build.log" >&2
     return 1
