@@ -14,8 +14,17 @@ median messages/s of each is compared (ratio ours/Postfix). Each server's
 process tree runs in its own cpuacct cgroup, so the server-side CPU per
 message is printed too: unlike messages/s it does not depend on what else
 the machine is doing.
+Both queues live on one file system. By default (BENCH_FS=fresh) that is
+an ext4 made for this run (mkfs.ext4's defaults, so with a journal, as on a
+mail server), loop-mounted from an image in BENCH_DIR and removed at the
+end: results then do not depend on what the machine's own file system did
+lately (ext4 without a journal, as on some VMs, slows inode allocation for
+minutes after many files were deleted). BENCH_FS=dir puts both queues in
+BENCH_DIR as it is. Where the file system has a jbd2 journal, the journal
+commits per message of each server are printed too.
 Run as root (Postfix's master). BENCH_MESSAGES, BENCH_SESSIONS, BENCH_ROUNDS,
-SQ_BIN, BENCH_CLIENT=smtp-source (default when installed) or python.
+SQ_BIN, BENCH_CLIENT=smtp-source (default when installed) or python,
+BENCH_FS=fresh|dir, BENCH_DIR (default /var/tmp).
 """
 import multiprocessing
 import os
@@ -37,6 +46,7 @@ SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10"))
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 BIN = os.path.abspath(os.environ.get("SQ_BIN", os.path.join(HERE, "..", ".build", "release")))
 WORK = os.environ.get("BENCH_DIR", "/var/tmp")
+FS = os.environ.get("BENCH_FS", "fresh")
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 # "smtp-source" (Postfix's load generator, the issue's client; the default
 # when installed) or "python" (smtplib, one process per session)
@@ -132,6 +142,55 @@ class CpuMeter:
                     time.sleep(0.1)
 
 
+class FreshExt4:
+    """An ext4 made for this run from a sparse image in WORK, loop-mounted
+    on a short path (Postfix's socket paths must stay short)."""
+
+    def __init__(self):
+        fd, self.image = tempfile.mkstemp(prefix="smtp-bench-", suffix=".img", dir=WORK)
+        os.close(fd)
+        self.mount = tempfile.mkdtemp(prefix="sqb", dir="/tmp")
+        self.mounted = False
+        try:
+            os.truncate(self.image, 3 << 30)
+            # Inode tables and journal written now, not by a background
+            # thread during the measurement.
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", self.image],
+                           check=True, capture_output=True)
+            subprocess.run(["mount", "-o", "loop", self.image, self.mount], check=True, capture_output=True)
+            self.mounted = True
+        except (OSError, subprocess.CalledProcessError) as e:
+            self.close()
+            raise SystemExit(f"cannot make a fresh ext4 for the queues ({e}); BENCH_FS=dir uses BENCH_DIR as it is")
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(["umount", self.mount], capture_output=True)
+        os.rmdir(self.mount)
+        os.unlink(self.image)
+
+
+def journal_commits(path):
+    """Commits so far of the jbd2 journal of the file system holding path, or None."""
+    st = os.stat(path)
+    try:
+        dev = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+        for name in os.listdir("/proc/fs/jbd2"):
+            if name.rsplit("-", 1)[0] == dev:
+                with open(f"/proc/fs/jbd2/{name}/info") as f:
+                    return int(f.readline().split()[0])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def describe_fs(path):
+    r = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", path], capture_output=True, text=True)
+    kind = " ".join(r.stdout.split()) or "unknown"
+    journal = "with a journal" if journal_commits(path) is not None else "without a journal"
+    return f"{kind}, {journal}"
+
+
 def session(args):
     port, count, k = args
     c = smtplib.SMTP("127.0.0.1", port, timeout=120)
@@ -176,7 +235,10 @@ def null_queue(base):
     return exe if r.returncode == 0 else None
 
 
-def ours(base, queue_program=None):
+def ours(base, queue_program=None, queue_on=None):
+    """queue_on: where the queue goes when it is not beside the programs
+    (the home stays where its programs can be hard-linked; its queue/ is a
+    symbolic link to a copy made in queue_on)."""
     home = os.path.join(base, "qmail")
     if not os.path.exists(home):
         setup = [os.path.join(BIN, "qmail-setup"), "--single-user", home, "bench.example"]
@@ -186,6 +248,11 @@ def ours(base, queue_program=None):
             subprocess.run(setup, check=True, capture_output=True)
         with open(os.path.join(home, "control", "rcpthosts"), "w") as f:
             f.write("bench.example\n")
+        if queue_on:
+            q = os.path.join(queue_on, os.path.basename(base))
+            subprocess.run(["cp", "-a", os.path.join(home, "queue"), q], check=True)
+            shutil.rmtree(os.path.join(home, "queue"))
+            os.symlink(q, os.path.join(home, "queue"))
     tcpserver = os.path.join(home, "bin", "tcpserver")
     if not os.path.exists(tcpserver):
         tcpserver = shutil.which("tcpserver")
@@ -217,7 +284,7 @@ def ours(base, queue_program=None):
 
 def postfix(base):
     port = free_port()
-    pf = postfix_helper.Postfix(os.path.join(base, "postfix"), port, hostname="bench.example")
+    pf = postfix_helper.Postfix(os.path.join(base, "postfix"), port, hostname="bench.example", root=base)
     meter = CpuMeter("postfix")
     try:
         meter.add_tree(pf.proc.pid)
@@ -238,36 +305,51 @@ def main():
     if not postfix_helper.available():
         raise SystemExit("run as root with Postfix installed")
     base = tempfile.mkdtemp(prefix="smtp-bench-", dir=WORK)
+    os.chmod(base, 0o755)  # Postfix's daemons (user postfix) must reach their queue in it
+    fresh = FreshExt4() if FS == "fresh" else None
+    qbase = fresh.mount if fresh else base
+    where = describe_fs(qbase)
     # Nothing is deleted until the end: on ext4 without a journal, creating
     # files right after many were deleted costs far more (the inode
     # allocator skips recently freed inodes), which would tax whichever
     # side runs next.
     os.environ["SQ_KEEP_POSTFIX"] = "1"
-    ours_rates, pf_rates, ours_cpu, pf_cpu = [], [], [], []
+    ours_rates, pf_rates, ours_cpu, pf_cpu, ours_jc, pf_jc = [], [], [], [], [], []
     try:
         for r in range(ROUNDS):
-            t, tcpserver, cpu = ours(os.path.join(base, f"ours{r}"))
+            j0 = journal_commits(qbase)
+            t, tcpserver, cpu = ours(os.path.join(base, f"ours{r}"), queue_on=fresh and qbase)
+            j1 = journal_commits(qbase)
             ours_rates.append(N / t)
             if cpu is not None:
                 ours_cpu.append(cpu / N)
-            t, cpu = postfix(os.path.join(base, f"pf{r}"))
+            t, cpu = postfix(qbase)
+            j2 = journal_commits(qbase)
             pf_rates.append(N / t)
             if cpu is not None:
                 pf_cpu.append(cpu / N)
+            if j0 is not None:
+                ours_jc.append((j1 - j0) / N)
+                pf_jc.append((j2 - j1) / N)
             print(f"round {r + 1}: ours {ours_rates[-1]:7.1f} msgs/s, postfix {pf_rates[-1]:7.1f} msgs/s", flush=True)
         nq = null_queue(base)
-        t_null = ours(os.path.join(base, "null"), nq)[0] if nq else None
+        t_null = ours(os.path.join(base, "null"), nq, queue_on=fresh and qbase)[0] if nq else None
     finally:
+        if fresh:
+            fresh.close()
         shutil.rmtree(base, ignore_errors=True)
     r_ours, r_pf = statistics.median(ours_rates), statistics.median(pf_rates)
     client = "Postfix smtp-source -d" if CLIENT == "smtp-source" else "Python smtplib clients"
     print(f"messages: {N} x {len(BODY)} bytes over {SESSIONS} sessions ({client}), {ROUNDS} rounds, medians")
+    print(f"queues on: {'a fresh loop-mounted ' if fresh else base + ': '}{where}")
     print(f"ours     qmail-smtpd under {tcpserver}: {r_ours:8.1f} msgs/s  ({BIN})")
     print(f"postfix  smtpd {postfix_version()}: {r_pf:8.1f} msgs/s")
     print(f"ratio ours/postfix: {r_ours / r_pf:.2f}")
     if ours_cpu and pf_cpu:
         co, cp = statistics.median(ours_cpu) * 1000, statistics.median(pf_cpu) * 1000
         print(f"server CPU per message: ours {co:.2f} ms, postfix {cp:.2f} ms (ratio postfix/ours {cp / co:.2f})")
+    if ours_jc:
+        print(f"journal commits per message: ours {statistics.median(ours_jc):.2f}, postfix {statistics.median(pf_jc):.2f}")
     if t_null:
         print(f"ours with qmail-queue replaced by a no-op (smtpd + tcpserver alone): {N / t_null:8.1f} msgs/s")
 

@@ -86,6 +86,13 @@ public enum Sys {
         }
     }
 
+    /// Asks the kernel to start writing a file's dirty data now, without
+    /// waiting (Linux starts writeback on POSIX_FADV_DONTNEED). A hint
+    /// only: fsync still decides durability.
+    public static func startWriteback(_ fd: Int32) {
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
     /// fsyncs a directory so that entries created or removed in it are durable.
     public static func fsyncDirectory(_ path: String) throws {
         let fd = try open(path, O_RDONLY | O_DIRECTORY)

@@ -12,12 +12,16 @@ final class CdbFile {
     let fd: Int32
     let size: Int
 
-    init(path: String) throws {
-        fd = try Sys.open(path, O_RDONLY)
-        do { size = Int(try Sys.fstat(fd).st_size) } catch { Sys.close(fd); throw error }
+    /// Opens a NUL-terminated path; the errno of a failure is returned.
+    init?(path: UnsafePointer<CChar>, errno e: inout Int32) {
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { e = errno; return nil }
+        var st = stat()
+        if fstat(fd, &st) != 0 { e = errno; close(fd); return nil }
+        size = Int(st.st_size)
     }
 
-    deinit { Sys.close(fd) }
+    deinit { close(fd) }
 
     private func read(_ buf: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
         var done = 0
@@ -38,13 +42,13 @@ final class CdbFile {
         return (UInt32(littleEndian: b.0), UInt32(littleEndian: b.1))
     }
 
-    /// The data of the first record for `key`, or nil.
-    func find(_ key: [UInt8]) throws -> [UInt8]? {
+    /// The data of the first record for `key`, appended to `out`; nil when
+    /// there is none. `key` must not point into `out`.
+    func find(_ key: UnsafeBufferPointer<UInt8>, into out: inout ByteArena) throws -> Span? {
         let h = CdbHash.hash(key)
         let (hpos, hslots) = try pair(at: Int(h & 255) * 8)
         if hslots == 0 { return nil }
         var slot = Int(h >> 8) % Int(hslots)
-        var candidate = [UInt8](repeating: 0, count: key.count)
         for _ in 0..<hslots {
             let (sh, rpos) = try pair(at: Int(hpos) + slot * 8)
             if rpos == 0 { return nil }
@@ -53,15 +57,12 @@ final class CdbFile {
                 // (A length past the end of the file is corruption, not a reason to allocate it.)
                 if Int(rpos) + 8 + Int(klen) + Int(dlen) > size { throw SysError("read", errno: EPROTO) }
                 if Int(klen) == key.count {
-                    if !key.isEmpty {
-                        try candidate.withUnsafeMutableBytes { try read($0.baseAddress!, key.count, at: Int(rpos) + 8) }
-                    }
-                    if candidate == key {
-                        var data = [UInt8](repeating: 0, count: Int(dlen))
-                        if dlen > 0 {
-                            try data.withUnsafeMutableBytes { try read($0.baseAddress!, Int(dlen), at: Int(rpos) + 8 + key.count) }
-                        }
-                        return data
+                    // The candidate key is read to where the data will go.
+                    out.reserve(max(key.count, Int(dlen)))
+                    if key.count > 0 { try read(out.tail, key.count, at: Int(rpos) + 8) }
+                    if key.count == 0 || memcmp(out.tail, key.baseAddress!, key.count) == 0 {
+                        if dlen > 0 { try read(out.tail, Int(dlen), at: Int(rpos) + 8 + key.count) }
+                        return out.commit(Int(dlen))
                     }
                 }
             }

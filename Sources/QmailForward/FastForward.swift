@@ -12,6 +12,11 @@
 // that is itself a target without an owner is expanded; everything else is
 // forwarded in one qmail-queue run, with the list owner as envelope sender
 // when the original recipient has one.
+//
+// The lookup keeps its bytes in one ByteArena and works on C strings from
+// argv and the environment (see RawBytes.swift for why): a lookup costs
+// about what djb's C program costs. Only programs and forwarding, which
+// start processes anyway, convert to arrays.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,57 +27,76 @@ public struct FastForwardOptions {
     public var deliver = true
     public var passThrough = false
     public var useDefault = false
-    public var cdb: String = ""
     public init() {}
 }
 
 public final class FastForward {
     let o: FastForwardOptions
+    let cdbName: UnsafePointer<CChar>
     let cdb: CdbFile
-    var sender: [UInt8]
-    let dtline: [UInt8]
-    var forward: [[UInt8]] = []
-    var todo: [[UInt8]] = []
-    var done = ByteStringSet()
-    /// Where -n output goes.
-    let log: ([UInt8]) -> Void
+    /// Every byte string of the run: table data, list files, the recipient.
+    var pool = ByteArena(capacity: 16384)
+    /// Keys being looked up (apart from pool: find appends to pool).
+    var keys = ByteArena(capacity: 1024)
+    var sender: Span
+    var forward = SpanList(capacity: 16)
+    var todo = SpanList(capacity: 16)
+    var done = SpanSet()
 
-    init(_ o: FastForwardOptions, log: @escaping ([UInt8]) -> Void) throws {
+    init(_ o: FastForwardOptions, cdb name: UnsafePointer<CChar>) throws {
         self.o = o
-        self.log = log
-        dtline = env("DTLINE") ?? []
-        sender = env("SENDER") ?? Array("original envelope sender".utf8)
-        do { cdb = try CdbFile(path: o.cdb) } catch let e as SysError {
-            throw ForwardFatal(111, "unable to read \(o.cdb): \(Sys.strerror(e.errno))")
+        cdbName = name
+        var e: Int32 = 0
+        guard let f = CdbFile(path: name, errno: &e) else {
+            pool.free(); keys.free(); forward.free(); todo.free(); done.free()
+            throw ForwardFatal(111, "unable to read \(String(cString: name)): \(Sys.strerror(e))")
+        }
+        cdb = f
+        if let p = getenv("SENDER") {
+            sender = pool.append(UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), strlen(p))
+        } else {
+            sender = pool.append("original envelope sender")
         }
     }
 
-    func lookup(_ key: [UInt8]) throws -> [UInt8]? {
-        do { return try cdb.find(key.map(Ascii.lower)) } catch {
-            throw ForwardFatal(111, "unable to read \(o.cdb): \(error)")
+    deinit {
+        pool.free()
+        keys.free()
+        forward.free()
+        todo.free()
+        done.free()
+    }
+
+    /// Looks up prefix + the bytes of `part` (a piece of pool), lowercased.
+    func lookup(_ prefix: UInt8, _ part: Span) throws -> Span? {
+        keys.truncate(0)
+        keys.append(prefix)
+        keys.reserve(part.count)
+        for i in 0..<part.count { keys.append(Ascii.lower(pool[part.start + i])) }
+        do { return try cdb.find(keys.bytes(Span(start: 0, count: keys.count)), into: &pool) } catch {
+            throw ForwardFatal(111, "unable to read \(String(cString: cdbName)): \(error)")
         }
     }
 
     /// The data for prefix+addr; with `wild`, also prefix+"@host" and prefix+"user@".
-    func target(wild: Bool, _ prefix: UInt8, _ addr: [UInt8]) throws -> [UInt8]? {
-        if let d = try lookup([prefix] + addr) { return d }
-        guard wild, let at = addr.lastIndex(of: Ascii.at) else { return nil }
-        if let d = try lookup([prefix] + addr[at...]) { return d }
-        return try lookup([prefix] + addr[...at])
+    func target(wild: Bool, _ prefix: UInt8, _ addr: Span) throws -> Span? {
+        if let d = try lookup(prefix, addr) { return d }
+        guard wild, let at = pool.lastIndex(of: Ascii.at, in: addr) else { return nil }
+        if let d = try lookup(prefix, Span(start: at, count: addr.start + addr.count - at)) { return d }
+        return try lookup(prefix, Span(start: addr.start, count: at + 1 - addr.start))
     }
 
     /// Each NUL-terminated instruction of `data`: programs run now, lists
     /// and addresses go on the stack.
-    func doData(_ data: [UInt8]) throws {
-        var i = 0
-        for j in 0..<data.count where data[j] == 0 {
-            let entry = Array(data[i..<j])
-            if let c = entry.first {
+    func doData(_ data: Span) throws {
+        var i = data.start
+        for j in data.start..<(data.start + data.count) where pool[j] == 0 {
+            if j > i {
+                let c = pool[i]
+                let entry = Span(start: i, count: j - i)
                 if c == UInt8(ascii: "|") || c == UInt8(ascii: "!") {
                     try runProgram(entry)
-                } else if c == Ascii.dot || c == Ascii.slash {
-                    todo.append(entry)
-                } else if c == UInt8(ascii: "&") && j - i < 900 {
+                } else if c == Ascii.dot || c == Ascii.slash || (c == UInt8(ascii: "&") && j - i < 900) {
                     todo.append(entry)
                 }
             }
@@ -80,28 +104,35 @@ public final class FastForward {
         }
     }
 
-    func doFile(_ name: [UInt8]) throws {
-        let path = pathString(name)
-        let fd: Int32
-        do { fd = try Sys.open(path, O_RDONLY) } catch let e as SysError {
-            throw ForwardFatal(111, "unable to read \(path): \(Sys.strerror(e.errno))")
+    /// A mailing list file (setmaillist's format): world-readable only.
+    func doFile(_ name: Span) throws {
+        keys.truncate(0)
+        keys.append(pool.base + name.start, name.count)
+        keys.append(0)
+        let path = UnsafeRawPointer(keys.base).assumingMemoryBound(to: CChar.self)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw ForwardFatal(111, "unable to read \(String(cString: path)): \(Sys.strerror(errno))") }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw ForwardFatal(111, "unable to stat \(String(cString: path)): \(Sys.strerror(errno))") }
+        if (st.st_mode & 0o444) != 0o444 { throw ForwardFatal(111, "\(String(cString: path)) is not world-readable") }
+        let start = pool.count
+        while true {
+            pool.reserve(16384)
+            let n = read(fd, pool.tail, 16384)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ForwardFatal(111, "unable to read \(String(cString: path)): \(Sys.strerror(errno))")
+            }
+            if n == 0 { break }
+            _ = pool.commit(n)
         }
-        defer { Sys.close(fd) }
-        let st: stat
-        do { st = try Sys.fstat(fd) } catch let e as SysError {
-            throw ForwardFatal(111, "unable to stat \(path): \(Sys.strerror(e.errno))")
-        }
-        if (st.st_mode & 0o444) != 0o444 { throw ForwardFatal(111, "\(path) is not world-readable") }
-        let list: [UInt8]
-        do { list = try ByteReader(fd: fd, capacity: 16384).readAll() ?? [] } catch let e as SysError {
-            throw ForwardFatal(111, "unable to read \(path): \(Sys.strerror(e.errno))")
-        }
-        var i = 0
-        for j in 0..<list.count where list[j] == 0 {
+        var i = start
+        for j in start..<pool.count where pool[j] == 0 {
             if j > i {
-                let c = list[i]
+                let c = pool[i]
                 if c == Ascii.dot || c == Ascii.slash || (c == UInt8(ascii: "&") && j - i < 900) {
-                    todo.append(Array(list[i..<j]))
+                    todo.append(Span(start: i, count: j - i))
                 }
             }
             i = j + 1
@@ -110,7 +141,7 @@ public final class FastForward {
 
     /// An address reached through the table: expanded when it is a target
     /// without an owner, forwarded otherwise.
-    func doRecipient(_ addr: [UInt8]) throws {
+    func doRecipient(_ addr: Span) throws {
         if try target(wild: false, UInt8(ascii: "?"), addr) == nil,
            let data = try target(wild: false, Ascii.colon, addr) {
             try doData(data)
@@ -120,8 +151,8 @@ public final class FastForward {
     }
 
     /// Returns false when the recipient has no instructions.
-    func doOriginalRecipient(_ addr: [UInt8]) throws -> Bool {
-        if !sender.isEmpty && sender != Array("#@[]".utf8),
+    func doOriginalRecipient(_ addr: Span) throws -> Bool {
+        if sender.count > 0 && !pool.equal(sender, "#@[]", 4),
            let owner = try target(wild: true, UInt8(ascii: "?"), addr) {
             sender = owner
         }
@@ -132,133 +163,130 @@ public final class FastForward {
 
     /// Runs "|prog" with the message on its input, or "!prog" with
     /// UFLINE, RPLINE and DTLINE before the message (what preline does).
-    func runProgram(_ entry: [UInt8]) throws {
+    func runProgram(_ entry: Span) throws {
         if !o.deliver {
-            log(Array("run ".utf8) + FastForward.printable(entry) + [Ascii.lf])
+            var line = ByteArena(capacity: entry.count + 8)
+            defer { line.free() }
+            line.append("run ")
+            FastForward.appendPrintable(pool.bytes(entry), to: &line)
+            line.append(Ascii.lf)
+            _ = try? Sys.writeAll(2, line.base, line.count)
             return
         }
-        let command = pathString(Array(entry[1...]))
-        let withHeaders = entry[0] == UInt8(ascii: "!")
+        let command = pathString(pool.array(Span(start: entry.start + 1, count: entry.count - 1)))
+        let withHeaders = pool[entry.start] == UInt8(ascii: "!")
         try ProgramRunner.deliver(command, searchPath: true,
-                                  prefix: withHeaders ? (env("UFLINE") ?? []) + (env("RPLINE") ?? []) + dtline : nil,
+                                  prefix: withHeaders ? (env("UFLINE") ?? []) + (env("RPLINE") ?? []) + (env("DTLINE") ?? []) : nil,
                                   crashText: "child crashed in \(command)")
     }
 
     /// djb's -n output replaces control characters (and bytes past ASCII) with '_'.
-    static func printable(_ b: [UInt8]) -> [UInt8] {
-        b.map { ($0 < 32 || $0 >= 128) ? UInt8(ascii: "_") : $0 }
+    static func appendPrintable(_ b: UnsafeBufferPointer<UInt8>, to out: inout ByteArena) {
+        for c in b { out.append((c < 32 || c >= 128) ? UInt8(ascii: "_") : c) }
     }
 
-    /// Handles the message for `recipient`; returns the exit code.
-    func run(recipient: [UInt8]) throws -> Int32 {
+    /// Handles the message for `recipient` (bytes of pool); returns the exit code.
+    func run(recipient: Span) throws -> Int32 {
         let after: Int32 = o.passThrough ? 99 : 0
-        _ = done.insert(recipient)
+        _ = done.insert(recipient, in: pool)
         if try !doOriginalRecipient(recipient) {
             if o.passThrough { return 0 }
-            throw ForwardFatal(100, "Sorry, no mailbox here by that name. (#5.1.1)", bare: true)
+            // The everyday refusal (bounces to unknown aliases), written
+            // without building an error value.
+            let m: StaticString = "Sorry, no mailbox here by that name. (#5.1.1)\n"
+            _ = try? Sys.writeAll(2, m.utf8Start, m.utf8CodeUnitCount)
+            return 100
         }
         while let x = todo.popLast() {
-            if !done.insert(x) { continue }
-            if x.isEmpty { continue }
-            if x[0] == Ascii.dot || x[0] == Ascii.slash {
+            if !done.insert(x, in: pool) { continue }
+            if pool[x.start] == Ascii.dot || pool[x.start] == Ascii.slash {
                 try doFile(x)
             } else {
-                try doRecipient(Array(x[1...]))
+                try doRecipient(Span(start: x.start + 1, count: x.count - 1))
             }
         }
-        if forward.isEmpty {
-            if !o.deliver { log(Array("no forwarding\n".utf8)) }
+        if forward.count == 0 {
+            if !o.deliver {
+                let m: StaticString = "no forwarding\n"
+                _ = try? Sys.writeAll(2, m.utf8Start, m.utf8CodeUnitCount)
+            }
             return after
         }
         if !o.deliver {
-            var s = Array("from <".utf8) + FastForward.printable(sender) + Array(">\n".utf8)
-            for a in forward.reversed() { s += Array("to <".utf8) + FastForward.printable(a) + Array(">\n".utf8) }
-            log(s)
+            var out = ByteArena(capacity: 4096)
+            defer { out.free() }
+            out.append("from <")
+            FastForward.appendPrintable(pool.bytes(sender), to: &out)
+            out.append(">\n")
+            var k = forward.count
+            while k > 0 {
+                k -= 1
+                out.append("to <")
+                FastForward.appendPrintable(pool.bytes(forward[k]), to: &out)
+                out.append(">\n")
+            }
+            _ = try? Sys.writeAll(2, out.base, out.count)
             return after
         }
-        let qp = try Forwarder.queue(dtline: dtline, sender: sender, recipients: forward.reversed())
+        var recipients: [[UInt8]] = []
+        var k = forward.count
+        while k > 0 {
+            k -= 1
+            recipients.append(pool.array(forward[k]))
+        }
+        let qp = try Forwarder.queue(dtline: env("DTLINE") ?? [], sender: pool.array(sender), recipients: recipients)
         Sys.warn("fastforward: qp \(qp)")
         return after
     }
 
-    public static func main(_ argv: [String]) -> Int32 {
+    /// fastforward [ -nNpPdD ] data.cdb, with argv as the C runtime passes it.
+    public static func main(argc: Int32, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         return runMain("fastforward") {
-            guard let (flags, rest) = getopt(argv, "nNpPdD"), let fn = rest.first else {
+            var o = FastForwardOptions()
+            // djb's getopt: clustered flags; an argument starting with "--"
+            // ends them and is dropped, and the first argument that is not
+            // a flag (a lone "-" among them) ends them too.
+            var i = 1
+            var bad = false
+            flags: while i < Int(argc), let a = argv[i] {
+                if a[0] != 45 || a[1] == 0 { break }
+                if a[1] == 45 { i += 1; break }
+                var k = 1
+                while a[k] != 0 {
+                    switch UInt8(bitPattern: a[k]) {
+                    case UInt8(ascii: "n"): o.deliver = false
+                    case UInt8(ascii: "N"): o.deliver = true
+                    case UInt8(ascii: "p"): o.passThrough = true
+                    case UInt8(ascii: "P"): o.passThrough = false
+                    case UInt8(ascii: "d"): o.useDefault = true
+                    case UInt8(ascii: "D"): o.useDefault = false
+                    default: bad = true; break flags
+                    }
+                    k += 1
+                }
+                i += 1
+            }
+            guard !bad, i < Int(argc), let name = argv[i] else {
                 throw ForwardFatal(100, "fastforward: usage: fastforward [ -nNpP ] data.cdb", bare: true)
             }
-            var o = FastForwardOptions()
-            for f in flags {
-                switch f {
-                case UInt8(ascii: "n"): o.deliver = false
-                case UInt8(ascii: "N"): o.deliver = true
-                case UInt8(ascii: "p"): o.passThrough = true
-                case UInt8(ascii: "P"): o.passThrough = false
-                case UInt8(ascii: "d"): o.useDefault = true
-                default: o.useDefault = false
-                }
-            }
-            o.cdb = fn
-            let ff = try FastForward(o) { _ = try? Sys.writeAll(2, $0) }
-            let recipient: [UInt8]
+            let ff = try FastForward(o, cdb: name)
+            let recipient: Span
             if o.useDefault {
-                guard let local = env("DEFAULT") ?? env("EXT") else {
+                guard let local = getenv("DEFAULT") ?? getenv("EXT") else {
                     throw ForwardFatal(100, "$DEFAULT or $EXT must be set")
                 }
-                guard let host = env("HOST") else { throw ForwardFatal(100, "$HOST must be set") }
-                recipient = local + [Ascii.at] + host
+                guard let host = getenv("HOST") else { throw ForwardFatal(100, "$HOST must be set") }
+                let start = ff.pool.count
+                ff.pool.append(UnsafeRawPointer(local).assumingMemoryBound(to: UInt8.self), strlen(local))
+                ff.pool.append(Ascii.at)
+                ff.pool.append(UnsafeRawPointer(host).assumingMemoryBound(to: UInt8.self), strlen(host))
+                recipient = Span(start: start, count: ff.pool.count - start)
             } else {
-                guard let r = env("RECIPIENT") else { throw ForwardFatal(100, "$RECIPIENT must be set") }
-                recipient = r
+                guard let r = getenv("RECIPIENT") else { throw ForwardFatal(100, "$RECIPIENT must be set") }
+                recipient = ff.pool.append(UnsafeRawPointer(r).assumingMemoryBound(to: UInt8.self), strlen(r))
             }
             return try ff.run(recipient: recipient)
         }
-    }
-}
-
-extension Sys {
-    /// Writes text to standard error as is (no newline added).
-    static func warnRaw(_ s: String) {
-        _ = try? Sys.writeAll(2, Array(s.utf8))
-    }
-}
-
-/// A set of byte strings without Swift's Hasher and Set machinery (which
-/// cost page faults and a random seed at every exec): open addressing on
-/// the cdb hash, doubling at half full.
-struct ByteStringSet {
-    private var items: [[UInt8]] = []
-    private var table = [Int32](repeating: -1, count: 64)
-
-    /// Adds `s`; false when it was there already.
-    mutating func insert(_ s: [UInt8]) -> Bool {
-        var mask = table.count - 1
-        var i = Int(CdbHash.hash(s)) & mask
-        while table[i] >= 0 {
-            if items[Int(table[i])] == s { return false }
-            i = (i + 1) & mask
-        }
-        table[i] = Int32(items.count)
-        items.append(s)
-        if items.count * 2 > table.count {
-            table = [Int32](repeating: -1, count: table.count * 2)
-            mask = table.count - 1
-            for (n, it) in items.enumerated() {
-                var j = Int(CdbHash.hash(it)) & mask
-                while table[j] >= 0 { j = (j + 1) & mask }
-                table[j] = Int32(n)
-            }
-        }
-        return true
-    }
-
-    func contains(_ s: [UInt8]) -> Bool {
-        let mask = table.count - 1
-        var i = Int(CdbHash.hash(s)) & mask
-        while table[i] >= 0 {
-            if items[Int(table[i])] == s { return true }
-            i = (i + 1) & mask
-        }
-        return false
     }
 }

@@ -43,8 +43,8 @@ public func runMain(_ name: String, _ body: () throws -> Int32) -> Int32 {
     }
 }
 
-/// djb's getopt: clustered single-letter flags, "--" ends them, the first
-/// non-flag argument ends them. Returns the flags in order and the rest.
+/// djb's getopt: clustered single-letter flags; an argument starting with
+/// "--" ends them and is dropped; the first non-flag argument ends them. Returns the flags in order and the rest.
 /// (Works on bytes: Character handling would drag in Unicode tables at
 /// every exec.)
 func getopt(_ argv: [String], _ allowed: String) -> (flags: [UInt8], rest: [String])? {
@@ -53,7 +53,7 @@ func getopt(_ argv: [String], _ allowed: String) -> (flags: [UInt8], rest: [Stri
     var i = 1
     while i < argv.count {
         let a = Array(argv[i].utf8)
-        if a == [45, 45] { i += 1; break }
+        if a.count >= 2 && a[0] == 45 && a[1] == 45 { i += 1; break }
         if a.count < 2 || a[0] != 45 { break }
         for c in a.dropFirst() {
             guard ok.contains(c) else { return nil }
@@ -72,3 +72,10 @@ func env(_ name: String) -> [UInt8]? {
 
 /// A path from bytes (NUL-free by construction of its callers).
 func pathString(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
+
+extension Sys {
+    /// Writes text to standard error as is (no newline added).
+    static func warnRaw(_ s: String) {
+        _ = try? Sys.writeAll(2, Array(s.utf8))
+    }
+}

@@ -17,11 +17,13 @@ def available() -> bool:
 
 
 class Postfix:
-    def __init__(self, base: pathlib.Path, port: int, hostname="peer.test", access=None, qmgr=False, listen="127.0.0.1"):
+    def __init__(self, base: pathlib.Path, port: int, hostname="peer.test", access=None, qmgr=False, listen="127.0.0.1",
+                 root="/tmp"):
         # Postfix's unix sockets live under the queue directory and their
-        # paths must stay short (108 bytes): use a short private directory.
+        # paths must stay short (108 bytes): use a short private directory
+        # (in `root`, a short path on the file system wanted for the queue).
         import tempfile
-        self.base = pathlib.Path(tempfile.mkdtemp(prefix="sqpf", dir="/tmp"))
+        self.base = pathlib.Path(tempfile.mkdtemp(prefix="sqpf", dir=root))
         os.chmod(self.base, 0o755)  # daemons running as postfix must traverse it
         self.requested = base
         self.port = port

@@ -628,6 +628,23 @@ def test_fastforward_usage(scratch):
     assert d[0] == o[0] == 100
 
 
+@pytest.mark.parametrize("args,code,named", [
+    (["-nx", "a.cdb"], 100, None),          # an unknown flag in a cluster
+    (["--x", "a.cdb"], 111, "a.cdb"),       # any "--..." ends the flags and is dropped
+    (["--", "-n"], 111, "-n"),              # after "--" a flag-looking name is the cdb
+    (["-"], 111, "-"),                      # a lone "-" is an argument
+    (["-n", "-N", "-p", "-P", "-d", "-D", "a.cdb"], 111, "a.cdb"),
+])
+def test_fastforward_arguments_like_djb(scratch, args, code, named):
+    """djb's getopt, argument by argument: the same exit code, and a missing
+    cdb named the same way."""
+    d, o = run_ff_both(scratch, args, {"RECIPIENT": "x@example.com", **FF_ENV})
+    assert d[0] == o[0] == code, (d, o)
+    if named:
+        want = f"unable to read {named}:".encode()
+        assert want in d[1] and want in o[1], (d, o)
+
+
 # --------------------------------------------------------------- dot-forward
 
 DF_ENV = {"USER": "joe", "HOST": "example.com", "NEWSENDER": "sender@example.net",

@@ -177,11 +177,21 @@ final class CdbToolTests: XCTestCase {
         try CdbBuild.create(path: b, tmp: b + ".tmp", mode: 0o644) { add in for r in records { try add(r.0, r.1) } }
         XCTAssertEqual(try FileIO.read(a), try FileIO.read(b))
         let core = try XCTUnwrap(CdbReader.open(a))
-        let file = try CdbFile(path: b)
-        for r in records.prefix(500) {
-            XCTAssertEqual(try file.find(r.0), try core.find(r.0))
+        let file = try XCTUnwrap(openCdbFile(b))
+        var out = ByteArena(capacity: 64)
+        defer { out.free() }
+        func find(_ key: [UInt8]) throws -> [UInt8]? {
+            try key.withUnsafeBufferPointer { k in try file.find(k, into: &out).map { out.array($0) } }
         }
-        XCTAssertNil(try file.find(Array("not there at all".utf8)))
+        for r in records.prefix(500) {
+            XCTAssertEqual(try find(r.0), try core.find(r.0))
+        }
+        XCTAssertNil(try find(Array("not there at all".utf8)))
+    }
+
+    private func openCdbFile(_ path: String) -> CdbFile? {
+        var e: Int32 = 0
+        return CdbFile(path: path, errno: &e)
     }
 
     func testPreadReaderRefusesCorruptLengths() throws {
@@ -191,16 +201,42 @@ final class CdbToolTests: XCTestCase {
         var bytes = try XCTUnwrap(FileIO.read(p))
         bytes[2048 + 4] = 0xff; bytes[2048 + 7] = 0x7f // data length of the record: 2 GiB
         try FileIO.writeAtomic(p, bytes)
-        XCTAssertThrowsError(try CdbFile(path: p).find(Array("k".utf8)))
+        let file = try XCTUnwrap(openCdbFile(p))
+        var out = ByteArena(capacity: 64)
+        defer { out.free() }
+        XCTAssertThrowsError(try Array("k".utf8).withUnsafeBufferPointer { try file.find($0, into: &out) })
+        var e: Int32 = 0
+        XCTAssertNil(CdbFile(path: p + ".missing", errno: &e))
+        XCTAssertEqual(e, ENOENT)
     }
 
-    func testByteStringSet() {
-        var s = ByteStringSet()
-        for i in 0..<1000 { XCTAssertTrue(s.insert(Array("x\(i)".utf8))) }
-        for i in 0..<1000 { XCTAssertFalse(s.insert(Array("x\(i)".utf8))) }
-        XCTAssertTrue(s.contains(Array("x999".utf8)))
-        XCTAssertFalse(s.contains(Array("y".utf8)))
-        XCTAssertTrue(s.insert([]))
-        XCTAssertFalse(s.insert([]))
+    func testSpanSetAndArena() {
+        var arena = ByteArena(capacity: 8) // small: growth moves the bytes, spans must survive it
+        var set = SpanSet()
+        defer { arena.free(); set.free() }
+        var spans: [Span] = []
+        for i in 0..<1000 {
+            let b = Array("x\(i)".utf8)
+            spans.append(b.withUnsafeBufferPointer { arena.append($0.baseAddress!, $0.count) })
+        }
+        for s in spans { XCTAssertTrue(set.insert(s, in: arena)) }
+        for i in 0..<1000 {
+            let b = Array("x\(i)".utf8)
+            let again = b.withUnsafeBufferPointer { arena.append($0.baseAddress!, $0.count) }
+            XCTAssertFalse(set.insert(again, in: arena))
+            XCTAssertEqual(arena.array(spans[i]), b)
+        }
+        let empty = arena.append(Span(start: 0, count: 0))
+        XCTAssertTrue(set.insert(empty, in: arena))
+        XCTAssertFalse(set.insert(Span(start: 3, count: 0), in: arena))
+        let y = arena.append("x1@y")
+        XCTAssertEqual(arena.lastIndex(of: UInt8(ascii: "@"), in: y), y.start + 2)
+        XCTAssertNil(arena.lastIndex(of: UInt8(ascii: "#"), in: y))
+        var list = SpanList(capacity: 1)
+        defer { list.free() }
+        for s in spans { list.append(s) }
+        XCTAssertEqual(list.count, 1000)
+        XCTAssertEqual(list.popLast(), spans[999])
+        XCTAssertEqual(list[0], spans[0])
     }
 }
