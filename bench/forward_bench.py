@@ -4,6 +4,8 @@ ours against Debian's (djb's) in the same run, printing the ratios.
 
 Usage: python3 bench/forward_bench.py [--bin DIR] [--aliases N] [--lookups N] [--rounds N]
 
+newaliases runs take turns with djb's, round by round; best of --rounds (default 7).
+
 DIR holds our built programs (default .build/release, else .build/debug).
 Debian's newaliases has /etc/aliases built in, so it runs in a private
 mount namespace with a scratch directory bound over /etc (needs root and
@@ -63,21 +65,27 @@ def make_aliases(n, seed=1):
     return "".join(out).encode(), names
 
 
-def timed(fn, rounds):
-    """Best wall-clock time and best CPU time (user+system of the children)
-    over `rounds` runs: the machine is shared, so the best run is the one
-    least disturbed by others."""
-    best = cpu_best = None
+def measure(fn):
+    """Wall-clock and CPU time (user+system of the children) of one call."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def timed_in_turns(fns, rounds):
+    """Best wall-clock and best CPU time of each function over `rounds`
+    rounds, the functions taking turns within each round: the machine is
+    shared, so the best run is the one least disturbed by others, and
+    taking turns gives each side the same chances."""
+    best = [[None, None] for _ in fns]
     for _ in range(rounds):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        best = dt if best is None else min(best, dt)
-        cpu_best = cpu if cpu_best is None else min(cpu_best, cpu)
-    timed.cpu = cpu_best
+        for k, fn in enumerate(fns):
+            dt, cpu = measure(fn)
+            best[k][0] = dt if best[k][0] is None else min(best[k][0], dt)
+            best[k][1] = cpu if best[k][1] is None else min(best[k][1], cpu)
     return best
 
 
@@ -98,7 +106,7 @@ def main():
     ap.add_argument("--bin")
     ap.add_argument("--aliases", type=int, default=100_000)
     ap.add_argument("--lookups", type=int, default=10_000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     a = ap.parse_args()
     bindir = our_bin(a.bin)
     for p in (DJB_NEWALIASES, DJB_FASTFORWARD, bindir / "newaliases", bindir / "fastforward"):
@@ -132,12 +140,8 @@ def main():
         def our_na():
             subprocess.run([str(bindir / "newaliases"), "-f", str(tmp / "aliases")], env=env, check=True)
 
-        t_ns = timed(ns_only, a.rounds)
-        c_ns = timed.cpu
-        t_djb = max(timed(djb_na, a.rounds) - t_ns, 1e-9)
-        c_djb = max(timed.cpu - c_ns, 1e-9)
-        t_our = timed(our_na, a.rounds)
-        c_our = timed.cpu
+        (t_ns, c_ns), (t_djb, c_djb), (t_our, c_our) = timed_in_turns([ns_only, djb_na, our_na], a.rounds)
+        t_djb, c_djb = max(t_djb - t_ns, 1e-9), max(c_djb - c_ns, 1e-9)
         same = (etc / "aliases.cdb").read_bytes() == (tmp / "aliases.cdb").read_bytes()
         print(f"newaliases  elapsed: djb {t_djb * 1000:7.1f} ms  ours {t_our * 1000:7.1f} ms  ours/djb {t_our / t_djb:5.2f}")
         print(f"            cpu:     djb {c_djb * 1000:7.1f} ms  ours {c_our * 1000:7.1f} ms  ours/djb {c_our / c_djb:5.2f}"

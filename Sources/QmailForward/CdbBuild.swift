@@ -11,7 +11,10 @@ import QmailCore
 
 final class CdbBuild {
     private let fd: Int32
-    private var buf: [UInt8] = []
+    /// Bytes waiting to be written: raw memory, so that appending a record
+    /// is two copies, with no array bookkeeping per byte.
+    private let buf: UnsafeMutablePointer<UInt8>
+    private var used = 0
     private var pos = 2048 // file offset of the next byte
     private var hashes: [UInt32] = []
     private var positions: [UInt32] = []
@@ -19,21 +22,36 @@ final class CdbBuild {
 
     init(fd: Int32) throws {
         self.fd = fd
-        buf.reserveCapacity(CdbBuild.bufferSize)
         if lseek(fd, 2048, SEEK_SET) != 2048 { throw SysError("lseek") }
+        buf = UnsafeMutablePointer<UInt8>.allocate(capacity: CdbBuild.bufferSize)
     }
 
+    deinit { buf.deallocate() }
+
     private func flush() throws {
-        if buf.isEmpty { return }
-        try Sys.writeAll(fd, buf)
-        buf.removeAll(keepingCapacity: true)
+        if used == 0 { return }
+        try Sys.writeAll(fd, buf, used)
+        used = 0
     }
 
     @inline(__always) private func putLE(_ v: UInt32) {
-        buf.append(UInt8(truncatingIfNeeded: v))
-        buf.append(UInt8(truncatingIfNeeded: v >> 8))
-        buf.append(UInt8(truncatingIfNeeded: v >> 16))
-        buf.append(UInt8(truncatingIfNeeded: v >> 24))
+        buf[used] = UInt8(truncatingIfNeeded: v)
+        buf[used + 1] = UInt8(truncatingIfNeeded: v >> 8)
+        buf[used + 2] = UInt8(truncatingIfNeeded: v >> 16)
+        buf[used + 3] = UInt8(truncatingIfNeeded: v >> 24)
+        used += 4
+    }
+
+    /// Copies `b`, flushing as the buffer fills (a record may be larger than it).
+    private func put(_ b: UnsafeBufferPointer<UInt8>) throws {
+        var from = 0
+        while from < b.count {
+            if used == CdbBuild.bufferSize { try flush() }
+            let n = min(b.count - from, CdbBuild.bufferSize - used)
+            (buf + used).update(from: b.baseAddress! + from, count: n)
+            used += n
+            from += n
+        }
     }
 
     func add(_ key: [UInt8], _ data: [UInt8]) throws {
@@ -41,13 +59,12 @@ final class CdbBuild {
         if pos + length > Int(UInt32.max) - 2048 { throw CdbError.tooBig }
         hashes.append(CdbHash.hash(key))
         positions.append(UInt32(pos))
-        if buf.count + length > CdbBuild.bufferSize { try flush() }
+        if used + 8 > CdbBuild.bufferSize { try flush() }
         putLE(UInt32(key.count))
         putLE(UInt32(data.count))
-        buf += key
-        buf += data
+        try key.withUnsafeBufferPointer { try put($0) }
+        try data.withUnsafeBufferPointer { try put($0) }
         pos += length
-        if buf.count >= CdbBuild.bufferSize { try flush() }
     }
 
     /// Writes the tables and the header.
@@ -91,7 +108,7 @@ final class CdbBuild {
                 tablePos[w] = positions[r]
             }
             for w in 0..<len {
-                if buf.count + 8 > CdbBuild.bufferSize { try flush() }
+                if used + 8 > CdbBuild.bufferSize { try flush() }
                 putLE(tableHash[w])
                 putLE(tablePos[w])
             }

@@ -68,12 +68,13 @@ public struct AliasEntryBuilder {
             instr += fullTarget
             instr.append(0)
         }
-        // Copied into buffers kept from line to line (no allocation).
+        // Copied into buffers kept from line to line (no allocation), from
+        // their memory (appending an array would retain and release it).
         target.removeAll(keepingCapacity: true)
-        target.append(contentsOf: text)
+        text.withUnsafeBufferPointer { target.append(contentsOf: $0) }
         if !hasAt { target.append(Ascii.at) }
         fullTarget.removeAll(keepingCapacity: true)
-        fullTarget.append(contentsOf: target)
+        target.withUnsafeBufferPointer { fullTarget.append(contentsOf: $0) }
         if fullTarget.last == Ascii.at { fullTarget += q.defaultHost }
         q.finishDomain(&fullTarget)
         if fullTarget.count > 800 { throw ForwardFatal(100, "addresses over 800 bytes are not permitted") }

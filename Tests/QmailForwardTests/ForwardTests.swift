@@ -171,6 +171,9 @@ final class CdbToolTests: XCTestCase {
             if i % 7 == 0 { key = Array("dup".utf8) } // repeated keys: the first one wins
             records.append((key, (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8(i & 255) }))
         }
+        // Records larger than the builder's 64 KiB buffer, and one that starts it off full.
+        records.insert((Array("big".utf8), (0..<200_000).map { UInt8(truncatingIfNeeded: $0) }), at: 1000)
+        records.insert((Array(repeating: 7, count: 70_000), Array("k".utf8)), at: 2000)
         let a = "/tmp/qf-cdb-a-\(getpid())", b = "/tmp/qf-cdb-b-\(getpid())"
         defer { unlink(a); unlink(b) }
         try CdbWriter.create(path: a) { add in for r in records { try add(r.0, r.1) } }
@@ -183,9 +186,10 @@ final class CdbToolTests: XCTestCase {
         func find(_ key: [UInt8]) throws -> [UInt8]? {
             try key.withUnsafeBufferPointer { k in try file.find(k, into: &out).map { out.array($0) } }
         }
-        for r in records.prefix(500) {
+        for r in records.prefix(500) + records[998...1002] + records[1999...2001] {
             XCTAssertEqual(try find(r.0), try core.find(r.0))
         }
+        XCTAssertEqual(try find(Array("big".utf8))?.count, 200_000)
         XCTAssertNil(try find(Array("not there at all".utf8)))
     }
 
