@@ -87,6 +87,7 @@ let programs: [(name: String, deps: [String])] = [
     ("vmoduser", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
     ("qmail-smtpd", ["QmailSMTP"]),
+    ("qmail-smtpd-auth", ["QmailSMTP"]),
     ("qmail-remote", ["QmailSMTP"]),
     ("qmail-tcpto", ["QmailSMTP"]),
     ("qmail-tcpok", ["QmailSMTP"]),

@@ -26,6 +26,9 @@ public struct SMTPConfig {
     /// "qmail-smtpd hostname checkpassword prog...": AUTH is offered when set.
     public var authHostname: [UInt8]? = nil
     public var checkpassword: [String] = []
+    /// SMTPAUTHFD: the socket to qmail-smtpd-auth, which checks logins
+    /// with privileges this process does not have (instead of checkpassword).
+    public var authHelperFd: Int32?
     public var authRequired = false     // SMTPAUTH contains '!' (submission)
     public var authCram = false         // SMTPAUTH contains "cram"
     public var authPlainLogin = true    // false for SMTPAUTH "cram" without '+'
@@ -72,7 +75,10 @@ public struct SMTPConfig {
         if let v = Sys.getenv("TCPLOCALHOST") ?? Sys.getenv("TCPLOCALIP") { c.local = Array(v.utf8) }
         c.relayClient = Sys.getenv("RELAYCLIENT").map { Array($0.utf8) }
 
-        if arguments.count >= 3 {
+        if let v = Sys.getenv("SMTPAUTHFD"), let n = Decimal.parse(Array(v.utf8)), n > 2, n < 1024 {
+            c.authHelperFd = Int32(n)
+        }
+        if arguments.count >= 3 || (arguments.count == 2 && c.authHelperFd != nil) {
             c.authHostname = Array(arguments[1].utf8)
             c.checkpassword = Array(arguments[2...])
         }

@@ -335,14 +335,18 @@ public final class SMTPServer {
         // fd 3 is NUL-separated: a NUL in any field would shift or cut the ones after it.
         if user.contains(0) || secret.contains(0) || stamp.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
         try channel.flush()
-        switch checkPassword(config.checkpassword, user, secret, stamp) {
+        let verdict = config.authHelperFd.map { AuthSeparation.ask(fd: $0, user: user, secret: secret, stamp: stamp) }
+            ?? checkPassword(config.checkpassword, user, secret, stamp)
+        switch verdict {
         case .ok:
             authUser = user
             if config.relayClient == nil { config.relayClient = [] }
             reply("235 ok, go ahead (#2.0.0)\r\n")
         case .rejected:
             authFailures += 1
-            if config.authFailDelay > 0 { sleep(config.authFailDelay) }
+            // (qmail-smtpd-auth waits before it answers, where a
+            // qmail-smtpd taken over cannot skip the wait.)
+            if config.authFailDelay > 0 && config.authHelperFd == nil { sleep(config.authFailDelay) }
             if authFailures >= config.maxAuthFailures {
                 reply("421 too many authentication failures, closing connection (#4.7.0)\r\n")
             } else {

@@ -8,11 +8,14 @@ import smtplib
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 
 import pytest
 
-from smtp_helpers import TcpServer, queued, replies, session, smtpd_env
+from smtp_helpers import TcpServer, free_port, queued, replies, session, smtpd_env
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 OURS = "ours.example"
 
@@ -752,6 +755,160 @@ def test_auth_through_the_hosting_checkpassword(hosted):
     r = replies(out)
     assert r[-5:] == ["535 authentication failed (#5.7.8)", "235 ok, go ahead (#2.0.0)", "250 ok", "250 ok",
                       "221 " + hosted.fqdn]
+
+
+# --- qmail-smtpd-auth: AUTH with a privileged checkpassword --------------------
+
+NOBODY = 65534
+
+
+def auth_helper_session(home, data: bytes, smtpd_args, check_args, **env):
+    """qmail-smtpd-auth (as root, on pipes) running qmail-smtpd as nobody."""
+    argv = [home.bin("qmail-smtpd-auth"), "-u", str(NOBODY), "-g", str(NOBODY), *check_args,
+            "--", home.bin("qmail-smtpd"), *smtpd_args]
+    p = subprocess.run(argv, input=data, capture_output=True, env=smtpd_env(home, **env), timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture
+def nobody_dir():
+    """A directory nobody can reach and write (pytest's tmp_path is private to root)."""
+    import shutil
+    d = pathlib.Path(tempfile.mkdtemp(prefix="sq-authsep-", dir="/tmp"))
+    d.chmod(0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_auth_through_the_privileged_helper_as_the_services_run_it(hosted, nobody_dir):
+    """The shipped services run qmail-smtpd as qmaild, which cannot read the
+    domain's password database: alone it answers 454; under qmail-smtpd-auth
+    the login is checked by root's checkpassword-file and relay is granted,
+    while qmail-smtpd itself still runs unprivileged."""
+    cp = str(hosted.path / "bin" / "checkpassword-file")
+    out_dir = nobody_dir
+    spy = out_dir / "qq"
+    spy.write_text(f"#!/bin/sh\nid -u > {out_dir}/uid\ncat >/dev/null\nexit 0\n")
+    spy.chmod(0o755)
+    login = b"EHLO c\r\nAUTH PLAIN " + b64(b"\0joe@example.org\0pw") + b"\r\n"
+    # qmail-smtpd alone, as nobody: the database is out of its reach
+    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        hosted.bin("qmail-smtpd"), "mx.example.org", cp, "/bin/true"],
+                       input=login, capture_output=True, env=smtpd_env(hosted), timeout=60)
+    assert replies(r.stdout)[-1] == "454 temporary authentication failure (#4.3.0)"
+    # through the helper
+    rc, out, err = auth_helper_session(
+        hosted, b"EHLO c\r\nAUTH PLAIN " + b64(b"\0joe@example.org\0wrong") + b"\r\n" + login[8:] +
+        b"MAIL FROM:<joe@example.org>\r\nRCPT TO:<x@far.example>\r\nDATA\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+        ["mx.example.org"], [cp, "/bin/true"], QMAILQUEUE=str(spy), SMTPAUTHFAILDELAY="0")
+    r = replies(out)
+    assert "250-AUTH LOGIN PLAIN" in r
+    assert r[-7:-4] == ["535 authentication failed (#5.7.8)", "235 ok, go ahead (#2.0.0)", "250 ok"], (r, err)
+    assert r[-4] == "250 ok" and r[-2].startswith("250 ok "), r  # relayed to far.example
+    assert rc == 0, err
+    assert (out_dir / "uid").read_text().strip() == str(NOBODY)
+
+
+def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_dir):
+    """contrib's submission run script as shipped, with only the account
+    (qmaild -> nobody, which exists everywhere), the port and the
+    checkpassword program (checkpassword-file, for the hosted domain)
+    changed: swaks-like smtplib clients log in and relay."""
+    import shutil
+    script = (ROOT / "contrib" / "daemontools" / "qmail-submission" / "run").read_text()
+    assert '"$QMAIL/bin/qmail-smtpd-auth" -u "$QMAILDUID" -g "$NOFILESGID"' in script
+    script = (script.replace("id -u qmaild", "id -u nobody").replace("id -g qmaild", "id -g nobody")
+              .replace('"$QMAIL/bin/checkpassword" /bin/true', '"$QMAIL/bin/checkpassword-file" /bin/true'))
+    run = nobody_dir / "run"
+    run.write_text(script)
+    spy = nobody_dir / "qq"
+    spy.write_text(f"#!/bin/sh\nid -u > {nobody_dir}/uid\ncat >/dev/null\nexit 0\n")
+    spy.chmod(0o755)
+    port = free_port()
+    env = dict(hosted.env, PORT=str(port), QMAILQUEUE=str(spy), SMTPAUTHFAILDELAY="0")
+    proc = subprocess.Popen(["sh", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        c = smtplib.SMTP("127.0.0.1", port, timeout=30)
+        c.ehlo("client.example")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("joe@example.org", "wrong")
+        c.login("joe@example.org", "pw")
+        assert c.sendmail("joe@example.org", ["x@far.example"], b"Subject: t\r\n\r\nhi\r\n") == {}
+        c.quit()
+        assert (nobody_dir / "uid").read_text().strip() == str(NOBODY)
+        # no login, no mail: SMTPAUTH=! on submission
+        c = smtplib.SMTP("127.0.0.1", port, timeout=30)
+        c.ehlo("client.example")
+        code, _ = c.mail("a@b.example")
+        assert code == 530
+        c.quit()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+FAKE_SMTPD = r"""#!/usr/bin/python3
+import os, sys, time
+fd = int(os.environ["SMTPAUTHFD"])
+print("uid", os.getuid(), os.geteuid(), os.getgid(), flush=True)
+for q in sys.argv[1:]:
+    q = q.encode().replace(b"~", b"\0")
+    t = time.monotonic()
+    try:
+        os.write(fd, b"%d:%s," % (len(q), q))
+        a = os.read(fd, 1)
+    except OSError:
+        a = b""
+    print(repr(a), round(time.monotonic() - t, 1), flush=True)
+"""
+
+
+def test_auth_helper_keeps_the_limits_itself(qhome, tmp_path, nobody_dir):
+    """A qmail-smtpd taken over by its client talks to the helper directly:
+    it still gets at most three refusals, each one delayed, nothing after a
+    good login, and no answer to a malformed question."""
+    fake = nobody_dir / "fake-smtpd"
+    fake.write_text(FAKE_SMTPD)
+    fake.chmod(0o755)
+    cp = str(checkpassword(tmp_path))
+
+    def run(*questions, **env):
+        argv = [qhome.bin("qmail-smtpd-auth"), "-u", str(NOBODY), "-g", str(NOBODY), cp, "/bin/true",
+                "--", str(fake), *questions]
+        p = subprocess.run(argv, capture_output=True, env=smtpd_env(qhome, **env), timeout=60)
+        return p.returncode, p.stdout.decode().splitlines()
+
+    rc, lines = run(*["joe~wrong~s~"] * 5, SMTPAUTHFAILDELAY="1")
+    assert lines[0] == f"uid {NOBODY} {NOBODY} {NOBODY}"
+    answers = [l.split()[0] for l in lines[1:]]
+    assert answers == ["b'1'"] * 3 + ["b''"] * 2, lines
+    assert all(float(l.split()[1]) >= 1 for l in lines[1:4]), lines
+    rc, lines = run("joe~secret~s~", "joe~secret~s~", "joe~wrong~s~", SMTPAUTHFAILDELAY="0")
+    assert [l.split()[0] for l in lines[1:]] == ["b'0'", "b''", "b''"], lines
+    rc, lines = run("down~x~s~", "joe~secret~s~", SMTPAUTHFAILDELAY="0")
+    assert [l.split()[0] for l in lines[1:]] == ["b'2'", "b'0'"], lines
+    for bad in ("joe~secret~", "joe~secret~s~extra~", "joe~secret~s"):
+        rc, lines = run(bad, "joe~secret~s~", SMTPAUTHFAILDELAY="0")
+        assert [l.split()[0] for l in lines[1:]] == ["b''", "b''"], (bad, lines)
+
+
+def test_auth_helper_refuses_root_and_bad_usage(qhome):
+    h = qhome.bin("qmail-smtpd-auth")
+    for argv in ([h, "-u", "0", "-g", "0", "/bin/true", "--", "/bin/true"],
+                 [h, "-u", "5", "/bin/true", "--", "/bin/true"],
+                 [h, "-u", "5", "-g", "5", "/bin/true", "/bin/true"],
+                 [h, "-u", "5", "-g", "5", "checkpassword", "--", "/bin/true"],
+                 [h, "-u", "x", "-g", "5", "/bin/true", "--", "/bin/true"]):
+        r = subprocess.run(argv, capture_output=True, timeout=10)
+        assert r.returncode == 100 and b"qmail-smtpd-auth" in r.stderr, argv
 
 
 # --- one qmail-queue per connection (QueueSession) ----------------------------

@@ -1,0 +1,155 @@
+// qmail-smtpd-auth: SMTP AUTH without giving qmail-smtpd the password
+// database.
+//
+// qmail-smtpd runs as qmaild, but the checkpassword programs need root (the
+// system one reads /etc/shadow; the file backend's vpasswd.cdb belongs to
+// each domain's owner). qmail-smtpd-auth, started as root by tcpserver for
+// each connection, keeps one end of a socket pair, starts qmail-smtpd on the
+// other as the given uid and gid (SMTPAUTHFD names its descriptor), and
+// answers its AUTH questions by running the checkpassword program, as root,
+// with the login on descriptor 3, the way qmail-smtpd itself would.
+//
+// The privileged side trusts nothing qmail-smtpd says beyond one login per
+// question, and keeps the limits itself, so a qmail-smtpd taken over by a
+// client gains no more guesses than an honest one gives: it answers until
+// the first good login or the SMTPAUTHFAILDELAY-delayed third refusal
+// (MAXAUTHFAILURES), then stops; the checkpassword program is always the
+// one on its own command line.
+//
+// Protocol on the socket: qmail-smtpd sends a netstring holding
+// "user\0secret\0stamp\0"; the answer is one byte, '0' good login, '1'
+// refused, '2' temporary failure. End of input means temporary failure.
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public enum AuthSeparation {
+    public static let usage = "qmail-smtpd-auth: usage: qmail-smtpd-auth -u uid -g gid checkpassword [args ...] -- qmail-smtpd [args ...]"
+    static let requestLimit = 4096
+    static let maxRequests = 10
+
+    struct Options {
+        var uid: uid_t
+        var gid: gid_t
+        var checkpassword: [String]
+        var smtpd: [String]
+    }
+
+    static func parse(_ argv: [String]) -> Options? {
+        var uid: uid_t?
+        var gid: gid_t?
+        var i = 1
+        while i + 1 < argv.count, argv[i] == "-u" || argv[i] == "-g" {
+            guard let n = Decimal.parse(Array(argv[i + 1].utf8)), n >= 0, n < Int(UInt32.max) else { return nil }
+            if argv[i] == "-u" { uid = uid_t(n) } else { gid = gid_t(n) }
+            i += 2
+        }
+        guard let uid, let gid, let sep = argv[i...].firstIndex(of: "--") else { return nil }
+        let check = Array(argv[i..<sep])
+        let smtpd = Array(argv[(sep + 1)...])
+        guard !check.isEmpty, !smtpd.isEmpty, check[0].hasPrefix("/"), smtpd[0].hasPrefix("/") else { return nil }
+        return Options(uid: uid, gid: gid, checkpassword: check, smtpd: smtpd)
+    }
+
+    public static func main(_ argv: [String]) -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        guard let o = parse(argv) else {
+            Sys.warn(usage)
+            return 100
+        }
+        if o.uid == 0 {
+            Sys.warn("qmail-smtpd-auth: fatal: refusing to run qmail-smtpd as root")
+            return 100
+        }
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            Sys.warn("qmail-smtpd-auth: fatal: unable to create socket pair: \(Sys.strerror(errno))")
+            return 111
+        }
+        let (mine, theirs) = (pair[0], pair[1])
+        let pid = startUnprivileged(o, fd: theirs)
+        close(theirs)
+        guard pid > 0 else {
+            Sys.warn("qmail-smtpd-auth: fatal: unable to fork: \(Sys.strerror(errno))")
+            return 111
+        }
+        var delay: UInt32 = 2
+        if let v = Sys.getenv("SMTPAUTHFAILDELAY"), let n = Decimal.parse(Array(v.utf8)), n <= 60 { delay = UInt32(n) }
+        var maxFailures = 3
+        if let v = Sys.getenv("MAXAUTHFAILURES"), let n = Decimal.parse(Array(v.utf8)), n > 0, n <= 10 { maxFailures = n }
+        serve(fd: mine, maxFailures: maxFailures, delay: delay) {
+            ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
+        }
+        close(mine)
+        return Spawn.wait(pid)
+    }
+
+    /// Forks qmail-smtpd with `fd` open as SMTPAUTHFD, as o.uid/o.gid.
+    static func startUnprivileged(_ o: Options, fd: Int32) -> pid_t {
+        // Everything the child needs is made before fork.
+        guard let path = strdup(o.smtpd[0]), let fdText = strdup(String(fd)) else { return -1 }
+        let cargs: [UnsafeMutablePointer<CChar>?] = o.smtpd.map { strdup($0) } + [nil]
+        let failed = "qmail-smtpd-auth: fatal: unable to drop privileges or run \(o.smtpd[0])\n"
+        defer {
+            free(path); free(fdText)
+            for a in cargs { free(a) }
+        }
+        let pid = fork()
+        if pid != 0 { return pid }
+        var g = o.gid
+        if fcntl(fd, F_SETFD, 0) == 0, setenv("SMTPAUTHFD", fdText, 1) == 0,
+           setgroups(1, &g) == 0, setgid(o.gid) == 0, setuid(o.uid) == 0,
+           getuid() == o.uid, geteuid() == o.uid, getegid() == o.gid, setuid(0) != 0 {
+            execv(path, cargs)
+        }
+        _ = failed.withCString { write(2, $0, strlen($0)) }
+        _exit(111)
+    }
+
+    /// Answers AUTH questions on `fd` until end of input, a malformed
+    /// question, the first good login, `maxFailures` refusals or
+    /// maxRequests questions. A refusal is answered after `delay` seconds.
+    static func serve(fd: Int32, maxFailures: Int, delay: UInt32,
+                      check: ([UInt8], [UInt8], [UInt8]) -> CheckResult) {
+        let ch = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: 86400)
+        var failures = 0
+        for _ in 0..<maxRequests {
+            guard let q = try? Netstring.read(ch, limit: requestLimit), let (user, secret, stamp) = fields(q) else { return }
+            let r = check(user, secret, stamp)
+            if r == .rejected {
+                failures += 1
+                if delay > 0 { sleep(delay) }
+            }
+            var answer: UInt8 = r == .ok ? 48 : r == .rejected ? 49 : 50
+            if write(fd, &answer, 1) != 1 { return }
+            if r == .ok || failures >= maxFailures { return }
+        }
+    }
+
+    /// "user\0secret\0stamp\0", exactly.
+    static func fields(_ q: [UInt8]) -> ([UInt8], [UInt8], [UInt8])? {
+        guard q.last == 0 else { return nil }
+        let parts = q.dropLast().split(separator: 0, omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return nil }
+        return (Array(parts[0]), Array(parts[1]), Array(parts[2]))
+    }
+
+    /// qmail-smtpd's side: one question on SMTPAUTHFD.
+    public static func ask(fd: Int32, user: [UInt8], secret: [UInt8], stamp: [UInt8]) -> CheckResult {
+        let q = Netstring.encode(user + [0] + secret + [0] + stamp + [0])
+        guard q.count <= requestLimit + 16, (try? Sys.writeAll(fd, q)) != nil else { return .temporary }
+        var b: UInt8 = 0
+        while true {
+            let n = read(fd, &b, 1)
+            if n == 1 { break }
+            if n < 0 && errno == EINTR { continue }
+            return .temporary
+        }
+        switch b {
+        case 48: return .ok
+        case 49: return .rejected
+        default: return .temporary
+        }
+    }
+}
