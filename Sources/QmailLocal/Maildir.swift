@@ -56,6 +56,10 @@ public enum Maildir {
             }
             sleep(2)
         }
+        // Run as root (a single-user home made by root delivering into a
+        // hosted domain's mailbox), the message goes to the Maildir's owner,
+        // who reads and removes it over POP3.
+        if geteuid() == 0 && st.st_uid != 0 { _ = fchown(fd, st.st_uid, st.st_gid) }
         let fresh = base + Array("new/".utf8) + name
         func fail(_ text: String = "Temporary error on maildir delivery.") -> MailFailure {
             BytePath.with(tmp) { _ = unlink($0) }

@@ -73,6 +73,24 @@ def test_default_maildir_delivery(qhome, home, tmp_path):
     assert len(new_messages(md)) == 2
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_delivery_as_root_gives_the_message_to_the_maildir_owner(qhome, home, tmp_path):
+    """A single-user home made by root delivers as root; a hosted domain's
+    Maildir belongs to the domain's account, which must own (read, flag,
+    delete over POP3) what lands there. Root's own Maildir stays root's."""
+    md = maildirmake(qhome, home / "Maildir")
+    for d in (md, md / "tmp", md / "new", md / "cur"):
+        os.chown(d, 65534, 65534)
+    assert local(qhome, home, tmp_path).returncode == 0
+    [m] = new_messages(md)
+    st = m.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    for d in (md, md / "tmp", md / "new", md / "cur"):
+        os.chown(d, 0, 0)
+    assert local(qhome, home, tmp_path).returncode == 0
+    assert sorted(m.stat().st_uid for m in new_messages(md)) == [0, 65534]
+
+
 def test_maildir_keeps_nul_bytes_and_empty_sender(qhome, home, tmp_path):
     md = maildirmake(qhome, home / "Maildir")
     body = b"Subject: x\n\nnul\x00byte\xff\n" + b"L" * 100000 + b"\nno newline at end"
