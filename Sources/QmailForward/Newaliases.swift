@@ -95,6 +95,12 @@ public struct AliasEntryBuilder {
                           _ add: ([UInt8], [UInt8]) throws -> Void) throws {
         reset()
         guard Token822.parse(line, into: &toks) else { throw ForwardFatal.parseError }
+        // The scratch arrays are moved out of self while in use: handing
+        // self.text to a mutating method of self would make Swift retain
+        // and check it on every call (a tenth of newaliases' time).
+        var items = self.items, text = self.text, key = self.key
+        self.items = []; self.text = []; self.key = []
+        defer { self.items = items; self.text = text; self.key = key }
         let failed = AddressList.walk(toks, includes: true, into: &items)
         for item in items {
             toks.text(of: item, into: &text)
@@ -106,16 +112,22 @@ public struct AliasEntryBuilder {
             return
         }
         if target.isEmpty { throw ForwardFatal.parseError }
-        key.removeAll(keepingCapacity: true)
         if target.count >= 6 && target[0..<6].elementsEqual("owner-".utf8) {
-            key.append(UInt8(ascii: "?"))
-            for c in target[6...] { key.append(Ascii.lower(c)) }
+            AliasEntryBuilder.lowered(&key, UInt8(ascii: "?"), target[6...])
             try add(key, fullTarget)
-            key.removeAll(keepingCapacity: true)
         }
-        key.append(Ascii.colon)
-        for c in target { key.append(Ascii.lower(c)) }
+        AliasEntryBuilder.lowered(&key, Ascii.colon, target[...])
         try add(key, instr)
+    }
+
+    /// key = prefix + lowercased bytes, reusing key's storage.
+    static func lowered(_ key: inout [UInt8], _ prefix: UInt8, _ bytes: ArraySlice<UInt8>) {
+        key.removeAll(keepingCapacity: true)
+        key.append(prefix)
+        key.append(contentsOf: bytes)
+        key.withUnsafeMutableBufferPointer { k in
+            for i in 1..<k.count { k[i] = Ascii.lower(k[i]) }
+        }
     }
 }
 
