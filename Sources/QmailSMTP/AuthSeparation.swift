@@ -74,6 +74,13 @@ public enum AuthSeparation {
             Sys.warn("qmail-smtpd-auth: fatal: unable to fork: \(Sys.strerror(errno))")
             return 111
         }
+        // The connection is qmail-smtpd's alone: the root side lets go of it.
+        let null = open("/dev/null", O_RDWR)
+        if null >= 0 {
+            _ = dup2(null, 0)
+            _ = dup2(null, 1)
+            if null > 1 { close(null) }
+        }
         var delay: UInt32 = 2
         if let v = Sys.getenv("SMTPAUTHFAILDELAY"), let n = Decimal.parse(Array(v.utf8)), n <= 60 { delay = UInt32(n) }
         var maxFailures = 3

@@ -900,6 +900,26 @@ def test_auth_helper_keeps_the_limits_itself(qhome, tmp_path, nobody_dir):
         assert [l.split()[0] for l in lines[1:]] == ["b''", "b''"], (bad, lines)
 
 
+def test_auth_helper_lets_go_of_the_connection(qhome, nobody_dir):
+    """The root side keeps only its end of the socket pair: the client's
+    connection (descriptors 0 and 1) belongs to qmail-smtpd alone."""
+    child = nobody_dir / "child"
+    child.write_text("#!/bin/sh\nsleep 3\n")
+    child.chmod(0o755)
+    a, b = socket.socketpair()
+    p = subprocess.Popen([qhome.bin("qmail-smtpd-auth"), "-u", str(NOBODY), "-g", str(NOBODY), "/bin/false",
+                          "--", str(child)], stdin=a.fileno(), stdout=a.fileno())
+    try:
+        time.sleep(1)
+        assert os.readlink(f"/proc/{p.pid}/fd/0") == "/dev/null"
+        assert os.readlink(f"/proc/{p.pid}/fd/1") == "/dev/null"
+        kids = pathlib.Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        assert len(kids) == 1 and os.readlink(f"/proc/{kids[0]}/fd/0").startswith("socket:")
+    finally:
+        a.close(); b.close()
+        assert p.wait(timeout=10) == 0
+
+
 def test_auth_helper_refuses_root_and_bad_usage(qhome):
     h = qhome.bin("qmail-smtpd-auth")
     for argv in ([h, "-u", "0", "-g", "0", "/bin/true", "--", "/bin/true"],
