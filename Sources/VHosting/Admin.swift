@@ -376,17 +376,21 @@ public struct Admin {
         guard o.operands.count == 2 else { throw AdminError.usage(usage) }
         _ = try Names.address(Array(o.operands[0].utf8))
         let q = try parseQuota(o.operands[1])
-        try modifyUser(o.operands[0]) { u, d in
-            u.quota = q
-            guard Sys.isDirectory(u.maildir) else { return }
-            if q.isUnlimited {
-                _ = unlink(u.maildir + "/" + MaildirSize.fileName)
-            } else {
-                try MaildirSize.rebuild(u.maildir, quota: q)
-                FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
-            }
-        }
+        try modifyUser(o.operands[0]) { u, d in try setQuota(&u, d, q) }
         return []
+    }
+
+    /// A new quota and the Maildir's maildirsize to match: rebuilt (and the
+    /// domain's) for a limit, removed for none.
+    func setQuota(_ u: inout VUser, _ d: VDomain, _ q: Quota) throws {
+        u.quota = q
+        guard Sys.isDirectory(u.maildir) else { return }
+        if q.isUnlimited {
+            _ = unlink(u.maildir + "/" + MaildirSize.fileName)
+        } else {
+            try MaildirSize.rebuild(u.maildir, quota: q)
+            FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
+        }
     }
 
     /// vpopmail's vmoduser: -p refuses logins, -b bounces mail, -x clears
@@ -403,13 +407,7 @@ public struct Admin {
             if o.flags.contains("p") { u.flags |= VUser.flagNoPOP }
             if o.flags.contains("b") { u.flags |= VUser.flagBounceMail }
             if let g = gecos { u.gecos = g }
-            if let q = quota {
-                u.quota = q
-                if !q.isUnlimited, Sys.isDirectory(u.maildir) {
-                    try MaildirSize.rebuild(u.maildir, quota: q)
-                    FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
-                }
-            }
+            if let q = quota { try setQuota(&u, d, q) }
         }
         return []
     }

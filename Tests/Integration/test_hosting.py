@@ -617,6 +617,13 @@ def test_vmoduser_flags(hosting):
     hosting.admin("vmoduser", "-x", "-c", "Robert", "bob@example.org")
     assert hosting.checkpw("checkpassword-file", "bob@example.org", "pw").returncode == 0
     assert hosting.admin("vuserinfo", "-c", "bob@example.org").stdout == b"Robert\n"
+    # -q keeps maildirsize as vsetuserquota does: rebuilt for a limit, gone for none
+    md = hosting.maildir("bob", "example.org")
+    hosting.admin("vmoduser", "-q", "5000S", "bob@example.org")
+    assert (md / "maildirsize").read_text().startswith("5000S\n")
+    hosting.admin("vmoduser", "-q", "NOQUOTA", "bob@example.org")
+    assert not (md / "maildirsize").exists()
+    assert hosting.admin("vuserinfo", "-q", "bob@example.org").stdout.decode().strip() == "NOQUOTA"
 
 
 def test_vmkpasswd_rebuilds_after_a_hand_edit(hosting):
