@@ -43,6 +43,21 @@ public final class QueueSession: QueueSink {
         signal(SIGPIPE, SIG_IGN)
     }
 
+    /// Whether a server should use a session: QMAILQUEUE keeps qmail's
+    /// interface, one program per message, even when it names our own
+    /// qmail-queue (a privileged home ignores QMAILQUEUE).
+    public static var wanted: Bool {
+        QmailHome.isPrivileged || (Sys.getenv("QMAILQUEUE") ?? "").isEmpty
+    }
+
+    /// The next message's queue: this session when `session` is set,
+    /// else one queue program for the message.
+    public static func open(_ session: QueueSession?, program: String) throws -> QueueSink {
+        guard let session else { return try QueueClient(program: program) }
+        try session.begin()
+        return session
+    }
+
     /// Readies the next message, starting the queue program when none is
     /// running. Throws a temporary MailFailure when it cannot be started.
     public func begin() throws {

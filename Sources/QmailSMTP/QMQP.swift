@@ -128,7 +128,11 @@ public enum QMTPServer {
         let timeout = (try? control.number("timeoutsmtpd")) ?? 1200
         let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: max(1, timeout))
         let queueProgram = QueueClient.program(home: home, honourEnvironment: true)
-        return serve(ch, rcpthosts: rcpthosts, databytes: databytes, relay: relay) { try QueueClient(program: queueProgram) }
+        // One queue process for all the messages of a connection, as qmail-smtpd does.
+        let session = QueueSession.wanted ? QueueSession(program: queueProgram) : nil
+        return serve(ch, rcpthosts: rcpthosts, databytes: databytes, relay: relay) {
+            try QueueSession.open(session, program: queueProgram)
+        }
     }
 
     /// QMTP messages from `ch` until the client stops, each into a queue `openQueue` gives.

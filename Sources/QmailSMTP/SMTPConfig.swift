@@ -97,9 +97,7 @@ public struct SMTPConfig {
             c.rcptCheck = prog.split(separator: Ascii.space).map { String(decoding: $0, as: UTF8.self) }
         }
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
-        // QMAILQUEUE keeps qmail's interface, one program per message, even
-        // when it names our own qmail-queue.
-        c.queueSession = QmailHome.isPrivileged || (Sys.getenv("QMAILQUEUE") ?? "").isEmpty
+        c.queueSession = QueueSession.wanted
         return c
     }
 }

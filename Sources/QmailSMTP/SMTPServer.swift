@@ -204,11 +204,8 @@ public final class SMTPServer {
     /// our own qmail-queue, else one queue program for this message.
     private func openQueue() throws -> QueueSink {
         if let make = queueFactory { return try make() }
-        guard config.queueSession else { return try QueueClient(program: config.queueProgram) }
-        let session = queueSession ?? QueueSession(program: config.queueProgram)
-        queueSession = session
-        try session.begin()
-        return session
+        if config.queueSession && queueSession == nil { queueSession = QueueSession(program: config.queueProgram) }
+        return try QueueSession.open(queueSession, program: config.queueProgram)
     }
 
     private func doData() throws -> Bool {

@@ -99,6 +99,46 @@ def test_qmtpd_checks_rcpthosts_and_answers_each_recipient(qhome):
     assert b" with QMTP; " in msgs[0][0]
 
 
+def qmtp_answers(out: bytes):
+    parts = []
+    while out:
+        n, rest = out.split(b":", 1)
+        parts.append(rest[:int(n)])
+        out = rest[int(n) + 1:]
+    return parts
+
+
+def test_qmtpd_queues_a_connection_through_one_queue_process(qhome, tmp_path):
+    """As qmail-smtpd does: one qmail-queue --session for every message of
+    a connection; a refused message in the middle ends that process and the
+    next message gets a fresh one; QMAILQUEUE keeps one program per message."""
+    qhome.control("rcpthosts", "ours.example\n")
+    qhome.control("databytes", "100\n")
+
+    def msg(i, body=b"body\n"):
+        return ns(b"\nSubject: %d\n\n" % i + body) + ns(b"s%d@b.example" % i) + ns(ns(b"x@ours.example"))
+
+    stream = msg(1) + msg(2) + msg(3, b"x" * 200 + b"\n") + msg(4) + msg(5)
+    p = subprocess.run([qhome.bin("qmail-qmtpd")], input=stream, capture_output=True, env=smtpd_env(qhome), timeout=30)
+    assert p.returncode == 0
+    parts = qmtp_answers(p.stdout)
+    assert parts[2] == b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"
+    qps = [int(a.rsplit(b" ", 1)[1]) for a in parts if a.startswith(b"Kok ")]
+    assert len(qps) == 4 and qps[0] == qps[1] and qps[2] == qps[3] and qps[1] != qps[2], parts
+    msgs = queued(qhome)
+    assert sorted(m[1] for m in msgs) == [b"s1@b.example", b"s2@b.example", b"s4@b.example", b"s5@b.example"]
+    for mess, sender, _ in msgs:
+        assert mess.endswith(b"Subject: %s\n\nbody\n" % sender[1:2])
+    # QMAILQUEUE: one program per message, each its own pid
+    spy = tmp_path / "qq"
+    spy.write_text(f"#!/bin/sh\nexec {qhome.bin('qmail-queue')}\n")
+    spy.chmod(0o755)
+    p = subprocess.run([qhome.bin("qmail-qmtpd")], input=msg(6) + msg(7), capture_output=True,
+                       env=smtpd_env(qhome, QMAILQUEUE=str(spy)), timeout=30)
+    qps = [int(a.rsplit(b" ", 1)[1]) for a in qmtp_answers(p.stdout)]
+    assert len(qps) == 2 and qps[0] != qps[1]
+
+
 def test_qmtpd_refuses_nul_in_envelope_addresses(qhome):
     """Found by Fuzz/qmtpd.swift: a NUL in the sender reached qmail-queue's
     envelope, ending the sender there and turning the rest into a recipient
