@@ -19,7 +19,8 @@ let staticStdlib: [LinkerSetting] = [
 let fullyStatic: [LinkerSetting] = [
     .unsafeFlags(["-static-executable"], .when(configuration: .release)),
 ]
-let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases", "qmail-queue", "qmail-inject"]
+let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases", "qmail-queue", "qmail-inject",
+                                         "qmail-smtpd-auth"]
 
 /// program name -> library modules it links. Keep each list minimal: a
 /// program links only what it needs (qmail-queue never links a backend).
@@ -87,7 +88,7 @@ let programs: [(name: String, deps: [String])] = [
     ("vmoduser", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
     ("qmail-smtpd", ["QmailSMTP"]),
-    ("qmail-smtpd-auth", ["QmailSMTP"]),
+    ("qmail-smtpd-auth", ["QmailCore"]),
     ("qmail-remote", ["QmailSMTP"]),
     ("qmail-tcpto", ["QmailSMTP"]),
     ("qmail-tcpok", ["QmailSMTP"]),

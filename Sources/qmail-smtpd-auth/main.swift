@@ -4,6 +4,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import QmailSMTP
+import QmailCore
 
 exit(AuthSeparation.main(CommandLine.arguments))

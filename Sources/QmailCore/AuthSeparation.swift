@@ -22,7 +22,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import QmailCore
 
 public enum AuthSeparation {
     public static let usage = "qmail-smtpd-auth: usage: qmail-smtpd-auth -u uid -g gid checkpassword [args ...] -- qmail-smtpd [args ...]"
@@ -119,10 +118,10 @@ public enum AuthSeparation {
     /// maxRequests questions. A refusal is answered after `delay` seconds.
     static func serve(fd: Int32, maxFailures: Int, delay: UInt32,
                       check: ([UInt8], [UInt8], [UInt8]) -> CheckResult) {
-        let ch = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: 86400)
+        let input = ByteReader(fd: fd, capacity: 1024)
         var failures = 0
         for _ in 0..<maxRequests {
-            guard let q = try? Netstring.read(ch, limit: requestLimit), let (user, secret, stamp) = fields(q) else { return }
+            guard let q = readQuestion(input), let (user, secret, stamp) = fields(q) else { return }
             let r = check(user, secret, stamp)
             if r == .rejected {
                 failures += 1
@@ -132,6 +131,21 @@ public enum AuthSeparation {
             if write(fd, &answer, 1) != 1 { return }
             if r == .ok || failures >= maxFailures { return }
         }
+    }
+
+    /// One netstring of at most requestLimit bytes; nil on anything else.
+    static func readQuestion(_ input: ByteReader) -> [UInt8]? {
+        var n = 0
+        var digits = 0
+        while true {
+            guard let c = try? input.byte() else { return nil }
+            if c == Ascii.colon { if digits == 0 { return nil }; break }
+            guard Ascii.isDigit(c), digits < 5 else { return nil }
+            n = n * 10 + Int(c - 48)
+            digits += 1
+        }
+        guard n <= requestLimit, let body = try? input.bytes(count: n), (try? input.byte()) == UInt8(ascii: ",") else { return nil }
+        return body
     }
 
     /// "user\0secret\0stamp\0", exactly.
@@ -144,7 +158,8 @@ public enum AuthSeparation {
 
     /// qmail-smtpd's side: one question on SMTPAUTHFD.
     public static func ask(fd: Int32, user: [UInt8], secret: [UInt8], stamp: [UInt8]) -> CheckResult {
-        let q = Netstring.encode(user + [0] + secret + [0] + stamp + [0])
+        let body = user + [0] + secret + [0] + stamp + [0]
+        let q = Array("\(body.count):".utf8) + body + [UInt8(ascii: ",")]
         guard q.count <= requestLimit + 16, (try? Sys.writeAll(fd, q)) != nil else { return .temporary }
         var b: UInt8 = 0
         while true {

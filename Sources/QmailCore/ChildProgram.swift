@@ -6,7 +6,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import QmailCore
 
 public enum CheckResult: Equatable { case ok, rejected, temporary }
 
