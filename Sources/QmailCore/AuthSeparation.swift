@@ -160,7 +160,8 @@ public enum AuthSeparation {
     public static func ask(fd: Int32, user: [UInt8], secret: [UInt8], stamp: [UInt8]) -> CheckResult {
         let body = user + [0] + secret + [0] + stamp + [0]
         let q = Array("\(body.count):".utf8) + body + [UInt8(ascii: ",")]
-        guard q.count <= requestLimit + 16, (try? Sys.writeAll(fd, q)) != nil else { return .temporary }
+        // (A longer login would only be refused as malformed.)
+        guard body.count <= requestLimit, (try? Sys.writeAll(fd, q)) != nil else { return .temporary }
         var b: UInt8 = 0
         while true {
             let n = read(fd, &b, 1)
