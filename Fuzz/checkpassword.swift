@@ -13,20 +13,11 @@
 import Glibc
 #endif
 
-nonisolated(unsafe) var fd3: Int32 = -1
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpassword(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    if fd3 < 0 {
-        var name = Array("/tmp/fuzz-checkpassword-XXXXXX".utf8CString)
-        fd3 = mkstemp(&name)
-        precondition(fd3 >= 0)
-        unlink(name)
-    }
-    ftruncate(fd3, 0)
-    _ = bytes.withUnsafeBytes { pwrite(fd3, $0.baseAddress, $0.count, 0) }
-    lseek(fd3, 0, SEEK_SET)
+    let fd3 = scratchHolding(bytes)
     do {
         let got = try Checkpassword.readInput(fd: fd3)
         check(bytes.count <= Checkpassword.inputLimit && got == bytes, "fd 3 read differs")

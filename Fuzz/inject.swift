@@ -2,7 +2,8 @@
 // Fuzz target: qmail-inject's header processing (Injector): a message
 // header field by field, address lists rewritten, Bcc and friends dropped,
 // recipients taken from the header, the fields qmail-inject adds.
-// The input is the message as qmail-inject reads it on fd 0.
+// The input is the message as qmail-inject reads it on fd 0 (through
+// ByteReader, from a file).
 //
 // Checked: when the header is accepted, the envelope holds no NUL or LF
 // and at least one recipient; the header written holds no Bcc, Resent-Bcc,
@@ -11,23 +12,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-
-final class Lines: LineSource {
-    let data: [UInt8]
-    var pos = 0
-    init(_ d: [UInt8]) { data = d }
-    func line(delimiter: UInt8, limit: Int) throws -> (bytes: [UInt8], overflow: Bool)? {
-        if pos >= data.count { return nil }
-        var end = pos
-        while end < data.count && end - pos < limit && data[end] != delimiter { end += 1 }
-        if end < data.count && end - pos < limit && data[end] == delimiter {
-            defer { pos = end + 1 }
-            return (Array(data[pos...end]), false)
-        }
-        defer { pos = end }
-        return (Array(data[pos..<end]), end - pos >= limit)
-    }
-}
 
 let domains = InjectDomains(defaultHost: Array("host".utf8), defaultDomain: Array("example.com".utf8),
                             plusDomain: Array("example.net".utf8), idHost: Array("id.example.com".utf8))
@@ -40,7 +24,7 @@ public func fuzzInject(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     options.queue = true
     guard let inj = try? Injector(settings: InjectSettings(mailUser: Array("alice".utf8)), domains: domains,
                                   options: options, startTime: 0, pid: 42, headerLimit: 1 << 16) else { return 0 }
-    guard (try? inj.readHeader(Lines(bytes))) != nil, let header = try? inj.finishHeader() else { return 0 }
+    guard (try? inj.readHeader(ByteReader(fd: scratchHolding(bytes)))) != nil, let header = try? inj.finishHeader() else { return 0 }
     let env = [inj.sender ?? []] + inj.recipients
     check(!inj.recipients.isEmpty, "accepted without recipients")
     for a in env { check(!a.contains(0) && !a.contains(10), "NUL or LF in an envelope address") }

@@ -12,7 +12,6 @@
 import Glibc
 #endif
 
-nonisolated(unsafe) var inputFd: Int32 = -1
 nonisolated(unsafe) var maildir = ""
 nonisolated(unsafe) var devNull: Int32 = -1
 nonisolated(unsafe) var startDir: Int32 = -1  // libFuzzer's corpus paths are relative to it
@@ -49,19 +48,6 @@ func setUpMaildir() {
     chdir(maildir)
 }
 
-func fdWith(_ bytes: [UInt8]) -> Int32 {
-    if inputFd < 0 {
-        var name = Array("/tmp/fuzz-pop3d-in-XXXXXX".utf8CString)
-        inputFd = mkstemp(&name)
-        precondition(inputFd >= 0)
-        unlink(name)
-    }
-    ftruncate(inputFd, 0)
-    let n = bytes.withUnsafeBytes { pwrite(inputFd, $0.baseAddress, $0.count, 0) }
-    precondition(n == bytes.count)
-    lseek(inputFd, 0, SEEK_SET)
-    return inputFd
-}
 
 func lines(_ b: [UInt8]) -> [ArraySlice<UInt8>] {
     var out: [ArraySlice<UInt8>] = []
@@ -83,7 +69,7 @@ public func fuzzPop3d(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     check(messages.count == fixture.count, "scan found \(messages.count) messages")
     let out = ReplyWriter(fd: devNull, timeout: 0)
     let session = Pop3dSession(messages: messages, out: out)
-    let reader = CommandReader(fd: fdWith(bytes), exact: false, timeout: 0)
+    let reader = CommandReader(fd: scratchHolding(bytes), exact: false, timeout: 0)
     var quit = false
     loop: while true {
         let line: [UInt8]

@@ -17,23 +17,6 @@
 import Glibc
 #endif
 
-/// One unlinked temporary file holds each input, so CommandReader reads a real fd.
-nonisolated(unsafe) var inputFd: Int32 = -1
-
-func fdWith(_ bytes: ArraySlice<UInt8>) -> Int32 {
-    if inputFd < 0 {
-        var name = Array("/tmp/fuzz-popup-XXXXXX".utf8CString)
-        inputFd = mkstemp(&name)
-        precondition(inputFd >= 0)
-        unlink(name)
-    }
-    ftruncate(inputFd, 0)
-    let n = bytes.withUnsafeBytes { pwrite(inputFd, $0.baseAddress, $0.count, 0) }
-    precondition(n == bytes.count)
-    lseek(inputFd, 0, SEEK_SET)
-    return inputFd
-}
-
 /// What CommandReader must return, computed independently.
 func expectedLines(_ b: ArraySlice<UInt8>, limit: Int) -> [CommandReader.Line] {
     var out: [CommandReader.Line] = []
@@ -59,7 +42,7 @@ public func fuzzPopup(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                              tlsAvailable: flags & 1 != 0, tlsActive: flags & 4 != 0,
                              plaintextNeedsTLS: flags & 2 != 0)
     let session = PopupSession(config: config)
-    let reader = CommandReader(fd: fdWith(input), exact: true, timeout: 0)
+    let reader = CommandReader(fd: scratchHolding(input), exact: true, timeout: 0)
     let expected = expectedLines(input, limit: 2048)
     var tlsActive = config.tlsActive
     var userSinceTLS = false

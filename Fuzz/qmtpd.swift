@@ -18,26 +18,6 @@
 import Glibc
 #endif
 
-final class MemorySink: QueueSink {
-    var size = 0
-    var failed = false
-    var sender: [UInt8]?
-    var recipients: [[UInt8]] = []
-    var closed = false
-    func put(_ bytes: [UInt8]) { precondition(!closed); size += bytes.count }
-    func put(_ raw: UnsafeRawBufferPointer) { precondition(!closed); size += raw.count }
-    func fail() { failed = true }
-    func from(_ s: [UInt8]) { precondition(sender == nil && !closed); sender = s }
-    func to(_ r: [UInt8]) { precondition(sender != nil && !closed); recipients.append(r) }
-    func close() -> MailFailure? {
-        precondition(!closed, "queue closed twice")
-        closed = true
-        return failed ? .temporary("qq read error") : nil
-    }
-    var queuePid: Int32 { 4242 }
-    var queued: Bool { closed && !failed }
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzQmtpd(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if size < 2 { return 0 }

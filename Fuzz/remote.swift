@@ -22,13 +22,7 @@ let message = Array("From: a@example.org\nSubject: hi\n\nbody\n.dot line\n".utf8
 public func fuzzRemote(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if size < 1 { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    if messageFd < 0 {
-        var name = Array("/tmp/fuzz-remote-XXXXXX".utf8CString)
-        messageFd = mkstemp(&name)
-        precondition(messageFd >= 0)
-        unlink(name)
-        _ = message.withUnsafeBytes { pwrite(messageFd, $0.baseAddress, $0.count, 0) }
-    }
+    if messageFd < 0 { messageFd = scratchHolding(message) }
     lseek(messageFd, 0, SEEK_SET)
     let flags = bytes[0]
     var recipients = [Array("bob@example.com".utf8), Array("carol@example.com".utf8), Array("dave@example.com".utf8)]

@@ -21,34 +21,6 @@
 import Glibc
 #endif
 
-final class MemorySink: QueueSink {
-    var puts: [[UInt8]] = []
-    var failed = false
-    var sender: [UInt8]?
-    var recipients: [[UInt8]] = []
-    var closed = false
-    var refuse = false
-    var dataStart = 0
-    var dataEnd = 0
-    var onClose: () -> Int = { 0 }
-
-    func put(_ bytes: [UInt8]) { precondition(!closed); puts.append(bytes) }
-    func put(_ raw: UnsafeRawBufferPointer) { put(Array(raw)) }
-    func fail() { failed = true }
-    func from(_ s: [UInt8]) { precondition(sender == nil && !closed); sender = s }
-    func to(_ r: [UInt8]) { precondition(sender != nil && !closed); recipients.append(r) }
-    func close() -> MailFailure? {
-        precondition(!closed, "queue closed twice")
-        closed = true
-        dataEnd = onClose()
-        if failed { return .temporary("qq read error") }
-        if refuse { return .permanent("refused by the fuzz queue") }
-        return nil
-    }
-    var queuePid: Int32 { 4242 }
-    var queued: Bool { closed && !failed && !refuse }
-}
-
 func find(_ hay: ArraySlice<UInt8>, _ needle: [UInt8]) -> Int? {
     if hay.count < needle.count { return nil }
     var i = hay.startIndex

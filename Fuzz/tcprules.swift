@@ -10,26 +10,6 @@
 import Glibc
 #endif
 
-nonisolated(unsafe) var cdbFd: Int32 = -1
-
-func cdbBytes(_ recs: [([UInt8], [UInt8])]) -> [UInt8] {
-    if cdbFd < 0 {
-        var name = Array("/tmp/fuzz-tcprules-XXXXXX".utf8CString)
-        cdbFd = mkstemp(&name)
-        precondition(cdbFd >= 0)
-        unlink(name)
-    }
-    ftruncate(cdbFd, 0)
-    lseek(cdbFd, 0, SEEK_SET)
-    let w = try! CdbWriter(fd: cdbFd)
-    for r in recs { try! w.add(r.0, r.1) }
-    try! w.finish()
-    let n = Int(lseek(cdbFd, 0, SEEK_END))
-    var out = [UInt8](repeating: 0, count: n)
-    _ = out.withUnsafeMutableBytes { pread(cdbFd, $0.baseAddress, n, 0) }
-    return out
-}
-
 func encode(_ v: RuleVerdict) -> [UInt8] {
     var out: [UInt8] = v.deny ? [68, 0] : []
     for e in v.env { out += [43] + e.name + [61] + e.value + [0] }

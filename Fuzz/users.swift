@@ -9,26 +9,6 @@
 import Glibc
 #endif
 
-nonisolated(unsafe) var cdbFd: Int32 = -1
-
-func cdbBytes(_ recs: [(key: [UInt8], data: [UInt8])]) -> [UInt8] {
-    if cdbFd < 0 {
-        var name = Array("/tmp/fuzz-users-XXXXXX".utf8CString)
-        cdbFd = mkstemp(&name)
-        precondition(cdbFd >= 0)
-        unlink(name)
-    }
-    ftruncate(cdbFd, 0)
-    lseek(cdbFd, 0, SEEK_SET)
-    let w = try! CdbWriter(fd: cdbFd)
-    for r in recs { try! w.add(r.key, r.data) }
-    try! w.finish()
-    let n = Int(lseek(cdbFd, 0, SEEK_END))
-    var out = [UInt8](repeating: 0, count: n)
-    _ = out.withUnsafeMutableBytes { pread(cdbFd, $0.baseAddress, n, 0) }
-    return out
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzUsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
@@ -60,7 +40,7 @@ public func fuzzUsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
           && Set(again.last!.data.map(Ascii.lower)) == Set(recs.last!.data.map(Ascii.lower)),
           "assign -> records -> assign -> records changed")
     if recs.count <= 200 {
-        guard let cdb = try? CdbReader(bytes: cdbBytes(recs)) else { check(false, "cdb unreadable"); return 0 }
+        guard let cdb = try? CdbReader(bytes: cdbBytes(recs.map { ($0.key, $0.data) })) else { check(false, "cdb unreadable"); return 0 }
         for (local, ext) in exact.prefix(8) {
             guard let a = try? UsersAssign.lookup(cdb, local: local) else { check(false, "lookup failed for an exact address"); continue }
             check(a.ext == ext, "exact address found with another record's extension")

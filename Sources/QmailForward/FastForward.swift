@@ -152,7 +152,8 @@ public final class FastForward {
 
     /// Returns false when the recipient has no instructions.
     func doOriginalRecipient(_ addr: Span) throws -> Bool {
-        if sender.count > 0 && !pool.equal(sender, "#@[]", 4),
+        let bounceSender: StaticString = "#@[]"
+        if sender.count > 0 && !pool.equal(sender, bounceSender.utf8Start, bounceSender.utf8CodeUnitCount),
            let owner = try target(wild: true, UInt8(ascii: "?"), addr) {
             sender = owner
         }
