@@ -187,7 +187,19 @@ struct Blaster {
 }
 
 public enum Pop3dServer {
+    /// Exit code when asked to serve a mailbox as root: qmail's "temporary",
+    /// which qmail-popup turns into "-ERR [SYS/TEMP]"; 1 would read there
+    /// as a wrong password.
+    static let refusedAsRoot: Int32 = 111
+
     public static func main(_ args: [String]) -> Int32 {
+        // A checkpassword program that did not switch users (most do not
+        // refuse uid 0 themselves) must not hand a client root's view of
+        // the disk. The reason goes to the log; qmail-popup answers the client.
+        if getuid() == 0 || geteuid() == 0 {
+            Sys.warn("qmail-pop3d: refusing to serve a mailbox as root (uid 0); the checkpassword program must switch to the mailbox owner")
+            return refusedAsRoot
+        }
         POP3Timeout.install(exitCode: 0)
         let out = ReplyWriter(fd: 1)
         guard let dir = args.first, !dir.isEmpty, chdir(dir) == 0 else {

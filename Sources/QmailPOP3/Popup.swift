@@ -10,7 +10,7 @@ public struct PopupConfig {
     public var tlsAvailable: Bool
     /// The connection is already encrypted (STLS done, or implicit TLS).
     public var tlsActive: Bool
-    /// USER/PASS and AUTH PLAIN are refused until TLS is active
+    /// USER/PASS, APOP and AUTH PLAIN are refused until TLS is active
     /// (environment variable TLSREQUIRED, typically set by tcprules).
     public var plaintextNeedsTLS: Bool
 
@@ -42,7 +42,9 @@ public final class PopupSession {
         self.config = config
     }
 
-    public var greeting: [UInt8] { Array("+OK ".utf8) + config.timestamp + [13, 10] }
+    /// The timestamp announces APOP (RFC 1939), so it is left out while
+    /// APOP is refused.
+    public var greeting: [UInt8] { Array("+OK ".utf8) + (plaintextAllowed ? config.timestamp : []) + [13, 10] }
 
     static func ok(_ s: String = "") -> PopupAction { .reply(Array("+OK \(s)\r\n".utf8)) }
     static func err(_ s: String) -> PopupAction { .reply(Array("-ERR \(s)\r\n".utf8)) }
@@ -81,6 +83,9 @@ public final class PopupSession {
             if c.arg.isEmpty { return [PopupSession.err("syntax error")] }
             return [.login(user: u, password: c.arg)]
         case "apop":
+            // checkpassword cannot tell an APOP digest from a password (it
+            // gets both the same way), so APOP is a plaintext login too.
+            if !plaintextAllowed { return [PopupSession.err(PopupSession.needTLS)] }
             guard let sp = c.arg.firstIndex(of: Ascii.space), sp > 0 else { return [PopupSession.err("syntax error")] }
             return [.login(user: Array(c.arg[0..<sp]), password: Array(c.arg[(sp + 1)...]))]
         case "auth":

@@ -1,6 +1,9 @@
 // qmail-popup's I/O: greets, reads commands, and on PASS/APOP/AUTH runs
-// the checkpassword program with "user\0password\0timestamp\0" on fd 3 and
-// fd 2 copied from fd 1, as qmail-popup(8) says. Exits 1 like qmail's.
+// the checkpassword program with "user\0password\0timestamp\0" on fd 3.
+// Unlike qmail's, it leaves fd 2 alone: under tcpserver that is the log, and
+// what checkpassword or qmail-pop3d complain about there (a missing
+// vpasswd.cdb, a database down) is for the administrator, not for a client
+// that has not logged in. Exits 1 like qmail's.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,6 +13,9 @@ import QmailTLS
 public enum PopupServer {
     public static func main(_ args: [String]) -> Int32 {
         POP3Timeout.install(exitCode: 1)
+        // A closed fd 2 would be taken by the next open file or pipe, and
+        // the children's complaints would go there.
+        if fcntl(2, F_GETFD) < 0 && open("/dev/null", O_WRONLY) != 2 { return 1 }
         let out = ReplyWriter(fd: 1)
         guard args.count >= 2, !args[0].isEmpty else {
             out.put("-ERR usage: popup hostname subprogram\r\n")
@@ -89,7 +95,6 @@ public enum PopupServer {
 
     static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8]) -> Verdict {
         alarm(0)
-        if dup2(1, 2) < 0 { return .temporary }
         guard var p = try? Sys.pipeCloexec() else { return .temporary }
         if p.read == 3 || p.write == 3 {
             // fd 3 must be free for the dup2 in the child.

@@ -1,6 +1,6 @@
 // qmail-pop3d: serves the Maildir named by its argument (relative to the
 // home directory checkpassword changed to) over POP3. Runs as the mailbox
-// owner; trusts nothing the client sends.
+// owner, never as root (refused, exit 111); trusts nothing the client sends.
 import QmailCore
 import QmailPOP3
 

@@ -5,8 +5,10 @@ implicit TLS (tlswrap), and hostile input.
 Run: SQ_BIN=$PWD/.build/debug python3 -m pytest -q Tests/Integration/test_pop3.py
 
 The checkpassword used here is a tiny test-only script (reads fd 3, checks
-one user, chdirs to the home and execs its arguments), so the POP3 programs
-are tested on their own; checkpassword-file has its own tests.
+one user, becomes the mailbox owner when run as root, chdirs to the home and
+execs its arguments), so the POP3 programs are tested on their own;
+checkpassword-file has its own tests. Run as root, the tests give the
+mailbox to "nobody": qmail-pop3d refuses to serve a mailbox as root.
 """
 import hashlib
 import os
@@ -21,6 +23,8 @@ import socket
 import ssl
 import subprocess
 import time
+
+import pwd
 
 import pytest
 
@@ -39,6 +43,7 @@ while True:
 user, pw, ts = data.split(b"\0")[:3]
 mode = os.environ.get("TESTCP_MODE", "")
 if mode == "temp":
+    sys.stderr.write("testcp: temporary failure: the user database is down\n")
     sys.exit(111)
 if mode == "crash":
     os.kill(os.getpid(), 9)
@@ -47,6 +52,10 @@ ok = user == os.environ["TESTCP_USER"].encode() and (
     pw == want or pw == hashlib.md5(ts + want).hexdigest().encode())
 if not ok:
     sys.exit(1)
+if os.getuid() == 0 and mode != "stay-root":
+    os.setgroups([])
+    os.setgid(int(os.environ["TESTCP_GID"]))
+    os.setuid(int(os.environ["TESTCP_UID"]))
 os.chdir(os.environ["TESTCP_HOME"])
 os.environ["USER"] = user.decode()
 os.environ["HOME"] = os.environ["TESTCP_HOME"]
@@ -59,6 +68,15 @@ def message(i, size=0):
     if size > len(body):
         body += ("x" * 70 + "\n") * ((size - len(body)) // 71)
     return body.encode()
+
+
+# The mailbox owner when the tests run as root; (None, None) otherwise.
+OWNER = (pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid) if os.geteuid() == 0 else (None, None)
+
+
+def as_owner():
+    """subprocess arguments that run a program as the mailbox owner."""
+    return {} if OWNER[0] is None else {"user": OWNER[0], "group": OWNER[1], "extra_groups": []}
 
 
 class Env:
@@ -74,6 +92,21 @@ class Env:
         self.cp.write_text(CHECKPASSWORD)
         self.cp.chmod(0o755)
         self.servers = []
+        if OWNER[0] is not None:
+            # the owner must reach its home through pytest's private directories
+            for p in tmp.parents:
+                if str(p) in ("/", "/tmp"):
+                    break
+                p.chmod(p.stat().st_mode | 0o011)
+            tmp.chmod(tmp.stat().st_mode | 0o011)
+
+    def give_to_owner(self):
+        """The mailbox (files added by the test included) belongs to its owner."""
+        if OWNER[0] is None:
+            return
+        for root, dirs, files in os.walk(self.home):
+            for n in [root] + [os.path.join(root, f) for f in dirs + files]:
+                os.lchown(n, *OWNER)
 
     def add(self, i, where="new", size=0, mtime=None):
         name = f"{1700000000 + i}.M{i}P{i}.test.example"
@@ -94,9 +127,12 @@ class Env:
         (self.qmail / "control" / "servercert.pem").write_bytes(crt.read_bytes() + key.read_bytes())
 
     def env(self, extra=None):
+        self.give_to_owner()
         e = dict(os.environ)
         e.update({"QMAIL_HOME": str(self.qmail), "TESTCP_USER": USER, "TESTCP_PASS": PASSWORD,
                   "TESTCP_HOME": str(self.home), "POP3FAILDELAY": "1"})
+        if OWNER[0] is not None:
+            e.update({"TESTCP_UID": str(OWNER[0]), "TESTCP_GID": str(OWNER[1])})
         for k in ("TLSREQUIRED", "SSL_PROTOCOL"):
             e.pop(k, None)
         if extra:
@@ -131,9 +167,10 @@ class Env:
         """The whole chain on a pipe (no tcpserver): for byte-exact transcripts."""
         return subprocess.run(self.chain(), input=data, capture_output=True, env=self.env(extra_env), timeout=timeout)
 
-    def run_pop3d(self, data: bytes, timeout=60):
-        return subprocess.run([str(bin_dir() / "qmail-pop3d"), "Maildir"], input=data, capture_output=True,
-                              cwd=self.home, timeout=timeout)
+    def run_pop3d(self, data: bytes, timeout=60, maildir="Maildir"):
+        self.give_to_owner()
+        return subprocess.run([str(bin_dir() / "qmail-pop3d"), maildir], input=data, capture_output=True,
+                              cwd=self.home, timeout=timeout, **as_owner())
 
 
 @pytest.fixture
@@ -234,7 +271,7 @@ def test_maildirsize_updated_after_deletions(env):
 
 
 def test_no_maildir(env):
-    r = subprocess.run([str(bin_dir() / "qmail-pop3d"), "NoSuchMaildir"], input=b"", capture_output=True, cwd=env.home)
+    r = env.run_pop3d(b"", maildir="NoSuchMaildir")
     assert r.stdout == b"-ERR this user has no $HOME/Maildir\r\n" and r.returncode == 0
 
 
@@ -262,11 +299,58 @@ def test_checkpassword_111_is_temporary(env):
     assert r.stdout.endswith(b"-ERR [SYS/TEMP] temporary failure, try again later\r\n")
     assert b"authorization failed" not in r.stdout
     assert time.time() - t0 < 0.9
+    # what checkpassword says on its stderr is for the log, not for the client
+    assert b"database" not in r.stdout
+    assert r.stderr == b"testcp: temporary failure: the user database is down\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_pop3d_refuses_to_serve_as_root(env):
+    """A checkpassword that does not switch users (TESTCP_MODE=stay-root)
+    leaves qmail-pop3d as root: it refuses, the log says why, and the client
+    gets a temporary error, not a failed login and not the mailbox."""
+    env.add(1)
+    t0 = time.time()
+    r = env.run_popup(b"USER joe\r\nPASS secret\r\nSTAT\r\nDELE 1\r\nQUIT\r\n", extra_env={"TESTCP_MODE": "stay-root"})
+    assert r.stdout.split(b"\r\n")[1:] == [b"+OK ", b"-ERR [SYS/TEMP] temporary failure, try again later", b""]
+    assert b"qmail-pop3d: refusing to serve a mailbox as root" in r.stderr
+    assert time.time() - t0 < 0.9  # no failed-login delay
+    assert len(env.files("new")) == 1
+    # run directly as root: exit 111, nothing for a client, the reason on stderr
+    r = subprocess.run([str(bin_dir() / "qmail-pop3d"), "Maildir"], input=b"STAT\r\nQUIT\r\n",
+                       capture_output=True, cwd=env.home, timeout=60)
+    assert (r.returncode, r.stdout) == (111, b"")
+    assert b"uid 0" in r.stderr
+    assert len(env.files("new")) == 1 and env.files("cur") == []
 
 
 def test_checkpassword_crash(env):
     r = env.run_popup(b"USER joe\r\nPASS secret\r\n", extra_env={"TESTCP_MODE": "crash"})
     assert r.stdout.endswith(b"-ERR aack, child crashed\r\n")
+
+
+def test_tlsrequired_refuses_apop_before_stls(env):
+    """checkpassword cannot tell an APOP digest from a clear password, so
+    under TLSREQUIRED APOP waits for TLS like USER/PASS, and the greeting
+    carries no timestamp (which would announce APOP)."""
+    env.make_cert()
+    env.add(1)
+    r = env.run_popup(b"APOP joe secret\r\nSTAT\r\nQUIT\r\n", extra_env={"TLSREQUIRED": "1"})
+    assert r.stdout.split(b"\r\n") == [b"+OK ", b"-ERR [AUTH] plaintext login refused before STLS",
+                                        b"-ERR authorization first", b"+OK ", b""]
+    assert env.files("new") != [] and env.files("cur") == []
+    # after STLS it is a login like any other
+    port = env.serve(extra_env={"TLSREQUIRED": "1"})
+    c = poplib.POP3("127.0.0.1", port, timeout=10)
+    assert not c.timestamp.search(c.getwelcome())
+    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+        c._shortcmd(f"APOP {USER} {PASSWORD}")
+    c.stls(context=unverified())
+    c._shortcmd(f"APOP {USER} {PASSWORD}")
+    assert c.stat()[0] == 1
+    c.quit()
+    # without TLSREQUIRED the greeting offers APOP as qmail's does
+    assert re.match(rb"\+OK <\d+\.\d+@pop\.test\.example>\r\n", env.run_popup(b"QUIT\r\n").stdout)
 
 
 def test_apop(env):
@@ -558,15 +642,21 @@ def test_getmail6(env, mode):
 # Started from a fresh, small Python so that the pages of this (large)
 # test process, shared by vfork before exec, do not count as the child's.
 RSS_PROBE = (
-    "import resource, subprocess, sys\n"
-    "r = subprocess.run(sys.argv[1:])\n"
+    "import os, resource, subprocess, sys\n"
+    "u = os.environ.get('PROBE_UID')\n"
+    "kw = {'user': int(u), 'group': int(os.environ['PROBE_GID']), 'extra_groups': []} if u else {}\n"
+    "r = subprocess.run(sys.argv[1:], **kw)\n"
     "sys.stderr.write('maxrss=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     "sys.exit(r.returncode)\n"
 )
 
 
 def max_rss_kib_of(cmd, data, cwd=None, envv=None):
-    """Runs cmd with data on stdin; returns (result, the child's max RSS in KiB)."""
+    """Runs cmd with data on stdin (as the mailbox owner when we are root);
+    returns (result, the child's max RSS in KiB)."""
+    envv = dict(envv if envv is not None else os.environ)
+    if OWNER[0] is not None:
+        envv.update({"PROBE_UID": str(OWNER[0]), "PROBE_GID": str(OWNER[1])})
     with tempfile.TemporaryFile() as inp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         inp.write(data)
         inp.seek(0)
@@ -594,6 +684,7 @@ def test_garbage_commands_pop3d_bounded_memory(env):
     nul = b"RETR\x001\r\nST\x00AT\r\n"
     data = garbage + big + nul + b"RETR 0\r\nRETR -1\r\nRETR 18446744073709551616\r\nRETR 99999999999999999999999999\r\n" \
         + b"TOP\r\nDELE x\r\nLIST 2\r\n" + big * 3 + b"STAT\r\nQUIT\r\n"
+    env.give_to_owner()
     r, rss = max_rss_kib_of([str(bin_dir() / "qmail-pop3d"), "Maildir"], data, cwd=env.home)
     lines = r.stdout.split(b"\r\n")
     assert lines[0] == b"+OK "
@@ -766,9 +857,22 @@ def full_chain(tmp_path, account):
         c.user("joe@pop.example")
         with pytest.raises(poplib.error_proto, match="authorization failed"):
             c.pass_("wrong")
+        # A broken user database: the client, not logged in, learns only that
+        # it should try again; the details go to the log (tcpserver's stderr).
+        cdb = q.path / "domains" / "pop.example" / "vpasswd.cdb"
+        cdb.unlink()
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"USER joe@pop.example\r\nPASS " + PASSWORD.encode() + b"\r\n")
+        rest = f.read()
+        s.close()
+        assert rest == b"+OK \r\n-ERR [SYS/TEMP] temporary failure, try again later\r\n"
     finally:
         p.terminate()
         p.wait()
+    log = p.stderr.read()
+    assert b"checkpassword-file: temporary failure: " + str(cdb).encode() + b" is missing" in log, log
 
 
 @pytest.mark.parametrize("mode", ["plain", "stls", "implicit"])

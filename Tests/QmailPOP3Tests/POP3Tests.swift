@@ -30,14 +30,17 @@ final class PopupTests: XCTestCase {
 
     func testStlsAndRequiredTLS() {
         let s = session(tls: true, need: true)
+        XCTAssertEqual(s.greeting, b("+OK \r\n"))  // no timestamp: APOP is not offered
         XCTAssertFalse(s.capabilities().string.contains("USER"))
         XCTAssertTrue(s.capabilities().string.contains("STLS"))
         XCTAssertEqual(s.handle(b("USER joe")), [reply("-ERR [AUTH] plaintext login refused before STLS\r\n")])
+        XCTAssertEqual(s.handle(b("APOP joe secret")), [reply("-ERR [AUTH] plaintext login refused before STLS\r\n")])
         XCTAssertEqual(s.handle(b("STLS")), [reply("+OK begin TLS negotiation\r\n"), .startTLS])
         s.tlsStarted()
         XCTAssertEqual(s.handle(b("STLS")), [reply("-ERR already using TLS\r\n")])
         XCTAssertTrue(s.capabilities().string.contains("USER"))
         XCTAssertFalse(s.capabilities().string.contains("STLS"))
+        XCTAssertEqual(s.handle(b("APOP joe 0123")), [.login(user: b("joe"), password: b("0123"))])
         XCTAssertEqual(s.handle(b("USER joe")), [reply("+OK \r\n")])
         XCTAssertEqual(session().handle(b("STLS")), [reply("-ERR STLS not available\r\n")])
     }
