@@ -334,6 +334,16 @@ def test_writable_home_and_qmail_defer(qhome, home, tmp_path):
     assert not (home / "Mailbox").exists()
 
 
+def test_group_writable_home_and_qmail_deliver(qhome, home, tmp_path):
+    """Only the world-write bit makes a home or a .qmail unsafe (qmail's
+    conf-patrn is 002), as dot-qmail(5) and qmail-local(8) say."""
+    os.chmod(home, 0o775)
+    qmail_file(home, ".qmail", "./Mailbox\n", mode=0o664)
+    r = local(qhome, home, tmp_path)
+    assert (r.returncode, r.stdout) == (0, b"did 1+0+0\n"), r.stderr
+    assert b"\nSubject: hello\n" in (home / "Mailbox").read_bytes()
+
+
 def test_forward_only_qmail(qhome, home, tmp_path):
     qmail_file(home, ".qmail", "./Mailbox\n", mode=0o744)
     r = local(qhome, home, tmp_path)
