@@ -138,8 +138,11 @@ class System:
         tag = os.getpid() % 100000
         self.J, self.A, self.R = f"sqj{tag}", f"sqa{tag}", f"sqr{tag}"
         path = self.base / "qmail"
+        # qmail-setup makes qmail's accounts: cleanup() removes those it made
+        self.accounts = conftest.QmailAccounts()
         r = run([str(conftest.bin_dir() / "qmail-setup"), str(path), FQDN], timeout=180)
         if r.returncode != 0:
+            self.accounts.restore()
             raise RuntimeError("qmail-setup failed: " + r.stderr.decode(errors="replace"))
         self.q = conftest.QmailHome(path, FQDN)
         # qmailctl reads machine files unless told otherwise
@@ -260,6 +263,7 @@ class System:
                 s.stop()
         for name in self.users:
             run(["userdel", "-f", name])
+        self.accounts.restore()
         if os.environ.get("SQ_SECURITY_KEEP") == "1":
             print(f"security: kept {self.base} (SQ_SECURITY_KEEP=1)", flush=True)
         else:

@@ -34,13 +34,18 @@ struct Doctor {
         ctl.out("qmail home \(home.path) (\(ids.singleUser ? "single-user" : "multi-user"))")
         checkOwnership(ids)
         checkPrograms(ids)
+        checkAccounts(ids)
         checkControls()
+        checkDomainFiles()
+        checkAssignOwners()
         let smtpd = smtpdInUse()
         checkRelay(smtpd: smtpd)
         checkCdbs()
         checkCertificate()
         if checkDNS { checkNames() }
+        checkPorts()
         checkQueue()
+        checkDeferred()
         ctl.out("doctor: \(problems) problem\(problems == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")")
         return problems > 0 ? CtlExit.problem : (warnings > 0 ? CtlExit.warning : CtlExit.ok)
     }
@@ -245,10 +250,17 @@ struct Doctor {
         var pairs: [(String, String)] = (ctl.config.smtpRules + ctl.config.pop3Rules + ctl.config.otherRules).map { ($0, "\($0).cdb") }
         pairs.append(("\(home.users)/assign", "\(home.users)/cdb"))
         pairs.append((home.control("morercpthosts"), home.control("morercpthosts.cdb")))
-        pairs.append((ctl.config.aliases, "\(ctl.config.aliases).cdb"))
+        // the aliases matter only where fastforward reads them
+        let ff = fastforwardAliases()
+        if let ff { pairs.append(ff) }
         var bad = 0
         for (src, cdb) in pairs {
-            guard let s = try? Sys.stat(src) else { continue }
+            guard let s = try? Sys.stat(src) else {
+                if cdb == ff?.cdb && !Sys.exists(cdb) {
+                    warn("fastforward reads \(cdb), which is missing: write \(src) and run newaliases"); bad += 1
+                }
+                continue
+            }
             guard let c = try? Sys.stat(cdb) else {
                 warn("\(cdb) is missing: run qmailctl cdb"); bad += 1; continue
             }
