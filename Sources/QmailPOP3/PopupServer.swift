@@ -27,6 +27,8 @@ public enum PopupServer {
             plaintextNeedsTLS: env("TLSREQUIRED").map { $0 != "0" } ?? false)
         let failDelay = env("POP3FAILDELAY").flatMap { UInt32($0) } ?? 2
         let session = PopupSession(config: config)
+        // The log (tcpserver's stderr): runCheckpassword points fd 2 at the client.
+        let logFd = fcntl(2, F_DUPFD_CLOEXEC, 10)
         let input = CommandReader(fd: 0, exact: true)
         out.put(session.greeting)
         if !out.flush() { return 1 }
@@ -66,6 +68,7 @@ public enum PopupServer {
                 case .login(let user, let password):
                     if !out.flush() { return 1 }
                     let verdict = runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
+                    if logFd >= 0 { LoginLog.write(fd: logFd, program: "qmail-popup", result: verdict.logName, user: user) }
                     switch verdict {
                     case .crashed:
                         out.put("-ERR aack, child crashed\r\n")
@@ -85,7 +88,17 @@ public enum PopupServer {
         }
     }
 
-    enum Verdict { case done, rejected, temporary, crashed }
+    enum Verdict {
+        case done, rejected, temporary, crashed
+        var logName: String {
+            switch self {
+            case .done: return "ok"
+            case .rejected: return "failed"
+            case .temporary: return "temporary"
+            case .crashed: return "crashed"
+            }
+        }
+    }
 
     static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8]) -> Verdict {
         alarm(0)
