@@ -11,7 +11,8 @@
 # Usage: scripts/run.sh [--reset-password]
 # Environment: QMAIL_HOME, QMAIL_DOMAIN, QMAIL_FQDN, QMAIL_LISTEN (addresses,
 # default "127.0.0.1 ::1"), SMTP_PORT, SUBMISSION_PORT, SMTPS_PORT,
-# POP3_PORT, POP3S_PORT, SMARTHOST (host:port for all outgoing mail),
+# POP3_PORT, POP3S_PORT, SMARTHOST (host:port for all outgoing mail; it is
+# written to control/smtproutes and stays there until changed),
 # QMAIL_RUN_USER (run as root: the account that owns the home), QMAIL_BIN
 # (use programs already built there: no package check, no build).
 set -euo pipefail
@@ -56,6 +57,10 @@ for pv in SMTP_PORT SUBMISSION_PORT SMTPS_PORT POP3_PORT POP3S_PORT; do
     fi
   done
 done
+if [ -n "${SMARTHOST_USER:-}${SMARTHOST_PASSWORD:-}" ]; then
+  die "SMARTHOST_USER/SMARTHOST_PASSWORD: qmail-remote cannot log in to a relay yet (no SMTP AUTH client); use a relay that accepts this host without AUTH"
+fi
+case "${SMARTHOST:-}" in *[!A-Za-z0-9.:\[\]-]*) die "SMARTHOST=$SMARTHOST is not host:port" ;; esac
 # qmail-send holds queue/lock/sendmutex (flock) while it runs.
 if [ -e "$HOME_DIR/queue/lock/sendmutex" ]; then
   rc=0; flock -n -E 75 "$HOME_DIR/queue/lock/sendmutex" true || rc=$?
