@@ -49,6 +49,9 @@ public struct SMTPConfig {
     public var queueSession = false
     /// STARTTLS is offered when a TLS starter is installed.
     public var tlsAvailable = false
+    /// SSL_PROTOCOL set: the connection is TLS already (tlswrap, port 465's
+    /// implicit TLS), so no STARTTLS, and FORCETLS is satisfied.
+    public var tlsWrapped = false
 
     public init() {}
 
@@ -87,6 +90,7 @@ public struct SMTPConfig {
         c.authCram = mode.contains("cram")
         c.authPlainLogin = !c.authCram || mode.contains("+")
         if let f = Sys.getenv("FORCETLS"), f != "0" { c.authNeedsTLS = true }
+        c.tlsWrapped = !(Sys.getenv("SSL_PROTOCOL") ?? "").isEmpty
         if let v = Sys.getenv("SMTPAUTHFAILDELAY"), let n = Decimal.parse(Array(v.utf8)), n <= 60 { c.authFailDelay = UInt32(n) }
         if let v = Sys.getenv("MAXRCPT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.maxRecipients = n }
         if let v = Sys.getenv("RCPTCHECKTIMEOUT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.rcptCheckTimeout = n }

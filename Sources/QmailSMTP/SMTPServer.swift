@@ -46,6 +46,7 @@ public final class SMTPServer {
         self.config = config
         self.channel = channel
         self.tls = tls
+        self.tlsActive = config.tlsWrapped
     }
 
     private func reply(_ s: String) { channel.put(s) }

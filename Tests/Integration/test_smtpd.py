@@ -6,6 +6,7 @@ import re
 import signal
 import smtplib
 import socket
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -809,25 +810,53 @@ def test_auth_through_the_privileged_helper_as_the_services_run_it(hosted, nobod
     assert (out_dir / "uid").read_text().strip() == str(NOBODY)
 
 
-def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_dir):
-    """contrib's submission run script as shipped, with only the account
-    (qmaild -> nobody, which exists everywhere), the port and the
-    checkpassword program (checkpassword-file, for the hosted domain)
-    changed: swaks-like smtplib clients log in and relay."""
-    import shutil
-    script = (ROOT / "contrib" / "daemontools" / "qmail-submission" / "run").read_text()
-    assert '"$QMAIL/bin/qmail-smtpd-auth" -u "$QMAILDUID" -g "$NOFILESGID"' in script
-    script = (script.replace("id -u qmaild", "id -u nobody").replace("id -g qmaild", "id -g nobody")
-              .replace('"$QMAIL/bin/checkpassword" /bin/true', '"$QMAIL/bin/checkpassword-file" /bin/true'))
+def shipped_service(kind, name):
+    """The command a contrib SMTP service runs: a daemontools run script, or
+    the ExecStart of a systemd unit (run by sh here as systemd would, with the
+    unit's Environment= as defaults)."""
+    if kind == "daemontools":
+        return (ROOT / "contrib" / "daemontools" / name / "run").read_text(), {}
+    text = (ROOT / "contrib" / "systemd" / f"{name}.service").read_text()
+    m = re.search(r"^ExecStart=/bin/sh -c '(.*)'$", text, re.M)
+    env = dict(kv.split("=", 1) for kv in re.search(r"^Environment=(.*)$", text, re.M).group(1).split())
+    assert env["QMAIL_HOME"] == "/var/qmail" and env["IP"] == "0"
+    return m.group(1), env
+
+
+@pytest.mark.parametrize("kind,name", [("daemontools", "qmail-submission"), ("daemontools", "qmail-smtps"),
+                                       ("systemd", "qmail-submission"), ("systemd", "qmail-smtps")])
+def test_submission_services_as_shipped(hosted, nobody_dir, kind, name):
+    """contrib's submission services (587 and 465 roles) as shipped, on a home
+    that is not /var/qmail (QMAIL_HOME), on a chosen address (IP) and port:
+    the accounts come from HOME/ids (qmaild is nobody here), logins are
+    checked by checkpassword-file through qmail-smtpd-auth, AUTH comes only
+    after TLS, and only AUTH relays."""
+    script, defaults = shipped_service(kind, name)
+    assert "$QMAIL/bin/qmail-smtpd-auth" in script or "${QMAIL_HOME}/bin/qmail-smtpd-auth" in script
+    ids = (hosted.path / "ids").read_text()
+    ids = re.sub(r"^qmaild=\d+$", f"qmaild={NOBODY}", ids, flags=re.M)
+    ids = re.sub(r"^gid\.nofiles=\d+$", f"gid.nofiles={NOBODY}", ids, flags=re.M)
+    (hosted.path / "ids").write_text(ids)
+    # qmaild (nobody) reads the certificate at STARTTLS: make-servercert.sh gives it to HOME/ids' qmaild
+    r = subprocess.run(["sh", str(ROOT / "contrib" / "pop3" / "make-servercert.sh"), str(hosted.path), "localhost"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
     run = nobody_dir / "run"
     run.write_text(script)
     spy = nobody_dir / "qq"
     spy.write_text(f"#!/bin/sh\nid -u > {nobody_dir}/uid\ncat >/dev/null\nexit 0\n")
     spy.chmod(0o755)
     port = free_port()
-    env = dict(hosted.env, PORT=str(port), QMAILQUEUE=str(spy), SMTPAUTHFAILDELAY="0")
+    env = dict(hosted.env, **defaults)
+    env.update(QMAIL_HOME=str(hosted.path), IP="127.0.0.1", PORT=str(port), QMAILQUEUE=str(spy),
+               SMTPAUTHFAILDELAY="0")
+    env.pop("RELAYCLIENT", None)
     proc = subprocess.Popen(["sh", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    implicit = name == "qmail-smtps"
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
     try:
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -835,9 +864,22 @@ def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_d
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
+                assert proc.poll() is None, proc.stdout.read()
                 time.sleep(0.1)
-        c = smtplib.SMTP("127.0.0.1", port, timeout=30)
-        c.ehlo("client.example")
+
+        def connect():
+            if implicit:
+                c = smtplib.SMTP_SSL("127.0.0.1", port, timeout=30, context=tls)
+                c.ehlo("client.example")
+                assert not c.has_extn("starttls")
+            else:
+                c = smtplib.SMTP("127.0.0.1", port, timeout=30)
+                c.ehlo("client.example")
+                assert not c.has_extn("auth")  # FORCETLS: no AUTH in clear
+                c.starttls(context=tls)
+                c.ehlo("client.example")
+            return c
+        c = connect()
         with pytest.raises(smtplib.SMTPAuthenticationError):
             c.login("joe@example.org", "wrong")
         c.login("joe@example.org", "pw")
@@ -845,14 +887,15 @@ def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_d
         c.quit()
         assert (nobody_dir / "uid").read_text().strip() == str(NOBODY)
         # no login, no mail: SMTPAUTH=! on submission
-        c = smtplib.SMTP("127.0.0.1", port, timeout=30)
-        c.ehlo("client.example")
+        c = connect()
         code, _ = c.mail("a@b.example")
         assert code == 530
         c.quit()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        out = proc.communicate(timeout=10)[0].decode()
+    assert "qmail-smtpd-auth: login failed remote=127.0.0.1 user=joe@example.org" in out, out
+    assert "qmail-smtpd-auth: login ok remote=127.0.0.1 user=joe@example.org" in out, out
 
 
 FAKE_SMTPD = r"""#!/usr/bin/python3
