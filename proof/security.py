@@ -605,6 +605,83 @@ def section_relay(S):
     B.figure("relay probes accepted as local mail", "; ".join(local) or "none")
     B.figure("relay probes", len(lines) + 6)
     clear_queue(S)
+    percent_chains(S)
+
+
+# control/percenthack: OURS and a far domain listed, so chains are rewritten
+# at ours and hop through a host that is not ours. FQDN is me, envnoathost.
+PCT_FAR = "pct.other.example"
+PCT_HACK = [OURS, FQDN, PCT_FAR]
+
+
+def percent_rewrite(addr: bytes, hack, envnoathost: bytes) -> bytes:
+    """qmail-send's rewrite (qmail-send.c), written here from its
+    description and not from our Swift: a bare local part gets
+    @envnoathost; while the domain is listed, the last % of the local part
+    becomes the @ and the old domain is dropped."""
+    if b"@" not in addr:
+        addr += b"@" + envnoathost
+    hack = {h.lower() for h in hack}
+    while True:
+        local, domain = addr.rsplit(b"@", 1)
+        if domain.lower() not in hack or b"%" not in local:
+            return addr
+        addr = local[:local.rindex(b"%")] + b"@" + local[local.rindex(b"%") + 1:]
+
+
+def percent_addresses():
+    """victim%h1%...%hn@d for n = 1..4 hops over ours / listed-but-far /
+    far hosts, ending at each of our domains or at none (a bare local part)."""
+    import itertools
+    hops = [OURS, PCT_FAR, "other.example"]
+    out = []
+    for n in range(1, 5):
+        for chain in itertools.product(hops, repeat=n):
+            local = "%".join(["victim", *chain])
+            for end in (f"@{OURS}", f"@{HOSTED}", ""):
+                out.append((local + end).encode())
+    return out
+
+
+def percent_session(S, addrs, **env):
+    """One session with one RCPT per address; the addresses accepted."""
+    data = b"HELO c\r\nMAIL FROM:<a@b.example>\r\n" + b"".join(b"RCPT TO:<" + a + b">\r\n" for a in addrs)
+    data += b"DATA\r\nSubject: percent probe\r\n\r\nx\r\n.\r\nQUIT\r\n"
+    p = subprocess.run([S.bin("qmail-smtpd")], input=data, capture_output=True, timeout=120,
+                       env=S.smtpd_env(**env))
+    r = sh.replies(p.stdout)
+    return [a for a, line in zip(addrs, r[3:3 + len(addrs)]) if line.startswith("250 ")]
+
+
+def percent_chains(S):
+    """Issue 15 item 1: with percenthack set, a chain of % hops must not
+    take mail past rcpthosts; judged where qmail-send will deliver it."""
+    hack = S.q.path / "control" / "percenthack"
+    hack.write_text("".join(h + "\n" for h in PCT_HACK))
+    try:
+        addrs = percent_addresses()
+        me = FQDN.encode()
+        ours = {OURS.encode(), FQDN.encode(), HOSTED.encode()}
+        dest = {a: percent_rewrite(a, [h.encode() for h in PCT_HACK], me) for a in addrs}
+        accepted = []
+        for i in range(0, len(addrs), 100):
+            accepted += percent_session(S, addrs[i:i + 100])
+        for a in addrs:
+            leaves = dest[a].rsplit(b"@", 1)[1].lower() not in ours
+            B.promise(f"relay percenthack {show(a)} is not relayed", not (leaves and a in accepted),
+                      f"accepted; qmail-send delivers it to {dest[a].decode()}")
+        # controls: chains that end at home are taken, and relaying clients may use any
+        home = [a for a in addrs if b"other" not in a]
+        B.promise("relay percenthack chains that stay ours accepted (control)",
+                  sorted(percent_session(S, home)) == sorted(home), "")
+        elsewhere = [a for a in addrs if dest[a].endswith(b"@other.example")][:20]
+        B.promise("relay percenthack chain allowed with RELAYCLIENT (control)",
+                  sorted(percent_session(S, elsewhere, RELAYCLIENT="")) == sorted(elsewhere), "")
+        B.figure("relay percenthack chains", f"{len(addrs)} probed, {len(accepted)} accepted as ours, "
+                 f"{sum(1 for a in addrs if dest[a].rsplit(b'@', 1)[1].lower() not in ours)} lead elsewhere")
+    finally:
+        hack.unlink()
+        clear_queue(S)
 
 
 # ---------------------------------------------------------------- brute force

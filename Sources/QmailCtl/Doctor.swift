@@ -226,6 +226,7 @@ struct Doctor {
         } else {
             ok("control/rcpthosts lists \(Control.parseList(data!).count) host(s)")
         }
+        checkPercentHack()
         for f in ctl.config.smtpRules {
             guard let t = try? FileIO.read(f) else { continue }
             var n = 0
@@ -242,6 +243,16 @@ struct Doctor {
                 }
             }
         }
+    }
+
+    /// percenthack lets mail to user%host@domain go on to user@host: say
+    /// for which domains, and on what terms qmail-smtpd takes it.
+    mutating func checkPercentHack() {
+        guard let hack = try? Control(home: home).list("percenthack"), !hack.isEmpty else { return }
+        let names = hack.prefix(5).map { $0.string }.joined(separator: ", ") + (hack.count > 5 ? ", ..." : "")
+        ok("control/percenthack lists \(hack.count) domain(s) (\(names)): qmail-send delivers user%host@DOMAIN "
+           + "to user@host, one % at a time; qmail-smtpd takes such a recipient only when the host it ends at "
+           + "is in rcpthosts, or from a client that may relay (RELAYCLIENT, AUTH)")
     }
 
     // MARK: cdbs up to date

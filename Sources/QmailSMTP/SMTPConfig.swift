@@ -13,6 +13,9 @@ public struct SMTPConfig {
     public var databytes = 0
     public var rcptHosts = RcptHosts(lines: nil, more: nil)
     public var badMailFrom = BadMailFrom(lines: [])
+    /// control/percenthack (nil when it lists nothing): a recipient is
+    /// judged as qmail-send will rewrite it.
+    public var percentHack: PercentHack? = nil
     /// This host's addresses, for localiphost; nil until an address literal needs them.
     public var ipme: Set<IPAddress>? = nil
 
@@ -69,6 +72,7 @@ public struct SMTPConfig {
         if c.timeout <= 0 { c.timeout = 1 }
         c.rcptHosts = try RcptHosts(control: control)
         c.badMailFrom = BadMailFrom(lines: try control.list("badmailfrom"))
+        c.percentHack = try PercentHack.loadIfListed(control)
         c.databytes = try control.number("databytes")
         if let d = Sys.getenv("DATABYTES"), let v = Decimal.scanPrefix(Array(d.utf8)) { c.databytes = v }
 

@@ -167,6 +167,21 @@ def test_doctor_missing_rcpthosts(ops):
     ops.stop()
 
 
+def test_doctor_says_what_percenthack_allows(ops):
+    """Issue 15: percenthack opens user%host@domain; doctor names the
+    domains and says that qmail-smtpd judges the host the chain ends at."""
+    ops.start()
+    code, out = doctor(ops)
+    assert "percenthack" not in out
+    (ops.path / "control" / "percenthack").write_text("ours.example\nrelay.ours.example\n")
+    code, out = doctor(ops)
+    assert code == 0, out
+    assert ("ok:      control/percenthack lists 2 domain(s) (ours.example, relay.ours.example): qmail-send "
+            "delivers user%host@DOMAIN to user@host, one % at a time; qmail-smtpd takes such a recipient only "
+            "when the host it ends at is in rcpthosts, or from a client that may relay (RELAYCLIENT, AUTH)") in out
+    ops.stop()
+
+
 def test_doctor_open_relay_rule(ops):
     ops.start()
     rules = ops.tmp / "tcp.smtp"

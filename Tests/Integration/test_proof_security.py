@@ -53,6 +53,9 @@ def test_the_whole_battery_holds():
     assert int(figure(out, "security probes")) > 300, figure(out, "security probes")
     for name in ("relay allowed after AUTH (control)", "relay allowed with RELAYCLIENT (control)",
                  "relay refused <victim%other.example@ours.example>",
+                 "relay percenthack victim%other.example%ours.example@ours.example is not relayed",
+                 "relay percenthack victim%other.example%pct.other.example%ours.example is not relayed",
+                 "relay percenthack chains that stay ours accepted (control)",
                  "tricks nothing written outside the expected Maildirs",
                  "tricks no delivery ran as root (root@ goes to the alias account)",
                  "setuid qmail-queue ignores the caller's QMAIL_HOME",
@@ -64,6 +67,7 @@ def test_the_whole_battery_holds():
                  "tls pop3 STLS refuses client-initiated renegotiation"):
         assert f"PROMISE {name}: ok" in out, name
     assert int(figure(out, "pop3 failed login delay ms")) >= 1000
+    assert figure(out, "relay percenthack chains") == "360 probed, 70 accepted as ours, 210 lead elsewhere"
     skipped = figure(out, "security backend probes skipped")
     if skipped is None:
         assert "PROMISE backends ldap login injection *)(uid=* refused: ok" in out
@@ -73,7 +77,8 @@ def test_the_whole_battery_holds():
 
 
 @pytest.mark.parametrize("fault,only,expect", [
-    ("relayclient", "relay", ["relay refused <victim@other.example>", "relay refused after AUTH failure"]),
+    ("relayclient", "relay", ["relay refused <victim@other.example>", "relay refused after AUTH failure",
+                              "relay percenthack victim%other.example%ours.example@ours.example is not relayed"]),
     ("control-writable", "modes", ["modes nothing in the home is writable by group or others",
                                    "modes control/ owned by root, not writable by group or others",
                                    "modes qmailctl doctor finds no problem"]),
