@@ -113,6 +113,18 @@ elif [ "$SETPW" -eq 1 ]; then
 fi
 # A login without @domain means this domain (checkpassword-file, qmail-rcptcheck).
 as_owner sh -c 'printf "%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$DOMAIN" "$HOME_DIR/control/vdefaultdomain"
+# What qmailctl doctor checks: the ports these services need (HOME/ports)
+# and qmail-send's log, for the reasons deferred mail waits (qmailctl.conf).
+{
+  for addr in $LISTEN; do
+    for sp in "smtpd $SMTP_PORT" "submission $SUBMISSION_PORT" "smtps $SMTPS_PORT" "pop3d $POP3_PORT" "pop3ds $POP3S_PORT"; do
+      echo "$sp $addr"
+    done
+  done
+} | as_owner sh -c 'cat > "$1.tmp" && mv "$1.tmp" "$1"' sh "$HOME_DIR/ports"
+if ! grep -qs '^sendlog=' "$HOME_DIR/qmailctl.conf"; then
+  echo "sendlog=$HOME_DIR/log/send" | as_owner sh -c 'cat >> "$1"' sh "$HOME_DIR/qmailctl.conf"
+fi
 if [ -n "${SMARTHOST:-}" ]; then
   as_owner sh -c 'printf ":%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$SMARTHOST" "$HOME_DIR/control/smtproutes"
 fi

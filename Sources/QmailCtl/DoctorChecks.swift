@@ -190,7 +190,7 @@ extension Doctor {
                   let want = ListeningSockets.address(f.count == 3 ? f[2] : "*") else {
                 problem("\(path) line \(i + 1): want `service port [address]`: \(line.string)"); bad += 1; continue
             }
-            checked.append("\(f[0]) \(port)")
+            if !checked.contains("\(f[0]) \(port)") { checked.append("\(f[0]) \(port)") }
             for l in listeners where l.port == port && ListeningSockets.overlap(want, l.address) {
                 if owners == nil { owners = ListeningSockets.owners(Set(listeners.map { $0.inode })) }
                 let holders = owners?[l.inode] ?? []

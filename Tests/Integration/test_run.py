@@ -185,6 +185,13 @@ def test_the_whole_server_run_twice_stopped_and_restarted(site):
     with pytest.raises(poplib.error_proto):
         pop_messages("127.0.0.1", ports["pop3"], "postmaster", "wrong", "stls")
 
+    # doctor on the running default: the ports of HOME/ports are held by
+    # this home's own tcpservers, and nothing is wrong
+    r = subprocess.run([str(site.home / "bin" / "qmailctl"), "doctor"], env=dict(site.env, QMAIL_HOME=str(site.home)),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(rf"ok: +ports of HOME/ports free or held by this home: .*smtpd {ports['smtp']}", r.stdout), r.stdout
+
     # a second run while this one runs: refused at once, nothing changed
     t = time.time()
     r = subprocess.run(["bash", RUN], env=site.env, capture_output=True, text=True, timeout=30)
