@@ -18,6 +18,11 @@ private slapd and mariadbd, then probes:
             snapshotted before and after
   relay     open-relay probes against qmail-smtpd (and that relaying IS
             allowed after AUTH and with RELAYCLIENT, so a probe can fail)
+  smuggling every CR/LF/NUL end-of-data look-alike inside a message that
+            enters by qmail-smtpd (then a .qmail forward), qmail-inject,
+            qmail-queue, QMQP and QMTP; qmail-send and qmail-remote take it
+            to a next hop that ends DATA on any of them: one message each,
+            none from the smuggled sender
   brute     POP3 login failures: delay measured, one try per connection;
             SMTP AUTH failures measured
   root      checkpassword never runs a mailbox as uid 0
@@ -68,7 +73,7 @@ from test_smtpd import RELAY_BATTERY  # noqa: E402
 from test_backends import INJECTIONS, Env as BackendEnv  # noqa: E402
 from test_hosting import cdb_make  # noqa: E402
 
-SECTIONS = ["modes", "setuid", "tricks", "relay", "brute", "root", "tls", "backends"]
+SECTIONS = ["modes", "setuid", "tricks", "relay", "smuggling", "brute", "root", "tls", "backends"]
 OURS = "ours.example"
 FQDN = "mail.ours.example"
 HOSTED = "example.org"
@@ -601,6 +606,87 @@ def section_relay(S):
     B.figure("relay probes accepted as local mail", "; ".join(local) or "none")
     B.figure("relay probes", len(lines) + 6)
     clear_queue(S)
+
+
+# ---------------------------------------------------------------- smuggling
+
+def netstring(b):
+    return str(len(b)).encode() + b":" + b + b","
+
+
+def smuggling_inputs(S, seq, i, sender, fwd):
+    """One message holding `seq` by each entrance; yields (route, marker, accepted)."""
+    q = S.q
+    body = lambda m: b"Subject: " + m.encode() + b"\n\nreal" + seq + sh.SMUGGLED + b"tail\n"
+    m = f"smug-smtp-{i}"
+    data = (b"HELO c\r\nMAIL FROM:<" + sender + b">\r\nRCPT TO:<" + fwd + b">\r\nDATA\r\nSubject: " + m.encode()
+            + b"\r\n\r\nreal" + seq + sh.SMUGGLED + b"QUIT\r\n")
+    _, out = sh.session(q, data)
+    r = sh.replies(out)
+    # a bare LF is refused (451) as qmail does; anything else is one message
+    yield "qmail-smtpd, then a forward", m, sum(l.startswith("250 ok ") for l in r) == 1
+    m = f"smug-inject-{i}"
+    p = run([S.bin("qmail-inject"), "-f", sender.decode(), "joe@next.test"], input=body(m), env=q.env)
+    yield "qmail-inject", m, p.returncode == 0
+    m = f"smug-queue-{i}"
+    with tempfile.TemporaryFile() as env:
+        env.write(b"F" + sender + b"\0Tjoe@next.test\0\0")
+        env.seek(0)
+        p = run([S.bin("qmail-queue")], input=body(m), stdout=env, stderr=subprocess.PIPE, capture_output=False,
+                env=q.env)
+    yield "qmail-queue", m, p.returncode == 0
+    m = f"smug-qmqp-{i}"
+    p = run([S.bin("qmail-qmqpd")], input=netstring(netstring(body(m)) + netstring(sender)
+                                                   + netstring(b"joe@next.test")), env=S.smtpd_env())
+    yield "QMQP", m, b":K" in p.stdout
+    m = f"smug-qmtp-{i}"
+    p = run([S.bin("qmail-qmtpd")], input=netstring(b"\n" + body(m)) + netstring(sender)
+            + netstring(netstring(b"joe@next.test")), env=S.smtpd_env(RELAYCLIENT=""))
+    yield "QMTP", m, b":K" in p.stdout
+
+
+def section_smuggling(S):
+    J, q = S.J, S.q
+    sink = sh.LenientSMTP()
+    q.control("smtproutes", f"next.test:127.0.0.1:{sink.port}\n")
+    S.dot_qmail(S.jhome, ".qmail-fwd", "&fwd@next.test\n", S.jpw)
+    sender = f"{J}-bounces@{OURS}".encode()
+    fwd = f"{J}-fwd@{OURS}".encode()
+    try:
+        sent = {}
+        for i, seq in enumerate(sh.EOD_VARIANTS):
+            for route, marker, ok in smuggling_inputs(S, seq, i, sender, fwd):
+                if ok:
+                    sent[marker] = (route, seq)
+                elif route != "qmail-smtpd, then a forward":
+                    B.promise(f"smuggling {route} takes a message holding {show(seq)}", False, "refused")
+        # what each entrance stored: the next hop must get exactly this, as semantic() maps it
+        stored = {}
+        for mess, _, _ in sh.queued(q):
+            found = re.search(rb"Subject: (smug-[a-z]+-\d+)", mess)
+            if found:
+                stored[found.group(1).decode()] = mess
+        B.figure("smuggling messages queued", f"{len(stored)} of {len(sh.EOD_VARIANTS) * 5} "
+                 f"(bare LF refused by qmail-smtpd: {len(sh.EOD_VARIANTS) * 5 - len(sent)})")
+        S.start_qmail()
+        want = len(sent)
+        wait_for(lambda: len(sink.messages) >= want and S.queue_count() == 0, 180, 0.2)
+        time.sleep(1)  # a late second message would show up now
+        S.stop_qmail()
+    finally:
+        sink.close()
+        (q.path / "control" / "smtproutes").unlink()
+        (S.jhome / ".qmail-fwd").unlink()
+    spoofed = [m for m in sink.messages if m[0] != sender or any(not r.endswith(b"@next.test") for r in m[1])
+               or b"smuggled" in m[2].split(b"\n\n", 1)[0]]
+    B.promise("smuggling no smuggled message reached the next hop", not spoofed,
+              f"{len(spoofed)}, e.g. {show(repr(spoofed[0][:2]) if spoofed else '')}")
+    B.figure("smuggling messages at the next hop", f"{len(sink.messages)} for {len(sent)} sent")
+    for marker, (route, seq) in sorted(sent.items(), key=lambda kv: (kv[1][0], kv[0])):
+        got = [m for m in sink.messages if f"Subject: {marker}\n".encode() in m[2]]
+        ok = len(got) == 1 and marker in stored and got[0][2].endswith(sh.semantic(stored[marker]))
+        B.promise(f"smuggling {route} {show(seq)}: one message at the next hop, whole", ok,
+                  f"{len(got)} copies" + (f": {show(got[0][2][-80:])}" if got else ""))
 
 
 # ---------------------------------------------------------------- brute force

@@ -177,7 +177,7 @@ class LenientSMTP:
     ".", <CR> or <LF> (so <CR>.<CR>, <LF>.<LF>, <CR>.<LF>, <LF>.<CR><LF> and
     the real <CR><LF>.<CR><LF>), then reads whatever follows as commands.
     messages: [(sender, [recipients], body)], the body with CRLF as LF and
-    dot-stuffing undone. Serves connections one after another until close()."""
+    dot-stuffing undone. Serves connections, each in a thread, until close()."""
 
     END = re.compile(rb"[\r\n]\.[\r\n]")
 
@@ -194,19 +194,23 @@ class LenientSMTP:
         self.thread.start()
 
     def serve(self):
+        import threading
         deadline = time.time() + 900
         while not self.closed and time.time() < deadline:
             try:
                 c, _ = self.sock.accept()
             except OSError:
                 continue
-            try:
-                c.settimeout(30)
-                self.session(c)
-            except OSError:
-                pass
-            finally:
-                c.close()
+            threading.Thread(target=self.connection, args=(c,), daemon=True).start()
+
+    def connection(self, c):
+        try:
+            c.settimeout(30)
+            self.session(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
 
     @staticmethod
     def undo(body: bytes) -> bytes:

@@ -53,6 +53,7 @@ def test_the_whole_battery_holds():
     assert int(figure(out, "security probes")) > 300, figure(out, "security probes")
     for name in ("relay allowed after AUTH (control)", "relay allowed with RELAYCLIENT (control)",
                  "relay refused <victim%other.example@ours.example>",
+                 "smuggling no smuggled message reached the next hop",
                  "tricks nothing written outside the expected Maildirs",
                  "tricks no delivery ran as root (root@ goes to the alias account)",
                  "setuid qmail-queue ignores the caller's QMAIL_HOME",
@@ -70,6 +71,19 @@ def test_the_whole_battery_holds():
         assert "PROMISE backends mysql delivery injection ' OR '1'='1' delivers nowhere: ok" in out
     else:
         assert "SKIP" in skipped
+
+
+def test_smuggling_reaches_the_next_hop_as_one_message():
+    """Every CR/LF/NUL end-of-data look-alike, by every entrance, through
+    qmail-send and qmail-remote to a next hop that ends DATA on any of them."""
+    code, out = battery(only="smuggling", timeout=600)
+    assert code == 0, "\n".join(broken(out)) or out[-3000:]
+    assert "PROMISE smuggling no smuggled message reached the next hop: ok" in out
+    for route in ("qmail-smtpd, then a forward", "qmail-inject", "qmail-queue", "QMQP", "QMTP"):
+        assert f"PROMISE smuggling {route} \\r.\\r: one message at the next hop, whole: ok" in out, route
+    assert "PROMISE smuggling qmail-queue \\r\\n\\x00.\\r\\n: one message at the next hop, whole: ok" in out
+    queued = figure(out, "smuggling messages queued")
+    assert figure(out, "smuggling messages at the next hop") == f"{queued.split()[0]} for {queued.split()[0]} sent"
 
 
 @pytest.mark.parametrize("fault,only,expect", [
