@@ -43,7 +43,7 @@ Environment:
   SQ_SECURITY_FAULT      test only: weaken the setup on purpose to show the
                          battery fails: relayclient, control-writable,
                          weak-ciphers, no-fail-delay, key-readable,
-                         tricks-leak, queue-env
+                         tricks-leak, queue-env, raw-remote
 """
 import base64
 import hashlib
@@ -645,10 +645,38 @@ def smuggling_inputs(S, seq, i, sender, fwd):
     yield "QMTP", m, b":K" in p.stdout
 
 
+# SQ_SECURITY_FAULT=raw-remote: a qmail-remote that sends the queue's bytes
+# as qmail 1.03's does (LF to CRLF, dots doubled after LF, CR and NUL as
+# they are), to show the section sees outbound smuggling.
+RAW_REMOTE = """#!/usr/bin/env python3
+import socket, sys
+host, port = open("control/smtproutes").read().split(":")[1:3]
+s = socket.create_connection((host, int(port)), timeout=30)
+f = s.makefile("rb")
+def code():
+    while True:
+        l = f.readline()
+        if l[3:4] != b"-":
+            return l
+code()
+for cmd in [b"HELO raw", b"MAIL FROM:<" + sys.argv[2].encode() + b">"] + [b"RCPT TO:<" + r.encode() + b">" for r in sys.argv[3:]] + [b"DATA"]:
+    s.sendall(cmd + b"\\r\\n"); code()
+body = sys.stdin.buffer.read()
+s.sendall(b"".join((b"." if l.startswith(b".") else b"") + l + b"\\r\\n" for l in body.split(b"\\n")[:-1]) + b".\\r\\n")
+code()
+sys.stdout.buffer.write(b"r\\0" * (len(sys.argv) - 3) + b"Kraw accepted message.\\n\\0")
+"""
+
+
 def section_smuggling(S):
     J, q = S.J, S.q
     sink = sh.LenientSMTP()
     q.control("smtproutes", f"next.test:127.0.0.1:{sink.port}\n")
+    remote = q.path / "bin" / "qmail-remote"
+    if "raw-remote" in FAULTS:
+        os.rename(remote, remote.with_name("qmail-remote.real"))
+        remote.write_text(RAW_REMOTE)
+        remote.chmod(0o755)
     S.dot_qmail(S.jhome, ".qmail-fwd", "&fwd@next.test\n", S.jpw)
     sender = f"{J}-bounces@{OURS}".encode()
     fwd = f"{J}-fwd@{OURS}".encode()
@@ -677,6 +705,8 @@ def section_smuggling(S):
         sink.close()
         (q.path / "control" / "smtproutes").unlink()
         (S.jhome / ".qmail-fwd").unlink()
+        if "raw-remote" in FAULTS:
+            os.replace(remote.with_name("qmail-remote.real"), remote)
     spoofed = [m for m in sink.messages if m[0] != sender or any(not r.endswith(b"@next.test") for r in m[1])
                or b"smuggled" in m[2].split(b"\n\n", 1)[0]]
     B.promise("smuggling no smuggled message reached the next hop", not spoofed,

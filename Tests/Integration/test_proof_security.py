@@ -100,6 +100,8 @@ def test_smuggling_reaches_the_next_hop_as_one_message():
     ("no-fail-delay", "brute", ["brute pop3 USER/PASS failure is delayed (>= 1 s)",
                                 "brute smtp auth failures are delayed (>= 1 s)"]),
     ("tricks-leak", "tricks", ["tricks nothing written outside the expected Maildirs"]),
+    ("raw-remote", "smuggling", ["smuggling no smuggled message reached the next hop",
+                                 "smuggling qmail-queue \\r.\\r: one message at the next hop, whole"]),
 ])
 def test_a_weakened_setup_is_reported_broken(fault, only, expect):
     # sslscan (35 s) only where its verdict is asserted
