@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import make_home
+from smtp_helpers import EOD_VARIANTS, SMUGGLED, LenientSMTP, semantic
 from test_send import Mail, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -996,3 +997,26 @@ def test_newaliases_progress_only_on_a_terminal(qhome, tmp_path):
     small.write_text("root: a@b.example\n")
     code, out = run_on_pty([qhome.bin("newaliases"), "-f", str(small)], qhome.env)
     assert code == 0 and out == b""
+
+
+def test_maildirsmtp_sends_no_end_of_data_look_alike(qhome, tmp_path):
+    """maildirsmtp writes DATA as qmail-remote does: a receiver that ends
+    DATA on any <CR>/<LF> "." <CR>/<LF> (NUL ignored) gets each message whole."""
+    md = tmp_path / "Maildir"
+    for s in ("tmp", "new", "cur"):
+        (md / s).mkdir(parents=True)
+    bodies = {}
+    for i, seq in enumerate(EOD_VARIANTS):
+        bodies[i] = b"Subject: %d\n\nreal" % i + seq + SMUGGLED + b"tail"
+        write_msg(md, f"{i:03d}.a.host", b"Return-Path: <s%d@x.example>\nDelivered-To: dialup-joe@cust.example\n" % i
+                  + bodies[i])
+    sink = LenientSMTP()
+    try:
+        r = qhome.run("maildirsmtp", md, "dialup-", "127.0.0.1", "relay.example", env={"PORT": str(sink.port)})
+        assert r.returncode == 0, r.stderr
+        assert f"{len(EOD_VARIANTS)} sent, 0 bounced".encode() in r.stderr
+    finally:
+        sink.close()
+    assert [m[0] for m in sink.messages] == [b"s%d@x.example" % i for i in bodies]
+    # the last line had no LF: maildirsmtp ends it
+    assert [m[2] for m in sink.messages] == [semantic(b + b"\n") for b in bodies.values()]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from smtp_helpers import TcpServer, free_port, queued, replies, session, smtpd_env
+from smtp_helpers import EOD_VARIANTS, SMUGGLED, TcpServer, free_port, queued, replies, session, smtpd_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -292,6 +292,41 @@ def test_smuggling_never_gives_two_messages(home, seq):
     assert len(msgs) <= 1
     for mess, sender, rcpts in msgs:
         assert sender == b"a@b.example" and rcpts == [b"a@ours.example"]
+
+
+# wire sequence -> what qmail-smtpd stores for it, as qmail's blast() does:
+# CRLF becomes LF, a bare CR and NUL stay, a leading dot is removed unless
+# CRLF follows it; None: a bare LF, so 451 and nothing queued.
+INBOUND_EOD = {
+    b"\r.\r": b"\r.\r", b"\r.\r\n": b"\r.\n", b"\n.\n": None, b"\n.\r\n": None, b"\r.\n": None, b"\n.\r": None,
+    b"\r\n.\r": b"\n.\r", b"\r\n.\n": None, b"\r\n.\r\r\n": b"\n.\r\n", b"\r\r\n.\r\r\n": b"\r\n.\r\n",
+    b"\n\n.\n\n": None, b"\r\r.\r\r": b"\r\r.\r\r", b"\n\0.\n": None, b"\n.\0\n": None, b"\r\0.\r": b"\r\0.\r",
+    b"\r.\0\r": b"\r.\0\r", b"\r\n\0.\r\n": b"\n\0.\n", b"\r\n.\0\r\n": b"\n\0\n",
+    b"\r\n\0.\0\r\n": b"\n\0.\0\n", b"\r\0\n.\r\0\n": None, b"\n\0.\0\r\n": None,
+}
+
+
+def test_inbound_variants_are_the_shared_list_less_the_real_end():
+    assert set(INBOUND_EOD) == set(EOD_VARIANTS) - {b"\r\n.\r\n", b"\0\r\n.\r\n"}
+
+
+@pytest.mark.parametrize("seq", list(INBOUND_EOD), ids=lambda s: s.decode("latin-1").encode("unicode_escape").decode())
+def test_end_of_data_look_alike_is_part_of_one_message(home, seq):
+    """Only CRLF.CRLF ends DATA: a look-alike never starts a second
+    transaction; it is stored as qmail stores it, or refused (bare LF)."""
+    data = (b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<a@ours.example>\r\nDATA\r\nSubject: real\r\n\r\nreal"
+            + seq + SMUGGLED + b"QUIT\r\n")
+    _, out = session(home, data)
+    r = replies(out)
+    stored = INBOUND_EOD[seq]
+    if stored is None:
+        assert r[4:] == ["354 go ahead", "451 See http://pobox.com/~djb/docs/smtplf.html."]
+        assert queued(home) == []
+        return
+    assert r[4] == "354 go ahead" and re.fullmatch(r"250 ok \d+ qp \d+", r[5]) and r[6:] == [f"221 {home.fqdn}"], r
+    [(mess, sender, rcpts)] = queued(home)
+    assert sender == b"a@b.example" and rcpts == [b"a@ours.example"]
+    assert mess.endswith(b"\n\nreal" + stored + SMUGGLED[:-3].replace(b"\r\n", b"\n"))
 
 
 def test_nul_bytes(home):
