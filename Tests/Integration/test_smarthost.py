@@ -1,0 +1,124 @@
+"""qmail-remote logging in to a relay (SMTP AUTH) with the login that
+control/smtproutes gives after the relay ("domain:relay:port user password"):
+to a real relay (our own qmail-smtpd of a second home under tcpserver, which
+relays only after AUTH and offers AUTH only after STARTTLS), through
+qmail-send, and to scripted servers that show what goes on the wire."""
+import base64
+import re
+import shutil
+
+import pytest
+
+from conftest import make_home
+from smtp_helpers import FakeSMTP, TcpServer, queued, smtpd_env
+from test_remote import remote, reports
+from test_send import Mail, wait_for
+from test_smtpd import checkpassword, make_cert
+
+MESSAGE = b"From: a@b.example\nSubject: via the smarthost\n\nhello\n"
+
+
+@pytest.fixture
+def relay(tmp_path):
+    """relay.example: SMTPAUTH=! (no mail without AUTH), FORCETLS=1 (no AUTH
+    before STARTTLS); checkpassword takes joe/secret."""
+    home = make_home(tmp_path / "relay", fqdn="relay.example")
+    home.control("rcpthosts", "relay.example\n")
+    make_cert(home, tmp_path)
+    srv = TcpServer(home, [home.bin("qmail-smtpd"), "relay.example", str(checkpassword(tmp_path)), "/bin/true"],
+                    env=smtpd_env(home, SMTPAUTH="!", FORCETLS="1"))
+    srv.home = home
+    yield srv
+    srv.stop()
+
+
+def test_login_over_starttls_relays_the_message(qhome, relay):
+    qhome.control("smtproutes", f":127.0.0.1:{relay.port} joe secret\n")
+    r = reports(remote(qhome, "far.example", "a@b.example", "x@far.example", message=MESSAGE))
+    assert r[0] == "r" and r[1].startswith("K127.0.0.1 accepted message.\nRemote host said: 250 ok"), r
+    [(mess, sender, rcpts)] = queued(relay.home)
+    assert sender == b"a@b.example" and rcpts == [b"x@far.example"]
+    assert b"(joe@127.0.0.1)" in mess and b" with ESMTPSA; " in mess and mess.endswith(MESSAGE)
+
+
+def test_wrong_password_defers_and_never_shows_the_password(qhome, relay):
+    qhome.control("smtproutes", f"far.example:127.0.0.1:{relay.port} joe Wr0ng-pass word\n")
+    out = remote(qhome, "far.example", "a@b.example", "x@far.example", message=MESSAGE)
+    assert reports(out) == ["ZConnected to 127.0.0.1 but it refused the login as joe (see control/smtproutes).\n"
+                            "Remote host said: 535 authentication failed (#5.7.8)\n"]
+    assert b"Wr0ng" not in out and queued(relay.home) == []
+
+
+def test_wrong_password_through_qmail_send_keeps_the_message_queued(qhome, relay):
+    """qmail-send -> qmail-rspawn -> qmail-remote: a deferral, no bounce."""
+    real = qhome.path / "bin" / "qmail-remote.real"
+    shutil.copy(qhome.bin("qmail-remote"), real)
+    mail = Mail(qhome, remote=False)
+    shutil.move(real, qhome.path / "bin" / "qmail-remote")
+    qhome.control("smtproutes", f":127.0.0.1:{relay.port} joe not-the-password\n")
+    try:
+        mail.start()
+        mail.inject(f"me@{qhome.fqdn}", ["x@far.example"], b"Subject: wait\n\nuntil the password is fixed\n")
+        done = re.compile(r"delivery 1: (success|failure|deferral):")
+        log = wait_for(lambda: done.search(mail.log()) and mail.log(), timeout=60, what="the delivery")
+        assert re.search(r"delivery 1: deferral: Connected_to_127.0.0.1_but_it_refused_the_login_as_joe_"
+                         r"\(see_control/smtproutes\)./Remote_host_said:_535_authentication_failed", log), log
+        assert "bounce" not in log and "failure" not in log and "not-the-password" not in log
+        assert len(qhome.queue_files("remote")) == 1 and queued(relay.home) == []
+    finally:
+        mail.stop()
+
+
+def secrets_on(wire: bytes):
+    return [s for s in (b"s3cret-pw", base64.b64encode(b"\0joe\0s3cret-pw"), base64.b64encode(b"s3cret-pw"))
+            if s in wire]
+
+
+def test_relay_without_starttls_gets_no_password(qhome):
+    fake = FakeSMTP(replies={"ehlo": "250-fake\r\n250 AUTH PLAIN LOGIN"})
+    try:
+        qhome.control("smtproutes", f":127.0.0.1:{fake.port} joe s3cret-pw\n")
+        out = remote(qhome, "far.example", "a@b.example", "x@far.example")
+        assert reports(out) == ["ZConnected to 127.0.0.1 but it does not offer STARTTLS, and I send the "
+                                "password for joe only over TLS.\n"]
+        # control/notlshosts turns TLS off: the same refusal, saying why
+        qhome.control("notlshosts", "far.example\n")
+        out += remote(qhome, "far.example", "a@b.example", "x@far.example")
+        assert reports(out)[-1] == ("ZConnected to 127.0.0.1 but I do not use TLS with it (control/notlshosts), "
+                                    "and I send the password for joe only over TLS.\n")
+        wire = b"".join(fake.transcript)
+        assert secrets_on(wire + out) == [] and b"AUTH" not in wire and b"MAIL" not in wire, wire
+    finally:
+        fake.close()
+
+
+def test_dash_user_allows_login_in_clear_with_auth_login(qhome):
+    """"-joe": the site accepts the password in clear (a relay on a private
+    link); a relay offering only LOGIN (old "AUTH=" form) gets LOGIN."""
+    b64 = base64.b64encode
+
+    def other(line):
+        return {b64(b"joe") + b"\r\n": "334 UGFzc3dvcmQ6", b64(b"s3cret-pw") + b"\r\n": "235 ok"}.get(line, "535 no")
+    fake = FakeSMTP(replies={"ehlo": "250-fake\r\n250 AUTH=LOGIN", "auth": "334 VXNlcm5hbWU6", "other": other})
+    try:
+        qhome.control("smtproutes", f"far.example:127.0.0.1:{fake.port} -joe s3cret-pw\n")
+        r = reports(remote(qhome, "far.example", "a@b.example", "x@far.example"))
+        assert r[-1].startswith("K127.0.0.1 accepted message."), r
+        verbs = [l.split(b" ")[0].rstrip(b"\r\n") for l in fake.transcript]
+        assert verbs[:5] == [b"EHLO", b"AUTH", b64(b"joe"), b64(b"s3cret-pw"), b"MAIL"], fake.transcript
+    finally:
+        fake.close()
+
+
+def test_relay_that_offers_no_auth_or_a_user_without_password_defers(qhome):
+    fake = FakeSMTP(replies={"ehlo": "250-fake\r\n250 8BITMIME"})
+    try:
+        qhome.control("smtproutes", f":127.0.0.1:{fake.port} -joe s3cret-pw\n")
+        r = reports(remote(qhome, "far.example", "a@b.example", "x@far.example"))
+        assert r == ["ZConnected to 127.0.0.1 but it offers no AUTH PLAIN or LOGIN to log in as joe.\n"]
+        qhome.control("smtproutes", f":127.0.0.1:{fake.port} joe\n")
+        r = reports(remote(qhome, "far.example", "a@b.example", "x@far.example"))
+        assert r == ["Zcontrol/smtproutes names the user joe for 127.0.0.1 but no password. (#4.3.5)\n"]
+        assert not any(l.startswith(b"MAIL") for l in fake.transcript)
+    finally:
+        fake.close()
