@@ -259,6 +259,8 @@ public final class Remote {
                 if try smtpCode() == 220 {
                     try startTLS(serverName: serverName)
                     ext = try ehlo()
+                } else if let login, !login.clearAllowed {
+                    throw passwordNeedsTLS(login, because: "it refused STARTTLS")
                 }
             }
         }

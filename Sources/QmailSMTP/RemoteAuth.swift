@@ -14,8 +14,7 @@ extension Remote {
         }
         if !tlsActive && !login.clearAllowed {
             smtpText = []  // its EHLO reply says nothing more
-            let why = tls == nil ? "I do not use TLS with it (control/notlshosts)" : "it does not offer STARTTLS"
-            throw quit("ZConnected to ", " but \(why), and I send the password for \(user) only over TLS")
+            throw passwordNeedsTLS(login, because: tls == nil ? "I do not use TLS with it (control/notlshosts)" : "it does not offer STARTTLS")
         }
         var code: Int
         if authMechanisms.contains("PLAIN") {
@@ -35,5 +34,9 @@ extension Remote {
         if code / 100 == 2 { return }
         if code >= 500 { throw quit("ZConnected to ", " but it refused the login as \(user) (see control/smtproutes)") }
         throw quit("ZConnected to ", " but the login as \(user) failed for now")
+    }
+
+    func passwordNeedsTLS(_ login: RelayLogin, because why: String) -> RemoteDone {
+        quit("ZConnected to ", " but \(why), and I send the password for \(safe(login.user)) only over TLS")
     }
 }

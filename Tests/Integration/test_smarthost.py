@@ -4,8 +4,11 @@ to a real relay (our own qmail-smtpd of a second home under tcpserver, which
 relays only after AUTH and offers AUTH only after STARTTLS), through
 qmail-send, and to scripted servers that show what goes on the wire."""
 import base64
+import random
 import re
 import shutil
+import socket
+import subprocess
 
 import pytest
 
@@ -69,6 +72,14 @@ def test_wrong_password_through_qmail_send_keeps_the_message_queued(qhome, relay
         mail.stop()
 
 
+def listening(ip, port):
+    try:
+        socket.create_connection((ip, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def secrets_on(wire: bytes):
     return [s for s in (b"s3cret-pw", base64.b64encode(b"\0joe\0s3cret-pw"), base64.b64encode(b"s3cret-pw"))
             if s in wire]
@@ -88,6 +99,18 @@ def test_relay_without_starttls_gets_no_password(qhome):
                                     "and I send the password for joe only over TLS.\n")
         wire = b"".join(fake.transcript)
         assert secrets_on(wire + out) == [] and b"AUTH" not in wire and b"MAIL" not in wire, wire
+    finally:
+        fake.close()
+    # offered, but refused when asked
+    (qhome.path / "control" / "notlshosts").unlink()
+    fake = FakeSMTP(replies={"ehlo": "250-fake\r\n250-STARTTLS\r\n250 AUTH PLAIN", "starttls": "454 no TLS today"})
+    try:
+        qhome.control("smtproutes", f":127.0.0.1:{fake.port} joe s3cret-pw\n")
+        out = remote(qhome, "far.example", "a@b.example", "x@far.example")
+        assert reports(out) == ["ZConnected to 127.0.0.1 but it refused STARTTLS, and I send the password for joe "
+                                "only over TLS.\nRemote host said: 454 no TLS today\n"]
+        wire = b"".join(fake.transcript)
+        assert secrets_on(wire) == [] and b"AUTH" not in wire and b"MAIL" not in wire, wire
     finally:
         fake.close()
 
@@ -122,3 +145,58 @@ def test_relay_that_offers_no_auth_or_a_user_without_password_defers(qhome):
         assert not any(l.startswith(b"MAIL") for l in fake.transcript)
     finally:
         fake.close()
+
+
+def test_relay_on_port_465_gets_tls_from_the_first_byte(qhome, tmp_path):
+    """Port 465 is submission over implicit TLS (RFC 8314): our tlswrap in
+    front of the relay's qmail-smtpd; the login happens inside that TLS."""
+    home = make_home(tmp_path / "relay", fqdn="relay.example")
+    home.control("rcpthosts", "relay.example\n")
+    make_cert(home, tmp_path)
+    ip = f"127.0.{random.randrange(1, 255)}.{random.randrange(2, 255)}"
+    try:
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((ip, 465))
+        probe.close()
+    except OSError:
+        pytest.skip(f"cannot listen on {ip}:465 (not root?)")
+    srv = subprocess.Popen([home.bin("tcpserver"), "-R", "-H", "-l0", ip, "465", home.bin("tlswrap"),
+                            home.bin("qmail-smtpd"), "relay.example", str(checkpassword(tmp_path)), "/bin/true"],
+                           env=smtpd_env(home, SMTPAUTH="!", FORCETLS="1"), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: listening(ip, 465), timeout=10, what="tcpserver on port 465")
+        qhome.control("smtproutes", f":{ip}:465 joe secret\n")
+        r = reports(remote(qhome, "far.example", "a@b.example", "x@far.example", message=MESSAGE))
+        assert r[-1].startswith(f"K{ip} accepted message."), r
+        [(mess, _, rcpts)] = queued(home)
+        assert rcpts == [b"x@far.example"] and b"(joe@" in mess
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)
+
+
+def test_doctor_wants_the_passwords_for_qmailr_only_and_showctl_hides_them(qhome):
+    import os
+    routes = qhome.path / "control" / "smtproutes"
+    qhome.control("smtproutes", "# the smarthost\n:relay.example:587 joe s3cret pw\n")
+    qmailr = os.stat(qhome.path / "queue" / "lock" / "tcpto").st_uid
+    os.chown(routes, qmailr, -1)
+    fix = f"chown {pwd_name(qmailr)} {routes}; chmod 600 {routes}"
+    found = {}
+    for mode in (0o644, 0o640, 0o600):
+        routes.chmod(mode)
+        out = qhome.run("qmailctl", "doctor").stdout.decode()
+        found[mode] = [l for l in out.splitlines() if "smtproutes" in l]
+    assert found[0o644] == [f"PROBLEM: {routes} holds relay passwords and anyone on this machine can read it "
+                            f"(mode 0644): {fix}"]
+    assert found[0o640] == [f"warning: {routes} holds relay passwords and its group can read it (mode 0640): {fix}"]
+    assert found[0o600] == ["ok:      control/smtproutes: relay passwords readable by qmail-remote only"]
+    out = qhome.run("qmail-showctl").stdout.decode()
+    assert "smtproutes: 1 line\n  :relay.example:587 joe (password hidden)\n" in out and "s3cret" not in out
+
+
+def pwd_name(uid):
+    import pwd
+    return pwd.getpwuid(uid).pw_name
