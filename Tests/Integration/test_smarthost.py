@@ -6,7 +6,6 @@ qmail-send, and to scripted servers that show what goes on the wire."""
 import base64
 import random
 import re
-import shutil
 import socket
 import subprocess
 
@@ -14,8 +13,8 @@ import pytest
 
 from conftest import make_home
 from smtp_helpers import FakeSMTP, TcpServer, queued, smtpd_env
-from test_remote import remote, reports
-from test_send import Mail, wait_for
+from test_remote import mail_with_our_remote, remote, reports
+from test_send import wait_for
 from test_smtpd import checkpassword, make_cert
 
 MESSAGE = b"From: a@b.example\nSubject: via the smarthost\n\nhello\n"
@@ -54,10 +53,7 @@ def test_wrong_password_defers_and_never_shows_the_password(qhome, relay):
 
 def test_wrong_password_through_qmail_send_keeps_the_message_queued(qhome, relay):
     """qmail-send -> qmail-rspawn -> qmail-remote: a deferral, no bounce."""
-    real = qhome.path / "bin" / "qmail-remote.real"
-    shutil.copy(qhome.bin("qmail-remote"), real)
-    mail = Mail(qhome, remote=False)
-    shutil.move(real, qhome.path / "bin" / "qmail-remote")
+    mail = mail_with_our_remote(qhome)
     qhome.control("smtproutes", f":127.0.0.1:{relay.port} joe not-the-password\n")
     try:
         mail.start()
