@@ -13,6 +13,8 @@
 # default "127.0.0.1 ::1"), SMTP_PORT, SUBMISSION_PORT, SMTPS_PORT,
 # POP3_PORT, POP3S_PORT, SMARTHOST (host:port for all outgoing mail; it is
 # written to control/smtproutes and stays there until changed),
+# SMARTHOST_USER and SMARTHOST_PASSWORD (qmail-remote logs in to the
+# smarthost with them, only over TLS; kept in control/smtproutes, mode 600),
 # QMAIL_RUN_USER (run as root: the account that owns the home), QMAIL_BIN
 # (use programs already built there: no package check, no build).
 set -euo pipefail
@@ -24,7 +26,7 @@ RESET=0
 for a in "$@"; do
   case "$a" in
     --reset-password) RESET=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $a (usage: scripts/run.sh [--reset-password])" ;;
   esac
 done
@@ -57,10 +59,15 @@ for pv in SMTP_PORT SUBMISSION_PORT SMTPS_PORT POP3_PORT POP3S_PORT; do
     fi
   done
 done
-if [ -n "${SMARTHOST_USER:-}${SMARTHOST_PASSWORD:-}" ]; then
-  die "SMARTHOST_USER/SMARTHOST_PASSWORD: qmail-remote cannot log in to a relay yet (no SMTP AUTH client); use a relay that accepts this host without AUTH"
-fi
 case "${SMARTHOST:-}" in *[!A-Za-z0-9.:\[\]-]*) die "SMARTHOST=$SMARTHOST is not host:port" ;; esac
+# The login goes into smtproutes after the relay: "user password" (the user
+# ends at the first blank; a leading "-" there would allow AUTH in clear).
+if [ -n "${SMARTHOST_USER:-}${SMARTHOST_PASSWORD:-}" ]; then
+  [ -n "${SMARTHOST:-}" ] || die "SMARTHOST_USER/SMARTHOST_PASSWORD need SMARTHOST=host:port (the relay to log in to)"
+  [ -n "${SMARTHOST_USER:-}" ] && [ -n "${SMARTHOST_PASSWORD:-}" ] || die "set both SMARTHOST_USER and SMARTHOST_PASSWORD, or neither"
+  case "$SMARTHOST_USER" in -*|*[[:space:]]*) die "SMARTHOST_USER must not contain blanks or start with -" ;; esac
+  case "$SMARTHOST_PASSWORD" in [[:space:]]*|*[[:space:]]|*$'\n'*) die "SMARTHOST_PASSWORD must not start or end with a blank, nor hold a newline" ;; esac
+fi
 # qmail-send holds queue/lock/sendmutex (flock) while it runs.
 if [ -e "$HOME_DIR/queue/lock/sendmutex" ]; then
   rc=0; flock -n -E 75 "$HOME_DIR/queue/lock/sendmutex" true || rc=$?
@@ -126,7 +133,13 @@ if ! grep -qs '^sendlog=' "$HOME_DIR/qmailctl.conf"; then
   echo "sendlog=$HOME_DIR/log/send" | as_owner sh -c 'cat >> "$1"' sh "$HOME_DIR/qmailctl.conf"
 fi
 if [ -n "${SMARTHOST:-}" ]; then
-  as_owner sh -c 'printf ":%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$SMARTHOST" "$HOME_DIR/control/smtproutes"
+  # Mode 600, owned by the home's owner (qmail-remote's account here); the
+  # password goes through a pipe, never onto a command line.
+  if [ -n "${SMARTHOST_USER:-}" ]; then
+    printf ':%s %s %s\n' "$SMARTHOST" "$SMARTHOST_USER" "$SMARTHOST_PASSWORD"
+  else
+    printf ':%s\n' "$SMARTHOST"
+  fi | as_owner sh -c 'umask 077 && cat > "$1.tmp" && mv "$1.tmp" "$1"' sh "$HOME_DIR/control/smtproutes"
 fi
 if [ ! -f "$HOME_DIR/control/servercert.pem" ]; then
   as_owner sh contrib/pop3/make-servercert.sh "$HOME_DIR" "$FQDN" >/dev/null
@@ -217,6 +230,17 @@ sleep 0.5
 check_alive
 
 SVG="$HOME_DIR/log/report.svg"
+# The banner's smarthost line: relay and user from smtproutes, never the password.
+outgoing() {
+  local f="$HOME_DIR/control/smtproutes"
+  if [ ! -s "$f" ]; then
+    echo "direct to each domain's MX (SMARTHOST=host:port routes it through a relay)"
+  else
+    as_owner awk 'NR == 1 { sub(/^[^:]*:/, ""); printf "through %s", $1
+                            if ($2 != "") printf ", logging in as %s over TLS", $2 }' "$f"
+    echo " (control/smtproutes)"
+  fi
+}
 cat <<EOT
 
 swift-qmail is running from $HOME_DIR (as $RUN_USER), listening on ${LISTEN// / and }
@@ -226,7 +250,7 @@ swift-qmail is running from $HOME_DIR (as $RUN_USER), listening on ${LISTEN// / 
   submission  port $SUBMISSION_PORT: STARTTLS, then AUTH     port $SMTPS_PORT: implicit TLS, then AUTH
   POP3        port $POP3_PORT: STLS                      port $POP3S_PORT: implicit TLS
   TLS         self-signed certificate $HOME_DIR/control/servercert.pem
-  outgoing    $(if [ -s "$HOME_DIR/control/smtproutes" ]; then echo "through $(head -n 1 "$HOME_DIR/control/smtproutes" | cut -c2-) (control/smtproutes)"; else echo "direct to each domain's MX (SMARTHOST=host:port routes it through a relay)"; fi)
+  outgoing    $(outgoing)
   admin       export QMAIL_HOME=$HOME_DIR PATH=$B:\$PATH
               vadddomain other.test; vadduser joe@$DOMAIN; vuserinfo postmaster@$DOMAIN; qmailctl doctor
   logs        $HOME_DIR/log/{send,smtpd,submission,smtps,pop3d,pop3ds}/current (tai64nlocal < FILE)

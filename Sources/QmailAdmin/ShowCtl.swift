@@ -54,7 +54,8 @@ public enum ShowCtl {
             let lines = try c.list(d.name)
             if !present && lines.isEmpty { return "\(d.name): (Default.) empty\n" }
             var s = "\(d.name): \(tag)\(lines.count) line\(lines.count == 1 ? "" : "s")\n"
-            for l in lines { s += "  \(l.string)\n" }
+            // smtproutes may hold relay passwords: this output gets pasted to lists.
+            for l in lines { s += "  \((d.name == "smtproutes" ? SMTPRoute.hidingPassword(l) : l).string)\n" }
             return s
         case .cdb:
             guard let r = try CdbReader.open(c.path(d.name)) else { return "\(d.name): (Default.) absent\n" }

@@ -36,6 +36,7 @@ struct Doctor {
         checkPrograms(ids)
         checkAccounts(ids)
         checkControls()
+        checkRelayLogins(ids)
         checkDomainFiles()
         checkAssignOwners()
         let smtpd = smtpdInUse()
@@ -203,6 +204,35 @@ struct Doctor {
             warn("control/queuelifetime is not a number: \(v)"); bad += 1
         }
         if bad == 0 { ok("control files: me, locals, defaultdelivery present; none writable by others") }
+    }
+
+    /// Relay logins in smtproutes (qmail-remote's AUTH) make it a secret:
+    /// readable by qmailr, by nobody else.
+    mutating func checkRelayLogins(_ ids: QmailIds) {
+        let path = home.control("smtproutes")
+        guard let lines = try? Control(home: home).list("smtproutes"),
+              lines.contains(where: { SMTPRoute.parse(line: $0)?.route.login != nil }),
+              let st = try? Sys.stat(path), let qmailr = ids.uid("qmailr") else { return }
+        let mode = st.st_mode & 0o777
+        let fix = "chown \(Doctor.userName(qmailr)) \(path); chmod 600 \(path)"
+        let groupOfQmailr = getpwuid(qmailr).map { $0.pointee.pw_gid }
+        let qmailrReads: Bool
+        if qmailr == 0 {
+            qmailrReads = true  // a home run by root
+        } else if st.st_uid == qmailr {
+            qmailrReads = mode & 0o400 != 0
+        } else {
+            qmailrReads = mode & 0o004 != 0 || (st.st_gid == groupOfQmailr && mode & 0o040 != 0)
+        }
+        if mode & 0o004 != 0 {
+            problem("\(path) holds relay passwords and anyone on this machine can read it (mode \(Doctor.octal(mode))): \(fix)")
+        } else if !qmailrReads {
+            problem("\(path) holds relay passwords but qmail-remote (uid \(qmailr)) cannot read it: every remote delivery defers; \(fix)")
+        } else if mode & 0o070 != 0 {
+            warn("\(path) holds relay passwords and its group can read it (mode \(Doctor.octal(mode))): \(fix)")
+        } else {
+            ok("control/smtproutes: relay passwords readable by qmail-remote only")
+        }
     }
 
     // MARK: relaying

@@ -49,20 +49,11 @@ public struct RemoteConfig {
         return c
     }
 
-    /// The smtproutes relay for `host`: (relay host, port); nil for MX delivery.
-    public func route(for host: [UInt8]) -> (host: [UInt8], port: Int?)? {
-        guard let v = routes.matchHost(host) ?? defaultRoute, !v.isEmpty else { return nil }
-        var hostPart = v
-        var port: Int? = nil
-        if v.first == 91, let close = v.firstIndex(of: 93) {
-            hostPart = Array(v[...close])
-            if close + 1 < v.count, v[close + 1] == Ascii.colon { port = Decimal.scanPrefix(v[(close + 2)...]) }
-        } else if let colon = v.firstIndex(of: Ascii.colon) {
-            hostPart = Array(v[..<colon])
-            port = Decimal.scanPrefix(v[(colon + 1)...])
-        }
-        if hostPart.isEmpty { return nil }
-        return (hostPart, port)
+    /// The smtproutes relay for `host` (with the login for it, if any); nil for MX delivery.
+    public func route(for host: [UInt8]) -> SMTPRoute? {
+        guard let v = routes.matchHost(host) ?? defaultRoute else { return nil }
+        let r = SMTPRoute(value: v)
+        return r.host.isEmpty ? nil : r
     }
 }
 
@@ -83,6 +74,9 @@ public final class Remote {
     var channel: Channel? = nil
     var smtpText: [UInt8] = []
     var critical = false
+    var tlsActive = false
+    /// The AUTH mechanisms of the last EHLO reply, uppercased.
+    var authMechanisms: Set<String> = []
 
     public init(config: RemoteConfig, resolver: DNSResolver, ipme: Set<IPAddress> = IPMe.addresses()) {
         self.config = config
@@ -168,6 +162,9 @@ public final class Remote {
         let route = config.route(for: host)
         let lookupHost = route?.host ?? host
         if let p = route?.port, p > 0 { port = p }
+        if let login = route?.login, login.password.isEmpty {
+            throw fail("Zcontrol/smtproutes names the user \(safe(login.user)) for \(safe(lookupHost)) but no password. (#4.3.5)\n")
+        }
         do {
             if route != nil {
                 addrs = try resolver.ips(lookupHost).map { DNSResolver.MXAddress(preference: 0, ip: $0) }
@@ -199,7 +196,9 @@ public final class Remote {
                 partner = a.ip
                 channel = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: config.timeoutRemote, capacity: 16384)
                 connectedFd = fd
-                try smtp(sender: sender, recipients: recipients, input: input, serverName: lookupHost)
+                // Port 465 speaks TLS from the first byte (RFC 8314).
+                if port == 465, tls != nil { try startTLS(serverName: lookupHost) }
+                try smtp(sender: sender, recipients: recipients, input: input, serverName: lookupHost, login: route?.login)
                 return
             case .failure(let e):
                 tcpto.record(a.ip, timedOut: e.errno == ETIMEDOUT)
@@ -212,12 +211,18 @@ public final class Remote {
         String(decoding: b.map { ($0 < 33 || $0 > 126) ? 63 : $0 }, as: UTF8.self)
     }
 
-    /// The EHLO keywords of the last reply, uppercased.
+    /// The EHLO keywords of the last reply, uppercased; the AUTH
+    /// mechanisms (also from the old "AUTH=" form) go to authMechanisms.
     func extensions() -> Set<String> {
         var out: Set<String> = []
+        authMechanisms = []
         for line in smtpText.split(byte: Ascii.lf).dropFirst() where line.count > 4 {
-            let word = line[4...].prefix { $0 != Ascii.space }
-            out.insert(String(decoding: word.map { ($0 >= 97 && $0 <= 122) ? $0 - 32 : $0 }, as: UTF8.self))
+            let words = String(decoding: line[4...].map { ($0 >= 97 && $0 <= 122) ? $0 - 32 : $0 }, as: UTF8.self)
+                .split(whereSeparator: { $0 == " " || $0 == "\r" }).map(String.init)
+            guard let first = words.first else { continue }
+            out.insert(first)
+            if first == "AUTH" { authMechanisms.formUnion(words.dropFirst()) }
+            if first.hasPrefix("AUTH=") { authMechanisms.formUnion([String(first.dropFirst(5))] + words.dropFirst()) }
         }
         return out
     }
@@ -228,28 +233,38 @@ public final class Remote {
         return try smtpCode() == 250 ? extensions() : nil
     }
 
-    func smtp(sender: [UInt8], recipients: [[UInt8]], input: Int32, serverName: [UInt8]) throws {
+    /// Starts TLS on the connection (after STARTTLS's 220, or at once on port 465).
+    func startTLS(serverName: [UInt8]) throws {
+        guard let tls, let ch = channel else { throw dropped() }
+        guard ch.bufferedCount == 0 else { throw quit("ZConnected to ", " but it sent data before TLS") }
+        do {
+            ch.stream = try tls.start(fd: connectedFd, serverName: serverName, timeout: config.timeoutRemote)
+        } catch {
+            channel = nil
+            throw fail("ZConnected to \(hostText) but the TLS handshake failed. (#4.7.5)\n")
+        }
+        tlsActive = true
+    }
+
+    func smtp(sender: [UInt8], recipients: [[UInt8]], input: Int32, serverName: [UInt8], login: RelayLogin?) throws {
         if try smtpCode() != 220 { throw quit("ZConnected to ", " but greeting failed") }
         // qmail says HELO; EHLO only when something needs an extension:
-        // SMTPUTF8 addresses, or opportunistic STARTTLS.
+        // SMTPUTF8 addresses, opportunistic STARTTLS, or AUTH to a relay.
         let needUTF8 = AddressParse.isEightBit(sender) || recipients.contains { AddressParse.isEightBit($0) }
         var ext: Set<String>? = nil
-        if needUTF8 || tls != nil {
+        if needUTF8 || tls != nil || login != nil {
             ext = try ehlo()
-            if let e = ext, e.contains("STARTTLS"), let tls {
+            if !tlsActive, let e = ext, e.contains("STARTTLS"), tls != nil {
                 try send(Array("STARTTLS\r\n".utf8))
                 if try smtpCode() == 220 {
-                    guard let ch = channel, ch.bufferedCount == 0 else { throw quit("ZConnected to ", " but it sent data before TLS") }
-                    do {
-                        ch.stream = try tls.start(fd: connectedFd, serverName: serverName, timeout: config.timeoutRemote)
-                    } catch {
-                        channel = nil
-                        throw fail("ZConnected to \(hostText) but the TLS handshake failed. (#4.7.5)\n")
-                    }
+                    try startTLS(serverName: serverName)
                     ext = try ehlo()
+                } else if let login, !login.clearAllowed {
+                    throw passwordNeedsTLS(login, because: "it refused STARTTLS")
                 }
             }
         }
+        if let login { try authenticate(login, ehloSucceeded: ext != nil) }
         if ext == nil {
             try send(Array("HELO ".utf8) + config.helohost + [13, 10])
             if try smtpCode() != 250 { throw quit("ZConnected to ", " but my name was rejected") }

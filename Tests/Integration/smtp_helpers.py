@@ -81,8 +81,8 @@ class TcpServer:
 
 class FakeSMTP:
     """A scripted SMTP server in a thread: `replies` maps a command verb
-    ("greeting", "helo", "mail", "rcpt", "data", "end") to a reply line, or
-    to a function of the command line for "rcpt". Keeps a transcript and
+    ("greeting", "helo", "mail", "rcpt", "data", "end", "auth"; "other" for
+    any other line) to a reply line, or to a function of the line. Keeps a transcript and
     the message bodies it received. stall=True never answers after the greeting."""
 
     def __init__(self, host="127.0.0.1", replies=None, stall=False):
@@ -127,7 +127,7 @@ class FakeSMTP:
                 continue
             verb = line[:4].decode("latin-1").lower()
             key = {"helo": "helo", "ehlo": "ehlo" if "ehlo" in self.replies else "helo", "mail": "mail",
-                   "rcpt": "rcpt", "data": "data", "quit": "quit", "star": "starttls"}.get(verb)
+                   "rcpt": "rcpt", "data": "data", "quit": "quit", "star": "starttls", "auth": "auth"}.get(verb, "other")
             r = self.replies.get(key, "500 what")
             if callable(r):
                 r = r(line)

@@ -292,14 +292,22 @@ def test_helo_when_ehlo_is_refused_and_notlshosts(qhome):
         fake.close()
 
 
+def mail_with_our_remote(home):
+    """test_send's Mail (stand-in local delivery, qmail-send started by
+    hand) that keeps the real qmail-remote."""
+    import shutil
+    from test_send import Mail
+    real = home.path / "bin" / "qmail-remote.real"
+    shutil.copy(home.bin("qmail-remote"), real)
+    mail = Mail(home, remote=False)
+    shutil.move(real, home.path / "bin" / "qmail-remote")
+    return mail
+
+
 def test_qmail_send_rspawn_and_remote_deliver_to_postfix(qhome, postfix):
     """The whole outgoing path: qmail-send -> qmail-rspawn -> qmail-remote -> Postfix."""
-    import shutil
-    from test_send import Mail, wait_for
-    real = qhome.path / "bin" / "qmail-remote.real"
-    shutil.copy(qhome.bin("qmail-remote"), real)
-    mail = Mail(qhome, remote=False)
-    shutil.move(real, qhome.path / "bin" / "qmail-remote")
+    from test_send import wait_for
+    mail = mail_with_our_remote(qhome)
     qhome.control("smtproutes", f"peer.test:127.0.0.1:{postfix.port}\n")
     try:
         mail.start()

@@ -19,6 +19,8 @@ import time
 import pytest
 
 from conftest import ROOT, bin_dir
+from smtp_helpers import queued
+from test_smarthost import relay  # noqa: F401 (a fixture)
 
 RUN = str(ROOT / "scripts" / "run.sh")
 DOMAIN = "example.test"
@@ -68,7 +70,7 @@ def site():
     env = dict(os.environ, QMAIL_HOME=str(top / "home"), QMAIL_BIN=str(bin_dir()), SMTP_PORT=str(ports["smtp"]),
                SUBMISSION_PORT=str(ports["submission"]), SMTPS_PORT=str(ports["smtps"]),
                POP3_PORT=str(ports["pop3"]), POP3S_PORT=str(ports["pop3s"]))
-    for v in ("QMAILQUEUE", "SMARTHOST", "QMAIL_LISTEN", "RELAYCLIENT"):
+    for v in ("QMAILQUEUE", "SMARTHOST", "SMARTHOST_USER", "SMARTHOST_PASSWORD", "QMAIL_LISTEN", "RELAYCLIENT"):
         env.pop(v, None)
     s = type("Site", (), {})()
     s.home, s.env, s.ports, s.procs = top / "home", env, ports, []
@@ -285,3 +287,31 @@ def test_a_port_lost_after_the_check_is_reported_on_the_terminal(site):
             assert c.connect_ex(("127.0.0.1", port)) != 0
     r = subprocess.run(["flock", "-n", str(site.home / "queue" / "lock" / "sendmutex"), "true"])
     assert r.returncode == 0
+
+
+def test_smarthost_with_a_login_sends_outgoing_mail_through_it(site, relay):
+    """SMARTHOST=host:port with SMARTHOST_USER/SMARTHOST_PASSWORD: the relay
+    (our qmail-smtpd: AUTH required, only after STARTTLS) gets the mail; the
+    login sits in control/smtproutes, mode 600 for the home's owner; the
+    banner names relay and user, never the password."""
+    r = subprocess.run(["bash", RUN], env=dict(site.env, SMARTHOST_USER="joe"), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and r.stderr == ("run.sh: SMARTHOST_USER/SMARTHOST_PASSWORD need SMARTHOST=host:port "
+                                              "(the relay to log in to)\n"), r.stderr
+    site.env.update(SMARTHOST=f"127.0.0.1:{relay.port}", SMARTHOST_USER="joe", SMARTHOST_PASSWORD="secret")
+    p = start(site)
+    assert f"outgoing    through 127.0.0.1:{relay.port}, logging in as joe over TLS (control/smtproutes)" in p.banner, \
+        p.banner
+    assert "secret" not in p.banner
+    routes = site.home / "control" / "smtproutes"
+    st = routes.stat()
+    assert st.st_mode & 0o777 == 0o600 and st.st_uid == (site.home / "queue" / "lock" / "tcpto").stat().st_uid
+    r = swaks("--server", f"127.0.0.1:{site.ports['submission']}", "-tls", "--auth-user", "postmaster",
+              "--auth-password", password(p.banner), "--to", "friend@far.example", "--from", f"postmaster@{DOMAIN}",
+              "--header", "Subject: through the smarthost")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: queued(relay.home), "the relay did not get the message", timeout=30)
+    [(mess, sender, rcpts)] = queued(relay.home)
+    assert rcpts == [b"friend@far.example"] and sender == f"postmaster@{DOMAIN}".encode()
+    assert b"(joe@127.0.0.1)" in mess and b" with ESMTPSA; " in mess and b"Subject: through the smarthost" in mess
+    stop(p)
