@@ -1,5 +1,6 @@
 import XCTest
 @testable import QmailSMTP
+import QmailCore
 
 final class DataReceiverTests: XCTestCase {
     func receive(_ s: String, databytes: Int = 0) -> (DataReceiver.Outcome, String, Int) {
