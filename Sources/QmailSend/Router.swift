@@ -6,11 +6,6 @@
 import QmailCore
 
 public struct Router {
-    public enum Channel: Int, CaseIterable, Sendable {
-        case local = 0, remote = 1
-        public var name: String { self == .local ? "local" : "remote" }
-    }
-
     public var locals: DomainMap<Void>
     public var virtualDomains: DomainMap<[UInt8]>
     public var percentHack: DomainMap<Void>
@@ -33,7 +28,7 @@ public struct Router {
     }
 
     /// The channel and the address as written to the channel file.
-    public func route(_ recipient: [UInt8]) -> (Channel, [UInt8]) {
+    public func route(_ recipient: [UInt8]) -> (DeliveryChannel, [UInt8]) {
         var addr = recipient
         var at = addr.lastIndex(of: Ascii.at) ?? addr.count
         if at == addr.count {
