@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 
 public enum DNSError: Error, Equatable {
     /// The name does not exist (NXDOMAIN) or cannot be a DNS name.
@@ -180,7 +181,7 @@ public final class DNSResolver {
         let fd = socket(server.isV6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { return nil }
         defer { close(fd) }
-        let ok = SocketAddress.with(server, port: port) { Glibc.connect(fd, $0, $1) == 0 }
+        let ok = SocketAddress(ip: server, port: UInt16(port)).withSockaddr { Glibc.connect(fd, $0, $1) == 0 }
         guard ok else { return nil }
         guard q.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == q.count else { return nil }
         let deadline = Sys.now() + timeout

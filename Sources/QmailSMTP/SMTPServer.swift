@@ -6,6 +6,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 import QmailQueue
 
 /// Starts TLS on the server side of a connection (QmailTLS provides one).

@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 
 public enum Exec {
     /// Replaces this process with argv; returns only on failure.
@@ -80,11 +81,8 @@ public enum TcpEnv {
     }
 
     static func addr(_ ss: inout sockaddr_storage) -> (IPAddress?, Int?) {
-        withUnsafePointer(to: &ss) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                (SocketAddress.ip(of: sa)?.unmapped, SocketAddress.port(of: sa))
-            }
-        }
+        let a = SocketAddress(storage: ss)
+        return (a?.ip, a.map { Int($0.port) })
     }
 
     /// RFC 1413: asks the client's identd who owns the connection.
