@@ -1,6 +1,6 @@
 import XCTest
 import QmailCore
-import QmailNet
+@testable import QmailNet
 @testable import QmailSMTP
 
 final class DNSTests: XCTestCase {

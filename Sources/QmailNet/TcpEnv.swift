@@ -4,16 +4,14 @@
 import Glibc
 #endif
 import QmailCore
-import QmailNet
 
-public enum Exec {
-    /// Replaces this process with argv; returns only on failure.
-    public static func exec(_ argv: [String]) -> Never {
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        execvp(argv[0], cargs)
-        Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: unable to run \(argv[0]): \(Sys.strerror(errno))")
-        Sys.exit(111)
-    }
+/// Replaces this process with argv (the server tcp-env or rblsmtpd runs);
+/// on failure says why and exits 111.
+func execServer(_ argv: [String]) -> Never {
+    let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    execvp(argv[0], cargs)
+    Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: unable to run \(argv[0]): \(Sys.strerror(errno))")
+    Sys.exit(111)
 }
 
 public enum TcpEnv {
@@ -72,7 +70,7 @@ public enum TcpEnv {
                 }
             }
         }
-        Exec.exec(Array(args[i...]))
+        execServer(Array(args[i...]))
     }
 
     static func usage() -> Never {
@@ -147,7 +145,7 @@ public enum RBLSMTPD {
         let ipText = Sys.getenv("TCPREMOTEIP") ?? ""
         var message: String? = nil
         if let env = Sys.getenv("RBLSMTPD") {
-            if env.isEmpty { Exec.exec(program) }
+            if env.isEmpty { execServer(program) }
             if env.hasPrefix("-") { permanent = true; message = String(env.dropFirst()) } else { message = env }
         } else if let ip = IPAddress(ipText)?.unmapped {
             let dns = DNSResolver.system()
@@ -181,7 +179,7 @@ public enum RBLSMTPD {
                 }
             }
         }
-        guard let text = message else { Exec.exec(program) }
+        guard let text = message else { execServer(program) }
         let code = permanent ? "553" : "451"
         Sys.warn("rblsmtpd: \(ipText) pid \(getpid()): \(code) \(text)")
         refuse(code: code, text: text, timeout: timeout)

@@ -8,7 +8,6 @@
 import Glibc
 #endif
 import QmailCore
-import QmailNet
 
 public enum DNSError: Error, Equatable {
     /// The name does not exist (NXDOMAIN) or cannot be a DNS name.
@@ -255,6 +254,11 @@ public final class DNSResolver {
     public struct MXAddress: Equatable {
         public let preference: Int
         public let ip: IPAddress
+
+        public init(preference: Int, ip: IPAddress) {
+            self.preference = preference
+            self.ip = ip
+        }
     }
 
     /// qmail's dns_mxip: the addresses to try for mail to `domain`, best
