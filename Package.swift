@@ -123,9 +123,9 @@ let libraries: [Target] = [
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .systemLibrary(name: "CLDAP", path: "Sources/CLDAP", pkgConfig: "ldap", providers: [.apt(["libldap-dev"])]),
     .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
-    .target(name: "UserDirectoryLDAP", dependencies: ["QmailCore", "UserDirectory", "CLDAP"], path: "Sources/UserDirectoryLDAP"),
-    .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "Sources/UserDirectorySQL"),
-    .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
+    .target(name: "UserDirectoryLDAP", dependencies: ["QmailCore", "UserDirectory", "CLDAP"], path: "checkpassword/UserDirectoryLDAP"),
+    .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "checkpassword/UserDirectorySQL"),
+    .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "checkpassword/Checkpassword"),
     .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup"], path: "Sources/QmailCtl"),
     .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
@@ -133,11 +133,15 @@ let libraries: [Target] = [
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
 ]
 
+/// The checkpassword programs live with their backends under checkpassword/
+/// (checkpassword/README.md); every other program under Sources/.
+let checkpasswordPrograms: Set<String> = ["checkpassword", "checkpassword-file", "checkpassword-ldap", "checkpassword-mysql"]
+
 let executables: [Target] = programs.map { p in
     .executableTarget(
         name: p.name,
         dependencies: p.deps.map { .target(name: $0) },
-        path: "Sources/\(p.name)",
+        path: checkpasswordPrograms.contains(p.name) ? "checkpassword/\(p.name)" : "Sources/\(p.name)",
         linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic : staticStdlib)
 }
 
