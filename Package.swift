@@ -126,7 +126,7 @@ let libraries: [Target] = [
     .target(name: "UserDirectoryLDAP", dependencies: ["QmailCore", "UserDirectory", "CLDAP"], path: "checkpassword/UserDirectoryLDAP"),
     .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "checkpassword/UserDirectorySQL"),
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "checkpassword/Checkpassword"),
-    .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup"], path: "Sources/QmailCtl"),
+    .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup", "QmailLocal", "UserDirectory"], path: "Sources/QmailCtl"),
     .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),

@@ -18,6 +18,11 @@ private slapd and mariadbd, then probes:
             snapshotted before and after
   relay     open-relay probes against qmail-smtpd (and that relaying IS
             allowed after AUTH and with RELAYCLIENT, so a probe can fail)
+  smuggling every CR/LF/NUL end-of-data look-alike inside a message that
+            enters by qmail-smtpd (then a .qmail forward), qmail-inject,
+            qmail-queue, QMQP and QMTP; qmail-send and qmail-remote take it
+            to a next hop that ends DATA on any of them: one message each,
+            none from the smuggled sender
   brute     POP3 login failures: delay measured, one try per connection;
             SMTP AUTH failures measured
   root      checkpassword never runs a mailbox as uid 0
@@ -38,7 +43,7 @@ Environment:
   SQ_SECURITY_FAULT      test only: weaken the setup on purpose to show the
                          battery fails: relayclient, control-writable,
                          weak-ciphers, no-fail-delay, key-readable,
-                         tricks-leak, queue-env
+                         tricks-leak, queue-env, raw-remote
 """
 import base64
 import hashlib
@@ -68,7 +73,7 @@ from test_smtpd import RELAY_BATTERY  # noqa: E402
 from test_backends import INJECTIONS, Env as BackendEnv  # noqa: E402
 from test_hosting import cdb_make  # noqa: E402
 
-SECTIONS = ["modes", "setuid", "tricks", "relay", "brute", "root", "tls", "backends"]
+SECTIONS = ["modes", "setuid", "tricks", "relay", "smuggling", "brute", "root", "tls", "backends"]
 OURS = "ours.example"
 FQDN = "mail.ours.example"
 HOSTED = "example.org"
@@ -138,8 +143,11 @@ class System:
         tag = os.getpid() % 100000
         self.J, self.A, self.R = f"sqj{tag}", f"sqa{tag}", f"sqr{tag}"
         path = self.base / "qmail"
+        # qmail-setup makes qmail's accounts: cleanup() removes those it made
+        self.accounts = conftest.QmailAccounts()
         r = run([str(conftest.bin_dir() / "qmail-setup"), str(path), FQDN], timeout=180)
         if r.returncode != 0:
+            self.accounts.restore()
             raise RuntimeError("qmail-setup failed: " + r.stderr.decode(errors="replace"))
         self.q = conftest.QmailHome(path, FQDN)
         # qmailctl reads machine files unless told otherwise
@@ -260,6 +268,7 @@ class System:
                 s.stop()
         for name in self.users:
             run(["userdel", "-f", name])
+        self.accounts.restore()
         if os.environ.get("SQ_SECURITY_KEEP") == "1":
             print(f"security: kept {self.base} (SQ_SECURITY_KEEP=1)", flush=True)
         else:
@@ -601,6 +610,194 @@ def section_relay(S):
     B.figure("relay probes accepted as local mail", "; ".join(local) or "none")
     B.figure("relay probes", len(lines) + 6)
     clear_queue(S)
+    percent_chains(S)
+
+
+# control/percenthack: OURS and a far domain listed, so chains are rewritten
+# at ours and hop through a host that is not ours. FQDN is me, envnoathost.
+PCT_FAR = "pct.other.example"
+PCT_HACK = [OURS, FQDN, PCT_FAR]
+
+
+def percent_rewrite(addr: bytes, hack, envnoathost: bytes) -> bytes:
+    """qmail-send's rewrite (qmail-send.c), written here from its
+    description and not from our Swift: a bare local part gets
+    @envnoathost; while the domain is listed, the last % of the local part
+    becomes the @ and the old domain is dropped."""
+    if b"@" not in addr:
+        addr += b"@" + envnoathost
+    hack = {h.lower() for h in hack}
+    while True:
+        local, domain = addr.rsplit(b"@", 1)
+        if domain.lower() not in hack or b"%" not in local:
+            return addr
+        addr = local[:local.rindex(b"%")] + b"@" + local[local.rindex(b"%") + 1:]
+
+
+def percent_addresses():
+    """victim%h1%...%hn@d for n = 1..4 hops over ours / listed-but-far /
+    far hosts, ending at each of our domains or at none (a bare local part)."""
+    import itertools
+    hops = [OURS, PCT_FAR, "other.example"]
+    out = []
+    for n in range(1, 5):
+        for chain in itertools.product(hops, repeat=n):
+            local = "%".join(["victim", *chain])
+            for end in (f"@{OURS}", f"@{HOSTED}", ""):
+                out.append((local + end).encode())
+    return out
+
+
+def percent_session(S, addrs, **env):
+    """One session with one RCPT per address; the addresses accepted."""
+    data = b"HELO c\r\nMAIL FROM:<a@b.example>\r\n" + b"".join(b"RCPT TO:<" + a + b">\r\n" for a in addrs)
+    data += b"DATA\r\nSubject: percent probe\r\n\r\nx\r\n.\r\nQUIT\r\n"
+    p = subprocess.run([S.bin("qmail-smtpd")], input=data, capture_output=True, timeout=120,
+                       env=S.smtpd_env(**env))
+    r = sh.replies(p.stdout)
+    return [a for a, line in zip(addrs, r[3:3 + len(addrs)]) if line.startswith("250 ")]
+
+
+def percent_chains(S):
+    """Issue 15 item 1: with percenthack set, a chain of % hops must not
+    take mail past rcpthosts; judged where qmail-send will deliver it."""
+    hack = S.q.path / "control" / "percenthack"
+    hack.write_text("".join(h + "\n" for h in PCT_HACK))
+    try:
+        addrs = percent_addresses()
+        me = FQDN.encode()
+        ours = {OURS.encode(), FQDN.encode(), HOSTED.encode()}
+        dest = {a: percent_rewrite(a, [h.encode() for h in PCT_HACK], me) for a in addrs}
+        accepted = []
+        for i in range(0, len(addrs), 100):
+            accepted += percent_session(S, addrs[i:i + 100])
+        for a in addrs:
+            leaves = dest[a].rsplit(b"@", 1)[1].lower() not in ours
+            B.promise(f"relay percenthack {show(a)} is not relayed", not (leaves and a in accepted),
+                      f"accepted; qmail-send delivers it to {dest[a].decode()}")
+        # controls: chains that end at home are taken, and relaying clients may use any
+        home = [a for a in addrs if b"other" not in a]
+        B.promise("relay percenthack chains that stay ours accepted (control)",
+                  sorted(percent_session(S, home)) == sorted(home), "")
+        elsewhere = [a for a in addrs if dest[a].endswith(b"@other.example")][:20]
+        B.promise("relay percenthack chain allowed with RELAYCLIENT (control)",
+                  sorted(percent_session(S, elsewhere, RELAYCLIENT="")) == sorted(elsewhere), "")
+        B.figure("relay percenthack chains", f"{len(addrs)} probed, {len(accepted)} accepted as ours, "
+                 f"{sum(1 for a in addrs if dest[a].rsplit(b'@', 1)[1].lower() not in ours)} lead elsewhere")
+    finally:
+        hack.unlink()
+        clear_queue(S)
+
+
+# ---------------------------------------------------------------- smuggling
+
+def netstring(b):
+    return str(len(b)).encode() + b":" + b + b","
+
+
+def smuggling_inputs(S, seq, i, sender, fwd):
+    """One message holding `seq` by each entrance; yields (route, marker, accepted)."""
+    q = S.q
+    body = lambda m: b"Subject: " + m.encode() + b"\n\nreal" + seq + sh.SMUGGLED + b"tail\n"
+    m = f"smug-smtp-{i}"
+    data = (b"HELO c\r\nMAIL FROM:<" + sender + b">\r\nRCPT TO:<" + fwd + b">\r\nDATA\r\nSubject: " + m.encode()
+            + b"\r\n\r\nreal" + seq + sh.SMUGGLED + b"QUIT\r\n")
+    _, out = sh.session(q, data)
+    r = sh.replies(out)
+    # a bare LF is refused (451) as qmail does; anything else is one message
+    yield "qmail-smtpd, then a forward", m, sum(l.startswith("250 ok ") for l in r) == 1
+    m = f"smug-inject-{i}"
+    p = run([S.bin("qmail-inject"), "-f", sender.decode(), "joe@next.test"], input=body(m), env=q.env)
+    yield "qmail-inject", m, p.returncode == 0
+    m = f"smug-queue-{i}"
+    with tempfile.TemporaryFile() as env:
+        env.write(b"F" + sender + b"\0Tjoe@next.test\0\0")
+        env.seek(0)
+        p = run([S.bin("qmail-queue")], input=body(m), stdout=env, stderr=subprocess.PIPE, capture_output=False,
+                env=q.env)
+    yield "qmail-queue", m, p.returncode == 0
+    m = f"smug-qmqp-{i}"
+    p = run([S.bin("qmail-qmqpd")], input=netstring(netstring(body(m)) + netstring(sender)
+                                                   + netstring(b"joe@next.test")), env=S.smtpd_env())
+    yield "QMQP", m, b":K" in p.stdout
+    m = f"smug-qmtp-{i}"
+    p = run([S.bin("qmail-qmtpd")], input=netstring(b"\n" + body(m)) + netstring(sender)
+            + netstring(netstring(b"joe@next.test")), env=S.smtpd_env(RELAYCLIENT=""))
+    yield "QMTP", m, b":K" in p.stdout
+
+
+# SQ_SECURITY_FAULT=raw-remote: a qmail-remote that sends the queue's bytes
+# as qmail 1.03's does (LF to CRLF, dots doubled after LF, CR and NUL as
+# they are), to show the section sees outbound smuggling.
+RAW_REMOTE = """#!/usr/bin/env python3
+import socket, sys
+host, port = open("control/smtproutes").read().split(":")[1:3]
+s = socket.create_connection((host, int(port)), timeout=30)
+f = s.makefile("rb")
+def code():
+    while True:
+        l = f.readline()
+        if l[3:4] != b"-":
+            return l
+code()
+for cmd in [b"HELO raw", b"MAIL FROM:<" + sys.argv[2].encode() + b">"] + [b"RCPT TO:<" + r.encode() + b">" for r in sys.argv[3:]] + [b"DATA"]:
+    s.sendall(cmd + b"\\r\\n"); code()
+body = sys.stdin.buffer.read()
+s.sendall(b"".join((b"." if l.startswith(b".") else b"") + l + b"\\r\\n" for l in body.split(b"\\n")[:-1]) + b".\\r\\n")
+code()
+sys.stdout.buffer.write(b"r\\0" * (len(sys.argv) - 3) + b"Kraw accepted message.\\n\\0")
+"""
+
+
+def section_smuggling(S):
+    J, q = S.J, S.q
+    sink = sh.LenientSMTP()
+    q.control("smtproutes", f"next.test:127.0.0.1:{sink.port}\n")
+    remote = q.path / "bin" / "qmail-remote"
+    if "raw-remote" in FAULTS:
+        os.rename(remote, remote.with_name("qmail-remote.real"))
+        remote.write_text(RAW_REMOTE)
+        remote.chmod(0o755)
+    S.dot_qmail(S.jhome, ".qmail-fwd", "&fwd@next.test\n", S.jpw)
+    sender = f"{J}-bounces@{OURS}".encode()
+    fwd = f"{J}-fwd@{OURS}".encode()
+    try:
+        sent = {}
+        for i, seq in enumerate(sh.EOD_VARIANTS):
+            for route, marker, ok in smuggling_inputs(S, seq, i, sender, fwd):
+                if ok:
+                    sent[marker] = (route, seq)
+                elif route != "qmail-smtpd, then a forward":
+                    B.promise(f"smuggling {route} takes a message holding {show(seq)}", False, "refused")
+        # what each entrance stored: the next hop must get exactly this, as semantic() maps it
+        stored = {}
+        for mess, _, _ in sh.queued(q):
+            found = re.search(rb"Subject: (smug-[a-z]+-\d+)", mess)
+            if found:
+                stored[found.group(1).decode()] = mess
+        B.figure("smuggling messages queued", f"{len(stored)} of {len(sh.EOD_VARIANTS) * 5} "
+                 f"(bare LF refused by qmail-smtpd: {len(sh.EOD_VARIANTS) * 5 - len(sent)})")
+        S.start_qmail()
+        want = len(sent)
+        wait_for(lambda: len(sink.messages) >= want and S.queue_count() == 0, 180, 0.2)
+        time.sleep(1)  # a late second message would show up now
+        S.stop_qmail()
+    finally:
+        sink.close()
+        (q.path / "control" / "smtproutes").unlink()
+        (S.jhome / ".qmail-fwd").unlink()
+        if "raw-remote" in FAULTS:
+            os.replace(remote.with_name("qmail-remote.real"), remote)
+    spoofed = [m for m in sink.messages if m[0] != sender or any(not r.endswith(b"@next.test") for r in m[1])
+               or b"smuggled" in m[2].split(b"\n\n", 1)[0]]
+    B.promise("smuggling no smuggled message reached the next hop", not spoofed,
+              f"{len(spoofed)}, e.g. {show(repr(spoofed[0][:2]) if spoofed else '')}")
+    B.figure("smuggling messages at the next hop", f"{len(sink.messages)} for {len(sent)} sent")
+    for marker, (route, seq) in sorted(sent.items(), key=lambda kv: (kv[1][0], kv[0])):
+        got = [m for m in sink.messages if f"Subject: {marker}\n".encode() in m[2]]
+        ok = len(got) == 1 and marker in stored and got[0][2].endswith(sh.semantic(stored[marker]))
+        B.promise(f"smuggling {route} {show(seq)}: one message at the next hop, whole", ok,
+                  f"{len(got)} copies" + (f": {show(got[0][2][-80:])}" if got else ""))
 
 
 # ---------------------------------------------------------------- brute force

@@ -3,6 +3,8 @@
 # Usage: . scripts/deps.sh; install_deps run|test
 install_deps() {
   local want=(libcrypt-dev pkg-config libssl-dev openssl libldap-dev libmariadb-dev)
+  # scripts/run.sh logs every service through multilog
+  if [ "${1:-}" = run ]; then want+=(daemontools); fi
   if [ "${1:-}" = test ]; then
     want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base slapd ldap-utils mariadb-server mariadb-client)
   fi
@@ -12,6 +14,8 @@ install_deps() {
   if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
   # qmail-remote is tested against a private Postfix instance
   if [ "${1:-}" = test ]; then want+=(postfix); fi
+  # test_run.py checks the login lines with contrib/fail2ban's filter
+  if [ "${1:-}" = test ]; then want+=(fail2ban); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

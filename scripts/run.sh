@@ -1,74 +1,249 @@
 #!/usr/bin/env bash
 # Starts swift-qmail on its embedded default: a single-user qmail home in
-# ./run/qmail (or $QMAIL_HOME) built from this checkout, with queue and
-# delivery running, a sample domain (example.test) whose postmaster mailbox
-# gets a fresh password printed here, and POP3 on loopback ports 11110
-# (STLS) and 11995 (implicit TLS, self-signed certificate). Ctrl-C stops it.
+# ./run/qmail (or $QMAIL_HOME) built from this checkout, serving the sample
+# domain example.test on loopback (127.0.0.1 and ::1): SMTP for incoming
+# mail, submission (STARTTLS, then AUTH), submission over implicit TLS, POP3
+# with STLS, POP3 over TLS, and qmail-send delivering locally and outwards
+# (by MX, or through $SMARTHOST). Every service logs through multilog into
+# HOME/log/<service>/. Ctrl-C stops it; running it again restarts it with
+# the same mailboxes and password.
+#
+# Usage: scripts/run.sh [--reset-password]
+# Environment: QMAIL_HOME, QMAIL_DOMAIN, QMAIL_FQDN, QMAIL_LISTEN (addresses,
+# default "127.0.0.1 ::1"), SMTP_PORT, SUBMISSION_PORT, SMTPS_PORT,
+# POP3_PORT, POP3S_PORT, SMARTHOST (host:port for all outgoing mail; it is
+# written to control/smtproutes and stays there until changed),
+# QMAIL_RUN_USER (run as root: the account that owns the home), QMAIL_BIN
+# (use programs already built there: no package check, no build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/deps.sh
-install_deps run
+ME="run.sh"
+die() { echo "$ME: $*" >&2; exit 1; }
 
-echo "== swift build -c release"
-swift build -c release 2>&1 | tail -n 1
-BIN="$PWD/.build/release"
+RESET=0
+for a in "$@"; do
+  case "$a" in
+    --reset-password) RESET=1 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $a (usage: scripts/run.sh [--reset-password])" ;;
+  esac
+done
+
 FQDN="${QMAIL_FQDN:-mail.example.test}"
+DOMAIN="${QMAIL_DOMAIN:-example.test}"
+LISTEN="${QMAIL_LISTEN:-127.0.0.1 ::1}"
+SMTP_PORT="${SMTP_PORT:-10025}"
+SUBMISSION_PORT="${SUBMISSION_PORT:-10587}"
+SMTPS_PORT="${SMTPS_PORT:-10465}"
+POP3_PORT="${POP3_PORT:-11110}"
+POP3S_PORT="${POP3S_PORT:-11995}"
+if [ "$(id -u)" -eq 0 ]; then
+  RUN_USER="${QMAIL_RUN_USER:-swiftqmail}"
+  HOME_DIR="${QMAIL_HOME:-/var/tmp/swift-qmail}"
+else
+  HOME_DIR="${QMAIL_HOME:-$PWD/run/qmail}"
+fi
+B="$HOME_DIR/bin"
+
+# ---- before anything changes: is another instance, or anything else, here?
+# A listener answers a connect at once; nothing listening refuses at once.
+listening() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+for pv in SMTP_PORT SUBMISSION_PORT SMTPS_PORT POP3_PORT POP3S_PORT; do
+  port=${!pv}
+  case "$port" in ''|*[!0-9]*) die "$pv=$port is not a port number" ;; esac
+  for addr in $LISTEN; do
+    if listening "$addr" "$port"; then
+      die "port $port on $addr ($pv) is in use by another program: stop it, or choose another port with $pv=..."
+    fi
+  done
+done
+if [ -n "${SMARTHOST_USER:-}${SMARTHOST_PASSWORD:-}" ]; then
+  die "SMARTHOST_USER/SMARTHOST_PASSWORD: qmail-remote cannot log in to a relay yet (no SMTP AUTH client); use a relay that accepts this host without AUTH"
+fi
+case "${SMARTHOST:-}" in *[!A-Za-z0-9.:\[\]-]*) die "SMARTHOST=$SMARTHOST is not host:port" ;; esac
+# qmail-send holds queue/lock/sendmutex (flock) while it runs.
+if [ -e "$HOME_DIR/queue/lock/sendmutex" ]; then
+  rc=0; flock -n -E 75 "$HOME_DIR/queue/lock/sendmutex" true || rc=$?
+  [ "$rc" -ne 75 ] || die "a qmail-send is already running on $HOME_DIR (queue/lock/sendmutex is locked): stop it first"
+fi
+
+if [ -n "${QMAIL_BIN:-}" ]; then
+  BUILD="$QMAIL_BIN"
+else
+  . scripts/deps.sh
+  install_deps run
+  echo "== swift build -c release"
+  swift build -c release 2>&1 | tail -n 1
+  BUILD="$PWD/.build/release"
+fi
 
 # Mailboxes never belong to root. Run as root, the system runs as an
 # unprivileged account (created when missing) in a home it can reach;
 # run as anyone else, as that user in ./run/qmail.
 if [ "$(id -u)" -eq 0 ]; then
-  RUN_USER="${QMAIL_RUN_USER:-swiftqmail}"
   id "$RUN_USER" >/dev/null 2>&1 || useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$RUN_USER"
-  HOME_DIR="${QMAIL_HOME:-/var/tmp/swift-qmail}"
-  "$BIN/qmail-setup" --owner "$RUN_USER" "$HOME_DIR" "$FQDN"
+  "$BUILD/qmail-setup" --owner "$RUN_USER" "$HOME_DIR" "$FQDN" >/dev/null
   RUNAS=(setpriv --reuid="$RUN_USER" --regid="$(id -g "$RUN_USER")" --init-groups --)
 else
-  HOME_DIR="${QMAIL_HOME:-$PWD/run/qmail}"
-  "$BIN/qmail-setup" --single-user "$HOME_DIR" "$FQDN"
+  RUN_USER="$(id -un)"
+  "$BUILD/qmail-setup" --single-user "$HOME_DIR" "$FQDN" >/dev/null
   RUNAS=()
 fi
 export QMAIL_HOME="$HOME_DIR"
+as_owner() { if [ ${#RUNAS[@]} -gt 0 ]; then "${RUNAS[@]}" "$@"; else "$@"; fi; }
 
-DOMAIN="${QMAIL_DOMAIN:-example.test}"
-POP3_PORT="${POP3_PORT:-11110}"
-POP3S_PORT="${POP3S_PORT:-11995}"
-B="$HOME_DIR/bin"
-
-# The sample domain and its postmaster mailbox, with a fresh password each run.
-PASS=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 16)
-if "$B/vdominfo" -n "$DOMAIN" >/dev/null 2>&1; then
-  printf '%s\n' "$PASS" | "${RUNAS[@]}" "$B/vpasswd" "postmaster@$DOMAIN" - >/dev/null
+# ---- the sample domain; its postmaster password is kept (mode 600) in the
+# home across restarts, and replaced only with --reset-password.
+PWFILE="$HOME_DIR/postmaster-password"
+NEWDOMAIN=0
+if [ "$RESET" -eq 1 ] || [ ! -s "$PWFILE" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 16 > "$PWFILE.tmp")
+  mv "$PWFILE.tmp" "$PWFILE"
+  SETPW=1
 else
-  printf '%s\n' "$PASS" | "${RUNAS[@]}" "$B/vadddomain" "$DOMAIN" - >/dev/null
+  SETPW=0
+fi
+PASS="$(cat "$PWFILE")"
+if ! as_owner "$B/vdominfo" -n "$DOMAIN" >/dev/null 2>&1; then
+  # (its note that qmail-send is not running yet is expected here)
+  out="$(printf '%s\n' "$PASS" | as_owner "$B/vadddomain" "$DOMAIN" - 2>&1)" || die "vadddomain $DOMAIN failed: $out"
+  NEWDOMAIN=1
+elif [ "$SETPW" -eq 1 ]; then
+  printf '%s\n' "$PASS" | as_owner "$B/vpasswd" "postmaster@$DOMAIN" - >/dev/null
+fi
+# A login without @domain means this domain (checkpassword-file, qmail-rcptcheck).
+as_owner sh -c 'printf "%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$DOMAIN" "$HOME_DIR/control/vdefaultdomain"
+# What qmailctl doctor checks: the ports these services need (HOME/ports)
+# and qmail-send's log, for the reasons deferred mail waits (qmailctl.conf).
+{
+  for addr in $LISTEN; do
+    for sp in "smtpd $SMTP_PORT" "submission $SUBMISSION_PORT" "smtps $SMTPS_PORT" "pop3d $POP3_PORT" "pop3ds $POP3S_PORT"; do
+      echo "$sp $addr"
+    done
+  done
+} | as_owner sh -c 'cat > "$1.tmp" && mv "$1.tmp" "$1"' sh "$HOME_DIR/ports"
+if ! grep -qs '^sendlog=' "$HOME_DIR/qmailctl.conf"; then
+  echo "sendlog=$HOME_DIR/log/send" | as_owner sh -c 'cat >> "$1"' sh "$HOME_DIR/qmailctl.conf"
+fi
+if [ -n "${SMARTHOST:-}" ]; then
+  as_owner sh -c 'printf ":%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$SMARTHOST" "$HOME_DIR/control/smtproutes"
+fi
+if [ ! -f "$HOME_DIR/control/servercert.pem" ]; then
+  as_owner sh contrib/pop3/make-servercert.sh "$HOME_DIR" "$FQDN" >/dev/null
+fi
+if [ "$NEWDOMAIN" -eq 1 ]; then
+  printf 'From: swift-qmail <postmaster@%s>\nTo: postmaster@%s\nSubject: welcome to swift-qmail\n\nIf you can read this, mail went through the queue, qmail-send,\nqmail-local and vdelivermail into this Maildir, and POP3 brought it to you.\n' \
+    "$FQDN" "$DOMAIN" | as_owner "$B/qmail-inject" -f "postmaster@$FQDN" "postmaster@$DOMAIN"
 fi
 
-printf 'From: swift-qmail <postmaster@%s>\nTo: postmaster@%s\nSubject: welcome to swift-qmail\n\nIf you can read this, mail went through the queue, qmail-send,\nqmail-local and vdelivermail into this Maildir, and POP3 brought it to you.\n' \
-  "$FQDN" "$DOMAIN" | "${RUNAS[@]}" "$B/qmail-inject" -f "postmaster@$FQDN" "postmaster@$DOMAIN"
-
-cleanup() {
-  kill -TERM "$send_pid" "$pop_pid" 2>/dev/null || true
-  wait "$send_pid" "$pop_pid" 2>/dev/null || true
-  echo "== stopped"
-  exit 0
+# ---- the services. Each writes into a fifo read by its own multilog (as
+# the home's owner), so logs are stamped (TAI64N), appended and rotated.
+# Each runs in a session of its own: Ctrl-C reaches this script only, which
+# then stops each service with SIGTERM (qmail-send finishes its deliveries).
+FIFOS="$(mktemp -d)"
+svc_pids=(); svc_what=(); svc_log=(); log_pids=()
+logger() {
+  local d="$HOME_DIR/log/$1"
+  as_owner mkdir -p "$d"
+  mkfifo "$FIFOS/$1"
+  setsid "${RUNAS[@]}" multilog t s1000000 n20 "$d" < "$FIFOS/$1" &
+  log_pids+=($!)
 }
-# Own sessions, so that Ctrl-C reaches this script only and each service
-# gets a clean SIGTERM (qmail-send finishes deliveries in progress).
-setsid "${RUNAS[@]}" "$HOME_DIR/rc" > "$HOME_DIR/send.log" 2>&1 &
-send_pid=$!
-cp contrib/pop3/run-local.sh contrib/pop3/make-servercert.sh "$HOME_DIR/boot/"
-setsid "${RUNAS[@]}" sh "$HOME_DIR/boot/run-local.sh" "$HOME_DIR" "$POP3_PORT" "$POP3S_PORT" > "$HOME_DIR/pop3.log" 2>&1 &
-pop_pid=$!
-trap cleanup INT TERM
+service() {  # log-name description command...
+  local name=$1 what=$2
+  shift 2
+  setsid "${RUNAS[@]}" "$@" > "$FIFOS/$name" 2>&1 &
+  svc_pids+=($!); svc_what+=("$what"); svc_log+=("$name")
+}
+cleanup() {
+  trap '' INT TERM
+  for p in "${svc_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${svc_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # The loggers end when their services have closed the fifos.
+  for p in "${log_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$FIFOS"
+}
+trap 'cleanup; echo "== stopped"; exit 0' INT TERM
+# Its last complaint, without multilog's stamp.
+last_error() { tail -n 20 "$HOME_DIR/log/$1/current" 2>/dev/null | grep -E 'fatal|unable|error' | tail -n 1 | cut -d' ' -f2- || true; }
 
+HOST="$FQDN"
+CP="$B/checkpassword-file"
+uid="$(id -u "$RUN_USER")"; gid="$(id -g "$RUN_USER")"
+AUTHSMTPD=("$B/qmail-smtpd-auth" -u "$uid" -g "$gid" "$CP" /bin/true -- "$B/qmail-smtpd" "$HOST")
+for l in send smtpd submission smtps pop3d pop3ds; do logger "$l"; done
+service send "qmail-send" "$HOME_DIR/rc"
+ports=()
+for addr in $LISTEN; do
+  # incoming mail: rcpthosts (the hosted domains), each mailbox checked at
+  # RCPT; AUTH only after STARTTLS.
+  service smtpd "SMTP on [$addr]:$SMTP_PORT" env QMAIL_HOME="$HOME_DIR" RCPTCHECK="$B/qmail-rcptcheck" FORCETLS=1 \
+    "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$SMTP_PORT" "${AUTHSMTPD[@]}"
+  # submission (587's role): STARTTLS, then AUTH, before any mail
+  service submission "submission on [$addr]:$SUBMISSION_PORT" env -u RELAYCLIENT QMAIL_HOME="$HOME_DIR" SMTPAUTH='!' FORCETLS=1 \
+    "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$SUBMISSION_PORT" "${AUTHSMTPD[@]}"
+  # submission over implicit TLS (465's role, RFC 8314)
+  service smtps "submission over TLS on [$addr]:$SMTPS_PORT" env -u RELAYCLIENT QMAIL_HOME="$HOME_DIR" SMTPAUTH='!' FORCETLS=1 \
+    "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$SMTPS_PORT" "$B/tlswrap" "${AUTHSMTPD[@]}"
+  service pop3d "POP3 on [$addr]:$POP3_PORT" env QMAIL_HOME="$HOME_DIR" \
+    "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$POP3_PORT" "$B/qmail-popup" "$HOST" "$CP" "$B/qmail-pop3d" Maildir
+  service pop3ds "POP3 over TLS on [$addr]:$POP3S_PORT" env QMAIL_HOME="$HOME_DIR" \
+    "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$POP3S_PORT" "$B/tlswrap" "$B/qmail-popup" "$HOST" "$CP" "$B/qmail-pop3d" Maildir
+  for p in "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT" "$POP3_PORT" "$POP3S_PORT"; do ports+=("$addr $p"); done
+done
+
+# ---- did everything start? Each listener must answer, and every service
+# still be ours a moment later (one that lost its port to another program
+# has exited by then, while that program answers in its place).
+failed() {
+  local i=$1
+  echo "$ME: ${svc_what[$i]} did not start: $(last_error "${svc_log[$i]}") (log: $HOME_DIR/log/${svc_log[$i]}/current)" >&2
+  cleanup
+  exit 1
+}
+check_alive() { local i; for i in "${!svc_pids[@]}"; do kill -0 "${svc_pids[$i]}" 2>/dev/null || { wait "${svc_pids[$i]}" 2>/dev/null || true; failed "$i"; }; done; }
+deadline=$((SECONDS + 20))
+for ap in "${ports[@]}"; do
+  until listening $ap; do
+    check_alive
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      cleanup
+      die "nothing answers on ${ap// /:} after 20 s (logs: $HOME_DIR/log)"
+    fi
+    sleep 0.1
+  done
+done
+sleep 0.5
+check_alive
+
+SVG="$HOME_DIR/log/report.svg"
 cat <<EOT
 
-swift-qmail is running from $HOME_DIR
-  mailbox   postmaster@$DOMAIN   password $PASS
-  POP3      127.0.0.1:$POP3_PORT (STLS)   127.0.0.1:$POP3S_PORT (implicit TLS, self-signed certificate)
-  send mail $B/qmail-inject postmaster@$DOMAIN < message
-  logs      $HOME_DIR/send.log  $HOME_DIR/pop3.log
-  try       python3 -c "import poplib; p=poplib.POP3('127.0.0.1',$POP3_PORT); p.user('postmaster@$DOMAIN'); p.pass_('$PASS'); print(p.stat())"
+swift-qmail is running from $HOME_DIR (as $RUN_USER), listening on ${LISTEN// / and }
+  mailbox     postmaster@$DOMAIN (or just postmaster)   password $PASS
+              (kept in $PWFILE; scripts/run.sh --reset-password makes a new one)
+  SMTP        port $SMTP_PORT: mail for the hosted domains (rcpthosts), no relaying
+  submission  port $SUBMISSION_PORT: STARTTLS, then AUTH     port $SMTPS_PORT: implicit TLS, then AUTH
+  POP3        port $POP3_PORT: STLS                      port $POP3S_PORT: implicit TLS
+  TLS         self-signed certificate $HOME_DIR/control/servercert.pem
+  outgoing    $(if [ -s "$HOME_DIR/control/smtproutes" ]; then echo "through $(head -n 1 "$HOME_DIR/control/smtproutes" | cut -c2-) (control/smtproutes)"; else echo "direct to each domain's MX (SMARTHOST=host:port routes it through a relay)"; fi)
+  admin       export QMAIL_HOME=$HOME_DIR PATH=$B:\$PATH
+              vadddomain other.test; vadduser joe@$DOMAIN; vuserinfo postmaster@$DOMAIN; qmailctl doctor
+  logs        $HOME_DIR/log/{send,smtpd,submission,smtps,pop3d,pop3ds}/current (tai64nlocal < FILE)
+  report      $B/qmail-report --svg $SVG $HOME_DIR/log/send/current
+  try         swaks --server 127.0.0.1:$SUBMISSION_PORT -tls --auth-user postmaster@$DOMAIN --auth-password $PASS --to postmaster@$DOMAIN
+              curl -k --ssl-reqd pop3://127.0.0.1:$POP3_PORT/1 -u postmaster@$DOMAIN:$PASS
 Ctrl-C stops it.
 EOT
-wait "$send_pid" "$pop_pid"
+
+# Runs until Ctrl-C, or until a service ends by itself (then says which).
+while true; do
+  wait -n "${svc_pids[@]}" || true
+  for i in "${!svc_pids[@]}"; do
+    if ! kill -0 "${svc_pids[$i]}" 2>/dev/null; then
+      echo "$ME: ${svc_what[$i]} stopped by itself: $(last_error "${svc_log[$i]}"); stopping everything" >&2
+      cleanup
+      exit 1
+    fi
+  done
+done

@@ -85,7 +85,9 @@ public enum AuthSeparation {
         var maxFailures = 3
         if let v = Sys.getenv("MAXAUTHFAILURES"), let n = Decimal.parse(Array(v.utf8)), n > 0, n <= 10 { maxFailures = n }
         serve(fd: mine, maxFailures: maxFailures, delay: delay) {
-            ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
+            let r = ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
+            LoginLog.write(program: "qmail-smtpd-auth", result: LoginLog.result(r), user: $0)
+            return r
         }
         close(mine)
         return Spawn.wait(pid)
@@ -101,12 +103,15 @@ public enum AuthSeparation {
             free(path); free(fdText)
             for a in cargs { free(a) }
         }
+        // Already that uid and gid (a single-user home, run by its owner):
+        // nothing to drop, and setgroups would fail without root.
+        let already = getuid() == o.uid && geteuid() == o.uid && getgid() == o.gid && getegid() == o.gid
         let pid = fork()
         if pid != 0 { return pid }
         var g = o.gid
         if fcntl(fd, F_SETFD, 0) == 0, setenv("SMTPAUTHFD", fdText, 1) == 0,
-           setgroups(1, &g) == 0, setgid(o.gid) == 0, setuid(o.uid) == 0,
-           getuid() == o.uid, geteuid() == o.uid, getegid() == o.gid, setuid(0) != 0 {
+           already || (setgroups(1, &g) == 0 && setgid(o.gid) == 0 && setuid(o.uid) == 0 &&
+                       getuid() == o.uid && geteuid() == o.uid && getegid() == o.gid && setuid(0) != 0) {
             execv(path, cargs)
         }
         _ = failed.withCString { write(2, $0, strlen($0)) }

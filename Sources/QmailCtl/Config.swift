@@ -7,6 +7,8 @@
 //   aliases=/etc/aliases      newaliases source
 //   log=FILE                  where `qmailctl start` sends qmail-send's log
 //                             when not under daemontools (default: splogger)
+//   sendlog=FILE|DIR          qmail-send's log for doctor's deferral reasons
+//                             (a multilog directory: its current; default: log=)
 import QmailCore
 
 public struct CtlConfig {
@@ -17,6 +19,9 @@ public struct CtlConfig {
     public var otherRules: [String] = []
     public var aliases = "/etc/aliases"
     public var log: String? = nil
+    public var sendLogFile: String? = nil
+    /// Where doctor reads qmail-send's log.
+    public var sendLog: String? { sendLogFile ?? log }
     /// The service directory was named explicitly (-s or svdir=).
     public var svdirGiven = false
 
@@ -39,6 +44,7 @@ public struct CtlConfig {
                 case "rules": c.otherRules.append(v)
                 case "aliases": c.aliases = v
                 case "log": c.log = v
+                case "sendlog": c.sendLogFile = v
                 default: break
                 }
             }

@@ -94,6 +94,8 @@ public final class LogReport {
     public private(set) var recipients: [String: Count] = [:]
     public private(set) var failures: [String: Int] = [:]
     public private(set) var deferrals: [String: Int] = [:]
+    /// Messages whose last delivery attempt deferred: the recipient and report.
+    public private(set) var lastDeferral: [Int: (recipient: String, report: String)] = [:]
     /// (time, messages in queue) after each change; (time, xdelay) per completed delivery.
     public private(set) var queueSeries: [(Double, Int)] = []
     public private(set) var delaySeries: [(Double, Double)] = []
@@ -135,6 +137,7 @@ public final class LogReport {
             guard let dl = deliveries.removeValue(forKey: d) else { unknownLines += 1; return }
             finish(dl, outcome: outcome, report: report, time: e.time)
         } else if s.hasPrefix("end msg "), w.count >= 3, let id = number(w[2]) {
+            lastDeferral[id] = nil
             if let m = open.removeValue(forKey: id) {
                 messages += 1
                 bytes += m.bytes
@@ -167,7 +170,12 @@ public final class LogReport {
         case "failure": failure += 1; c.failure += 1; r.failure += 1; failures[reason(report), default: 0] += 1
         default: deferral += 1; c.deferral += 1; r.deferral += 1; deferrals[reason(report), default: 0] += 1
         }
-        if outcome != "deferral" { open[d.msg]?.recipients += 1 }
+        if outcome == "deferral" {
+            lastDeferral[d.msg] = (d.recipient, report)
+        } else {
+            if lastDeferral[d.msg]?.recipient == d.recipient { lastDeferral[d.msg] = nil }
+            open[d.msg]?.recipients += 1
+        }
         if outcome != "deferral", let t = time {
             if let b = open[d.msg]?.birth {
                 let x = max(0, t - b)

@@ -33,6 +33,17 @@ public struct ServiceState {
 
 struct Services {
     let config: CtlConfig
+    /// HOME/bin/ as /proc/PID/exe shows a program started from it: symlinks
+    /// in HOME resolved. A hard-linked program shows the name it was started
+    /// by, so two homes linked to one build still tell their processes apart.
+    let bin: String
+
+    init(config: CtlConfig) {
+        self.config = config
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let real = realpath(config.home.path, &buf) != nil ? String(cString: buf) : config.home.path
+        bin = (real == "/" ? "" : real) + "/bin/"
+    }
 
     var home: QmailHome { config.home }
 
@@ -56,19 +67,35 @@ struct Services {
         return nil
     }
 
-    /// Does `p` run service `s` (for the /proc scan)?
+    /// Is `path` a program of this home's bin/ (`name`, or any when nil)?
+    func inBin(_ path: String, _ name: String? = nil) -> Bool {
+        for dir in [bin, home.path + "/bin/"] where path.hasPrefix(dir) {
+            let rest = path.dropFirst(dir.count)
+            if !rest.isEmpty && !rest.contains("/") && (name == nil || rest == name!) { return true }
+        }
+        return false
+    }
+
+    /// Does `p` run service `s` (for the /proc scan)? Only processes whose
+    /// program is in this home's bin/: another home's tcpserver or
+    /// qmail-send has the same base name but is not ours to signal. A
+    /// tcpserver from elsewhere (ucspi-tcp's) counts when it runs this
+    /// home's server by its full path.
     func matches(_ p: ProcEntry, _ s: ServiceName) -> Bool {
         switch s {
         case .send:
-            return p.exe == home.bin("qmail-send")
+            return inBin(p.exe, "qmail-send")
         case .smtpd, .pop3, .pop3s:
-            guard p.exe.hasSuffix("/tcpserver") || p.argv.first?.hasSuffix("tcpserver") == true else { return false }
-            let prog = p.argv.dropFirst().map { FileIO.baseName($0) }
-            switch s {
-            case .smtpd: return prog.contains("qmail-smtpd")
-            case .pop3: return prog.contains("qmail-popup") && !prog.contains("tlswrap")
-            default: return prog.contains("qmail-popup") && prog.contains("tlswrap")
+            let args = Array(p.argv.dropFirst())
+            let server = s == .smtpd ? "qmail-smtpd" : "qmail-popup"
+            if inBin(p.exe, "tcpserver") {
+                guard args.contains(where: { FileIO.baseName($0) == server }) else { return false }
+            } else {
+                guard FileIO.baseName(p.exe) == "tcpserver", args.contains(where: { inBin($0, server) }) else { return false }
             }
+            if s == .smtpd { return true }
+            let tls = args.contains { FileIO.baseName($0) == "tlswrap" }
+            return s == .pop3s ? tls : !tls
         }
     }
 

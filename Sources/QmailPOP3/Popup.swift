@@ -137,11 +137,10 @@ public final class PopupSession {
         guard let raw = Base64.decode(b64 == [Ascii.equals] ? [] : b64) else {
             return [PopupSession.err("malformed AUTH input")]
         }
-        let f = raw.split(separator: 0, omittingEmptySubsequences: false)
-        guard f.count == 3, !f[1].isEmpty, !f[2].isEmpty else { return [PopupSession.err("malformed AUTH input")] }
-        if !f[0].isEmpty && !f[0].elementsEqual(f[1]) {
-            return [PopupSession.err("[AUTH] authorization identity not permitted")]
+        switch SASLPlain.parse(raw) {
+        case .malformed: return [PopupSession.err("malformed AUTH input")]
+        case .otherIdentity: return [PopupSession.err("[AUTH] authorization identity not permitted")]
+        case .login(let user, let password): return [.login(user: user, password: password)]
         }
-        return [.login(user: Array(f[1]), password: Array(f[2]))]
     }
 }

@@ -72,6 +72,7 @@ public enum PopupServer {
                 case .login(let user, let password):
                     if !out.flush() { return 1 }
                     let verdict = runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
+                    LoginLog.write(fd: 2, program: "qmail-popup", result: verdict.logName, user: user)
                     switch verdict {
                     case .crashed:
                         out.put("-ERR aack, child crashed\r\n")
@@ -91,7 +92,17 @@ public enum PopupServer {
         }
     }
 
-    enum Verdict { case done, rejected, temporary, crashed }
+    enum Verdict {
+        case done, rejected, temporary, crashed
+        var logName: String {
+            switch self {
+            case .done: return "ok"
+            case .rejected: return "failed"
+            case .temporary: return "temporary"
+            case .crashed: return "crashed"
+            }
+        }
+    }
 
     static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8]) -> Verdict {
         alarm(0)

@@ -302,43 +302,34 @@ public final class Remote {
         return address
     }
 
-    /// Sends the message: LF becomes CRLF, a leading dot is doubled, and a
-    /// last line without LF is refused (SMTP cannot carry it).
+    /// Sends the message as SMTPDataEncoder writes it (CRLF lines, leading
+    /// dots doubled, no bare CR or NUL); a last line without LF is refused
+    /// (SMTP cannot carry it).
     func blast(_ input: Int32) throws {
         guard let ch = channel else { throw dropped() }
         let reader = ByteReader(fd: input, capacity: 65536)
         var out: [UInt8] = []
         out.reserveCapacity(70000)
-        var atLineStart = true
+        var encoder = SMTPDataEncoder()
         var failedRead = false
-        var partial = false
         do {
             try reader.forEachChunk { chunk in
-                for c in chunk {
-                    if atLineStart && c == Ascii.dot { out.append(Ascii.dot) }
-                    if c == Ascii.lf { out.append(13); out.append(10); atLineStart = true; continue }
-                    out.append(c)
-                    atLineStart = false
-                }
+                encoder.encode(chunk, into: &out)
                 if out.count >= 65536 {
                     ch.put(out)
                     out.removeAll(keepingCapacity: true)
                     try ch.flush()
                 }
             }
-        } catch ChannelError.timeout {
-            throw dropped()
-        } catch let e as ChannelError {
-            _ = e
+        } catch is ChannelError {
             throw dropped()
         } catch {
             failedRead = true
         }
         if failedRead { throw fail("ZUnable to read message. (#4.3.0)\n") }
-        if !atLineStart { partial = true }
-        if partial { throw fail("DSMTP cannot transfer messages with partial final lines. (#5.6.2)\n") }
+        if encoder.insideLine { throw fail("DSMTP cannot transfer messages with partial final lines. (#5.6.2)\n") }
         critical = true
-        out += Array(".\r\n".utf8)
+        encoder.finish(into: &out)
         ch.put(out)
         do { try ch.flush() } catch { throw dropped() }
     }

@@ -14,6 +14,9 @@ public struct SMTPConfig {
     public var databytes = 0
     public var rcptHosts = RcptHosts(lines: nil, more: nil)
     public var badMailFrom = BadMailFrom(lines: [])
+    /// control/percenthack (nil when it lists nothing): a recipient is
+    /// judged as qmail-send will rewrite it.
+    public var percentHack: PercentHack? = nil
     /// This host's addresses, for localiphost; nil until an address literal needs them.
     public var ipme: Set<IPAddress>? = nil
 
@@ -50,6 +53,9 @@ public struct SMTPConfig {
     public var queueSession = false
     /// STARTTLS is offered when a TLS starter is installed.
     public var tlsAvailable = false
+    /// SSL_PROTOCOL set: the connection is TLS already (tlswrap, port 465's
+    /// implicit TLS), so no STARTTLS, and FORCETLS is satisfied.
+    public var tlsWrapped = false
 
     public init() {}
 
@@ -67,6 +73,7 @@ public struct SMTPConfig {
         if c.timeout <= 0 { c.timeout = 1 }
         c.rcptHosts = try RcptHosts(control: control)
         c.badMailFrom = BadMailFrom(lines: try control.list("badmailfrom"))
+        c.percentHack = try PercentHack.loadIfListed(control)
         c.databytes = try control.number("databytes")
         if let d = Sys.getenv("DATABYTES"), let v = Decimal.scanPrefix(Array(d.utf8)) { c.databytes = v }
 
@@ -88,6 +95,7 @@ public struct SMTPConfig {
         c.authCram = mode.contains("cram")
         c.authPlainLogin = !c.authCram || mode.contains("+")
         if let f = Sys.getenv("FORCETLS"), f != "0" { c.authNeedsTLS = true }
+        c.tlsWrapped = !(Sys.getenv("SSL_PROTOCOL") ?? "").isEmpty
         if let v = Sys.getenv("SMTPAUTHFAILDELAY"), let n = Decimal.parse(Array(v.utf8)), n <= 60 { c.authFailDelay = UInt32(n) }
         if let v = Sys.getenv("MAXRCPT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.maxRecipients = n }
         if let v = Sys.getenv("RCPTCHECKTIMEOUT"), let n = Decimal.parse(Array(v.utf8)), n > 0 { c.rcptCheckTimeout = n }

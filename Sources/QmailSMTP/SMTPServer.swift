@@ -47,6 +47,7 @@ public final class SMTPServer {
         self.config = config
         self.channel = channel
         self.tls = tls
+        self.tlsActive = config.tlsWrapped
     }
 
     private func reply(_ s: String) { channel.put(s) }
@@ -139,7 +140,10 @@ public final class SMTPServer {
         if config.authRequired && authUser == nil {
             reply("530 authentication required (#5.7.1)\r\n"); return
         }
-        if seenMail { reply("503 nested MAIL command (#5.5.1)\r\n"); return }
+        // MAIL inside a transaction starts a new one, as in qmail (RFC 5321
+        // 3.3), and a refused MAIL leaves none: the RCPTs and DATA that a
+        // pipelining client sent after it never join the earlier message.
+        resetTransaction()
         guard let parsed = AddressParse.parse(arg) else { reply("555 syntax error (#5.5.4)\r\n"); return }
         let wantsUTF8 = parsed.parameters.contains { $0.key == "SMTPUTF8" }
         if AddressParse.isEightBit(parsed.address) && !wantsUTF8 {
@@ -153,7 +157,6 @@ public final class SMTPServer {
         }
         refusedSender = config.badMailFrom.matches(parsed.address)
         mailFrom = parsed.address
-        recipients = []
         utf8 = wantsUTF8
         seenMail = true
         reply("250 ok\r\n")
@@ -173,16 +176,22 @@ public final class SMTPServer {
             parsed.address = AddressParse.applyLocalIPHost(parsed.address, localIPHost: config.localIPHost, ipme: config.ipme ?? [])
         }
         let addr = parsed.address
+        // Judged where qmail-send will deliver it: after each percenthack
+        // step ("u%far%ours@ours" goes to u@far when ours is listed).
+        var target = addr
+        if let hack = config.percentHack {
+            let r = hack.rewrite(addr)
+            if r.steps > 0 { target = r.address }
+        }
         do {
-            let ours = try config.rcptHosts.accepts(addr)
             if let relay = config.relayClient {
-                if ours, let verdict = checkRecipient(addr) { reply(verdict); return }
+                if try config.rcptHosts.accepts(target), let verdict = checkRecipient(target) { reply(verdict); return }
                 recipients.append(addr + relay)
             } else {
-                guard try config.rcptHosts.acceptsWithoutRelay(addr) else {
+                guard try config.rcptHosts.accepts(addr), try config.rcptHosts.acceptsWithoutRelay(target) else {
                     reply("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"); return
                 }
-                if let verdict = checkRecipient(addr) { reply(verdict); return }
+                if let verdict = checkRecipient(target) { reply(verdict); return }
                 recipients.append(addr)
             }
         } catch {
@@ -314,11 +323,12 @@ public final class SMTPServer {
             }
             guard let rl = r, rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
             guard let d = Base64.decode(rl, padding: .optional) else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
-            let parts = d.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
-            guard parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
-                reply("501 malformed auth input (#5.5.4)\r\n"); return
+            switch SASLPlain.parse(d) {
+            case .malformed: reply("501 malformed auth input (#5.5.4)\r\n"); return
+            case .otherIdentity:
+                reply("535 authorization identity must be the login (#5.7.8)\r\n"); return
+            case .login(let u, let p): user = u; secret = p
             }
-            user = parts[1]; secret = parts[2]
         case "cram-md5" where config.authCram:
             let challenge = Array("<\(getpid()).\(Sys.now())@".utf8) + (config.authHostname ?? []) + [62]
             reply("334 "); reply(Base64.encode(challenge)); reply("\r\n")

@@ -53,21 +53,9 @@ public enum SerialFormat {
         return SerialMessage(sender: sender ?? [], recipient: Array(r.dropFirst(prefix.count)), body: kept)
     }
 
-    /// The DATA payload: CRLF line ends, leading dots doubled, final ".".
-    public static func dataPayload(_ body: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(body.count + body.count / 40 + 8)
-        var atLineStart = true
-        for c in body {
-            if atLineStart && c == Ascii.dot { out.append(Ascii.dot) }
-            if c == Ascii.lf { out.append(Ascii.cr) }
-            out.append(c)
-            atLineStart = c == Ascii.lf
-        }
-        if !atLineStart { out += [Ascii.cr, Ascii.lf] }
-        out += Array(".\r\n".utf8)
-        return out
-    }
+    /// The DATA payload (SMTPDataEncoder's wire form); a last line
+    /// without LF is ended with CRLF.
+    public static func dataPayload(_ body: [UInt8]) -> [UInt8] { SMTPDataEncoder.data(body) }
 }
 
 struct SMTPError: Error { let message: String }

@@ -2,7 +2,7 @@
 // followed by `config-fast` would.
 //
 // Run by root (without --single-user) it creates qmail's accounts when
-// missing and gives every directory and program qmail's owner and mode,
+// missing (an existing account must have this home: see staleAccounts) and gives every directory and program qmail's owner and mode,
 // including the setuid qmailq bit on qmail-queue. Run by anyone else, or
 // with --single-user, it makes a home in which every component runs as one
 // user: for development and tests.
@@ -159,7 +159,52 @@ public final class Setup {
         "qmailq": "qmail", "qmailr": "qmail", "qmails": "qmail",
     ]
 
+    /// The home directory qmail's account `user` has in the installation at
+    /// `home` (qmail's INSTALL.ids): alias's is HOME/alias, where
+    /// qmail-lspawn takes it from passwd to deliver mail for postmaster, root
+    /// and unknown local users; the others' is HOME itself.
+    public static func accountHome(_ user: String, home: String) -> String {
+        user == "alias" ? "\(home)/alias" : home
+    }
+
+    /// Does an account's home `actual` fit `wanted`: the same path (trailing
+    /// slashes aside) or the same existing directory under another name.
+    public static func homeFits(_ actual: String, _ wanted: String) -> Bool {
+        func trim(_ s: String) -> String { var t = s; while t.count > 1 && t.hasSuffix("/") { t.removeLast() }; return t }
+        if trim(actual) == trim(wanted) { return true }
+        guard let a = try? Sys.stat(actual), let w = try? Sys.stat(wanted) else { return false }
+        return a.st_dev == w.st_dev && a.st_ino == w.st_ino
+    }
+
+    /// The home directory passwd gives `user`, nil when there is no such account.
+    public static func passwdHome(_ user: String) -> (uid: uid_t, home: String)? {
+        guard let pw = getpwnam(user) else { return nil }
+        return (pw.pointee.pw_uid, String(cString: pw.pointee.pw_dir))
+    }
+
+    /// Existing accounts whose homes do not fit this home. A home that no
+    /// longer exists is left over from a removed installation: such accounts
+    /// are moved here (usermod -d). A home that exists belongs to another
+    /// qmail installation still on disk: qmail's accounts serve one home, so
+    /// qmail-setup refuses before it changes anything and says what to do.
+    func staleAccounts() throws -> [(user: String, old: String)] {
+        var stale: [(user: String, old: String)] = []
+        for user in QmailIds.users {
+            guard let pw = Setup.passwdHome(user) else { continue }
+            let want = Setup.accountHome(user, home: o.home)
+            if Setup.homeFits(pw.home, want) { continue }
+            if Sys.exists(pw.home) {
+                throw SetupError("account \(user) has home \(pw.home), not \(want), and \(pw.home) exists (another qmail installation?): "
+                                 + "qmail's accounts serve one home; if that one is retired run `usermod -d \(want) \(user)` "
+                                 + "for each such account and rerun, else give this home --single-user")
+            }
+            stale.append((user, pw.home))
+        }
+        return stale
+    }
+
     func createAccounts() throws {
+        let stale = try staleAccounts()
         var gids: [String: gid_t] = [:]
         for g in QmailIds.groups {
             if getgrnam(g) == nil {
@@ -169,12 +214,16 @@ public final class Setup {
             guard let gr = getgrnam(g) else { throw SetupError("group \(g) missing after groupadd") }
             gids[g] = gr.pointee.gr_gid
         }
+        for (user, old) in stale {
+            let want = Setup.accountHome(user, home: o.home)
+            log("account \(user): home \(old) no longer exists; moving it to \(want)")
+            guard Spawn.run(["usermod", "-d", want, user]) == 0 else { throw SetupError("usermod -d \(want) \(user) failed") }
+        }
         var uids: [String: uid_t] = [:]
         for user in QmailIds.users {
             if getpwnam(user) == nil {
-                let home = user == "alias" ? "\(o.home)/alias" : o.home
                 log("creating user \(user)")
-                let argv = ["useradd", "-r", "-g", Setup.accountGroups[user]!, "-d", home, "-M",
+                let argv = ["useradd", "-r", "-g", Setup.accountGroups[user]!, "-d", Setup.accountHome(user, home: o.home), "-M",
                             "-s", Sys.exists("/usr/sbin/nologin") ? "/usr/sbin/nologin" : "/bin/false", user]
                 guard Spawn.run(argv) == 0 else { throw SetupError("useradd \(user) failed") }
             }

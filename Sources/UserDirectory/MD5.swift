@@ -2,8 +2,10 @@
 import Glibc
 #endif
 
-// MD5 (RFC 1321), only for APOP (RFC 1939): the digest a client sends is
-// MD5(timestamp + password) in lowercase hex. Not used for storing secrets.
+// MD5 (RFC 1321), only for the challenge logins that need the password in
+// clear: APOP (RFC 1939), whose digest is MD5(timestamp + password), and
+// CRAM-MD5 (RFC 2195), whose digest is HMAC-MD5 (RFC 2104) of the challenge
+// keyed with the password; both in lowercase hex. Not used for storing secrets.
 
 public enum MD5 {
     private static let s: [UInt32] = [
@@ -53,10 +55,22 @@ public enum MD5 {
         return out
     }
 
-    public static func hex(_ message: [UInt8]) -> [UInt8] {
+    public static func hex(_ message: [UInt8]) -> [UInt8] { hex(digest: digest(message)) }
+
+    /// HMAC-MD5 of `message` keyed with `key`, in hex.
+    public static func hmacHex(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var k = key.count > 64 ? digest(key) : key
+        k += [UInt8](repeating: 0, count: 64 - k.count)
+        let inner = digest(k.map { $0 ^ 0x36 } + message)
+        let out = hex(digest: digest(k.map { $0 ^ 0x5c } + inner))
+        explicit_bzero(&k, k.count)
+        return out
+    }
+
+    private static func hex(digest d: [UInt8]) -> [UInt8] {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
-        for b in digest(message) {
+        for b in d {
             out.append(digits[Int(b >> 4)])
             out.append(digits[Int(b & 15)])
         }

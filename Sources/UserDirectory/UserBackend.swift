@@ -85,7 +85,11 @@ public enum Authenticator {
     /// password is always checked against the hash (one crypt run, against
     /// a dummy hash when there is no user), and when plain passwords are
     /// enabled it may also be the APOP digest, MD5(timestamp + password)
-    /// in hex. Every comparison is constant-time.
+    /// in hex, or a CRAM-MD5 login as qmail-smtpd passes it (the AUTH
+    /// patches' convention: the challenge in the password field, the
+    /// client's HMAC-MD5 digest in the timestamp field). Neither digest can
+    /// be mistaken for the other input: a greeting timestamp or challenge
+    /// starts with '<', a digest is hex. Every comparison is constant-time.
     public static func authenticate(_ backend: UserBackend, login: [UInt8], password: [UInt8],
                                     timestamp: [UInt8]) -> AuthResult {
         let mailbox: Mailbox?
@@ -105,8 +109,11 @@ public enum Authenticator {
         if !timestamp.isEmpty && backend.plainPasswordsEnabled {
             // Without a plain password the digest is compared with one
             // made from nothing anybody can know, so the work is the same.
-            let expected = MD5.hex(timestamp + (clear ?? PasswordHash.dummy))
-            if ConstantTime.equals(expected, password.lowercasedHex()) && clear != nil { matched = true }
+            let key = clear ?? PasswordHash.dummy
+            let apop = MD5.hex(timestamp + key)
+            if ConstantTime.equals(apop, password.lowercasedHex()) && clear != nil { matched = true }
+            let cram = MD5.hmacHex(key: key, message: password)
+            if ConstantTime.equals(cram, timestamp.lowercasedHex()) && clear != nil { matched = true }
         }
         guard let m = mailbox else { return .unknownUser }
         if !matched { return .mismatch }

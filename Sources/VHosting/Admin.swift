@@ -58,8 +58,10 @@ public struct Admin {
     // MARK: lookups shared by the commands
 
     /// The uid/gid mailboxes of a new domain run as: -u user, or -i/-g,
-    /// else control/vhostuser, else the account "vpopmail", else the
-    /// owner of the qmail home. Never root.
+    /// else control/vhostuser, else (in a single-user home) the home's
+    /// owner named in HOME/ids, else the account "vpopmail", else the
+    /// owner of the qmail home. Never root, and never a uid this process
+    /// cannot give the domain's files to (only root can give them away).
     func hostIds(_ o: Options) throws -> (uid_t, gid_t) {
         var ids: (uid_t, gid_t)?
         if let u = o.values["u"] {
@@ -73,6 +75,10 @@ public struct Admin {
         } else if let name = try Control(home: home).line("vhostuser"), !name.isEmpty {
             guard let p = Admin.account(name.string) else { throw AdminError.refused("control/vhostuser names no account: \(name.string)") }
             ids = p
+        } else if let owner = singleUserOwner() {
+            // every program of this home runs as its owner: a system account
+            // named vpopmail has nothing to do with it
+            ids = owner
         } else if let p = Admin.account("vpopmail") {
             ids = p
         } else if let st = try? Sys.stat(home.path) {
@@ -81,7 +87,20 @@ public struct Admin {
         guard let r = ids, r.0 != 0 else {
             throw AdminError.refused("mailboxes never run as root: name their account with -u USER (or control/vhostuser)")
         }
+        if geteuid() != 0 && r.0 != geteuid() {
+            throw AdminError.refused("uid \(r.0) would own the domain's files, but only root can give files away: "
+                                     + "run this as root, or as uid \(r.0)")
+        }
         return r
+    }
+
+    /// The one account of a single-user home (HOME/ids mode=single), nil
+    /// in a multi-user home, a home run by root (mailboxes never are), or
+    /// when HOME/ids cannot be read.
+    func singleUserOwner() -> (uid_t, gid_t)? {
+        guard Sys.exists(home.path + "/ids"), let ids = try? QmailIds.load(home: home), ids.singleUser,
+              let u = ids.uid("qmailq"), u != 0, let g = ids.gid("qmail") else { return nil }
+        return (u, g)
     }
 
     static func account(_ name: String) -> (uid_t, gid_t)? {

@@ -75,3 +75,70 @@ def bindir() -> pathlib.Path:
 @pytest.fixture
 def qhome(tmp_path) -> QmailHome:
     return make_home(tmp_path)
+
+
+QMAIL_USERS = ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")
+QMAIL_GROUPS = ("qmail", "nofiles")
+
+
+class QmailAccounts:
+    """qmail's system accounts around a multi-user qmail-setup: remembers
+    which existed (and their homes) and, on restore(), removes the accounts
+    and groups created since and gives the old ones their homes back, so a
+    test run leaves no account pointing at a deleted directory."""
+
+    def __init__(self):
+        import grp
+        import pwd
+        self.users = {}
+        for u in QMAIL_USERS:
+            try:
+                self.users[u] = pwd.getpwnam(u).pw_dir
+            except KeyError:
+                pass
+        self.groups = set()
+        for g in QMAIL_GROUPS:
+            try:
+                grp.getgrnam(g)
+                self.groups.add(g)
+            except KeyError:
+                pass
+
+    def live_home(self):
+        """The directory of an installation that owns the accounts now, if any."""
+        for u, h in self.users.items():
+            if os.path.isdir(h):
+                return h
+        return None
+
+    def restore(self):
+        import grp
+        import pwd
+        for u in QMAIL_USERS:
+            try:
+                now = pwd.getpwnam(u).pw_dir
+            except KeyError:
+                continue
+            if u not in self.users:
+                subprocess.run(["userdel", u], capture_output=True)
+            elif now != self.users[u]:
+                subprocess.run(["usermod", "-d", self.users[u], u], capture_output=True)
+        for g in QMAIL_GROUPS:
+            if g not in self.groups:
+                try:
+                    grp.getgrnam(g)
+                except KeyError:
+                    continue
+                subprocess.run(["groupdel", g], capture_output=True)
+
+
+@pytest.fixture
+def qmail_accounts():
+    """For tests that run qmail-setup as root without --single-user."""
+    if os.geteuid() != 0:
+        pytest.skip("multi-user mode needs root")
+    a = QmailAccounts()
+    if a.live_home():
+        pytest.skip(f"qmail's accounts belong to the installation at {a.live_home()}")
+    yield a
+    a.restore()

@@ -1,6 +1,7 @@
 """Helpers shared by the SMTP integration tests: reading the queue, running
 qmail-smtpd on pipes or under tcpserver, free loopback ports."""
 import os
+import re
 import pathlib
 import socket
 import subprocess
@@ -145,3 +146,122 @@ class FakeSMTP:
 
     def close(self):
         self.sock.close()
+
+
+# --- SMTP smuggling ------------------------------------------------------------
+
+# End-of-data look-alikes of the SMTP smuggling research (SEC Consult 2023):
+# sequences some receivers take as the end of DATA. Each is put inside a
+# message, followed by SMUGGLED: a reader that ends early sees a second
+# message from evil@ to victim@.
+EOD_VARIANTS = [
+    b"\r.\r", b"\r.\r\n", b"\n.\n", b"\n.\r\n", b"\r.\n", b"\n.\r", b"\r\n.\r", b"\r\n.\n", b"\r\n.\r\n",
+    b"\r\n.\r\r\n", b"\r\r\n.\r\r\n", b"\n\n.\n\n", b"\r\r.\r\r",
+    b"\n\0.\n", b"\n.\0\n", b"\r\0.\r", b"\r.\0\r", b"\0\r\n.\r\n", b"\r\n\0.\r\n", b"\r\n.\0\r\n",
+    b"\r\n\0.\0\r\n", b"\r\0\n.\r\0\n", b"\n\0.\0\r\n",
+]
+SMUGGLED = (b"MAIL FROM:<evil@spoofed.example>\r\nRCPT TO:<victim@next.test>\r\nDATA\r\n"
+            b"From: boss@spoofed.example\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
+
+
+def semantic(message: bytes) -> bytes:
+    """What a message stored in the queue means once sent by SMTP: CRLF is a
+    line end like LF; a CR or NUL outside CRLF cannot cross SMTP safely and
+    becomes a space (the documented mapping of qmail-remote(8))."""
+    return message.replace(b"\r\n", b"\n").replace(b"\r", b" ").replace(b"\0", b" ")
+
+
+class LenientSMTP:
+    """An SMTP sink as lax as the servers of the smuggling research: in DATA
+    it ignores NUL bytes and ends the message at the first <CR> or <LF>,
+    ".", <CR> or <LF> (so <CR>.<CR>, <LF>.<LF>, <CR>.<LF>, <LF>.<CR><LF> and
+    the real <CR><LF>.<CR><LF>), then reads whatever follows as commands.
+    messages: [(sender, [recipients], body)], the body with CRLF as LF and
+    dot-stuffing undone. Serves connections, each in a thread, until close()."""
+
+    END = re.compile(rb"[\r\n]\.[\r\n]")
+
+    def __init__(self, host="127.0.0.1"):
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(20)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.messages = []
+        self.closed = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        import threading
+        deadline = time.time() + 900
+        while not self.closed and time.time() < deadline:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.connection, args=(c,), daemon=True).start()
+
+    def connection(self, c):
+        try:
+            c.settimeout(30)
+            self.session(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    @staticmethod
+    def undo(body: bytes) -> bytes:
+        lines = body.replace(b"\r\n", b"\n").split(b"\n")
+        return b"\n".join(l[1:] if l.startswith(b".") else l for l in lines)
+
+    def session(self, c):
+        c.sendall(b"220 lenient.test ESMTP\r\n")
+        buf, data, mail, rcpts = b"", None, None, []
+        for _ in range(100000):
+            if data is not None:
+                m = self.END.search(data)
+                if m:
+                    self.messages.append((mail, rcpts, self.undo(data[1:m.start() + 1])))
+                    buf = data[m.end():]
+                    if data[m.end() - 1:m.end()] == b"\r" and buf.startswith(b"\n"):
+                        buf = buf[1:]
+                    data, mail, rcpts = None, None, []
+                    c.sendall(b"250 ok queued\r\n")
+                    continue
+            elif b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                cmd = line.rstrip(b"\r").upper()
+                if not cmd:
+                    continue
+                if cmd.startswith((b"HELO", b"EHLO")):
+                    c.sendall(b"250 lenient.test\r\n")
+                elif cmd.startswith(b"MAIL FROM:"):
+                    mail = line.rstrip(b"\r")[10:].strip(b"<>")
+                    c.sendall(b"250 ok\r\n")
+                elif cmd.startswith(b"RCPT TO:"):
+                    rcpts.append(line.rstrip(b"\r")[8:].strip(b"<>"))
+                    c.sendall(b"250 ok\r\n")
+                elif cmd == b"DATA":
+                    c.sendall(b"354 go ahead\r\n")
+                    data, buf = b"\n" + buf.replace(b"\0", b""), b""  # DATA starts at a line start
+                elif cmd == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"502 unimplemented\r\n")
+                continue
+            got = c.recv(65536)
+            if not got:
+                return
+            if data is not None:
+                data += got.replace(b"\0", b"")
+            else:
+                buf += got
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        self.thread.join(10)

@@ -241,7 +241,8 @@ def test_tcp_env_sets_variables_from_the_socket(qhome, tmp_path):
         proc.wait()
 
 
-@pytest.mark.parametrize("script", ["daemontools/qmail-smtpd/run", "daemontools/qmail-submission/run"])
+@pytest.mark.parametrize("script", ["daemontools/qmail-smtpd/run", "daemontools/qmail-submission/run",
+                                    "daemontools/qmail-smtps/run"])
 def test_no_rcpthosts_no_start(qhome, script):
     (qhome.path / "control" / "rcpthosts").unlink(missing_ok=True)
     p = subprocess.run(["sh", str(ROOT / "contrib" / script)], capture_output=True, text=True,

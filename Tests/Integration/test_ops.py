@@ -21,6 +21,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from conftest import make_home
+from smtp_helpers import EOD_VARIANTS, SMUGGLED, LenientSMTP, semantic
 from test_send import Mail, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -166,6 +168,21 @@ def test_doctor_missing_rcpthosts(ops):
     ops.stop()
 
 
+def test_doctor_says_what_percenthack_allows(ops):
+    """Issue 15: percenthack opens user%host@domain; doctor names the
+    domains and says that qmail-smtpd judges the host the chain ends at."""
+    ops.start()
+    code, out = doctor(ops)
+    assert "percenthack" not in out
+    (ops.path / "control" / "percenthack").write_text("ours.example\nrelay.ours.example\n")
+    code, out = doctor(ops)
+    assert code == 0, out
+    assert ("ok:      control/percenthack lists 2 domain(s) (ours.example, relay.ours.example): qmail-send "
+            "delivers user%host@DOMAIN to user@host, one % at a time; qmail-smtpd takes such a recipient only "
+            "when the host it ends at is in rcpthosts, or from a client that may relay (RELAYCLIENT, AUTH)") in out
+    ops.stop()
+
+
 def test_doctor_open_relay_rule(ops):
     ops.start()
     rules = ops.tmp / "tcp.smtp"
@@ -191,9 +208,15 @@ def test_doctor_missing_rc_and_program(ops):
 
 def test_doctor_stale_cdb_and_missing_me(ops):
     ops.start()
-    (ops.path / "users" / "assign").write_text("+joe-:joe:1000:1000:/home/joe:-::\n.\n")
+    joe = ops.tmp / "joe"
+    joe.mkdir()
+    os.chown(joe, 1000, 1000)
+    (ops.path / "users" / "assign").write_text(f"+joe-:joe:1000:1000:{joe}:-::\n.\n")
     code, out = doctor(ops)
     assert code == 1 and "users/cdb is missing: run qmailctl cdb" in out, out
+    os.chown(joe, 1001, 1000)
+    code, out = doctor(ops)
+    assert code == 2 and f"PROBLEM: users/assign joe- runs as uid 1000 but {joe} belongs to" in out, out
     (ops.path / "control" / "me").unlink()
     code, out = doctor(ops)
     assert code == 2 and "PROBLEM: control/me is missing or empty" in out, out
@@ -273,6 +296,139 @@ def test_doctor_not_a_home(tmp_path):
                        capture_output=True)
     assert r.returncode == 111
     assert b"cannot tell" in r.stdout
+
+
+def test_doctor_fresh_hosting_home_is_ok(ops):
+    """qmail-setup --single-user plus vadddomain: nothing to report."""
+    ops.start()
+    r = ops.home.run("vadddomain", "-i", "4242", "example.org", input="pm-secret\n")
+    assert r.returncode == 0, r.stderr
+    code, out = doctor(ops)
+    assert code == 0, out
+    assert "ok:      rcpthosts, virtualdomains and the 1 domain(s) of users/vdomains agree" in out
+    assert "ok:      the 1 directories of users/assign and users/vdomains belong to their uids" in out
+    ops.stop()
+
+
+def test_doctor_domain_files_that_disagree(ops):
+    ops.start()
+    assert ops.home.run("vadddomain", "-i", "4242", "example.org", input="pm\n").returncode == 0
+    ops.home.control("rcpthosts", f"{ops.home.fqdn}\nexa mple.org\n")
+    vd = ops.path / "control" / "virtualdomains"
+    vd.write_text(vd.read_text() + "bad line\nother.example:other.example\n")
+    os.chown(ops.path / "domains" / "example.org", 4343, -1)
+    code, out = doctor(ops)
+    assert code == 2, out
+    assert "PROBLEM: control/rcpthosts entry 2 is not a host name or .domain: exa mple.org" in out
+    assert "PROBLEM: control/virtualdomains: bad line (want domain:prefix, no spaces): bad line" in out
+    assert "PROBLEM: domain example.org is in users/vdomains but not in rcpthosts/morercpthosts" in out
+    assert "warning: other.example is in control/virtualdomains but not in users/vdomains" in out
+    assert "warning: other.example is in control/virtualdomains but not in rcpthosts/morercpthosts" in out
+    assert f"runs as uid 4242 but {ops.path}/domains/example.org belongs to 4343: deliveries to it defer" in out
+    ops.stop()
+
+
+def test_doctor_port_held_by_another_program(ops):
+    """HOME/ports (`service port [address]`) names the ports the services
+    need: one held by a program not of this home is a problem; one held by
+    this home's tcpserver is not."""
+    ops.start()
+    foreign = socket.socket()
+    foreign.bind(("127.0.0.1", 0))
+    foreign.listen()
+    taken = foreign.getsockname()[1]
+    ours = subprocess.Popen([ops.home.bin("tcpserver"), "-1", "127.0.0.1", "0", ops.home.bin("qmail-smtpd")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ops.home.env)
+    try:
+        own = int(ours.stdout.readline())
+        (ops.path / "ports").write_text(f"# service port address\nsmtpd {own} 127.0.0.1\npop3 {taken} 127.0.0.1\n")
+        code, out = doctor(ops)
+        assert code == 2, out
+        assert re.search(rf"^PROBLEM: port {taken} \(pop3\) is held by \S*python\S* \(pid {os.getpid()}\), not by a program of {ops.path}/bin",
+                         out, re.M), out
+        assert f"port {own} (smtpd)" not in out
+        foreign.close()
+        code, out = doctor(ops)
+        assert code == 0, out
+        assert f"ok:      ports of HOME/ports free or held by this home: smtpd {own}, pop3 {taken}" in out
+        (ops.path / "ports").write_text("pop3 eleven\n")
+        assert "PROBLEM: " + str(ops.path / "ports") + " line 1: want `service port [address]`: pop3 eleven" in doctor(ops)[1]
+    finally:
+        foreign.close()
+        ours.terminate()
+        ours.wait(timeout=10)
+        ops.stop()
+
+
+def test_doctor_shows_deferred_messages_with_their_last_error(ops):
+    fq = ops.home.fqdn
+    ops.start()
+    ops.inject(f"s@{fq}", [f"defer1@{fq}"])
+    wait_for(lambda: "deferral: Temporary_trouble" in ops.log().replace("\\", ""), what="deferral")
+    code, out = doctor(ops)
+    assert code == 0, out
+    assert "ok:      1 message(s) queued; the reasons for deferrals are in qmail-send's log (name it with sendlog= in qmailctl.conf)" in out
+    with open(ops.conf, "a") as f:
+        f.write(f"sendlog={ops.logpath}\n")
+    code, out = doctor(ops)
+    assert code == 1, out
+    assert re.search(rf"^warning: msg \d+ to defer1@{fq} deferred: Temporary_trouble", out.replace("\\", ""), re.M), out
+    (ops.path / "deferok").write_text("")
+    assert ctl(ops.home, "flush").returncode == 0
+    wait_for(lambda: ops.delivered_to("defer1"), timeout=10, what="the retry")
+    wait_for(lambda: "end msg" in ops.log(), timeout=10, what="end msg")
+    code, out = doctor(ops)
+    assert code == 0 and "warning: msg" not in out, out
+    ops.stop()
+
+
+def test_doctor_checks_aliases_only_where_fastforward_reads_them(ops):
+    ops.start()
+    aliases = ops.tmp / "aliases"
+    aliases.write_text("root: someone@example.org\n")
+    code, out = doctor(ops)
+    assert code == 0 and "aliases.cdb" not in out, out
+    (ops.path / "alias" / ".qmail-default").write_text(f"|fastforward -d {aliases}.cdb\n")
+    code, out = doctor(ops)
+    assert code == 1, out
+    assert f"warning: {aliases}.cdb is missing: run qmailctl cdb" in out
+    ops.stop()
+
+
+def two_homes_running_smtpd(tmp_path):
+    homes, procs = [], []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        h = make_home(tmp_path / name)
+        (h.path / "qmailctl.conf").write_text(f"svdir={tmp_path}/no-service\nsmtprules={tmp_path}/tcp.smtp\n")
+        p = subprocess.Popen([h.bin("tcpserver"), "-1", "127.0.0.1", "0", h.bin("qmail-smtpd")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=h.env)
+        int(p.stdout.readline())
+        homes.append(h)
+        procs.append(p)
+    return homes, procs
+
+
+def test_status_and_stop_act_only_on_this_homes_programs(tmp_path):
+    """Two homes run the same programs (hard links of one build): each
+    qmailctl sees and stops only the tcpserver started from its own bin/."""
+    (a, b), (pa, pb) = two_homes_running_smtpd(tmp_path)
+    try:
+        out = ctl(a, "status").stdout.decode()
+        assert re.search(rf"^smtpd\s+up\s+running \(pid {pa.pid}\)", out, re.M), out
+        assert str(pb.pid) not in out
+        out = ctl(b, "status").stdout.decode()
+        assert re.search(rf"^smtpd\s+up\s+running \(pid {pb.pid}\)", out, re.M), out
+        r = ctl(a, "stop", "smtpd")
+        assert r.returncode == 0 and f"smtpd: SIGTERM to pid {pa.pid}".encode() in r.stdout, r.stdout
+        pa.wait(timeout=10)
+        time.sleep(0.2)
+        assert pb.poll() is None, "the other home's tcpserver was signalled"
+        assert re.search(r"^smtpd\s+not running", ctl(a, "status").stdout.decode(), re.M)
+    finally:
+        for p in (pa, pb):
+            p.terminate()
+            p.wait(timeout=10)
 
 
 # --- signals, start/stop, queue, cdb ---------------------------------------
@@ -773,7 +929,7 @@ def test_maildirserial_runs_a_client_until_done(qhome, tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
-def test_doctor_on_a_multi_user_home():
+def test_doctor_on_a_multi_user_home(qmail_accounts):
     import tempfile
     from conftest import bin_dir
     base = pathlib.Path(tempfile.mkdtemp(prefix="sq-ops-", dir="/var/tmp"))
@@ -799,6 +955,14 @@ def test_doctor_on_a_multi_user_home():
         assert f"PROBLEM: {home}/bin/qmail-queue is not setuid qmailq (mode 0755)" in r.stdout
         os.chmod(home / "bin" / "qmail-queue", 0o4755)
         assert f"warning: {home}/bin/qmail-queue has mode 04755, qmail-setup sets 04711" in run().stdout
+        # accounts an older installation left pointing elsewhere
+        subprocess.run(["usermod", "-d", f"{base}/old/alias", "alias"], check=True)
+        subprocess.run(["usermod", "-d", f"{base}/old", "qmaild"], check=True)
+        r = run()
+        assert r.returncode == 2
+        assert (f"PROBLEM: account alias has home {base}/old/alias, not {home}/alias: mail for postmaster, root "
+                f"and unknown local users defers; usermod -d {home}/alias alias") in r.stdout
+        assert f"warning: account qmaild has home {base}/old, not {home}" in r.stdout
     finally:
         shutil.rmtree(base)
 
@@ -833,3 +997,26 @@ def test_newaliases_progress_only_on_a_terminal(qhome, tmp_path):
     small.write_text("root: a@b.example\n")
     code, out = run_on_pty([qhome.bin("newaliases"), "-f", str(small)], qhome.env)
     assert code == 0 and out == b""
+
+
+def test_maildirsmtp_sends_no_end_of_data_look_alike(qhome, tmp_path):
+    """maildirsmtp writes DATA as qmail-remote does: a receiver that ends
+    DATA on any <CR>/<LF> "." <CR>/<LF> (NUL ignored) gets each message whole."""
+    md = tmp_path / "Maildir"
+    for s in ("tmp", "new", "cur"):
+        (md / s).mkdir(parents=True)
+    bodies = {}
+    for i, seq in enumerate(EOD_VARIANTS):
+        bodies[i] = b"Subject: %d\n\nreal" % i + seq + SMUGGLED + b"tail"
+        write_msg(md, f"{i:03d}.a.host", b"Return-Path: <s%d@x.example>\nDelivered-To: dialup-joe@cust.example\n" % i
+                  + bodies[i])
+    sink = LenientSMTP()
+    try:
+        r = qhome.run("maildirsmtp", md, "dialup-", "127.0.0.1", "relay.example", env={"PORT": str(sink.port)})
+        assert r.returncode == 0, r.stderr
+        assert f"{len(EOD_VARIANTS)} sent, 0 bounced".encode() in r.stderr
+    finally:
+        sink.close()
+    assert [m[0] for m in sink.messages] == [b"s%d@x.example" % i for i in bodies]
+    # the last line had no LF: maildirsmtp ends it
+    assert [m[2] for m in sink.messages] == [semantic(b + b"\n") for b in bodies.values()]

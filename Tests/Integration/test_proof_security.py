@@ -53,6 +53,10 @@ def test_the_whole_battery_holds():
     assert int(figure(out, "security probes")) > 300, figure(out, "security probes")
     for name in ("relay allowed after AUTH (control)", "relay allowed with RELAYCLIENT (control)",
                  "relay refused <victim%other.example@ours.example>",
+                 "relay percenthack victim%other.example%ours.example@ours.example is not relayed",
+                 "relay percenthack victim%other.example%pct.other.example%ours.example is not relayed",
+                 "relay percenthack chains that stay ours accepted (control)",
+                 "smuggling no smuggled message reached the next hop",
                  "tricks nothing written outside the expected Maildirs",
                  "tricks no delivery ran as root (root@ goes to the alias account)",
                  "setuid qmail-queue ignores the caller's QMAIL_HOME",
@@ -64,6 +68,7 @@ def test_the_whole_battery_holds():
                  "tls pop3 STLS refuses client-initiated renegotiation"):
         assert f"PROMISE {name}: ok" in out, name
     assert int(figure(out, "pop3 failed login delay ms")) >= 1000
+    assert figure(out, "relay percenthack chains") == "360 probed, 70 accepted as ours, 210 lead elsewhere"
     skipped = figure(out, "security backend probes skipped")
     if skipped is None:
         assert "PROMISE backends ldap login injection *)(uid=* refused: ok" in out
@@ -72,8 +77,22 @@ def test_the_whole_battery_holds():
         assert "SKIP" in skipped
 
 
+def test_smuggling_reaches_the_next_hop_as_one_message():
+    """Every CR/LF/NUL end-of-data look-alike, by every entrance, through
+    qmail-send and qmail-remote to a next hop that ends DATA on any of them."""
+    code, out = battery(only="smuggling", timeout=600)
+    assert code == 0, "\n".join(broken(out)) or out[-3000:]
+    assert "PROMISE smuggling no smuggled message reached the next hop: ok" in out
+    for route in ("qmail-smtpd, then a forward", "qmail-inject", "qmail-queue", "QMQP", "QMTP"):
+        assert f"PROMISE smuggling {route} \\r.\\r: one message at the next hop, whole: ok" in out, route
+    assert "PROMISE smuggling qmail-queue \\r\\n\\x00.\\r\\n: one message at the next hop, whole: ok" in out
+    queued = figure(out, "smuggling messages queued")
+    assert figure(out, "smuggling messages at the next hop") == f"{queued.split()[0]} for {queued.split()[0]} sent"
+
+
 @pytest.mark.parametrize("fault,only,expect", [
-    ("relayclient", "relay", ["relay refused <victim@other.example>", "relay refused after AUTH failure"]),
+    ("relayclient", "relay", ["relay refused <victim@other.example>", "relay refused after AUTH failure",
+                              "relay percenthack victim%other.example%ours.example@ours.example is not relayed"]),
     ("control-writable", "modes", ["modes nothing in the home is writable by group or others",
                                    "modes control/ owned by root, not writable by group or others",
                                    "modes qmailctl doctor finds no problem"]),
@@ -86,6 +105,8 @@ def test_the_whole_battery_holds():
     ("no-fail-delay", "brute", ["brute pop3 USER/PASS failure is delayed (>= 1 s)",
                                 "brute smtp auth failures are delayed (>= 1 s)"]),
     ("tricks-leak", "tricks", ["tricks nothing written outside the expected Maildirs"]),
+    ("raw-remote", "smuggling", ["smuggling no smuggled message reached the next hop",
+                                 "smuggling qmail-queue \\r.\\r: one message at the next hop, whole"]),
 ])
 def test_a_weakened_setup_is_reported_broken(fault, only, expect):
     # sslscan (35 s) only where its verdict is asserted

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import postfix_helper
-from smtp_helpers import FakeSMTP, free_port
+from smtp_helpers import EOD_VARIANTS, SMUGGLED, FakeSMTP, LenientSMTP, free_port, semantic
 
 MESSAGE = b"From: a@b.example\nSubject: remote\n\nline one\n.leading dot\n..two dots\nlast\n"
 
@@ -327,3 +327,40 @@ def test_garbage_reply_is_temporary_not_success(qhome, where):
         assert r[-1][0] in "ZD" and (r[0][0] == "s" or r[-1][0] == "Z"), r
     finally:
         fake.close()
+
+
+# --- SMTP smuggling: nothing qmail-remote sends ends DATA early anywhere ----------
+
+@pytest.fixture
+def lenient():
+    sink = LenientSMTP()
+    yield sink
+    sink.close()
+
+
+@pytest.mark.parametrize("seq", EOD_VARIANTS, ids=lambda s: s.decode("latin-1").encode("unicode_escape").decode())
+def test_no_end_of_data_look_alike_reaches_a_lenient_next_hop(qhome, lenient, seq):
+    """Whatever the queue holds (bare CR, CRLF, NUL around a dot), a receiver
+    that ends DATA on any <CR>/<LF> "." <CR>/<LF> sees one message, intact
+    but for the mapping of semantic(): CRLF/LF lines, stray CR and NUL as spaces."""
+    qhome.control("smtproutes", f"next.test:127.0.0.1:{lenient.port}\n")
+    message = b"From: a@b.example\nSubject: smuggle\n\nreal" + seq + SMUGGLED + b"tail\n"
+    r = reports(remote(qhome, "next.test", "a@b.example", "joe@next.test", message=message))
+    assert r[-1].startswith("K127.0.0.1 accepted message."), r
+    assert [m[0] for m in lenient.messages] == [b"a@b.example"], lenient.messages
+    [(sender, rcpts, body)] = lenient.messages
+    assert sender == b"a@b.example" and rcpts == [b"joe@next.test"]
+    assert body == semantic(message)
+
+
+def test_every_look_alike_in_one_message_to_postfix(qhome, postfix):
+    """A real next hop (Postfix, whose smtpd here still takes <LF>.<CR><LF>
+    as the end) gets one message whose lines are those of semantic()."""
+    qhome.control("smtproutes", f"peer.test:127.0.0.1:{postfix.port}\n")
+    body = b"".join(b"v%d:" % i + seq + b"|\n" for i, seq in enumerate(EOD_VARIANTS)) + SMUGGLED
+    r = reports(remote(qhome, "peer.test", "a@b.example", "joe@peer.test", message=b"Subject: all\n\n" + body))
+    assert r[-1].startswith("K127.0.0.1 accepted message."), r
+    time.sleep(0.5)
+    [msg] = postfix.messages()
+    text = msg.split("*** MESSAGE CONTENTS", 1)[1].split("*** HEADER EXTRACTED", 1)[0]
+    assert text.endswith("\n\n" + semantic(body).decode()), text

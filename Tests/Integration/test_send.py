@@ -622,7 +622,7 @@ def proc_uid(pid):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
-def test_multi_user_each_program_runs_as_its_account():
+def test_multi_user_each_program_runs_as_its_account(qmail_accounts):
     import pwd
     import shutil
     from conftest import QmailHome, bin_dir

@@ -100,7 +100,7 @@ def test_newmrh_without_source_fails_temporarily_and_keeps_old_cdb(qhome):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
-def test_multi_user_home_has_qmails_owners_and_setuid_queue():
+def test_multi_user_home_has_qmails_owners_and_setuid_queue(qmail_accounts):
     # /var/tmp: root-owned and sticky, so the setuid qmail-queue trusts a home in it
     base = tempfile.mkdtemp(prefix="sq-multi-", dir="/var/tmp")
     try:
@@ -196,3 +196,96 @@ def test_link_never_changes_the_builds_programs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert {p.name: (p.stat().st_uid, p.stat().st_gid, mode(p)) for p in progs.iterdir()} == before
     assert (tmp_path / "b" / "bin" / "qmail-start").stat().st_ino == (progs / "qmail-start").stat().st_ino
+
+
+# --- qmail's accounts when they already exist ------------------------------
+
+def multi_setup(home, fqdn="mail.example.com"):
+    return subprocess.run([str(bin_dir() / "qmail-setup"), str(home), fqdn], capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture
+def var_tmp():
+    # /var/tmp: root-owned and sticky, so the setuid qmail-queue trusts a home in it
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-acct-", dir="/var/tmp"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_setup_moves_the_accounts_a_removed_home_left(qmail_accounts, var_tmp):
+    """Accounts whose homes no longer exist are an old installation's: they
+    move to this home (alias's home is where qmail-lspawn delivers mail for
+    postmaster, root and unknown users)."""
+    old, new = var_tmp / "old", var_tmp / "new"
+    assert multi_setup(old).returncode == 0
+    shutil.rmtree(old)
+    r = multi_setup(new)
+    assert r.returncode == 0, r.stderr
+    assert f"account alias: home {old}/alias no longer exists; moving it to {new}/alias" in r.stdout
+    assert pwd.getpwnam("alias").pw_dir == f"{new}/alias"
+    for u in ("qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails"):
+        assert pwd.getpwnam(u).pw_dir == str(new), u
+    # a second run has nothing to move
+    r = multi_setup(new)
+    assert r.returncode == 0 and "moving" not in r.stdout
+
+
+def test_setup_refuses_the_accounts_of_another_live_home(qmail_accounts, var_tmp):
+    a, b = var_tmp / "a", var_tmp / "b"
+    assert multi_setup(a).returncode == 0
+    r = multi_setup(b)
+    assert r.returncode == 100
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"qmail-setup: fatal: account alias has home {a}/alias, not {b}/alias"), lines[0]
+    assert f"usermod -d {b}/alias alias" in lines[0] and "--single-user" in lines[0]
+    assert not b.exists(), "nothing is made before the refusal"
+    assert pwd.getpwnam("alias").pw_dir == f"{a}/alias"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--owner and useradd need root")
+def test_vadddomain_in_a_single_user_home_uses_its_owner(var_tmp):
+    """A system account named vpopmail has nothing to do with a single-user
+    home: its domains run as the home's owner (HOME/ids). And only root can
+    give a domain's files to another uid."""
+    owner = f"sqow{os.getpid() % 100000}"
+    created = [owner]
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", owner], check=True)
+    try:
+        try:
+            pwd.getpwnam("vpopmail")
+        except KeyError:
+            subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", "vpopmail"], check=True)
+            created.append("vpopmail")
+        progs = var_tmp / "programs"
+        progs.mkdir()
+        for n in ("qmail-setup", "vadddomain", "qmail-newu", "qmail-newmrh"):
+            shutil.copyfile(bin_dir() / n, progs / n)
+            (progs / n).chmod(0o755)
+        home = var_tmp / "qmail"
+        r = subprocess.run([str(progs / "qmail-setup"), "--owner", owner, "--programs", str(progs), str(home),
+                            "mail.example.org"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        pw, vp = pwd.getpwnam(owner), pwd.getpwnam("vpopmail")
+        env = {**os.environ, "QMAIL_HOME": str(home)}
+        add = lambda *args, user=None: subprocess.run(
+            ([] if user is None else ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"])
+            + [str(home / "bin" / "vadddomain"), *args], input="pm-secret\n", env=env, capture_output=True, text=True)
+        # as the owner (not root): a uid it cannot hand files to is refused
+        r = add("-i", str(vp.pw_uid), "other.example", user=pw)
+        assert r.returncode == 1, r.stderr
+        assert f"uid {vp.pw_uid} would own the domain's files, but only root can give files away" in r.stderr
+        assert not (home / "domains" / "other.example").exists()
+        r = add("other.example", user=pw)
+        assert r.returncode == 0, r.stderr
+        assert (home / "domains" / "other.example").stat().st_uid == pw.pw_uid
+        # as root, without -u: the home's owner, not vpopmail
+        r = add("example.org")
+        assert r.returncode == 0, r.stderr
+        assert f"example.org:example.org:{home}/domains/example.org:{pw.pw_uid}:{pw.pw_gid}\n" in \
+            (home / "users" / "vdomains").read_text()
+        assert (home / "domains" / "example.org" / "postmaster").stat().st_uid == pw.pw_uid
+    finally:
+        for u in created:
+            subprocess.run(["userdel", u], capture_output=True)

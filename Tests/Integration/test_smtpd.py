@@ -6,6 +6,7 @@ import re
 import signal
 import smtplib
 import socket
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from smtp_helpers import TcpServer, free_port, queued, replies, session, smtpd_env
+from smtp_helpers import EOD_VARIANTS, SMUGGLED, TcpServer, free_port, queued, replies, session, smtpd_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -67,8 +68,51 @@ def test_simple_commands(home):
     assert replies(out)[1:] == ["250 ok", "252 send some mail, i'll try my best",
                                 "214 qmail home page: http://pobox.com/~djb/qmail.html", "250 flushed",
                                 "502 unimplemented (#5.5.1)", "503 MAIL first (#5.5.1)", "503 MAIL first (#5.5.1)",
-                                "250 ok", "503 RCPT first (#5.5.1)", "503 nested MAIL command (#5.5.1)",
-                                f"221 {home.fqdn}"]
+                                "250 ok", "503 RCPT first (#5.5.1)", "250 ok", f"221 {home.fqdn}"]
+
+
+def pipelined(port, data: bytes, want: int):
+    """Sends `data` in one write and reads until `want` replies (bounded)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c.sendall(data)
+    out = b""
+    deadline = time.monotonic() + 20
+    while len(replies(out)) < want and time.monotonic() < deadline:
+        b = c.recv(65536)
+        if not b:
+            break
+        out += b
+    c.close()
+    return replies(out)
+
+
+def test_mail_inside_a_transaction_starts_a_new_one(home, server):
+    """Issue 15: a second MAIL got "503 nested MAIL" and the transaction
+    went on with the first sender, so a pipelining client's next RCPTs and
+    DATA joined the first message. qmail (and RFC 5321 3.3) start a new
+    transaction: only the second sender and its recipients are queued."""
+    s = server()
+    r = pipelined(s.port, b"EHLO c\r\nMAIL FROM:<first@b.example>\r\nRCPT TO:<one@ours.example>\r\n"
+                          b"MAIL FROM:<second@b.example>\r\nRCPT TO:<two@ours.example>\r\nDATA\r\n"
+                          b"Subject: second\r\n\r\nbody\r\n.\r\nQUIT\r\n", 13)
+    assert r[6:10] == ["250 ok", "250 ok", "250 ok", "250 ok"], r
+    assert r[10] == "354 go ahead" and r[11].startswith("250 ok "), r
+    [(mess, sender, rcpts)] = queued(home)
+    assert sender == b"second@b.example" and rcpts == [b"two@ours.example"]
+    assert mess.endswith(b"Subject: second\n\nbody\n")
+
+
+def test_a_refused_mail_inside_a_transaction_leaves_none(home, server):
+    """The refused MAIL ends the open transaction too (qmail would keep it):
+    what the pipelining client sent after it cannot join the first message."""
+    s = server()
+    r = pipelined(s.port, b"EHLO c\r\nMAIL FROM:<first@b.example>\r\nRCPT TO:<one@ours.example>\r\n"
+                          b"MAIL FROM:<second@b.example> SIZE=x\r\nRCPT TO:<two@ours.example>\r\nDATA\r\n"
+                          b"Subject: second\r\n\r\nbody\r\n.\r\nQUIT\r\n", 16)
+    assert r[6:11] == ["250 ok", "250 ok", "501 bad SIZE parameter (#5.5.4)", "503 MAIL first (#5.5.1)",
+                       "503 MAIL first (#5.5.1)"], r
+    assert r[-1] == f"221 {home.fqdn}", r
+    assert queued(home) == []
 
 
 RELAY_BATTERY = [
@@ -116,6 +160,55 @@ def test_relayclient_appends_and_allows_everything(home):
                   b"DATA\r\n\r\n.\r\n", RELAYCLIENT=".relayed")
     [(_, _, rcpts)] = queued(home)
     assert rcpts == [b"x@far.example.relayed", b"y@ours.example.relayed"]
+
+
+# qmail-send rewrites user%host@domain to user@host while domain is in
+# control/percenthack, one step at a time: qmail-smtpd judges the address it
+# ends as. (RCPT address, the host qmail-send delivers to, accepted?)
+PERCENT_CHAINS = [
+    ("victim%far.example@ours.example", "far.example", False),
+    ("victim%far.example%ours.example@ours.example", "far.example", False),
+    ("victim%far.example%ours.example%ours.example@ours.example", "far.example", False),
+    ("victim%far.example%ours.example%ours.example%ours.example@ours.example", "far.example", False),
+    ("victim%far.example%relay.hosted.example@ours.example", "far.example", False),
+    ("victim%far.example%a.hosted.example@ours.example", "a.hosted.example", False),  # victim%far.example@ stays
+    ("victim%far.example%ours.example", "far.example", False),  # envnoathost (ours.example) is listed
+    ("victim%far.example@a.hosted.example", "a.hosted.example", False),
+    ("joe%a.hosted.example@ours.example", "a.hosted.example", True),
+    ("joe%a.hosted.example%ours.example@ours.example", "a.hosted.example", True),
+    ("joe%a.hosted.example%relay.hosted.example%ours.example@ours.example", "a.hosted.example", True),
+    ("joe%ours.example%ours.example%ours.example@ours.example", "ours.example", True),
+    ("joe@relay.hosted.example", "relay.hosted.example", True),
+]
+
+
+@pytest.mark.parametrize("addr,host,ok", PERCENT_CHAINS)
+def test_percenthack_chains_are_judged_where_qmail_send_delivers(home, addr, host, ok):
+    """Issue 15: with ours.example in percenthack,
+    victim%far.example%ours.example@ours.example was accepted and qmail-send
+    then sent it to victim@far.example (an open relay)."""
+    home.control("percenthack", "ours.example\nrelay.hosted.example\n")
+    home.control("envnoathost", "ours.example\n")
+    _, out = session(home, b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<" + addr.encode() + b">\r\n"
+                           b"DATA\r\n\r\n.\r\n")
+    r = replies(out)
+    if ok:
+        assert r[3] == "250 ok" and len(queued(home)) == 1, (addr, r)
+    else:
+        assert r[3] == "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", (addr, r)
+        assert queued(home) == []
+    # relaying clients may send anywhere, percent hack or not
+    _, out = session(home, b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<" + addr.encode() + b">\r\n",
+                     RELAYCLIENT="")
+    assert replies(out)[3] == "250 ok"
+
+
+def test_without_percenthack_a_percent_is_only_a_local_part(home):
+    """Without control/percenthack nothing is rewritten: the relay-trick
+    check of the local part still applies, the rest is local mail."""
+    _, out = session(home, b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<joe%a.hosted.example@ours.example>\r\n"
+                           b"RCPT TO:<victim%far.example%ours.example@ours.example>\r\n")
+    assert replies(out)[3:5] == ["250 ok", "250 ok"]
 
 
 def test_morercpthosts_cdb(home):
@@ -199,6 +292,41 @@ def test_smuggling_never_gives_two_messages(home, seq):
     assert len(msgs) <= 1
     for mess, sender, rcpts in msgs:
         assert sender == b"a@b.example" and rcpts == [b"a@ours.example"]
+
+
+# wire sequence -> what qmail-smtpd stores for it, as qmail's blast() does:
+# CRLF becomes LF, a bare CR and NUL stay, a leading dot is removed unless
+# CRLF follows it; None: a bare LF, so 451 and nothing queued.
+INBOUND_EOD = {
+    b"\r.\r": b"\r.\r", b"\r.\r\n": b"\r.\n", b"\n.\n": None, b"\n.\r\n": None, b"\r.\n": None, b"\n.\r": None,
+    b"\r\n.\r": b"\n.\r", b"\r\n.\n": None, b"\r\n.\r\r\n": b"\n.\r\n", b"\r\r\n.\r\r\n": b"\r\n.\r\n",
+    b"\n\n.\n\n": None, b"\r\r.\r\r": b"\r\r.\r\r", b"\n\0.\n": None, b"\n.\0\n": None, b"\r\0.\r": b"\r\0.\r",
+    b"\r.\0\r": b"\r.\0\r", b"\r\n\0.\r\n": b"\n\0.\n", b"\r\n.\0\r\n": b"\n\0\n",
+    b"\r\n\0.\0\r\n": b"\n\0.\0\n", b"\r\0\n.\r\0\n": None, b"\n\0.\0\r\n": None,
+}
+
+
+def test_inbound_variants_are_the_shared_list_less_the_real_end():
+    assert set(INBOUND_EOD) == set(EOD_VARIANTS) - {b"\r\n.\r\n", b"\0\r\n.\r\n"}
+
+
+@pytest.mark.parametrize("seq", list(INBOUND_EOD), ids=lambda s: s.decode("latin-1").encode("unicode_escape").decode())
+def test_end_of_data_look_alike_is_part_of_one_message(home, seq):
+    """Only CRLF.CRLF ends DATA: a look-alike never starts a second
+    transaction; it is stored as qmail stores it, or refused (bare LF)."""
+    data = (b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<a@ours.example>\r\nDATA\r\nSubject: real\r\n\r\nreal"
+            + seq + SMUGGLED + b"QUIT\r\n")
+    _, out = session(home, data)
+    r = replies(out)
+    stored = INBOUND_EOD[seq]
+    if stored is None:
+        assert r[4:] == ["354 go ahead", "451 See http://pobox.com/~djb/docs/smtplf.html."]
+        assert queued(home) == []
+        return
+    assert r[4] == "354 go ahead" and re.fullmatch(r"250 ok \d+ qp \d+", r[5]) and r[6:] == [f"221 {home.fqdn}"], r
+    [(mess, sender, rcpts)] = queued(home)
+    assert sender == b"a@b.example" and rcpts == [b"a@ours.example"]
+    assert mess.endswith(b"\n\nreal" + stored + SMUGGLED[:-3].replace(b"\r\n", b"\n"))
 
 
 def test_nul_bytes(home):
@@ -337,6 +465,23 @@ def test_auth_plain_and_login_grant_relay(home, tmp_path):
     r = replies(out)
     assert r[-4:] == ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "235 ok, go ahead (#2.0.0)",
                       "503 you're already authenticated (#5.5.0)"]
+
+
+def test_auth_plain_refuses_an_authorization_identity_of_someone_else(home, tmp_path):
+    """Issue 15: "bob\0joe\0secret" logged in as joe (the authzid was
+    dropped). Refused now, as qmail-popup does; an empty authzid or one equal
+    to the login is fine."""
+    args = ["mx.ours.example", str(checkpassword(tmp_path)), "/bin/true"]
+    _, out = session(home, b"EHLO c\r\nAUTH PLAIN " + b64(b"bob\0joe\0secret") + b"\r\n"
+                           b"MAIL FROM:<joe@ours.example>\r\nRCPT TO:<x@far.example>\r\n"
+                           b"RSET\r\nAUTH PLAIN\r\n" + b64(b"bob\0joe\0secret") + b"\r\n", args=args)
+    r = replies(out)
+    assert r[-6:] == ["535 authorization identity must be the login (#5.7.8)", "250 ok",
+                      "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", "250 flushed",
+                      "334 ", "535 authorization identity must be the login (#5.7.8)"], r
+    for good in (b"joe\0joe\0secret", b"\0joe\0secret"):
+        _, out = session(home, b"EHLO c\r\nAUTH PLAIN " + b64(good) + b"\r\n", args=args)
+        assert replies(out)[-1] == "235 ok, go ahead (#2.0.0)"
 
 
 def test_auth_temporary_failure_and_bad_input(home, tmp_path):
@@ -732,6 +877,24 @@ def test_rcptcheck_asks_the_user_directory(hosted, bindir):
                                 "250 ok"]
 
 
+def test_rcptcheck_judges_the_address_after_the_percent_hack(hosted, bindir):
+    """nobody%example.org@ours.example goes to nobody@example.org when
+    ours.example is in percenthack: that is the mailbox to ask about (it was
+    asked about the local part "nobody%example.org" of ours.example)."""
+    hosted.control("percenthack", "ours.example\n")
+    hosted.control("envnoathost", "ours.example\n")
+    _, out = session(hosted, b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<nobody%example.org@ours.example>\r\n"
+                             b"RCPT TO:<joe%example.org@ours.example>\r\nRCPT TO:<nobody%example.org%ours.example>\r\n",
+                     RCPTCHECK=str(bindir / "qmail-rcptcheck"))
+    assert replies(out)[3:] == ["550 sorry, no mailbox here by that name (#5.1.1)", "250 ok",
+                                "550 sorry, no mailbox here by that name (#5.1.1)"]
+    # a relaying client's mail to our domains is still looked up
+    _, out = session(hosted, b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<nobody%example.org@ours.example>\r\n"
+                             b"RCPT TO:<nobody%far.example@ours.example>\r\n",
+                     RCPTCHECK=str(bindir / "qmail-rcptcheck"), RELAYCLIENT="")
+    assert replies(out)[3:] == ["550 sorry, no mailbox here by that name (#5.1.1)", "250 ok"]
+
+
 def test_rcptcheck_catch_all_domain_accepts_everyone(hosted, bindir):
     qd = hosted.path / "domains" / "example.org" / ".qmail-default"
     qd.write_text(qd.read_text().replace("bounce-no-mailbox", "joe"))
@@ -809,25 +972,53 @@ def test_auth_through_the_privileged_helper_as_the_services_run_it(hosted, nobod
     assert (out_dir / "uid").read_text().strip() == str(NOBODY)
 
 
-def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_dir):
-    """contrib's submission run script as shipped, with only the account
-    (qmaild -> nobody, which exists everywhere), the port and the
-    checkpassword program (checkpassword-file, for the hosted domain)
-    changed: swaks-like smtplib clients log in and relay."""
-    import shutil
-    script = (ROOT / "contrib" / "daemontools" / "qmail-submission" / "run").read_text()
-    assert '"$QMAIL/bin/qmail-smtpd-auth" -u "$QMAILDUID" -g "$NOFILESGID"' in script
-    script = (script.replace("id -u qmaild", "id -u nobody").replace("id -g qmaild", "id -g nobody")
-              .replace('"$QMAIL/bin/checkpassword" /bin/true', '"$QMAIL/bin/checkpassword-file" /bin/true'))
+def shipped_service(kind, name):
+    """The command a contrib SMTP service runs: a daemontools run script, or
+    the ExecStart of a systemd unit (run by sh here as systemd would, with the
+    unit's Environment= as defaults)."""
+    if kind == "daemontools":
+        return (ROOT / "contrib" / "daemontools" / name / "run").read_text(), {}
+    text = (ROOT / "contrib" / "systemd" / f"{name}.service").read_text()
+    m = re.search(r"^ExecStart=/bin/sh -c '(.*)'$", text, re.M)
+    env = dict(kv.split("=", 1) for kv in re.search(r"^Environment=(.*)$", text, re.M).group(1).split())
+    assert env["QMAIL_HOME"] == "/var/qmail" and env["IP"] == "0"
+    return m.group(1), env
+
+
+@pytest.mark.parametrize("kind,name", [("daemontools", "qmail-submission"), ("daemontools", "qmail-smtps"),
+                                       ("systemd", "qmail-submission"), ("systemd", "qmail-smtps")])
+def test_submission_services_as_shipped(hosted, nobody_dir, kind, name):
+    """contrib's submission services (587 and 465 roles) as shipped, on a home
+    that is not /var/qmail (QMAIL_HOME), on a chosen address (IP) and port:
+    the accounts come from HOME/ids (qmaild is nobody here), logins are
+    checked by checkpassword-file through qmail-smtpd-auth, AUTH comes only
+    after TLS, and only AUTH relays."""
+    script, defaults = shipped_service(kind, name)
+    assert "$QMAIL/bin/qmail-smtpd-auth" in script or "${QMAIL_HOME}/bin/qmail-smtpd-auth" in script
+    ids = (hosted.path / "ids").read_text()
+    ids = re.sub(r"^qmaild=\d+$", f"qmaild={NOBODY}", ids, flags=re.M)
+    ids = re.sub(r"^gid\.nofiles=\d+$", f"gid.nofiles={NOBODY}", ids, flags=re.M)
+    (hosted.path / "ids").write_text(ids)
+    # qmaild (nobody) reads the certificate at STARTTLS: make-servercert.sh gives it to HOME/ids' qmaild
+    r = subprocess.run(["sh", str(ROOT / "contrib" / "pop3" / "make-servercert.sh"), str(hosted.path), "localhost"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
     run = nobody_dir / "run"
     run.write_text(script)
     spy = nobody_dir / "qq"
     spy.write_text(f"#!/bin/sh\nid -u > {nobody_dir}/uid\ncat >/dev/null\nexit 0\n")
     spy.chmod(0o755)
     port = free_port()
-    env = dict(hosted.env, PORT=str(port), QMAILQUEUE=str(spy), SMTPAUTHFAILDELAY="0")
+    env = dict(hosted.env, **defaults)
+    env.update(QMAIL_HOME=str(hosted.path), IP="127.0.0.1", PORT=str(port), QMAILQUEUE=str(spy),
+               SMTPAUTHFAILDELAY="0")
+    env.pop("RELAYCLIENT", None)
     proc = subprocess.Popen(["sh", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    implicit = name == "qmail-smtps"
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
     try:
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -835,9 +1026,28 @@ def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_d
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
+                assert proc.poll() is None, proc.stdout.read()
                 time.sleep(0.1)
-        c = smtplib.SMTP("127.0.0.1", port, timeout=30)
-        c.ehlo("client.example")
+
+        def connect():
+            if implicit:
+                c = smtplib.SMTP_SSL("127.0.0.1", port, timeout=30, context=tls)
+                c.ehlo("client.example")
+                assert not c.has_extn("starttls")
+            else:
+                c = smtplib.SMTP("127.0.0.1", port, timeout=30)
+                c.ehlo("client.example")
+                # FORCETLS: AUTH neither offered nor accepted in clear
+                assert c.has_extn("starttls") and not c.has_extn("auth")
+                with pytest.raises(smtplib.SMTPNotSupportedError):
+                    c.login("joe@example.org", "pw")
+                assert c.docmd("AUTH", "PLAIN " + b64(b"\0joe@example.org\0pw").decode()) == \
+                    (538, b"encryption required for requested authentication mechanism (#5.7.11)")
+                assert c.mail("joe@example.org")[0] == 530
+                c.starttls(context=tls)
+                c.ehlo("client.example")
+            return c
+        c = connect()
         with pytest.raises(smtplib.SMTPAuthenticationError):
             c.login("joe@example.org", "wrong")
         c.login("joe@example.org", "pw")
@@ -845,14 +1055,76 @@ def test_submission_service_script_runs_auth_through_the_helper(hosted, nobody_d
         c.quit()
         assert (nobody_dir / "uid").read_text().strip() == str(NOBODY)
         # no login, no mail: SMTPAUTH=! on submission
-        c = smtplib.SMTP("127.0.0.1", port, timeout=30)
-        c.ehlo("client.example")
+        c = connect()
         code, _ = c.mail("a@b.example")
         assert code == 530
         c.quit()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        out = proc.communicate(timeout=10)[0].decode()
+    assert "qmail-smtpd-auth: login failed remote=127.0.0.1 user=joe@example.org" in out, out
+    assert "qmail-smtpd-auth: login ok remote=127.0.0.1 user=joe@example.org" in out, out
+
+
+def test_submission_systemd_unit_refuses_auth_before_starttls(qhome, tmp_path):
+    """The systemd unit's environment, given to qmail-smtpd as the unit
+    would: AUTH is neither offered nor accepted before STARTTLS."""
+    unit = (ROOT / "contrib" / "systemd" / "qmail-submission.service").read_text()
+    [line] = [l for l in unit.splitlines() if l.startswith("Environment=")]
+    env = dict(w.split("=", 1) for w in line[len("Environment="):].split())
+    assert env.get("FORCETLS") == "1" and env.get("SMTPAUTH") == "!"
+    env.pop("QMAIL_HOME")
+    qhome.control("rcpthosts", "ours.example\n")
+    make_cert(qhome, tmp_path)
+    _, out = session(qhome, b"EHLO c\r\nAUTH PLAIN " + b64(b"\0joe\0secret") + b"\r\nMAIL FROM:<a@b>\r\n",
+                     args=["mx", str(checkpassword(tmp_path)), "/bin/true"], **env)
+    r = replies(out)
+    assert "250-STARTTLS" in r and not any("AUTH" in l for l in r[:-2]), r
+    assert r[-2:] == ["538 encryption required for requested authentication mechanism (#5.7.11)",
+                      "530 authentication required (#5.7.1)"]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["checkpassword-file", "qmail-smtpd-auth"])
+def test_cram_md5_with_checkpassword_file_under_tcpserver(hosted, nobody_dir, split):
+    """Issue 15: SMTPAUTH=cram offered CRAM-MD5, which never succeeded with
+    checkpassword-file. With control/vplaintext 1 and a password stored in
+    clear (vadduser -C) it now does; without a clear password it cannot."""
+    r = hosted.run("vadduser", "-C", "cram@example.org", input="Cram-pw9\n")
+    assert r.returncode == 0, r.stderr
+    hosted.control("vplaintext", "1\n")
+    cp = hosted.bin("checkpassword-file")
+    argv = [hosted.bin("qmail-smtpd"), "mx.example.org", cp, "/bin/true"]
+    if split:
+        argv = [hosted.bin("qmail-smtpd-auth"), "-u", str(NOBODY), "-g", str(NOBODY), cp, "/bin/true", "--",
+                hosted.bin("qmail-smtpd"), "mx.example.org"]
+    spy = nobody_dir / "qq"  # qmail-smtpd may run as nobody: the envelope goes where nobody can write
+    spy.write_text(f"#!/bin/sh\ncat >/dev/null\ncat 0<&1 > {nobody_dir}/envelope\nexit 0\n")
+    spy.chmod(0o755)
+    s = TcpServer(hosted, argv, env=smtpd_env(hosted, SMTPAUTH="cram", SMTPAUTHFAILDELAY="0", QMAILQUEUE=str(spy)))
+    try:
+        def client():
+            c = smtplib.SMTP("127.0.0.1", s.port, timeout=30)
+            c.ehlo("client.example")
+            assert set(c.esmtp_features["auth"].split()) == {"CRAM-MD5"}
+            return c
+        c = client()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("cram@example.org", "wrong")
+        assert c.login("cram@example.org", "Cram-pw9")[0] == 235
+        assert c.sendmail("cram@example.org", ["x@far.example"], b"Subject: cram\r\n\r\nhi\r\n") == {}
+        c.quit()
+        c = client()  # joe's password is stored hashed only
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("joe@example.org", "pw")
+        c.quit()
+        hosted.control("vplaintext", "0\n")  # clear passwords not to be used
+        c = client()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("cram@example.org", "Cram-pw9")
+        c.quit()
+    finally:
+        s.stop()
+    assert (nobody_dir / "envelope").read_bytes() == b"Fcram@example.org\0Tx@far.example\0\0"
 
 
 FAKE_SMTPD = r"""#!/usr/bin/python3

@@ -136,6 +136,15 @@ final class FileBackendTests: XCTestCase {
         XCTAssertEqual(auth("carol@example.org", MD5.hex(bytes(ts + "wrong")).string, ts, plain), .mismatch)
         XCTAssertEqual(auth("alice@example.org", MD5.hex(bytes(ts + "pw")).string, ts, plain), .mismatch)
         XCTAssertEqual(auth("nobody@example.org", digest, ts, plain), .unknownUser)
+        // CRAM-MD5 as qmail-smtpd passes it: challenge as password, digest as timestamp.
+        let challenge = "<7.8@mx.example.org>"
+        let cram = MD5.hmacHex(key: bytes("plain3"), message: bytes(challenge)).string
+        guard case .ok = auth("carol@example.org", challenge, cram, plain) else { return XCTFail() }
+        guard case .ok = auth("carol@example.org", challenge, cram.uppercased(), plain) else { return XCTFail() }
+        XCTAssertEqual(auth("carol@example.org", challenge, cram), .mismatch)
+        XCTAssertEqual(auth("carol@example.org", "<other@challenge>", cram, plain), .mismatch)
+        XCTAssertEqual(auth("alice@example.org", challenge, MD5.hmacHex(key: bytes("pw"), message: bytes(challenge)).string,
+                            plain), .mismatch)
         // The hash still works when plain passwords are on, with or without
         // the timestamp qmail-popup always sends.
         guard case .ok = auth("carol@example.org", "pw3", "", plain) else { return XCTFail() }

@@ -65,6 +65,18 @@ final class PasswordHashTests: XCTestCase {
         }
     }
 
+    func testHMACMD5Vectors() {
+        // RFC 2202 cases 2 and 6 (a key longer than a block), and RFC 2195's CRAM-MD5 example.
+        XCTAssertEqual(MD5.hmacHex(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8)).string,
+                       "750c783e6ab0b503eaa86e310a5db738")
+        XCTAssertEqual(MD5.hmacHex(key: [UInt8](repeating: 0xaa, count: 80),
+                                   message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)).string,
+                       "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd")
+        XCTAssertEqual(MD5.hmacHex(key: Array("tanstaaftanstaaf".utf8),
+                                   message: Array("<1896.697170952@postoffice.reston.mci.net>".utf8)).string,
+                       "b913a602c7eda7a495b4e6e7334d3890")
+    }
+
     func testSchemeNames() {
         XCTAssertEqual(PasswordHash.Scheme(name: "SHA512"), .sha512)
         XCTAssertEqual(PasswordHash.Scheme(name: "yescrypt"), .yescrypt)

@@ -1,0 +1,287 @@
+"""scripts/run.sh, the README's "start the system" command, tried as a new
+user would: the whole hosting server on loopback (v4 and v6) with real
+clients (swaks, curl, poplib), run twice, stopped with Ctrl-C and started
+again, beside a program that holds one of its ports; its logs read by
+qmail-report and by fail2ban's filter."""
+import os
+import pathlib
+import poplib
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import ROOT, bin_dir
+
+RUN = str(ROOT / "scripts" / "run.sh")
+DOMAIN = "example.test"
+SERVICES = ("smtp", "submission", "smtps", "pop3", "pop3s")
+
+
+def unverified():
+    c = ssl.create_default_context()
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    return c
+
+
+def free_ports(n):
+    """Ports free on 127.0.0.1 and ::1 alike."""
+    out = []
+    while len(out) < n:
+        with socket.socket(socket.AF_INET6) as s6:
+            s6.bind(("::1", 0))
+            p = s6.getsockname()[1]
+            with socket.socket() as s4:
+                try:
+                    s4.bind(("127.0.0.1", p))
+                except OSError:
+                    continue
+        if p not in out:
+            out.append(p)
+    return out
+
+
+@pytest.fixture
+def site():
+    """A home under /var/tmp (the run's account must reach it), ports, and
+    the environment for run.sh; removes the account run.sh creates as root
+    unless it existed before."""
+    if not (bin_dir() / "checkpassword-file").exists():
+        pytest.skip("programs not built")
+    top = pathlib.Path(tempfile.mkdtemp(prefix="sq-run-", dir="/var/tmp"))
+    top.chmod(0o755)
+    user = "swiftqmail"
+    existed = True
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        existed = False
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES))))
+    env = dict(os.environ, QMAIL_HOME=str(top / "home"), QMAIL_BIN=str(bin_dir()), SMTP_PORT=str(ports["smtp"]),
+               SUBMISSION_PORT=str(ports["submission"]), SMTPS_PORT=str(ports["smtps"]),
+               POP3_PORT=str(ports["pop3"]), POP3S_PORT=str(ports["pop3s"]))
+    for v in ("QMAILQUEUE", "SMARTHOST", "QMAIL_LISTEN", "RELAYCLIENT"):
+        env.pop(v, None)
+    s = type("Site", (), {})()
+    s.home, s.env, s.ports, s.procs = top / "home", env, ports, []
+    yield s
+    for p in s.procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=30)
+    shutil.rmtree(top, ignore_errors=True)
+    if os.geteuid() == 0 and not existed:
+        subprocess.run(["userdel", user], capture_output=True)
+
+
+def start(site, *args):
+    """Starts run.sh in a process group of its own, as a terminal would; returns
+    it once the banner is out (or it has ended)."""
+    p = subprocess.Popen(["bash", RUN, *args], env=site.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    site.procs.append(p)
+    out = []
+    deadline = time.time() + 60
+    for line in p.stdout:
+        out.append(line)
+        if line.startswith("Ctrl-C stops it") or time.time() > deadline:
+            break
+    p.banner = "".join(out)
+    return p
+
+
+def stop(p):
+    """Ctrl-C: SIGINT to the process group."""
+    os.killpg(p.pid, signal.SIGINT)
+    rest = p.stdout.read()
+    assert p.wait(timeout=60) == 0, rest
+    assert "== stopped" in rest
+
+
+def password(banner):
+    return re.search(r"password (\S+)", banner).group(1)
+
+
+def swaks(*args):
+    return subprocess.run(["swaks", "--timeout", "30", *args], capture_output=True, text=True, timeout=60)
+
+
+def pop_messages(host, port, user, pw, tls):
+    c = poplib.POP3_SSL(host, port, timeout=20, context=unverified()) if tls == "implicit" else poplib.POP3(host, port, timeout=20)
+    if tls == "stls":
+        c.stls(context=unverified())
+    c.user(user)
+    c.pass_(pw)
+    subjects = []
+    for i in range(1, c.stat()[0] + 1):
+        subjects += [l.decode() for l in c.top(i, 0)[1] if l.startswith(b"Subject:")]
+    c.quit()
+    return subjects
+
+
+def wait_for(pred, what, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(what)
+
+
+def test_the_whole_server_run_twice_stopped_and_restarted(site):
+    t0 = time.time()
+    p = start(site)
+    assert "Ctrl-C stops it" in p.banner, p.banner
+    for port in site.ports.values():
+        assert str(port) in p.banner
+    assert f"PATH={site.home}/bin:$PATH" in p.banner and "vadddomain" in p.banner and "qmail-report --svg" in p.banner
+    pw = password(p.banner)
+    pwfile = site.home / "postmaster-password"
+    assert pwfile.stat().st_mode & 0o777 == 0o600 and pwfile.read_text() == pw
+    ports = site.ports
+
+    # submission (587's role): no AUTH before STARTTLS; STARTTLS, AUTH, relay
+    r = swaks("--server", f"127.0.0.1:{ports['submission']}", "--auth-user", "postmaster", "--auth-password", pw,
+              "--to", "someone@far.example", "--from", f"postmaster@{DOMAIN}")
+    assert r.returncode != 0 and "Host did not advertise authentication" in r.stdout + r.stderr, r.stdout
+    r = swaks("--server", f"127.0.0.1:{ports['submission']}", "-tls", "--auth-user", "postmaster",
+              "--auth-password", pw, "--to", f"postmaster@{DOMAIN}", "--from", f"postmaster@{DOMAIN}",
+              "--header", "Subject: by submission")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # implicit TLS (465's role), over IPv6; a wrong password is refused
+    r = swaks("--server", f"::1:{ports['smtps']}", "--tlsc", "--auth-user", f"postmaster@{DOMAIN}",
+              "--auth-password", "wrong", "--to", f"postmaster@{DOMAIN}", "--from", f"postmaster@{DOMAIN}")
+    assert r.returncode != 0 and "535" in r.stdout, r.stdout
+    r = swaks("--server", f"::1:{ports['smtps']}", "--tlsc", "--auth-user", f"postmaster@{DOMAIN}",
+              "--auth-password", pw, "--to", f"postmaster@{DOMAIN}", "--from", f"postmaster@{DOMAIN}",
+              "--header", "Subject: by smtps")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "STARTTLS" not in r.stdout  # already TLS: not offered again
+    # incoming SMTP: hosted mailbox yes, unknown mailbox and relay no
+    r = swaks("--server", f"127.0.0.1:{ports['smtp']}", "--to", f"postmaster@{DOMAIN}", "--from", "a@b.example",
+              "--header", "Subject: inbound")
+    assert r.returncode == 0, r.stdout
+    r = swaks("--server", f"::1:{ports['smtp']}", "--to", f"nobody@{DOMAIN}", "--from", "a@b.example")
+    assert "550 sorry, no mailbox here by that name" in r.stdout, r.stdout
+    r = swaks("--server", f"127.0.0.1:{ports['smtp']}", "--to", "x@far.example", "--from", "a@b.example")
+    assert "553 sorry, that domain isn't in my list of allowed rcpthosts" in r.stdout, r.stdout
+
+    want = {"Subject: welcome to swift-qmail", "Subject: by submission", "Subject: by smtps", "Subject: inbound"}
+    got = []
+    wait_for(lambda: set(got.__setitem__(slice(None), pop_messages("127.0.0.1", ports["pop3"], "postmaster", pw, "stls"))
+                         or got) >= want, f"mail did not arrive: {got}")
+    assert sorted(got) == sorted(pop_messages("::1", ports["pop3s"], f"postmaster@{DOMAIN}", pw, "implicit"))
+    r = subprocess.run(["curl", "-sk", "--ssl-reqd", "--max-time", "20", f"pop3://127.0.0.1:{ports['pop3']}/",
+                        "-u", f"postmaster@{DOMAIN}:{pw}"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == len(got), r
+    with pytest.raises(poplib.error_proto):
+        pop_messages("127.0.0.1", ports["pop3"], "postmaster", "wrong", "stls")
+
+    # doctor on the running default: the ports of HOME/ports are held by
+    # this home's own tcpservers, and nothing is wrong
+    r = subprocess.run([str(site.home / "bin" / "qmailctl"), "doctor"], env=dict(site.env, QMAIL_HOME=str(site.home)),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(rf"ok: +ports of HOME/ports free or held by this home: .*smtpd {ports['smtp']}", r.stdout), r.stdout
+
+    # a second run while this one runs: refused at once, nothing changed
+    t = time.time()
+    r = subprocess.run(["bash", RUN], env=site.env, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and time.time() - t < 10
+    assert re.search(r"run\.sh: port \d+ on \S+ \(SMTP_PORT\) is in use", r.stderr), r.stderr
+    env2 = dict(site.env, **{k: str(v) for k, v in zip(
+        ("SMTP_PORT", "SUBMISSION_PORT", "SMTPS_PORT", "POP3_PORT", "POP3S_PORT"), free_ports(5))})
+    r = subprocess.run(["bash", RUN], env=env2, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "qmail-send is already running" in r.stderr, r.stderr
+    assert pwfile.read_text() == pw
+
+    # login lines for fail2ban
+    logs = site.home / "log"
+    popup = (logs / "pop3d" / "current").read_text()
+    assert re.search(r"^@[0-9a-f]{24} qmail-popup: login ok remote=127\.0\.0\.1 user=postmaster$", popup, re.M), popup
+    assert re.search(r"qmail-popup: login failed remote=127\.0\.0\.1 user=postmaster$", popup, re.M), popup
+    smtps = (logs / "smtps" / "current").read_text()
+    assert f"qmail-smtpd-auth: login failed remote=::1 user=postmaster@{DOMAIN}\n" in smtps, smtps
+    assert f"qmail-smtpd-auth: login ok remote=::1 user=postmaster@{DOMAIN}\n" in smtps, smtps
+    if shutil.which("fail2ban-regex"):
+        conf = pathlib.Path(tempfile.mkdtemp(dir=site.home.parent))
+        shutil.copytree("/etc/fail2ban", conf / "f2b")
+        shutil.copy(ROOT / "contrib" / "fail2ban" / "filter.d" / "swift-qmail.conf", conf / "f2b" / "filter.d")
+        for f in ("pop3d", "smtps"):
+            text = (logs / f / "current").read_text()
+            n = text.count(" login failed ")
+            r = subprocess.run(["fail2ban-regex", "-c", str(conf / "f2b"), str(logs / f / "current"), "swift-qmail"],
+                               capture_output=True, text=True, timeout=60)
+            assert re.search(rf"^Lines: \d+ lines, 0 ignored, {n} matched", r.stdout, re.M), (r.stdout, text)
+
+    # Ctrl-C, then start again: same password, mail kept, no second
+    # welcome, logs appended
+    sizes = {d.name: (d / "current").stat().st_size for d in logs.iterdir() if d.is_dir()}
+    stop(p)
+    p = start(site)
+    assert "Ctrl-C stops it" in p.banner, p.banner
+    assert password(p.banner) == pw
+    after = pop_messages("127.0.0.1", ports["pop3"], "postmaster", pw, "stls")
+    assert sorted(after) == sorted(got) and after.count("Subject: welcome to swift-qmail") == 1
+    text = (logs / "send" / "current").read_text()
+    assert text.count("status: exiting") == 1
+    for name, size in sizes.items():
+        assert (logs / name / "current").stat().st_size >= size, name
+
+    # qmail-report on the run's own log, with its plot
+    svg = site.home / "log" / "report.svg"
+    r = subprocess.run([str(site.home / "bin" / "qmail-report"), "--svg", str(svg), str(logs / "send" / "current")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"^done +(\d+) messages", r.stdout, re.M)
+    assert m and int(m.group(1)) >= 4, r.stdout  # welcome, submission, smtps, inbound
+    assert re.search(r"^xdelay +[0-9.]+ seconds total", r.stdout, re.M), r.stdout
+    assert svg.read_text().count("<circle") >= 4  # one point per delivery
+    # --reset-password is the one way to a new password
+    stop(p)
+    p = start(site, "--reset-password")
+    new = password(p.banner)
+    assert new != pw and pwfile.read_text() == new
+    assert pop_messages("127.0.0.1", ports["pop3"], "postmaster", new, "stls")
+    stop(p)
+    assert time.time() - t0 < 80
+
+
+def test_a_taken_port_stops_it_before_anything_changes(site):
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", site.ports["pop3"]))
+        s.listen()
+        t = time.time()
+        r = subprocess.run(["bash", RUN], env=site.env, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and time.time() - t < 10
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"run.sh: port {site.ports['pop3']} on ::1 (POP3_PORT) is in use by another program: "
+                     "stop it, or choose another port with POP3_PORT=..."], r.stderr
+    assert not site.home.exists()
+
+
+def test_a_port_lost_after_the_check_is_reported_on_the_terminal(site):
+    """A socket bound but not listening passes the connect check (the race of
+    a port taken between check and start): tcpserver cannot bind, and run.sh
+    says so and stops everything it started."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", site.ports["pop3s"]))
+        t = time.time()
+        r = subprocess.run(["bash", RUN], env=site.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and time.time() - t < 30
+    assert re.search(rf"run\.sh: POP3 over TLS on \[127\.0\.0\.1\]:{site.ports['pop3s']} did not start: .*bind", r.stderr), r.stderr
+    assert "Ctrl-C stops it" not in r.stdout
+    # nothing of it is left listening, and the lock is free again
+    for port in site.ports.values():
+        with socket.socket() as c:
+            assert c.connect_ex(("127.0.0.1", port)) != 0
+    r = subprocess.run(["flock", "-n", str(site.home / "queue" / "lock" / "sendmutex"), "true"])
+    assert r.returncode == 0
