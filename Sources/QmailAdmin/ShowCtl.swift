@@ -12,12 +12,13 @@ public enum ShowCtl {
         out += "paternalism (in decimal): 2.\n"
         out += "silent concurrency limit: 120.\n"
         out += "subdirectory split: \(QueueLayout.split).\n"
-        if let ids = try? QmailIds.load(home: home) {
+        switch Result(catching: { try QmailIds.load(home: home) }) {
+        case .success(let ids):
             out += "mode: \(ids.singleUser ? "single-user" : "multi-user").\n"
             out += "user ids: " + QmailIds.users.map { "\($0) \(ids.uid($0).map(String.init) ?? "?")" }.joined(separator: ", ") + ".\n"
             out += "group ids: " + QmailIds.groups.map { "\($0) \(ids.gid($0).map(String.init) ?? "?")" }.joined(separator: ", ") + ".\n"
-        } else {
-            out += "ids: unable to read \(home.path)/ids.\n"
+        case .failure(let error):
+            out += "ids: \(error).\n"
         }
         let me = (try? c.me()).flatMap { $0 }
         for d in ControlFiles.all {

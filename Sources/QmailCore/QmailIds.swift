@@ -9,6 +9,8 @@
 //   gid.nofiles=2108
 //
 // In single-user mode every account maps to the one user that owns the home.
+// A home without the file is one that qmail's own binaries were replaced in
+// (qmail-setup never ran): its ids are qmail's accounts, looked up by name.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,13 +70,30 @@ public struct QmailIds: Sendable, Equatable {
         return sawMode ? ids : nil
     }
 
-    /// Reads HOME/ids. A missing file means "single-user, as whoever runs",
-    /// so a bare development tree works; a damaged one is an error.
+    /// Reads HOME/ids. Without the file the home is an existing qmail
+    /// installation: the ids are qmail's accounts by name, as qmail's
+    /// compiled-in auto_uids were; a missing account or a damaged file is a
+    /// temporary failure, never a guess that would send mail elsewhere.
     public static func load(home: QmailHome) throws -> QmailIds {
-        guard let data = try FileIO.read(home.path + "/ids") else {
-            return .single(uid: geteuid(), gid: getegid())
-        }
+        guard let data = try FileIO.read(home.path + "/ids") else { return try accounts(home: home) }
         guard let ids = parse(data) else { throw MailFailure.temporary("unable to parse \(home.path)/ids") }
+        return ids
+    }
+
+    /// qmail's users and groups from the system's passwd and group files.
+    static func accounts(home: QmailHome) throws -> QmailIds {
+        func missing(_ what: String) -> MailFailure {
+            .temporary("\(home.path)/ids is missing and so is qmail's \(what): run qmail-setup")
+        }
+        var ids = QmailIds(singleUser: false, uid: [:], gid: [:])
+        for name in users {
+            guard let pw = getpwnam(name) else { throw missing("user \(name)") }
+            ids.uid[name] = pw.pointee.pw_uid
+        }
+        for name in groups {
+            guard let gr = getgrnam(name) else { throw missing("group \(name)") }
+            ids.gid[name] = gr.pointee.gr_gid
+        }
         return ids
     }
 }

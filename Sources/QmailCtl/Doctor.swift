@@ -339,14 +339,6 @@ struct Doctor {
         var names = [("me", me)]
         if let h = try? c.line("helohost") { names.append(("helohost", h.string)) }
         for (file, name) in names {
-            // Names under the test TLDs of RFC 2606/6761 (the run
-            // command's mail.example.test) never resolve, by design: a
-            // test or loopback-only home, not a fault.
-            let lower = name.lowercased()
-            if let tld = lower.split(separator: ".").last, ["test", "example", "localhost"].contains(String(tld)) {
-                ok("control/\(file) \(name) is a special-use name (RFC 6761): fine for a test or loopback-only home, not for mail to other hosts")
-                continue
-            }
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             var res: UnsafeMutablePointer<addrinfo>? = nil
@@ -354,6 +346,10 @@ struct Doctor {
             if rc == 0 {
                 freeaddrinfo(res)
                 ok("control/\(file) \(name) resolves")
+            } else if let tld = name.lowercased().split(separator: ".").last, ["test", "example", "localhost"].contains(String(tld)) {
+                // A name under the test TLDs of RFC 2606/6761 (the run
+                // command's mail.example.test) is not meant to resolve.
+                ok("control/\(file) \(name) is a test name (RFC 6761): fine for a test or loopback-only home, not for mail to other hosts")
             } else {
                 warn("control/\(file) \(name) does not resolve (\(String(cString: gai_strerror(rc)))): other hosts may refuse its mail")
             }

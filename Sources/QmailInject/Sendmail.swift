@@ -2,7 +2,9 @@
 // (-t: header recipients plus arguments, "-H"; otherwise argument
 // recipients only, "-a"), runs qmail-qread for -bp (or as "mailq") and
 // qmail-smtpd for -bs, and ignores the many options that mean nothing to
-// qmail. Runs as the invoking user and trusts nothing but its home.
+// qmail. As netqmail's sendmail (1.04 on), -f also makes the sender the
+// From: address of a message that has none. Runs as the invoking user and
+// trusts nothing but its home.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,8 +12,9 @@ import QmailCore
 
 public enum Sendmail {
     public enum Action: Equatable, Sendable {
-        /// Run qmail-inject with these arguments (after the program name).
-        case inject(args: [String], environment: [(String, String)])
+        /// Run qmail-inject with these arguments (after the program name)
+        /// and these changes to the environment, in order (nil: unset).
+        case inject(args: [String], environment: [(String, String?)])
         case mailq
         case smtpd
         case usage
@@ -20,7 +23,7 @@ public enum Sendmail {
         public static func == (a: Action, b: Action) -> Bool {
             switch (a, b) {
             case let (.inject(x, e), .inject(y, f)):
-                return x == y && e.map { $0.0 + "=" + $0.1 } == f.map { $0.0 + "=" + $0.1 }
+                return x == y && e.map { "\($0.0)=\($0.1 ?? "(unset)")" } == f.map { "\($0.0)=\($0.1 ?? "(unset)")" }
             case (.mailq, .mailq), (.smtpd, .smtpd), (.usage, .usage), (.newaliases, .newaliases): return true
             default: return false
             }
@@ -39,7 +42,7 @@ public enum Sendmail {
     public static func plan(programName: String, _ args: [String]) -> Action {
         var header = false
         var sender: String? = nil
-        var env: [(String, String)] = []
+        var env: [(String, String?)] = []
         var i = 0
         argLoop: while i < args.count {
             let a = Array(args[i].utf8)
@@ -68,7 +71,7 @@ public enum Sendmail {
                 }
                 switch c {
                 case UInt8(ascii: "f"), UInt8(ascii: "r"): sender = value
-                case UInt8(ascii: "F"): env.append(("NAME", value))
+                case UInt8(ascii: "F"): env.append(("MAILNAME", value))
                 case UInt8(ascii: "b"):
                     switch value.utf8.first {
                     case UInt8(ascii: "m"): break
@@ -86,10 +89,26 @@ public enum Sendmail {
         if programName == "mailq" { return .mailq }
         if programName == "newaliases" { return .newaliases }
         var out = [header ? "-H" : "-a"]
-        if let sender { out += ["-f", sender] }
+        if let sender {
+            out += ["-f", sender]
+            env += fromSender(sender)
+        }
         out.append("--")
         out += args[i...]
         return .inject(args: out, environment: env)
+    }
+
+    /// netqmail's do_sender(): the From: that qmail-inject writes when the
+    /// message has none is the -f address, bare: no full name (a -F given
+    /// too is dropped), the user before the last '@', the host after it or,
+    /// without an '@', qmail-inject's default host.
+    static func fromSender(_ sender: String) -> [(String, String?)] {
+        var env: [(String, String?)] = ["QMAILNAME", "MAILNAME", "NAME", "QMAILHOST", "MAILHOST"].map { ($0, nil) }
+        let s = Array(sender.utf8)
+        guard let at = s.lastIndex(of: Ascii.at) else { return env + [("QMAILUSER", sender)] }
+        env.append(("QMAILHOST", Array(s[(at + 1)...]).string))
+        env.append(("QMAILUSER", Array(s[..<at]).string))
+        return env
     }
 
     public static func main(_ argv: [String]) -> Int32 {
@@ -125,7 +144,9 @@ public enum Sendmail {
             Sys.warn("sendmail: fatal: unable to run qmail-smtpd: \(Sys.strerror(e))")
             return 111
         case let .inject(args, env):
-            for (k, v) in env { setenv(k, v, 1) }
+            for (k, v) in env {
+                if let v { setenv(k, v, 1) } else { unsetenv(k) }
+            }
             let prog = home.bin("qmail-inject")
             let e = Exec.replace(prog, [prog] + args)
             Sys.warn("sendmail: fatal: unable to run qmail-inject: \(Sys.strerror(e))")

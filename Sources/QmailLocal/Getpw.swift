@@ -120,7 +120,10 @@ public struct Getpw {
     public static func main(_ argv: [[UInt8]]) -> Int32 {
         guard argv.count >= 2 else { return 100 }
         let home = QmailHome.current()
-        guard let ids = try? QmailIds.load(home: home) else { return QLX.sys }
+        let ids: QmailIds
+        do { ids = try QmailIds.load(home: home) } catch {
+            Sys.warn("qmail-getpw: fatal: \(error)"); return QLX.sys
+        }
         do {
             let a = try Getpw.system(home: home, ids: ids).lookup(argv[1])
             do { try Sys.writeAll(1, a.nulTerminated) } catch { return QLX.sys }

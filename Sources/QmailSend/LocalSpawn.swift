@@ -162,7 +162,10 @@ public enum LocalSpawnMain {
         guard args.count >= 2 else { Sys.warn("usage: qmail-lspawn defaultdelivery"); return 100 }
         let home = QmailHome.current()
         guard chdir(home.path) == 0 else { return 111 }
-        guard let ids = try? QmailIds.load(home: home) else { return 111 }
+        let ids: QmailIds
+        do { ids = try QmailIds.load(home: home) } catch {
+            Sys.warn("qmail-lspawn: fatal: \(error)"); return 111
+        }
         let d = LocalSpawn(home: home, defaultDelivery: args[1], ids: ids)
         return Spawn.main(driver: d, messageDirectory: home.queue + "/mess")
     }

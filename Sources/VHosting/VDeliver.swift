@@ -226,13 +226,16 @@ public struct VDeliver {
 
     func deliverToMaildir(_ maildir: String, quota: Quota) throws {
         let size = headerLines.count + message.size
+        // Deliveries to one mailbox run in parallel: without a lock two of
+        // them could both see room for one message and both deliver.
+        // Check, deliver and record under an exclusive lock on the Maildir,
+        // held until this function returns (a defer inside the check's
+        // block would let it go before the delivery).
+        var lockFd: Int32 = -1
+        defer { if lockFd >= 0 { Glibc.close(lockFd) } }
         if !quota.isUnlimited {
-            // Deliveries to one mailbox run in parallel: without a lock two of
-            // them could both see room for one message and both deliver.
-            // Check, deliver and record under an exclusive lock on the Maildir.
-            let lockFd = Glibc.open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            lockFd = Glibc.open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if lockFd < 0 { throw MailFailure.temporary("unable to open \(maildir): \(Sys.strerror(errno))") }
-            defer { Glibc.close(lockFd) }
             while flock(lockFd, LOCK_EX) != 0 {
                 if errno != EINTR { throw MailFailure.temporary("unable to lock \(maildir): \(Sys.strerror(errno))") }
             }

@@ -13,6 +13,7 @@ import grp
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -533,6 +534,30 @@ def test_over_quota_bounces_or_defers(hosting, qhome):
     # raising the quota lets mail in again
     hosting.admin("vsetuserquota", "bob@example.org", "10M")
     assert hosting.deliver("bob", "example.org").returncode == 0
+
+
+def test_parallel_deliveries_never_share_the_last_room(hosting):
+    """qmail-send runs deliveries to one mailbox at once: a quota with room
+    for one message takes exactly one of several that arrive together (the
+    check, the delivery and the maildirsize line are under one lock)."""
+    hosting.admin("vadduser", "-q", "1000", "carol@example.org", password="pw")
+    md = hosting.maildir("carol", "example.org")
+    big = b"Subject: big\n\n" + b"x" * 600 + b"\n"
+    for _ in range(8):
+        for f in (md / "new").iterdir():
+            f.unlink()
+        hosting.admin("vsetuserquota", "carol@example.org", "1000")  # rebuilds maildirsize: empty
+        codes = []
+        threads = [threading.Thread(target=lambda: codes.append(hosting.deliver("carol", "example.org", message=big).returncode))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert sorted(codes) == [0, 100, 100], codes
+        assert len(hosting.new("carol", "example.org")) == 1
+        lines = (md / "maildirsize").read_text().splitlines()
+        assert len(lines) == 3 and lines[0] == "1000S", lines
 
 
 def test_delivery_backend_unreadable_is_temporary(hosting):

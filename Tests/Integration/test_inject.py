@@ -277,7 +277,7 @@ def test_sendmail_mapping(qhome):
     msg, sender, rcpts = only_message(qhome)
     assert sender == b"bounce@s.example"
     assert sorted(rcpts) == [b"bcc@h.example", b"hdr@h.example"]
-    assert b'From: "Full Name" <djb@test.example.com>\n' in msg
+    assert b"From: bounce@s.example\n" in msg  # netqmail: -f names the sender, -F is dropped
     for f in qhome.queue_files("todo"):
         f.unlink()
     # without -t: argument recipients only, the header's are ignored
@@ -286,6 +286,37 @@ def test_sendmail_mapping(qhome):
     msg, _, rcpts = only_message(qhome)
     assert rcpts == [b"arg@a.example"]
     assert msg.endswith(b"\n\nbody\n.\nafter the dot\n")  # a lone dot is just a line
+
+
+SENDMAIL_FROM = [
+    # (arguments, the message's own From: or None, the From: qmail-inject writes)
+    (["-f", "s@example.net", "-F", "Sam"], None, b"From: s@example.net\n"),
+    (["-F", "Sam", "-f", "s@example.net"], None, b"From: s@example.net\n"),
+    (["-f", "s@example.net"], None, b"From: s@example.net\n"),
+    (["-f", "sam"], None, b"From: sam@dflt.example\n"),
+    (["-f", "sam", "-F", "Sam"], None, b"From: sam@dflt.example\n"),
+    (["-F", "Sam"], None, b'From: "Sam" <djb@envhost.example>\n'),
+    ([], None, b'From: "Env Name" <djb@envhost.example>\n'),
+    (["-f", "s@example.net", "-F", "Sam"], b"From: Other <o@x.example>\n", b"From: Other <o@x.example>\n"),
+    (["-f", "sam"], b"From: Other <o@x.example>\n", b"From: Other <o@x.example>\n"),
+]
+
+
+@pytest.mark.parametrize("args,own,want", SENDMAIL_FROM, ids=[" ".join(c[0]) + (" own-From" if c[1] else "") for c in SENDMAIL_FROM])
+def test_sendmail_sender_sets_from_as_netqmail(qhome, args, own, want):
+    # netqmail 1.04+'s do_sender(): -f takes the place of the name and host
+    # from the environment; the envelope sender is -f as qmail-inject reads it
+    qhome.control("defaulthost", "dflt.example\n")
+    r = qhome.run("sendmail", *args, "rcpt@r.example", input=(own or b"") + b"Subject: s\n\nbody\n",
+                  env={"USER": "djb", "MAILNAME": "Env Name", "MAILHOST": "envhost.example"})
+    assert r.returncode == 0, r.stderr
+    msg, sender, rcpts = only_message(qhome)
+    froms = [l + b"\n" for l in header_of(msg).splitlines() if l.lower().startswith(b"from:")]
+    assert froms == [want], header_of(msg)
+    assert rcpts == [b"rcpt@r.example"]
+    if "-f" in args:
+        f = args[args.index("-f") + 1]
+        assert sender == (f if "@" in f else f + "@dflt.example").encode()
 
 
 def test_sendmail_modes_and_errors(qhome, tmp_path):

@@ -498,6 +498,71 @@ def test_getpw_single_user_alias(qhome):
     assert qhome.run("qmail-getpw").returncode == 100
 
 
+QMAIL_USERS = ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")
+QMAIL_GROUPS = ("qmail", "nofiles")
+
+
+def _can_unshare():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+def with_accounts(qhome, tmp_path, users, groups, prog, *args):
+    """Runs a program of the home in a private mount namespace whose
+    /etc/passwd and /etc/group are the system's without qmail's accounts,
+    plus the given lines: the system's own files are never touched."""
+    def private(name, system, extra):
+        keep = [l for l in pathlib.Path(system).read_text().splitlines()
+                if l.split(":")[0] not in QMAIL_USERS + QMAIL_GROUPS]
+        f = tmp_path / name
+        f.write_text("\n".join(keep + extra) + "\n")
+        os.chmod(f, 0o644)
+        return f
+    pw, gr = private("passwd", "/etc/passwd", users), private("group", "/etc/group", groups)
+    mounts = f"mount --bind {pw} /etc/passwd && mount --bind {gr} /etc/group"
+    return subprocess.run(["unshare", "--mount", "sh", "-c", mounts + ' && exec "$@"', "sh", qhome.bin(prog), *args],
+                          env=qhome.env, capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare --mount")
+def test_home_without_ids_uses_qmails_accounts_or_refuses(qhome, tmp_path):
+    # binaries dropped into an existing qmail: no HOME/ids, qmail's accounts in passwd
+    (qhome.path / "ids").unlink()
+    name, uid, gid = f"sq{uuid.uuid4().hex[:8]}", 64123, 64124
+    user_home = tmp_path / "userhome"
+    user_home.mkdir()
+    os.chown(user_home, uid, gid)
+    users = [f"{u}:x:{7790 + i}:{2108 if u != 'qmailq' else 2107}::{qhome.path / 'alias' if u == 'alias' else qhome.path}:/bin/false"
+             for i, u in enumerate(QMAIL_USERS)]
+    users.append(f"{name}:x:{uid}:{gid}::{user_home}:/bin/sh")
+    groups = ["qmail:x:2107:", "nofiles:x:2108:"]
+
+    # a real user gets his own uid and home, as qmail's qmail-getpw gives
+    r = with_accounts(qhome, tmp_path, users, groups, "qmail-getpw", name + "-Ext")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"\0".join([name.encode(), b"64123", b"64124", str(user_home).encode(), b"-", b"Ext"]) + b"\0"
+    # everything else, root included, goes to the alias account from passwd
+    for localpart in ("nosuch-x", "root"):
+        r = with_accounts(qhome, tmp_path, users, groups, "qmail-getpw", localpart)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"\0".join([b"alias", b"7790", b"2108", str(qhome.path / "alias").encode(), b"-",
+                                       localpart.encode()]) + b"\0"
+
+    # without qmail's accounts: one clear line and a temporary failure, never alias
+    for missing_user in (True, False):
+        u = users[1:] if missing_user else users
+        g = groups if missing_user else groups[:1]
+        r = with_accounts(qhome, tmp_path, u, g, "qmail-getpw", name)
+        assert r.returncode == 118 and r.stdout == b"", r
+        lines = r.stderr.decode().splitlines()
+        assert len(lines) == 1 and "ids is missing" in lines[0] and "qmail-setup" in lines[0], lines
+        assert ("user alias" if missing_user else "group nofiles") in lines[0]
+    r = with_accounts(qhome, tmp_path, users[1:], groups, "qmail-start", "./Maildir/")
+    assert r.returncode == 111 and r.stdout == b"", r
+    assert r.stderr.decode().startswith("qmail-start: fatal: ") and r.stderr.count(b"\n") == 1, r.stderr
+
+
 ASSIGN = """+:alias:7790:2108:/var/qmail/alias:-::
 +joe-:joe:507:100:/home/joe:-::
 =joe:joe:507:100:/home/joe:::

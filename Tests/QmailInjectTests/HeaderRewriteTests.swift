@@ -262,10 +262,14 @@ final class SendmailTests: XCTestCase {
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-t", "-i"]), .inject(args: ["-H", "--"], environment: []))
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-oi", "a@b"]), .inject(args: ["-a", "--", "a@b"], environment: []))
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-f", "s@x", "-F", "Joe", "a@b"]),
-                       .inject(args: ["-a", "-f", "s@x", "--", "a@b"], environment: [("NAME", "Joe")]))
+                       .inject(args: ["-a", "-f", "s@x", "--", "a@b"], environment: [("MAILNAME", "Joe")] + fromSender("s", "x")))
+        XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-fsam", "a@b"]),
+                       .inject(args: ["-a", "-f", "sam", "--", "a@b"], environment: fromSender("sam", nil)))
+        XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-F", "Joe", "a@b"]),
+                       .inject(args: ["-a", "--", "a@b"], environment: [("MAILNAME", "Joe")]))
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-rs@x", "-oem", "-B", "8BITMIME", "-h", "3", "-N", "never",
                                                               "-O", "x=y", "-U", "-L", "tag", "-v", "-m", "a@b"]),
-                       .inject(args: ["-a", "-f", "s@x", "--", "a@b"], environment: []))
+                       .inject(args: ["-a", "-f", "s@x", "--", "a@b"], environment: fromSender("s", "x")))
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-bp"]), .mailq)
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-bs"]), .smtpd)
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["-bm", "a@b"]), .inject(args: ["-a", "--", "a@b"], environment: []))
@@ -275,6 +279,13 @@ final class SendmailTests: XCTestCase {
         XCTAssertEqual(Sendmail.plan(programName: "mailq", []), .mailq)
         XCTAssertEqual(Sendmail.plan(programName: "newaliases", []), .newaliases)
         XCTAssertEqual(Sendmail.plan(programName: "sendmail", ["a@b", "-t"]), .inject(args: ["-a", "--", "a@b", "-t"], environment: []))
+    }
+
+    /// netqmail's do_sender(): no full name, no host from the environment,
+    /// then the -f address's user and host.
+    func fromSender(_ user: String, _ host: String?) -> [(String, String?)] {
+        let unset: [(String, String?)] = ["QMAILNAME", "MAILNAME", "NAME", "QMAILHOST", "MAILHOST"].map { ($0, nil) }
+        return unset + (host.map { [("QMAILHOST", $0)] } ?? []) + [("QMAILUSER", user)]
     }
 }
 
