@@ -80,20 +80,41 @@ public struct QmailIds: Sendable, Equatable {
         return ids
     }
 
-    /// qmail's users and groups from the system's passwd and group files.
+    /// qmail's users and groups from /etc/passwd and /etc/group, read as
+    /// files: qmail's accounts are local ones (qmail's own build read them
+    /// the same way for auto_uids), and the fully static programs that load
+    /// the ids (qmail-queue) cannot use NSS, which getpwnam needs.
     static func accounts(home: QmailHome) throws -> QmailIds {
         func missing(_ what: String) -> MailFailure {
             .temporary("\(home.path)/ids is missing and so is qmail's \(what): run qmail-setup")
         }
+        func table(_ path: String) throws -> [String: UInt32] {
+            guard let data = try FileIO.read(path) else { throw MailFailure.temporary("unable to read \(path)") }
+            return idsByName(data)
+        }
+        let passwd = try table("/etc/passwd"), group = try table("/etc/group")
         var ids = QmailIds(singleUser: false, uid: [:], gid: [:])
         for name in users {
-            guard let pw = getpwnam(name) else { throw missing("user \(name)") }
-            ids.uid[name] = pw.pointee.pw_uid
+            guard let uid = passwd[name] else { throw missing("user \(name)") }
+            ids.uid[name] = uid_t(uid)
         }
         for name in groups {
-            guard let gr = getgrnam(name) else { throw missing("group \(name)") }
-            ids.gid[name] = gr.pointee.gr_gid
+            guard let gid = group[name] else { throw missing("group \(name)") }
+            ids.gid[name] = gid_t(gid)
         }
         return ids
+    }
+
+    /// name -> third field of passwd(5)/group(5) lines (`name:x:ID:...`);
+    /// the first line for a name wins, as getpwnam's files lookup does.
+    static func idsByName(_ data: [UInt8]) -> [String: UInt32] {
+        var out: [String: UInt32] = [:]
+        for line in data.split(separator: 10) {
+            let f = line.split(separator: UInt8(ascii: ":"), maxSplits: 3, omittingEmptySubsequences: false)
+            guard f.count >= 3, !f[0].isEmpty, let id = Decimal.parse(Array(f[2])), id <= Int(UInt32.max) else { continue }
+            let name = String(decoding: f[0], as: UTF8.self)
+            if out[name] == nil { out[name] = UInt32(id) }
+        }
+        return out
     }
 }

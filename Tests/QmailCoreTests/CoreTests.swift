@@ -138,6 +138,14 @@ final class MiscTests: XCTestCase {
         XCTAssertNil(QmailIds.parse(Array("alias=x\n".utf8)))
     }
 
+    func testIdsFromPasswdLines() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nalias:x:7790:2108::/var/qmail/alias:/bin/false\n"
+            + "# comment\nbroken\nqmaild::notanumber:1::/:\nalias:x:1:1::/:\n"
+        XCTAssertEqual(QmailIds.idsByName(Array(passwd.utf8)), ["root": 0, "alias": 7790])
+        XCTAssertEqual(QmailIds.idsByName(Array("nofiles:x:2108:\nqmail:x:2107:alias,qmaild".utf8)),
+                       ["nofiles": 2108, "qmail": 2107])
+    }
+
     func testLogSafety() {
         XCTAssertEqual(SendLog.safe(Array("did 0+0+1\n".utf8)), "did_0+0+1/")
         XCTAssertEqual(SendLog.delivery(3, .success, report: Array("ok\n".utf8)), "delivery 3: success: ok/")
