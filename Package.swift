@@ -87,13 +87,13 @@ let programs: [(name: String, deps: [String])] = [
     ("vconvert", ["VHosting", "QmailCore"]),
     ("vmoduser", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
-    ("qmail-smtpd", ["QmailSMTP"]),
+    ("qmail-smtpd", ["QmailSMTP", "QmailNet"]),
     ("qmail-smtpd-auth", ["QmailCore"]),
-    ("qmail-remote", ["QmailSMTP"]),
+    ("qmail-remote", ["QmailSMTP", "QmailNet"]),
     ("qmail-tcpto", ["QmailSMTP"]),
     ("qmail-tcpok", ["QmailSMTP"]),
-    ("tcp-env", ["QmailSMTP"]),
-    ("rblsmtpd", ["QmailSMTP"]),
+    ("tcp-env", ["QmailNet"]),
+    ("rblsmtpd", ["QmailNet"]),
     ("qmail-qmqpc", ["QmailSMTP"]),
     ("qmail-qmqpd", ["QmailSMTP"]),
     ("qmail-qmtpd", ["QmailSMTP"]),
@@ -123,21 +123,25 @@ let libraries: [Target] = [
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
     .systemLibrary(name: "CLDAP", path: "Sources/CLDAP", pkgConfig: "ldap", providers: [.apt(["libldap-dev"])]),
     .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
-    .target(name: "UserDirectoryLDAP", dependencies: ["QmailCore", "UserDirectory", "CLDAP"], path: "Sources/UserDirectoryLDAP"),
-    .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "Sources/UserDirectorySQL"),
-    .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/Checkpassword"),
+    .target(name: "UserDirectoryLDAP", dependencies: ["QmailCore", "UserDirectory", "CLDAP"], path: "checkpassword/UserDirectoryLDAP"),
+    .target(name: "UserDirectorySQL", dependencies: ["QmailCore", "UserDirectory", "CMariaDB"], path: "checkpassword/UserDirectorySQL"),
+    .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "checkpassword/Checkpassword"),
     .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup", "QmailLocal", "UserDirectory"], path: "Sources/QmailCtl"),
     .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
-    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
 ]
+
+/// The checkpassword programs live with their backends under checkpassword/
+/// (checkpassword/README.md); every other program under Sources/.
+let checkpasswordPrograms: Set<String> = ["checkpassword", "checkpassword-file", "checkpassword-ldap", "checkpassword-mysql"]
 
 let executables: [Target] = programs.map { p in
     .executableTarget(
         name: p.name,
         dependencies: p.deps.map { .target(name: $0) },
-        path: "Sources/\(p.name)",
+        path: checkpasswordPrograms.contains(p.name) ? "checkpassword/\(p.name)" : "Sources/\(p.name)",
         linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic : staticStdlib)
 }
 
@@ -152,7 +156,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailSerial", "QmailCore"], path: "Tests/QmailCtlTests"),
     .testTarget(name: "UserDirectoryBackendTests", dependencies: ["UserDirectory", "UserDirectoryLDAP", "UserDirectorySQL", "QmailCore"], path: "Tests/UserDirectoryBackendTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
-    .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailCore"], path: "Tests/QmailSMTPTests"),
+    .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailNet", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]
 
 let package = Package(

@@ -1,4 +1,4 @@
-// modules: QmailCore QmailQueue QmailSMTP
+// modules: QmailCore QmailQueue QmailNet QmailSMTP
 // Fuzz target: envelope addresses: qmail's quoting (Address.quote, used by
 // qmail-remote and in headers) against qmail-smtpd's MAIL/RCPT argument
 // parser (AddressParse), and the split at the last '@'.

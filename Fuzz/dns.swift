@@ -1,4 +1,4 @@
-// modules: QmailCore QmailQueue QmailSMTP
+// modules: QmailCore QmailNet
 // Fuzz target: DNS replies as qmail-remote, qmail-smtpd's helpers and
 // rblsmtpd read them (DNSResolver.parse: compressed names, A/AAAA/MX/PTR/
 // TXT/CNAME records), asked for example.com in each type; the first line

@@ -49,7 +49,14 @@ deps_of() {
   grep -E "\.(target|systemLibrary)\(name: \"$1\"" Package.swift | head -n1 |
     sed -n 's/.*dependencies: \[\([^]]*\)\].*/\1/p' | grep -oE '[A-Za-z0-9_]+' || true
 }
-is_c_module() { [ -f "Sources/$1/module.modulemap" ]; }
+# Source directory of a module: its path in Package.swift (Sources/<module>
+# for most, checkpassword/<module> for the checkpassword backends).
+src_of() {
+  local p
+  p=$(grep -E "\.(target|systemLibrary)\(name: \"$1\"" Package.swift | head -n1 | sed -n 's/.*path: "\([^"]*\)".*/\1/p')
+  echo "${p:-Sources/$1}"
+}
+is_c_module() { [ -f "$(src_of "$1")/module.modulemap" ]; }
 hash_stream() { sha256sum | cut -c1-16; }
 
 declare -A HASH        # module -> hash of what built it
@@ -66,12 +73,12 @@ closure_of() {         # sets REPLY to the closure of $1 (including $1)
 }
 include_flags() {      # -I for the C modules among "$@"
   local m
-  for m in "$@"; do is_c_module "$m" && printf -- '-I\nSources/%s\n' "$m"; done
+  for m in "$@"; do is_c_module "$m" && printf -- '-I\n%s\n' "$(src_of "$m")"; done
 }
 link_flags() {         # what the C modules among "$@" link
   local m
   for m in "$@"; do
-    is_c_module "$m" && sed -n 's/.*link "\([^"]*\)".*/-l\1/p' "Sources/$m/module.modulemap"
+    is_c_module "$m" && sed -n 's/.*link "\([^"]*\)".*/-l\1/p' "$(src_of "$m")/module.modulemap"
   done
 }
 
@@ -86,16 +93,16 @@ build_module() {
     deps="$deps $d=${HASH[$d]}"
   done
   if is_c_module "$m"; then
-    h=$(cat "Sources/$m"/* | hash_stream); HASH[$m]=$h; return 0
+    h=$(cat "$(src_of "$m")"/* | hash_stream); HASH[$m]=$h; return 0
   fi
-  h=$( { echo "$compiler $deps"; cat Sources/"$m"/*.swift; } | hash_stream)
+  h=$( { echo "$compiler $deps"; cat "$(src_of "$m")"/*.swift; } | hash_stream)
   HASH[$m]=$h
   if [ -f "$mods/$m.o" ] && [ "$(cat "$mods/$m.hash" 2>/dev/null)" = "$h" ]; then return 0; fi
   echo "== building module $m"
   rm -f "$mods/$m.hash"
   local inc; mapfile -t inc < <(include_flags "${cl[@]}")
   if ! swiftc -c "${flags[@]}" -wmo -module-name "$m" -I "$mods" "${inc[@]}" \
-      -emit-module -emit-module-path "$mods/$m.swiftmodule" Sources/"$m"/*.swift \
+      -emit-module -emit-module-path "$mods/$m.swiftmodule" "$(src_of "$m")"/*.swift \
       -o "$mods/$m.o" > "$mods/$m.build.log" 2>&1; then
     grep -v 'Cannot export local symbol' "$mods/$m.build.log" >&2
     return 1

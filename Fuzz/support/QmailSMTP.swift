@@ -3,6 +3,7 @@
 // bytes per read (to reach the code paths of short reads), with
 // everything written kept in `output`.
 import QmailCore
+import QmailNet
 import QmailQueue
 import QmailSMTP
 

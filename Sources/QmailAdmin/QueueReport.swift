@@ -22,7 +22,7 @@ public enum QueueReport {
             if m.bouncing { out += " bouncing" }
             out += "\n"
             for r in m.recipients {
-                out += "\t" + (r.done ? "done\t" : "") + r.channel.rawValue + "\t" + SendLog.safe(r.address) + "\n"
+                out += "\t" + (r.done ? "done\t" : "") + (r.channel?.name ?? "todo") + "\t" + SendLog.safe(r.address) + "\n"
             }
         }
         return out

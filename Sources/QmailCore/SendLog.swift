@@ -23,10 +23,8 @@ public enum SendLog {
         "info msg \(id): bytes \(bytes) from <\(safe(sender))> qp \(qp) uid \(uid)"
     }
 
-    public enum Channel: String { case local, remote }
-
-    public static func startDelivery(_ d: Int, message: Int, channel: Channel, recipient: [UInt8]) -> String {
-        "starting delivery \(d): msg \(message) to \(channel.rawValue) \(safe(recipient))"
+    public static func startDelivery(_ d: Int, message: Int, channel: DeliveryChannel, recipient: [UInt8]) -> String {
+        "starting delivery \(d): msg \(message) to \(channel.name) \(safe(recipient))"
     }
 
     public enum Outcome: String { case success, failure, deferral }

@@ -106,7 +106,7 @@ public final class DotForward {
             }
             guard let line = got?.bytes else { break }
             if line[0] != Ascii.hash {
-                guard let toks = Token822.parse(line) else { throw DotForward.parseError(line) }
+                guard let toks = Token822Scanner.parse(line) else { throw DotForward.parseError(line) }
                 var items: [AddressItem] = []
                 let failed = AddressList.walk(toks, includes: false, into: &items)
                 for item in items { try gotAddress(toks.text(of: item), hasAt: item.hasAt) }

@@ -21,7 +21,7 @@ public enum NewInclude {
             start = end + 1
             number += 1
             if line[0] == Ascii.hash { continue }
-            guard let toks = Token822.parse(line) else { throw parseError(line, number) }
+            guard let toks = Token822Scanner.parse(line) else { throw parseError(line, number) }
             do {
                 var items: [AddressItem] = []
                 let failed = AddressList.walk(toks, includes: true, into: &items)

@@ -94,7 +94,7 @@ public struct AliasEntryBuilder {
     mutating func compile(_ line: UnsafeBufferPointer<UInt8>, _ toks: inout Tokens,
                           _ add: ([UInt8], [UInt8]) throws -> Void) throws {
         reset()
-        guard Token822.parse(line, into: &toks) else { throw ForwardFatal.parseError }
+        guard Token822Scanner.parse(line, into: &toks) else { throw ForwardFatal.parseError }
         // The scratch arrays are moved out of self while in use: handing
         // self.text to a mutating method of self would make Swift retain
         // and check it on every call (a tenth of newaliases' time).

@@ -14,7 +14,8 @@ protocol MessageSink: AnyObject {
     func put(_ raw: UnsafeRawBufferPointer)
 }
 
-final class QueueSink: MessageSink {
+/// Into qmail-queue through a QueueClient.
+final class QueueClientSink: MessageSink {
     let client: QueueClient
     init(_ c: QueueClient) { client = c }
     func put(_ bytes: [UInt8]) { client.put(bytes) }
@@ -82,7 +83,7 @@ public enum QmailInjectProgram {
         do { client = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true)) } catch {
             throw InjectFailure.queueStart
         }
-        let sink = QueueSink(client)
+        let sink = QueueClientSink(client)
         sink.put(header)
         do {
             try streamBody(end, input, sink)

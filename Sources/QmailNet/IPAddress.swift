@@ -1,155 +1,104 @@
-// IPv4 and IPv6 addresses as tcpserver prints them: IPv4 dotted decimal,
-// IPv6 in the compact RFC 5952 form; an IPv4-mapped IPv6 address (a v4
-// client on a dual-stack socket) is reported as plain IPv4.
+// IPv4 and IPv6 addresses as bytes and their text forms: tcpserver's
+// (IPv4 dotted decimal, IPv6 compact RFC 5952; an IPv4-mapped address from
+// a dual-stack socket is reported as plain IPv4), tcprules' expanded IPv6,
+// mail address literals ("[1.2.3.4]", "[IPv6:::1]") and the reversed names
+// of PTR and blocklist lookups.
 #if canImport(Glibc)
 import Glibc
 #endif
+import QmailCore
 
-public enum IPAddress: Equatable, Sendable {
-    case v4([UInt8])   // 4 bytes
-    case v6([UInt8])   // 16 bytes
+public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
+    /// 4 bytes (IPv4) or 16 bytes (IPv6).
+    public let bytes: [UInt8]
 
-    public static func parse(_ s: String) -> IPAddress? {
-        var a4 = in_addr()
-        if inet_pton(AF_INET, s, &a4) == 1 {
-            return .v4(withUnsafeBytes(of: &a4) { Array($0) })
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 4 || bytes.count == 16 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// 0.0.0.0 and ::, the addresses a listener binds for "any".
+    public static let unspecifiedV4 = IPAddress(bytes: [UInt8](repeating: 0, count: 4))!
+    public static let unspecifiedV6 = IPAddress(bytes: [UInt8](repeating: 0, count: 16))!
+
+    public var isV6: Bool { bytes.count == 16 }
+
+    /// Parses dotted-quad or IPv6 text. A mapped address stays IPv6; see `unmapped`.
+    public init?(_ text: String) {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            self.bytes = withUnsafeBytes(of: &v4) { Array($0) }
+            return
         }
-        var a6 = in6_addr()
-        if inet_pton(AF_INET6, s, &a6) == 1 {
-            return IPAddress.v6(withUnsafeBytes(of: &a6) { Array($0) }).unmapped
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            self.bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            return
         }
         return nil
     }
 
-    /// ::ffff:a.b.c.d becomes a.b.c.d.
+    /// An address literal as written in a mail domain: "[1.2.3.4]" or
+    /// "[IPv6:2001:db8::1]" (case-insensitive tag).
+    public init?(literal: [UInt8]) {
+        guard literal.count >= 3, literal.first == 91, literal.last == 93 else { return nil }
+        let inner = Array(literal[1..<(literal.count - 1)])
+        if inner.count > 5, inner[0..<5].map(Ascii.lower).elementsEqual(Array("ipv6:".utf8)) {
+            guard let a = IPAddress(inner[5...].map { $0 }.string), a.isV6 else { return nil }
+            self = a
+            return
+        }
+        // "[::1]" is not RFC 5321 syntax, but smtproutes writes IPv6 relays that way.
+        guard let a = IPAddress(inner.string) else { return nil }
+        self = a
+    }
+
+    public var description: String {
+        var buf = [CChar](repeating: 0, count: 64)
+        var b = bytes
+        let ok = b.withUnsafeMutableBytes { p in
+            inet_ntop(isV6 ? AF_INET6 : AF_INET, p.baseAddress, &buf, 64) != nil
+        }
+        guard ok else { return "?" }
+        return String(cString: buf)
+    }
+
+    /// ::ffff:a.b.c.d becomes a.b.c.d; any other address is itself.
     public var unmapped: IPAddress {
-        if case .v6(let b) = self, b[0..<10].allSatisfy({ $0 == 0 }), b[10] == 255, b[11] == 255 {
-            return .v4(Array(b[12..<16]))
+        if isV6, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+            return IPAddress(bytes: Array(bytes[12..<16]))!
         }
         return self
     }
 
-    public var isV6: Bool { if case .v6 = self { return true } else { return false } }
-
-    public var description: String {
-        switch self {
-        case .v4(let b):
-            return "\(b[0]).\(b[1]).\(b[2]).\(b[3])"
-        case .v6(let b):
-            var buf = [CChar](repeating: 0, count: 64)
-            var a = in6_addr()
-            withUnsafeMutableBytes(of: &a) { $0.copyBytes(from: b) }
-            _ = inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
-            return String(cString: buf)
-        }
-    }
-
-    /// All eight groups, four hex digits each: "2001:0db8:0000:...".
+    /// All eight groups, four hex digits each: "2001:0db8:0000:..." (an
+    /// IPv4 address gives its description).
     public var expandedV6: String {
-        guard case .v6(let b) = self else { return description }
+        guard isV6 else { return description }
         let hex = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for i in 0..<16 {
-            if i > 0 && i % 2 == 0 { out.append(58) }
-            out.append(hex[Int(b[i] >> 4)])
-            out.append(hex[Int(b[i] & 15)])
+            if i > 0 && i % 2 == 0 { out.append(Ascii.colon) }
+            out.append(hex[Int(bytes[i] >> 4)])
+            out.append(hex[Int(bytes[i] & 15)])
         }
         return String(decoding: out, as: UTF8.self)
     }
-}
 
-/// A socket address: IP and port.
-public struct SocketAddress: Sendable {
-    public var ip: IPAddress
-    public var port: UInt16
-
-    public init(ip: IPAddress, port: UInt16) {
-        self.ip = ip
-        self.port = port
-    }
-
-    /// Decodes a sockaddr filled by accept/getsockname/getpeername.
-    public init?(storage: sockaddr_storage) {
-        var st = storage
-        switch Int32(st.ss_family) {
-        case AF_INET:
-            let sin = withUnsafeBytes(of: &st) { $0.load(as: sockaddr_in.self) }
-            var addr = sin.sin_addr
-            ip = .v4(withUnsafeBytes(of: &addr) { Array($0) })
-            port = UInt16(bigEndian: sin.sin_port)
-        case AF_INET6:
-            let sin6 = withUnsafeBytes(of: &st) { $0.load(as: sockaddr_in6.self) }
-            var addr = sin6.sin6_addr
-            ip = IPAddress.v6(withUnsafeBytes(of: &addr) { Array($0) }).unmapped
-            port = UInt16(bigEndian: sin6.sin6_port)
-        default:
-            return nil
+    /// The DNS name for reverse and blocklist lookups, without the zone:
+    /// "4.3.2.1" or the 32 nibbles of an IPv6 address.
+    public var reverseLabels: String {
+        if !isV6 { return bytes.reversed().map { String($0) }.joined(separator: ".") }
+        let hex = Array("0123456789abcdef")
+        var parts: [String] = []
+        for b in bytes.reversed() {
+            parts.append(String(hex[Int(b & 15)]))
+            parts.append(String(hex[Int(b >> 4)]))
         }
+        return parts.joined(separator: ".")
     }
 
-    /// Fills a sockaddr for bind/connect; `asV6` maps an IPv4 address into v6.
-    public func withSockaddr<R>(asV6: Bool = false, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        switch ip {
-        case .v4(let b) where !asV6:
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = port.bigEndian
-            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: b) }
-            return withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        case .v4(let b):
-            return SocketAddress(ip: .v6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255] + b), port: port).withSockaddr(body)
-        case .v6(let b):
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = port.bigEndian
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: b) }
-            return withUnsafePointer(to: &sin6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        }
-    }
-}
-
-public enum NameLookup {
-    /// The host name for an address (reverse lookup), or nil.
-    public static func name(of ip: IPAddress) -> String? {
-        let sa = SocketAddress(ip: ip, port: 0)
-        var host = [CChar](repeating: 0, count: 1025)
-        let r = sa.withSockaddr { p, len in
-            getnameinfo(p, len, &host, socklen_t(host.count), nil, 0, NI_NAMEREQD)
-        }
-        return r == 0 ? String(cString: host) : nil
-    }
-
-    /// Addresses of a host name (forward lookup).
-    public static func addresses(of name: String, family: Int32 = AF_UNSPEC) -> [IPAddress] {
-        var hints = addrinfo()
-        hints.ai_family = family
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var res: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(name, nil, &hints, &res) == 0 else { return [] }
-        defer { freeaddrinfo(res) }
-        var out: [IPAddress] = []
-        var p = res
-        while let ai = p {
-            if let sa = ai.pointee.ai_addr {
-                var st = sockaddr_storage()
-                withUnsafeMutableBytes(of: &st) { dst in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen)))
-                }
-                if let a = SocketAddress(storage: st), !out.contains(a.ip) { out.append(a.ip) }
-            }
-            p = ai.pointee.ai_next
-        }
-        return out
-    }
-
-    /// A port number or a service name from /etc/services.
-    public static func port(_ s: String) -> UInt16? {
-        if let n = UInt16(s) { return n }
-        guard let ent = getservbyname(s, "tcp") else { return nil }
-        return UInt16(bigEndian: UInt16(truncatingIfNeeded: ent.pointee.s_port))
+    public var reverseName: String {
+        reverseLabels + (isV6 ? ".ip6.arpa" : ".in-addr.arpa")
     }
 }

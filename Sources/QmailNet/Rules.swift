@@ -153,7 +153,7 @@ public enum RulesLookup {
     public static func keys(ip: [UInt8], host: [UInt8]?, info: [UInt8]?) -> [[UInt8]] {
         var keys: [[UInt8]] = []
         let isV6 = ip.contains(Ascii.colon)
-        let expanded = isV6 ? IPAddress.parse(ip.string).map { Array($0.expandedV6.utf8) } : nil
+        let expanded = isV6 ? IPAddress(ip.string).map { Array($0.unmapped.expandedV6.utf8) } : nil
         if let info {
             keys.append(info + [Ascii.at] + ip)
             if let expanded, expanded != ip { keys.append(info + [Ascii.at] + expanded) }

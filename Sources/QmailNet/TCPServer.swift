@@ -135,16 +135,16 @@ public enum TCPServer {
         var candidates: [IPAddress] = []
         if o.host == "0" || o.host.isEmpty {
             switch o.family {
-            case AF_INET: candidates = [.v4([0, 0, 0, 0])]
-            case AF_INET6: candidates = [.v6([UInt8](repeating: 0, count: 16))]
+            case AF_INET: candidates = [.unspecifiedV4]
+            case AF_INET6: candidates = [.unspecifiedV6]
             default:
                 // Debian's tcpserver binds 0.0.0.0 for host 0; we bind the
                 // dual-stack :: when the kernel has IPv6, else 0.0.0.0.
-                candidates = [.v6([UInt8](repeating: 0, count: 16)), .v4([0, 0, 0, 0])]
+                candidates = [.unspecifiedV6, .unspecifiedV4]
             }
         } else if o.host == "::" || o.host == "0::0" {
-            candidates = [.v6([UInt8](repeating: 0, count: 16))]
-        } else if let ip = IPAddress.parse(o.host) {
+            candidates = [.unspecifiedV6]
+        } else if let ip = IPAddress(o.host)?.unmapped {
             candidates = [ip]
         } else {
             candidates = NameLookup.addresses(of: o.host, family: o.family)

@@ -7,8 +7,8 @@ import Glibc
 import QmailCore
 
 public struct QueuedRecipient: Equatable {
-    public enum Channel: String { case local, remote, todo }
-    public let channel: Channel
+    /// nil while the message is still in todo/ (not yet given a channel).
+    public let channel: DeliveryChannel?
     public let address: [UInt8]
     public let done: Bool
 }
@@ -60,7 +60,7 @@ public struct QueueScan {
         var unprocessed = false
         if let info = QueueScan.fields(layout.info(id)) {
             sender = info.first { $0.first == UInt8(ascii: "F") }.map { Array($0.dropFirst()) }
-            for (path, ch) in [(layout.local(id), QueuedRecipient.Channel.local), (layout.remote(id), .remote)] {
+            for (path, ch) in [(layout.local(id), DeliveryChannel.local), (layout.remote(id), .remote)] {
                 for f in QueueScan.fields(path) ?? [] where f.first == UInt8(ascii: "T") || f.first == UInt8(ascii: "D") {
                     recips.append(QueuedRecipient(channel: ch, address: Array(f.dropFirst()), done: f.first == UInt8(ascii: "D")))
                 }
@@ -69,7 +69,7 @@ public struct QueueScan {
             unprocessed = true
             for f in todo {
                 if f.first == UInt8(ascii: "F") { sender = Array(f.dropFirst()) }
-                if f.first == UInt8(ascii: "T") { recips.append(QueuedRecipient(channel: .todo, address: Array(f.dropFirst()), done: false)) }
+                if f.first == UInt8(ascii: "T") { recips.append(QueuedRecipient(channel: nil, address: Array(f.dropFirst()), done: false)) }
             }
         } else {
             return nil

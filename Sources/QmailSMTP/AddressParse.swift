@@ -3,6 +3,7 @@
 // RFC 821, the word after the colon), drop a source route "@a,@b:", remove
 // quoting and backslash escapes. Then the ESMTP parameters after '>'.
 import QmailCore
+import QmailNet
 
 public struct EnvelopeArgument: Equatable {
     public var address: [UInt8]

@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 import QmailQueue
 
 public enum QMQPClient {

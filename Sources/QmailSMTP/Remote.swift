@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 
 public final class RemoteReport {
     public private(set) var bytes: [UInt8] = []

@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 import QmailQueue
 
 public struct SMTPConfig {

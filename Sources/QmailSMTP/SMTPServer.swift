@@ -6,6 +6,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 import QmailQueue
 
 /// Starts TLS on the server side of a connection (QmailTLS provides one).
@@ -309,10 +310,10 @@ public final class SMTPServer {
                 u = try readAuthLine()
             }
             guard let ul = u, ul != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let ud = Base64.decode(ul), !ud.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            guard let ud = Base64.decode(ul, padding: .optional), !ud.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
             reply("334 UGFzc3dvcmQ6\r\n")
             guard let pl = try readAuthLine(), pl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let pd = Base64.decode(pl), !pd.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            guard let pd = Base64.decode(pl, padding: .optional), !pd.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
             user = ud; secret = pd
         case "plain" where config.authPlainLogin:
             var r = initial
@@ -321,7 +322,7 @@ public final class SMTPServer {
                 r = try readAuthLine()
             }
             guard let rl = r, rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let d = Base64.decode(rl) else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            guard let d = Base64.decode(rl, padding: .optional) else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
             switch SASLPlain.parse(d) {
             case .malformed: reply("501 malformed auth input (#5.5.4)\r\n"); return
             case .otherIdentity:
@@ -332,7 +333,7 @@ public final class SMTPServer {
             let challenge = Array("<\(getpid()).\(Sys.now())@".utf8) + (config.authHostname ?? []) + [62]
             reply("334 "); reply(Base64.encode(challenge)); reply("\r\n")
             guard let rl = try readAuthLine(), rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let d = Base64.decode(rl), let sp = d.lastIndex(of: Ascii.space), sp > 0 else {
+            guard let d = Base64.decode(rl, padding: .optional), let sp = d.lastIndex(of: Ascii.space), sp > 0 else {
                 reply("501 malformed auth input (#5.5.4)\r\n"); return
             }
             user = Array(d[..<sp]); secret = challenge; stamp = Array(d[(sp + 1)...])

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import COpenSSL
 import QmailCore
+import QmailNet
 import QmailTLS
 
 /// Timeouts inside OpenSSL's blocking reads and writes come from the socket

@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 
 public struct TcpTo {
     public let path4: String

@@ -16,7 +16,7 @@ public enum Retry {
         return x
     }
 
-    public static func next(birth: Int, now: Int, channel: Router.Channel) -> Int {
+    public static func next(birth: Int, now: Int, channel: DeliveryChannel) -> Int {
         let n = (birth > now ? 0 : isqrt(now - birth)) + chanskip[channel.rawValue]
         return birth + n * n
     }

@@ -6,11 +6,6 @@
 import QmailCore
 
 public struct Router {
-    public enum Channel: Int, CaseIterable, Sendable {
-        case local = 0, remote = 1
-        public var name: String { self == .local ? "local" : "remote" }
-    }
-
     public var locals: DomainMap<Void>
     public var virtualDomains: DomainMap<[UInt8]>
     public var percentHack: PercentHack
@@ -30,7 +25,7 @@ public struct Router {
     }
 
     /// The channel and the address as written to the channel file.
-    public func route(_ recipient: [UInt8]) -> (Channel, [UInt8]) {
+    public func route(_ recipient: [UInt8]) -> (DeliveryChannel, [UInt8]) {
         let (addr, at, _) = percentHack.rewrite(recipient)
         let domain = Array(addr[(at + 1)...])
         if locals.exact(domain) != nil { return (.local, addr) }

@@ -33,7 +33,6 @@ private func sendWake() {
 }
 
 public final class QueueSender {
-    typealias Channel = Router.Channel
 
     /// qmail-send's timers: rescan todo/ even without a trigger, and look
     /// for ossified message files.
@@ -220,7 +219,7 @@ public final class QueueSender {
                         _ = try? log.flush()
                         return 111
                     }
-                    if n > 0 { handleReportBytes(Channel(rawValue: c)!, readBuf[0..<n]) }
+                    if n > 0 { handleReportBytes(DeliveryChannel(rawValue: c)!, readBuf[0..<n]) }
                 }
                 flushCommands(c)
             }
@@ -306,20 +305,20 @@ public final class QueueSender {
     func load(_ id: Int) {
         guard let infoRead = read(layout.info(id)), let info = infoRead, let st = try? Sys.stat(layout.info(id)) else { return }
         let m = Message(id: id, birth: Int(st.st_mtim.tv_sec), sender: Records.sender(fromInfo: info) ?? [])
-        for c in Channel.allCases {
+        for c in DeliveryChannel.allCases {
             guard let r = read(chanPath(c, id)) else { return }
             guard let data = r else { continue }
             m.jobs[c.rawValue].hasFile = true
             m.jobs[c.rawValue].recipients = Records.channel(data).filter { !$0.done }
         }
         messages[id] = m
-        for c in Channel.allCases where m.jobs[c.rawValue].hasFile && m.jobs[c.rawValue].recipients.isEmpty {
+        for c in DeliveryChannel.allCases where m.jobs[c.rawValue].hasFile && m.jobs[c.rawValue].recipients.isEmpty {
             channelDone(m, c)
         }
         if !m.jobs[0].hasFile && !m.jobs[1].hasFile { finish(m) }
     }
 
-    func chanPath(_ c: Channel, _ id: Int) -> String { c == .local ? layout.local(id) : layout.remote(id) }
+    func chanPath(_ c: DeliveryChannel, _ id: Int) -> String { c == .local ? layout.local(id) : layout.remote(id) }
 
     func unlinkIfPresent(_ p: String) -> Bool {
         if unlink(p) == 0 || errno == ENOENT { return true }
@@ -366,7 +365,7 @@ public final class QueueSender {
             lists[c.rawValue].append(addr)
         }
         guard writeNew(layout.info(id), Records.info(sender: env.sender)) else { return }
-        for c in Channel.allCases where !lists[c.rawValue].isEmpty {
+        for c in DeliveryChannel.allCases where !lists[c.rawValue].isEmpty {
             guard writeNew(chanPath(c, id), Records.channelFile(lists[c.rawValue])) else { return }
         }
         logLine(SendLog.info(id, bytes: Int(mess.st_size), sender: env.sender, qp: env.pid, uid: env.uid))
@@ -410,7 +409,7 @@ public final class QueueSender {
     // MARK: deliveries
 
     func startDeliveries(_ now: Int) {
-        for c in Channel.allCases {
+        for c in DeliveryChannel.allCases {
             let ci = c.rawValue
             guard used[ci] < concurrency[ci] else { continue }
             // Oldest schedule first, like qmail's priority queue.
@@ -435,7 +434,7 @@ public final class QueueSender {
         }
     }
 
-    func startOne(_ c: Channel, _ m: Message, _ r: ChannelRecipient) {
+    func startOne(_ c: DeliveryChannel, _ m: Message, _ r: ChannelRecipient) {
         let ci = c.rawValue
         guard let slot = slots[ci].firstIndex(where: { $0 == nil }) else { return }
         let delid = nextDelid
@@ -448,7 +447,7 @@ public final class QueueSender {
         cmd += Self.verp(sender: m.sender, recipient: r.address) + [0]
         cmd += r.address + [0]
         outBuf[ci] += cmd
-        logLine(SendLog.startDelivery(delid, message: m.id, channel: c == .local ? .local : .remote, recipient: r.address))
+        logLine(SendLog.startDelivery(delid, message: m.id, channel: c, recipient: r.address))
         logStatus()
         flushCommands(ci)
     }
@@ -474,7 +473,7 @@ public final class QueueSender {
         }
     }
 
-    func handleReportBytes(_ c: Channel, _ bytes: ArraySlice<UInt8>) {
+    func handleReportBytes(_ c: DeliveryChannel, _ bytes: ArraySlice<UInt8>) {
         let ci = c.rawValue
         for b in bytes {
             // Overlong reports are cut, keeping the terminating NUL.
@@ -489,7 +488,7 @@ public final class QueueSender {
         }
     }
 
-    func handleReport(_ c: Channel, slot: Int, report: [UInt8]) {
+    func handleReport(_ c: DeliveryChannel, slot: Int, report: [UInt8]) {
         let ci = c.rawValue
         guard slot < slots[ci].count, let d = slots[ci][slot], let m = messages[d.message] else {
             logLine("warning: internal error: delivery report out of range")
@@ -535,7 +534,7 @@ public final class QueueSender {
         return true
     }
 
-    func markDone(_ c: Channel, _ m: Message, _ offset: Int) {
+    func markDone(_ c: DeliveryChannel, _ m: Message, _ offset: Int) {
         let j = m.jobs[c.rawValue]
         j.recipients.removeAll { $0.offset == offset }
         let p = chanPath(c, m.id)
@@ -549,7 +548,7 @@ public final class QueueSender {
         if !ok { logLine("warning: trouble marking \(p); message will be delivered twice!") }
     }
 
-    func closeJob(_ c: Channel, _ m: Message) {
+    func closeJob(_ c: DeliveryChannel, _ m: Message) {
         let j = m.jobs[c.rawValue]
         j.open = false
         if j.recipients.isEmpty {
@@ -560,7 +559,7 @@ public final class QueueSender {
         }
     }
 
-    func channelDone(_ m: Message, _ c: Channel) {
+    func channelDone(_ m: Message, _ c: DeliveryChannel) {
         let j = m.jobs[c.rawValue]
         if unlinkIfPresent(chanPath(c, m.id)) { j.hasFile = false } else { m.finishAt = Sys.now() + 60 }
     }
@@ -568,7 +567,7 @@ public final class QueueSender {
     func finishDue(_ now: Int) {
         for m in messages.values where (m.finishAt ?? Int.max) <= now {
             m.finishAt = nil
-            for c in Channel.allCases where m.jobs[c.rawValue].hasFile && m.jobs[c.rawValue].recipients.isEmpty && !m.jobs[c.rawValue].open {
+            for c in DeliveryChannel.allCases where m.jobs[c.rawValue].hasFile && m.jobs[c.rawValue].recipients.isEmpty && !m.jobs[c.rawValue].open {
                 channelDone(m, c)
             }
             if !m.jobs[0].hasFile && !m.jobs[1].hasFile { finish(m) }

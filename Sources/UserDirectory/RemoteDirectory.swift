@@ -215,12 +215,12 @@ public struct NameMap {
 
 /// The root-only credentials file of a backend: line 1 a name (bind DN,
 /// SQL user), line 2 the password. It must not be readable by everybody.
-public struct Credentials {
+public struct DirectoryLogin {
     public var name: [UInt8]
     public var password: [UInt8]
 
     /// nil when the file does not exist.
-    public static func read(_ path: String) throws -> Credentials? {
+    public static func read(_ path: String) throws -> DirectoryLogin? {
         var st = stat()
         if stat(path, &st) != 0 {
             if errno == ENOENT { return nil }
@@ -233,7 +233,7 @@ public struct Credentials {
         defer { explicit_bzero(&data, data.count) }
         var lines = data.split(separator: Ascii.lf, omittingEmptySubsequences: false).map { Array($0) }
         for i in lines.indices where lines[i].last == Ascii.cr { lines[i].removeLast() }
-        return Credentials(name: lines.first ?? [], password: lines.count > 1 ? lines[1] : [])
+        return DirectoryLogin(name: lines.first ?? [], password: lines.count > 1 ? lines[1] : [])
     }
 
     public mutating func wipe() { explicit_bzero(&password, password.count); password = [] }

@@ -206,20 +206,3 @@ public enum Export {
         return out
     }
 }
-
-enum Base64 {
-    static func encode(_ data: [UInt8]) -> [UInt8] {
-        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var out: [UInt8] = []
-        var i = 0
-        while i < data.count {
-            let b0 = Int(data[i]), b1 = i + 1 < data.count ? Int(data[i + 1]) : 0, b2 = i + 2 < data.count ? Int(data[i + 2]) : 0
-            out.append(table[b0 >> 2])
-            out.append(table[((b0 & 3) << 4) | (b1 >> 4)])
-            out.append(i + 1 < data.count ? table[((b1 & 15) << 2) | (b2 >> 6)] : 61)
-            out.append(i + 2 < data.count ? table[b2 & 63] : 61)
-            i += 3
-        }
-        return out
-    }
-}

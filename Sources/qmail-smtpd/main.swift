@@ -7,6 +7,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailNet
 import QmailSMTP
 
 signal(SIGPIPE, SIG_IGN)

@@ -1,5 +1,5 @@
 // tcp-env: sets TCP environment variables from descriptor 0 (for servers
 // started by inetd) and runs the program. Trusts nothing from the client.
-import QmailSMTP
+import QmailNet
 
 TcpEnv.main(CommandLine.arguments)

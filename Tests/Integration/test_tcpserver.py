@@ -368,3 +368,29 @@ def test_ident_remoteinfo_and_info_rules_like_ucspi(tmp_path):
         stop.set()
         t.join()
         identd.close()
+
+
+UCSPI_PROGRAMS = ("tcpserver", "tcprules", "tcprulescheck", "tcp-env", "rblsmtpd")
+
+
+@pytest.mark.parametrize("name", UCSPI_PROGRAMS)
+def test_ucspi_programs_link_no_openssl(name):
+    # rblsmtpd and tcp-env run once per connection and never speak TLS:
+    # neither the dynamic loader nor the binary itself may bring OpenSSL.
+    path = ours(name)
+    dyn = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, timeout=30)
+    assert dyn.returncode == 0, dyn.stderr
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn.stdout)
+    assert not [lib for lib in needed if lib.startswith(("libssl", "libcrypto"))], needed
+    with open(path, "rb") as f:
+        image = f.read()
+    # A static link would show OpenSSL's own symbol names instead.
+    assert b"SSL_CTX_new" not in image and b"OPENSSL_" not in image
+
+
+def test_the_openssl_check_sees_a_tls_program():
+    # The same checks find OpenSSL in qmail-smtpd, which does link it.
+    dyn = subprocess.run(["readelf", "-d", ours("qmail-smtpd")], capture_output=True, text=True, timeout=30).stdout
+    with open(ours("qmail-smtpd"), "rb") as f:
+        image = f.read()
+    assert "libssl" in dyn or b"SSL_CTX_new" in image

@@ -6,7 +6,7 @@ final class Token822Tests: XCTestCase {
     func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
     func testTokenKinds() throws {
-        let r = try XCTUnwrap(Token822.parse(b("Joe (x (y)) <a.b@[1.2.3.4]>, \"q\\\"t\";:")))
+        let r = try XCTUnwrap(Token822Scanner.parse(b("Joe (x (y)) <a.b@[1.2.3.4]>, \"q\\\"t\";:")))
         let t = r.list
         XCTAssertEqual(t.map(\.kind), [.atom, .comment, .left, .atom, .dot, .atom, .at, .literal, .right,
                                        .comma, .quote, .semi, .colon])
@@ -16,7 +16,7 @@ final class Token822Tests: XCTestCase {
     }
 
     func testAtomWithCloseParenBecomesQuoted() throws {
-        let r = try XCTUnwrap(Token822.parse(b("b)")))
+        let r = try XCTUnwrap(Token822Scanner.parse(b("b)")))
         XCTAssertEqual(r.list.count, 1)
         XCTAssertEqual(r.list[0].kind, .quote)
         XCTAssertEqual(Array(r.text(r.list[0])), b("b)"))
@@ -24,12 +24,12 @@ final class Token822Tests: XCTestCase {
 
     func testUnbalancedIsRefused() {
         for s in ["\"open", "(open", "[open", ")", "]", "a (b\\", "\"a\\"] {
-            XCTAssertNil(Token822.parse(b(s)), s)
+            XCTAssertNil(Token822Scanner.parse(b(s)), s)
         }
     }
 
     func testBackslashAtEndOfAtom() throws {
-        let r = try XCTUnwrap(Token822.parse(b("ab\\")))
+        let r = try XCTUnwrap(Token822Scanner.parse(b("ab\\")))
         XCTAssertEqual(r.list.map { Array(r.text($0)) }, [b("ab")])
     }
 }

@@ -65,10 +65,10 @@ final class RulesTests: XCTestCase {
     }
 
     func testAddresses() {
-        XCTAssertEqual(IPAddress.parse("127.0.0.1")?.description, "127.0.0.1")
-        XCTAssertEqual(IPAddress.parse("::ffff:10.1.2.3")?.description, "10.1.2.3")
-        XCTAssertEqual(IPAddress.parse("2001:DB8::1")?.description, "2001:db8::1")
-        XCTAssertNil(IPAddress.parse("1.2.3"))
+        XCTAssertEqual(IPAddress("127.0.0.1")?.unmapped.description, "127.0.0.1")
+        XCTAssertEqual(IPAddress("::ffff:10.1.2.3")?.unmapped.description, "10.1.2.3")
+        XCTAssertEqual(IPAddress("2001:DB8::1")?.unmapped.description, "2001:db8::1")
+        XCTAssertNil(IPAddress("1.2.3")?.unmapped)
         XCTAssertEqual(NameLookup.port("110"), 110)
         XCTAssertEqual(NameLookup.port("pop3"), 110)
         XCTAssertNil(NameLookup.port("no-such-service-xyz"))

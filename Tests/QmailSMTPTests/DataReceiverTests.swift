@@ -1,5 +1,7 @@
 import XCTest
 @testable import QmailSMTP
+import QmailCore
+import QmailNet
 
 final class DataReceiverTests: XCTestCase {
     func receive(_ s: String, databytes: Int = 0) -> (DataReceiver.Outcome, String, Int) {

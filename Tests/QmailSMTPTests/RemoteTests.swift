@@ -1,5 +1,6 @@
 import XCTest
 import QmailCore
+@testable import QmailNet
 @testable import QmailSMTP
 
 final class DNSTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 import QmailCore
+import QmailNet
 import QmailQueue
 @testable import QmailSMTP
 

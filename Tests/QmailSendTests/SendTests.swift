@@ -68,7 +68,7 @@ final class RouterTests: XCTestCase {
                         percentHack: [b("relay.example.com")],
                         envNoAtHost: b("test.example.com"))
 
-    func route(_ s: String) -> (Router.Channel, String) {
+    func route(_ s: String) -> (DeliveryChannel, String) {
         let (c, a) = router.route(b(s))
         return (c, a.string)
     }

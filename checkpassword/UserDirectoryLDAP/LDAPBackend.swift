@@ -37,7 +37,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         public var startTLS = false
         public var caCert: String?
         public var timeout = 5
-        public var bind: Credentials?
+        public var bind: DirectoryLogin?
         public var filter = LDAPBackend.defaultFilter
         public var domainFilter = LDAPBackend.defaultDomainFilter
         public var attributes = NameMap(defaults: LDAPBackend.defaultAttributes)
@@ -68,7 +68,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             }
             cfg.caCert = try c.line("ldapcacert").map { $0.string }
             cfg.timeout = max(1, try c.number("ldaptimeout", default: 5))
-            cfg.bind = try Credentials.read(c.path("ldappassword"))
+            cfg.bind = try DirectoryLogin.read(c.path("ldappassword"))
             if let f = try c.line("ldapfilter") { cfg.filter = f.string }
             if let f = try c.line("ldapdomainfilter") { cfg.domainFilter = f.string }
             for f in [cfg.filter, cfg.domainFilter] where !(f.hasPrefix("(") && f.contains("%s")) {

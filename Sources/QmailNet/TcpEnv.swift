@@ -5,14 +5,13 @@ import Glibc
 #endif
 import QmailCore
 
-public enum Exec {
-    /// Replaces this process with argv; returns only on failure.
-    public static func exec(_ argv: [String]) -> Never {
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        execvp(argv[0], cargs)
-        Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: unable to run \(argv[0]): \(Sys.strerror(errno))")
-        Sys.exit(111)
-    }
+/// Replaces this process with argv (the server tcp-env or rblsmtpd runs);
+/// on failure says why and exits 111.
+func execServer(_ argv: [String]) -> Never {
+    let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    execvp(argv[0], cargs)
+    Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: unable to run \(argv[0]): \(Sys.strerror(errno))")
+    Sys.exit(111)
 }
 
 public enum TcpEnv {
@@ -71,7 +70,7 @@ public enum TcpEnv {
                 }
             }
         }
-        Exec.exec(Array(args[i...]))
+        execServer(Array(args[i...]))
     }
 
     static func usage() -> Never {
@@ -80,11 +79,8 @@ public enum TcpEnv {
     }
 
     static func addr(_ ss: inout sockaddr_storage) -> (IPAddress?, Int?) {
-        withUnsafePointer(to: &ss) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                (SocketAddress.ip(of: sa)?.unmapped, SocketAddress.port(of: sa))
-            }
-        }
+        let a = SocketAddress(storage: ss)
+        return (a?.ip, a.map { Int($0.port) })
     }
 
     /// RFC 1413: asks the client's identd who owns the connection.
@@ -149,7 +145,7 @@ public enum RBLSMTPD {
         let ipText = Sys.getenv("TCPREMOTEIP") ?? ""
         var message: String? = nil
         if let env = Sys.getenv("RBLSMTPD") {
-            if env.isEmpty { Exec.exec(program) }
+            if env.isEmpty { execServer(program) }
             if env.hasPrefix("-") { permanent = true; message = String(env.dropFirst()) } else { message = env }
         } else if let ip = IPAddress(ipText)?.unmapped {
             let dns = DNSResolver.system()
@@ -183,7 +179,7 @@ public enum RBLSMTPD {
                 }
             }
         }
-        guard let text = message else { Exec.exec(program) }
+        guard let text = message else { execServer(program) }
         let code = permanent ? "553" : "451"
         Sys.warn("rblsmtpd: \(ipText) pid \(getpid()): \(code) \(text)")
         refuse(code: code, text: text, timeout: timeout)

@@ -180,7 +180,7 @@ public final class DNSResolver {
         let fd = socket(server.isV6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { return nil }
         defer { close(fd) }
-        let ok = SocketAddress.with(server, port: port) { Glibc.connect(fd, $0, $1) == 0 }
+        let ok = SocketAddress(ip: server, port: UInt16(port)).withSockaddr { Glibc.connect(fd, $0, $1) == 0 }
         guard ok else { return nil }
         guard q.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == q.count else { return nil }
         let deadline = Sys.now() + timeout
@@ -254,6 +254,11 @@ public final class DNSResolver {
     public struct MXAddress: Equatable {
         public let preference: Int
         public let ip: IPAddress
+
+        public init(preference: Int, ip: IPAddress) {
+            self.preference = preference
+            self.ip = ip
+        }
     }
 
     /// qmail's dns_mxip: the addresses to try for mail to `domain`, best

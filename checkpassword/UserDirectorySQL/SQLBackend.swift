@@ -70,7 +70,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             guard let db = try c.line("sqldatabase"), !db.isEmpty else {
                 throw MailFailure.temporary("control/sqldatabase is missing or empty")
             }
-            guard let cred = try Credentials.read(c.path("sqlpassword")), !cred.name.isEmpty else {
+            guard let cred = try DirectoryLogin.read(c.path("sqlpassword")), !cred.name.isEmpty else {
                 throw MailFailure.temporary("control/sqlpassword is missing (line 1 user, line 2 password)")
             }
             var cfg = try Config(server: server.string, database: db.string, user: cred.name.string, password: cred.password)

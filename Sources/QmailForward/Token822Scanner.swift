@@ -29,7 +29,9 @@ public struct Tokens: Sendable {
     public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
 }
 
-public enum Token822 {
+/// The allocation-free tokenizer of fastforward's tables and .forward/.qmail
+/// lines (qmail-inject has its own, Token822Parser, building a token per word).
+public enum Token822Scanner {
     /// Bytes that end an atom.
     @inline(__always) static func endsAtom(_ c: UInt8) -> Bool {
         switch c {
