@@ -87,6 +87,7 @@ let programs: [(name: String, deps: [String])] = [
     ("vconvert", ["VHosting", "QmailCore"]),
     ("vmoduser", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
+    ("vdkim", ["VHosting", "QmailCore"]),
     ("qmail-smtpd", ["QmailSMTP", "QmailNet"]),
     ("qmail-smtpd-auth", ["QmailCore"]),
     ("qmail-remote", ["QmailSMTP", "QmailNet"]),
@@ -128,9 +129,10 @@ let libraries: [Target] = [
     .target(name: "Checkpassword", dependencies: ["QmailCore", "UserDirectory"], path: "checkpassword/Checkpassword"),
     .target(name: "QmailCtl", dependencies: ["QmailCore", "QmailQueue", "QmailAdmin", "QmailSetup", "QmailLocal", "UserDirectory"], path: "Sources/QmailCtl"),
     .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
-    .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VHosting"),
+    .target(name: "QmailDKIM", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailDKIM"),
+    .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory", "QmailDKIM"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
-    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL"], path: "Sources/QmailSMTP"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM"], path: "Sources/QmailSMTP"),
 ]
 
 /// The checkpassword programs live with their backends under checkpassword/
@@ -156,6 +158,7 @@ let tests: [Target] = [
     .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailSerial", "QmailCore"], path: "Tests/QmailCtlTests"),
     .testTarget(name: "UserDirectoryBackendTests", dependencies: ["UserDirectory", "UserDirectoryLDAP", "UserDirectorySQL", "QmailCore"], path: "Tests/UserDirectoryBackendTests"),
     .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
+    .testTarget(name: "QmailDKIMTests", dependencies: ["QmailDKIM"], path: "Tests/QmailDKIMTests"),
     .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailNet", "QmailCore"], path: "Tests/QmailSMTPTests"),
 ]
 

@@ -12,6 +12,8 @@ install_deps() {
   if [ "${1:-}" = test ]; then want+=(sslscan); fi
   # test_man.py renders the man pages
   if [ "${1:-}" = test ]; then want+=(man-db groff-base); fi
+  # DKIM signatures are checked with dkimpy (Ed25519 needs nacl) and OpenDKIM
+  if [ "${1:-}" = test ]; then want+=(python3-dkim python3-nacl opendkim opendkim-tools); fi
   # qmail-remote is tested against a private Postfix instance
   if [ "${1:-}" = test ]; then want+=(postfix); fi
   # test_run.py checks the login lines with contrib/fail2ban's filter

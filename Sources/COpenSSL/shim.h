@@ -12,3 +12,13 @@ static inline long qtls_set_session_cache_off(SSL_CTX *ctx) {
 static inline void qtls_set_server_options(SSL_CTX *ctx) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
 }
+
+// DKIM (QmailDKIM): keys, signatures and digests through EVP.
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+static inline long qdkim_bio_mem_data(BIO *b, char **p) {
+    return BIO_get_mem_data(b, p);
+}

@@ -29,6 +29,8 @@ public struct RemoteConfig {
     public var queueDir = "/var/qmail/queue"
     /// control/notlshosts: hosts (smtproutes-style wildcards) never offered STARTTLS.
     public var noTLSHosts = DomainMap<Void>()
+    /// DKIM signing (Remote+DKIM.swift); nil when control/dkim does not exist.
+    public var dkim: RemoteSigning? = nil
 
     public init() {}
 
@@ -47,6 +49,7 @@ public struct RemoteConfig {
         }
         c.queueDir = home.queue
         c.noTLSHosts = DomainMap(lines: try control.list("notlshosts"))
+        c.dkim = try RemoteSigning.load(home: home, control: control)
         return c
     }
 
@@ -78,6 +81,7 @@ public final class Remote {
     var tlsActive = false
     /// The AUTH mechanisms of the last EHLO reply, uppercased.
     var authMechanisms: Set<String> = []
+    var outgoing = OutgoingMessage()
 
     public init(config: RemoteConfig, resolver: DNSResolver, ipme: Set<IPAddress> = IPMe.addresses()) {
         self.config = config
@@ -103,6 +107,7 @@ public final class Remote {
         if let ch = channel { ch.put("QUIT\r\n"); try? ch.flush() }
         report.add("\(prefix)\(hostText)\(suffix).\n")
         outSMTPText()
+        if let note = outgoing.note { report.add(note) }
         report.zero()
         return RemoteDone()
     }
@@ -149,6 +154,7 @@ public final class Remote {
     /// Delivers the message on `input` to `recipients` at `host`. Returns the report.
     public func deliver(host: [UInt8], sender: [UInt8], recipients: [[UInt8]], input: Int32) -> [UInt8] {
         do {
+            if let dkim = config.dkim { try prepareSignatures(input, dkim) }
             try run(host: host, sender: sender, recipients: recipients, input: input)
         } catch {
             if report.bytes.last != 0 || report.bytes.isEmpty { _ = fail("ZSystem resources temporarily unavailable. (#4.3.0)\n") }
@@ -327,6 +333,10 @@ public final class Remote {
         out.reserveCapacity(70000)
         var encoder = SMTPDataEncoder()
         var failedRead = false
+        // Signatures first, then the message; what prepareSignatures read
+        // from a pipe is sent from memory before the rest of the input.
+        out += outgoing.signatures
+        encoder.encode(outgoing.held, into: &out)
         do {
             try reader.forEachChunk { chunk in
                 encoder.encode(chunk, into: &out)

@@ -42,5 +42,6 @@ public enum Programs {
         e("vadddomain", 0o700), e("vdeldomain", 0o700), e("vadduser", 0o700), e("vdeluser", 0o700),
         e("vpasswd", 0o700), e("vsetuserquota", 0o700), e("valias", 0o700), e("vuserinfo", 0o700),
         e("vdominfo", 0o700), e("vconvert", 0o700), e("vaddaliasdomain", 0o700), e("vmoduser", 0o700), e("vmkpasswd", 0o700),
+        e("vdkim", 0o700),
     ]
 }

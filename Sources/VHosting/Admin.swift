@@ -35,6 +35,7 @@ public struct Admin {
         "vconvert": { try $0.convert($1) },
         "vmoduser": { try $0.modifyUserFlags($1) },
         "vmkpasswd": { try $0.rebuildDomain($1) },
+        "vdkim": { try $0.dkim($1) },
     ]
 
     /// Runs one command; returns its exit code (0 done, 1 refused, 111
@@ -169,8 +170,8 @@ public struct Admin {
     // MARK: domains
 
     func addDomain(_ args: [String]) throws -> [String] {
-        let usage = "vadddomain [-u user | -i uid [-g gid]] [-q quota] [-b | -x | -e catchall] [-s scheme] [-r] domain [password|-]"
-        let o = try Options(args, flags: "bxr", values: "uigqes", usage: usage)
+        let usage = "vadddomain [-u user | -i uid [-g gid]] [-q quota] [-b | -x | -e catchall] [-s scheme] [-r] [-K] domain [password|-]"
+        let o = try Options(args, flags: "bxrK", values: "uigqes", usage: usage)
         guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
         let name = try Names.domain(Array(o.operands[0].utf8))
         let quota = try parseQuota(o.values["q"])
@@ -209,6 +210,10 @@ public struct Admin {
             notes += files.hupSend()
         }
         if o.flags.contains("r") { print("postmaster@\(name.string) password: \(password.string)") }
+        // The domain is there; a key that cannot be made is the admin's to retry (vdkim create).
+        if !o.flags.contains("K") {
+            do { notes += try dkimNewDomain(name) } catch { notes.append("no DKIM key made: \(AdminError.from(error))") }
+        }
         return notes
     }
 
@@ -278,6 +283,10 @@ public struct Admin {
             for g in gone { notes += try unroute(g.name) }
             try store.saveDomains(domains.filter { dom in !gone.contains(where: { $0.name == dom.name }) })
             if !d.isAlias, Sys.exists(d.dir) { try FileStore.removeTree(d.dir) }
+            // Its DKIM keys go too (their DNS records are the admin's to remove).
+            for g in gone where Sys.isDirectory(dkimStore.domainDirectory(g.name.string)) {
+                try FileStore.removeTree(dkimStore.domainDirectory(g.name.string))
+            }
             notes += files.hupSend()
         }
         return notes
