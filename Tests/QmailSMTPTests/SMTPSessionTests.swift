@@ -115,7 +115,7 @@ final class SMTPSessionTests: XCTestCase {
         let mem = Memory(replies)
         remote.channel = Channel(stream: mem, timeout: 5)
         XCTAssertThrowsError(try remote.smtp(sender: Array("a@b".utf8), recipients: [Array("c@d".utf8)], input: fd,
-                                             serverName: Array("mx".utf8)))
+                                             serverName: Array("mx".utf8), login: nil))
         return (remote.report.bytes.string, mem.output.string)
     }
 
