@@ -25,7 +25,34 @@ public enum QueueExit: Int32, Sendable {
     case connectRejected = 73
     case communicationFailed = 74
     case internalBug = 81
+    /// A filter in qmail-queue's place refused the message and wrote its own
+    /// reason (the qmail-queue-custom-error convention: simscan, qmail-scanner).
+    case customReply = 82
     case envelopeFormat = 91
+
+    /// The failure a refusing filter described: "D" (permanent) or "Z"
+    /// (temporary), then either a whole reply ("554 5.7.1 virus X found",
+    /// its first digit 5 for D and 4 for Z) or a bare text that qmail-smtpd
+    /// shows after 554 or 451. Nil when the text is not of that form, so
+    /// the caller falls back to the exit code's usual meaning.
+    public static func customFailure(_ raw: [UInt8]) -> MailFailure? {
+        guard let kind = raw.first, kind == UInt8(ascii: "D") || kind == UInt8(ascii: "Z") else { return nil }
+        var text = raw.dropFirst().prefix { $0 != 10 && $0 != 13 && $0 != 0 }.prefix(400)
+            .map { $0 >= 32 && $0 < 127 ? $0 : UInt8(ascii: "?") }
+        while text.last == 32 { text.removeLast() }
+        guard !text.isEmpty else { return nil }
+        let permanent = kind == UInt8(ascii: "D")
+        let s = String(decoding: text, as: UTF8.self)
+        var f = permanent ? MailFailure.permanent(s) : MailFailure.temporary(s)
+        let digits = text.prefix(3)
+        if text.count > 4, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }), text[3] == 32,
+           digits.first == (permanent ? UInt8(ascii: "5") : UInt8(ascii: "4")) {
+            f.reply = s
+        } else {
+            f.reply = (permanent ? "554 " : "451 ") + s
+        }
+        return f
+    }
 
     /// What an injector says about a qmail-queue exit status, the texts and
     /// enhanced codes qmail uses; nil for success. 120 means "could not
