@@ -141,25 +141,30 @@ public enum Filter {
     /// SpamAssassin's header names for either engine, so that users' mail
     /// rules need not know which one runs.
     static func spamHeaders(_ r: SpamScore, engine: SpamEngine) -> String {
-        let spam = r.score >= r.required
+        // rspamd's actions say spam before its score reaches required_score.
+        let spam = r.action.map { $0 != "no action" && $0 != "greylist" } ?? (r.score >= r.required)
         var h = "X-Spam-Flag: \(spam ? "YES" : "NO")\n"
         h += "X-Spam-Score: \(fmt(r.score))\n"
         var status = "X-Spam-Status: \(spam ? "Yes" : "No"), score=\(fmt(r.score)) required=\(fmt(r.required))"
         if let a = r.action { status += " action=\"\(a)\"" }
         status += " engine=\(engine.name)"
-        var line = status.count
-        var tests = " tests="
-        for (i, sym) in r.symbols.prefix(100).enumerated() {
-            let clean = String(sym.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }.prefix(64))
-            let piece = (i > 0 ? "," : "") + clean
-            if line + tests.count + piece.count > 76 {
-                status += tests
-                tests = "\n\t"
-                line = 8
+        // Rule names, folded into lines of about 78 characters.
+        let names = r.symbols.prefix(100).map { sym in
+            String(sym.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }.prefix(64))
+        }.filter { !$0.isEmpty }
+        if !names.isEmpty {
+            status += " tests="
+            var width = status.count
+            for (i, name) in names.enumerated() {
+                let piece = name + (i + 1 < names.count ? "," : "")
+                if width + piece.count > 78 && i > 0 {
+                    status += "\n\t"
+                    width = 8
+                }
+                status += piece
+                width += piece.count
             }
-            tests += piece
         }
-        if !r.symbols.isEmpty { status += tests }
         return h + status + "\n"
     }
 

@@ -31,7 +31,7 @@ public enum ScannerAddress: Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unix(let p): return p
-        case .tcp(let ip, let port): return ip.isV6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        case .tcp(let ip, let port): return ip.isV6 ? "[\(ip.description)]:\(port)" : "\(ip.description):\(port)"
         }
     }
 }
