@@ -43,14 +43,29 @@ public enum QueueExit: Int32, Sendable {
         guard !text.isEmpty else { return nil }
         let permanent = kind == UInt8(ascii: "D")
         let s = String(decoding: text, as: UTF8.self)
-        var f = permanent ? MailFailure.permanent(s) : MailFailure.temporary(s)
         let digits = text.prefix(3)
-        if text.count > 4, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }), text[3] == 32,
-           digits.first == (permanent ? UInt8(ascii: "5") : UInt8(ascii: "4")) {
-            f.reply = s
-        } else {
+        guard text.count > 4, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }), text[3] == 32,
+              digits.first == (permanent ? UInt8(ascii: "5") : UInt8(ascii: "4")) else {
+            var f = permanent ? MailFailure.permanent(s) : MailFailure.temporary(s)
             f.reply = (permanent ? "554 " : "451 ") + s
+            return f
         }
+        // "554 5.7.1 text": the text and its enhanced status apart, for
+        // interfaces that show them qmail's way ("text (#5.7.1)").
+        var rest = String(s.dropFirst(4))
+        var status: String? = nil
+        if let sp = rest.firstIndex(of: " "), rest[..<sp].split(separator: ".").count == 3,
+           rest[..<sp].allSatisfy({ $0.isNumber || $0 == "." }), rest.first == s.first {
+            status = String(rest[..<sp])
+            rest = String(rest[rest.index(after: sp)...])
+        } else if rest.hasSuffix(")"), let open = rest.lastIndex(of: "("), open > rest.startIndex,
+                  rest[rest.index(before: open)] == " ", rest[rest.index(after: open)...].hasPrefix("#") {
+            // qmail's own form, "451 qq write error or disk full (#4.3.0)"
+            status = String(rest[rest.index(open, offsetBy: 2)...].dropLast())
+            rest = String(rest[..<rest.index(before: open)])
+        }
+        var f = MailFailure(permanent ? .permanent : .temporary, rest, status: status)
+        f.reply = s
         return f
     }
 

@@ -352,3 +352,19 @@ def test_smtpd_under_tcpserver_refuses_the_virus_and_queues_the_rest(tmp_path, c
         assert len(set(pids)) == 6, log
     last = [l for l in log.splitlines() if f"pid {pids[5]} " in l][-1]
     assert "spam scan skipped for authenticated sender" in last, log
+
+
+def test_qmail_queue_failures_keep_their_usual_reply(tmp_path, clamd):
+    from smtp_helpers import replies, session
+    home = filter_home(tmp_path, clamd=clamd.sock)
+    os.rename(home.path / "queue" / "intd", home.path / "queue" / "intd.away")
+    code, reason, _ = run_filter(home, CLEAN)
+    assert (code, reason) == (82, b"Z451 qq trouble creating files in queue (#4.3.0)")
+    dialog = (b"HELO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<bob@test.example.com>\r\nDATA\r\n"
+              + CLEAN.replace(b"\n", b"\r\n") + b".\r\nQUIT\r\n")
+    _, out = session(home, dialog, QMAILQUEUE=home.bin("qmail-filter"))
+    assert "451 qq trouble creating files in queue (#4.3.0)" in replies(out)
+    os.rename(home.path / "queue" / "intd.away", home.path / "queue" / "intd")
+    _, out = session(home, dialog, QMAILQUEUE=home.bin("qmail-filter"))
+    assert replies(out)[-2].startswith("250 ok")
+    assert len(queued(home)) == 1
