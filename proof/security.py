@@ -148,6 +148,7 @@ class System:
         r = run([str(conftest.bin_dir() / "qmail-setup"), str(path), FQDN], timeout=180)
         if r.returncode != 0:
             self.accounts.restore()
+            shutil.rmtree(self.base, ignore_errors=True)
             raise RuntimeError("qmail-setup failed: " + r.stderr.decode(errors="replace"))
         self.q = conftest.QmailHome(path, FQDN)
         # qmailctl reads machine files unless told otherwise

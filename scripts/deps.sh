@@ -6,7 +6,7 @@ install_deps() {
   # scripts/run.sh logs every service through multilog
   if [ "${1:-}" = run ]; then want+=(daemontools); fi
   if [ "${1:-}" = test ]; then
-    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks python3-pytest mpop fetchmail getmail6 dnsmasq-base slapd ldap-utils mariadb-server mariadb-client)
+    want+=(tinycdb ucspi-tcp fastforward dot-forward daemontools swaks msmtp python3-pytest mpop fetchmail getmail6 dnsmasq-base slapd ldap-utils mariadb-server mariadb-client)
   fi
   # proof/security.py scans the TLS services with sslscan (a 6-second install)
   if [ "${1:-}" = test ]; then want+=(sslscan); fi

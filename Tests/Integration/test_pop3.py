@@ -744,16 +744,19 @@ def contrib_home(env):
     (b / "checkpassword-file").symlink_to(env.cp)
 
 
-def run_contrib_command(env, cmd: str, implicit_tls=False):
+def run_contrib_command(env, cmd: str, implicit_tls=False, settings=None):
+    """Runs a shipped service command as shipped: the home, address, port and
+    rules come from its settings (the environment), never by editing it."""
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
     p = port.getsockname()[1]
     port.close()
-    cmd = cmd.replace("/var/qmail", str(env.qmail)).replace("/etc/tcp.pop3.cdb", str(env.tmp / "tcp.pop3.cdb"))
-    cmd = re.sub(r" 0 pop3s? ", f" 127.0.0.1 {p} ", cmd)
     subprocess.run([str(bin_dir() / "tcprules"), str(env.tmp / "tcp.pop3.cdb"), str(env.tmp / "t.tmp")],
                    input=(CONTRIB / "tcp.pop3").read_bytes(), check=True)
-    proc = subprocess.Popen(["sh", "-c", cmd], env=env.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    e = env.env()
+    e.update(settings or {})
+    e.update(QMAIL_HOME=str(env.qmail), IP="127.0.0.1", PORT=str(p), RULES=str(env.tmp / "tcp.pop3.cdb"))
+    proc = subprocess.Popen(["sh", "-c", cmd], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     env.servers.append(proc)
     deadline = time.time() + 10
     while True:
@@ -775,13 +778,16 @@ def run_contrib_command(env, cmd: str, implicit_tls=False):
 
 @pytest.mark.parametrize("service", ["qmail-pop3d", "qmail-pop3ds"])
 def test_contrib_daemontools_run_scripts(env, service):
+    """The daemontools services work for any home: QMAIL_HOME, IP, PORT and
+    RULES are settings; the logger runs as HOME/ids' qmaill."""
     env.make_cert()
     env.add(1)
     contrib_home(env)
     run = (CONTRIB / "daemontools" / service / "run").read_text()
     assert subprocess.run(["sh", "-n", "-c", run]).returncode == 0
-    assert "multilog" in (CONTRIB / "daemontools" / service / "log" / "run").read_text()
-    run_contrib_command(env, run.replace("QMAIL=/var/qmail", f"QMAIL={env.qmail}"), implicit_tls=service.endswith("s"))
+    log = (CONTRIB / "daemontools" / service / "log" / "run").read_text()
+    assert "multilog" in log and "$QMAIL/ids" in log and "setuidgid qmaill" not in log
+    run_contrib_command(env, run, implicit_tls=service.endswith("s"))
 
 
 @pytest.mark.parametrize("unit", ["qmail-pop3d.service", "qmail-pop3ds.service"])
@@ -791,8 +797,9 @@ def test_contrib_systemd_units(env, unit):
     contrib_home(env)
     text = (CONTRIB / "systemd" / unit).read_text()
     m = re.search(r"^ExecStart=/bin/sh -c '(.*)'$", text, re.M)
-    assert m and "Environment=QMAIL_HOME=/var/qmail" in text
-    run_contrib_command(env, m.group(1), implicit_tls=unit.startswith("qmail-pop3ds"))
+    defaults = dict(kv.split("=", 1) for kv in re.search(r"^Environment=(.*)$", text, re.M).group(1).split())
+    assert m and defaults["QMAIL_HOME"] == "/var/qmail" and "/var/qmail" not in m.group(1)
+    run_contrib_command(env, m.group(1), implicit_tls=unit.startswith("qmail-pop3ds"), settings=defaults)
 
 
 def test_contrib_tcp_pop3_compiles_like_ucspi(env):

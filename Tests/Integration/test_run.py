@@ -129,6 +129,31 @@ def pop_messages(host, port, user, pw, tls):
     return subjects
 
 
+def msmtp(site, host, port, starttls, pw, subject):
+    """One message by msmtp with AUTH over TLS (STARTTLS or implicit)."""
+    conf = site.home.parent / f"msmtprc-{port}"
+    conf.write_text(f"account default\nhost {host}\nport {port}\ntls on\ntls_starttls {starttls}\n"
+                    f"tls_certcheck off\nauth on\nuser postmaster@{DOMAIN}\npassword {pw}\n"
+                    f"from postmaster@{DOMAIN}\n")
+    conf.chmod(0o600)
+    return subprocess.run(["msmtp", "-C", str(conf), f"postmaster@{DOMAIN}"], capture_output=True, text=True,
+                          input=f"From: postmaster@{DOMAIN}\nSubject: {subject}\n\nby msmtp\n", timeout=30)
+
+
+def mpop(site, host, port, starttls, pw):
+    """mpop fetches every message (keeping them) into an mbox; their number."""
+    conf = site.home.parent / f"mpoprc-{port}"
+    box = site.home.parent / f"mbox-{port}"
+    box.write_text("")
+    conf.write_text(f"account default\nhost {host}\nport {port}\ntls on\ntls_starttls {starttls}\n"
+                    f"tls_certcheck off\nauth user\nuser postmaster@{DOMAIN}\npassword {pw}\n"
+                    f"keep on\nonly_new off\ndelivery mbox {box}\n")
+    conf.chmod(0o600)
+    r = subprocess.run(["mpop", "-C", str(conf), "-q"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return box.read_text().count("\nFrom ") + box.read_text().startswith("From ")
+
+
 def wait_for(pred, what, timeout=20):
     end = time.time() + timeout
     while time.time() < end:
@@ -176,7 +201,15 @@ def test_the_whole_server_run_twice_stopped_and_restarted(site):
     r = swaks("--server", f"127.0.0.1:{ports['smtp']}", "--to", "x@far.example", "--from", "a@b.example")
     assert "553 sorry, that domain isn't in my list of allowed rcpthosts" in r.stdout, r.stdout
 
-    want = {"Subject: welcome to swift-qmail", "Subject: by submission", "Subject: by smtps", "Subject: inbound"}
+    # msmtp, as a mail client is set up: STARTTLS on 587's role, implicit
+    # TLS on 465's, over both addresses
+    for host, port, starttls, subject in (("127.0.0.1", ports["submission"], "on", "msmtp starttls"),
+                                          ("::1", ports["smtps"], "off", "msmtp smtps")):
+        r = msmtp(site, host, port, starttls, pw, subject)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    want = {"Subject: welcome to swift-qmail", "Subject: by submission", "Subject: by smtps", "Subject: inbound",
+            "Subject: msmtp starttls", "Subject: msmtp smtps"}
     got = []
     wait_for(lambda: set(got.__setitem__(slice(None), pop_messages("127.0.0.1", ports["pop3"], "postmaster", pw, "stls"))
                          or got) >= want, f"mail did not arrive: {got}")
@@ -186,6 +219,10 @@ def test_the_whole_server_run_twice_stopped_and_restarted(site):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == len(got), r
     with pytest.raises(poplib.error_proto):
         pop_messages("127.0.0.1", ports["pop3"], "postmaster", "wrong", "stls")
+    # mpop fetches the same messages over STLS and over POP3S (keeping them)
+    for host, port, starttls in (("127.0.0.1", ports["pop3"], "on"), ("::1", ports["pop3s"], "off")):
+        n = mpop(site, host, port, starttls, pw)
+        assert n == len(got), (host, n, len(got))
 
     # doctor on the running default: the ports of HOME/ports are held by
     # this home's own tcpservers, and nothing is wrong
