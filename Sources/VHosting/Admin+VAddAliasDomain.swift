@@ -1,5 +1,4 @@
 // vaddaliasdomain: a second name for a hosted domain.
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,5 @@
 // vadddomain: hosts a new domain (its directory, vpasswd, postmaster,
 // .qmail-default, the qmail control files) and, if asked, its DKIM key.
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,4 @@
 // vadduser: a new mailbox in a hosted domain.
-
 #if canImport(Glibc)
 import Glibc
 #endif

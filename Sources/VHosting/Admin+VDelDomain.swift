@@ -1,5 +1,4 @@
 // vdeldomain: stops hosting a domain and its alias domains.
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,4 @@
 // vdeluser: removes a mailbox and its aliases.
-
 #if canImport(Glibc)
 import Glibc
 #endif

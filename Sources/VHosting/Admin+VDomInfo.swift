@@ -1,5 +1,4 @@
 // vdominfo: what is known about a hosted domain.
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,4 @@
 // vuserinfo: what is known about a user.
-
 #if canImport(Glibc)
 import Glibc
 #endif
