@@ -1,4 +1,4 @@
-// modules: QmailCore QmailQueue QmailNet QmailSMTP
+// modules: QmailCore QmailQueue QmailNet QmailSMTP TestSupport
 // Fuzz target: qmail-remote reading a remote SMTP server's replies (a
 // hostile or broken MX): the greeting, EHLO/HELO, MAIL, RCPT, DATA and the
 // final reply, multi-line replies, missing or bad codes. The input is
