@@ -1,8 +1,5 @@
 // bouncesaying: bounces the message with a given text (when a program
 // says so, if one is named).
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 
 extension Helpers {

@@ -1,7 +1,4 @@
 // except: runs a program and turns its success into a bounce.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 
 extension Helpers {

@@ -1,7 +1,4 @@
 // forward: queues the message again for the given addresses.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 
 extension Helpers {

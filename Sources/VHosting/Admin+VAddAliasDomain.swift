@@ -1,7 +1,4 @@
 // vaddaliasdomain: a second name for a hosted domain.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // vadduser: a new mailbox in a hosted domain.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

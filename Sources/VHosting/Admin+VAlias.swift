@@ -1,7 +1,4 @@
 // valias: shows, adds and removes a domain's aliases.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // vdeldomain: stops hosting a domain and its alias domains.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // vdeluser: removes a mailbox and its aliases.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

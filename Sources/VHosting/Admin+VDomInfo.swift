@@ -1,7 +1,4 @@
 // vdominfo: what is known about a hosted domain.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // vmkpasswd: rebuilds a domain's vpasswd.cdb from its text files.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // vmoduser: a user's flags, comment and quota.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

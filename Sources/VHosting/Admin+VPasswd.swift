@@ -1,7 +1,4 @@
 // vpasswd: changes a user's password.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

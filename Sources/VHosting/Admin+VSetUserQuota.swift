@@ -1,7 +1,4 @@
 // vsetuserquota: changes a user's quota.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // vuserinfo: what is known about a user.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,7 +1,4 @@
 // The admin commands' failure, with its exit code.
-#if canImport(Glibc)
-import Glibc
-#endif
 import QmailCore
 import UserDirectory
 

@@ -1,10 +1,4 @@
 // The admin commands' option parsing.
-#if canImport(Glibc)
-import Glibc
-#endif
-import QmailCore
-import UserDirectory
-
 /// getopt-style parsing: single-letter flags, flags with a value
 /// ("-q 100M" or "-q100M"), "--" ends the options.
 public struct Options {
