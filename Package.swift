@@ -149,24 +149,30 @@ let executables: [Target] = programs.map { p in
         linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic : staticStdlib)
 }
 
+/// What the unit tests (and, but for its XCTest/ folder, the fuzz targets:
+/// scripts/fuzz.sh) share: byte strings as text, an in-memory connection
+/// and queue. Never linked into a program.
+let testSupport: Target =
+    .target(name: "TestSupport", dependencies: ["QmailCore", "QmailNet", "QmailQueue"], path: "Tests/TestSupport")
+
 let tests: [Target] = [
-    .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore"], path: "Tests/QmailLocalTests"),
-    .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue"], path: "Tests/QmailCoreTests"),
-    .testTarget(name: "QmailForwardTests", dependencies: ["QmailForward", "QmailCore"], path: "Tests/QmailForwardTests"),
-    .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore"], path: "Tests/QmailSendTests"),
-    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore"], path: "Tests/QmailInjectTests"),
-    .testTarget(name: "QmailNetTests", dependencies: ["QmailNet"], path: "Tests/QmailNetTests"),
-    .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3"], path: "Tests/QmailPOP3Tests"),
-    .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailSerial", "QmailCore"], path: "Tests/QmailCtlTests"),
-    .testTarget(name: "UserDirectoryBackendTests", dependencies: ["UserDirectory", "UserDirectoryLDAP", "UserDirectorySQL", "QmailCore"], path: "Tests/UserDirectoryBackendTests"),
-    .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore"], path: "Tests/UserDirectoryTests"),
-    .testTarget(name: "QmailDKIMTests", dependencies: ["QmailDKIM"], path: "Tests/QmailDKIMTests"),
-    .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailNet", "QmailCore"], path: "Tests/QmailSMTPTests"),
+    .testTarget(name: "QmailLocalTests", dependencies: ["QmailLocal", "QmailCore", "TestSupport"], path: "Tests/QmailLocalTests"),
+    .testTarget(name: "QmailCoreTests", dependencies: ["QmailCore", "QmailQueue", "TestSupport"], path: "Tests/QmailCoreTests"),
+    .testTarget(name: "QmailForwardTests", dependencies: ["QmailForward", "QmailCore", "TestSupport"], path: "Tests/QmailForwardTests"),
+    .testTarget(name: "QmailSendTests", dependencies: ["QmailSend", "QmailCore", "TestSupport"], path: "Tests/QmailSendTests"),
+    .testTarget(name: "QmailInjectTests", dependencies: ["QmailInject", "QmailCore", "TestSupport"], path: "Tests/QmailInjectTests"),
+    .testTarget(name: "QmailNetTests", dependencies: ["QmailNet", "TestSupport"], path: "Tests/QmailNetTests"),
+    .testTarget(name: "QmailPOP3Tests", dependencies: ["QmailPOP3", "TestSupport"], path: "Tests/QmailPOP3Tests"),
+    .testTarget(name: "QmailCtlTests", dependencies: ["QmailCtl", "QmailSerial", "QmailCore", "TestSupport"], path: "Tests/QmailCtlTests"),
+    .testTarget(name: "UserDirectoryBackendTests", dependencies: ["UserDirectory", "UserDirectoryLDAP", "UserDirectorySQL", "QmailCore", "TestSupport"], path: "Tests/UserDirectoryBackendTests"),
+    .testTarget(name: "UserDirectoryTests", dependencies: ["UserDirectory", "Checkpassword", "QmailCore", "TestSupport"], path: "Tests/UserDirectoryTests"),
+    .testTarget(name: "QmailDKIMTests", dependencies: ["QmailDKIM", "TestSupport"], path: "Tests/QmailDKIMTests"),
+    .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailNet", "QmailCore", "TestSupport"], path: "Tests/QmailSMTPTests"),
 ]
 
 let package = Package(
     name: "swift-qmail",
     products: programs.map { .executable(name: $0.name, targets: [$0.name]) },
-    targets: libraries + executables + tests,
+    targets: libraries + executables + [testSupport] + tests,
     swiftLanguageModes: [.v5]
 )

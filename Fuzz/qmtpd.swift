@@ -1,4 +1,4 @@
-// modules: QmailCore QmailQueue QmailNet QmailSMTP
+// modules: QmailCore QmailQueue QmailNet QmailSMTP TestSupport
 // Fuzz target: qmail-qmtpd (QMTP, many messages per connection) and
 // qmail-qmqpd (QMQP, one message) reading netstrings from a client, with
 // an in-memory connection and queue.

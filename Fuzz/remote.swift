@@ -1,4 +1,4 @@
-// modules: QmailCore QmailQueue QmailNet QmailSMTP
+// modules: QmailCore QmailQueue QmailNet QmailSMTP TestSupport
 // Fuzz target: qmail-remote reading a remote SMTP server's replies (a
 // hostile or broken MX): the greeting, EHLO/HELO, MAIL, RCPT, DATA and the
 // final reply, multi-line replies, missing or bad codes. The input is
@@ -34,7 +34,7 @@ public func fuzzRemote(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     remote.channel = Channel(stream: stream, timeout: 1200, capacity: 16384)
     do {
         try remote.smtp(sender: Array("alice@example.org".utf8), recipients: recipients, input: messageFd,
-                        serverName: Array("mx.example.com".utf8))
+                        serverName: Array("mx.example.com".utf8), login: nil)
         check(false, "smtp() returned without a verdict")
     } catch {}
     let report = remote.report.bytes

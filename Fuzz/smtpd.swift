@@ -1,4 +1,4 @@
-// modules: QmailCore QmailQueue QmailNet QmailSMTP
+// modules: QmailCore QmailQueue QmailNet QmailSMTP TestSupport
 // Fuzz target: a whole qmail-smtpd session (command lines, AUTH LOGIN/PLAIN/
 // CRAM-MD5 with base64, MAIL/RCPT address parsing, DATA) driven through the
 // real SMTPServer state machine with an in-memory connection and queue.

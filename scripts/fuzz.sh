@@ -4,7 +4,9 @@
 #
 # Each target names the library modules it uses in its first line
 # ("// modules: A B"); the script imports them (@testable) into the target.
-# Every library module is compiled once, instrumented (-sanitize=fuzzer,
+# Every library module (its top-level .swift files: TestSupport keeps its
+# XCTest assertions in a subfolder, out of the fuzz targets) is compiled
+# once, instrumented (-sanitize=fuzzer,
 # address), with its dependencies taken from Package.swift, and kept in
 # $FUZZ_OUT/mods with a hash of its inputs: a module or a target whose
 # sources, dependencies and compiler did not change is not rebuilt.

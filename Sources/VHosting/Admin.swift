@@ -1,9 +1,10 @@
-// The admin commands, shaped like vpopmail's: vadddomain, vdeldomain,
-// vadduser, vdeluser, vpasswd, vsetuserquota, valias, vuserinfo, vdominfo,
-// vconvert. Run as root (or as the owner of a single-user home). Every
-// argument is checked before anything is written; every change holds the
-// admin lock and replaces files atomically; a domain change reruns
-// qmail-newu/qmail-newmrh and HUPs qmail-send.
+// The admin commands, shaped like vpopmail's: the table of commands, the
+// entry point and what the commands share; each command is in its own
+// Admin+V<Command>.swift (vadddomain in Admin+VAddDomain.swift). Run as
+// root (or as the owner of a single-user home). Every argument is checked
+// before anything is written; every change holds the admin lock and
+// replaces files atomically; a domain change reruns qmail-newu/qmail-newmrh
+// and HUPs qmail-send.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -167,55 +168,7 @@ public struct Admin {
         return Array(VDeliver.noMailbox.utf8)
     }
 
-    // MARK: domains
-
-    func addDomain(_ args: [String]) throws -> [String] {
-        let usage = "vadddomain [-u user | -i uid [-g gid]] [-q quota] [-b | -x | -e catchall] [-s scheme] [-r] [-K] domain [password|-]"
-        let o = try Options(args, flags: "bxrK", values: "uigqes", usage: usage)
-        guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
-        let name = try Names.domain(Array(o.operands[0].utf8))
-        let quota = try parseQuota(o.values["q"])
-        let action = try catchAll(o)
-        let (uid, gid) = try hostIds(o)
-        let password = try PasswordInput.obtain(o.operands.count > 1 ? o.operands[1] : nil, random: o.flags.contains("r"))
-        let pwHash = try hash(password, o)
-        var notes: [String] = []
-        try store.withLock {
-            let domains = try store.loadDomains()
-            try refuseTaken(name, domains)
-            let base = home.path + "/domains"
-            try FileStore.makeDirectory(base, mode: 0o755, owner: (geteuid(), getegid()))
-            let dom = VDomain(name: name, real: name, dir: base + "/" + name.string, uid: uid, gid: gid)
-            if Sys.exists(dom.dir) { throw AdminError.refused("\(dom.dir) already exists") }
-            do {
-                try FileStore.makeDirectory(dom.dir, mode: 0o700, owner: (uid, gid))
-                try FileStore.writeAtomic(dom.dir + "/.qmail-default", dotQmailDefault(action), mode: 0o600, owner: (uid, gid))
-                let pm = VUser(name: Array("postmaster".utf8), hash: pwHash, gecos: Array("Postmaster".utf8),
-                               dir: dom.dir + "/postmaster", quota: quota)
-                try makeMailbox(pm, dom)
-                try store.saveDomainData(dom, users: [pm], aliases: [])
-                try store.saveDomains(domains + [dom])
-            } catch {
-                try? FileStore.removeTree(dom.dir)
-                throw error
-            }
-            do {
-                notes += try route(dom)
-            } catch {
-                _ = try? unroute(name)
-                try? store.saveDomains(domains)
-                try? FileStore.removeTree(dom.dir)
-                throw error
-            }
-            notes += files.hupSend()
-        }
-        if o.flags.contains("r") { print("postmaster@\(name.string) password: \(password.string)") }
-        // The domain is there; a key that cannot be made is the admin's to retry (vdkim create).
-        if !o.flags.contains("K") {
-            do { notes += try dkimNewDomain(name) } catch { notes.append("no DKIM key made: \(AdminError.from(error))") }
-        }
-        return notes
-    }
+    // MARK: shared by the domain commands
 
     func refuseTaken(_ name: [UInt8], _ domains: [VDomain]) throws {
         if domains.contains(where: { $0.name == name }) { throw AdminError.refused("domain \(name.string) is already hosted") }
@@ -244,55 +197,7 @@ public struct Admin {
         return notes
     }
 
-    func addAliasDomain(_ args: [String]) throws -> [String] {
-        let usage = "vaddaliasdomain realdomain aliasdomain"
-        let o = try Options(args, flags: "", values: "", usage: usage)
-        guard o.operands.count == 2 else { throw AdminError.usage(usage) }
-        let realName = try Names.domain(Array(o.operands[0].utf8))
-        let aliasName = try Names.domain(Array(o.operands[1].utf8))
-        var notes: [String] = []
-        try store.withLock {
-            let domains = try store.loadDomains()
-            guard let real = domains.first(where: { $0.name == realName && !$0.isAlias }) else {
-                throw AdminError.refused("domain \(realName.string) is not hosted here")
-            }
-            try refuseTaken(aliasName, domains)
-            let alias = VDomain(name: aliasName, real: real.name, dir: real.dir, uid: real.uid, gid: real.gid)
-            try store.saveDomains(domains + [alias])
-            do { notes += try route(alias) } catch {
-                _ = try? unroute(aliasName)
-                try? store.saveDomains(domains)
-                throw error
-            }
-            notes += files.hupSend()
-        }
-        return notes
-    }
-
-    func deleteDomain(_ args: [String]) throws -> [String] {
-        let usage = "vdeldomain domain"
-        let o = try Options(args, flags: "", values: "", usage: usage)
-        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
-        let name = try Names.domain(Array(o.operands[0].utf8))
-        var notes: [String] = []
-        try store.withLock {
-            let domains = try store.loadDomains()
-            guard let d = domains.first(where: { $0.name == name }) else { throw AdminError.refused("domain \(name.string) is not hosted here") }
-            // Deleting a real domain takes its alias domains with it.
-            let gone = d.isAlias ? [d] : domains.filter { $0.real == d.name }
-            for g in gone { notes += try unroute(g.name) }
-            try store.saveDomains(domains.filter { dom in !gone.contains(where: { $0.name == dom.name }) })
-            if !d.isAlias, Sys.exists(d.dir) { try FileStore.removeTree(d.dir) }
-            // Its DKIM keys go too (their DNS records are the admin's to remove).
-            for g in gone where Sys.isDirectory(dkimStore.domainDirectory(g.name.string)) {
-                try FileStore.removeTree(dkimStore.domainDirectory(g.name.string))
-            }
-            notes += files.hupSend()
-        }
-        return notes
-    }
-
-    // MARK: users
+    // MARK: shared by the user commands
 
     /// The user's directory and Maildir (and maildirsize under a quota).
     func makeMailbox(_ u: VUser, _ d: VDomain) throws {
@@ -302,48 +207,6 @@ public struct Admin {
             try MaildirSize.rebuild(u.maildir, quota: u.quota)
             FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
         }
-    }
-
-    func addUser(_ args: [String]) throws -> [String] {
-        let usage = "vadduser [-q quota] [-c comment] [-s scheme] [-e crypted] [-C] [-r] user@domain [password|-]"
-        let o = try Options(args, flags: "Cr", values: "qcse", usage: usage)
-        guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
-        let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
-        let quota = try parseQuota(o.values["q"])
-        let gecos = try Names.gecos(Array((o.values["c"] ?? "").utf8))
-        var pwHash: [UInt8]
-        var clear: [UInt8]? = nil
-        var shown: [UInt8]? = nil
-        if let e = o.values["e"] {
-            pwHash = Array(e.utf8)
-            guard PasswordHash.scheme(of: pwHash) != nil, !pwHash.contains(Ascii.colon), !pwHash.contains(Ascii.lf) else {
-                throw AdminError.refused("-e wants a yescrypt, sha512, sha256, bcrypt or md5 crypt hash")
-            }
-        } else {
-            let password = try PasswordInput.obtain(o.operands.count > 1 ? o.operands[1] : nil, random: o.flags.contains("r"))
-            pwHash = try hash(password, o)
-            if o.flags.contains("C") { clear = try storableClear(password) }
-            if o.flags.contains("r") { shown = password }
-        }
-        try store.withLock {
-            let d = try hostedDomain(domainName)
-            var users = try store.loadUsers(d)
-            let aliases = try store.loadAliases(d)
-            if users.contains(where: { $0.name == user }) { throw AdminError.refused("user \(user.string)@\(d.name.string) already exists") }
-            if aliases.contains(where: { $0.name == user }) { throw AdminError.refused("\(user.string)@\(d.name.string) is an alias") }
-            let u = VUser(name: user, hash: pwHash, gecos: gecos, dir: d.dir + "/" + user.string, quota: quota, clear: clear)
-            if Sys.exists(u.dir) { throw AdminError.refused("\(u.dir) already exists") }
-            do {
-                try makeMailbox(u, d)
-                users.append(u)
-                try store.saveDomainData(d, users: users, aliases: aliases)
-            } catch {
-                try? FileStore.removeTree(u.dir)
-                throw error
-            }
-        }
-        if let p = shown { print("\(user.string)@\(domainName.string) password: \(p.string)") }
-        return []
     }
 
     /// A clear password must fit the vpasswd line (it is the last field,
@@ -364,50 +227,6 @@ public struct Admin {
         }
     }
 
-    func deleteUser(_ args: [String]) throws -> [String] {
-        let usage = "vdeluser user@domain"
-        let o = try Options(args, flags: "", values: "", usage: usage)
-        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
-        let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
-        try store.withLock {
-            let d = try hostedDomain(domainName)
-            var users = try store.loadUsers(d)
-            guard let i = users.firstIndex(where: { $0.name == user }) else {
-                throw AdminError.refused("no such user \(user.string)@\(d.name.string)")
-            }
-            let gone = users.remove(at: i)
-            try store.saveDomainData(d, users: users, aliases: try store.loadAliases(d))
-            // Only a directory inside the domain's tree is removed.
-            if gone.dir.hasPrefix(d.dir + "/"), Sys.exists(gone.dir) { try FileStore.removeTree(gone.dir) }
-        }
-        return []
-    }
-
-    func changePassword(_ args: [String]) throws -> [String] {
-        let usage = "vpasswd [-s scheme] [-C] [-r] user@domain [password|-]"
-        let o = try Options(args, flags: "Cr", values: "s", usage: usage)
-        guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
-        _ = try Names.address(Array(o.operands[0].utf8))
-        let password = try PasswordInput.obtain(o.operands.count > 1 ? o.operands[1] : nil, random: o.flags.contains("r"))
-        let h = try hash(password, o)
-        try modifyUser(o.operands[0]) { u, _ in
-            u.hash = h
-            if u.clear != nil || o.flags.contains("C") { u.clear = try storableClear(password) }
-        }
-        if o.flags.contains("r") { print("\(o.operands[0]) password: \(password.string)") }
-        return []
-    }
-
-    func setQuota(_ args: [String]) throws -> [String] {
-        let usage = "vsetuserquota user@domain quota"
-        let o = try Options(args, flags: "", values: "", usage: usage)
-        guard o.operands.count == 2 else { throw AdminError.usage(usage) }
-        _ = try Names.address(Array(o.operands[0].utf8))
-        let q = try parseQuota(o.operands[1])
-        try modifyUser(o.operands[0]) { u, d in try setQuota(&u, d, q) }
-        return []
-    }
-
     /// A new quota and the Maildir's maildirsize to match: rebuilt (and the
     /// domain's) for a limit, removed for none.
     func setQuota(_ u: inout VUser, _ d: VDomain, _ q: Quota) throws {
@@ -419,149 +238,6 @@ public struct Admin {
             try MaildirSize.rebuild(u.maildir, quota: q)
             FileStore.chown(u.maildir + "/" + MaildirSize.fileName, d.uid, d.gid)
         }
-    }
-
-    /// vpopmail's vmoduser: -p refuses logins, -b bounces mail, -x clears
-    /// every flag; -c comment, -q quota.
-    func modifyUserFlags(_ args: [String]) throws -> [String] {
-        let usage = "vmoduser [-x] [-p] [-b] [-c comment] [-q quota] user@domain"
-        let o = try Options(args, flags: "xpb", values: "cq", usage: usage)
-        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
-        _ = try Names.address(Array(o.operands[0].utf8))
-        let gecos = try o.values["c"].map { try Names.gecos(Array($0.utf8)) }
-        let quota = try o.values["q"].map { try parseQuota($0) }
-        try modifyUser(o.operands[0]) { u, d in
-            if o.flags.contains("x") { u.flags = 0 }
-            if o.flags.contains("p") { u.flags |= VUser.flagNoPOP }
-            if o.flags.contains("b") { u.flags |= VUser.flagBounceMail }
-            if let g = gecos { u.gecos = g }
-            if let q = quota { try setQuota(&u, d, q) }
-        }
-        return []
-    }
-
-    /// vpopmail's vmkpasswd: rebuilds a domain's vpasswd.cdb from its
-    /// vpasswd and valias text (after editing them by hand).
-    func rebuildDomain(_ args: [String]) throws -> [String] {
-        let usage = "vmkpasswd domain"
-        let o = try Options(args, flags: "", values: "", usage: usage)
-        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
-        let name = try Names.domain(Array(o.operands[0].utf8))
-        try store.withLock {
-            let d = try hostedDomain(name)
-            let users = try store.loadUsers(d)
-            for u in users { _ = try Names.user(u.name) }
-            try store.saveDomainData(d, users: users, aliases: try store.loadAliases(d))
-        }
-        return []
-    }
-
-    // MARK: aliases
-
-    func alias(_ args: [String]) throws -> [String] {
-        let usage = "valias [-s domain] | [-d] alias@domain | -i target alias@domain"
-        let o = try Options(args, flags: "d", values: "is", usage: usage)
-        if let s = o.values["s"] {
-            guard o.operands.isEmpty else { throw AdminError.usage(usage) }
-            let d = try hostedDomain(try Names.domain(Array(s.utf8)))
-            for a in try store.loadAliases(d) { print("\(a.name.string)@\(d.name.string) -> \(a.target.string)") }
-            return []
-        }
-        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
-        let (name, domainName) = try Names.address(Array(o.operands[0].utf8))
-        let target = try o.values["i"].map { try Names.forwardTarget(Array($0.utf8)) }
-        if target == nil && !o.flags.contains("d") {
-            let d = try hostedDomain(domainName)
-            let mine = try store.loadAliases(d).filter { $0.name == name }
-            if mine.isEmpty { throw AdminError.refused("no alias \(name.string)@\(d.name.string)") }
-            for a in mine { print("\(name.string)@\(d.name.string) -> \(a.target.string)") }
-            return []
-        }
-        try store.withLock {
-            let d = try hostedDomain(domainName)
-            let users = try store.loadUsers(d)
-            var aliases = try store.loadAliases(d)
-            if let t = target {
-                if users.contains(where: { $0.name == name }) { throw AdminError.refused("\(name.string)@\(d.name.string) is a mailbox") }
-                if t == name + [Ascii.at] + d.name { throw AdminError.refused("an alias may not point at itself") }
-                if !aliases.contains(where: { $0.name == name && $0.target == t }) { aliases.append((name, t)) }
-            } else {
-                let before = aliases.count
-                aliases.removeAll { $0.name == name }
-                if aliases.count == before { throw AdminError.refused("no alias \(name.string)@\(d.name.string)") }
-            }
-            try store.saveDomainData(d, users: users, aliases: aliases)
-        }
-        return []
-    }
-
-    // MARK: information
-
-    func userInfo(_ args: [String]) throws -> [String] {
-        let usage = "vuserinfo [-n | -d | -q | -c | -p] user@domain"
-        let o = try Options(args, flags: "ndqcp", values: "", usage: usage)
-        guard o.operands.count == 1 else { throw AdminError.usage(usage) }
-        let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
-        let d = try hostedDomain(domainName)
-        guard let u = try store.loadUsers(d).first(where: { $0.name == user }) else {
-            throw AdminError.refused("no such user \(user.string)@\(d.name.string)")
-        }
-        if o.flags.contains("n") { print(u.name.string); return [] }
-        if o.flags.contains("d") { print(u.dir); return [] }
-        if o.flags.contains("q") { print(u.quota.text); return [] }
-        if o.flags.contains("c") { print(u.gecos.string); return [] }
-        if o.flags.contains("p") { print(u.hash.string); return [] }
-        var usage_ = "unknown"
-        if let used = try? MaildirSize.scan(u.maildir) {
-            usage_ = "\(used.bytes) bytes in \(used.count) messages"
-            if let b = u.quota.bytes, b > 0 { usage_ += " (\(used.bytes * 100 / b)%)" }
-        }
-        print("""
-        name:    \(u.name.string)@\(d.name.string)
-        passwd:  \(u.hash.string)
-        clear:   \(u.clear == nil ? "(not stored)" : "(stored)")
-        uid:     \(d.uid)
-        gid:     \(d.gid)
-        flags:   \(u.flags)\(u.flags & VUser.flagNoPOP != 0 ? " (login disabled)" : "")\(u.flags & VUser.flagBounceMail != 0 ? " (mail bounces)" : "")
-        gecos:   \(u.gecos.string)
-        dir:     \(u.dir)
-        maildir: \(u.maildir)
-        quota:   \(u.quota.text)
-        usage:   \(usage_)
-        """)
-        return []
-    }
-
-    func domainInfo(_ args: [String]) throws -> [String] {
-        let usage = "vdominfo [-n | -d | -t] [domain]"
-        let o = try Options(args, flags: "ndt", values: "", usage: usage)
-        guard o.operands.count <= 1 else { throw AdminError.usage(usage) }
-        let all = try store.loadDomains()
-        var list = all
-        if let one = o.operands.first {
-            let n = try Names.domain(Array(one.utf8))
-            guard let d = all.first(where: { $0.name == n }) else { throw AdminError.refused("domain \(n.string) is not hosted here") }
-            list = [d]
-        }
-        for d in list {
-            if o.flags.contains("n") { print(d.name.string); continue }
-            if o.flags.contains("d") { print(d.dir); continue }
-            let real = d.isAlias ? (all.first { $0.name == d.real } ?? d) : d
-            let users = (try? store.loadUsers(real).count) ?? 0
-            if o.flags.contains("t") { print("\(d.name.string) \(users)"); continue }
-            let aliases = all.filter { $0.isAlias && $0.real == d.name }.map { $0.name.string }
-            print("""
-            domain:  \(d.name.string)\(d.isAlias ? " (alias of \(d.real.string))" : "")
-            uid:     \(d.uid)
-            gid:     \(d.gid)
-            dir:     \(d.dir)
-            users:   \(users)
-            unknown: \(unknownAction(real))
-            """)
-            if !aliases.isEmpty { print("aliases: \(aliases.joined(separator: " "))") }
-            if list.count > 1 { print("") }
-        }
-        return []
     }
 }
 

@@ -1,8 +1,8 @@
 import XCTest
 @testable import QmailLocal
 import QmailCore
+import TestSupport
 
-private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 private func s(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
 
 final class DotQmailTests: XCTestCase {

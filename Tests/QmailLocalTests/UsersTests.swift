@@ -3,9 +3,9 @@ import XCTest
 import QmailCore
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
-private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 private func s(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
 
 final class UsersAssignTests: XCTestCase {
@@ -95,7 +95,7 @@ final class GetpwTests: XCTestCase {
             let a = try g.lookup(b(local))
             XCTAssertEqual([a.user, a.uid, a.gid, a.home, a.dash, a.ext].map(s), want, local)
         }
-        XCTAssertEqual(try g.lookup(b("joe")).nulTerminated, b("joe\u{0}507\u{0}100\u{0}/home/joe\u{0}\u{0}\u{0}"))
+        XCTAssertBytes(try g.lookup(b("joe")).nulTerminated, b("joe\u{0}507\u{0}100\u{0}/home/joe\u{0}\u{0}\u{0}"))
     }
 
     func testSingleUserSendsOthersToAlias() throws {

@@ -1,9 +1,9 @@
 import XCTest
 import QmailCore
 @testable import QmailNet
+import TestSupport
 
 final class RulesTests: XCTestCase {
-    func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
     func testParseAllowDenyAndVariables() throws {
         let r = try RulesCompiler.parse(b("# c\n127.0.0.1:allow,A=\"x y\",B=/z/\n10.:deny\n\n:allow\n"))
@@ -27,8 +27,8 @@ final class RulesTests: XCTestCase {
 
     func testIPv6AddressWithColons() throws {
         let r = try RulesCompiler.parse(b("::1:allow,X=\"1\"\n2001:db8::/x:deny\n"))
-        XCTAssertEqual(r[0].0, b("::1"))
-        XCTAssertEqual(r[1].0, b("2001:db8::/x"))
+        XCTAssertBytes(r[0].0, b("::1"))
+        XCTAssertBytes(r[1].0, b("2001:db8::/x"))
     }
 
     func testLookupOrderIsUcspis() {
@@ -61,7 +61,7 @@ final class RulesTests: XCTestCase {
         try CdbWriter.create(path: dir + "/r.cdb") { add in for (k, d) in recs { try add(k, d) } }
         let cdb = try XCTUnwrap(try CdbReader.open(dir + "/r.cdb"))
         XCTAssertEqual(try RulesLookup.lookup(cdb, ip: b("10.0.9.9"), host: nil, info: nil)?.deny, true)
-        XCTAssertEqual(try RulesLookup.lookup(cdb, ip: b("10.1.9.9"), host: nil, info: nil)?.env.first?.value, b("1"))
+        XCTAssertBytes(try RulesLookup.lookup(cdb, ip: b("10.1.9.9"), host: nil, info: nil)?.env.first?.value, b("1"))
     }
 
     func testAddresses() {

@@ -1,9 +1,9 @@
 import XCTest
 import QmailCore
 @testable import QmailPOP3
+import TestSupport
 
 final class PopupTests: XCTestCase {
-    func b(_ s: String) -> [UInt8] { Array(s.utf8) }
     func reply(_ s: String) -> PopupAction { .reply(b(s)) }
 
     func session(tls: Bool = false, active: Bool = false, need: Bool = false) -> PopupSession {
@@ -12,7 +12,7 @@ final class PopupTests: XCTestCase {
 
     func testUserPass() {
         let s = session()
-        XCTAssertEqual(s.greeting, b("+OK <1.2@h>\r\n"))
+        XCTAssertBytes(s.greeting, b("+OK <1.2@h>\r\n"))
         XCTAssertEqual(s.handle(b("pass x")), [reply("-ERR USER first\r\n")])
         XCTAssertEqual(s.handle(b("USER   joe")), [reply("+OK \r\n")])
         XCTAssertEqual(s.handle(b("PASS")), [reply("-ERR syntax error\r\n")])
@@ -67,7 +67,7 @@ final class PopupTests: XCTestCase {
     func testCommandSplit() {
         let c = POP3Command(b("ReTr   12 x"))
         XCTAssertTrue(c.isVerb("retr"))
-        XCTAssertEqual(c.arg, b("12 x"))
+        XCTAssertBytes(c.arg, b("12 x"))
     }
 
     func testCommandReaderBoundsLines() throws {

@@ -3,53 +3,23 @@ import QmailCore
 import QmailNet
 import QmailQueue
 @testable import QmailSMTP
+import TestSupport
 
 /// Whole sessions in memory: the connection is a byte buffer, the queue a
-/// QueueSink, AUTH a closure (as in Fuzz/smtpd.swift).
+/// MemorySink (both from TestSupport, as in Fuzz/smtpd.swift), AUTH a closure.
 final class SMTPSessionTests: XCTestCase {
     var checked = 0
-    final class Memory: ByteStream {
-        let input: [UInt8]
-        var offset = 0
-        var output: [UInt8] = []
-        init(_ s: String) { input = Array(s.utf8) }
-        init(bytes: [UInt8]) { input = bytes }
-        var hasPending: Bool { false }
-        func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
-            let n = min(count, input.count - offset)
-            input.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
-            offset += n
-            return n
-        }
-        func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
-            output += UnsafeRawBufferPointer(start: buf, count: count)
-        }
-    }
 
-    final class Sink: QueueSink {
-        var message: [UInt8] = []
-        var failed = false
-        var envelope: [String] = []
-        var closed = false
-        func put(_ bytes: [UInt8]) { message += bytes }
-        func put(_ raw: UnsafeRawBufferPointer) { message += raw }
-        func fail() { failed = true }
-        func from(_ s: [UInt8]) { envelope.append("F" + s.string) }
-        func to(_ r: [UInt8]) { envelope.append("T" + r.string) }
-        func close() -> MailFailure? { closed = true; return failed ? .temporary("qq read error") : nil }
-        var queuePid: Int32 { 7 }
-    }
-
-    func session(_ input: String, auth: Bool = false, cram: Bool = false) -> (code: Int32, replies: [String], sinks: [Sink]) {
+    func session(_ input: String, auth: Bool = false, cram: Bool = false) -> (code: Int32, replies: [String], sinks: [MemorySink]) {
         var c = SMTPConfig()
         c.rcptHosts = RcptHosts(lines: [Array("example.com".utf8)], more: nil)
         if auth { c.authHostname = Array("mx".utf8); c.checkpassword = ["/bin/false"] }
         if cram { c.authCram = true }
-        let mem = Memory(input)
+        let mem = MemoryStream(input)
         let server = SMTPServer(config: c, channel: Channel(stream: mem, timeout: 5))
-        var sinks: [Sink] = []
+        var sinks: [MemorySink] = []
         checked = 0
-        server.queueFactory = { let s = Sink(); sinks.append(s); return s }
+        server.queueFactory = { let s = MemorySink(queuePid: 7); sinks.append(s); return s }
         server.checkPassword = { _, user, secret, stamp in
             self.checked += 1
             return user.string == "u" && (secret.string == "p" || stamp.string == "ab") ? .ok : .rejected
@@ -112,7 +82,7 @@ final class SMTPSessionTests: XCTestCase {
         _ = msg.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         lseek(fd, 0, SEEK_SET)
         let remote = Remote(config: RemoteConfig(), resolver: DNSResolver(servers: []), ipme: [])
-        let mem = Memory(replies)
+        let mem = MemoryStream(replies)
         remote.channel = Channel(stream: mem, timeout: 5)
         XCTAssertThrowsError(try remote.smtp(sender: Array("a@b".utf8), recipients: [Array("c@d".utf8)], input: fd,
                                              serverName: Array("mx".utf8), login: nil))
@@ -137,11 +107,11 @@ final class SMTPSessionTests: XCTestCase {
     func ns(_ b: [UInt8]) -> [UInt8] { Netstring.encode(b) }
     func ns(_ s: String) -> [UInt8] { Netstring.encode(Array(s.utf8)) }
 
-    func qmtp(_ input: [UInt8], relay: [UInt8]? = nil) -> (answers: [String], sinks: [Sink]) {
-        let mem = Memory(bytes: input)
-        var sinks: [Sink] = []
+    func qmtp(_ input: [UInt8], relay: [UInt8]? = nil) -> (answers: [String], sinks: [MemorySink]) {
+        let mem = MemoryStream(input)
+        var sinks: [MemorySink] = []
         _ = QMTPServer.serve(Channel(stream: mem, timeout: 5), rcpthosts: RcptHosts(lines: [Array("example.com".utf8)], more: nil),
-                             databytes: 0, relay: relay) { let s = Sink(); sinks.append(s); return s }
+                             databytes: 0, relay: relay) { let s = MemorySink(queuePid: 7); sinks.append(s); return s }
         return ((Netstring.split(mem.output) ?? []).map { $0.string }, sinks)
     }
 
@@ -168,9 +138,9 @@ final class SMTPSessionTests: XCTestCase {
 
     func testQMQPAddressWithNULIsRefused() {
         let body = ns("hi\n") + ns(Array("a@b\0Tc@d".utf8)) + ns("e@example.com")
-        let mem = Memory(bytes: ns(body))
-        var sinks: [Sink] = []
-        _ = QMQPServer.serve(Channel(stream: mem, timeout: 5)) { let s = Sink(); sinks.append(s); return s }
+        let mem = MemoryStream(ns(body))
+        var sinks: [MemorySink] = []
+        _ = QMQPServer.serve(Channel(stream: mem, timeout: 5)) { let s = MemorySink(queuePid: 7); sinks.append(s); return s }
         XCTAssertEqual((Netstring.split(mem.output) ?? []).map { $0.string }, ["Dsorry, an envelope address may not contain NUL (#5.1.3)"])
         XCTAssertTrue(sinks[0].failed)
         XCTAssertTrue(sinks[0].envelope.isEmpty)

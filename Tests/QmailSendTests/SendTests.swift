@@ -1,8 +1,8 @@
 import XCTest
 import QmailCore
 @testable import QmailSend
+import TestSupport
 
-private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
 final class EnvelopeTests: XCTestCase {
     func testParsesQmailQueueEnvelope() {
@@ -22,18 +22,18 @@ final class EnvelopeTests: XCTestCase {
 
     func testChannelFileOffsetsAndDoneMarks() {
         let data = Records.channelFile([b("a@x"), b("b@y"), b("c@z")])
-        XCTAssertEqual(data, b("Ta@x\0Tb@y\0Tc@z\0"))
+        XCTAssertBytes(data, b("Ta@x\0Tb@y\0Tc@z\0"))
         var marked = data
         marked[5] = UInt8(ascii: "D")
         let r = Records.channel(marked)
         XCTAssertEqual(r.map { $0.offset }, [0, 5, 10])
         XCTAssertEqual(r.map { $0.done }, [false, true, false])
-        XCTAssertEqual(r[2].address, b("c@z"))
+        XCTAssertBytes(r[2].address, b("c@z"))
         XCTAssertEqual(Records.channel(b("Ta@x\0Tpartial")).count, 1)
     }
 
     func testInfo() {
-        XCTAssertEqual(Records.info(sender: b("me@x")), b("Fme@x\0"))
+        XCTAssertBytes(Records.info(sender: b("me@x")), b("Fme@x\0"))
         XCTAssertEqual(Records.sender(fromInfo: b("F\0")), [])
         XCTAssertNil(Records.sender(fromInfo: b("Fabc")))
     }
@@ -202,8 +202,8 @@ final class SpawnTests: XCTestCase {
         try w.add([], b("-"))
         try w.finish()
         close(fd)
-        XCTAssertEqual(try LocalSpawn.usersCdb(dir + "/cdb", local: b("JOE")), b("joe\01\02\0/h\0\0\0"))
-        XCTAssertEqual(try LocalSpawn.usersCdb(dir + "/cdb", local: b("list-foo")), b("list\03\04\0/l\0-\0foo\0"))
+        XCTAssertBytes(try LocalSpawn.usersCdb(dir + "/cdb", local: b("JOE")), b("joe\01\02\0/h\0\0\0"))
+        XCTAssertBytes(try LocalSpawn.usersCdb(dir + "/cdb", local: b("list-foo")), b("list\03\04\0/l\0-\0foo\0"))
         XCTAssertNil(try LocalSpawn.usersCdb(dir + "/cdb", local: b("nobody")))
         XCTAssertNil(try LocalSpawn.usersCdb(dir + "/missing", local: b("joe")))
     }
@@ -227,7 +227,7 @@ final class ProcessKitTests: XCTestCase {
     func testRunCollectsOutputAndStatus() throws {
         let (st, out) = try ProcessKit.run(path: "/bin/sh", argv: [b("sh"), b("-c"), b("printf 'a\\0b'; exit 3")])
         XCTAssertEqual(st, .exited(3))
-        XCTAssertEqual(out, b("a\0b"))
+        XCTAssertBytes(out, b("a\0b"))
         let (st2, _) = try ProcessKit.run(path: "/bin/sh", argv: [b("sh"), b("-c"), b("kill -9 $$")])
         XCTAssertEqual(st2, .crashed(9))
     }

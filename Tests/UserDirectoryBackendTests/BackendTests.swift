@@ -6,9 +6,9 @@ import UserDirectory
 import UserDirectoryLDAP
 import UserDirectorySQL
 import XCTest
+import TestSupport
 
 final class BackendTests: XCTestCase {
-    func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
     func testRFC4515Escaping() throws {
         XCTAssertEqual(try LDAPBackend.escape(b("alice@example.org")), "alice@example.org")
@@ -32,16 +32,16 @@ final class BackendTests: XCTestCase {
     }
 
     func testCryptPrefixAndMailboxDefaults() {
-        XCTAssertEqual(RemoteDirectory.cryptHash(b("{CRYPT}$6$s$h")), b("$6$s$h"))
-        XCTAssertEqual(RemoteDirectory.cryptHash(b("{crypt}$y$x")), b("$y$x"))
-        XCTAssertEqual(RemoteDirectory.cryptHash(b("{SSHA}abc")), b("{SSHA}abc"))
+        XCTAssertBytes(RemoteDirectory.cryptHash(b("{CRYPT}$6$s$h")), b("$6$s$h"))
+        XCTAssertBytes(RemoteDirectory.cryptHash(b("{crypt}$y$x")), b("$y$x"))
+        XCTAssertBytes(RemoteDirectory.cryptHash(b("{SSHA}abc")), b("{SSHA}abc"))
         let dom = VDomain(name: b("example.net"), real: b("example.org"), dir: "/d/example.org", uid: 7, gid: 8)
         var a = AccountRecord(user: b("bob"))
         a.home = ""
         a.quota = b("1000S")
         a.status = b("nologin")
         guard case .success(let m) = RemoteDirectory.mailbox(a, domain: dom) else { return XCTFail() }
-        XCTAssertEqual(m.login, b("bob@example.org"))
+        XCTAssertBytes(m.login, b("bob@example.org"))
         XCTAssertEqual(m.home, "/d/example.org/bob")
         XCTAssertEqual(m.maildir, "/d/example.org/bob/Maildir")
         XCTAssertEqual([m.uid, m.gid], [7, 8])
@@ -61,7 +61,7 @@ final class BackendTests: XCTestCase {
         XCTAssertNil(RemoteDirectory.normalize(user: [UInt8](repeating: 97, count: 65), domain: b("x.org")))
         XCTAssertNil(RemoteDirectory.normalize(user: b("a"), domain: [UInt8](repeating: 97, count: 254)))
         XCTAssertNil(RemoteDirectory.normalize(user: [97, 0], domain: b("x.org")))
-        XCTAssertEqual(RemoteDirectory.normalize(user: b("A*"), domain: b("X.Org"))?.user, b("a*"))
+        XCTAssertBytes(RemoteDirectory.normalize(user: b("A*"), domain: b("X.Org"))?.user, b("a*"))
         var map = NameMap(defaults: ["users": "users"])
         XCTAssertThrowsError(try map.apply([b("users=u`; DROP")], file: "sqlnames") { $0 >= 97 && $0 <= 122 })
         XCTAssertThrowsError(try map.apply([b("nosuch=x")], file: "sqlnames") { _ in true })
