@@ -118,7 +118,7 @@ public final class SPFChecker {
         let found = try query(domain, .txt).compactMap { $0.text }.filter(SPFRecord.isSPF)
         if found.count > 1 { throw SPFStop.perm("\(domain) has more than one SPF record") }
         guard let text = found.first else { return nil }
-        guard let s = String(validatingUTF8: text.map { CChar(bitPattern: $0) } + [0]) else {
+        guard let s = String(validating: text, as: UTF8.self) else {
             throw SPFStop.perm("SPF record of \(domain) is not text")
         }
         return s

@@ -8,8 +8,8 @@ struct SPFMacro {
     static let delimiters: Set<Character> = [".", "-", "+", ",", "/", "_", "="]
 
     /// Throws permerror when `s` is not a macro-string.
-    static func checkSyntax(_ s: String) throws {
-        _ = try expand(s, exp: true) { _ in "" }
+    static func checkSyntax(_ s: String, exp: Bool) throws {
+        _ = try expand(s, exp: exp) { _ in "" }
     }
 
     /// Expands `s`; `value` gives the text of a (lowercased) macro letter.

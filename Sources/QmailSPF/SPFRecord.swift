@@ -128,20 +128,26 @@ struct SPFRecord {
                 exp = value
             }
         default:
-            try SPFMacro.checkSyntax(value)
+            try SPFMacro.checkSyntax(value, exp: false)
         }
     }
 
-    /// "/24//64" style suffix apart from the domain, ignoring slashes inside macros.
+    /// A trailing "/24", "//64" or "/24//64" apart from the domain before it;
+    /// a slash followed by anything but digits belongs to the domain.
     static func splitCIDR(_ s: String) -> (String, String) {
-        var depth = 0
-        for i in s.indices {
-            let c = s[i]
-            if c == "{" { depth += 1 } else if c == "}" { depth -= 1 } else if c == "/" && depth == 0 {
-                return (String(s[..<i]), String(s[i...]))
-            }
+        var head = Substring(s)
+        func digitTail(_ h: Substring) -> Substring.Index? {
+            guard let slash = h.lastIndex(of: "/") else { return nil }
+            let tail = h[h.index(after: slash)...]
+            return !tail.isEmpty && tail.allSatisfy({ $0.isASCII && $0.isNumber }) ? slash : nil
         }
-        return (s, "")
+        guard let last = digitTail(head) else { return (s, "") }
+        head = head[..<last]
+        if head.hasSuffix("/") {
+            head = head.dropLast()
+            if let v4 = digitTail(head) { head = head[..<v4] }
+        }
+        return (String(head), String(s[head.endIndex...]))
     }
 
     static func cidrLength(_ s: Substring) -> Int? {
@@ -170,7 +176,7 @@ struct SPFRecord {
 
     /// domain-spec = macro-string domain-end; domain-end is "." toplabel ["."] or a macro.
     static func checkDomainSpec(_ spec: String) throws {
-        try SPFMacro.checkSyntax(spec)
+        try SPFMacro.checkSyntax(spec, exp: false)
         guard !spec.isEmpty else { throw SPFStop.perm("empty domain") }
         if spec.hasSuffix("}") || spec.hasSuffix("%%") || spec.hasSuffix("%_") || spec.hasSuffix("%-") { return }
         var s = Substring(spec)

@@ -29,7 +29,6 @@ def _norm(name) -> str:
 
 def _strings(v):
     if isinstance(v, list):
-        v = "".join(v) if False else v
         return [s.encode() for s in v]
     b = v.encode()
     return [b[i:i + 255] for i in range(0, len(b), 255)] or [b""]
@@ -52,7 +51,7 @@ class ZoneResolver(BaseResolver):
         out = [list(r.values())[0] for r in recs if isinstance(r, dict) and rtype in r]
         if rtype == "TXT":
             if any(v == "NONE" for v in out):
-                return [], False
+                return [], timeout
             if not out:
                 out = [list(r.values())[0] for r in recs if isinstance(r, dict) and "SPF" in r]
         return out, timeout and not out
@@ -62,7 +61,7 @@ class ZoneResolver(BaseResolver):
         reply.header.aa = 1
         qname = request.q.qname
         qtype = QTYPE[request.q.qtype]
-        name = _norm(qname)
+        name = b".".join(qname.label).decode("utf-8", "replace").lower()
         for _ in range(10):  # CNAME chain, bounded
             if name not in self.zone:
                 reply.header.rcode = RCODE.NXDOMAIN
