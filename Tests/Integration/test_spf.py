@@ -163,3 +163,24 @@ def test_relayclient_and_default_are_not_checked(intake):
     # no SPF setting at all: off, no DNS asked
     r, mess, _ = smtp(home, ip, "a@temp.test")
     assert r[2] == "250 ok" and b"Received-SPF" not in mess
+
+
+def test_authenticated_sessions_are_not_checked(intake, tmp_path):
+    import base64
+    from smtp_helpers import queued, replies, session
+    home, ip = intake
+    cp = tmp_path / "checkpw"
+    cp.write_text('#!/usr/bin/python3\nimport os, sys\nd = os.read(3, 1024).split(b"\\0")\n'
+                  'if (d[0], d[1]) == (b"joe", b"secret"): os.execv(sys.argv[1], sys.argv[1:])\n'
+                  'sys.exit(1)\n')
+    cp.chmod(0o755)
+    login = b"AUTH PLAIN " + base64.b64encode(b"\0joe\0secret") + b"\r\n"
+    _, out = session(home, b"EHLO c\r\n" + login + b"MAIL FROM:<a@fail.test>\r\nRCPT TO:<x@far.example>\r\n"
+                     b"DATA\r\n\r\n.\r\n", args=["mx", str(cp), "/bin/true"], DNSCACHEIP=ip, SPF="reject")
+    r = replies(out)
+    assert "235 ok, go ahead (#2.0.0)" in r and "250 ok" in r and "354 go ahead" in r, r
+    [(mess, _, _)] = queued(home)
+    assert b"Received-SPF" not in mess
+    # the same sender without AUTH is refused
+    r, mess, _ = smtp(home, ip, "a@fail.test", SPF="reject")
+    assert r[2].startswith("550 ") and mess is None
