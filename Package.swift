@@ -26,6 +26,7 @@ let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliase
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-filter", ["QmailFilter"]),
     ("qmail-start", ["QmailSend"]),
     ("qmail-send", ["QmailSend"]),
     ("qmail-lspawn", ["QmailSend"]),
@@ -117,6 +118,7 @@ let libraries: [Target] = [
     .target(name: "QmailSetup", dependencies: ["QmailCore", "QmailQueue", "QmailForward"], path: "Sources/QmailSetup"),
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
     .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
+    .target(name: "QmailFilter", dependencies: ["QmailCore", "QmailQueue", "QmailNet"], path: "Sources/QmailFilter"),
     .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
     .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
     .target(name: "QmailPOP3", dependencies: ["QmailCore", "QmailTLS"], path: "Sources/QmailPOP3"),

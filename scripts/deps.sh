@@ -18,6 +18,8 @@ install_deps() {
   if [ "${1:-}" = test ]; then want+=(postfix); fi
   # test_run.py checks the login lines with contrib/fail2ban's filter
   if [ "${1:-}" = test ]; then want+=(fail2ban); fi
+  # test_filter.py scans with private clamd, spamd and rspamd instances
+  if [ "${1:-}" = test ]; then want+=(clamav-daemon spamassassin spamc rspamd); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

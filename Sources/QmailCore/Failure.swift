@@ -10,6 +10,10 @@ public struct MailFailure: Error, CustomStringConvertible, Equatable, Sendable {
     public let text: String
     /// Enhanced status code, e.g. "4.3.0".
     public let status: String
+    /// A whole SMTP reply line chosen by the program that refused (a
+    /// content filter's "554 5.7.1 virus X found"), shown instead of
+    /// qmail's "554 text (#status)"; its first digit agrees with `kind`.
+    public var reply: String? = nil
 
     public init(_ kind: Kind, _ text: String, status: String? = nil) {
         self.kind = kind

@@ -15,6 +15,11 @@ public final class QueueClient {
     private var envelopeFd: Int32
     private var writeFailed = false
     private var envelope = QueueEnvelope()
+    private var reasonFd: Int32 = -1
+
+    /// The queue program's descriptor for a refusal's reason, read when it
+    /// exits 82 (qmail-queue-custom-error's descriptor, which simscan uses).
+    public static let reasonFd: Int32 = 4
 
     /// The program to run: QMAILQUEUE when `honourEnvironment` and set, else HOME/bin/qmail-queue.
     public static func program(home: QmailHome, honourEnvironment: Bool) -> String {
@@ -29,26 +34,35 @@ public final class QueueClient {
             Glibc.close(m.read); Glibc.close(m.write)
             throw MailFailure.temporary("unable to open pipe")
         }
+        guard let r = try? Sys.pipeCloexec() else {
+            Glibc.close(m.read); Glibc.close(m.write); Glibc.close(e.read); Glibc.close(e.write)
+            throw MailFailure.temporary("unable to open pipe")
+        }
         let pm = [m.read, m.write], pe = [e.read, e.write]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         // Move the envelope's read end out of the way first in case it is fd 0.
         posix_spawn_file_actions_adddup2(&actions, pe[0], 100)
+        posix_spawn_file_actions_adddup2(&actions, r.write, 101)
         posix_spawn_file_actions_adddup2(&actions, pm[0], 0)
         posix_spawn_file_actions_adddup2(&actions, 100, 1)
+        posix_spawn_file_actions_adddup2(&actions, 101, QueueClient.reasonFd)
         posix_spawn_file_actions_addclose(&actions, 100)
+        posix_spawn_file_actions_addclose(&actions, 101)
         var child: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), nil]
         defer { for a in argv { free(a) } }
         let rc = posix_spawn(&child, program, &actions, nil, argv, environ)
         Glibc.close(pm[0])
         Glibc.close(pe[0])
+        Glibc.close(r.write)
         guard rc == 0 else {
-            Glibc.close(pm[1]); Glibc.close(pe[1])
+            Glibc.close(pm[1]); Glibc.close(pe[1]); Glibc.close(r.read)
             throw MailFailure.temporary("unable to exec qq")
         }
         pid = child
+        reasonFd = r.read
         messageFd = pm[1]
         envelopeFd = pe[1]
         message = ByteWriter(fd: pm[1], capacity: 65536)
@@ -90,13 +104,32 @@ public final class QueueClient {
         envelopeFd = -1
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
-            if errno != EINTR { return .temporary("qq crashed") }
+            if errno != EINTR { Glibc.close(reasonFd); return .temporary("qq crashed") }
         }
+        let reason = QueueClient.drain(reasonFd)
+        Glibc.close(reasonFd)
+        reasonFd = -1
         // WIFEXITED / WEXITSTATUS, spelled out: the macros are not imported.
         if (status & 0x7f) != 0 { return .temporary("qq crashed") }
         let code = (status >> 8) & 0xff
         if code == 0 && writeFailed { return QueueExit.failure(forExitCode: 54) }
+        if code == QueueExit.customReply.rawValue, let f = QueueExit.customFailure(reason) { return f }
         return QueueExit.failure(forExitCode: code)
+    }
+
+    /// What the exited program left in the reason pipe, at most 1 kB and
+    /// without waiting: a descendant still holding the pipe cannot stall us.
+    static func drain(_ fd: Int32) -> [UInt8] {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 1024)
+        while out.count < 1024 {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 1024 - out.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
     }
 
     /// The qmail-queue process id, for "qp" in logs and replies.

@@ -25,7 +25,49 @@ public enum QueueExit: Int32, Sendable {
     case connectRejected = 73
     case communicationFailed = 74
     case internalBug = 81
+    /// A filter in qmail-queue's place refused the message and wrote its own
+    /// reason (the qmail-queue-custom-error convention: simscan, qmail-scanner).
+    case customReply = 82
     case envelopeFormat = 91
+
+    /// The failure a refusing filter described: "D" (permanent) or "Z"
+    /// (temporary), then either a whole reply ("554 5.7.1 virus X found",
+    /// its first digit 5 for D and 4 for Z) or a bare text that qmail-smtpd
+    /// shows after 554 or 451. Nil when the text is not of that form, so
+    /// the caller falls back to the exit code's usual meaning.
+    public static func customFailure(_ raw: [UInt8]) -> MailFailure? {
+        guard let kind = raw.first, kind == UInt8(ascii: "D") || kind == UInt8(ascii: "Z") else { return nil }
+        var text = raw.dropFirst().prefix { $0 != 10 && $0 != 13 && $0 != 0 }.prefix(400)
+            .map { $0 >= 32 && $0 < 127 ? $0 : UInt8(ascii: "?") }
+        while text.last == 32 { text.removeLast() }
+        guard !text.isEmpty else { return nil }
+        let permanent = kind == UInt8(ascii: "D")
+        let s = String(decoding: text, as: UTF8.self)
+        let digits = text.prefix(3)
+        guard text.count > 4, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }), text[3] == 32,
+              digits.first == (permanent ? UInt8(ascii: "5") : UInt8(ascii: "4")) else {
+            var f = permanent ? MailFailure.permanent(s) : MailFailure.temporary(s)
+            f.reply = (permanent ? "554 " : "451 ") + s
+            return f
+        }
+        // "554 5.7.1 text": the text and its enhanced status apart, for
+        // interfaces that show them qmail's way ("text (#5.7.1)").
+        var rest = String(s.dropFirst(4))
+        var status: String? = nil
+        if let sp = rest.firstIndex(of: " "), rest[..<sp].split(separator: ".").count == 3,
+           rest[..<sp].allSatisfy({ $0.isNumber || $0 == "." }), rest.first == s.first {
+            status = String(rest[..<sp])
+            rest = String(rest[rest.index(after: sp)...])
+        } else if rest.hasSuffix(")"), let open = rest.lastIndex(of: "("), open > rest.startIndex,
+                  rest[rest.index(before: open)] == " ", rest[rest.index(after: open)...].hasPrefix("#") {
+            // qmail's own form, "451 qq write error or disk full (#4.3.0)"
+            status = String(rest[rest.index(open, offsetBy: 2)...].dropLast())
+            rest = String(rest[..<rest.index(before: open)])
+        }
+        var f = MailFailure(permanent ? .permanent : .temporary, rest, status: status)
+        f.reply = s
+        return f
+    }
 
     /// What an injector says about a qmail-queue exit status, the texts and
     /// enhanced codes qmail uses; nil for success. 120 means "could not

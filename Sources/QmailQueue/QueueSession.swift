@@ -43,11 +43,15 @@ public final class QueueSession: QueueSink {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Whether a server should use a session: QMAILQUEUE keeps qmail's
+    /// Whether a server should use a session with `program`: our own
+    /// qmail-queue when QMAILQUEUE is not in effect (a privileged home
+    /// ignores it), or our content filter HOME/bin/qmail-filter, which
+    /// speaks sessions too. Any other QMAILQUEUE program keeps qmail's
     /// interface, one program per message, even when it names our own
-    /// qmail-queue (a privileged home ignores QMAILQUEUE).
-    public static var wanted: Bool {
-        QmailHome.isPrivileged || (Sys.getenv("QMAILQUEUE") ?? "").isEmpty
+    /// qmail-queue.
+    public static func wanted(program: String, home: QmailHome) -> Bool {
+        if QmailHome.isPrivileged || (Sys.getenv("QMAILQUEUE") ?? "").isEmpty { return true }
+        return program == home.bin("qmail-filter")
     }
 
     /// The next message's queue: this session when `session` is set,
@@ -141,6 +145,19 @@ public final class QueueSession: QueueSink {
         var status: UInt8 = 0
         let n = failed ? 0 : Self.readByte(statusFd, &status)
         if n == 1 && status == 0 { return nil }
+        if n == 1 && Int32(status) == QueueExit.customReply.rawValue {
+            // A filter's refusal with its reason: the filter carries on
+            // with the next message, so the session stays open.
+            var length: UInt8 = 0
+            var reason: [UInt8] = []
+            if Self.readByte(statusFd, &length) == 1 {
+                var b: UInt8 = 0
+                while reason.count < Int(length) && Self.readByte(statusFd, &b) == 1 { reason.append(b) }
+            }
+            if reason.count == Int(length), let f = QueueExit.customFailure(reason) { return f }
+            stop()
+            return .temporary("qq protocol error")
+        }
         // A failure ends the queue program; report its verdict.
         let code = stop()
         if n == 1 { return QueueExit.failure(forExitCode: Int32(status)) }
@@ -176,6 +193,27 @@ public final class QueueSession: QueueSink {
         // WIFSIGNALED / WEXITSTATUS, spelled out: the macros are not imported.
         if (status & 0x7f) != 0 { return nil }
         return (status >> 8) & 0xff
+    }
+
+    /// The status a session's queue program writes after a message: its
+    /// exit code for it, or for a refusal with a reason (code 82), the code,
+    /// the reason's length in one byte and the reason ("D..." or "Z...").
+    public static func status(_ code: Int32, reason: [UInt8] = []) -> [UInt8] {
+        guard code == QueueExit.customReply.rawValue else { return [UInt8(truncatingIfNeeded: code)] }
+        let r = reason.prefix(255)
+        return [UInt8(code), UInt8(r.count)] + r
+    }
+
+    /// Reads a frame header (tag, 32-bit big-endian length); nil at end of
+    /// input before a tag. Throws on input that ends inside a header.
+    public static func frameHeader(_ r: ByteReader) throws -> (tag: UInt8, length: Int)? {
+        guard let tag = try r.byte() else { return nil }
+        var n = 0
+        for _ in 0..<4 {
+            guard let b = try r.byte() else { throw MailFailure.temporary("qq read error") }
+            n = n << 8 | Int(b)
+        }
+        return (tag, n)
     }
 
     static func header(_ tag: UInt8, _ length: Int) -> [UInt8] {

@@ -130,7 +130,7 @@ public enum QMTPServer {
         let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: max(1, timeout))
         let queueProgram = QueueClient.program(home: home, honourEnvironment: true)
         // One queue process for all the messages of a connection, as qmail-smtpd does.
-        let session = QueueSession.wanted ? QueueSession(program: queueProgram) : nil
+        let session = QueueSession.wanted(program: queueProgram, home: home) ? QueueSession(program: queueProgram) : nil
         return serve(ch, rcpthosts: rcpthosts, databytes: databytes, relay: relay) {
             try QueueSession.open(session, program: queueProgram)
         }

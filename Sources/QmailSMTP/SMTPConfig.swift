@@ -108,7 +108,7 @@ public struct SMTPConfig {
             c.rcptCheck = prog.split(separator: Ascii.space).map { String(decoding: $0, as: UTF8.self) }
         }
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
-        c.queueSession = QueueSession.wanted
+        c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
         c.spf = try SPFPolicy.load(control)
         return c
     }

@@ -280,7 +280,7 @@ public final class SMTPServer {
         } else if rx.overflowed {
             reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n")
         } else if let f = failure {
-            reply((f.isTemporary ? "451 " : "554 ") + f.description + "\r\n")
+            reply((f.reply ?? ((f.isTemporary ? "451 " : "554 ") + f.description)) + "\r\n")
         }
         return true
     }
@@ -355,6 +355,15 @@ public final class SMTPServer {
         case .ok:
             authUser = user
             if config.relayClient == nil { config.relayClient = [] }
+            // The queue program (a content filter) learns of the login from
+            // its environment: SMTPAUTHUSER, and TCPREMOTEINFO as the AUTH
+            // patch sets it. A session started before the login has the old
+            // environment, so the next message starts a fresh one.
+            if !user.contains(0) {
+                setenv("SMTPAUTHUSER", user.string, 1)
+                setenv("TCPREMOTEINFO", user.string, 1)
+            }
+            queueSession = nil
             reply("235 ok, go ahead (#2.0.0)\r\n")
         case .rejected:
             authFailures += 1

@@ -18,7 +18,7 @@ def available() -> bool:
 
 class Postfix:
     def __init__(self, base: pathlib.Path, port: int, hostname="peer.test", access=None, qmgr=False, listen="127.0.0.1",
-                 root="/tmp"):
+                 root="/tmp", extra_main=""):
         # Postfix's unix sockets live under the queue directory and their
         # paths must stay short (108 bytes): use a short private directory
         # (in `root`, a short path on the file system wanted for the queue).
@@ -67,6 +67,7 @@ smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 default_process_limit = 100
 in_flow_delay = 0
+{extra_main}
 """)
         master = [
             f"{listen}:{port} inet n - n - - smtpd",

@@ -1,0 +1,203 @@
+// The filter's decision for one message: scan it with clamd and the spam
+// engine that control names, and say whether it goes on to the queue (with
+// which headers added) or is refused (with which reply). Pure of I/O except
+// the scanners' sockets, so the program around it only moves bytes.
+import QmailCore
+
+/// What control/ says, read afresh for each message.
+public struct FilterSettings {
+    public var clamd: Clamd?
+    public var spam: SpamEngine?
+    /// Seconds for each scanner's whole conversation (control/filtertimeout).
+    public var timeout = 30
+    public var policy = FilterPolicy()
+
+    public init() {}
+
+    /// Reads control/clamd, control/spamd, control/filtertimeout and
+    /// control/filter. Throws when one is unreadable or malformed.
+    public static func load(_ control: Control) throws -> FilterSettings {
+        var s = FilterSettings()
+        if let line = try control.line("clamd"), !line.isEmpty {
+            guard let a = ScannerAddress(line.string) else { throw ScanError("bad control/clamd") }
+            s.clamd = Clamd(address: a)
+        }
+        if let line = try control.line("spamd"), !line.isEmpty {
+            guard let e = SpamEngine(line.string) else { throw ScanError("bad control/spamd") }
+            s.spam = e
+        }
+        s.timeout = max(1, try control.number("filtertimeout", default: 30))
+        if let data = try control.raw("filter") {
+            do { s.policy = try FilterPolicy.parse(data) } catch { throw ScanError("bad control/filter") }
+        }
+        return s
+    }
+}
+
+/// The facts about one message the filter judges.
+public struct FilterMessage {
+    public var bytes: [UInt8]
+    public var sender: [UInt8]
+    public var recipients: [[UInt8]]
+    public var authUser: String?
+    public var remoteIP: String?
+
+    public init(bytes: [UInt8], sender: [UInt8], recipients: [[UInt8]], authUser: String?, remoteIP: String?) {
+        self.bytes = bytes
+        self.sender = sender
+        self.recipients = recipients
+        self.authUser = authUser
+        self.remoteIP = remoteIP
+    }
+}
+
+public enum FilterVerdict: Equatable {
+    /// Queue it, after `headers` (and without any X-Spam headers it came
+    /// with when `stripSpamHeaders`).
+    case pass(headers: [UInt8], stripSpamHeaders: Bool)
+    /// Refuse it: "D" or "Z", then the SMTP reply (qmail-queue-custom-error's form).
+    case refuse(reason: String)
+}
+
+public enum Filter {
+    /// Judges `m`; `log` gets one line saying what was found.
+    public static func judge(_ m: FilterMessage, _ s: FilterSettings, log: inout String) -> FilterVerdict {
+        let j = s.policy.judgement(forAll: m.recipients)
+        var headers = ""
+        var notes: [String] = []
+        if j.virus, let clamd = s.clamd {
+            do {
+                if let virus = try clamd.scan(m.bytes, deadline: deadline(s)) {
+                    log = "virus \(virus) found"
+                    return .refuse(reason: "D554 5.7.1 virus \(virus) found, message refused")
+                }
+                notes.append("clean")
+            } catch {
+                log = "virus scan failed: \(error)"
+                guard s.policy.virusFailure == .accept else {
+                    return .refuse(reason: "Z451 4.3.0 virus scanner unavailable, try again later")
+                }
+                headers += "X-Qmail-Filter: not scanned for viruses (scanner unavailable)\n"
+                notes.append("virus scan failed (\(error)), accepted unscanned")
+            }
+        }
+        let skipAuth = s.policy.skipAuthenticated && !(m.authUser ?? "").isEmpty
+        var strip = false
+        if j.spam, let engine = s.spam, !skipAuth {
+            var ctx = SpamContext()
+            ctx.sender = m.sender
+            ctx.recipients = m.recipients
+            ctx.remoteIP = m.remoteIP
+            ctx.authUser = m.authUser
+            do {
+                let r = try engine.check(m.bytes, context: ctx, deadline: deadline(s))
+                let summary = "\(engine.name) score \(fmt(r.score))/\(fmt(r.required))" + (r.action.map { " action \($0)" } ?? "")
+                switch spamAction(r, j) {
+                case .reject:
+                    log = summary + ", refused as spam"
+                    return .refuse(reason: "D550 5.7.1 message refused as spam (score \(fmt(r.score)))")
+                case .soft:
+                    log = summary + ", deferred"
+                    return .refuse(reason: "Z451 4.7.1 message deferred by the spam filter, try again later")
+                case .tag:
+                    headers += spamHeaders(r, engine: engine)
+                    strip = true
+                    notes.append(summary + ", tagged")
+                case .none:
+                    notes.append(summary)
+                }
+            } catch {
+                log = "spam scan failed: \(error)"
+                guard s.policy.spamFailure == .accept else {
+                    return .refuse(reason: "Z451 4.3.0 spam scanner unavailable, try again later")
+                }
+                headers += "X-Qmail-Filter: not scanned for spam (scanner unavailable)\n"
+                notes.append("spam scan failed (\(error)), accepted unscanned")
+            }
+        } else if skipAuth && j.spam && s.spam != nil {
+            notes.append("spam scan skipped for authenticated sender")
+        }
+        log = notes.isEmpty ? "not scanned" : notes.joined(separator: ", ")
+        return .pass(headers: Array(headers.utf8), stripSpamHeaders: strip)
+    }
+
+    static func deadline(_ s: FilterSettings) -> Int { ScannerSocket.nowMillis() + s.timeout * 1000 }
+
+    enum SpamAction { case none, tag, soft, reject }
+
+    static func spamAction(_ r: SpamScore, _ j: FilterPolicy.Judgement) -> SpamAction {
+        if let level = j.reject {
+            if r.score >= level { return .reject }
+        } else if let action = r.action {
+            if action == "reject" { return .reject }
+        } else if r.score >= 10 {
+            return .reject
+        }
+        if r.action == "soft reject" || r.action == "greylist" { return .soft }
+        if let tag = j.tag, r.score < tag { return .none }
+        return .tag
+    }
+
+    /// SpamAssassin's header names for either engine, so that users' mail
+    /// rules need not know which one runs.
+    static func spamHeaders(_ r: SpamScore, engine: SpamEngine) -> String {
+        // rspamd's actions say spam before its score reaches required_score.
+        let spam = r.action.map { $0 != "no action" && $0 != "greylist" } ?? (r.score >= r.required)
+        var h = "X-Spam-Flag: \(spam ? "YES" : "NO")\n"
+        h += "X-Spam-Score: \(fmt(r.score))\n"
+        var status = "X-Spam-Status: \(spam ? "Yes" : "No"), score=\(fmt(r.score)) required=\(fmt(r.required))"
+        if let a = r.action { status += " action=\"\(a)\"" }
+        status += " engine=\(engine.name)"
+        // Rule names, folded into lines of about 78 characters.
+        let names = r.symbols.prefix(100).map { sym in
+            String(sym.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }.prefix(64))
+        }.filter { !$0.isEmpty }
+        if !names.isEmpty {
+            status += " tests="
+            var width = status.count
+            for (i, name) in names.enumerated() {
+                let piece = name + (i + 1 < names.count ? "," : "")
+                if width + piece.count > 78 && i > 0 {
+                    status += "\n\t"
+                    width = 8
+                }
+                status += piece
+                width += piece.count
+            }
+        }
+        return h + status + "\n"
+    }
+
+    /// One decimal, as spamc prints scores.
+    static func fmt(_ d: Double) -> String {
+        guard d.isFinite else { return "0.0" }
+        let tenths = Int((d * 10).rounded())
+        let sign = tenths < 0 ? "-" : ""
+        return "\(sign)\(abs(tenths) / 10).\(abs(tenths) % 10)"
+    }
+
+    /// `message` without the X-Spam-* header fields (and their
+    /// continuation lines) of its header, so a sender cannot forge our verdict.
+    public static func strippingSpamHeaders(_ message: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(message.count)
+        var i = 0
+        var dropping = false
+        while i < message.count {
+            let end = message[i...].firstIndex(of: 10).map { $0 + 1 } ?? message.count
+            let line = message[i..<end]
+            if line.first == 10 || (line.first == 13 && line.dropFirst().first == 10) {
+                out += message[i...]   // end of header: the rest as is
+                return out
+            }
+            if line.first == 32 || line.first == 9 {
+                if !dropping { out += line }
+            } else {
+                dropping = line.count >= 7 && line.prefix(7).map(Ascii.lower) == Array("x-spam-".utf8)
+                if !dropping { out += line }
+            }
+            i = end
+        }
+        return out
+    }
+}
