@@ -24,7 +24,7 @@ public enum ScannerAddress: Equatable, CustomStringConvertible {
         guard let colon = s.lastIndex(of: ":") else { return nil }
         var host = String(s[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let ip = IPAddress.parse(host), let port = UInt16(s[s.index(after: colon)...]), port > 0 else { return nil }
+        guard let ip = IPAddress(host), let port = UInt16(s[s.index(after: colon)...]), port > 0 else { return nil }
         self = .tcp(ip, port)
     }
 
