@@ -90,6 +90,7 @@ let programs: [(name: String, deps: [String])] = [
     ("vmkpasswd", ["VHosting", "QmailCore"]),
     ("vdkim", ["VHosting", "QmailCore"]),
     ("qmail-smtpd", ["QmailSMTP", "QmailNet"]),
+    ("qmail-spfquery", ["QmailSPF"]),
     ("qmail-smtpd-auth", ["QmailCore"]),
     ("qmail-remote", ["QmailSMTP", "QmailNet"]),
     ("qmail-tcpto", ["QmailSMTP"]),
@@ -134,7 +135,8 @@ let libraries: [Target] = [
     .target(name: "QmailDKIM", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailDKIM"),
     .target(name: "VHosting", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory", "QmailDKIM"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
-    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM"], path: "Sources/QmailSMTP"),
+    .target(name: "QmailSPF", dependencies: ["QmailCore", "QmailNet"], path: "Sources/QmailSPF"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF"], path: "Sources/QmailSMTP"),
 ]
 
 /// The checkpassword programs live with their backends under checkpassword/

@@ -56,6 +56,8 @@ public struct SMTPConfig {
     /// SSL_PROTOCOL set: the connection is TLS already (tlswrap, port 465's
     /// implicit TLS), so no STARTTLS, and FORCETLS is satisfied.
     public var tlsWrapped = false
+    /// SPF checking of MAIL FROM (SMTPServer+SPF.swift).
+    public var spf = SPFPolicy()
 
     public init() {}
 
@@ -107,6 +109,7 @@ public struct SMTPConfig {
         }
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
         c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
+        c.spf = try SPFPolicy.load(control)
         return c
     }
 }

@@ -42,6 +42,8 @@ public final class SMTPServer {
     private var tlsActive = false
     private var esmtp = false
     private var queueSession: QueueSession?
+    /// The Received-SPF field for the current transaction, if SPF was checked.
+    var spfField: [UInt8]?
 
     public init(config: SMTPConfig, channel: Channel, tls: TLSServerStarter? = nil) {
         self.config = config
@@ -155,6 +157,9 @@ public final class SMTPServer {
                 reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n"); return
             }
         }
+        if let refusal = spfCheck(sender: parsed.address, helo: helo ?? config.remoteHost, authenticated: authUser != nil) {
+            reply(refusal); return
+        }
         refusedSender = config.badMailFrom.matches(parsed.address)
         mailFrom = parsed.address
         utf8 = wantsUTF8
@@ -232,6 +237,7 @@ public final class SMTPServer {
         if utf8 || tlsActive || authUser != nil {
             proto = (utf8 ? "UTF8SMTP" : "ESMTP") + (tlsActive ? "S" : "") + (authUser != nil ? "A" : "")
         }
+        if let field = spfField { qq.put(field) }
         qq.put(Received.line(protocol: proto, local: config.local, remoteIP: config.remoteIP,
                              remoteHost: config.remoteHost, remoteInfo: authUser ?? config.remoteInfo, helo: helo))
         var rx = DataReceiver(databytes: config.databytes)
