@@ -88,9 +88,9 @@ public enum AuthSeparation {
         if let v = Sys.getenv("MAXAUTHFAILURES"), let n = Decimal.parse(Array(v.utf8)), n > 0, n <= 10 { maxFailures = n }
         let limiter = LoginLimiter(home: QmailHome.current(), remote: Sys.getenv("TCPREMOTEIP"))
         serve(fd: mine, maxFailures: maxFailures, delay: delay) {
-            let r = limiter.isLimited(user: $0) ? .limited
+            let r = !limiter.admit(user: $0) ? .limited
                 : ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
-            limiter.record(r, user: $0)
+            limiter.settle(r, user: $0)
             LoginLog.write(program: "qmail-smtpd-auth", result: LoginLog.result(r), user: $0)
             return r
         }

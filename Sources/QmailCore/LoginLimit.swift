@@ -4,7 +4,8 @@
 // Each connection is its own short-lived process, and a client that hangs
 // up after one wrong password skips the per-try delay, so the count has to
 // live on disk: HOME/authfail/failures, a fixed table of 24-byte records
-// (key hash, deadline, count) read with pread under flock. It never grows
+// (key hash, deadline, count) read and written with pread/pwrite under an
+// exclusive flock. It never grows
 // past `slots` records whatever the clients do; a full neighbourhood
 // evicts the record closest to its deadline; a torn record (a crash in
 // the middle of a write) only miscounts one key until its deadline.
@@ -15,6 +16,11 @@
 // check, until the S seconds are over. N = 0 turns that limit off.
 // control/authfailexempt lists addresses (exact) or prefixes (ending in '.'
 // or ':') that are neither limited nor counted.
+//
+// An attempt is counted when admitted and given back (settle) if it was
+// not a wrong password; for POP3 that is when the session ends, since
+// checkpassword runs qmail-pop3d: until then an open session from an
+// address counts against it.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -126,41 +132,43 @@ public final class LoginLimiter {
         var count: Int = 0
     }
 
-    /// True when a login for `user` must be refused now, before any
-    /// password check.
-    public func isLimited(user: [UInt8]) -> Bool {
-        if exempt { return false }
-        return withTable(LOCK_SH) { fd in
+    /// Whether a login for `user` may be checked now. An admitted attempt
+    /// is counted as a failure at once, in the same locked step as the
+    /// check, so parallel connections cannot all pass the check before any
+    /// of them is counted; settle() gives back what was not a failure.
+    public func admit(user: [UInt8]) -> Bool {
+        if exempt { return true }
+        return withTable { fd in
             let t = now()
+            let u = LoginLimiter.userKey(user)
             if let k = ipKey, policy.perIP.count > 0, let r = find(fd, k, t).record,
-               r.count >= policy.perIP.count { return true }
-            if policy.perUser.count > 0, let r = find(fd, LoginLimiter.userKey(user), t).record,
-               r.count >= policy.perUser.count { return true }
-            return false
-        } ?? false
+               r.count >= policy.perIP.count { return false }
+            if policy.perUser.count > 0, let r = find(fd, u, t).record,
+               r.count >= policy.perUser.count { return false }
+            if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
+            if policy.perUser.count > 0 { bump(fd, u, policy.perUser.seconds, t) }
+            return true
+        } ?? true
     }
 
-    /// Counts a refused password; a good one clears the account's count
-    /// (never the address's: one good account must not buy more guesses
-    /// at others). Temporary failures count for nothing.
-    public func record(_ result: CheckResult, user: [UInt8]) {
-        if exempt { return }
-        switch result {
-        case .rejected:
-            _ = withTable(LOCK_EX) { fd -> Bool in
-                let t = now()
-                if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
-                if policy.perUser.count > 0 { bump(fd, LoginLimiter.userKey(user), policy.perUser.seconds, t) }
-                return true
-            }
-        case .ok:
-            _ = withTable(LOCK_EX) { fd -> Bool in
-                let (slot, r) = find(fd, LoginLimiter.userKey(user), now())
+    /// After the check of an admitted attempt: a refused password stays
+    /// counted; a good one gives back its address's count and clears its
+    /// account's (never the address's other failures: one good account
+    /// must not buy more guesses at others); a temporary failure gives
+    /// both back.
+    public func settle(_ result: CheckResult, user: [UInt8]) {
+        if exempt || result == .rejected || result == .limited { return }
+        _ = withTable { fd -> Bool in
+            let t = now()
+            if let k = ipKey { refund(fd, k, t) }
+            let u = LoginLimiter.userKey(user)
+            if result == .ok {
+                let (slot, r) = find(fd, u, t)
                 if r != nil { write(fd, slot, Record()) }
-                return true
+            } else {
+                refund(fd, u, t)
             }
-        case .temporary, .limited:
-            break
+            return true
         }
     }
 
@@ -169,12 +177,12 @@ public final class LoginLimiter {
     /// Runs `body` with the table open and locked; nil (no limit) when the
     /// table cannot be used, with one warning in the log: a broken limiter
     /// must not lock everyone out.
-    private func withTable<T>(_ lock: Int32, _ body: (Int32) -> T) -> T? {
+    private func withTable<T>(_ body: (Int32) -> T) -> T? {
         if mkdir(path, 0o700) != 0 && errno != EEXIST { return complain() }
         let fd = open(path + "/failures", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { return complain() }
         defer { close(fd) }
-        while flock(fd, lock) != 0 {
+        while flock(fd, LOCK_EX) != 0 {
             if errno != EINTR { return complain() }
         }
         return body(fd)
@@ -213,6 +221,14 @@ public final class LoginLimiter {
         var r = found ?? Record(key: key, deadline: t + seconds, count: 0)
         r.count = min(r.count + 1, Int(UInt32.max))
         write(fd, slot, r)
+    }
+
+    private func refund(_ fd: Int32, _ key: UInt64, _ t: Int) {
+        let (slot, found) = find(fd, key, t)
+        if var r = found, r.count > 0 {
+            r.count -= 1
+            write(fd, slot, r)
+        }
     }
 
     private func decode(_ b: [UInt8], _ at: Int) -> Record {

@@ -72,10 +72,10 @@ public enum PopupServer {
                 case .login(let user, let password):
                     if !out.flush() { return 1 }
                     let limiter = LoginLimiter(home: home, remote: env("TCPREMOTEIP"))
-                    let verdict = limiter.isLimited(user: user) ? .limited
+                    let verdict = !limiter.admit(user: user) ? .limited
                         : runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
                     LoginLog.write(fd: 2, program: "qmail-popup", result: verdict.logName, user: user)
-                    if let counted = verdict.counted { limiter.record(counted, user: user) }
+                    limiter.settle(verdict.checkResult, user: user)
                     switch verdict {
                     case .limited:
                         out.put("-ERR [SYS/TEMP] too many failed logins, try again later\r\n")
@@ -108,13 +108,13 @@ public enum PopupServer {
             case .limited: return "limited"
             }
         }
-        /// What the failed-login limits count (a good login clears the
-        /// account's count, only a refused password adds to it).
-        var counted: CheckResult? {
+        /// For the failed-login limits: a crash is no wrong password.
+        var checkResult: CheckResult {
             switch self {
             case .done: return .ok
             case .rejected: return .rejected
-            case .temporary, .crashed, .limited: return nil
+            case .temporary, .crashed: return .temporary
+            case .limited: return .limited
             }
         }
     }

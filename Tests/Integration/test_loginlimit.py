@@ -95,6 +95,18 @@ def test_pop3_per_address_limit(pop):
     assert log.count("qmail-popup: login failed remote=127.0.0.1 user=joe\n") == 3, log
 
 
+def test_pop3_parallel_guesses_get_no_more_than_the_limit(pop):
+    """20 connections at once, each one wrong password: the check and the
+    count are one locked step, so exactly N passwords are checked."""
+    import concurrent.futures
+    (pop.qmail / "control" / "authfaillimit").write_text("ip 3 60\nuser 0 0\n")
+    port = pop.serve(extra_env={"POP3FAILDELAY": "0"})
+    with concurrent.futures.ThreadPoolExecutor(20) as ex:
+        answers = list(ex.map(lambda _: pop3_login(port, USER, "wrong"), range(20)))
+    assert answers.count("-ERR [AUTH] authorization failed") == 3, answers
+    assert runs(pop.calls) == 3
+
+
 def test_pop3_per_account_limit_across_addresses(pop):
     (pop.qmail / "control" / "authfaillimit").write_text("ip 100 60\nuser 3 60\n")
     port = pop.serve(extra_env={"POP3FAILDELAY": "0"})
