@@ -83,6 +83,7 @@ public final class LoginLimiter {
     let path: String
     let policy: LoginLimitPolicy
     let ipKey: UInt64?
+    let exempt: Bool
     let now: () -> Int
 
     /// `remote` is TCPREMOTEIP; without one, only the account is limited.
@@ -91,15 +92,10 @@ public final class LoginLimiter {
         let p = policy ?? LoginLimitPolicy.load(Control(home: home))
         self.policy = p
         self.now = now
-        if let r = remote, !r.isEmpty, !p.isExempt(r) {
-            ipKey = LoginLimiter.hash(Array("ip\0".utf8) + LoginLimiter.addressKey(r))
-        } else {
-            ipKey = nil
-        }
-        exempt = remote.map { !$0.isEmpty && p.isExempt($0) } ?? false
+        let ip = remote ?? ""
+        exempt = !ip.isEmpty && p.isExempt(ip)
+        ipKey = ip.isEmpty || exempt ? nil : LoginLimiter.hash(Array("ip\0".utf8) + LoginLimiter.addressKey(ip))
     }
-
-    let exempt: Bool
 
     /// The /64 of an IPv6 address (one subscriber's usual share), the
     /// address itself otherwise.
