@@ -18,7 +18,9 @@
 //
 // Protocol on the socket: qmail-smtpd sends a netstring holding
 // "user\0secret\0stamp\0"; the answer is one byte, '0' good login, '1'
-// refused, '2' temporary failure. End of input means temporary failure.
+// refused, '2' temporary failure, '3' refused unchecked by the failed-login
+// limits (LoginLimit.swift, checked here on the root side). End of input
+// means temporary failure.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -84,8 +86,11 @@ public enum AuthSeparation {
         if let v = Sys.getenv("SMTPAUTHFAILDELAY"), let n = Decimal.parse(Array(v.utf8)), n <= 60 { delay = UInt32(n) }
         var maxFailures = 3
         if let v = Sys.getenv("MAXAUTHFAILURES"), let n = Decimal.parse(Array(v.utf8)), n > 0, n <= 10 { maxFailures = n }
+        let limiter = LoginLimiter(home: QmailHome.current(), remote: Sys.getenv("TCPREMOTEIP"))
         serve(fd: mine, maxFailures: maxFailures, delay: delay) {
-            let r = ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
+            let r = !limiter.admit(user: $0) ? .limited
+                : ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
+            limiter.settle(r, user: $0)
             LoginLog.write(program: "qmail-smtpd-auth", result: LoginLog.result(r), user: $0)
             return r
         }
@@ -132,7 +137,7 @@ public enum AuthSeparation {
                 failures += 1
                 if delay > 0 { sleep(delay) }
             }
-            var answer: UInt8 = r == .ok ? 48 : r == .rejected ? 49 : 50
+            var answer: UInt8 = r == .ok ? 48 : r == .rejected ? 49 : r == .limited ? 51 : 50
             if write(fd, &answer, 1) != 1 { return }
             if r == .ok || failures >= maxFailures { return }
         }
@@ -177,6 +182,7 @@ public enum AuthSeparation {
         switch b {
         case 48: return .ok
         case 49: return .rejected
+        case 51: return .limited
         default: return .temporary
         }
     }

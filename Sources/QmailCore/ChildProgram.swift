@@ -7,7 +7,8 @@
 import Glibc
 #endif
 
-public enum CheckResult: Equatable { case ok, rejected, temporary }
+/// `limited`: refused unchecked by the failed-login limits (LoginLimiter).
+public enum CheckResult: Equatable { case ok, rejected, temporary, limited }
 
 public enum ChildProgram {
     /// Runs argv with `fd3` written to its descriptor 3, stdout/stdin on /dev/null.

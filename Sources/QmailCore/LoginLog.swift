@@ -1,5 +1,7 @@
 // One log line per login attempt, for the administrator and for fail2ban
-// (contrib/fail2ban): "PROGRAM: login RESULT remote=IP user=NAME".
+// (contrib/fail2ban): "PROGRAM: login RESULT remote=IP user=NAME", RESULT
+// one of ok, failed, temporary, crashed, limited (refused unchecked by the
+// failed-login limits, LoginLimit.swift).
 // The remote address is tcpserver's TCPREMOTEIP; the user name comes from
 // the client, so every byte outside printable ASCII (spaces included) is
 // shown as '?' and the name is cut, and the line always ends with it: a
@@ -27,6 +29,7 @@ public enum LoginLog {
         case .ok: return "ok"
         case .rejected: return "failed"
         case .temporary: return "temporary"
+        case .limited: return "limited"
         }
     }
 }

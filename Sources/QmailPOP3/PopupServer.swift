@@ -71,9 +71,14 @@ public enum PopupServer {
                     session.tlsStarted()
                 case .login(let user, let password):
                     if !out.flush() { return 1 }
-                    let verdict = runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
+                    let limiter = LoginLimiter(home: home, remote: env("TCPREMOTEIP"))
+                    let verdict = !limiter.admit(user: user) ? .limited
+                        : runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
                     LoginLog.write(fd: 2, program: "qmail-popup", result: verdict.logName, user: user)
+                    limiter.settle(verdict.checkResult, user: user)
                     switch verdict {
+                    case .limited:
+                        out.put("-ERR [SYS/TEMP] too many failed logins, try again later\r\n")
                     case .crashed:
                         out.put("-ERR aack, child crashed\r\n")
                     case .temporary:
@@ -93,13 +98,23 @@ public enum PopupServer {
     }
 
     enum Verdict {
-        case done, rejected, temporary, crashed
+        case done, rejected, temporary, crashed, limited
         var logName: String {
             switch self {
             case .done: return "ok"
             case .rejected: return "failed"
             case .temporary: return "temporary"
             case .crashed: return "crashed"
+            case .limited: return "limited"
+            }
+        }
+        /// For the failed-login limits: a crash is no wrong password.
+        var checkResult: CheckResult {
+            switch self {
+            case .done: return .ok
+            case .rejected: return .rejected
+            case .temporary, .crashed: return .temporary
+            case .limited: return .limited
             }
         }
     }

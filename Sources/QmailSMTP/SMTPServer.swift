@@ -377,6 +377,8 @@ public final class SMTPServer {
             }
         case .temporary:
             reply("454 temporary authentication failure (#4.3.0)\r\n")
+        case .limited:
+            reply("454 too many failed logins, try again later (#4.7.0)\r\n")
         }
     }
 

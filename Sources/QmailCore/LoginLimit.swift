@@ -1,0 +1,246 @@
+// Limits on failed logins, shared by every login program of one home
+// (qmail-popup, qmail-smtpd-auth) and across their connections.
+//
+// Each connection is its own short-lived process, and a client that hangs
+// up after one wrong password skips the per-try delay, so the count has to
+// live on disk: HOME/authfail/failures, a fixed table of 24-byte records
+// (key hash, deadline, count) read and written with pread/pwrite under an
+// exclusive flock. It never grows
+// past `slots` records whatever the clients do; a full neighbourhood
+// evicts the record closest to its deadline; a torn record (a crash in
+// the middle of a write) only miscounts one key until its deadline.
+//
+// Policy, control/authfaillimit, lines "ip N S" and "user N S": after N
+// failures within S seconds of the first, further logins from that address
+// (IPv6: its /64) or for that account are refused, without a password
+// check, until the S seconds are over. N = 0 turns that limit off.
+// control/authfailexempt lists addresses (exact) or prefixes (ending in '.'
+// or ':') that are neither limited nor counted.
+//
+// An attempt is counted when admitted and given back (settle) if it was
+// not a wrong password; for POP3 that is when the session ends, since
+// checkpassword runs qmail-pop3d: until then an open session from an
+// address counts against it.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct LoginLimitPolicy: Equatable {
+    public struct Rule: Equatable {
+        public var count: Int
+        public var seconds: Int
+    }
+
+    /// An address gets 10 wrong passwords per 10 minutes: a mistyped
+    /// password or a client holding an old one stays far below it, and a
+    /// guesser gets one try a minute instead of twenty a second.
+    public var perIP = Rule(count: 10, seconds: 600)
+    /// An account gets 30 per hour from all addresses together: above what
+    /// one person's devices with a stale password do, and it caps guessing
+    /// spread over many addresses. (It also lets anyone lock an account out
+    /// for up to an hour; "user 0 0" turns it off.)
+    public var perUser = Rule(count: 30, seconds: 3600)
+    public var exempt: [[UInt8]] = []
+
+    public init() {}
+
+    static let maxSeconds = 7 * 86400
+
+    /// Lines of authfaillimit; a malformed line is ignored.
+    public mutating func apply(limits lines: [[UInt8]]) {
+        for l in lines {
+            let f = l.split(whereSeparator: { $0 == Ascii.space || $0 == Ascii.tab })
+            guard f.count == 3, let n = Decimal.parse(Array(f[1])), let s = Decimal.parse(Array(f[2])),
+                  n < 1_000_000, s <= LoginLimitPolicy.maxSeconds else { continue }
+            switch String(decoding: f[0], as: UTF8.self) {
+            case "ip": perIP = Rule(count: n, seconds: s)
+            case "user": perUser = Rule(count: n, seconds: s)
+            default: continue
+            }
+        }
+    }
+
+    public static func load(_ control: Control) -> LoginLimitPolicy {
+        var p = LoginLimitPolicy()
+        p.apply(limits: (try? control.list("authfaillimit")) ?? [])
+        p.exempt = (try? control.list("authfailexempt")) ?? []
+        return p
+    }
+
+    public func isExempt(_ ip: String) -> Bool {
+        let a = Array(ip.utf8)
+        return exempt.contains { e in
+            a == e || ((e.last == Ascii.dot || e.last == Ascii.colon) && a.starts(with: e))
+        }
+    }
+}
+
+public final class LoginLimiter {
+    static let slots = 4096
+    static let probes = 16
+    static let recordSize = 24
+
+    let path: String
+    let policy: LoginLimitPolicy
+    let ipKey: UInt64?
+    let exempt: Bool
+    let now: () -> Int
+
+    /// `remote` is TCPREMOTEIP; without one, only the account is limited.
+    public init(home: QmailHome, remote: String?, policy: LoginLimitPolicy? = nil, now: @escaping () -> Int = Sys.now) {
+        self.path = home.path + "/authfail"
+        let p = policy ?? LoginLimitPolicy.load(Control(home: home))
+        self.policy = p
+        self.now = now
+        let ip = remote ?? ""
+        exempt = !ip.isEmpty && p.isExempt(ip)
+        ipKey = ip.isEmpty || exempt ? nil : LoginLimiter.hash(Array("ip\0".utf8) + LoginLimiter.addressKey(ip))
+    }
+
+    /// The /64 of an IPv6 address (one subscriber's usual share), the
+    /// address itself otherwise.
+    static func addressKey(_ ip: String) -> [UInt8] {
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, ip, &v6) == 1 {
+            let b = withUnsafeBytes(of: v6) { Array($0) }
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
+                return Array("\(b[12]).\(b[13]).\(b[14]).\(b[15])".utf8)
+            }
+            return Array(b[0..<8]) + [UInt8(ascii: "/")]
+        }
+        return Array(ip.utf8)
+    }
+
+    static func userKey(_ user: [UInt8]) -> UInt64 {
+        hash(Array("user\0".utf8) + Array(user.prefix(1024)).lowercasedASCII())
+    }
+
+    /// FNV-1a; 0 marks a free record, so it is never a key.
+    static func hash(_ bytes: [UInt8]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h == 0 ? 1 : h
+    }
+
+    struct Record {
+        var key: UInt64 = 0
+        var deadline: Int = 0
+        var count: Int = 0
+    }
+
+    /// Whether a login for `user` may be checked now. An admitted attempt
+    /// is counted as a failure at once, in the same locked step as the
+    /// check, so parallel connections cannot all pass the check before any
+    /// of them is counted; settle() gives back what was not a failure.
+    public func admit(user: [UInt8]) -> Bool {
+        if exempt { return true }
+        return withTable { fd in
+            let t = now()
+            let u = LoginLimiter.userKey(user)
+            if let k = ipKey, policy.perIP.count > 0, let r = find(fd, k, t).record,
+               r.count >= policy.perIP.count { return false }
+            if policy.perUser.count > 0, let r = find(fd, u, t).record,
+               r.count >= policy.perUser.count { return false }
+            if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
+            if policy.perUser.count > 0 { bump(fd, u, policy.perUser.seconds, t) }
+            return true
+        } ?? true
+    }
+
+    /// After the check of an admitted attempt: a refused password stays
+    /// counted; a good one gives back its address's count and clears its
+    /// account's (never the address's other failures: one good account
+    /// must not buy more guesses at others); a temporary failure gives
+    /// both back.
+    public func settle(_ result: CheckResult, user: [UInt8]) {
+        if exempt || result == .rejected || result == .limited { return }
+        _ = withTable { fd -> Bool in
+            let t = now()
+            if let k = ipKey { refund(fd, k, t) }
+            let u = LoginLimiter.userKey(user)
+            if result == .ok {
+                let (slot, r) = find(fd, u, t)
+                if r != nil { write(fd, slot, Record()) }
+            } else {
+                refund(fd, u, t)
+            }
+            return true
+        }
+    }
+
+    private var warned = false
+
+    /// Runs `body` with the table open and locked; nil (no limit) when the
+    /// table cannot be used, with one warning in the log: a broken limiter
+    /// must not lock everyone out.
+    private func withTable<T>(_ body: (Int32) -> T) -> T? {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { return complain() }
+        let fd = open(path + "/failures", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { return complain() }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { return complain() }
+        }
+        return body(fd)
+    }
+
+    private func complain<T>() -> T? {
+        if !warned {
+            warned = true
+            Sys.warn("login limits: unable to use \(path)/failures: \(Sys.strerror(errno)); not limiting")
+        }
+        return nil
+    }
+
+    /// The live record for `key` (with its slot), or the slot to use for
+    /// it: a free or expired one, else the one nearest its deadline.
+    private func find(_ fd: Int32, _ key: UInt64, _ t: Int) -> (slot: Int, record: Record?) {
+        let first = Int(key % UInt64(LoginLimiter.slots - LoginLimiter.probes))
+        let n = LoginLimiter.probes * LoginLimiter.recordSize
+        var buf = [UInt8](repeating: 0, count: n)
+        let got = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n, off_t(first * LoginLimiter.recordSize)) }
+        if got < n { for i in max(got, 0)..<n { buf[i] = 0 } }
+        var spare = first
+        var spareDeadline = Int.max
+        for i in 0..<LoginLimiter.probes {
+            let r = decode(buf, i * LoginLimiter.recordSize)
+            let live = r.key != 0 && r.deadline > t && r.deadline <= t + LoginLimitPolicy.maxSeconds
+            if live && r.key == key { return (first + i, r) }
+            let d = live ? r.deadline : Int.min
+            if d < spareDeadline { spare = first + i; spareDeadline = d }
+        }
+        return (spare, nil)
+    }
+
+    private func bump(_ fd: Int32, _ key: UInt64, _ seconds: Int, _ t: Int) {
+        let (slot, found) = find(fd, key, t)
+        var r = found ?? Record(key: key, deadline: t + seconds, count: 0)
+        r.count = min(r.count + 1, Int(UInt32.max))
+        write(fd, slot, r)
+    }
+
+    private func refund(_ fd: Int32, _ key: UInt64, _ t: Int) {
+        let (slot, found) = find(fd, key, t)
+        if var r = found, r.count > 0 {
+            r.count -= 1
+            write(fd, slot, r)
+        }
+    }
+
+    private func decode(_ b: [UInt8], _ at: Int) -> Record {
+        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + o + $1]) << (8 * UInt64($1)) } }
+        let count = (0..<4).reduce(0) { $0 | Int(b[at + 16 + $1]) << (8 * $1) }
+        return Record(key: u64(0), deadline: Int(truncatingIfNeeded: u64(8)), count: count)
+    }
+
+    private func write(_ fd: Int32, _ slot: Int, _ r: Record) {
+        var b = [UInt8](repeating: 0, count: LoginLimiter.recordSize)
+        let d = UInt64(bitPattern: Int64(r.deadline))
+        for i in 0..<8 {
+            b[i] = UInt8(truncatingIfNeeded: r.key >> (8 * UInt64(i)))
+            b[8 + i] = UInt8(truncatingIfNeeded: d >> (8 * UInt64(i)))
+        }
+        for i in 0..<4 { b[16 + i] = UInt8(truncatingIfNeeded: r.count >> (8 * i)) }
+        _ = b.withUnsafeBytes { pwrite(fd, $0.baseAddress, b.count, off_t(slot * LoginLimiter.recordSize)) }
+    }
+}
