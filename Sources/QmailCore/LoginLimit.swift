@@ -153,7 +153,24 @@ public final class LoginLimiter {
     /// must not buy more guesses at others); a temporary failure gives
     /// both back.
     public func settle(_ result: CheckResult, user: [UInt8]) {
-        if exempt || result == .rejected || result == .limited { return }
+        if exempt || result == .limited { return }
+        if released {
+            // release() gave the attempt back already: only a refusal that
+            // came after it is counted again, and a good login clears the
+            // account's failures as usual.
+            if result == .rejected {
+                _ = withTable { fd -> Bool in
+                    let t = now()
+                    if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
+                    if policy.perUser.count > 0 { bump(fd, LoginLimiter.userKey(user), policy.perUser.seconds, t) }
+                    return true
+                }
+            } else if result == .ok {
+                clearUser(user)
+            }
+            return
+        }
+        if result == .rejected { return }
         _ = withTable { fd -> Bool in
             let t = now()
             if let k = ipKey { refund(fd, k, t) }
@@ -168,6 +185,32 @@ public final class LoginLimiter {
         }
     }
 
+    /// A login whose check has not ended after a while is one whose
+    /// password was accepted and whose session is running (qmail-popup's
+    /// checkpassword execs qmail-pop3d, so the verdict comes only when the
+    /// session ends): its attempt is given back at once, so that sessions
+    /// held open (a client polling, an office behind one address) are not
+    /// counted as failures; a refusal arriving later is counted again.
+    public func release(user: [UInt8]) {
+        if exempt || released { return }
+        released = true
+        _ = withTable { fd -> Bool in
+            let t = now()
+            if let k = ipKey { refund(fd, k, t) }
+            refund(fd, LoginLimiter.userKey(user), t)
+            return true
+        }
+    }
+
+    private func clearUser(_ user: [UInt8]) {
+        _ = withTable { fd -> Bool in
+            let (slot, r) = find(fd, LoginLimiter.userKey(user), now())
+            if r != nil { write(fd, slot, Record()) }
+            return true
+        }
+    }
+
+    private var released = false
     private var warned = false
 
     /// Runs `body` with the table open and locked; nil (no limit) when the

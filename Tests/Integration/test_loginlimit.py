@@ -95,6 +95,43 @@ def test_pop3_per_address_limit(pop):
     assert log.count("qmail-popup: login failed remote=127.0.0.1 user=joe\n") == 3, log
 
 
+def test_pop3_sessions_held_open_are_not_counted_as_failures(pop):
+    """A good POP3 login's verdict comes only when its session ends (the
+    checkpassword program execs qmail-pop3d). A session still running after
+    a few seconds has passed the password check: its attempt is given back,
+    so clients that keep sessions open from one address (an office behind
+    one NAT address) are not limited, while attempts still being checked
+    count at once."""
+    (pop.qmail / "control" / "authfaillimit").write_text("ip 3 60\nuser 0 0\n")
+    port = pop.serve(extra_env={"POP3FAILDELAY": "0"})
+
+    def open_session():
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"+OK")
+        s.sendall(f"USER {USER}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())
+        assert f.readline().startswith(b"+OK")  # USER
+        assert f.readline().startswith(b"+OK")  # PASS: the session runs
+        assert f.readline().startswith(b"+OK")  # STAT
+        return s
+
+    held = [open_session() for _ in range(3)]
+    try:
+        # three checks in progress fill the address's count at once
+        assert pop3_login(port, USER, PASSWORD) == "-ERR [SYS/TEMP] too many failed logins, try again later"
+        time.sleep(6.5)  # the held sessions have outlived the check: given back
+        held += [open_session() for _ in range(3)]
+        time.sleep(6.5)
+        # the address's count holds no failure: three wrong passwords are checked
+        for _ in range(3):
+            assert pop3_login(port, USER, "wrong") == "-ERR [AUTH] authorization failed"
+        assert pop3_login(port, USER, "wrong") == "-ERR [SYS/TEMP] too many failed logins, try again later"
+    finally:
+        for s in held:
+            s.close()
+    assert runs(pop.calls) == 9
+
+
 def test_pop3_parallel_guesses_get_no_more_than_the_limit(pop):
     """20 connections at once, each one wrong password: the check and the
     count are one locked step, so exactly N passwords are checked."""
