@@ -128,89 +128,55 @@ public final class LoginLimiter {
         var count: Int = 0
     }
 
-    /// Whether a login for `user` may be checked now. An admitted attempt
-    /// is counted as a failure at once, in the same locked step as the
-    /// check, so parallel connections cannot all pass the check before any
-    /// of them is counted; settle() gives back what was not a failure.
+    /// Whether a login for `user` may be checked now: refused while its
+    /// address or its account has its limit of recorded failures.
+    ///
+    /// Only refusals are counted, when they are known. Counting attempts
+    /// in progress would also count good logins whose verdict is not known
+    /// yet (a POP3 login's checkpassword runs qmail-pop3d, so its verdict
+    /// comes at the end of the session): every address that holds several
+    /// sessions at once (webmail, an office behind one address) would be
+    /// refused. The price: a burst of parallel guesses from a fresh address
+    /// is checked before its first refusal is recorded, so a burst gets up
+    /// to the listener's concurrency (tcpserver -c) checks, once per window.
     public func admit(user: [UInt8]) -> Bool {
         if exempt { return true }
         return withTable { fd in
             let t = now()
-            let u = LoginLimiter.userKey(user)
             if let k = ipKey, policy.perIP.count > 0, let r = find(fd, k, t).record,
                r.count >= policy.perIP.count { return false }
-            if policy.perUser.count > 0, let r = find(fd, u, t).record,
+            if policy.perUser.count > 0, let r = find(fd, LoginLimiter.userKey(user), t).record,
                r.count >= policy.perUser.count { return false }
-            if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
-            if policy.perUser.count > 0 { bump(fd, u, policy.perUser.seconds, t) }
             return true
         } ?? true
     }
 
-    /// After the check of an admitted attempt: a refused password stays
-    /// counted; a good one gives back its address's count and clears its
-    /// account's (never the address's other failures: one good account
-    /// must not buy more guesses at others); a temporary failure gives
-    /// both back.
+    /// After the check of an admitted attempt: a refused password is
+    /// counted against its address and its account; a good one clears its
+    /// account's failures (never its address's: one good account must not
+    /// buy more guesses at others); a temporary failure counts for nothing.
     public func settle(_ result: CheckResult, user: [UInt8]) {
-        if exempt || result == .limited { return }
-        if released {
-            // release() gave the attempt back already: only a refusal that
-            // came after it is counted again, and a good login clears the
-            // account's failures as usual.
-            if result == .rejected {
-                _ = withTable { fd -> Bool in
-                    let t = now()
-                    if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
-                    if policy.perUser.count > 0 { bump(fd, LoginLimiter.userKey(user), policy.perUser.seconds, t) }
-                    return true
-                }
-            } else if result == .ok {
-                clearUser(user)
+        if exempt { return }
+        let u = LoginLimiter.userKey(user)
+        switch result {
+        case .rejected:
+            _ = withTable { fd -> Bool in
+                let t = now()
+                if let k = ipKey, policy.perIP.count > 0 { bump(fd, k, policy.perIP.seconds, t) }
+                if policy.perUser.count > 0 { bump(fd, u, policy.perUser.seconds, t) }
+                return true
             }
+        case .ok:
+            _ = withTable { fd -> Bool in
+                let (slot, r) = find(fd, u, now())
+                if r != nil { write(fd, slot, Record()) }
+                return true
+            }
+        case .temporary, .limited:
             return
         }
-        if result == .rejected { return }
-        _ = withTable { fd -> Bool in
-            let t = now()
-            if let k = ipKey { refund(fd, k, t) }
-            let u = LoginLimiter.userKey(user)
-            if result == .ok {
-                let (slot, r) = find(fd, u, t)
-                if r != nil { write(fd, slot, Record()) }
-            } else {
-                refund(fd, u, t)
-            }
-            return true
-        }
     }
 
-    /// A login whose check has not ended after a while is one whose
-    /// password was accepted and whose session is running (qmail-popup's
-    /// checkpassword execs qmail-pop3d, so the verdict comes only when the
-    /// session ends): its attempt is given back at once, so that sessions
-    /// held open (a client polling, an office behind one address) are not
-    /// counted as failures; a refusal arriving later is counted again.
-    public func release(user: [UInt8]) {
-        if exempt || released { return }
-        released = true
-        _ = withTable { fd -> Bool in
-            let t = now()
-            if let k = ipKey { refund(fd, k, t) }
-            refund(fd, LoginLimiter.userKey(user), t)
-            return true
-        }
-    }
-
-    private func clearUser(_ user: [UInt8]) {
-        _ = withTable { fd -> Bool in
-            let (slot, r) = find(fd, LoginLimiter.userKey(user), now())
-            if r != nil { write(fd, slot, Record()) }
-            return true
-        }
-    }
-
-    private var released = false
     private var warned = false
 
     /// Runs `body` with the table open and locked; nil (no limit) when the
@@ -260,14 +226,6 @@ public final class LoginLimiter {
         var r = found ?? Record(key: key, deadline: t + seconds, count: 0)
         r.count = min(r.count + 1, Int(UInt32.max))
         write(fd, slot, r)
-    }
-
-    private func refund(_ fd: Int32, _ key: UInt64, _ t: Int) {
-        let (slot, found) = find(fd, key, t)
-        if var r = found, r.count > 0 {
-            r.count -= 1
-            write(fd, slot, r)
-        }
     }
 
     private func decode(_ b: [UInt8], _ at: Int) -> Record {

@@ -73,8 +73,7 @@ public enum PopupServer {
                     if !out.flush() { return 1 }
                     let limiter = LoginLimiter(home: home, remote: env("TCPREMOTEIP"))
                     let verdict = !limiter.admit(user: user) ? .limited
-                        : runCheckpassword(child, user: user, password: password, timestamp: config.timestamp,
-                                           onLongRun: { limiter.release(user: user) })
+                        : runCheckpassword(child, user: user, password: password, timestamp: config.timestamp)
                     LoginLog.write(fd: 2, program: "qmail-popup", result: verdict.logName, user: user)
                     limiter.settle(verdict.checkResult, user: user)
                     switch verdict {
@@ -120,24 +119,8 @@ public enum PopupServer {
         }
     }
 
-    /// A check still running after this many seconds has let the session
-    /// start (checkpassword execs qmail-pop3d): a refusal takes a moment.
-    static let longRunSeconds = 5
-
-    /// Runs the checkpassword program with the login on fd 3 and waits for
-    /// it; `onLongRun` is called once if it is still running after
-    /// longRunSeconds (the session is being served).
-    static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8],
-                                 onLongRun: (() -> Void)? = nil) -> Verdict {
+    static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8]) -> Verdict {
         alarm(0)
-        // SIGCHLD stays blocked here, so that sigtimedwait can wait for the
-        // child with a timeout; the child gets the mask qmail-popup had.
-        var chld = sigset_t()
-        sigemptyset(&chld)
-        sigaddset(&chld, SIGCHLD)
-        var oldMask = sigset_t()
-        sigprocmask(SIG_BLOCK, &chld, &oldMask)
-        defer { sigprocmask(SIG_SETMASK, &oldMask, nil) }
         guard var p = try? Sys.pipeCloexec() else { return .temporary }
         if p.read == 3 || p.write == 3 {
             // fd 3 must be free for the dup2 in the child.
@@ -158,8 +141,7 @@ public enum PopupServer {
         sigaddset(&defaults, SIGPIPE)
         sigaddset(&defaults, SIGALRM)
         posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setsigmask(&attr, &oldMask)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
         let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for a in cargs { free(a) } }
         var pid: pid_t = 0
@@ -174,20 +156,7 @@ public enum PopupServer {
         for i in data.indices { data[i] = 0 }
         close(p.write)
         var status: Int32 = 0
-        var reaped = false
-        if let onLongRun {
-            let deadline = monotonicSeconds() + Double(longRunSeconds)
-            while true {
-                let w = waitpid(pid, &status, WNOHANG)
-                if w == pid { reaped = true; break }
-                if w < 0 && errno != EINTR { return .temporary }
-                let left = deadline - monotonicSeconds()
-                if left <= 0 { onLongRun(); break }
-                var ts = timespec(tv_sec: Int(left), tv_nsec: Int((left - Double(Int(left))) * 1e9))
-                _ = sigtimedwait(&chld, nil, &ts)  // SIGCHLD, a timeout or EINTR: look again
-            }
-        }
-        while !reaped && waitpid(pid, &status, 0) < 0 {
+        while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return .temporary }
         }
         if Spawn.crashed(status) { return .crashed }
@@ -196,11 +165,5 @@ public enum PopupServer {
         case 111: return .temporary
         default: return .rejected
         }
-    }
-
-    static func monotonicSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
