@@ -43,6 +43,10 @@ install_deps() {
   if [ "${1:-}" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
     python3 -m pip install -q pytest
   fi
+  # test_spf.py serves the openspf suite's zones (YAML) with a dnslib server
+  if [ "${1:-}" = test ] && ! python3 -c 'import dnslib, yaml' 2>/dev/null; then
+    python3 -m pip install -q dnslib pyyaml
+  fi
   # A test that fails once and passes on a rerun is reported as a rerun
   # ("R" and the summary line), not hidden; see scripts/test.sh.
   if [ "${1:-}" = test ] && ! python3 -c 'import pytest_rerunfailures' 2>/dev/null; then
