@@ -35,6 +35,7 @@ func decodeQuestions(_ b: [UInt8]) -> [([UInt8], [UInt8], [UInt8])] {
 func verdictFor(_ user: [UInt8]) -> CheckResult {
     if user == Array("good".utf8) { return .ok }
     if user == Array("down".utf8) { return .temporary }
+    if user == Array("many".utf8) { return .limited }
     return .rejected
 }
 
@@ -84,7 +85,12 @@ public func fuzzAuthsep(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     check(asked.count == expected.count, "asked \(asked.count) questions, expected \(expected.count)")
     for (a, e) in zip(asked, expected) { check(a.0 == e.0 && a.1 == e.1 && a.2 == e.2, "a question changed on the way") }
     let wantAnswers = asked.map { u -> UInt8 in
-        switch verdictFor(u.0) { case .ok: return 48; case .rejected: return 49; case .temporary: return 50 }
+        switch verdictFor(u.0) {
+        case .ok: return 48
+        case .rejected: return 49
+        case .temporary: return 50
+        case .limited: return 51
+        }
     }
     check(answers == wantAnswers, "answers \(answers) instead of \(wantAnswers)")
     return 0
