@@ -73,12 +73,9 @@ public enum Filter {
                 }
                 notes.append("clean")
             } catch {
-                log = "virus scan failed: \(error)"
-                guard s.policy.virusFailure == .accept else {
-                    return .refuse(reason: "Z451 4.3.0 virus scanner unavailable, try again later")
+                if let refusal = scannerFailed("virus", "viruses", error, s.policy.virusFailure, &log, &headers, &notes) {
+                    return refusal
                 }
-                headers += "X-Qmail-Filter: not scanned for viruses (scanner unavailable)\n"
-                notes.append("virus scan failed (\(error)), accepted unscanned")
             }
         }
         let skipAuth = s.policy.skipAuthenticated && !(m.authUser ?? "").isEmpty
@@ -107,18 +104,28 @@ public enum Filter {
                     notes.append(summary)
                 }
             } catch {
-                log = "spam scan failed: \(error)"
-                guard s.policy.spamFailure == .accept else {
-                    return .refuse(reason: "Z451 4.3.0 spam scanner unavailable, try again later")
+                if let refusal = scannerFailed("spam", "spam", error, s.policy.spamFailure, &log, &headers, &notes) {
+                    return refusal
                 }
-                headers += "X-Qmail-Filter: not scanned for spam (scanner unavailable)\n"
-                notes.append("spam scan failed (\(error)), accepted unscanned")
             }
         } else if skipAuth && j.spam && s.spam != nil {
             notes.append("spam scan skipped for authenticated sender")
         }
         log = notes.isEmpty ? "not scanned" : notes.joined(separator: ", ")
         return .pass(headers: Array(headers.utf8), stripSpamHeaders: strip)
+    }
+
+    /// A scanner gave no verdict: 451 by default, or (where the policy
+    /// says accept) the message goes on with a header saying so.
+    static func scannerFailed(_ kind: String, _ what: String, _ error: Error, _ mode: FilterPolicy.FailureMode,
+                              _ log: inout String, _ headers: inout String, _ notes: inout [String]) -> FilterVerdict? {
+        log = "\(kind) scan failed: \(error)"
+        guard mode == .accept else {
+            return .refuse(reason: "Z451 4.3.0 \(kind) scanner unavailable, try again later")
+        }
+        headers += "X-Qmail-Filter: not scanned for \(what) (scanner unavailable)\n"
+        notes.append("\(kind) scan failed (\(error)), accepted unscanned")
+        return nil
     }
 
     static func deadline(_ s: FilterSettings) -> Int { ScannerSocket.nowMillis() + s.timeout * 1000 }
