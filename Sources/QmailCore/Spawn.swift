@@ -42,16 +42,18 @@ public enum Spawn {
     public static func crashed(_ status: Int32) -> Bool { (status & 0x7f) != 0 }
 
     /// Starts argv[0] (searched in PATH when it has no slash) with our
-    /// environment and descriptors; `stdinFd`, when given, becomes its fd 0.
+    /// environment and descriptors; `stdinFd`, when given, becomes its fd 0
+    /// (and `stdoutFd` its fd 1).
     /// The child starts with an empty signal mask and `defaultSignals` at
     /// their default action, whatever we ignore or block. Returns the pid,
     /// or the errno of the failure.
-    public static func start(_ argv: [[UInt8]], stdinFd: Int32? = nil,
+    public static func start(_ argv: [[UInt8]], stdinFd: Int32? = nil, stdoutFd: Int32? = nil,
                              defaultSignals: [Int32] = [SIGPIPE]) -> Result<pid_t, SysError> {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         if let fd = stdinFd, fd != 0 { posix_spawn_file_actions_adddup2(&actions, fd, 0) }
+        if let fd = stdoutFd, fd != 1 { posix_spawn_file_actions_adddup2(&actions, fd, 1) }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -78,9 +80,9 @@ public enum Spawn {
     }
 
     /// `start` for arguments given as strings.
-    public static func start(_ argv: [String], stdinFd: Int32? = nil,
+    public static func start(_ argv: [String], stdinFd: Int32? = nil, stdoutFd: Int32? = nil,
                              defaultSignals: [Int32] = [SIGPIPE]) -> Result<pid_t, SysError> {
-        start(argv.map { Array($0.utf8) }, stdinFd: stdinFd, defaultSignals: defaultSignals)
+        start(argv.map { Array($0.utf8) }, stdinFd: stdinFd, stdoutFd: stdoutFd, defaultSignals: defaultSignals)
     }
 
     /// Waits for `pid`: its exit code, or nil when a signal ended it (or
