@@ -407,8 +407,11 @@ public final class Setup {
             let text = "# Mail for \(name) goes to the alias Maildir; replace with &person@domain to forward.\n./Maildir/\n"
             try writeIfMissing("\(a)/.qmail-\(name)", text, uid, gid, 0o644)
         }
-        // Bounces to the SRS domain (virtualdomains: SRSDOMAIN:alias-srs) go back to their senders.
-        try writeIfMissing("\(a)/.qmail-srs-default", "|\(o.home)/bin/srsreverse\n", uid, gid, 0o644)
+        // Bounces to the SRS domain (virtualdomains: SRSDOMAIN:alias-srs) go
+        // back to their senders. In a single-user home qmail-getpw gives
+        // alias the whole local part as its extension.
+        let srs = o.singleUser ? ".qmail-alias-srs-default" : ".qmail-srs-default"
+        try writeIfMissing("\(a)/\(srs)", "|\(o.home)/bin/srsreverse\n", uid, gid, 0o644)
         let md = "\(a)/Maildir"
         for d in [md, "\(md)/tmp", "\(md)/new", "\(md)/cur"] { try dir(d, uid, gid, 0o700) }
     }

@@ -272,14 +272,16 @@ def test_smtpd_without_srsdomain_checks_nothing(qhome):
 # ---------------------------------------------------------------- bounces come back
 
 def srsreverse(qhome, tmp_path, address, sender=""):
-    """qmail-local delivering to alias-srs-LOCAL@SRSDOMAIN as virtualdomains sends it."""
+    """qmail-local delivering to alias-srs-LOCAL@SRSDOMAIN as virtualdomains
+    sends it, and as qmail-getpw of a single-user home hands it over: to
+    alias, with the whole local part as the extension."""
     loc = address[:address.index("@")]
-    return local(qhome, qhome.path / "alias", tmp_path, local=f"alias-srs-{loc}", dash="-", ext=f"srs-{loc}",
+    return local(qhome, qhome.path / "alias", tmp_path, local=f"alias-srs-{loc}", dash="-", ext=f"alias-srs-{loc}",
                  domain=SRSDOMAIN, user="alias", sender=sender, msg=b"Subject: failure notice\n\nbounced\n")
 
 
 def test_bounce_to_srs0_goes_to_the_original_sender(srs_home, tmp_path):
-    assert (srs_home.path / "alias" / ".qmail-srs-default").exists()   # written by qmail-setup
+    assert (srs_home.path / "alias" / ".qmail-alias-srs-default").exists()   # written by qmail-setup
     addr = qmail_srs(srs_home, "forward", "Alice.Smith@Origin.example")[1]
     r = srsreverse(srs_home, tmp_path, addr)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -349,25 +351,16 @@ def test_mailbox_users_cannot_read_the_secret_but_get_signatures(tmp_path):
 
 # ---------------------------------------------------------------- end to end
 
-GETPW = """#!/bin/sh
-# stand-in qmail-getpw: alias-EXT belongs to HOME/alias, anything else to HOME/users/LOCAL
-QH="${0%/bin/*}"
-case "$1" in
-  alias-*) printf '%s\\0%s\\0%s\\0%s\\0%s\\0%s\\0' alias "$(id -u)" "$(id -g)" "$QH/alias" "-" "${1#alias-}" ;;
-  *) printf '%s\\0%s\\0%s\\0%s\\0%s\\0%s\\0' "$1" "$(id -u)" "$(id -g)" "$QH/users/$1" "" "" ;;
-esac
-"""
-
-
 @pytest.fixture
 def world(srs_home, tmp_path):
-    """qmail-send with the real qmail-local and qmail-remote, a private
-    Postfix for the remote domains, and a DNS server with their SPF."""
+    """qmail-send with the real qmail-getpw, qmail-local and qmail-remote,
+    a private Postfix for the remote domains, and a DNS server with their
+    SPF. In the single-user home every local part goes to alias."""
     if not postfix_helper.available():
         pytest.skip("needs root and Postfix")
     from test_send import Mail
     q = srs_home
-    keep = {n: (q.path / "bin" / n).read_bytes() for n in ("qmail-local", "qmail-remote")}
+    keep = {n: (q.path / "bin" / n).read_bytes() for n in ("qmail-getpw", "qmail-local", "qmail-remote")}
     mail = Mail(q, remote=False)
     for n, data in keep.items():
         p = q.path / "bin" / n
@@ -375,11 +368,7 @@ def world(srs_home, tmp_path):
             p.unlink()
         p.write_bytes(data)
         p.chmod(0o755)
-    mail.install("qmail-getpw", GETPW)
-    fwd = q.path / "users" / "fwd"
-    fwd.mkdir(parents=True)
-    fwd.chmod(0o755)
-    (fwd / ".qmail").write_text("&friend@peer.test\n")
+    (q.path / "alias" / ".qmail-fwd").write_text("&friend@peer.test\n")
     pf = postfix_helper.Postfix(tmp_path / "pf", free_port(), hostname="peer.test")
     q.control("smtproutes", f":127.0.0.1:{pf.port}\n")
     resolver, ip, servers = spf_dns.start()
