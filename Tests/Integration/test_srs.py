@@ -20,6 +20,7 @@ import pytest
 import postfix_helper
 import spf_dns
 from smtp_helpers import free_port, queued, replies, session
+from test_local import home  # noqa: F401 (a fixture)
 
 SRSDOMAIN = "srs.test.example.com"
 MSG = b"From: s@x.org\nSubject: forwarded\n\nhello\n"
@@ -54,14 +55,6 @@ def enable_srs(qhome):
 def srs_home(qhome):
     enable_srs(qhome)
     return qhome
-
-
-@pytest.fixture
-def home(tmp_path):
-    h = tmp_path / "joe"
-    h.mkdir(mode=0o755)
-    os.chmod(h, 0o755)
-    return h
 
 
 def local(qhome, home, tmp_path, *, local="joe", dash="", ext="", sender="s@x.org", domain=None,
