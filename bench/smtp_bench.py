@@ -78,6 +78,26 @@ def wait_port(port, timeout=30):
     raise SystemExit(f"nothing listening on {port}")
 
 
+def tree_pids(pid):
+    """pid and all its descendants now running, from /proc."""
+    pids, frontier = {pid}, [pid]
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    while frontier:
+        for c in children.get(frontier.pop(), []):
+            if c not in pids:
+                pids.add(c)
+                frontier.append(c)
+    return pids
+
+
 class CpuMeter:
     """CPU used by a process tree, from a cgroup of its own (cgroup v1
     cpuacct or v2 cpu.stat). Processes the tree forks later stay in it."""
@@ -98,22 +118,7 @@ class CpuMeter:
     def add_tree(self, pid):
         if not self.dir:
             return
-        pids, frontier = {pid}, [pid]
-        children = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                    children.setdefault(ppid, []).append(int(entry))
-                except (OSError, ValueError, IndexError):
-                    pass
-        while frontier:
-            for c in children.get(frontier.pop(), []):
-                if c not in pids:
-                    pids.add(c)
-                    frontier.append(c)
-        for p in pids:
+        for p in tree_pids(pid):
             try:
                 with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
                     f.write(str(p))

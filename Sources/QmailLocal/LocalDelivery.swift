@@ -48,6 +48,12 @@ public struct LocalArguments: Equatable {
     }
 }
 
+/// A |command that qmail-local runs inside its own process because the
+/// program it names is linked into qmail-local (vdelivermail): given the
+/// command's literal words, the program's exit code, or nil when the
+/// command is not such a program (it then goes to sh -c as always).
+public typealias InProcessProgram = (_ argv: [[UInt8]]) -> Int32?
+
 public enum LocalDelivery {
     public static let usage = "qmail-local: usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty"
     /// conf-patrn: the mode bits that make a home or a .qmail unsafe.
@@ -68,7 +74,7 @@ public enum LocalDelivery {
     }
 
     /// Runs one delivery as qmail-local does and exits.
-    public static func main(_ a: LocalArguments) -> Never {
+    public static func main(_ a: LocalArguments, inProcess: InProcessProgram? = nil) -> Never {
         umask(0o077)
         signal(SIGPIPE, SIG_IGN)
         // A file-size limit then fails a write with EFBIG (temporary, mbox
@@ -179,7 +185,7 @@ public enum LocalDelivery {
                 counts.program += 1
                 if forwardOnly { temp("Uh-oh: .qmail has prog delivery but has x bit set.", "4.7.0") }
                 if a.deliver {
-                    if runProgram(command) { finish(counts, recipients, a.deliver, dtline) }
+                    if runProgram(command, inProcess: inProcess) { finish(counts, recipients, a.deliver, dtline) }
                 } else {
                     say(1, Array("program ".utf8) + command + [Ascii.lf])
                 }
@@ -279,22 +285,29 @@ public enum LocalDelivery {
         return nil
     }
 
-    /// Runs "sh -c command" with the message on stdin. Returns true when the
-    /// program asked to stop (exit 99); exits on failure.
-    static func runProgram(_ command: [UInt8]) -> Bool {
+    /// Runs "sh -c command" with the message on stdin, or the program
+    /// itself in this process when `inProcess` takes it (same environment,
+    /// directory, input and output; its exit code read the same way).
+    /// Returns true when the program asked to stop (exit 99); exits on failure.
+    static func runProgram(_ command: [UInt8], inProcess: InProcessProgram?) -> Bool {
         rewind()
-        let pid: pid_t
-        switch Child.spawn([Array("/bin/sh".utf8), Array("-c".utf8), command]) {
-        case .success(let p): pid = p
-        case .failure(let e): temp("Unable to run /bin/sh: \(Sys.strerror(e.errno)).")
+        let code: Int32
+        if let run = inProcess, let argv = ShellWords.literal(command), let c = run(argv) {
+            code = c
+        } else {
+            let pid: pid_t
+            switch Child.spawn([Array("/bin/sh".utf8), Array("-c".utf8), command]) {
+            case .success(let p): pid = p
+            case .failure(let e): temp("Unable to run /bin/sh: \(Sys.strerror(e.errno)).")
+            }
+            switch Child.wait(pid) {
+            case .crashed: temp("Aack, child crashed.")
+            case .exited(let c): code = c
+            }
         }
-        switch Child.wait(pid) {
-        case .crashed: temp("Aack, child crashed.")
-        case .exited(let code):
-            if code == 0 { return false }
-            if code == 99 { return true }
-            Sys.exit(hardProgramCodes.contains(code) ? 100 : 111)
-        }
+        if code == 0 { return false }
+        if code == 99 { return true }
+        Sys.exit(hardProgramCodes.contains(code) ? 100 : 111)
     }
 
     /// Sends the message (with our Delivered-To line first) to `recipients`

@@ -11,6 +11,7 @@ import Glibc
 #endif
 import QmailCore
 import UserDirectory
+import VDelivery
 
 extension Admin {
     struct Found {

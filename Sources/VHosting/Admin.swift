@@ -10,6 +10,7 @@ import Glibc
 #endif
 import QmailCore
 import UserDirectory
+import VDelivery
 
 public struct Admin {
     public let home: QmailHome

@@ -4,10 +4,12 @@
 // user's own .qmail files; the message and envelope are untrusted.
 import QmailCore
 import QmailLocal
+import VDelivery
 
 let argv = rawArguments()
 guard let args = LocalArguments.parse(Array(argv.dropFirst())) else {
     say(2, LocalDelivery.usage + "\n")
     Sys.exit(100)
 }
-LocalDelivery.main(args)
+// A hosted domain's `| HOME/bin/vdelivermail ...` line runs in this process.
+LocalDelivery.main(args, inProcess: VDeliver.inProcess)

@@ -4,10 +4,6 @@
 // vdelivermail. LDAP down or slow: 111, the message stays queued.
 import QmailCore
 import UserDirectoryLDAP
-import VHosting
+import VDelivery
 
-if let failure = VDeliver.main(argv: CommandLine.arguments, backend: { LDAPBackend(home: $0) }) {
-    Sys.warn(failure.description)
-    Sys.exit(failure.exitCode)
-}
-Sys.exit(0)
+Sys.exit(VDeliver.exitCode(argv: CommandLine.arguments, backend: { LDAPBackend(home: $0) }))

@@ -4,10 +4,6 @@
 // exit 0/100/111 as vdelivermail. Database down or slow: 111, mail stays queued.
 import QmailCore
 import UserDirectorySQL
-import VHosting
+import VDelivery
 
-if let failure = VDeliver.main(argv: CommandLine.arguments, backend: { SQLBackend(home: $0) }) {
-    Sys.warn(failure.description)
-    Sys.exit(failure.exitCode)
-}
-Sys.exit(0)
+Sys.exit(VDeliver.exitCode(argv: CommandLine.arguments, backend: { SQLBackend(home: $0) }))

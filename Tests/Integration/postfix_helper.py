@@ -18,7 +18,7 @@ def available() -> bool:
 
 class Postfix:
     def __init__(self, base: pathlib.Path, port: int, hostname="peer.test", access=None, qmgr=False, listen="127.0.0.1",
-                 root="/tmp", extra_main=""):
+                 root="/tmp", extra_main="", extra_master=()):
         # Postfix's unix sockets live under the queue directory and their
         # paths must stay short (108 bytes): use a short private directory
         # (in `root`, a short path on the file system wanted for the queue).
@@ -89,6 +89,7 @@ in_flow_delay = 0
         ]
         if qmgr:
             master += ["qmgr unix n - n 300 1 qmgr", "pickup unix n - n 60 1 pickup"]
+        master += list(extra_master)
         (self.conf / "master.cf").write_text("\n".join(master) + "\n")
         env = dict(os.environ, MAIL_CONFIG=str(self.conf))
         subprocess.run(["postfix", "-c", str(self.conf), "check"], env=env, capture_output=True, timeout=120)

@@ -767,6 +767,72 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
         log.close()
 
 
+def execs_per_delivery(hosting, qhome, tmp_path, count=4):
+    """Runs qmail-send (HOME/rc) under strace -f, injects `count`
+    messages to bob@example.org and waits until they are in his Maildir.
+    Returns the programs exec'd after qmail-send's start (its spawn
+    helpers left out), each with its count per delivered message."""
+    trace = tmp_path / "execve.trace"
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-z", "-o", str(trace), "-e", "trace=execve", str(qhome.path / "rc")],
+                            cwd="/", stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=qhome.env)
+    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+    before = len(hosting.new("bob", "example.org"))
+    try:
+        wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
+        for k in range(count):
+            r = qhome.run("qmail-inject", "-fcarol@example.org", "bob@example.org",
+                          input=f"Subject: count {k}\n\nexecs\n".encode())
+            assert r.returncode == 0, r.stderr
+        wait_for(lambda: len(hosting.new("bob", "example.org")) == before + count, 60,
+                 "the messages in bob's Maildir\n" + logtext())
+    finally:
+        # qmail-send (rc's process, strace's child) ends the way rc's would
+        children = pathlib.Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        for pid in children:
+            os.kill(int(pid), signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+    # rc's start-up (cat, env, qmail-start) runs before qmail-send's exec;
+    # its spawn helpers are started once
+    startup = {"qmail-lspawn", "qmail-rspawn", "qmail-clean", "splogger"}
+    progs, started = [], False
+    for line in trace.read_text(errors="replace").splitlines():
+        if ' execve("' in line:  # -z: successful calls only
+            name = line.split('execve("', 1)[1].split('"', 1)[0].rsplit("/", 1)[-1]
+            if started and name not in startup:
+                progs.append(name)
+            started = started or name == "qmail-send"
+    return {p: progs.count(p) / count for p in set(progs)}
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+def test_hosted_delivery_takes_one_exec_per_message(hosting, qhome, tmp_path):
+    """qmail-send -> qmail-lspawn -> qmail-local, which runs the domain's
+    `| HOME/bin/vdelivermail '' bounce-no-mailbox` in its own process: one
+    exec per delivered message (qmail-local), no sh, no vdelivermail. A
+    line naming another program, or vdelivermail through shell syntax,
+    still goes through sh -c as in qmail."""
+    if not os.path.exists(qhome.bin("qmail-send")):
+        pytest.skip("qmail-send not built yet")
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    assert execs_per_delivery(hosting, qhome, tmp_path) == {"qmail-local": 1.0}
+    # the same program under another name is another program: sh runs it
+    dq = hosting.domain_dir("example.org") / ".qmail-default"
+    line = dq.read_text()
+    assert line.startswith(f"| {qhome.bin('vdelivermail')} ''"), line
+    other = tmp_path / "bin" / "vdelivermail"
+    other.parent.mkdir()
+    shutil.copy(qhome.bin("vdelivermail"), other)
+    os.chmod(tmp_path, 0o755)
+    dq.write_text(line.replace(qhome.bin("vdelivermail"), str(other)))
+    assert execs_per_delivery(hosting, qhome, tmp_path) == {"qmail-local": 1.0, "sh": 1.0, "vdelivermail": 1.0}
+    # shell syntax (a quoted program name) is sh's to read
+    dq.write_text(line.replace(qhome.bin("vdelivermail"), f'"{qhome.bin("vdelivermail")}"'))
+    assert execs_per_delivery(hosting, qhome, tmp_path) == {"qmail-local": 1.0, "sh": 1.0, "vdelivermail": 1.0}
+    assert len(hosting.new("bob", "example.org")) == 12
+
+
 def pop3(qhome, commands, checkpassword="checkpassword-file"):
     """A POP3 session through qmail-popup HOST checkpassword qmail-pop3d Maildir,
     the service's argv, with the client's lines on stdin."""

@@ -1,6 +1,7 @@
 // vdelivermail: the delivery agent of a hosted domain, run by qmail-local
 // from the domain's .qmail-default:
 //     | HOME/bin/vdelivermail '' bounce-no-mailbox
+// (qmail-local runs that line in its own process: inProcess below).
 // It runs as the domain's user (users/assign), finds the recipient
 // (EXT, else LOCAL, at HOST) in the file backend and delivers:
 //   - a mailbox: its own DIR/.qmail if present (forwards, Maildirs, mboxes,
@@ -60,6 +61,37 @@ public struct VDeliver {
             throw MailFailure.temporary("control/userdirectory: unknown backend \(c.string) (want file, ldap or mysql)")
         }
         return home.path + "/bin/" + p
+    }
+
+    /// The whole program as an exit code, its failure (if any) reported
+    /// on stderr: vdelivermail's main, and qmail-local's in-process run.
+    public static func exitCode(argv: [String], backend: ((QmailHome) -> RecipientDirectory)? = nil) -> Int32 {
+        guard let failure = main(argv: argv, backend: backend) else { return 0 }
+        Sys.warn(failure.description)
+        return failure.exitCode
+    }
+
+    /// qmail-local's in-process run of `| HOME/bin/vdelivermail ...`:
+    /// taken only when argv[0] is this home's own vdelivermail (the same
+    /// file) and control/userdirectory picks the file backend; otherwise
+    /// nil, and qmail-local runs the command through sh as ever (so LDAP
+    /// and MySQL sites, or another program installed under that name,
+    /// behave as before). Saves sh's and vdelivermail's exec per message.
+    public static func inProcess(_ argv: [[UInt8]]) -> Int32? {
+        guard let program = argv.first, program.first == Ascii.slash else { return nil }
+        let home = QmailHome.current()
+        guard let named = BytePath.stat(program), let ours = BytePath.stat(Array(home.bin("vdelivermail").utf8)),
+              (ours.st_mode & S_IFMT) == S_IFREG, named.st_dev == ours.st_dev, named.st_ino == ours.st_ino else {
+            return nil
+        }
+        let args = argv.map { String(decoding: $0, as: UTF8.self) }
+        do {
+            if try backendProgram(home: home) != nil { return nil }
+        } catch {
+            // vdelivermail itself would report this very failure
+            return exitCode(argv: args)
+        }
+        return exitCode(argv: args, backend: { FileBackend(home: $0, plainPasswordsEnabled: false) })
     }
 
     /// The whole program; returns nil on success or the failure to report.
