@@ -57,7 +57,7 @@ public struct SMTPConfig {
     /// implicit TLS), so no STARTTLS, and FORCETLS is satisfied.
     public var tlsWrapped = false
     /// SPF checking of MAIL FROM (SMTPServer+SPF.swift).
-    public var spf = SPFPolicy()
+    public var auth = AuthPolicy()
 
     public init() {}
 
@@ -109,7 +109,7 @@ public struct SMTPConfig {
         }
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
         c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
-        c.spf = try SPFPolicy.load(control)
+        c.auth = try AuthPolicy.load(control, greeting: greeting)
         return c
     }
 }
