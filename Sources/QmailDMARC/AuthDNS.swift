@@ -1,7 +1,7 @@
 // TXT lookups for DKIM keys and DMARC records, with the MX code's care:
 // a name that does not exist (NXDOMAIN) or has no TXT record is an answer
 // ("none"); a timeout or SERVFAIL is temporary and must never turn into a
-// failed check (and makes the servers count as down for the message). Each message's checks share one budget of queries, and a
+// failed check (two such make the servers count as down for the message). Each message's checks share one budget of queries, and a
 // record longer than 4 KB is treated as unusable, so a hostile sender
 // cannot make one message cost unbounded DNS work or memory.
 import QmailCore
@@ -21,7 +21,7 @@ public final class AuthDNS {
     public private(set) var queries = 0
     public var maxRecordBytes = 4096
     private var cache: [String: TXTAnswer] = [:]
-    private var unanswered = false
+    private var unanswered = 0
 
     /// `resolver` asks the servers; at most `maxQueries` queries are sent.
     public convenience init(resolver: DNSResolver, maxQueries: Int = 30) {
@@ -38,9 +38,9 @@ public final class AuthDNS {
     public func txt(_ name: String) -> TXTAnswer {
         let key = name.lowercased()
         if let hit = cache[key] { return hit }
-        // After one query went unanswered the servers are taken as down for
-        // this message: the rest would only add their timeouts.
-        guard queries < maxQueries, !unanswered else { return .temporary }
+        // After two queries went unanswered the servers are taken as down
+        // for this message: the rest would only add their timeouts.
+        guard queries < maxQueries, unanswered < 2 else { return .temporary }
         queries += 1
         let answer: TXTAnswer
         do {
@@ -49,7 +49,7 @@ public final class AuthDNS {
             answer = .records([])
         } catch {
             answer = .temporary
-            unanswered = true
+            unanswered += 1
         }
         cache[key] = answer
         return answer
