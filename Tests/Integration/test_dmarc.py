@@ -425,3 +425,26 @@ def test_swaks_over_tcp(site, tmp_path):
         srv.stop()
     text = ours(mess)
     assert results(text, "spf") == ["pass"] and results(text, "dkim") == ["pass"] and results(text, "dmarc") == ["pass"]
+
+
+def test_new_home_annotates_an_upgraded_one_keeps_qmail_behaviour(tmp_path, bindir):
+    home = tmp_path / "q"
+    setup = [str(bindir / "qmail-setup"), "--single-user", "--link", str(home), "new.example"]
+    assert subprocess.run(setup, capture_output=True, timeout=120).returncode == 0
+    assert (home / "control" / "authpolicy").read_text() == "annotate\n"
+    # an existing home (control/me there) run through qmail-setup again gets no policy
+    (home / "control" / "authpolicy").unlink()
+    assert subprocess.run(setup, capture_output=True, timeout=120).returncode == 0
+    assert not (home / "control" / "authpolicy").exists()
+
+
+def test_vdkim_records_prints_spf_dkim_and_dmarc(qhome):
+    assert qhome.run("vdkim", "create", "example.org").returncode == 0
+    r = qhome.run("vdkim", "records", "example.org")
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.decode().splitlines() if not l.startswith(";")]
+    assert lines[0] == 'example.org. IN TXT "v=spf1 a:test.example.com ~all"'
+    assert [l.split("._domainkey.")[1].split()[0] for l in lines[1:3]] == ["example.org."] * 2
+    assert "k=rsa" in lines[1] + lines[2] and "k=ed25519" in lines[1] + lines[2]
+    assert lines[3] == '_dmarc.example.org. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.org"'
+    assert len(lines) == 4
