@@ -7,6 +7,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import QmailCore
 
 public enum DKIMTags {
     /// tag=value pairs of a signature or key record; values keep inner
@@ -200,7 +201,7 @@ public enum DKIMVerifier {
         let rec = DKIMTags.parse(Array(txt.utf8)[...])
         if let v = rec["v"], v != Array("DKIM1".utf8) { return fail("permerror", "key record is not DKIM1") }
         let k = text(rec["k"] ?? Array("rsa".utf8)).lowercased()
-        if let hs = rec["h"], !text(hs).lowercased().split(separator: ":").contains(where: { $0.trimmingWhitespace() == "sha256" }) {
+        if let hs = rec["h"], !text(hs).lowercased().split(separator: ":").contains(where: { $0.trimmingCharacters(in: " \t\r\n") == "sha256" }) {
             return fail("permerror", "key does not allow sha256")
         }
         guard k == a.keyType else { return fail("permerror", "key type \(k) does not match a=") }
@@ -214,14 +215,5 @@ public enum DKIMVerifier {
         let own = DKIMTags.withoutSignature(sig)
         data += relaxedHeader ? DKIMCanonical.relaxedHeader(own).dropLast(2) : own
         return pub.verify(b, of: data) ? fail("pass", "") : fail("fail", "signature mismatch")
-    }
-}
-
-extension Substring {
-    func trimmingWhitespace() -> Substring {
-        var s = self
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return s
     }
 }

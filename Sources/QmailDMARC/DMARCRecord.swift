@@ -1,6 +1,8 @@
 // A DMARC policy record (RFC 7489 section 6.3): "v=DMARC1; p=...; ..." at
 // _dmarc.<domain>. Only the tags that decide a verdict are kept; unknown
 // tags are ignored as the RFC asks.
+import QmailCore
+
 public enum DMARCPolicy: String {
     case none, quarantine, reject
 }
@@ -20,7 +22,7 @@ public struct DMARCRecord: Equatable {
         let parts = String(decoding: text, as: UTF8.self).split(separator: ";").map {
             $0.trimmingCharacters(in: " \t\r\n")
         }
-        guard let first = parts.first, first.replacingSpaces() == "v=DMARC1" else { return nil }
+        guard let first = parts.first, first.filter({ $0 != " " && $0 != "\t" }) == "v=DMARC1" else { return nil }
         for part in parts.dropFirst() {
             guard let eq = part.firstIndex(of: "=") else { continue }
             let name = part[..<eq].trimmingCharacters(in: " \t").lowercased()
@@ -37,15 +39,4 @@ public struct DMARCRecord: Equatable {
             }
         }
     }
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-
-    func replacingSpaces() -> String { String(filter { $0 != " " && $0 != "\t" }) }
 }

@@ -85,15 +85,6 @@ public struct AuthPolicy {
     }
 }
 
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}
-
 /// What the checks of one transaction found so far.
 struct AuthState {
     var spf: SPFOutcome?
