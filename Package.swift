@@ -144,7 +144,8 @@ let libraries: [Target] = [
     .target(name: "VHosting", dependencies: ["QmailCore", "UserDirectory", "QmailDKIM", "VDelivery"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
     .target(name: "QmailSPF", dependencies: ["QmailCore", "QmailNet"], path: "Sources/QmailSPF"),
-    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF"], path: "Sources/QmailSMTP"),
+    .target(name: "QmailDMARC", dependencies: ["QmailCore", "QmailNet", "QmailDKIM"], path: "Sources/QmailDMARC"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
 ]
 
 /// The checkpassword programs live with their backends under checkpassword/

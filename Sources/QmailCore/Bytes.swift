@@ -89,3 +89,13 @@ public enum Decimal {
         return any ? v : nil
     }
 }
+
+extension StringProtocol {
+    /// The text without the characters of `set` at either end.
+    public func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

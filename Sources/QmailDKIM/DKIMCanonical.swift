@@ -80,8 +80,23 @@ public struct RelaxedBody {
     var lineHasText = false
     var out: [UInt8] = []
     let digest = SHA256Digest()
+    /// Canonical bytes still to hash: a signature's l= tag limits them.
+    var left = Int.max
+    /// Canonical bytes produced so far (hashed or not).
+    public private(set) var length = 0
 
-    public init() { out.reserveCapacity(70000) }
+    public init(limit: Int? = nil) {
+        out.reserveCapacity(70000)
+        if let limit { left = limit }
+    }
+
+    mutating func flush() {
+        length += out.count
+        let n = min(left, out.count)
+        if n > 0 { digest.update(n == out.count ? out : Array(out[..<n])) }
+        left -= n
+        out.removeAll(keepingCapacity: true)
+    }
 
     public mutating func feed(_ c: UInt8) {
         switch c {
@@ -101,22 +116,28 @@ public struct RelaxedBody {
             if space { out.append(DKIMCanonical.sp); space = false }
             out.append(c)
             lineHasText = true
-            if out.count >= 65536 { digest.update(out); out.removeAll(keepingCapacity: true) }
+            if out.count >= 65536 { flush() }
         }
     }
 
     /// The body hash; a last line without LF counts as ended.
     public mutating func finish() -> [UInt8] {
         if lineHasText { out.append(DKIMCanonical.cr); out.append(DKIMCanonical.lf) }
-        digest.update(out)
-        out = []
+        flush()
         return digest.finish()
     }
 
     public static func hash(_ body: [UInt8]) -> [UInt8] {
-        var b = RelaxedBody()
+        hash(body, limit: nil).hash
+    }
+
+    /// The hash of the first `limit` canonical bytes (all when nil), and
+    /// how many canonical bytes the body has.
+    public static func hash(_ body: [UInt8], limit: Int?) -> (hash: [UInt8], length: Int) {
+        var b = RelaxedBody(limit: limit)
         for c in body { b.feed(c) }
-        return b.finish()
+        let h = b.finish()
+        return (h, b.length)
     }
 }
 
@@ -124,10 +145,17 @@ public struct RelaxedBody {
 /// body as it is, empty lines at the end removed, CRLF at the end.
 public enum SimpleBody {
     public static func hash(_ body: [UInt8]) -> [UInt8] {
+        hash(body, limit: nil).hash
+    }
+
+    /// As RelaxedBody's: the hash of at most `limit` canonical bytes, and the length.
+    public static func hash(_ body: [UInt8], limit: Int?) -> (hash: [UInt8], length: Int) {
         var end = body.count
         while end >= 2 && body[end - 2] == DKIMCanonical.cr && body[end - 1] == DKIMCanonical.lf { end -= 2 }
         var b = Array(body[..<end])
         b += [DKIMCanonical.cr, DKIMCanonical.lf]
-        return SHA256Digest.of(b)
+        let length = b.count
+        if let limit, limit < b.count { b.removeLast(b.count - limit) }
+        return (SHA256Digest.of(b), length)
     }
 }

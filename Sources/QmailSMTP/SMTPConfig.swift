@@ -56,8 +56,8 @@ public struct SMTPConfig {
     /// SSL_PROTOCOL set: the connection is TLS already (tlswrap, port 465's
     /// implicit TLS), so no STARTTLS, and FORCETLS is satisfied.
     public var tlsWrapped = false
-    /// SPF checking of MAIL FROM (SMTPServer+SPF.swift).
-    public var spf = SPFPolicy()
+    /// Sender checks on intake: SPF, DKIM, DMARC and their policy (SMTPServer+Auth.swift).
+    public var auth = AuthPolicy()
     /// SRS addresses checked at RCPT (SMTPServer+SRS.swift); nil: SRS off.
     public var srs: SRSIntake? = nil
 
@@ -111,7 +111,7 @@ public struct SMTPConfig {
         }
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
         c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
-        c.spf = try SPFPolicy.load(control)
+        c.auth = try AuthPolicy.load(control, greeting: greeting)
         c.srs = try SRSIntake.load(home: home)
         return c
     }

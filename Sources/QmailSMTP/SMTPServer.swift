@@ -37,13 +37,13 @@ public final class SMTPServer {
     private var recipients: [[UInt8]] = []
     private var refusedSender = false   // badmailfrom: refuse each RCPT
     private var utf8 = false
-    private var authUser: [UInt8]? = nil
+    var authUser: [UInt8]? = nil
     private var authFailures = 0
     private var tlsActive = false
     private var esmtp = false
     private var queueSession: QueueSession?
-    /// The Received-SPF field for the current transaction, if SPF was checked.
-    var spfField: [UInt8]?
+    /// The sender checks of the current transaction (SMTPServer+Auth).
+    var auth = AuthState()
 
     public init(config: SMTPConfig, channel: Channel, tls: TLSServerStarter? = nil) {
         self.config = config
@@ -113,6 +113,7 @@ public final class SMTPServer {
         recipients = []
         refusedSender = false
         utf8 = false
+        auth = AuthState()
     }
 
     private var authOffered: Bool {
@@ -157,7 +158,7 @@ public final class SMTPServer {
                 reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n"); return
             }
         }
-        if let refusal = spfCheck(sender: parsed.address, helo: helo ?? config.remoteHost, authenticated: authUser != nil) {
+        if let refusal = spfCheck(sender: parsed.address, helo: helo ?? config.remoteHost) {
             reply(refusal); return
         }
         refusedSender = config.badMailFrom.matches(parsed.address)
@@ -198,6 +199,7 @@ public final class SMTPServer {
                     reply("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"); return
                 }
                 if let verdict = checkRecipient(target) { reply(verdict); return }
+                if let refusal = authRecipient(target) { reply(refusal); return }
                 recipients.append(addr)
             }
         } catch {
@@ -238,9 +240,16 @@ public final class SMTPServer {
         if utf8 || tlsActive || authUser != nil {
             proto = (utf8 ? "UTF8SMTP" : "ESMTP") + (tlsActive ? "S" : "") + (authUser != nil ? "A" : "")
         }
-        if let field = spfField { qq.put(field) }
-        qq.put(Received.line(protocol: proto, local: config.local, remoteIP: config.remoteIP,
-                             remoteHost: config.remoteHost, remoteInfo: authUser ?? config.remoteInfo, helo: helo))
+        let received = Received.line(protocol: proto, local: config.local, remoteIP: config.remoteIP,
+                                     remoteHost: config.remoteHost, remoteInfo: authUser ?? config.remoteInfo, helo: helo)
+        // DKIM needs the whole message before the Authentication-Results
+        // field above it can be written: hold it (bounded) while checking.
+        var holding = holdsMessage
+        let holdLimit = config.databytes > 0 ? config.databytes + 1 : config.auth.holdLimit
+        if !holding {
+            if let field = auth.receivedSPF { qq.put(field) }
+            qq.put(received)
+        }
         var rx = DataReceiver(databytes: config.databytes)
         var outcome = DataReceiver.Outcome.more
         let ended: Bool
@@ -248,7 +257,12 @@ public final class SMTPServer {
             ended = try channel.scan { chunk in
                 let r = rx.feed(chunk)
                 outcome = r.outcome
-                if rx.output.count >= 65536 { qq.put(rx.output); rx.output.removeAll(keepingCapacity: true) }
+                if holding && rx.output.count > holdLimit {
+                    holding = false
+                    qq.put(authFieldsUnchecked())
+                    qq.put(received)
+                }
+                if !holding && rx.output.count >= 65536 { qq.put(rx.output); rx.output.removeAll(keepingCapacity: true) }
                 return (r.consumed, r.outcome != .more)
             }
         } catch {
@@ -266,15 +280,26 @@ public final class SMTPServer {
             }
             throw SessionEnded()
         }
-        qq.put(rx.output)
         let tooManyHops = rx.hops >= 100
-        if tooManyHops || rx.overflowed { qq.fail() }
+        var refusal: String? = nil
+        if holding && !tooManyHops && !rx.overflowed {
+            let v = authVerdict(rx.output)
+            refusal = v.refusal
+            qq.put(v.fields)
+            qq.put(received)
+            qq.put(v.message)
+        } else {
+            qq.put(rx.output)
+        }
+        if tooManyHops || rx.overflowed || refusal != nil { qq.fail() }
         qq.from(mailFrom)
         for r in recipients { qq.to(r) }
         let failure = qq.close()
         let pid = qq.queuePid
         recipients = []
-        if failure == nil && !tooManyHops && !rx.overflowed {
+        if let refusal {
+            reply(refusal)
+        } else if failure == nil && !tooManyHops && !rx.overflowed {
             reply("250 ok \(Sys.now()) qp \(pid)\r\n")
         } else if tooManyHops {
             reply("554 too many hops, this message is looping (#5.4.6)\r\n")

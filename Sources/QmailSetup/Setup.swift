@@ -375,7 +375,11 @@ public final class Setup {
     func writeControls() throws {
         let c = "\(o.home)/control"
         let g = ownerGid
-        try writeIfMissing("\(c)/me", o.fqdn + "\n", ownerUid, g, 0o644)
+        let fresh = try writeIfMissing("\(c)/me", o.fqdn + "\n", ownerUid, g, 0o644)
+        // A new installation annotates incoming mail with SPF, DKIM and
+        // DMARC results; a home set up before (control/me was there) keeps
+        // qmail's behaviour, no checks, until its admin writes the file.
+        if fresh { try writeIfMissing("\(c)/authpolicy", "annotate\n", ownerUid, g, 0o644) }
         let parent = Setup.parentDomain(o.fqdn)
         try writeIfMissing("\(c)/defaultdomain", parent + "\n", ownerUid, g, 0o644)
         try writeIfMissing("\(c)/plusdomain", parent + "\n", ownerUid, g, 0o644)

@@ -6,6 +6,7 @@
 //   vdkim list [domain]
 //   vdkim remove [-f] domain [selector...]
 //   vdkim dns domain [selector...]
+//   vdkim records domain      (SPF and DMARC suggestions beside the DKIM records)
 //
 // Keys belong to the account qmail-remote runs as (qmailr, from HOME/ids)
 // and nobody else can read them.
@@ -24,6 +25,7 @@ extension Admin {
                vdkim list [domain]
                vdkim remove [-f] domain [selector...]
                vdkim dns domain [selector...]
+               vdkim records domain
         """
 
     var dkimStore: DKIMKeyStore { DKIMKeyStore(home: home) }
@@ -38,6 +40,7 @@ extension Admin {
         case "list": return try dkimList(rest)
         case "remove": return try dkimRemove(rest)
         case "dns": return try dkimDNS(rest)
+        case "records": return try dkimRecords(rest)
         default: throw AdminError.usage(Self.dkimUsage)
         }
     }
@@ -223,6 +226,27 @@ extension Admin {
             guard let pem = try FileIO.read(store.keyPath(domain, s.name, s.algorithm)) else { continue }
             print(try DKIMRecord.zoneLine(domain: domain, selector: s.name, key: try DKIMKey(privatePEM: pem)))
         }
+        return []
+    }
+
+    /// Every record a domain sending through this server publishes: an SPF
+    /// record naming this host (control/me), the DKIM keys that sign, and a
+    /// DMARC record to start with (p=none, reports to postmaster).
+    func dkimRecords(_ args: [String]) throws -> [String] {
+        guard args.count == 1 else { throw AdminError.usage(Self.dkimUsage) }
+        let domain = try dkimDomain(args[0])
+        let me = (try Control(home: home).me()).map { $0.string } ?? domain
+        print("; SPF: the hosts that send mail for \(domain); add the others (ip4:, include:), then ~all -> -all")
+        print("\(domain). IN TXT \"v=spf1 a:\(me) ~all\"")
+        print("; DKIM: the keys qmail-remote signs with (vdkim dns \(domain))")
+        let signing = try dkimStore.selectors(domain).filter { $0.signing }.map { $0.name }
+        if signing.isEmpty {
+            print("; (no signing key: vdkim create \(domain))")
+        } else {
+            _ = try dkimDNS([domain] + signing)
+        }
+        print("; DMARC: start with p=none, read the reports, then quarantine and reject")
+        print("_dmarc.\(domain). IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@\(domain)\"")
         return []
     }
 

@@ -17,9 +17,11 @@ def free_port() -> int:
 
 
 def queued(home):
-    """[(message bytes, sender, [recipients])] for every message in queue/todo."""
+    """[(message bytes, sender, [recipients])] for every message in queue/todo,
+    oldest first (queue numbers are inode numbers: their order is not the
+    order of arrival, so `queued(home)[before:]` needs this)."""
     out = []
-    for t in home.queue_files("todo"):
+    for t in sorted(home.queue_files("todo"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
         num = int(t.name)
         mess = (home.path / "queue" / "mess" / str(num % 23) / str(num)).read_bytes()
         fields = t.read_bytes().split(b"\0")
