@@ -135,7 +135,7 @@ public struct Scheduler {
     }
 
     /// A spawn and the deliveries it runs.
-    public struct Channel: Equatable {
+    public struct ChannelState: Equatable {
         /// The configured concurrency, lowered to the spawn's limit.
         public private(set) var concurrency: Int
         public private(set) var spawnLimit = Spawn.maxSlots
@@ -162,24 +162,24 @@ public struct Scheduler {
             used += 1
         }
 
-        /// The delivery running on `slot`, taken off it.
-        mutating func release(_ slot: Int) -> Delivery? {
-            guard slot < slots.count, let d = slots[slot] else { return nil }
+        /// The delivery running on `slot`, if any.
+        func running(_ slot: Int) -> Delivery? { slot < slots.count ? slots[slot] : nil }
+
+        mutating func release(_ slot: Int) {
             slots[slot] = nil
             used -= 1
-            return d
         }
     }
 
     /// queuelifetime in seconds.
     public let lifetime: Int
-    public private(set) var channels: PerChannel<Channel>
+    public private(set) var channels: PerChannel<ChannelState>
     var messages: [Int: Message] = [:]
     var nextDelivery = 1
 
     public init(lifetime: Int, concurrency: PerChannel<Int> = PerChannel(local: 10, remote: 20)) {
         self.lifetime = lifetime
-        channels = PerChannel(local: Channel(concurrency: 0), remote: Channel(concurrency: 0))
+        channels = PerChannel(ChannelState(concurrency: 0))
         for c in DeliveryChannel.allCases { channels[c].apply(concurrency: concurrency[c]) }
     }
 
@@ -281,7 +281,8 @@ public struct Scheduler {
 
     /// Finishing steps that failed earlier and are due again.
     mutating func finishDue(_ now: Int, _ out: inout [SchedulerAction]) {
-        for id in messages.keys.sorted() where (messages[id]!.finishAt ?? Int.max) <= now {
+        let due = messages.values.compactMap { ($0.finishAt ?? Int.max) <= now ? $0.id : nil }
+        for id in due.sorted() {
             messages[id]!.finishAt = nil
             let m = messages[id]!
             for c in DeliveryChannel.allCases where m.jobs[c].hasFile && m.jobs[c].recipients.isEmpty && !m.jobs[c].open {
@@ -345,12 +346,12 @@ public struct Scheduler {
     }
 
     mutating func report(_ c: DeliveryChannel, slot: Int, _ report: [UInt8], now: Int, _ out: inout [SchedulerAction]) {
-        guard slot < channels[c].slots.count, let running = channels[c].slots[slot], messages[running.message] != nil,
-              let d = channels[c].release(slot) else {
+        guard let d = channels[c].running(slot), messages[d.message] != nil else {
             out.append(.log("warning: internal error: delivery report out of range"))
             return
         }
         let id = d.message
+        channels[c].release(slot)
         messages[id]!.jobs[c].inFlight -= 1
         var rep = report
         if rep.first == UInt8(ascii: "Z") && messages[id]!.jobs[c].dying {
