@@ -26,7 +26,8 @@ public struct PerChannel<Value> {
 
     public subscript(c: DeliveryChannel) -> Value {
         get { c == .local ? local : remote }
-        set { if c == .local { local = newValue } else { remote = newValue } }
+        // In place: appending to or removing from an array held here copies nothing.
+        _modify { if c == .local { yield &local } else { yield &remote } }
     }
 }
 
@@ -110,12 +111,13 @@ public struct Scheduler {
     /// How long a finishing step that failed waits before it is tried again.
     public static let finishRetry = 60
 
-    /// A message's work on one channel.
+    /// A message's work on one channel, as the scans over every message
+    /// see it: no arrays, so that they copy and count no references.
     struct Job {
-        /// Recipients not yet done, in file order.
-        var recipients: [ChannelRecipient] = []
-        /// Offsets still to start in the current pass.
-        var pass: [Int] = []
+        /// Recipients not yet done.
+        var left = 0
+        /// Recipients of the current pass not yet started.
+        var toStart = 0
         var inFlight = 0
         /// A pass is under way: opened when due, closed when its last delivery reports.
         var open = false
@@ -128,10 +130,18 @@ public struct Scheduler {
     struct Message {
         let id: Int
         let birth: Int
-        let sender: [UInt8]
         var jobs: PerChannel<Job>
         /// When finishing failed: try again at this time.
         var finishAt: Int?
+    }
+
+    /// A message's sender and recipients, kept apart from Message (see Job).
+    struct Lists {
+        let sender: [UInt8]
+        /// Recipients not yet done, in file order (Job.left counts them).
+        var recipients: PerChannel<[ChannelRecipient]>
+        /// Offsets of the current pass not yet started (Job.toStart counts them).
+        var pass: PerChannel<[Int]>
     }
 
     /// A spawn and the deliveries it runs.
@@ -175,6 +185,7 @@ public struct Scheduler {
     public let lifetime: Int
     public private(set) var channels: PerChannel<ChannelState>
     var messages: [Int: Message] = [:]
+    var lists: [Int: Lists] = [:]
     var nextDelivery = 1
 
     public init(lifetime: Int, concurrency: PerChannel<Int> = PerChannel(local: 10, remote: 20)) {
@@ -220,6 +231,7 @@ public struct Scheduler {
             if ok {
                 out.append(.log(SendLog.endMessage(id)))
                 messages[id] = nil
+                lists[id] = nil
             } else {
                 messages[id]!.finishAt = now + Self.finishRetry
             }
@@ -247,8 +259,8 @@ public struct Scheduler {
             for c in DeliveryChannel.allCases {
                 let j = m.jobs[c]
                 if j.open {
-                    if !j.pass.isEmpty && channels[c].free { t = 0 }
-                } else if !j.recipients.isEmpty && channels[c].concurrency > 0 {
+                    if j.toStart > 0 && channels[c].free { t = 0 }
+                } else if j.left > 0 && channels[c].concurrency > 0 {
                     t = min(t, max(j.nextTry - now, 0))
                 }
             }
@@ -260,14 +272,17 @@ public struct Scheduler {
 
     mutating func arrive(_ q: QueuedMessage, _ out: inout [SchedulerAction]) {
         var jobs = PerChannel(Job())
+        var recipients = PerChannel<[ChannelRecipient]>([])
         for c in DeliveryChannel.allCases {
             guard let r = q.recipients[c] else { continue }
             jobs[c].hasFile = true
-            jobs[c].recipients = r
+            jobs[c].left = r.count
+            recipients[c] = r
         }
-        messages[q.id] = Message(id: q.id, birth: q.birth, sender: q.sender, jobs: jobs, finishAt: nil)
+        messages[q.id] = Message(id: q.id, birth: q.birth, jobs: jobs, finishAt: nil)
+        lists[q.id] = Lists(sender: q.sender, recipients: recipients, pass: PerChannel([]))
         // Restart after every recipient of a channel was done, before its file went.
-        for c in DeliveryChannel.allCases where jobs[c].hasFile && jobs[c].recipients.isEmpty {
+        for c in DeliveryChannel.allCases where jobs[c].hasFile && jobs[c].left == 0 {
             out.append(.removeChannelFile(c, message: q.id))
         }
         finishIfDone(q.id, &out)
@@ -276,7 +291,7 @@ public struct Scheduler {
     mutating func finishIfDone(_ id: Int, _ out: inout [SchedulerAction]) {
         let m = messages[id]!
         guard !m.jobs.local.hasFile && !m.jobs.remote.hasFile && m.finishAt == nil else { return }
-        out.append(.finish(message: id, sender: m.sender))
+        out.append(.finish(message: id, sender: lists[id]!.sender))
     }
 
     /// Finishing steps that failed earlier and are due again.
@@ -285,7 +300,7 @@ public struct Scheduler {
         for id in due.sorted() {
             messages[id]!.finishAt = nil
             let m = messages[id]!
-            for c in DeliveryChannel.allCases where m.jobs[c].hasFile && m.jobs[c].recipients.isEmpty && !m.jobs[c].open {
+            for c in DeliveryChannel.allCases where m.jobs[c].hasFile && m.jobs[c].left == 0 && !m.jobs[c].open {
                 out.append(.removeChannelFile(c, message: id))
             }
             finishIfDone(id, &out)
@@ -301,7 +316,7 @@ public struct Scheduler {
             var due: [(Int, Int)] = []
             for m in messages.values {
                 let j = m.jobs[c]
-                if (j.open && !j.pass.isEmpty) || (!j.open && !j.recipients.isEmpty && j.nextTry <= now) {
+                if (j.open && j.toStart > 0) || (!j.open && j.left > 0 && j.nextTry <= now) {
                     due.append((j.nextTry, m.id))
                 }
             }
@@ -311,11 +326,13 @@ public struct Scheduler {
                     let dying = now > messages[id]!.birth + lifetime
                     messages[id]!.jobs[c].open = true
                     messages[id]!.jobs[c].dying = dying
-                    messages[id]!.jobs[c].pass = messages[id]!.jobs[c].recipients.map { $0.offset }
+                    lists[id]!.pass[c] = lists[id]!.recipients[c].map { $0.offset }
+                    messages[id]!.jobs[c].toStart = messages[id]!.jobs[c].left
                 }
-                while !messages[id]!.jobs[c].pass.isEmpty && channels[c].free {
-                    let off = messages[id]!.jobs[c].pass.removeFirst()
-                    guard let r = messages[id]!.jobs[c].recipients.first(where: { $0.offset == off }) else { continue }
+                while messages[id]!.jobs[c].toStart > 0 && channels[c].free {
+                    let off = lists[id]!.pass[c].removeFirst()
+                    messages[id]!.jobs[c].toStart -= 1
+                    guard let r = lists[id]!.recipients[c].first(where: { $0.offset == off }) else { continue }
                     start(c, id, r, &out)
                 }
                 if !channels[c].free { break }
@@ -325,9 +342,8 @@ public struct Scheduler {
 
     mutating func start(_ c: DeliveryChannel, _ id: Int, _ r: ChannelRecipient, _ out: inout [SchedulerAction]) {
         guard let slot = channels[c].slots.firstIndex(where: { $0 == nil }) else { return }
-        let m = messages[id]!
         let d = Delivery(id: nextDelivery, channel: c, slot: slot, message: id, offset: r.offset,
-                         sender: Self.verp(sender: m.sender, recipient: r.address), recipient: r.address)
+                         sender: Self.verp(sender: lists[id]!.sender, recipient: r.address), recipient: r.address)
         nextDelivery += 1
         channels[c].occupy(d)
         messages[id]!.jobs[c].inFlight += 1
@@ -377,7 +393,8 @@ public struct Scheduler {
     }
 
     mutating func markDone(_ c: DeliveryChannel, _ id: Int, _ offset: Int, _ out: inout [SchedulerAction]) {
-        messages[id]!.jobs[c].recipients.removeAll { $0.offset == offset }
+        lists[id]!.recipients[c].removeAll { $0.offset == offset }
+        messages[id]!.jobs[c].left = lists[id]!.recipients[c].count
         out.append(.markDone(c, message: id, offset: offset))
     }
 
@@ -386,9 +403,9 @@ public struct Scheduler {
     mutating func afterReport(_ c: DeliveryChannel, _ id: Int, now: Int, _ out: inout [SchedulerAction]) {
         out.append(.log(status))
         let j = messages[id]!.jobs[c]
-        guard j.inFlight == 0 && j.pass.isEmpty && j.open else { return }
+        guard j.inFlight == 0 && j.toStart == 0 && j.open else { return }
         messages[id]!.jobs[c].open = false
-        if j.recipients.isEmpty {
+        if j.left == 0 {
             out.append(.removeChannelFile(c, message: id))
         } else {
             messages[id]!.jobs[c].nextTry = Retry.next(birth: messages[id]!.birth, now: now, channel: c)
