@@ -14,6 +14,10 @@
 //   "foop/N" removes mess and intd, info/N unlinked: "end msg N".
 // At start every todo/N is split afresh (nothing was delivered from it
 // yet) and every info/N is resumed from its channel files.
+//
+// The decisions (which recipient when, on which slot, what a report means,
+// when a message is finished) are Scheduler's; this file is its shell: the
+// todo split, the queue files, the pipes, qmail-clean, signals and the log.
 #if canImport(Glibc)
 import Glibc
 #endif
