@@ -209,8 +209,8 @@ final class SpawnTests: XCTestCase {
     }
 
     func testVerp() {
-        XCTAssertEqual(QueueSender.verp(sender: b("list-@example.com-@[]"), recipient: b("bob@far.org")).string, "list-bob=far.org@example.com")
-        XCTAssertEqual(QueueSender.verp(sender: b("plain@x"), recipient: b("bob@far.org")).string, "plain@x")
+        XCTAssertEqual(Scheduler.verp(sender: b("list-@example.com-@[]"), recipient: b("bob@far.org")).string, "list-bob=far.org@example.com")
+        XCTAssertEqual(Scheduler.verp(sender: b("plain@x"), recipient: b("bob@far.org")).string, "plain@x")
     }
 
     func testCleanRequests() {
