@@ -58,6 +58,9 @@ public struct SMTPConfig {
     public var tlsWrapped = false
     /// SPF checking of MAIL FROM (SMTPServer+SPF.swift).
     public var spf = SPFPolicy()
+    /// Greylisting at RCPT (Greylist.swift); nil: off.
+    public var greylist: GreylistPolicy? = nil
+    public var home = QmailHome(path: QmailHome.defaultPath)
 
     public init() {}
 
@@ -110,6 +113,8 @@ public struct SMTPConfig {
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
         c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
         c.spf = try SPFPolicy.load(control)
+        c.home = home
+        c.greylist = try GreylistPolicy.load(control)
         return c
     }
 }

@@ -197,6 +197,9 @@ public final class SMTPServer {
                     reply("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"); return
                 }
                 if let verdict = checkRecipient(target) { reply(verdict); return }
+                if let verdict = greylistCheck(sender: mailFrom, recipient: target, authenticated: authUser != nil) {
+                    reply(verdict); return
+                }
                 recipients.append(addr)
             }
         } catch {
