@@ -349,7 +349,7 @@ class Harness:
         progs = self.base / "programs"
         progs.mkdir()
         for n in need + ["qmail-start", "qmail-lspawn", "qmail-rspawn", "qmail-clean", "qmail-getpw",
-                         "qmail-newu", "qmail-inject", "qmail-remote"]:
+                         "qmail-newu", "qmail-inject", "qmail-remote"] + (["qmail-filter"] if self.filter_clamd else []):
             if (self.sqbin / n).exists() and not (progs / n).exists():
                 shutil.copy2(self.sqbin / n, progs / n)
         self.home = self.base / "qmail"

@@ -190,7 +190,9 @@ AUTHSMTPD=("$B/qmail-smtpd-auth" -u "$uid" -g "$gid" "$CP" /bin/true -- "$B/qmai
 FILTER=(); FILTERED="off (write control/clamd or control/spamd to turn it on)"
 if [ -s "$HOME_DIR/control/clamd" ] || [ -s "$HOME_DIR/control/spamd" ]; then
   FILTER=(QMAILQUEUE="$B/qmail-filter")
-  FILTERED="qmail-filter:$([ -s "$HOME_DIR/control/clamd" ] && echo " clamd $(head -n 1 "$HOME_DIR/control/clamd")")$([ -s "$HOME_DIR/control/spamd" ] && echo " $(head -n 1 "$HOME_DIR/control/spamd")")"
+  FILTERED="qmail-filter:"
+  if [ -s "$HOME_DIR/control/clamd" ]; then FILTERED+=" clamd $(head -n 1 "$HOME_DIR/control/clamd")"; fi
+  if [ -s "$HOME_DIR/control/spamd" ]; then FILTERED+=" $(head -n 1 "$HOME_DIR/control/spamd")"; fi
 fi
 for l in send smtpd submission smtps pop3d pop3ds; do logger "$l"; done
 service send "qmail-send" "$HOME_DIR/rc"

@@ -76,6 +76,8 @@ def test_crash_injection_with_qmail_filter_in_the_path_loses_nothing(tmp_path):
     assert "qmail-filter in the path" in out and "BROKEN" not in out
     assert figure(out, "messages lost") == 0
     assert figure(out, "messages acknowledged with 250") >= 100, out
+    assert figure(out, "kills") >= 8, out
+    assert figure(out, "kills qmail-queue mid-DATA") + figure(out, "kills qmail-queue after dot") >= 1, out
     assert "PROMISE every acknowledged message delivered: ok" in out, out
 
 
