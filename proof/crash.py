@@ -59,6 +59,9 @@ sessions the client drops after DELE without QUIT, 0.1), PROOF_CRASH_KEEP=1
 that prove the harness can fail: PROOF_CRASH_QMAILQUEUE (a QMAILQUEUE program
 for qmail-smtpd), PROOF_CRASH_POP3D (a program run instead of qmail-pop3d),
 PROOF_CRASH_FAULT=double-delivery (every message delivered twice).
+PROOF_CRASH_FILTER=ADDRESS puts qmail-filter in the path (QMAILQUEUE, with
+control/clamd naming the clamd at ADDRESS): the "qmail-queue" kills then hit
+qmail-filter, between qmail-smtpd and the real qmail-queue.
 """
 import hashlib
 import os
@@ -251,6 +254,7 @@ class Harness:
         self.seed = env_int("PROOF_CRASH_SEED", int(time.time() * 1000) % 1000000)
         self.time_limit = env_int("PROOF_CRASH_TIME", 600)
         self.fault_queue = os.environ.get("PROOF_CRASH_QMAILQUEUE", "")
+        self.filter_clamd = os.environ.get("PROOF_CRASH_FILTER", "")
         self.fault_pop3d = os.environ.get("PROOF_CRASH_POP3D", "")
         self.fault = os.environ.get("PROOF_CRASH_FAULT", "")
         try:
@@ -345,7 +349,7 @@ class Harness:
         progs = self.base / "programs"
         progs.mkdir()
         for n in need + ["qmail-start", "qmail-lspawn", "qmail-rspawn", "qmail-clean", "qmail-getpw",
-                         "qmail-newu", "qmail-inject", "qmail-remote"]:
+                         "qmail-newu", "qmail-inject", "qmail-remote"] + (["qmail-filter"] if self.filter_clamd else []):
             if (self.sqbin / n).exists() and not (progs / n).exists():
                 shutil.copy2(self.sqbin / n, progs / n)
         self.home = self.base / "qmail"
@@ -360,6 +364,9 @@ class Harness:
             # sha512: logins cheap enough for hundreds of POP3 sessions on 2 cores
             self.run(*self.runas, self.bin("vadduser"), "-s", "sha512", f"{u}@{DOMAIN}",
                      input=PASSWORD.encode() + b"\n")
+        if self.filter_clamd:
+            (self.home / "control" / "clamd").write_text(self.filter_clamd + "\n")
+            (self.home / "control" / "filtertimeout").write_text("60\n")
         # Fault injection, for the test that proves the harness can fail.
         for attr, name in (("fault_queue", "fault-qmail-queue"), ("fault_pop3d", "fault-pop3d")):
             if getattr(self, attr):
@@ -406,6 +413,8 @@ class Harness:
         env = dict(self.env)
         if service == "tcpserver smtp" and self.fault_queue:
             env["QMAILQUEUE"] = self.fault_queue
+        elif service == "tcpserver smtp" and self.filter_clamd:
+            env["QMAILQUEUE"] = self.bin("qmail-filter")
         port = self.ports.get(service, 0)
         p = self.spawn(self.tcpserver_argv(port, service), service.replace(" ", "-") + ".log", env=env,
                        stdout=subprocess.PIPE)
@@ -495,7 +504,7 @@ class Harness:
         end = time.time() + wait
         while time.time() < end:
             for pid, ppid, exe in proc_table():
-                if ppid == smtpd and os.path.basename(exe).startswith("qmail-queue"):
+                if ppid == smtpd and os.path.basename(exe).startswith(("qmail-queue", "qmail-filter")):
                     return pid
             time.sleep(0.002)
         return None
@@ -826,6 +835,8 @@ class Harness:
             f" (PROOF_CRASH_SEED={self.seed} repeats the schedule), home {self.home}")
         if self.fault_queue:
             log(f"crash: FAULT INJECTION: qmail-smtpd uses QMAILQUEUE={self.fault_queue}")
+        if self.filter_clamd:
+            log(f"crash: qmail-filter in the path (QMAILQUEUE), clamd at {self.filter_clamd}")
         if self.fault_pop3d:
             log(f"crash: FAULT INJECTION: POP3 runs {self.fault_pop3d} instead of qmail-pop3d")
         if self.fault:

@@ -6,7 +6,9 @@
 # promise together. Exits 0 when every promise holds, 1 when one is broken,
 # 2 when a part could not run.
 #
-# Usage: scripts/proof.sh [PART ...]   (parts: fuzz crash load security; default all)
+# Usage: scripts/proof.sh [PART ...]   (parts: fuzz crash crash-filter load
+# security; default all; crash-filter is the crash run with qmail-filter and
+# a private clamd in the path)
 # Sizes: PROOF_FUZZ_SECONDS (per fuzz target, default 60) and the PROOF_*
 # variables each proof/*.py documents at its top.
 set -uo pipefail
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/.."
 install_deps test
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(fuzz crash load security)
+[ ${#parts[@]} -gt 0 ] || parts=(fuzz crash crash-filter load security)
 
 echo "== swift build -c release"
 swift build -c release 2>&1 | tail -n 3
@@ -31,6 +33,25 @@ for part in "${parts[@]}"; do
   if [ "$part" = fuzz ]; then
     FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${PROOF_FUZZ_SECONDS:-60}" 2>&1 | tee "$log/$part"
     rc=${PIPESTATUS[0]}
+  elif [ "$part" = crash-filter ]; then
+    cdir=$(mktemp -d /var/tmp/sq-clamd-XXXXXX)
+    python3 - "$cdir" > "$log/clamd-port" <<'PY'
+import pathlib, sys
+sys.path.insert(0, "Tests/Integration")
+from filter_daemons import Clamd
+d = Clamd(pathlib.Path(sys.argv[1]) / "c")
+ok = d.start()
+print(d.port if ok else "", d.proc.pid if d.proc else "", flush=True)
+PY
+    read -r cport cpid < "$log/clamd-port" || true
+    if [ -n "$cport" ]; then
+      PROOF_CRASH_FILTER="127.0.0.1:$cport" python3 proof/crash.py 2>&1 | tee "$log/$part"
+      rc=${PIPESTATUS[0]}
+    else
+      echo "crash-filter: clamd did not start" | tee "$log/$part"; rc=2
+    fi
+    [ -n "${cpid:-}" ] && kill -TERM -- "-$cpid" 2>/dev/null
+    rm -rf "$cdir"
   elif [ -f "proof/$part.py" ]; then
     python3 "proof/$part.py" 2>&1 | tee "$log/$part"
     rc=${PIPESTATUS[0]}

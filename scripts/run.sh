@@ -184,19 +184,29 @@ HOST="$FQDN"
 CP="$B/checkpassword-file"
 uid="$(id -u "$RUN_USER")"; gid="$(id -g "$RUN_USER")"
 AUTHSMTPD=("$B/qmail-smtpd-auth" -u "$uid" -g "$gid" "$CP" /bin/true -- "$B/qmail-smtpd" "$HOST")
+# Content filtering: once control/clamd or control/spamd names a scanner,
+# every SMTP service queues through qmail-filter (qmail-smtpd keeps one
+# filter process per connection, as with qmail-queue itself).
+FILTER=(); FILTERED="off (write control/clamd or control/spamd to turn it on)"
+if [ -s "$HOME_DIR/control/clamd" ] || [ -s "$HOME_DIR/control/spamd" ]; then
+  FILTER=(QMAILQUEUE="$B/qmail-filter")
+  FILTERED="qmail-filter:"
+  if [ -s "$HOME_DIR/control/clamd" ]; then FILTERED+=" clamd $(head -n 1 "$HOME_DIR/control/clamd")"; fi
+  if [ -s "$HOME_DIR/control/spamd" ]; then FILTERED+=" $(head -n 1 "$HOME_DIR/control/spamd")"; fi
+fi
 for l in send smtpd submission smtps pop3d pop3ds; do logger "$l"; done
 service send "qmail-send" "$HOME_DIR/rc"
 ports=()
 for addr in $LISTEN; do
   # incoming mail: rcpthosts (the hosted domains), each mailbox checked at
   # RCPT; AUTH only after STARTTLS.
-  service smtpd "SMTP on [$addr]:$SMTP_PORT" env QMAIL_HOME="$HOME_DIR" RCPTCHECK="$B/qmail-rcptcheck" FORCETLS=1 \
+  service smtpd "SMTP on [$addr]:$SMTP_PORT" env QMAIL_HOME="$HOME_DIR" ${FILTER[@]+"${FILTER[@]}"} RCPTCHECK="$B/qmail-rcptcheck" FORCETLS=1 \
     "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$SMTP_PORT" "${AUTHSMTPD[@]}"
   # submission (587's role): STARTTLS, then AUTH, before any mail
-  service submission "submission on [$addr]:$SUBMISSION_PORT" env -u RELAYCLIENT QMAIL_HOME="$HOME_DIR" SMTPAUTH='!' FORCETLS=1 \
+  service submission "submission on [$addr]:$SUBMISSION_PORT" env -u RELAYCLIENT QMAIL_HOME="$HOME_DIR" ${FILTER[@]+"${FILTER[@]}"} SMTPAUTH='!' FORCETLS=1 \
     "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$SUBMISSION_PORT" "${AUTHSMTPD[@]}"
   # submission over implicit TLS (465's role, RFC 8314)
-  service smtps "submission over TLS on [$addr]:$SMTPS_PORT" env -u RELAYCLIENT QMAIL_HOME="$HOME_DIR" SMTPAUTH='!' FORCETLS=1 \
+  service smtps "submission over TLS on [$addr]:$SMTPS_PORT" env -u RELAYCLIENT QMAIL_HOME="$HOME_DIR" ${FILTER[@]+"${FILTER[@]}"} SMTPAUTH='!' FORCETLS=1 \
     "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$SMTPS_PORT" "$B/tlswrap" "${AUTHSMTPD[@]}"
   service pop3d "POP3 on [$addr]:$POP3_PORT" env QMAIL_HOME="$HOME_DIR" \
     "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$POP3_PORT" "$B/qmail-popup" "$HOST" "$CP" "$B/qmail-pop3d" Maildir
@@ -251,6 +261,7 @@ swift-qmail is running from $HOME_DIR (as $RUN_USER), listening on ${LISTEN// / 
   POP3        port $POP3_PORT: STLS                      port $POP3S_PORT: implicit TLS
   TLS         self-signed certificate $HOME_DIR/control/servercert.pem
   outgoing    $(outgoing)
+  filter      $FILTERED
   admin       export QMAIL_HOME=$HOME_DIR PATH=$B:\$PATH
               vadddomain other.test; vadduser joe@$DOMAIN; vuserinfo postmaster@$DOMAIN; qmailctl doctor
   logs        $HOME_DIR/log/{send,smtpd,submission,smtps,pop3d,pop3ds}/current (tai64nlocal < FILE)

@@ -3,12 +3,8 @@
 //
 // Each connection is its own short-lived process, and a client that hangs
 // up after one wrong password skips the per-try delay, so the count has to
-// live on disk: HOME/authfail/failures, a fixed table of 24-byte records
-// (key hash, deadline, count) read and written with pread/pwrite under an
-// exclusive flock. It never grows
-// past `slots` records whatever the clients do; a full neighbourhood
-// evicts the record closest to its deadline; a torn record (a crash in
-// the middle of a write) only miscounts one key until its deadline.
+// live on disk: HOME/authfail/failures, a RecordTable of (key hash,
+// deadline, count) records that never grows past its slots.
 //
 // Policy, control/authfaillimit, lines "ip N S" and "user N S": after N
 // failures within S seconds of the first, further logins from that address
@@ -76,11 +72,7 @@ public struct LoginLimitPolicy: Equatable {
 }
 
 public final class LoginLimiter {
-    static let slots = 4096
-    static let probes = 16
-    static let recordSize = 24
-
-    let path: String
+    let table: RecordTable
     let policy: LoginLimitPolicy
     let ipKey: UInt64?
     let exempt: Bool
@@ -88,13 +80,14 @@ public final class LoginLimiter {
 
     /// `remote` is TCPREMOTEIP; without one, only the account is limited.
     public init(home: QmailHome, remote: String?, policy: LoginLimitPolicy? = nil, now: @escaping () -> Int = Sys.now) {
-        self.path = home.path + "/authfail"
+        self.table = RecordTable(directory: home.path + "/authfail", file: "failures", slots: 4096,
+                                 maxAhead: LoginLimitPolicy.maxSeconds)
         let p = policy ?? LoginLimitPolicy.load(Control(home: home))
         self.policy = p
         self.now = now
         let ip = remote ?? ""
         exempt = !ip.isEmpty && p.isExempt(ip)
-        ipKey = ip.isEmpty || exempt ? nil : LoginLimiter.hash(Array("ip\0".utf8) + LoginLimiter.addressKey(ip))
+        ipKey = ip.isEmpty || exempt ? nil : RecordTable.hash(Array("ip\0".utf8) + LoginLimiter.addressKey(ip))
     }
 
     /// The /64 of an IPv6 address (one subscriber's usual share), the
@@ -112,20 +105,7 @@ public final class LoginLimiter {
     }
 
     static func userKey(_ user: [UInt8]) -> UInt64 {
-        hash(Array("user\0".utf8) + Array(user.prefix(1024)).lowercasedASCII())
-    }
-
-    /// FNV-1a; 0 marks a free record, so it is never a key.
-    static func hash(_ bytes: [UInt8]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return h == 0 ? 1 : h
-    }
-
-    struct Record {
-        var key: UInt64 = 0
-        var deadline: Int = 0
-        var count: Int = 0
+        RecordTable.hash(Array("user\0".utf8) + Array(user.prefix(1024)).lowercasedASCII())
     }
 
     /// Whether a login for `user` may be checked now: refused while its
@@ -143,10 +123,10 @@ public final class LoginLimiter {
         if exempt { return true }
         return withTable { fd in
             let t = now()
-            if let k = ipKey, policy.perIP.count > 0, let r = find(fd, k, t).record,
-               r.count >= policy.perIP.count { return false }
-            if policy.perUser.count > 0, let r = find(fd, LoginLimiter.userKey(user), t).record,
-               r.count >= policy.perUser.count { return false }
+            if let k = ipKey, policy.perIP.count > 0, let r = table.find(fd, k, now: t).record,
+               r.value >= policy.perIP.count { return false }
+            if policy.perUser.count > 0, let r = table.find(fd, LoginLimiter.userKey(user), now: t).record,
+               r.value >= policy.perUser.count { return false }
             return true
         } ?? true
     }
@@ -168,8 +148,8 @@ public final class LoginLimiter {
             }
         case .ok:
             _ = withTable { fd -> Bool in
-                let (slot, r) = find(fd, u, now())
-                if r != nil { write(fd, slot, Record()) }
+                let (slot, r) = table.find(fd, u, now: now())
+                if r != nil { table.write(fd, slot, RecordTable.Record()) }
                 return true
             }
         case .temporary, .limited:
@@ -183,65 +163,21 @@ public final class LoginLimiter {
     /// table cannot be used, with one warning in the log: a broken limiter
     /// must not lock everyone out.
     private func withTable<T>(_ body: (Int32) -> T) -> T? {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST { return complain() }
-        let fd = open(path + "/failures", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 { return complain() }
-        defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            if errno != EINTR { return complain() }
-        }
-        return body(fd)
+        table.withLocked(body) ?? complain()
     }
 
     private func complain<T>() -> T? {
         if !warned {
             warned = true
-            Sys.warn("login limits: unable to use \(path)/failures: \(Sys.strerror(errno)); not limiting")
+            Sys.warn("login limits: unable to use \(table.path): \(Sys.strerror(errno)); not limiting")
         }
         return nil
     }
 
-    /// The live record for `key` (with its slot), or the slot to use for
-    /// it: a free or expired one, else the one nearest its deadline.
-    private func find(_ fd: Int32, _ key: UInt64, _ t: Int) -> (slot: Int, record: Record?) {
-        let first = Int(key % UInt64(LoginLimiter.slots - LoginLimiter.probes))
-        let n = LoginLimiter.probes * LoginLimiter.recordSize
-        var buf = [UInt8](repeating: 0, count: n)
-        let got = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n, off_t(first * LoginLimiter.recordSize)) }
-        if got < n { for i in max(got, 0)..<n { buf[i] = 0 } }
-        var spare = first
-        var spareDeadline = Int.max
-        for i in 0..<LoginLimiter.probes {
-            let r = decode(buf, i * LoginLimiter.recordSize)
-            let live = r.key != 0 && r.deadline > t && r.deadline <= t + LoginLimitPolicy.maxSeconds
-            if live && r.key == key { return (first + i, r) }
-            let d = live ? r.deadline : Int.min
-            if d < spareDeadline { spare = first + i; spareDeadline = d }
-        }
-        return (spare, nil)
-    }
-
     private func bump(_ fd: Int32, _ key: UInt64, _ seconds: Int, _ t: Int) {
-        let (slot, found) = find(fd, key, t)
-        var r = found ?? Record(key: key, deadline: t + seconds, count: 0)
-        r.count = min(r.count + 1, Int(UInt32.max))
-        write(fd, slot, r)
-    }
-
-    private func decode(_ b: [UInt8], _ at: Int) -> Record {
-        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + o + $1]) << (8 * UInt64($1)) } }
-        let count = (0..<4).reduce(0) { $0 | Int(b[at + 16 + $1]) << (8 * $1) }
-        return Record(key: u64(0), deadline: Int(truncatingIfNeeded: u64(8)), count: count)
-    }
-
-    private func write(_ fd: Int32, _ slot: Int, _ r: Record) {
-        var b = [UInt8](repeating: 0, count: LoginLimiter.recordSize)
-        let d = UInt64(bitPattern: Int64(r.deadline))
-        for i in 0..<8 {
-            b[i] = UInt8(truncatingIfNeeded: r.key >> (8 * UInt64(i)))
-            b[8 + i] = UInt8(truncatingIfNeeded: d >> (8 * UInt64(i)))
-        }
-        for i in 0..<4 { b[16 + i] = UInt8(truncatingIfNeeded: r.count >> (8 * i)) }
-        _ = b.withUnsafeBytes { pwrite(fd, $0.baseAddress, b.count, off_t(slot * LoginLimiter.recordSize)) }
+        let (slot, found) = table.find(fd, key, now: t)
+        var r = found ?? RecordTable.Record(key: key, deadline: t + seconds, value: 0)
+        r.value = min(r.value + 1, Int(UInt32.max))
+        table.write(fd, slot, r)
     }
 }

@@ -11,8 +11,21 @@ public struct FilterSettings {
     /// Seconds for each scanner's whole conversation (control/filtertimeout).
     public var timeout = 30
     public var policy = FilterPolicy()
+    /// A recipient's own policy text from the user directory (nil: none);
+    /// throws when the directory cannot say now.
+    public var mailboxPolicy: ((_ recipient: [UInt8]) throws -> [UInt8]?)? = nil
 
     public init() {}
+
+    /// Each recipient's judgement: the site's, its domain's, its own.
+    public func judgements(for recipients: [[UInt8]]) throws -> [FilterPolicy.Judgement] {
+        if recipients.isEmpty { return [policy.site] }
+        return try recipients.map { r in
+            let j = policy.judgement(for: r)
+            guard let own = try mailboxPolicy?(r) else { return j }
+            return try j.applying(own)
+        }
+    }
 
     /// Reads control/clamd, control/spamd, control/filtertimeout and
     /// control/filter. Throws when one is unreadable or malformed.
@@ -52,26 +65,41 @@ public struct FilterMessage {
 }
 
 public enum FilterVerdict: Equatable {
-    /// Queue it, after `headers` (and without any X-Spam headers it came
-    /// with when `stripSpamHeaders`).
-    case pass(headers: [UInt8], stripSpamHeaders: Bool)
+    /// Queue it for the recipients not in `quarantine`, after `headers`
+    /// (and without any X-Spam headers it came with when
+    /// `stripSpamHeaders`); keep it in the quarantine for those in
+    /// `quarantine` (`reason` saying why).
+    case pass(headers: [UInt8], stripSpamHeaders: Bool, quarantine: [[UInt8]] = [], reason: String = "")
     /// Refuse it: "D" or "Z", then the SMTP reply (qmail-queue-custom-error's form).
     case refuse(reason: String)
 }
 
 public enum Filter {
+    /// What one recipient's policy makes of the message.
+    enum Outcome: Equatable { case deliver, quarantine, refuse }
+
     /// Judges `m`; `log` gets one line saying what was found.
     public static func judge(_ m: FilterMessage, _ s: FilterSettings, log: inout String) -> FilterVerdict {
-        let j = s.policy.judgement(forAll: m.recipients)
+        let each: [FilterPolicy.Judgement]
+        do { each = try s.judgements(for: m.recipients) } catch {
+            log = "unable to read recipients' filter policy: \(error)"
+            return .refuse(reason: "Z451 4.3.0 unable to read the recipients' filter policy")
+        }
+        var outcome = [Outcome](repeating: .deliver, count: each.count)
+        var why: [String] = []
+        var refusal = ""
         var headers = ""
         var notes: [String] = []
-        if j.virus, let clamd = s.clamd {
+        if each.contains(where: { $0.virus }), let clamd = s.clamd {
             do {
                 if let virus = try clamd.scan(m.bytes, deadline: deadline(s)) {
-                    log = "virus \(virus) found"
-                    return .refuse(reason: "D554 5.7.1 virus \(virus) found, message refused")
+                    for i in each.indices where each[i].virus { outcome[i] = each[i].quarantine ? .quarantine : .refuse }
+                    why.append("virus \(virus)")
+                    refusal = "D554 5.7.1 virus \(virus) found, message refused"
+                    notes.append("virus \(virus) found")
+                } else {
+                    notes.append("clean")
                 }
-                notes.append("clean")
             } catch {
                 if let refusal = scannerFailed("virus", "viruses", error, s.policy.virusFailure, &log, &headers, &notes) {
                     return refusal
@@ -80,7 +108,8 @@ public enum Filter {
         }
         let skipAuth = s.policy.skipAuthenticated && !(m.authUser ?? "").isEmpty
         var strip = false
-        if j.spam, let engine = s.spam, !skipAuth {
+        let spamWanted = each.indices.filter { each[$0].spam && outcome[$0] == .deliver }
+        if !spamWanted.isEmpty, let engine = s.spam, !skipAuth {
             var ctx = SpamContext()
             ctx.sender = m.sender
             ctx.recipients = m.recipients
@@ -89,30 +118,47 @@ public enum Filter {
             do {
                 let r = try engine.check(m.bytes, context: ctx, deadline: deadline(s))
                 let summary = "\(engine.name) score \(fmt(r.score))/\(fmt(r.required))" + (r.action.map { " action \($0)" } ?? "")
-                switch spamAction(r, j) {
-                case .reject:
-                    log = summary + ", refused as spam"
-                    return .refuse(reason: "D550 5.7.1 message refused as spam (score \(fmt(r.score)))")
-                case .soft:
+                let actions = spamWanted.map { (i: $0, action: spamAction(r, each[$0])) }
+                if actions.contains(where: { $0.action == .soft }) {
                     log = summary + ", deferred"
                     return .refuse(reason: "Z451 4.7.1 message deferred by the spam filter, try again later")
-                case .tag:
+                }
+                var spam = false
+                for (i, action) in actions where action == .reject {
+                    outcome[i] = each[i].quarantine ? .quarantine : .refuse
+                    spam = true
+                }
+                if spam {
+                    why.append("spam score \(fmt(r.score))")
+                    if refusal.isEmpty { refusal = "D550 5.7.1 message refused as spam (score \(fmt(r.score)))" }
+                }
+                if actions.contains(where: { $0.action == .tag && outcome[$0.i] == .deliver }) {
                     headers += spamHeaders(r, engine: engine)
                     strip = true
                     notes.append(summary + ", tagged")
-                case .none:
-                    notes.append(summary)
+                } else {
+                    notes.append(summary + (spam ? ", spam" : ""))
                 }
             } catch {
                 if let refusal = scannerFailed("spam", "spam", error, s.policy.spamFailure, &log, &headers, &notes) {
                     return refusal
                 }
             }
-        } else if skipAuth && j.spam && s.spam != nil {
+        } else if skipAuth && !spamWanted.isEmpty && s.spam != nil {
             notes.append("spam scan skipped for authenticated sender")
         }
         log = notes.isEmpty ? "not scanned" : notes.joined(separator: ", ")
-        return .pass(headers: Array(headers.utf8), stripSpamHeaders: strip)
+        // One reply for all: refused only when refused for every recipient;
+        // otherwise each refusing or quarantining recipient's copy is kept
+        // in the quarantine, and the rest are queued.
+        if outcome.allSatisfy({ $0 == .refuse }) && !refusal.isEmpty {
+            log += ", refused"
+            return .refuse(reason: refusal)
+        }
+        let held = m.recipients.indices.filter { outcome[$0] != .deliver }.map { m.recipients[$0] }
+        if !held.isEmpty { log += ", quarantined for \(held.count) of \(m.recipients.count) recipient(s)" }
+        return .pass(headers: Array(headers.utf8), stripSpamHeaders: strip, quarantine: held,
+                     reason: why.joined(separator: ", "))
     }
 
     /// A scanner gave no verdict: 451 by default, or (where the policy

@@ -2,17 +2,26 @@
 // hosted domain, in simscan's simcontrol shape:
 //
 //   :virus=yes,spam=yes,tag=3,reject=10,auth=skip,maxsize=10485760
-//   example.com:spam=no
+//   example.com:spam=no,quarantine=yes
 //   .example.org:reject=15
 //
 // The line with an empty name is the site's; a domain's line overrides the
 // site's values for recipients in that domain (".name" also covers its
-// subdomains). One message has one verdict for all its recipients, so they
-// are combined: scan for viruses or spam when any recipient wants it, tag
-// at the lowest tag level and reject only above the highest reject level
-// among those who want spam scanning (the engine's default when any of them
-// keeps it). An unknown key or value makes the
-// whole file unreadable: better to defer mail than to stop scanning by a typo.
+// subdomains), and a mailbox's own policy (the user directory: DIR/vfilter
+// of the file backend, set with vfilterpolicy) overrides its domain's.
+// "quarantine=yes" keeps what would be refused in HOME/quarantine instead.
+//
+// One message gets one SMTP reply for all its recipients, so: scan for
+// viruses or spam when any recipient wants it; each recipient then has its
+// own outcome by its own levels (deliver, deliver tagged, quarantine,
+// refuse). The message is refused only when it is refused for every
+// recipient; otherwise it is accepted, queued for the delivering
+// recipients, and the copy for all the others (refusing or quarantining)
+// goes to the quarantine, so a recipient's policy is never overruled by
+// another's and nothing accepted is lost. Spam headers go on the queued
+// copy when any recipient it is for wants them. An unknown key or value
+// makes the whole file unreadable: better to defer mail than to stop
+// scanning by a typo.
 import QmailCore
 
 public struct FilterPolicy {
@@ -27,6 +36,19 @@ public struct FilterPolicy {
         /// nil, the default: the engine decides, spamd from a score of
         /// 10 (twice SpamAssassin's 5.0), rspamd when its action is "reject".
         public var reject: Double? = nil
+        /// Keep what would be refused in the quarantine instead.
+        public var quarantine = false
+
+        public init() {}
+
+        /// Applies "key=value,..." (a mailbox's policy) over these values.
+        public func applying(_ text: [UInt8]) throws -> Judgement {
+            var j = self
+            for (k, v) in try FilterPolicy.pairs(String(decoding: text, as: UTF8.self)) where try !j.set(k, v) {
+                throw Invalid(line: k)
+            }
+            return j
+        }
     }
 
     public enum FailureMode: Equatable { case defer_, accept }
@@ -41,7 +63,21 @@ public struct FilterPolicy {
 
     public init() {}
 
-    struct Invalid: Error { let line: String }
+    public struct Invalid: Error, CustomStringConvertible {
+        let line: String
+        public var description: String { "bad filter policy: \(line)" }
+    }
+
+    /// "k=v,k=v" as lower-case pairs.
+    static func pairs(_ text: String) throws -> [(String, String)] {
+        var pairs: [(String, String)] = []
+        for item in text.split(separator: ",") {
+            let kv = item.split(separator: "=", maxSplits: 1).map { String($0).trimmingSpaces.lowercased() }
+            guard kv.count == 2, !kv[0].isEmpty else { throw Invalid(line: text) }
+            pairs.append((kv[0], kv[1]))
+        }
+        return pairs
+    }
 
     public static func parse(_ data: [UInt8]) throws -> FilterPolicy {
         var p = FilterPolicy()
@@ -50,12 +86,7 @@ public struct FilterPolicy {
             let line = raw.string
             guard let colon = line.firstIndex(of: ":") else { throw Invalid(line: line) }
             let name = String(line[..<colon]).lowercased().trimmingSpaces
-            var pairs: [(String, String)] = []
-            for item in line[line.index(after: colon)...].split(separator: ",") {
-                let kv = item.split(separator: "=", maxSplits: 1).map { String($0).trimmingSpaces.lowercased() }
-                guard kv.count == 2 else { throw Invalid(line: line) }
-                pairs.append((kv[0], kv[1]))
-            }
+            let pairs = try pairs(String(line[line.index(after: colon)...]))
             if name.isEmpty {
                 for (k, v) in pairs {
                     if try !p.site.set(k, v) && !(try p.setSite(k, v)) { throw Invalid(line: line) }
@@ -105,18 +136,6 @@ public struct FilterPolicy {
         }
         return site
     }
-
-    /// The one judgement for a message to `recipients`.
-    public func judgement(forAll recipients: [[UInt8]]) -> Judgement {
-        let each = recipients.isEmpty ? [site] : recipients.map { judgement(for: $0) }
-        var j = Judgement()
-        j.virus = each.contains { $0.virus }
-        let spammy = each.filter { $0.spam }
-        j.spam = !spammy.isEmpty
-        j.tag = spammy.contains { $0.tag == nil } ? nil : spammy.compactMap { $0.tag }.min()
-        j.reject = spammy.contains { $0.reject == nil } ? nil : spammy.compactMap { $0.reject }.max()
-        return j
-    }
 }
 
 extension FilterPolicy.Judgement {
@@ -135,6 +154,7 @@ extension FilterPolicy.Judgement {
         case "spam": spam = try yesNo(v)
         case "tag": tag = try level(v)
         case "reject": reject = try level(v)
+        case "quarantine": quarantine = try yesNo(v)
         default: return false
         }
         return true

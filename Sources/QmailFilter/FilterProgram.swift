@@ -12,6 +12,7 @@ import Glibc
 #endif
 import QmailCore
 import QmailQueue
+import UserDirectory
 
 public enum FilterProgram {
     /// Runs the filter; returns the exit code.
@@ -19,11 +20,10 @@ public enum FilterProgram {
         signal(SIGPIPE, SIG_IGN)
         signal(SIGALRM) { _ in _exit(QueueExit.timeout.rawValue) }
         let queue = home.bin("qmail-queue")
-        let control = Control(home: home)
         if !session {
             alarm(QueueWriter.deathSeconds)
             var input = OneMessage()
-            let out = filterOne(&input, control: control) { try QueueClient(program: queue) }
+            let out = filterOne(&input, home: home) { try QueueClient(program: queue) }
             return finishOne(out)
         }
         let frames = ByteReader(fd: 0, capacity: 65536)
@@ -32,7 +32,7 @@ public enum FilterProgram {
             var input = Framed(frames: frames)
             do { guard try input.waitForMessage() else { return 0 } } catch { return QueueExit.readError.rawValue }
             alarm(QueueWriter.deathSeconds)
-            let out = filterOne(&input, control: control) { try QueueSession.open(inner, program: queue) }
+            let out = filterOne(&input, home: home) { try QueueSession.open(inner, program: queue) }
             let status: [UInt8]
             switch out {
             case .queued: status = QueueSession.status(0)
@@ -74,9 +74,14 @@ public enum FilterProgram {
         Sys.warn("qmail-filter: pid \(getpid()) \(s)")
     }
 
-    static func filterOne<I: FilterInput>(_ input: inout I, control: Control, open: () throws -> QueueSink) -> Outcome {
+    static func filterOne<I: FilterInput>(_ input: inout I, home: QmailHome, open: () throws -> QueueSink) -> Outcome {
         // Controls first: their size limit decides how much to hold.
-        let loaded = Result { try FilterSettings.load(control) }
+        let loaded = Result { () throws -> FilterSettings in
+            var s = try FilterSettings.load(Control(home: home))
+            let users = FileBackend(home: home, plainPasswordsEnabled: false)
+            s.mailboxPolicy = { try users.filterPolicy(address: $0) }
+            return s
+        }
         let limit = (try? loaded.get())?.policy.maxSize ?? Int.max
         let refuseOversize = (try? loaded.get())?.policy.refuseOversize ?? false
         var held: [UInt8] = []
@@ -139,13 +144,37 @@ public enum FilterProgram {
         switch verdict {
         case .refuse(let reason):
             return .refused(reason)
-        case .pass(let headers, let strip):
+        case .pass(let headers, let strip, let keep, let reason):
+            var kept: String? = nil
+            if !keep.isEmpty {
+                do {
+                    kept = try Quarantine(home: home).store(reason: reason, sender: envelope.sender, recipients: keep,
+                                                           message: held)
+                } catch {
+                    log("unable to quarantine (\(error)); deferred " + who)
+                    return .refused("Z451 4.3.0 unable to quarantine the message, try again later")
+                }
+                log("quarantined as \(kept!) for \(keep.count) recipient(s) (\(reason)) " + who)
+            }
+            let rest = envelope.recipients.filter { !keep.contains($0) }
+            if rest.isEmpty && kept != nil { return .queued }
             let q: QueueSink
-            do { q = try open() } catch { return refusal(error as? MailFailure ?? .temporary("unable to exec qq")) }
+            do { q = try open() } catch {
+                unkeep(kept, home)
+                return refusal(error as? MailFailure ?? .temporary("unable to exec qq"))
+            }
             q.put(headers)
             q.put(strip ? Filter.strippingSpamHeaders(held) : held)
-            return deliver(q, envelope)
+            let out = deliver(q, Envelope(sender: envelope.sender, recipients: rest))
+            if case .refused = out { unkeep(kept, home) }
+            return out
         }
+    }
+
+    /// A quarantined copy of a message that was not queued after all goes
+    /// too: the sender is told to try again, and will.
+    static func unkeep(_ id: String?, _ home: QmailHome) {
+        if let id { try? Quarantine(home: home).delete(id) }
     }
 
     /// Hands the envelope over and reports what qmail-queue made of it.

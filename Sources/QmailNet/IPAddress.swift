@@ -63,6 +63,19 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return String(cString: buf)
     }
 
+    /// Whether the first `prefix` bits equal `net`'s (same family only).
+    public func isWithin(_ net: IPAddress, prefix: Int) -> Bool {
+        guard bytes.count == net.bytes.count else { return false }
+        var left = prefix
+        for i in 0..<bytes.count where left > 0 {
+            let bits = min(8, left)
+            let mask = UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+            if bytes[i] & mask != net.bytes[i] & mask { return false }
+            left -= bits
+        }
+        return true
+    }
+
     /// ::ffff:a.b.c.d becomes a.b.c.d; any other address is itself.
     public var unmapped: IPAddress {
         if isV6, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {

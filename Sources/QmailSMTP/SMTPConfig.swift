@@ -60,6 +60,9 @@ public struct SMTPConfig {
     public var auth = AuthPolicy()
     /// SRS addresses checked at RCPT (SMTPServer+SRS.swift); nil: SRS off.
     public var srs: SRSIntake? = nil
+    /// Greylisting at RCPT (Greylist.swift); nil: off.
+    public var greylist: GreylistPolicy? = nil
+    public var home = QmailHome(path: QmailHome.defaultPath)
 
     public init() {}
 
@@ -113,6 +116,8 @@ public struct SMTPConfig {
         c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
         c.auth = try AuthPolicy.load(control, greeting: greeting)
         c.srs = try SRSIntake.load(home: home)
+        c.home = home
+        c.greylist = try GreylistPolicy.load(control)
         return c
     }
 }

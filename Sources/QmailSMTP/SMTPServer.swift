@@ -200,6 +200,9 @@ public final class SMTPServer {
                 }
                 if let verdict = checkRecipient(target) { reply(verdict); return }
                 if let refusal = authRecipient(target) { reply(refusal); return }
+                if let verdict = greylistCheck(sender: mailFrom, recipient: target, authenticated: authUser != nil) {
+                    reply(verdict); return
+                }
                 recipients.append(addr)
             }
         } catch {

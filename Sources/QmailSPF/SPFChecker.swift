@@ -198,15 +198,7 @@ public final class SPFChecker {
     }
 
     static func inNetwork(_ ip: IPAddress, _ net: IPAddress, _ prefix: Int) -> Bool {
-        guard ip.bytes.count == net.bytes.count else { return false }
-        var left = prefix
-        for i in 0..<ip.bytes.count where left > 0 {
-            let bits = min(8, left)
-            let mask = UInt8(truncatingIfNeeded: 0xff << (8 - bits))
-            if ip.bytes[i] & mask != net.bytes[i] & mask { return false }
-            left -= bits
-        }
-        return true
+        ip.isWithin(net, prefix: prefix)
     }
 
     // MARK: macros

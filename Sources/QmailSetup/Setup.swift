@@ -87,6 +87,9 @@ public final class Setup {
             try dir("\(o.home)/\(d)", ownerUid, q, 0o755)
         }
         try dir("\(o.home)/alias", u("alias"), q, 0o2755)
+        // qmail-smtpd's greylist state and qmail-filter's quarantine: qmaild's alone.
+        try dir("\(o.home)/greylist", u("qmaild"), q, 0o700)
+        try dir("\(o.home)/quarantine", u("qmaild"), q, 0o700)
 
         let queue = "\(o.home)/queue"
         try dir(queue, u("qmailq"), q, 0o750)

@@ -16,6 +16,7 @@ extension Admin {
             }
             let gone = users.remove(at: i)
             try store.saveDomainData(d, users: users, aliases: try store.loadAliases(d))
+            try store.setFilterPolicy(d, user: user, policy: nil)
             // Only a directory inside the domain's tree is removed.
             if gone.dir.hasPrefix(d.dir + "/"), Sys.exists(gone.dir) { try FileStore.removeTree(gone.dir) }
         }

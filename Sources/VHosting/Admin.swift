@@ -38,6 +38,7 @@ public struct Admin {
         "vmoduser": { try $0.modifyUserFlags($1) },
         "vmkpasswd": { try $0.rebuildDomain($1) },
         "vdkim": { try $0.dkim($1) },
+        "vfilterpolicy": { try $0.filterPolicy($1) },
     ]
 
     /// Runs one command; returns its exit code (0 done, 1 refused, 111

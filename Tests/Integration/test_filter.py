@@ -206,14 +206,17 @@ def test_per_domain_policy_and_a_message_to_several_domains(tmp_path, spamd):
     gtube = message(GTUBE + b"\n")
     assert run_filter(home, gtube, rcpts=(b"a@lists.example",))[0] == 0
     assert run_filter(home, gtube, rcpts=(b"a@x.lenient.example",))[0] == 0
-    # one verdict for all: the most lenient recipient who scans wins
+    # one reply for all: refused only when every recipient refuses; else
+    # the refusing recipients' copy goes to the quarantine
     assert run_filter(home, gtube, rcpts=(b"a@lists.example", b"b@x.lenient.example"))[0] == 0
-    assert run_filter(home, gtube, rcpts=(b"a@lists.example", RCPT))[1].startswith(b"D550")
-    assert len(queued(home)) == 3
+    assert run_filter(home, gtube, rcpts=(b"c@test.example.com", RCPT))[1].startswith(b"D550")
+    assert run_filter(home, gtube, rcpts=(b"a@lists.example", RCPT))[:2] == (0, b"")
+    assert sorted(r for _, _, r in queued(home)) == [[b"a@lists.example"]] * 2 + [[b"a@lists.example", b"b@x.lenient.example"], [b"a@x.lenient.example"]]
+    assert len(list((home.path / "quarantine").iterdir())) == 1
     home.control("filter", ":reject=8\nlists.example:spam=perhaps\n")
     code, reason, log = run_filter(home, CLEAN)
     assert (code, reason) == (82, b"Z451 4.3.0 unable to read filter controls"), log
-    assert len(queued(home)) == 3
+    assert len(queued(home)) == 4
 
 
 # -- rspamd -------------------------------------------------------------------

@@ -61,6 +61,26 @@ def test_crash_injection_small_run_loses_nothing(tmp_path):
     assert not os.path.exists(home)
 
 
+def test_crash_injection_with_qmail_filter_in_the_path_loses_nothing(tmp_path):
+    # qmail-filter (clamd scanning every message) between qmail-smtpd and
+    # qmail-queue; the queue kills hit the filter mid-DATA and after the dot.
+    from filter_daemons import Clamd
+    clamd = Clamd(tmp_path / "clamd")
+    assert clamd.start(), clamd.log.read_text()[-2000:]
+    try:
+        code, out = run_harness(tmp_path, PROOF_CRASH_MESSAGES=120, PROOF_CRASH_KILLS=13, PROOF_CRASH_SEED=777,
+                                PROOF_CRASH_FILTER=f"127.0.0.1:{clamd.port}")
+    finally:
+        clamd.stop()
+    assert code == 0, out
+    assert "qmail-filter in the path" in out and "BROKEN" not in out
+    assert figure(out, "messages lost") == 0
+    assert figure(out, "messages acknowledged with 250") >= 100, out
+    assert figure(out, "kills") >= 8, out
+    assert figure(out, "kills qmail-queue mid-DATA") + figure(out, "kills qmail-queue after dot") >= 1, out
+    assert "PROMISE every acknowledged message delivered: ok" in out, out
+
+
 # A QMAILQUEUE that answers 0 for every fourth message but throws it away:
 # qmail-smtpd says 250, the message never reaches a mailbox.
 DROPPING_QUEUE = """#!/bin/sh

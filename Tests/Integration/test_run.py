@@ -352,3 +352,29 @@ def test_smarthost_with_a_login_sends_outgoing_mail_through_it(site, relay):
     assert rcpts == [b"friend@far.example"] and sender == f"postmaster@{DOMAIN}".encode()
     assert b"(joe@127.0.0.1)" in mess and b" with ESMTPSA; " in mess and b"Subject: through the smarthost" in mess
     stop(p)
+
+
+def test_with_a_scanner_in_control_the_smtp_services_queue_through_qmail_filter(site, tmp_path):
+    """control/clamd present: run.sh starts qmail-smtpd with QMAILQUEUE=
+    qmail-filter, so a virus is refused at DATA and clean mail delivered."""
+    from filter_daemons import EICAR, Clamd
+    clamd = Clamd(tmp_path / "clamd")
+    assert clamd.start(), clamd.log.read_text()[-2000:]
+    try:
+        (site.home / "control").mkdir(parents=True)
+        (site.home / "control" / "clamd").write_text(f"127.0.0.1:{clamd.port}\n")
+        p = start(site)
+        assert f"filter      qmail-filter: clamd 127.0.0.1:{clamd.port}" in p.banner, p.banner
+        smtp = f"127.0.0.1:{site.ports['smtp']}"
+        r = swaks("--server", smtp, "--to", f"postmaster@{DOMAIN}", "--from", "a@far.example",
+                  "--body", EICAR.decode())
+        assert r.returncode != 0 and "554 5.7.1 virus" in r.stdout, r.stdout
+        r = swaks("--server", smtp, "--to", f"postmaster@{DOMAIN}", "--from", "a@far.example",
+                  "--header", "Subject: clean through the filter")
+        assert r.returncode == 0, r.stdout + r.stderr
+        log = site.home / "log" / "smtpd" / "current"
+        wait_for(lambda: b"qmail-filter" in log.read_bytes() and b"virus" in log.read_bytes(),
+                 "qmail-filter logged nothing")
+        stop(p)
+    finally:
+        clamd.stop()
