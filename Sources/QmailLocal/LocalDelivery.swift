@@ -284,13 +284,12 @@ public enum LocalDelivery {
     static func runProgram(_ command: [UInt8]) -> Bool {
         rewind()
         let pid: pid_t
-        switch Child.spawn([Array("/bin/sh".utf8), Array("-c".utf8), command]) {
-        case .success(let p): pid = p
-        case .failure(let e): temp("Unable to run /bin/sh: \(Sys.strerror(e.errno)).")
+        do { pid = try ChildProcess.spawn(.init([Array("/bin/sh".utf8), Array("-c".utf8), command])) } catch {
+            temp("Unable to run /bin/sh: \(Sys.strerror(error.errno)).")
         }
-        switch Child.wait(pid) {
-        case .crashed: temp("Aack, child crashed.")
-        case .exited(let code):
+        switch ChildProcess.wait(pid) {
+        case .signaled?, nil: temp("Aack, child crashed.")
+        case .exited(let code)?:
             if code == 0 { return false }
             if code == 99 { return true }
             Sys.exit(hardProgramCodes.contains(code) ? 100 : 111)

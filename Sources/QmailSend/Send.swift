@@ -76,7 +76,7 @@ public final class QueueSender {
     var bounceSettings: Bounce.Settings
     var lifetime: Int
     var concurrency = [10, 20]
-    var spawnLimit = [Spawn.maxSlots, Spawn.maxSlots]
+    var spawnLimit = [SpawnServer.maxSlots, SpawnServer.maxSlots]
     var slots: [[Delivery?]] = [[], []]
     var used = [0, 0]
     var nextDelid = 1
@@ -143,8 +143,8 @@ public final class QueueSender {
     }
 
     static func readConcurrency(_ c: Control) throws -> [Int] {
-        [min(max(try c.number("concurrencylocal"), 0), Spawn.maxSlots),
-         min(max(try c.number("concurrencyremote"), 0), Spawn.maxSlots)]
+        [min(max(try c.number("concurrencylocal"), 0), SpawnServer.maxSlots),
+         min(max(try c.number("concurrencyremote"), 0), SpawnServer.maxSlots)]
     }
 
     func run() -> Int32 {
