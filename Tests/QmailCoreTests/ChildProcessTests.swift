@@ -180,7 +180,7 @@ final class ChildProcessTests: XCTestCase {
             guard setgid(65534) == 0, setresuid(65534, 65534, 0) == 0 else { return 3 }
             var plan = ChildProcess.Plan(["/bin/sh", "-c", "touch \(ran)"])
             plan.credentials = Credentials(uid: 65534, gid: 65534)
-            do { _ = try ChildProcess.spawn(plan); return 1 } catch { return error.step == .credentials ? 0 : 2 }
+            do { _ = try ChildProcess.spawn(plan); return 1 } catch { return (error as? ChildProcess.Failure)?.step == .credentials ? 0 : 2 }
         }
         XCTAssertEqual(st2, .exited(0))
         XCTAssertFalse(Sys.exists(ran))

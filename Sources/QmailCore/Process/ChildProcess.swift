@@ -203,7 +203,7 @@ public enum ChildProcess {
             }
             var pause = timespec(tv_sec: 0, tv_nsec: nap)
             nanosleep(&pause, nil)
-            nap = min(nap * 2, 10_000_000)
+            nap = min(nap * 2, 2_000_000)
         }
     }
 
