@@ -20,12 +20,13 @@ let fullyStatic: [LinkerSetting] = [
     .unsafeFlags(["-static-executable"], .when(configuration: .release)),
 ]
 let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases", "qmail-queue", "qmail-inject",
-                                         "qmail-smtpd-auth"]
+                                         "qmail-smtpd-auth", "qmail-srs", "srsreverse"]
 
 /// program name -> library modules it links. Keep each list minimal: a
 /// program links only what it needs (qmail-queue never links a backend).
 let programs: [(name: String, deps: [String])] = [
     ("qmail-queue", ["QmailQueue"]),
+    ("qmail-srs", ["QmailCore"]),
     ("qmail-filter", ["QmailFilter"]),
     ("qmail-start", ["QmailSend"]),
     ("qmail-send", ["QmailSend"]),
@@ -45,6 +46,7 @@ let programs: [(name: String, deps: [String])] = [
     ("setmaillist", ["QmailForward"]),
     ("printmaillist", ["QmailForward"]),
     ("dot-forward", ["QmailForward"]),
+    ("srsreverse", ["QmailForward"]),
     ("qmail-inject", ["QmailInject"]),
     ("sendmail", ["QmailInject"]),
     ("predate", ["QmailInject"]),

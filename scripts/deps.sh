@@ -47,6 +47,10 @@ install_deps() {
   if [ "${1:-}" = test ] && ! python3 -c 'import dnslib, yaml' 2>/dev/null; then
     python3 -m pip install -q dnslib pyyaml
   fi
+  # test_srs.py checks our SRS addresses against a second implementation
+  if [ "${1:-}" = test ] && ! python3 -c 'import srslib' 2>/dev/null; then
+    python3 -m pip install -q srslib
+  fi
   # A test that fails once and passes on a rerun is reported as a rerun
   # ("R" and the summary line), not hidden; see scripts/test.sh.
   if [ "${1:-}" = test ] && ! python3 -c 'import pytest_rerunfailures' 2>/dev/null; then

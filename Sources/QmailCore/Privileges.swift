@@ -13,6 +13,9 @@ public struct Credentials: Equatable, Sendable {
         /// The user's groups from the group database (initgroups(3)), for
         /// system accounts; allocates, so not for a forked child.
         case member(user: String)
+        /// Ours as they are: only for a setuid program going back to its
+        /// caller, whose groups these already are.
+        case unchanged
     }
 
     public var uid: uid_t
@@ -44,6 +47,7 @@ public enum Privileges {
             if list.withUnsafeBufferPointer({ setgroups(list.count, $0.baseAddress) }) != 0 { return SysError("setgroups") }
         case .member(let user):
             if initgroups(user, c.gid) != 0 { return SysError("initgroups") }
+        case .unchanged: break
         }
         if setgid(c.gid) != 0 { return SysError("setgid") }
         if setuid(c.uid) != 0 { return SysError("setuid") }

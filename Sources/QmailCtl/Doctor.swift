@@ -141,15 +141,15 @@ struct Doctor {
             guard let st = try? Sys.stat(path) else { continue }
             var mode = p.mode
             var uid = owner(ids, nil)
-            if p.name == "qmail-queue" {
-                uid = ids.uid("qmailq") ?? 0
-                if ids.singleUser { mode = 0o755 }
-            }
+            if p.name == "qmail-queue" { uid = ids.uid("qmailq") ?? 0 }
+            if ids.singleUser && mode & 0o4000 != 0 { mode = 0o755 }
             let m = st.st_mode & 0o7777
             if m & 0o022 != 0 {
                 problem("\(path) is writable by others (mode \(Doctor.octal(m))): chmod \(Doctor.octal(mode)) \(path)"); bad += 1
             } else if p.name == "qmail-queue" && !ids.singleUser && m & 0o4000 == 0 {
                 problem("\(path) is not setuid qmailq (mode \(Doctor.octal(m))): only root can queue mail; chmod 4711 \(path)"); bad += 1
+            } else if p.name == SRSHelper.program && !ids.singleUser && m & 0o4000 == 0 {
+                problem("\(path) is not setuid root (mode \(Doctor.octal(m))): it cannot read control/srssecrets, so forwards defer while SRS is on; chmod 4711 \(path)"); bad += 1
             } else if m != mode {
                 warn("\(path) has mode \(Doctor.octal(m)), qmail-setup sets \(Doctor.octal(mode))"); bad += 1
             }

@@ -71,8 +71,15 @@ enum Forwarder {
     /// Queues DTLINE + our standard input from `sender` to `recipients`;
     /// returns qmail-queue's pid. Failures carry qmail-queue's verdict:
     /// 100 for a permanent refusal, 111 otherwise; `context` prefixes the text.
+    /// With SRS on, a sender forwarded to a remote domain is rewritten first.
     static func queue(dtline: [UInt8], sender: [UInt8], recipients: [[UInt8]], context: String = "") throws -> Int32 {
-        let program = QueueClient.program(home: QmailHome.current(), honourEnvironment: true)
+        let home = QmailHome.current()
+        let envelopeSender: [UInt8]
+        switch SRSForwarding.sender(sender, recipients: recipients, home: home) {
+        case .success(let s): envelopeSender = s
+        case .failure(let f): throw ForwardFatal(f.isTemporary ? 111 : 100, context + f.description)
+        }
+        let program = QueueClient.program(home: home, honourEnvironment: true)
         let qq: QueueClient
         do { qq = try QueueClient(program: program) } catch let f as MailFailure {
             throw ForwardFatal(111, context + f.description)
@@ -84,7 +91,7 @@ enum Forwarder {
             // No envelope follows: qmail-queue sees end of input and queues nothing.
             throw ForwardFatal(111, "unable to read message: \(error)")
         }
-        qq.from(sender)
+        qq.from(envelopeSender)
         for r in recipients { qq.to(r) }
         if let f = qq.close() { throw ForwardFatal(f.isTemporary ? 111 : 100, context + f.description) }
         return qq.queuePid

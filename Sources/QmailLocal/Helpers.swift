@@ -30,11 +30,18 @@ public enum Helpers {
 
     /// Queues stdin, preceded by `prefix`, from `sender` to `recipients`.
     /// Returns qmail-queue's pid or the failure.
+    /// With SRS on, a sender forwarded to a remote domain is rewritten first.
     static func queue(prefix: [UInt8], sender: [UInt8], recipients: [[UInt8]]) -> Result<Int32, MailFailure> {
         signal(SIGPIPE, SIG_IGN)
+        let home = QmailHome.current()
+        let envelopeSender: [UInt8]
+        switch SRSForwarding.sender(sender, recipients: recipients, home: home) {
+        case .success(let s): envelopeSender = s
+        case .failure(let f): return .failure(f)
+        }
         let q: QueueClient
         do {
-            q = try QueueClient(program: QueueClient.program(home: QmailHome.current(), honourEnvironment: true))
+            q = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true))
         } catch let f as MailFailure { return .failure(f) } catch { return .failure(.temporary("unable to fork")) }
         q.put(prefix)
         let r = ByteReader(fd: 0, capacity: 65536)
@@ -42,7 +49,7 @@ public enum Helpers {
             // Leave without the envelope: qmail-queue queues nothing.
             return .failure(.temporary("unable to read message: \(Sys.strerror(errno))"))
         }
-        q.from(sender)
+        q.from(envelopeSender)
         for x in recipients { q.to(x) }
         let qp = q.queuePid
         if let f = q.close() { return .failure(f) }

@@ -300,27 +300,11 @@ public enum LocalDelivery {
     /// through qmail-queue. Returns qmail-queue's pid for the report.
     static func forward(_ recipients: [[UInt8]], sender: [UInt8], prefix: [UInt8]) -> Int32 {
         rewind()
-        let home = QmailHome.current()
-        let q: QueueClient
-        do {
-            q = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true))
-        } catch let f as MailFailure {
-            die(f)
-        } catch {
-            temp("Unable to fork.")
-        }
-        q.put(prefix)
-        let r = ByteReader(fd: 0, capacity: 65536)
-        // On a read error we exit without sending the envelope: qmail-queue
-        // then sees a truncated envelope and queues nothing.
-        do { try r.forEachChunk { q.put($0) } } catch { temp("Unable to read message: \(Sys.strerror(errno)).") }
-        q.from(sender)
-        for r in recipients { q.to(r) }
-        let qp = q.queuePid
-        if let f = q.close() {
+        switch Helpers.queue(prefix: prefix, sender: sender, recipients: recipients) {
+        case .success(let qp): return qp
+        case .failure(let f):
             say(2, "Unable to forward message: \(f.description).\n")
             Sys.exit(f.exitCode)
         }
-        return qp
     }
 }

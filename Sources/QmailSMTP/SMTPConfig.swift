@@ -58,6 +58,8 @@ public struct SMTPConfig {
     public var tlsWrapped = false
     /// SPF checking of MAIL FROM (SMTPServer+SPF.swift).
     public var spf = SPFPolicy()
+    /// SRS addresses checked at RCPT (SMTPServer+SRS.swift); nil: SRS off.
+    public var srs: SRSIntake? = nil
 
     public init() {}
 
@@ -110,6 +112,7 @@ public struct SMTPConfig {
         c.queueProgram = QueueClient.program(home: home, honourEnvironment: true)
         c.queueSession = QueueSession.wanted(program: c.queueProgram, home: home)
         c.spf = try SPFPolicy.load(control)
+        c.srs = try SRSIntake.load(home: home)
         return c
     }
 }

@@ -188,6 +188,7 @@ public final class SMTPServer {
             let r = hack.rewrite(addr)
             if r.steps > 0 { target = r.address }
         }
+        if let verdict = srsRefusal(target) { reply(verdict); return }
         do {
             if let relay = config.relayClient {
                 if try config.rcptHosts.accepts(target), let verdict = checkRecipient(target) { reply(verdict); return }

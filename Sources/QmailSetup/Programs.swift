@@ -1,6 +1,7 @@
 // Every program qmail-setup installs into HOME/bin, with qmail's mode.
 // Programs not built yet are skipped. qmail-queue's owner is set apart
-// (qmailq, setuid); all others belong to root in a multi-user home.
+// (qmailq, setuid); all others belong to root in a multi-user home, where
+// qmail-srs is setuid root to read control/srssecrets (SRSHelper.swift).
 
 public struct ProgramEntry: Sendable {
     public let name: String
@@ -12,7 +13,7 @@ public enum Programs {
 
     public static let all: [ProgramEntry] = [
         // the queue and delivery core
-        e("qmail-queue", 0o4711),
+        e("qmail-queue", 0o4711), e("qmail-srs", 0o4711),
         e("qmail-start", 0o700), e("qmail-lspawn", 0o700), e("qmail-newu", 0o700), e("qmail-newmrh", 0o700),
         e("qmail-send", 0o711), e("qmail-rspawn", 0o711), e("qmail-clean", 0o711), e("qmail-local", 0o711),
         e("qmail-getpw", 0o711), e("qmail-remote", 0o711), e("qmail-pw2u", 0o711), e("splogger", 0o711),
@@ -35,6 +36,7 @@ public enum Programs {
         // sendmail migration
         e("fastforward", 0o755), e("newaliases", 0o755), e("setforward", 0o755), e("printforward", 0o755),
         e("newinclude", 0o755), e("setmaillist", 0o755), e("printmaillist", 0o755), e("dot-forward", 0o755),
+        e("srsreverse", 0o755),
         // virtual hosting and checkpassword
         e("checkpassword", 0o711), e("checkpassword-file", 0o711), e("checkpassword-ldap", 0o711),
         e("checkpassword-mysql", 0o711), e("vdelivermail", 0o711),

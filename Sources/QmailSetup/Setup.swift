@@ -302,10 +302,8 @@ public final class Setup {
             let dst = "\(o.home)/bin/\(p.name)"
             var uid = ownerUid
             var mode = p.mode
-            if p.name == "qmail-queue" {
-                uid = ids.uid("qmailq")!
-                if o.singleUser { mode = 0o755 }
-            }
+            if p.name == "qmail-queue" { uid = ids.uid("qmailq")! }
+            if o.singleUser && mode & 0o4000 != 0 { mode = 0o755 }
             let gid = o.singleUser ? ownerGid : q
             // A hard link shares the build's inode: chown or chmod on it would
             // change the build's file (and every other home linked to it). So
@@ -384,6 +382,21 @@ public final class Setup {
         try writeIfMissing("\(c)/locals", "localhost\n" + o.fqdn + "\n", ownerUid, g, 0o644)
         try writeIfMissing("\(c)/rcpthosts", o.fqdn + "\n", ownerUid, g, 0o644)
         try writeIfMissing("\(c)/defaultdelivery", o.defaultDelivery + "\n", ownerUid, g, 0o644)
+        // SRS's secret, for qmail-srs alone (root, 0600); SRS stays off
+        // until control/srsdomain names a domain.
+        if !Sys.exists("\(c)/\(SRSHelper.secretsFile)") {
+            guard let secret = Setup.randomSecret() else { throw SetupError("unable to read /dev/urandom") }
+            try writeIfMissing("\(c)/\(SRSHelper.secretsFile)", secret + "\n", ownerUid, ownerGid, 0o600)
+        }
+    }
+
+    /// 24 random bytes in base64 (32 characters, no newline or '#').
+    static func randomSecret() -> String? {
+        guard let fd = try? Sys.open("/dev/urandom", O_RDONLY) else { return nil }
+        defer { Sys.close(fd) }
+        var b = [UInt8](repeating: 0, count: 24)
+        guard (try? Sys.read(fd, &b, b.count)) == b.count else { return nil }
+        return Base64.encode(b).string
     }
 
     func writeAliases(_ q: gid_t) throws {
@@ -394,6 +407,11 @@ public final class Setup {
             let text = "# Mail for \(name) goes to the alias Maildir; replace with &person@domain to forward.\n./Maildir/\n"
             try writeIfMissing("\(a)/.qmail-\(name)", text, uid, gid, 0o644)
         }
+        // Bounces to the SRS domain (virtualdomains: SRSDOMAIN:alias-srs) go
+        // back to their senders. In a single-user home qmail-getpw gives
+        // alias the whole local part as its extension.
+        let srs = o.singleUser ? ".qmail-alias-srs-default" : ".qmail-srs-default"
+        try writeIfMissing("\(a)/\(srs)", "|\(o.home)/bin/srsreverse\n", uid, gid, 0o644)
         let md = "\(a)/Maildir"
         for d in [md, "\(md)/tmp", "\(md)/new", "\(md)/cur"] { try dir(d, uid, gid, 0o700) }
     }

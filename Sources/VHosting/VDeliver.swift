@@ -255,9 +255,10 @@ public struct VDeliver {
         try? MaildirSize.record(maildir, bytes: size, count: 1)
     }
 
-    /// Forwards with the envelope sender unchanged and our Delivered-To
-    /// line on top, through qmail-queue.
+    /// Forwards with our Delivered-To line on top, through qmail-queue; the
+    /// envelope sender unchanged, or rewritten by SRS for a remote target.
     func forward(_ targets: [[UInt8]]) throws {
+        let sender = try SRSForwarding.sender(env("SENDER") ?? [], recipients: targets, home: home).get()
         let q: QueueClient
         do { q = try QueueClient(program: QueueClient.program(home: home, honourEnvironment: true)) } catch {
             throw MailFailure.temporary("unable to fork qmail-queue: \(error)")
@@ -265,7 +266,7 @@ public struct VDeliver {
         let dt = Array(headerLines.drop { $0 != Ascii.lf }.dropFirst())
         q.put(dt)
         do { try message.reader().forEachChunk { q.put($0) } } catch { throw MailFailure.temporary("unable to read the message: \(error)") }
-        q.from(env("SENDER") ?? [])
+        q.from(sender)
         for t in targets { q.to(t) }
         if let f = q.close() { throw f }
     }

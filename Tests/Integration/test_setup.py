@@ -122,6 +122,12 @@ def multi_user_checks(base):
     q = home / "queue"
     st = os.stat(home / "bin" / "qmail-queue")
     assert st.st_uid == uid("qmailq") and stat.S_IMODE(st.st_mode) == 0o4711
+    # SRS: the setuid-root helper alone reads the secret (test_srs.py)
+    st = os.stat(home / "bin" / "qmail-srs")
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o4711
+    st = os.stat(home / "control" / "srssecrets")
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+    assert (home / "alias" / ".qmail-srs-default").read_text() == f"|{home}/bin/srsreverse\n"
     assert os.stat(q / "mess").st_uid == uid("qmailq")
     assert os.stat(q / "info" / "0").st_uid == uid("qmails")
     assert os.stat(q / "lock" / "tcpto").st_uid == uid("qmailr")
