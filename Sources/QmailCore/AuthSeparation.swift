@@ -69,12 +69,13 @@ public enum AuthSeparation {
             return 111
         }
         let (mine, theirs) = (pair[0], pair[1])
-        let pid = startUnprivileged(o, fd: theirs)
-        close(theirs)
-        guard pid > 0 else {
-            Sys.warn("qmail-smtpd-auth: fatal: unable to fork: \(Sys.strerror(errno))")
+        let pid: pid_t
+        do { pid = try startUnprivileged(o, fd: theirs) } catch {
+            close(theirs)
+            Sys.warn("qmail-smtpd-auth: fatal: \(error)")
             return 111
         }
+        close(theirs)
         // The connection is qmail-smtpd's alone: the root side lets go of it.
         let null = open("/dev/null", O_RDWR)
         if null >= 0 {
@@ -89,38 +90,20 @@ public enum AuthSeparation {
         let limiter = LoginLimiter(home: QmailHome.current(), remote: Sys.getenv("TCPREMOTEIP"))
         serve(fd: mine, maxFailures: maxFailures, delay: delay) {
             let r = !limiter.admit(user: $0) ? .limited
-                : ChildProgram.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
+                : CheckpasswordClient.checkpassword(o.checkpassword, user: $0, secret: $1, stamp: $2)
             limiter.settle(r, user: $0)
             LoginLog.write(program: "qmail-smtpd-auth", result: LoginLog.result(r), user: $0)
             return r
         }
         close(mine)
-        return Spawn.wait(pid)
+        return ChildProcess.wait(pid)?.shellCode ?? 111
     }
 
-    /// Forks qmail-smtpd with `fd` open as SMTPAUTHFD, as o.uid/o.gid.
-    static func startUnprivileged(_ o: Options, fd: Int32) -> pid_t {
-        // Everything the child needs is made before fork.
-        guard let path = strdup(o.smtpd[0]), let fdText = strdup(String(fd)) else { return -1 }
-        let cargs: [UnsafeMutablePointer<CChar>?] = o.smtpd.map { strdup($0) } + [nil]
-        let failed = "qmail-smtpd-auth: fatal: unable to drop privileges or run \(o.smtpd[0])\n"
-        defer {
-            free(path); free(fdText)
-            for a in cargs { free(a) }
-        }
-        // Already that uid and gid (a single-user home, run by its owner):
-        // nothing to drop, and setgroups would fail without root.
-        let already = getuid() == o.uid && geteuid() == o.uid && getgid() == o.gid && getegid() == o.gid
-        let pid = fork()
-        if pid != 0 { return pid }
-        var g = o.gid
-        if fcntl(fd, F_SETFD, 0) == 0, setenv("SMTPAUTHFD", fdText, 1) == 0,
-           already || (setgroups(1, &g) == 0 && setgid(o.gid) == 0 && setuid(o.uid) == 0 &&
-                       getuid() == o.uid && geteuid() == o.uid && getegid() == o.gid && setuid(0) != 0) {
-            execv(path, cargs)
-        }
-        _ = failed.withCString { write(2, $0, strlen($0)) }
-        _exit(111)
+    /// Starts qmail-smtpd as o.uid/o.gid with `fd` open as SMTPAUTHFD.
+    static func startUnprivileged(_ o: Options, fd: Int32) throws(ChildProcess.Failure) -> pid_t {
+        try ChildProcess.spawn(.init(program: o.smtpd[0], argv: o.smtpd.map { Array($0.utf8) },
+                                     environment: ChildProcess.environment(changing: ["SMTPAUTHFD": String(fd)]),
+                                     fds: [.dup(fd, to: fd)], credentials: Credentials(uid: o.uid, gid: o.gid)))
     }
 
     /// Answers AUTH questions on `fd` until end of input, a malformed

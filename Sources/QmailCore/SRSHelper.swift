@@ -3,7 +3,7 @@
 // uid and qmail-smtpd as qmaild, but the secret (control/srssecrets,
 // root, mode 600) must stay out of the mailbox users' reach. So only
 // qmail-srs, setuid root like qmail-queue is setuid qmailq, reads it:
-// it reads that one file, drops to its caller's ids for good (setreuid,
+// it reads that one file, drops to its caller's ids for good (Privileges,
 // checked), and only then looks at its arguments, signs or verifies one
 // address and prints the answer. No daemon to supervise, no socket to
 // guard, no OpenSSL (HMAC-SHA1 is in SHA1.swift); a key change needs no
@@ -71,26 +71,21 @@ public enum SRSHelper {
         return code
     }
 
-    /// Real, effective and saved ids all become the caller's (setreuid
-    /// with the real id set replaces the saved one too); true when they
-    /// did and the raised ids cannot be taken back.
+    /// Real, effective and saved ids all become the caller's; true when
+    /// they did and the raised ids cannot be taken back.
     static func dropPrivileges() -> Bool {
-        let uid = getuid(), gid = getgid(), euid = geteuid(), egid = getegid()
-        guard setregid(gid, gid) == 0, setreuid(uid, uid) == 0 else { return false }
-        guard getuid() == uid, geteuid() == uid, getgid() == gid, getegid() == gid else { return false }
-        if euid != uid && seteuid(euid) == 0 { return false }
-        if egid != gid && setegid(egid) == 0 { return false }
-        return true
+        Privileges.drop(to: Credentials(uid: getuid(), gid: getgid(), groups: .unchanged)) == nil
     }
 
     /// Runs qmail-srs and returns its answer. Exit 100 is a permanent
     /// refusal (5.7.1); anything else that is not an answer, temporary.
     public static func call(_ home: QmailHome, _ verb: String, _ address: [UInt8]) -> Result<[UInt8], MailFailure> {
         guard let p = try? Sys.pipeCloexec() else { return .failure(.temporary("SRS: unable to create pipe")) }
-        let started = Spawn.start([Array(home.bin(program).utf8), Array(verb.utf8), address], stdoutFd: p.write)
+        let pid = try? ChildProcess.spawn(.init([Array(home.bin(program).utf8), Array(verb.utf8), address],
+                                                program: home.bin(program), fds: [.dup(p.write, to: 1)]))
         Sys.close(p.write)
         defer { Sys.close(p.read) }
-        guard case .success(let pid) = started else {
+        guard let pid else {
             return .failure(.temporary("SRS: unable to run \(home.bin(program))"))
         }
         var out: [UInt8] = []
@@ -101,7 +96,7 @@ public enum SRSHelper {
             if n <= 0 { break }
             out += buf[0..<n]
         }
-        let code = Spawn.exitCode(pid)
+        let code = ChildProcess.wait(pid)?.exitCode
         if code == refused { return .failure(.permanent("SRS address does not verify", "5.7.1")) }
         guard code == 0, out.last == Ascii.lf, out.count > 1 else {
             return .failure(.temporary("SRS helper \(program) failed (exit \(code.map(String.init) ?? "by signal"))"))

@@ -164,12 +164,12 @@ public struct QmailCtl {
         var code = CtlExit.ok
         for s in states where which.contains(s.name) {
             if s.how == .daemontools {
-                let r = Spawn.run(["svc", "-u", s.directory!])
-                if let d = s.directory, Sys.exists("\(d)/log/run") { Spawn.run(["svc", "-u", "\(d)/log"]) }
+                let r = ChildProcess.run(.init(["svc", "-u", s.directory!]))?.shellCode
+                if let d = s.directory, Sys.exists("\(d)/log/run") { ChildProcess.run(.init(["svc", "-u", "\(d)/log"])) }
                 out("\(s.name.rawValue): svc -u \(s.directory!)" + (r == 0 ? "" : " failed"))
                 if r != 0 { code = CtlExit.cannotTell }
             } else if s.how == .systemd {
-                let r = Spawn.run(["systemctl", "start", s.directory!])
+                let r = ChildProcess.run(.init(["systemctl", "start", s.directory!]))?.shellCode
                 out("\(s.name.rawValue): systemctl start \(s.directory!)" + (r == 0 ? "" : " failed"))
                 if r != 0 { code = CtlExit.cannotTell }
             } else if s.name == .send {
@@ -203,11 +203,11 @@ public struct QmailCtl {
         var code = CtlExit.ok
         for s in states where which.contains(s.name) {
             if s.how == .daemontools {
-                let r = Spawn.run(["svc", "-d", s.directory!])
+                let r = ChildProcess.run(.init(["svc", "-d", s.directory!]))?.shellCode
                 out("\(s.name.rawValue): svc -d \(s.directory!)" + (r == 0 ? "" : " failed"))
                 if r != 0 { code = CtlExit.cannotTell }
             } else if s.how == .systemd {
-                let r = Spawn.run(["systemctl", "stop", s.directory!])
+                let r = ChildProcess.run(.init(["systemctl", "stop", s.directory!]))?.shellCode
                 out("\(s.name.rawValue): systemctl stop \(s.directory!)" + (r == 0 ? "" : " failed"))
                 if r != 0 { code = CtlExit.cannotTell }
             } else if s.up {
@@ -235,7 +235,7 @@ public struct QmailCtl {
         let s = states[0]
         if s.how == .daemontools {
             // svc signals the supervised process: qmail-start's exec'd qmail-send
-            let r = Spawn.run(["svc", svc, s.directory!])
+            let r = ChildProcess.run(.init(["svc", svc, s.directory!]))?.shellCode
             out(r == 0 ? "\(what) (svc \(svc) \(s.directory!))" : "svc \(svc) \(s.directory!) failed")
             return r == 0 ? CtlExit.ok : CtlExit.cannotTell
         }

@@ -1,5 +1,5 @@
 // Small process helpers for qmailctl: run a program and capture its output,
-// scan /proc for running programs. Could move to QmailCore (Spawn) later.
+// scan /proc for running programs.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,48 +14,21 @@ enum Run {
     /// Runs argv (PATH search) with stdin from /dev/null (or `stdinPath`),
     /// stdout and stderr captured together (at most 1 MiB kept).
     static func capture(_ argv: [String], stdinPath: String? = nil) -> Captured {
-        guard let p = try? Sys.pipeCloexec() else { return Captured(status: nil, output: "") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, p.write, 1)
-        posix_spawn_file_actions_adddup2(&actions, p.write, 2)
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ)
-        Sys.close(p.write)
-        guard rc == 0 else { Sys.close(p.read); return Captured(status: nil, output: "") }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = (try? buf.withUnsafeMutableBytes { try Sys.read(p.read, $0.baseAddress!, $0.count) }) ?? 0
-            if n <= 0 { break }
-            if out.count < 1 << 20 { out += buf[0..<n] }
+        let plan = ChildProcess.Plan(argv, fds: [.open(stdinPath ?? "/dev/null", flags: O_RDONLY, to: 0)])
+        guard let (status, out) = try? ChildProcess.capture(plan, limit: 1 << 20, stderrToo: true) else {
+            return Captured(status: nil, output: "")
         }
-        Sys.close(p.read)
-        return Captured(status: Spawn.wait(pid), output: String(decoding: out, as: UTF8.self))
+        return Captured(status: status.shellCode, output: String(decoding: out, as: UTF8.self))
     }
 
     /// Starts argv detached (new session, stdin /dev/null, output appended
     /// to `log` or to /dev/null); returns the pid.
     static func detach(_ argv: [String], log: String?) -> pid_t? {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setflags(&attr, Int16(0x80))  // POSIX_SPAWN_SETSID
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log ?? "/dev/null", O_WRONLY | O_APPEND | O_CREAT, 0o640)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ) == 0 else { return nil }
-        return pid
+        // Both opens append, so the two descriptors share the end of the log.
+        let output = { (fd: Int32) in FdAction.open(log ?? "/dev/null", flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o640, to: fd) }
+        var plan = ChildProcess.Plan(argv, fds: [.open("/dev/null", flags: O_RDONLY, to: 0), output(1), output(2)])
+        plan.newSession = true
+        return try? ChildProcess.spawn(plan)
     }
 }
 

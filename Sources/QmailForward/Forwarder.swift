@@ -7,18 +7,13 @@ import Glibc
 import QmailCore
 import QmailQueue
 
-enum ProgramOutcome {
-    case exited(Int32)
-    case crashed
-}
-
 enum ProgramRunner {
     /// Runs a delivery program and applies qmail's verdict: 0 goes on,
     /// 64, 65, 70, 76, 77, 78, 100 and 112 are permanent, anything else
     /// (and a crash) temporary; then rewinds the message for the next target.
     static func deliver(_ command: String, searchPath: Bool, prefix: [UInt8]?, crashText: String) throws {
         switch try run(command, searchPath: searchPath, prefix: prefix) {
-        case .crashed: throw ForwardFatal(111, crashText)
+        case .signaled: throw ForwardFatal(111, crashText)
         case .exited(let c):
             switch c {
             case 0: break
@@ -35,22 +30,19 @@ enum ProgramRunner {
     /// Without `prefix` the child reads our standard input directly; with
     /// one, it reads `prefix` and then the rest of our input through a pipe
     /// (what preline does for fastforward's "!" and dot-forward's "|").
-    static func run(_ command: String, searchPath: Bool, prefix: [UInt8]?) throws -> ProgramOutcome {
+    static func run(_ command: String, searchPath: Bool, prefix: [UInt8]?) throws -> ChildStatus {
         var pipeFds: (read: Int32, write: Int32)? = nil
         if prefix != nil {
             guard let p = try? Sys.pipeCloexec() else { throw ForwardFatal(111, "unable to create pipe: \(Sys.strerror(errno))") }
             pipeFds = p
         }
         let shell = searchPath ? "sh" : "/bin/sh"
-        let started = Spawn.start([shell, "-c", command], stdinFd: pipeFds?.read)
-        if let p = pipeFds { Sys.close(p.read) }
         let pid: pid_t
-        switch started {
-        case .success(let p): pid = p
-        case .failure(let e):
-            if let p = pipeFds { Sys.close(p.write) }
-            throw ForwardFatal(111, "unable to run \(shell): \(Sys.strerror(e.errno))")
+        do { pid = try ChildProcess.spawn(.init([shell, "-c", command], fds: pipeFds.map { [.dup($0.read, to: 0)] } ?? [])) } catch {
+            if let p = pipeFds { Sys.close(p.read); Sys.close(p.write) }
+            throw ForwardFatal(111, "unable to run \(shell): \(Sys.strerror(error.errno))")
         }
+        if let p = pipeFds { Sys.close(p.read) }
         if let p = pipeFds, let prefix {
             // The child may stop reading early; its verdict is what counts.
             var ok = (try? Sys.writeAll(p.write, prefix)) != nil
@@ -63,17 +55,15 @@ enum ProgramRunner {
                 }
             } catch {
                 Sys.close(p.write)
-                _ = Spawn.wait(pid)
+                _ = ChildProcess.wait(pid)
                 throw ForwardFatal(111, "unable to read message: \(error)")
             }
             Sys.close(p.write)
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            if errno != EINTR { throw ForwardFatal(111, "unable to wait for child: \(Sys.strerror(errno))") }
+        guard let status = ChildProcess.wait(pid) else {
+            throw ForwardFatal(111, "unable to wait for child: \(Sys.strerror(errno))")
         }
-        if Spawn.crashed(status) { return .crashed }
-        return .exited(Spawn.decode(status))
+        return status
     }
 }
 

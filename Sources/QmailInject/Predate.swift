@@ -35,10 +35,8 @@ public enum Predate {
             return 111
         }
         let pid: pid_t
-        do { pid = try Exec.spawn(args, stdinFd: pipe.read) } catch let e as SysError {
-            Sys.warn("predate: fatal: unable to run \(args[0]): \(Sys.strerror(e.errno))")
-            return 111
-        } catch {
+        do { pid = try ChildProcess.spawn(.init(args, fds: [.dup(pipe.read, to: 0)])) } catch {
+            Sys.warn("predate: fatal: unable to run \(args[0]): \(Sys.strerror(error.errno))")
             return 111
         }
         Sys.close(pipe.read)
@@ -62,11 +60,11 @@ public enum Predate {
         }
         Sys.close(pipe.write)
         if readFailed {
-            _ = Exec.wait(pid)
+            _ = ChildProcess.wait(pid)
             Sys.warn("predate: fatal: unable to read input")
             return 111
         }
-        guard let code = Exec.wait(pid) else {
+        guard let code = ChildProcess.wait(pid)?.exitCode else {
             Sys.warn("predate: fatal: child crashed")
             return 111
         }

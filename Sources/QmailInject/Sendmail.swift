@@ -126,8 +126,8 @@ public enum Sendmail {
             Sys.warn("sendmail: fatal: please use fastforward/newaliases instead")
             return 100
         case .mailq:
-            let e = Exec.replace(home.bin("qmail-qread"), [home.bin("qmail-qread")])
-            Sys.warn("sendmail: fatal: unable to run qmail-qread: \(Sys.strerror(e))")
+            let e = ChildProcess.exec(.init([home.bin("qmail-qread")], program: home.bin("qmail-qread")))
+            Sys.warn("sendmail: fatal: unable to run qmail-qread: \(Sys.strerror(e.errno))")
             return 111
         case .smtpd:
             // A session on stdin/stdout from a local user: allowed to relay,
@@ -140,16 +140,16 @@ public enum Sendmail {
                     setenv(k, v, 1)
                 }
             }
-            let e = Exec.replace(home.bin("qmail-smtpd"), [home.bin("qmail-smtpd")])
-            Sys.warn("sendmail: fatal: unable to run qmail-smtpd: \(Sys.strerror(e))")
+            let e = ChildProcess.exec(.init([home.bin("qmail-smtpd")], program: home.bin("qmail-smtpd")))
+            Sys.warn("sendmail: fatal: unable to run qmail-smtpd: \(Sys.strerror(e.errno))")
             return 111
         case let .inject(args, env):
             for (k, v) in env {
                 if let v { setenv(k, v, 1) } else { unsetenv(k) }
             }
             let prog = home.bin("qmail-inject")
-            let e = Exec.replace(prog, [prog] + args)
-            Sys.warn("sendmail: fatal: unable to run qmail-inject: \(Sys.strerror(e))")
+            let e = ChildProcess.exec(.init([prog] + args, program: prog))
+            Sys.warn("sendmail: fatal: unable to run qmail-inject: \(Sys.strerror(e.errno))")
             return 111
         }
     }

@@ -32,11 +32,9 @@ extension Helpers {
         if cmd.isEmpty { return fail(100, usage) }
         guard let pipe = try? Sys.pipeCloexec() else { return fail(111, "preline: fatal: unable to create pipe") }
         let pid: pid_t
-        switch Child.spawn(cmd, stdinFd: pipe.read) {
-        case .failure(let e):
-            return fail(errnoIsTemporary(e.errno) ? 111 : 100,
-                        "preline: fatal: unable to run \(cmd[0].string): \(Sys.strerror(e.errno))")
-        case .success(let p): pid = p
+        do { pid = try ChildProcess.spawn(.init(cmd, fds: [.dup(pipe.read, to: 0)])) } catch {
+            return fail(errnoIsTemporary(error.errno) ? 111 : 100,
+                        "preline: fatal: unable to run \(cmd[0].string): \(Sys.strerror(error.errno))")
         }
         Sys.close(pipe.read)
         let out = ByteWriter(fd: pipe.write, capacity: 65536)
@@ -49,13 +47,13 @@ extension Helpers {
         } catch {
             let e = errno
             Sys.close(pipe.write)
-            _ = Child.wait(pid)
+            _ = ChildProcess.wait(pid)
             return fail(111, "preline: fatal: unable to copy input: \(Sys.strerror(e))")
         }
         Sys.close(pipe.write)
-        switch Child.wait(pid) {
-        case .crashed: return fail(111, "preline: fatal: child crashed")
-        case .exited(let c): return c
+        switch ChildProcess.wait(pid) {
+        case .exited(let c)?: return c
+        case .signaled?, nil: return fail(111, "preline: fatal: child crashed")
         }
     }
 }

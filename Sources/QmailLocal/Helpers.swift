@@ -20,13 +20,11 @@ public enum Helpers {
     /// error is temporary, else 100 (as the child's exit code).
     /// Nil when the child crashed (reported; the caller exits 111).
     static func runChild(_ argv: [[UInt8]], prog: String) -> Int32? {
-        switch Child.spawn(argv) {
-        case .failure(let e): return errnoIsTemporary(e.errno) ? 111 : 100
-        case .success(let pid):
-            switch Child.wait(pid) {
-            case .crashed: _ = fail(111, "\(prog): fatal: child crashed"); return nil
-            case .exited(let c): return c
-            }
+        let pid: pid_t
+        do { pid = try ChildProcess.spawn(.init(argv)) } catch { return errnoIsTemporary(error.errno) ? 111 : 100 }
+        switch ChildProcess.wait(pid) {
+        case .exited(let c)?: return c
+        case .signaled?, nil: _ = fail(111, "\(prog): fatal: child crashed"); return nil
         }
     }
 

@@ -296,13 +296,12 @@ public enum LocalDelivery {
             code = c
         } else {
             let pid: pid_t
-            switch Child.spawn([Array("/bin/sh".utf8), Array("-c".utf8), command]) {
-            case .success(let p): pid = p
-            case .failure(let e): temp("Unable to run /bin/sh: \(Sys.strerror(e.errno)).")
+            do { pid = try ChildProcess.spawn(.init([Array("/bin/sh".utf8), Array("-c".utf8), command])) } catch {
+                temp("Unable to run /bin/sh: \(Sys.strerror(error.errno)).")
             }
-            switch Child.wait(pid) {
-            case .crashed: temp("Aack, child crashed.")
-            case .exited(let c): code = c
+            switch ChildProcess.wait(pid) {
+            case .signaled?, nil: temp("Aack, child crashed.")
+            case .exited(let c)?: code = c
             }
         }
         if code == 0 { return false }

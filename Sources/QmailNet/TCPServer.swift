@@ -112,11 +112,11 @@ public enum TCPServer {
             return 100
         }
         let listener = bindListener(o)
-        if let gid = o.gid {
-            var g = gid
-            if setgroups(1, &g) != 0 || setgid(gid) != 0 { die(111, "unable to set gid: \(Sys.strerror(errno))") }
+        if o.uid != nil || o.gid != nil {
+            // -g alone changes the group and keeps our uid.
+            let c = Credentials(uid: o.uid ?? getuid(), gid: o.gid ?? getgid())
+            if let e = Privileges.drop(to: c) { die(111, "unable to drop privileges to uid \(c.uid) gid \(c.gid): \(e)") }
         }
-        if let uid = o.uid, setuid(uid) != 0 { die(111, "unable to set uid: \(Sys.strerror(errno))") }
         if listen(listener, Int32(o.backlog)) != 0 { die(111, "unable to listen: \(Sys.strerror(errno))") }
         if o.printPort {
             var st = sockaddr_storage()
@@ -178,11 +178,8 @@ public enum TCPServer {
     }
 
     static func reap(_ o: TCPServerOptions) {
-        while true {
-            var wstat: Int32 = 0
-            let pid = waitpid(-1, &wstat, WNOHANG)
-            if pid <= 0 { return }
-            if o.verbosity >= 2 { Sys.warn("tcpserver: end \(pid) status \(wstat)") }
+        while let (pid, st) = ChildProcess.reapAny() {
+            if o.verbosity >= 2 { Sys.warn("tcpserver: end \(pid) status \(st.waitStatus)") }
             if children > 0 { children -= 1 }
             status(o)
         }
@@ -218,7 +215,7 @@ public enum TCPServer {
             if t < 0 { continue }
             children += 1
             status(o)
-            let pid = fork()
+            let pid = (try? ChildProcess.forkChild()) ?? -1
             if pid == 0 {
                 close(listener)
                 close(p.read)
@@ -288,13 +285,10 @@ public enum TCPServer {
             Sys.warn("tcpserver: \(deny ? "deny" : "ok") \(getpid()) \(localHost ?? ""):\(localIP):\(local.port) \(remoteHost ?? ""):\(remoteIP):\(remoteInfo ?? ""):\(remote.port)")
         }
         if deny { return 100 }
-        if dup2(t, 0) < 0 || dup2(t, 1) < 0 { Sys.warn(drop + "unable to set up descriptors: \(Sys.strerror(errno))"); return 111 }
-        if t > 1 { close(t) }
-        signal(SIGCHLD, SIG_DFL)
-        signal(SIGPIPE, SIG_DFL)
-        let cargs: [UnsafeMutablePointer<CChar>?] = o.program.map { strdup($0) } + [nil]
-        execvp(o.program[0], cargs)
-        Sys.warn(drop + "unable to run \(o.program[0]): \(Sys.strerror(errno))")
+        // The connection's own number closes at exec; it lives on as 0 and 1.
+        _ = fcntl(t, F_SETFD, FD_CLOEXEC)
+        let e = ChildProcess.exec(.init(o.program, fds: [.dup(t, to: 0), .dup(t, to: 1)]))
+        Sys.warn(drop + "\(e)")
         return 111
     }
 

@@ -8,9 +8,8 @@ import QmailCore
 /// Replaces this process with argv (the server tcp-env or rblsmtpd runs);
 /// on failure says why and exits 111.
 func execServer(_ argv: [String]) -> Never {
-    let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-    execvp(argv[0], cargs)
-    Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: unable to run \(argv[0]): \(Sys.strerror(errno))")
+    let e = ChildProcess.exec(.init(argv))
+    Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: \(e)")
     Sys.exit(111)
 }
 

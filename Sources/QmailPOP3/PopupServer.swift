@@ -121,49 +121,16 @@ public enum PopupServer {
 
     static func runCheckpassword(_ argv: [String], user: [UInt8], password: [UInt8], timestamp: [UInt8]) -> Verdict {
         alarm(0)
-        guard var p = try? Sys.pipeCloexec() else { return .temporary }
-        if p.read == 3 || p.write == 3 {
-            // fd 3 must be free for the dup2 in the child.
-            let r = fcntl(p.read, F_DUPFD_CLOEXEC, 10)
-            let w = fcntl(p.write, F_DUPFD_CLOEXEC, 10)
-            close(p.read); close(p.write)
-            p = (r, w)
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, p.read, 3)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        sigaddset(&defaults, SIGALRM)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var pid: pid_t = 0
-        let r = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
-        close(p.read)
-        if r != 0 {
-            close(p.write)
-            return .rejected  // qmail-popup's child _exit(1)s when exec fails
-        }
-        var data = user + [0] + password + [0] + timestamp + [0]
-        _ = try? Sys.writeAll(p.write, data)
-        for i in data.indices { data[i] = 0 }
-        close(p.write)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return .temporary }
-        }
-        if Spawn.crashed(status) { return .crashed }
-        switch Spawn.decode(status) {
-        case 0: return .done
-        case 111: return .temporary
-        default: return .rejected
+        // The checkpassword program (and the qmail-pop3d it runs) gets our
+        // connection on 0 and 1, and no time limit from us.
+        switch CheckpasswordClient.run(argv, fd3: user + [0] + password + [0] + timestamp + [0], quiet: false,
+                                       searchPath: true, timeout: nil) {
+        case .notStarted: return .rejected  // qmail-popup's child _exit(1)s when exec fails
+        case .lost: return .temporary
+        case .ended(.signaled): return .crashed
+        case .ended(.exited(0)): return .done
+        case .ended(.exited(111)): return .temporary
+        case .ended(.exited): return .rejected
         }
     }
 }

@@ -38,34 +38,20 @@ public final class QueueClient {
             Glibc.close(m.read); Glibc.close(m.write); Glibc.close(e.read); Glibc.close(e.write)
             throw MailFailure.temporary("unable to open pipe")
         }
-        let pm = [m.read, m.write], pe = [e.read, e.write]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // Move the envelope's read end out of the way first in case it is fd 0.
-        posix_spawn_file_actions_adddup2(&actions, pe[0], 100)
-        posix_spawn_file_actions_adddup2(&actions, r.write, 101)
-        posix_spawn_file_actions_adddup2(&actions, pm[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, 100, 1)
-        posix_spawn_file_actions_adddup2(&actions, 101, QueueClient.reasonFd)
-        posix_spawn_file_actions_addclose(&actions, 100)
-        posix_spawn_file_actions_addclose(&actions, 101)
-        var child: pid_t = 0
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), nil]
-        defer { for a in argv { free(a) } }
-        let rc = posix_spawn(&child, program, &actions, nil, argv, environ)
-        Glibc.close(pm[0])
-        Glibc.close(pe[0])
+        let child = try? ChildProcess.spawn(.init([program], program: program,
+                                                  fds: [.dup(m.read, to: 0), .dup(e.read, to: 1), .dup(r.write, to: QueueClient.reasonFd)]))
+        Glibc.close(m.read)
+        Glibc.close(e.read)
         Glibc.close(r.write)
-        guard rc == 0 else {
-            Glibc.close(pm[1]); Glibc.close(pe[1]); Glibc.close(r.read)
+        guard let child else {
+            Glibc.close(m.write); Glibc.close(e.write); Glibc.close(r.read)
             throw MailFailure.temporary("unable to exec qq")
         }
         pid = child
         reasonFd = r.read
-        messageFd = pm[1]
-        envelopeFd = pe[1]
-        message = ByteWriter(fd: pm[1], capacity: 65536)
+        messageFd = m.write
+        envelopeFd = e.write
+        message = ByteWriter(fd: m.write, capacity: 65536)
         signal(SIGPIPE, SIG_IGN)
     }
 
@@ -102,16 +88,11 @@ public final class QueueClient {
         }
         Glibc.close(envelopeFd)
         envelopeFd = -1
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            if errno != EINTR { Glibc.close(reasonFd); return .temporary("qq crashed") }
-        }
+        guard let status = ChildProcess.wait(pid) else { Glibc.close(reasonFd); return .temporary("qq crashed") }
         let reason = QueueClient.drain(reasonFd)
         Glibc.close(reasonFd)
         reasonFd = -1
-        // WIFEXITED / WEXITSTATUS, spelled out: the macros are not imported.
-        if (status & 0x7f) != 0 { return .temporary("qq crashed") }
-        let code = (status >> 8) & 0xff
+        guard let code = status.exitCode else { return .temporary("qq crashed") }
         if code == 0 && writeFailed { return QueueExit.failure(forExitCode: 54) }
         if code == QueueExit.customReply.rawValue, let f = QueueExit.customFailure(reason) { return f }
         return QueueExit.failure(forExitCode: code)

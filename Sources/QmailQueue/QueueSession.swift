@@ -71,8 +71,7 @@ public final class QueueSession: QueueSink {
         if pid != 0 {
             // A queue program that died since the last message (killed, or
             // its alarm) is replaced rather than failing this message.
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { closeChannels(); pid = 0 }
+            if ChildProcess.tryWait(pid) != nil { closeChannels(); pid = 0 }
         }
         if pid == 0 { try start() }
     }
@@ -90,20 +89,11 @@ public final class QueueSession: QueueSink {
             Glibc.close(data.read); Glibc.close(data.write)
             throw MailFailure.temporary("unable to open pipe")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, status.write, 100)
-        posix_spawn_file_actions_adddup2(&actions, data.read, 0)
-        posix_spawn_file_actions_adddup2(&actions, 100, 1)
-        posix_spawn_file_actions_addclose(&actions, 100)
-        var child: pid_t = 0
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), strdup("--session"), nil]
-        defer { for a in argv { free(a) } }
-        let rc = posix_spawn(&child, program, &actions, nil, argv, environ)
+        let child = try? ChildProcess.spawn(.init([program, "--session"], program: program,
+                                                  fds: [.dup(data.read, to: 0), .dup(status.write, to: 1)]))
         Glibc.close(data.read)
         Glibc.close(status.write)
-        guard rc == 0 else {
+        guard let child else {
             Glibc.close(data.write); Glibc.close(status.read)
             throw MailFailure.temporary("unable to exec qq")
         }
@@ -184,15 +174,9 @@ public final class QueueSession: QueueSink {
     @discardableResult
     private func stop() -> Int32? {
         closeChannels()
-        var status: Int32 = 0
         let child = pid
         pid = 0
-        while waitpid(child, &status, 0) == -1 {
-            if errno != EINTR { return nil }
-        }
-        // WIFSIGNALED / WEXITSTATUS, spelled out: the macros are not imported.
-        if (status & 0x7f) != 0 { return nil }
-        return (status >> 8) & 0xff
+        return ChildProcess.wait(child)?.exitCode
     }
 
     /// The status a session's queue program writes after a message: its

@@ -28,7 +28,7 @@ public final class SMTPServer {
     public var queueFactory: (() throws -> QueueSink)?
     /// Checks an AUTH login (argv, user, secret, stamp); runs checkpassword by default.
     public var checkPassword: ([String], [UInt8], [UInt8], [UInt8]) -> CheckResult = {
-        ChildProgram.checkpassword($0, user: $1, secret: $2, stamp: $3)
+        CheckpasswordClient.checkpassword($0, user: $1, secret: $2, stamp: $3)
     }
 
     private var helo: [UInt8]?          // fakehelo: the HELO name when it differs from the remote host
@@ -214,9 +214,9 @@ public final class SMTPServer {
     /// Asks the recipient lookup program; nil when the recipient is fine.
     private func checkRecipient(_ addr: [UInt8]) -> String? {
         guard let prog = config.rcptCheck, !prog.isEmpty, !addr.isEmpty else { return nil }
-        switch ChildProgram.run(prog + [addr.string], fd3: nil, timeout: config.rcptCheckTimeout) {
-        case 0: return nil
-        case 100: return "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
+        switch CheckpasswordClient.run(prog + [addr.string], fd3: nil, timeout: Double(config.rcptCheckTimeout)) {
+        case .ended(.exited(0)): return nil
+        case .ended(.exited(100)): return "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
         default: return "451 temporary problem looking up the recipient (#4.3.0)\r\n"
         }
     }

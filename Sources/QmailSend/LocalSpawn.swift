@@ -71,12 +71,12 @@ public struct LocalSpawn: SpawnDriver {
         let getpw = home.bin("qmail-getpw")
         let null = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if null >= 0 { Glibc.close(null) } }
-        guard null >= 0, let (st, out) = try? ProcessKit.run(path: getpw, argv: [Array("qmail-getpw".utf8), local],
-                                                             stdin: null, limit: 8192, execFailed: { _ in QLX.execPw }) else {
+        guard null >= 0, let (st, out) = try? ChildProcess.capture(.init(program: getpw, argv: [Array("qmail-getpw".utf8), local],
+                                                                         fds: [.dup(null, to: 0)]), limit: 8192) else {
             return .failure(ExitCode(QLX.execPw))
         }
         switch st {
-        case .crashed: return .failure(ExitCode(QLX.sys))
+        case .signaled: return .failure(ExitCode(QLX.sys))
         case .exited(0):
             guard let e = UserEntry.parse(out) else { return .failure(ExitCode(QLX.sys)) }
             return .success(e)
@@ -92,9 +92,8 @@ public struct LocalSpawn: SpawnDriver {
         let at = recipient.lastIndex(of: Ascii.at) ?? recipient.count
         let local = Array(recipient[0..<at])
         let domain = at < recipient.count ? Array(recipient[(at + 1)...]) : []
-        let path = CStringArray(strings: [home.bin("qmail-local")])
-        let pid = fork()
-        if pid < 0 { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
+        let path = home.bin("qmail-local")
+        guard let pid = try? ChildProcess.forkChild() else { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
         if pid == 0 { deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender) }
         return .success(pid)
     }
@@ -102,9 +101,9 @@ public struct LocalSpawn: SpawnDriver {
     /// The forked child: message on 0, report pipe on 1 and 2 (so that
     /// qmail-getpw's complaints reach the report), user lookup, then
     /// qmail-local as that user. Every failure is an exit code (qlx).
-    func deliveryChild(path: CStringArray, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Never {
+    func deliveryChild(path: String, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Never {
         signal(SIGCHLD, SIG_DFL)
-        if !ProcessKit.moveDescriptors([(message, 0), (output, 1), (output, 2)]) { _exit(QLX.sys) }
+        if ChildProcess.arrange([.dup(message, to: 0), .dup(output, to: 1), .dup(output, to: 2)]) != nil { _exit(QLX.sys) }
         let entry: UserEntry
         switch lookup(local) {
         case .success(let e): entry = e
@@ -115,11 +114,12 @@ public struct LocalSpawn: SpawnDriver {
             if entry.uid == 0 { _exit(QLX.root) }
             creds = Credentials(uid: entry.uid, gid: entry.gid)
         }
-        let argv = CStringArray([Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
-                                 entry.dash, entry.ext, domain, sender, defaultDelivery])
+        let argv = [Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
+                    entry.dash, entry.ext, domain, sender, defaultDelivery]
+        let failed = ChildProcess.exec(.init(program: path, argv: argv, credentials: creds))
         // A qmail-local that will not run is an installation problem, never
         // the recipient's: defer, do not bounce.
-        ProcessKit.execChild(path, argv, credentials: creds, directory: nil, temporary: QLX.execSoft, hard: QLX.execSoft)
+        _exit(failed.step == .credentials ? 111 : QLX.execSoft)
     }
 
     public func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
@@ -167,6 +167,6 @@ public enum LocalSpawnMain {
             Sys.warn("qmail-lspawn: fatal: \(error)"); return 111
         }
         let d = LocalSpawn(home: home, defaultDelivery: args[1], ids: ids)
-        return Spawn.main(driver: d, messageDirectory: home.queue + "/mess")
+        return SpawnServer.main(driver: d, messageDirectory: home.queue + "/mess")
     }
 }

@@ -23,9 +23,8 @@ public struct RemoteSpawn: SpawnDriver {
             return .failure(SpawnReport("ZSorry, qmail-remote is not installed. (#4.3.0)\n"))
         }
         do {
-            let pid = try ProcessKit.spawn(path: prog, argv: [Array("qmail-remote".utf8), host, sender, recipient],
-                                           fds: [(message, 0), (output, 1), (output, 2)],
-                                           execFailed: { _ in 111 })
+            let pid = try ChildProcess.spawn(.init(program: prog, argv: [Array("qmail-remote".utf8), host, sender, recipient],
+                                                   fds: [.dup(message, to: 0), .dup(output, to: 1), .dup(output, to: 2)]))
             return .success(pid)
         } catch {
             return .failure(SpawnReport("ZUnable to fork qmail-remote. (#4.3.0)\n"))
@@ -91,6 +90,6 @@ public enum RemoteSpawnMain {
     public static func main() -> Int32 {
         let home = QmailHome.current()
         guard chdir(home.path) == 0 else { return 111 }
-        return Spawn.main(driver: RemoteSpawn(home: home), messageDirectory: home.queue + "/mess")
+        return SpawnServer.main(driver: RemoteSpawn(home: home), messageDirectory: home.queue + "/mess")
     }
 }

@@ -148,7 +148,7 @@ public struct Scheduler {
     public struct ChannelState: Equatable {
         /// The configured concurrency, lowered to the spawn's limit.
         public private(set) var concurrency: Int
-        public private(set) var spawnLimit = Spawn.maxSlots
+        public private(set) var spawnLimit = SpawnServer.maxSlots
         /// Deliveries running, by slot.
         var slots: [Delivery?] = []
         public private(set) var used = 0

@@ -134,8 +134,8 @@ public final class QueueSender {
     }
 
     static func readConcurrency(_ c: Control) throws -> PerChannel<Int> {
-        PerChannel(local: min(max(try c.number("concurrencylocal"), 0), Spawn.maxSlots),
-                   remote: min(max(try c.number("concurrencyremote"), 0), Spawn.maxSlots))
+        PerChannel(local: min(max(try c.number("concurrencylocal"), 0), SpawnServer.maxSlots),
+                   remote: min(max(try c.number("concurrencyremote"), 0), SpawnServer.maxSlots))
     }
 
     func run() -> Int32 {

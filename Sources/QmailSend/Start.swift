@@ -46,38 +46,24 @@ public enum Start {
                 let lp = try Sys.pipeCloexec()
                 let prog = args[2].string
                 let path = prog.contains("/") ? prog : (findInPath(prog) ?? prog)
-                _ = try ProcessKit.spawn(path: path, argv: Array(args[2...]), fds: [(lp.read, 0)],
-                                         credentials: switchIds ? Credentials(uid: ids.uid("qmaill")!, gid: ids.gid("nofiles") ?? 0) : nil,
-                                         directory: "/")
+                try ChildProcess.spawn(.init(program: path, argv: Array(args[2...]), fds: [.dup(lp.read, to: 0)],
+                                             credentials: switchIds ? Credentials(uid: ids.uid("qmaill")!, gid: ids.gid("nofiles") ?? 0) : nil,
+                                             directory: "/"))
                 Sys.close(lp.read)
                 logFd = lp.write
             }
-            _ = try ProcessKit.spawn(path: home.bin("qmail-lspawn"), argv: [Array("qmail-lspawn".utf8), args[1]],
-                                     fds: [(toL.read, 0), (fromL.write, 1)], credentials: creds(nil, "qmail"))
-            _ = try ProcessKit.spawn(path: home.bin("qmail-rspawn"), argv: [Array("qmail-rspawn".utf8)],
-                                     fds: [(toR.read, 0), (fromR.write, 1)], credentials: creds("qmailr", "qmail"))
-            _ = try ProcessKit.spawn(path: home.bin("qmail-clean"), argv: [Array("qmail-clean".utf8)],
-                                     fds: [(toC.read, 0), (fromC.write, 1)], credentials: creds("qmailq", "qmail"))
+            try ChildProcess.spawn(.init(program: home.bin("qmail-lspawn"), argv: [Array("qmail-lspawn".utf8), args[1]],
+                                         fds: [.dup(toL.read, to: 0), .dup(fromL.write, to: 1)], credentials: creds(nil, "qmail")))
+            try ChildProcess.spawn(.init(program: home.bin("qmail-rspawn"), argv: [Array("qmail-rspawn".utf8)],
+                                         fds: [.dup(toR.read, to: 0), .dup(fromR.write, to: 1)], credentials: creds("qmailr", "qmail")))
+            try ChildProcess.spawn(.init(program: home.bin("qmail-clean"), argv: [Array("qmail-clean".utf8)],
+                                         fds: [.dup(toC.read, to: 0), .dup(fromC.write, to: 1)], credentials: creds("qmailq", "qmail")))
             for fd in [toL.read, fromL.write, toR.read, fromR.write, toC.read, fromC.write] { Sys.close(fd) }
             // Become qmail-send: this process keeps its pid, as qmail's does.
-            let moves: [(Int32, Int32)] = [(logFd, 0), (toL.write, 1), (fromL.read, 2), (toR.write, 3),
-                                           (fromR.read, 4), (toC.write, 5), (fromC.read, 6)]
-            var high: [Int32] = []
-            for (i, m) in moves.enumerated() {
-                let h = fcntl(m.0, F_DUPFD_CLOEXEC, 200 + Int32(i))
-                if h < 0 { throw SysError("dup") }
-                high.append(h)
-            }
-            for (i, m) in moves.enumerated() {
-                if dup2(high[i], m.1) < 0 { throw SysError("dup2") }
-            }
-            if let c = creds("qmails", "qmail") {
-                var g = c.gid
-                if setgroups(1, &g) != 0 || setgid(c.gid) != 0 || setuid(c.uid) != 0 { throw SysError("setuid") }
-            }
-            let argv = CStringArray(strings: ["qmail-send"])
-            execv(home.bin("qmail-send"), argv.pointers)
-            throw SysError("exec", path: home.bin("qmail-send"))
+            let moves: [FdAction] = [.dup(logFd, to: 0), .dup(toL.write, to: 1), .dup(fromL.read, to: 2), .dup(toR.write, to: 3),
+                                     .dup(fromR.read, to: 4), .dup(toC.write, to: 5), .dup(fromC.read, to: 6)]
+            throw ChildProcess.exec(.init(program: home.bin("qmail-send"), argv: [Array("qmail-send".utf8)], fds: moves,
+                                          credentials: creds("qmails", "qmail")))
         } catch {
             Sys.warn("qmail-start: fatal: \(error)")
             return 111

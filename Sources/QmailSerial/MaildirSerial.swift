@@ -101,18 +101,10 @@ public enum MaildirSerial {
     /// Runs the client with the names on its input; its parsed results.
     static func runClient(_ argv: [String], _ names: [String]) -> [(String, UInt8, String)]? {
         guard let input = try? Sys.pipeCloexec(), let output = try? Sys.pipeCloexec() else { return nil }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, input.read, 0)
-        posix_spawn_file_actions_adddup2(&actions, output.write, 1)
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ)
+        let pid = try? ChildProcess.spawn(.init(argv, fds: [.dup(input.read, to: 0), .dup(output.write, to: 1)]))
         Sys.close(input.read)
         Sys.close(output.write)
-        guard rc == 0 else { Sys.close(input.write); Sys.close(output.read); return nil }
+        guard let pid else { Sys.close(input.write); Sys.close(output.read); return nil }
         // write the list and read the results together: either may fill a pipe
         var list: [UInt8] = []
         for n in names { list += Array(n.utf8) + [0] }
@@ -139,7 +131,7 @@ public enum MaildirSerial {
         }
         if written < list.count { Sys.close(input.write) }
         Sys.close(output.read)
-        _ = Spawn.wait(pid)
+        _ = ChildProcess.wait(pid)
         // name\0 status text\n ...
         var i = 0
         while let z = buf[i...].firstIndex(of: 0), z + 1 < buf.count, let nl = buf[(z + 1)...].firstIndex(of: Ascii.lf) {

@@ -212,7 +212,7 @@ public final class Setup {
         for g in QmailIds.groups {
             if getgrnam(g) == nil {
                 log("creating group \(g)")
-                guard Spawn.run(["groupadd", "-r", g]) == 0 else { throw SetupError("groupadd \(g) failed") }
+                guard ChildProcess.run(.init(["groupadd", "-r", g])) == .exited(0) else { throw SetupError("groupadd \(g) failed") }
             }
             guard let gr = getgrnam(g) else { throw SetupError("group \(g) missing after groupadd") }
             gids[g] = gr.pointee.gr_gid
@@ -220,7 +220,7 @@ public final class Setup {
         for (user, old) in stale {
             let want = Setup.accountHome(user, home: o.home)
             log("account \(user): home \(old) no longer exists; moving it to \(want)")
-            guard Spawn.run(["usermod", "-d", want, user]) == 0 else { throw SetupError("usermod -d \(want) \(user) failed") }
+            guard ChildProcess.run(.init(["usermod", "-d", want, user])) == .exited(0) else { throw SetupError("usermod -d \(want) \(user) failed") }
         }
         var uids: [String: uid_t] = [:]
         for user in QmailIds.users {
@@ -228,7 +228,7 @@ public final class Setup {
                 log("creating user \(user)")
                 let argv = ["useradd", "-r", "-g", Setup.accountGroups[user]!, "-d", Setup.accountHome(user, home: o.home), "-M",
                             "-s", Sys.exists("/usr/sbin/nologin") ? "/usr/sbin/nologin" : "/bin/false", user]
-                guard Spawn.run(argv) == 0 else { throw SetupError("useradd \(user) failed") }
+                guard ChildProcess.run(.init(argv)) == .exited(0) else { throw SetupError("useradd \(user) failed") }
             }
             guard let pw = getpwnam(user) else { throw SetupError("user \(user) missing after useradd") }
             uids[user] = pw.pointee.pw_uid

@@ -158,8 +158,7 @@ public final class TLSConnection {
     public func relayStdio() throws {
         var sv: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0 else { throw SysError("socketpair") }
-        let pid = fork()
-        if pid < 0 { throw SysError("fork") }
+        let pid = try ChildProcess.forkChild()
         if pid == 0 {
             Glibc.close(sv[0])
             if dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0 { throw SysError("dup2") }
@@ -175,7 +174,7 @@ public final class TLSConnection {
         alarm(0)
         relay(local: sv[0])
         Glibc.close(sv[0])
-        Sys.exit(Spawn.wait(pid))
+        Sys.exit(ChildProcess.wait(pid)?.shellCode ?? 111)
     }
 
     func relay(local: Int32) {

@@ -31,9 +31,8 @@ public enum TLSWrap {
             Sys.warn("tlswrap: \(error)")
             return 111
         }
-        let cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        execvp(args[0], cargs)
-        Sys.warn("tlswrap: fatal: unable to run \(args[0]): \(Sys.strerror(errno))")
+        let e = ChildProcess.exec(.init(args))
+        Sys.warn("tlswrap: fatal: \(e)")
         return 111
     }
 }

@@ -105,9 +105,8 @@ public struct VDeliver {
         if backend == nil {
             do {
                 if let program = try backendProgram(home: home) {
-                    let cargs: [UnsafeMutablePointer<CChar>?] = [strdup(program)] + argv.dropFirst().map { strdup($0) } + [nil]
-                    execv(program, cargs)
-                    return .temporary("vdelivermail: unable to run \(program): \(Sys.strerror(errno))")
+                    let e = ChildProcess.exec(.init([program] + argv.dropFirst(), program: program))
+                    return .temporary("vdelivermail: \(e)")
                 }
             } catch let f as MailFailure { return f } catch { return .temporary("\(error)") }
         }
@@ -308,15 +307,12 @@ public struct VDeliver {
     /// 99) to skip the remaining lines. qmail-local's exit-code rules.
     func runProgram(_ command: [UInt8]) throws -> Bool {
         let fd = try message.rewound()
-        let pid = fork()
-        if pid < 0 { throw MailFailure.temporary("unable to fork: \(Sys.strerror(errno))") }
-        if pid == 0 {
-            if dup2(fd, 0) < 0 { Sys.exit(111) }
-            var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command.string), nil]
-            execv("/bin/sh", &argv)
-            Sys.exit(111)
+        let pid: pid_t
+        do { pid = try ChildProcess.spawn(.init([Array("/bin/sh".utf8), Array("-c".utf8), command], program: "/bin/sh",
+                                                fds: [.dup(fd, to: 0)])) } catch {
+            throw MailFailure.temporary("\(error)")
         }
-        let code = Spawn.wait(pid)
+        let code = ChildProcess.wait(pid)?.shellCode ?? 111
         switch code {
         case 0: return false
         case 99: return true

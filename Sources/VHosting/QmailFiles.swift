@@ -117,7 +117,7 @@ public struct QmailFiles {
     func runTool(_ name: String) -> [String] {
         let path = home.bin(name)
         guard access(path, X_OK) == 0 else { return ["note: \(path) not found; run \(name) once it is installed"] }
-        guard let code = Spawn.run([path]), code == 0 else { return ["warning: \(path) failed; run it again by hand"] }
+        guard ChildProcess.run(.init([path])) == .exited(0) else { return ["warning: \(path) failed; run it again by hand"] }
         return []
     }
 

@@ -5,6 +5,6 @@ import QmailInject
 
 let home = QmailHome.current()
 let predate = home.bin("predate")
-let e = Exec.replace(predate, [predate, home.bin("sendmail")] + CommandLine.arguments.dropFirst())
-Sys.warn("datemail: fatal: unable to run predate: \(Sys.strerror(e))")
+let e = ChildProcess.exec(.init([predate, home.bin("sendmail")] + CommandLine.arguments.dropFirst(), program: predate))
+Sys.warn("datemail: fatal: unable to run predate: \(Sys.strerror(e.errno))")
 Sys.exitFlushing(111)

@@ -131,7 +131,7 @@ final class TableTests: XCTestCase {
 final class MigrationTests: XCTestCase {
     func testInstallCompilesAliasesAndIsIdempotent() throws {
         let dir = "/tmp/qmailforward-mig-\(getpid())"
-        defer { _ = Spawn.run(["rm", "-rf", dir]) }
+        defer { ChildProcess.run(.init(["rm", "-rf", dir])) }
         for d in [dir, dir + "/alias", dir + "/control"] { try Sys.mkdir(d, 0o755) }
         try FileIO.writeAtomic(dir + "/control/me", Array("example.com\n".utf8))
         try FileIO.writeAtomic(dir + "/control/defaultdelivery", Array("./Maildir/\n".utf8))
@@ -151,7 +151,7 @@ final class MigrationTests: XCTestCase {
 
     func testNoAliasesFileWritesNoQmailDefault() throws {
         let dir = "/tmp/qmailforward-mig2-\(getpid())"
-        defer { _ = Spawn.run(["rm", "-rf", dir]) }
+        defer { ChildProcess.run(.init(["rm", "-rf", dir])) }
         for d in [dir, dir + "/alias", dir + "/control"] { try Sys.mkdir(d, 0o755) }
         _ = try SendmailMigration.install(home: QmailHome(path: dir), aliases: dir + "/none")
         XCTAssertFalse(Sys.exists(dir + "/alias/.qmail-default"))

@@ -100,7 +100,7 @@ final class Pop3dTests: XCTestCase {
 
     override func tearDown() {
         chdir(saved)
-        _ = Spawn.run(["rm", "-rf", dir])
+        ChildProcess.run(.init(["rm", "-rf", dir]))
     }
 
     func put(_ path: String, _ s: String, mtime: Int) throws {

@@ -107,37 +107,15 @@ public enum Checkpassword {
         setenv("HOME", m.home, 1)
         setenv("SHELL", m.shell, 1)
         setenv("MAILDIR", m.maildir, 1)
-        if let why = dropPrivileges(m) {
-            Sys.warn("\(name): \(why)")
-            Sys.exit(temporary)
+        // Our ids are the mailbox's for good before its home is entered.
+        let c = Credentials(uid: m.uid, gid: m.gid, groups: m.initGroups ? .member(user: m.login.string) : nil)
+        let e = ChildProcess.exec(.init(program: program[0], argv: program.map { Array($0.utf8) }, searchPath: true,
+                                        credentials: c, directory: m.home))
+        switch e.step {
+        case .credentials: Sys.warn("\(name): unable to switch to uid \(m.uid): \(Sys.strerror(e.errno))")
+        case .directory: Sys.warn("\(name): unable to chdir to \(m.home): \(Sys.strerror(e.errno))")
+        default: Sys.warn("\(name): \(e)")
         }
-        if Glibc.chdir(m.home) != 0 {
-            Sys.warn("\(name): unable to chdir to \(m.home): \(Sys.strerror(errno))")
-            Sys.exit(temporary)
-        }
-        let cargs: [UnsafeMutablePointer<CChar>?] = program.map { strdup($0) } + [nil]
-        execvp(program[0], cargs)
-        Sys.warn("\(name): unable to run \(program[0]): \(Sys.strerror(errno))")
         Sys.exit(temporary)
-    }
-
-    /// Becomes uid/gid of the mailbox; nil on success, else why not. Not
-    /// being root is fine only when we already are that user.
-    static func dropPrivileges(_ m: Mailbox) -> String? {
-        if geteuid() != 0 {
-            if getuid() == m.uid && geteuid() == m.uid { return nil }
-            return "unable to switch to uid \(m.uid): not running as root"
-        }
-        if m.initGroups {
-            if initgroups(m.login.string, m.gid) != 0 { return "initgroups: \(Sys.strerror(errno))" }
-        } else {
-            var g = [m.gid]
-            if setgroups(1, &g) != 0 { return "setgroups: \(Sys.strerror(errno))" }
-        }
-        if setgid(m.gid) != 0 { return "setgid \(m.gid): \(Sys.strerror(errno))" }
-        if setuid(m.uid) != 0 { return "setuid \(m.uid): \(Sys.strerror(errno))" }
-        // Make sure there is no way back.
-        if geteuid() != m.uid || getuid() != m.uid || setuid(0) == 0 { return "unable to drop privileges" }
-        return nil
     }
 }

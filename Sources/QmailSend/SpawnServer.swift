@@ -33,7 +33,7 @@ public struct SpawnReport: Error, Equatable {
 
 nonisolated(unsafe) private var spawnWakeFd: Int32 = -1
 
-public enum Spawn {
+public enum SpawnServer {
     /// qmail's conf-spawn ceiling.
     public static let maxSlots = 120
     /// Output kept per delivery (qmail-send keeps 10000 bytes of a report).
@@ -151,15 +151,12 @@ public enum Spawn {
             }
             for c in children { drain(c) }
             // Reap every finished child and report it.
-            while true {
-                var st: Int32 = 0
-                let pid = waitpid(-1, &st, WNOHANG)
-                if pid <= 0 { break }
+            while let (pid, st) = ChildProcess.reapAny() {
                 guard let idx = children.firstIndex(where: { $0.pid == pid }) else { continue }
                 let c = children.remove(at: idx)
                 drain(c)
                 Sys.close(c.out)
-                send(c.slot, driver.report(status: ChildStatus(raw: st), output: c.output))
+                send(c.slot, driver.report(status: st, output: c.output))
             }
             _ = try? out.flush()
         }
