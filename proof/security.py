@@ -295,6 +295,8 @@ def section_modes(S):
         ("queue/bounce", "qmails", 0o700), ("queue/lock/trigger", "qmails", 0o622),
         ("queue/lock/tcpto", "qmailr", 0o644), ("alias", "alias", 0o2755), ("control", "root", 0o755),
         ("users", "root", 0o755), ("bin", "root", 0o755), ("ids", "root", 0o644), ("rc", "root", 0o755),
+        # SRS: the secret is root's alone; qmail-srs reads it, then drops to its caller
+        ("bin/qmail-srs", "root", 0o4711), ("control/srssecrets", "root", 0o600),
     ]
     for rel, owner, m in expect:
         p = q / rel
@@ -303,7 +305,7 @@ def section_modes(S):
         B.promise(f"modes {rel} is {owner} {oct(m)}", st.st_uid == want_uid and mode(p) == m,
                   f"is uid {st.st_uid} mode {oct(mode(p))}")
     # every path: nothing writable by others (but the trigger fifo), no
-    # setuid/setgid file but qmail-queue, only qmail's accounts own things
+    # setuid/setgid file but qmail-queue and qmail-srs, only qmail's accounts own things
     allowed_uids = {0, *ids.values()}
     world, setid, owners = [], [], []
     for dirpath, dirs, files in os.walk(q):
@@ -317,12 +319,12 @@ def section_modes(S):
             # the trigger fifo is 0622 in qmail: anyone may pull it, nothing more
             if m & 0o022 and rel != "queue/lock/trigger":
                 world.append(f"{rel} {oct(m)}")
-            if stat.S_ISREG(st.st_mode) and m & 0o6000 and rel != "bin/qmail-queue":
+            if stat.S_ISREG(st.st_mode) and m & 0o6000 and rel not in ("bin/qmail-queue", "bin/qmail-srs"):
                 setid.append(f"{rel} {oct(m)}")
             if st.st_uid not in allowed_uids:
                 owners.append(f"{rel} uid {st.st_uid}")
     B.promise("modes nothing in the home is writable by group or others", not world, ", ".join(world[:5]))
-    B.promise("modes no setuid/setgid program but qmail-queue", not setid, ", ".join(setid[:5]))
+    B.promise("modes no setuid/setgid program but qmail-queue and qmail-srs", not setid, ", ".join(setid[:5]))
     B.promise("modes only root and qmail's accounts own the home", not owners, ", ".join(owners[:5]))
     st = os.stat(q / "control")
     B.promise("modes control/ owned by root, not writable by group or others",
@@ -396,6 +398,31 @@ def section_setuid(S):
         marker.unlink(missing_ok=True)
     left = [str(p.relative_to(evil)) for p in evil.iterdir() if p.name not in ("evil.c", "evil.so", "qmail-queue")]
     B.promise("setuid qmail-queue writes nothing where the caller points (TMPDIR, HOME)", not left, ", ".join(left))
+    # qmail-srs is setuid root: run by nobody in the same hostile environment
+    # (and a caller's home holding its own secret) it signs with the real
+    # secret only, and nobody cannot read that secret
+    srs = S.bin("qmail-srs")
+    if os.path.exists(srs) and (S.q.path / "control" / "srssecrets").exists():
+        (fake.path / "control").mkdir(exist_ok=True)
+        (fake.path / "control" / "srsdomain").write_text("srs.fake.example\n")
+        (fake.path / "control" / "srssecrets").write_text("caller-chosen secret\n")
+        had_domain = (S.q.path / "control" / "srsdomain").exists()
+        if not had_domain:
+            (S.q.path / "control" / "srsdomain").write_text("srs.ours.example\n")
+        as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        r = subprocess.run([*as_nobody, "/usr/bin/env", "-i", *[f"{k}={v}" for k, v in hostile.items()],
+                            srs, "forward", "victim@elsewhere.example"],
+                           capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60, cwd=str(evil))
+        signed = r.stdout.strip()
+        back = subprocess.run([srs, "reverse", signed.decode(errors="replace")], capture_output=True, timeout=60)
+        B.promise("setuid qmail-srs run by nobody signs with the home's secret, not the caller's",
+                  r.returncode == 0 and signed.startswith(b"SRS0=") and back.returncode == 0
+                  and back.stdout.strip() == b"victim@elsewhere.example",
+                  f"exit {r.returncode} {signed[:80]!r} reverse exit {back.returncode} {r.stderr[:200]!r}")
+        r = subprocess.run([*as_nobody, "cat", str(S.q.path / "control" / "srssecrets")], capture_output=True, timeout=30)
+        B.promise("setuid nobody cannot read control/srssecrets", r.returncode != 0 and not r.stdout, "the read succeeded")
+        if not had_domain:
+            (S.q.path / "control" / "srsdomain").unlink()
     # nobody cannot bypass qmail-queue
     for rel in ("queue/mess/0/x", "queue/todo/x", "queue/intd/x", "queue/pid/x", "control/x", "users/x", "bin/x"):
         r = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",

@@ -60,6 +60,8 @@ def test_the_whole_battery_holds():
                  "tricks nothing written outside the expected Maildirs",
                  "tricks no delivery ran as root (root@ goes to the alias account)",
                  "setuid qmail-queue ignores the caller's QMAIL_HOME",
+                 "setuid qmail-srs run by nobody signs with the home's secret, not the caller's",
+                 "setuid nobody cannot read control/srssecrets",
                  "brute pop3 USER/PASS failure is delayed (>= 1 s)", "brute pop3 USER/PASS one try per connection",
                  "brute smtp auth failures are delayed (>= 1 s)",
                  "root checkpassword refuses a uid-0 account with the right password",
