@@ -1088,6 +1088,9 @@ class Harness:
 
 
 def main():
+    # a timeout(1) or Ctrl-C must still stop the servers and remove the
+    # account (cleanup below); an unhandled SIGTERM would leave both behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     h = Harness()
     try:
         h.run_phases()

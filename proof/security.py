@@ -1310,6 +1310,7 @@ def section_backends(S):
 # ---------------------------------------------------------------- main
 
 def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))   # cleanups run on timeout(1) too
     only = [s for s in os.environ.get("SQ_SECURITY_ONLY", "").split(",") if s] or SECTIONS
     unknown = set(only) - set(SECTIONS)
     if unknown or os.geteuid() != 0:
