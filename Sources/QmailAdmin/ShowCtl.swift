@@ -33,10 +33,24 @@ public enum ShowCtl {
             let known = Set(ControlFiles.all.map(\.name))
             let extra = names.filter { !known.contains($0) }.sorted()
             for n in extra {
-                out += "\n\(n): not a qmail 1.03 control file; some other program may read it.\n"
+                if let own = ControlFiles.ours.first(where: { $0.name == n }) {
+                    out += "\n" + describeOwn(own, c)
+                } else {
+                    out += "\n\(n): not a qmail 1.03 control file; some other program may read it.\n"
+                }
             }
         }
         return out
+    }
+
+    /// One of swift-qmail's own files: who reads it and, when listed, its lines.
+    static func describeOwn(_ own: ControlFiles.Own, _ c: Control) -> String {
+        var s = "\(own.name): swift-qmail's, read by \(own.usedBy)"
+        if !own.listed { return s + "; contents not shown.\n" }
+        guard let lines = try? c.list(own.name) else { return s + ".\n" }
+        s += "; \(lines.count) line\(lines.count == 1 ? "" : "s")\n"
+        for l in lines.prefix(50) { s += "  \(l.string)\n" }
+        return s
     }
 
     static func describe(_ d: ControlDefault, _ c: Control, me: [UInt8]?) throws -> String {

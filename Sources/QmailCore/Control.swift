@@ -49,6 +49,44 @@ public enum ControlFiles {
         .init(name: "virtualdomains", kind: .list, fallback: nil, usedBy: "qmail-send"),
     ]
 
+    /// swift-qmail's own control files (none of them in qmail 1.03), named so
+    /// that qmail-showctl can say who reads each. Only `listed` files have
+    /// their lines shown: not secrets, keys, certificates or directories.
+    public struct Own: Sendable {
+        public let name: String
+        public let usedBy: String
+        public let listed: Bool
+    }
+
+    public static let ours: [Own] = [
+        .init(name: "authfailexempt", usedBy: "qmail-popup, qmail-smtpd-auth (login limits)", listed: true),
+        .init(name: "authfaillimit", usedBy: "qmail-popup, qmail-smtpd-auth (login limits)", listed: true),
+        .init(name: "authpolicy", usedBy: "qmail-smtpd (SPF, DKIM, DMARC; qmail-authpolicy(5))", listed: true),
+        .init(name: "authservid", usedBy: "qmail-smtpd (Authentication-Results)", listed: true),
+        .init(name: "clamd", usedBy: "qmail-filter", listed: true),
+        .init(name: "defaultdelivery", usedBy: "qmail-start", listed: true),
+        .init(name: "dkim", usedBy: "qmail-remote (DKIM keys; vdkim(8))", listed: false),
+        .init(name: "filter", usedBy: "qmail-filter (vfilterpolicy(8))", listed: true),
+        .init(name: "filtertimeout", usedBy: "qmail-filter", listed: true),
+        .init(name: "greylist", usedBy: "qmail-smtpd (greylisting)", listed: true),
+        .init(name: "greylistok", usedBy: "qmail-smtpd (greylisting)", listed: true),
+        .init(name: "notlshosts", usedBy: "qmail-remote", listed: true),
+        .init(name: "rcptcheck", usedBy: "qmail-smtpd", listed: true),
+        .init(name: "servercert.pem", usedBy: "qmail-smtpd, qmail-popup (TLS)", listed: false),
+        .init(name: "serverkey.pem", usedBy: "qmail-smtpd, qmail-popup (TLS)", listed: false),
+        .init(name: "spamd", usedBy: "qmail-filter", listed: true),
+        .init(name: "spfbehavior", usedBy: "qmail-smtpd (SPF)", listed: true),
+        .init(name: "srsdomain", usedBy: "qmail-srs, qmail-smtpd (SRS)", listed: true),
+        .init(name: "srssecrets", usedBy: "qmail-srs (SRS)", listed: false),
+        .init(name: "timeoutspf", usedBy: "qmail-smtpd (SPF, DKIM, DMARC lookups)", listed: true),
+        .init(name: "tlsserverciphers", usedBy: "qmail-smtpd, qmail-popup (TLS)", listed: true),
+        .init(name: "userdirectory", usedBy: "vdelivermail, qmail-local, the v* commands", listed: true),
+        .init(name: "vdefaultdomain", usedBy: "the v* commands", listed: true),
+        .init(name: "vhostuser", usedBy: "the v* commands", listed: true),
+        .init(name: "voverquota", usedBy: "vdelivermail", listed: true),
+        .init(name: "vplaintext", usedBy: "the v* commands, checkpassword-file", listed: true),
+    ]
+
     public static func named(_ name: String) -> ControlDefault? {
         all.first { $0.name == name }
     }

@@ -74,6 +74,18 @@ def test_showctl_prints_the_configuration(qhome):
     assert "defaultdelivery:" in out  # an extra file is named, not ignored
 
 
+def test_showctl_names_our_own_controls_and_hides_secrets(qhome):
+    qhome.control("authpolicy", "annotate\nbank.example:reject\n")
+    qhome.control("srssecrets", "do-not-print-me\n")
+    qhome.control("unheard-of", "x\n")
+    out = qhome.run("qmail-showctl").stdout.decode()
+    assert "authpolicy: swift-qmail's, read by qmail-smtpd" in out
+    assert "  bank.example:reject\n" in out
+    assert "srssecrets: swift-qmail's, read by qmail-srs (SRS); contents not shown." in out
+    assert "do-not-print-me" not in out
+    assert "unheard-of: not a qmail 1.03 control file" in out
+
+
 def test_newmrh_builds_a_cdb_tinycdb_reads(qhome):
     qhome.control("morercpthosts", "# hosted\nExample.ORG\n\n.Sub.Example.net \t\nthird.example\n")
     r = qhome.run("qmail-newmrh")
