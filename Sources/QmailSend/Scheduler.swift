@@ -140,8 +140,52 @@ public struct Scheduler {
         let sender: [UInt8]
         /// Recipients not yet done, in file order (Job.left counts them).
         var recipients: PerChannel<[ChannelRecipient]>
-        /// Offsets of the current pass not yet started (Job.toStart counts them).
+        /// Offsets of the current pass not yet started, last to start
+        /// first (Job.toStart counts them).
         var pass: PerChannel<[Int]>
+    }
+
+    /// The jobs waiting for their next try on one channel, soonest first,
+    /// so that no event looks at every message. A job's entry goes stale
+    /// when its pass opens or its next try moves; stale entries are
+    /// dropped when they come to the top (see `dropStale`).
+    struct TryQueue {
+        struct Entry: Comparable {
+            let at: Int
+            let id: Int
+            static func < (a: Entry, b: Entry) -> Bool { (a.at, a.id) < (b.at, b.id) }
+        }
+        private var heap: [Entry] = []
+
+        var top: Entry? { heap.first }
+        var count: Int { heap.count }
+
+        mutating func push(_ e: Entry) {
+            heap.append(e)
+            var i = heap.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard heap[i] < heap[parent] else { break }
+                heap.swapAt(i, parent)
+                i = parent
+            }
+        }
+
+        @discardableResult
+        mutating func pop() -> Entry? {
+            guard !heap.isEmpty else { return nil }
+            heap.swapAt(0, heap.count - 1)
+            let e = heap.removeLast()
+            var i = 0
+            while true {
+                var least = i
+                for child in [2 * i + 1, 2 * i + 2] where child < heap.count && heap[child] < heap[least] { least = child }
+                if least == i { break }
+                heap.swapAt(i, least)
+                i = least
+            }
+            return e
+        }
     }
 
     /// A spawn and the deliveries it runs.
@@ -186,6 +230,12 @@ public struct Scheduler {
     public private(set) var channels: PerChannel<ChannelState>
     var messages: [Int: Message] = [:]
     var lists: [Int: Lists] = [:]
+    /// Per channel: the jobs waiting for a try (not open, recipients left).
+    var waiting = PerChannel(TryQueue())
+    /// Per channel: the open passes with recipients not yet started.
+    var starting = PerChannel<[Int]>([])
+    /// The messages whose finishing failed (finishAt set).
+    var finishing: Set<Int> = []
     var nextDelivery = 1
 
     public init(lifetime: Int, concurrency: PerChannel<Int> = PerChannel(local: 10, remote: 20)) {
@@ -224,7 +274,7 @@ public struct Scheduler {
                 messages[id]!.jobs[c].hasFile = false
                 finishIfDone(id, &out)
             } else {
-                messages[id]!.finishAt = now + Self.finishRetry
+                retryFinish(id, at: now + Self.finishRetry)
             }
         case .finished(let id, let ok):
             guard messages[id] != nil else { break }
@@ -232,8 +282,9 @@ public struct Scheduler {
                 out.append(.log(SendLog.endMessage(id)))
                 messages[id] = nil
                 lists[id] = nil
+                finishing.remove(id)
             } else {
-                messages[id]!.finishAt = now + Self.finishRetry
+                retryFinish(id, at: now + Self.finishRetry)
             }
         case .spawnLimit(let c, let n):
             channels[c].setSpawnLimit(n)
@@ -241,31 +292,53 @@ public struct Scheduler {
             for c in DeliveryChannel.allCases { channels[c].apply(concurrency: n[c]) }
         case .flush:
             for id in messages.keys {
-                for c in DeliveryChannel.allCases where !messages[id]!.jobs[c].open { messages[id]!.jobs[c].nextTry = 0 }
-                if messages[id]!.finishAt != nil { messages[id]!.finishAt = 0 }
+                for c in DeliveryChannel.allCases where !messages[id]!.jobs[c].open {
+                    messages[id]!.jobs[c].nextTry = 0
+                    wait(c, id)
+                }
             }
+            for id in finishing { messages[id]!.finishAt = 0 }
         case .tick:
             finishDue(now, &out)
             startDeliveries(now, &out)
         }
+        for c in DeliveryChannel.allCases { dropStale(c) }
         return out
     }
 
     /// Seconds until the scheduler has something to do, at most `limit`.
+    /// A channel without a free slot has nothing to do until a report
+    /// frees one, however many of its jobs are due.
     public func secondsUntilDue(now: Int, limit: Int) -> Int {
         var t = limit
-        for m in messages.values {
-            if let f = m.finishAt { t = min(t, max(f - now, 0)) }
-            for c in DeliveryChannel.allCases {
-                let j = m.jobs[c]
-                if j.open {
-                    if j.toStart > 0 && channels[c].free { t = 0 }
-                } else if j.left > 0 && channels[c].concurrency > 0 {
-                    t = min(t, max(j.nextTry - now, 0))
-                }
-            }
+        for id in finishing { if let f = messages[id]?.finishAt { t = min(t, max(f - now, 0)) } }
+        for c in DeliveryChannel.allCases where channels[c].free {
+            if !starting[c].isEmpty { t = 0 }
+            if let next = waiting[c].top { t = min(t, max(next.at - now, 0)) }
         }
         return t
+    }
+
+    /// Queues the job of message `id` on channel `c` for its next try, if it waits for one.
+    mutating func wait(_ c: DeliveryChannel, _ id: Int) {
+        let j = messages[id]!.jobs[c]
+        if !j.open && j.left > 0 { waiting[c].push(TryQueue.Entry(at: j.nextTry, id: id)) }
+    }
+
+    /// True when `e` still stands for a job waiting for its try at `e.at`.
+    func current(_ c: DeliveryChannel, _ e: TryQueue.Entry) -> Bool {
+        guard let j = messages[e.id]?.jobs[c] else { return false }
+        return !j.open && j.left > 0 && j.nextTry == e.at
+    }
+
+    /// Drops the stale entries at the top of a channel's queue.
+    mutating func dropStale(_ c: DeliveryChannel) {
+        while let e = waiting[c].top, !current(c, e) { waiting[c].pop() }
+    }
+
+    mutating func retryFinish(_ id: Int, at: Int) {
+        messages[id]!.finishAt = at
+        finishing.insert(id)
     }
 
     // MARK: messages
@@ -281,6 +354,7 @@ public struct Scheduler {
         }
         messages[q.id] = Message(id: q.id, birth: q.birth, jobs: jobs, finishAt: nil)
         lists[q.id] = Lists(sender: q.sender, recipients: recipients, pass: PerChannel([]))
+        for c in DeliveryChannel.allCases { wait(c, q.id) }
         // Restart after every recipient of a channel was done, before its file went.
         for c in DeliveryChannel.allCases where jobs[c].hasFile && jobs[c].left == 0 {
             out.append(.removeChannelFile(c, message: q.id))
@@ -296,9 +370,10 @@ public struct Scheduler {
 
     /// Finishing steps that failed earlier and are due again.
     mutating func finishDue(_ now: Int, _ out: inout [SchedulerAction]) {
-        let due = messages.values.compactMap { ($0.finishAt ?? Int.max) <= now ? $0.id : nil }
+        let due = finishing.filter { (messages[$0]?.finishAt ?? Int.max) <= now }
         for id in due.sorted() {
             messages[id]!.finishAt = nil
+            finishing.remove(id)
             let m = messages[id]!
             for c in DeliveryChannel.allCases where m.jobs[c].hasFile && m.jobs[c].left == 0 && !m.jobs[c].open {
                 out.append(.removeChannelFile(c, message: id))
@@ -309,33 +384,38 @@ public struct Scheduler {
 
     // MARK: deliveries
 
+    /// Fills the free slots, oldest schedule first like qmail's priority
+    /// queue: the open passes with recipients left to start and the jobs
+    /// whose try is due, taken in the order of their try time.
     mutating func startDeliveries(_ now: Int, _ out: inout [SchedulerAction]) {
         for c in DeliveryChannel.allCases {
-            guard channels[c].free else { continue }
-            // Oldest schedule first, like qmail's priority queue.
-            var due: [(Int, Int)] = []
-            for m in messages.values {
-                let j = m.jobs[c]
-                if (j.open && j.toStart > 0) || (!j.open && j.left > 0 && j.nextTry <= now) {
-                    due.append((j.nextTry, m.id))
+            while channels[c].free {
+                var pick: TryQueue.Entry?
+                var open = -1
+                for (i, id) in starting[c].enumerated() {
+                    let e = TryQueue.Entry(at: messages[id]!.jobs[c].nextTry, id: id)
+                    if pick.map({ e < $0 }) ?? true { pick = e; open = i }
                 }
-            }
-            due.sort { $0 < $1 }
-            for (_, id) in due {
-                if !messages[id]!.jobs[c].open {
-                    let dying = now > messages[id]!.birth + lifetime
+                dropStale(c)
+                if let e = waiting[c].top, e.at <= now, pick.map({ e < $0 }) ?? true {
+                    waiting[c].pop()
+                    let id = e.id
                     messages[id]!.jobs[c].open = true
-                    messages[id]!.jobs[c].dying = dying
-                    lists[id]!.pass[c] = lists[id]!.recipients[c].map { $0.offset }
+                    messages[id]!.jobs[c].dying = now > messages[id]!.birth + lifetime
+                    lists[id]!.pass[c] = lists[id]!.recipients[c].reversed().map { $0.offset }
                     messages[id]!.jobs[c].toStart = messages[id]!.jobs[c].left
+                    starting[c].append(id)
+                    pick = e
+                    open = starting[c].count - 1
                 }
+                guard let id = pick?.id else { break }
                 while messages[id]!.jobs[c].toStart > 0 && channels[c].free {
-                    let off = lists[id]!.pass[c].removeFirst()
+                    let off = lists[id]!.pass[c].removeLast()
                     messages[id]!.jobs[c].toStart -= 1
                     guard let r = lists[id]!.recipients[c].first(where: { $0.offset == off }) else { continue }
                     start(c, id, r, &out)
                 }
-                if !channels[c].free { break }
+                if messages[id]!.jobs[c].toStart == 0 { starting[c].remove(at: open) }
             }
         }
     }
@@ -409,6 +489,7 @@ public struct Scheduler {
             out.append(.removeChannelFile(c, message: id))
         } else {
             messages[id]!.jobs[c].nextTry = Retry.next(birth: messages[id]!.birth, now: now, channel: c)
+            wait(c, id)
         }
     }
 }

@@ -75,6 +75,8 @@ public final class QueueSender {
     /// for ossified message files.
     static let sleepTodo = 1500
     static let sleepCleanup = 76431
+    /// How many todo entries are split together, their files fsync'd at once.
+    static let todoBatch = 16
 
     let home: QmailHome
     let layout = QueueLayout(root: ".")
@@ -183,8 +185,11 @@ public final class QueueSender {
             }
             if !exiting {
                 if now >= nextTodoScan { scanTodo(); nextTodoScan = now + Self.sleepTodo }
-                var n = 0
-                while !todoPending.isEmpty && n < 10 { processTodo(todoPending.removeFirst()); n += 1 }
+                if !todoPending.isEmpty {
+                    let batch = Array(todoPending.prefix(Self.todoBatch))
+                    todoPending.removeFirst(batch.count)
+                    processTodo(batch)
+                }
                 if now >= nextCleanup { cleanupOssified(now); nextCleanup = now + Self.sleepCleanup }
                 perform(.tick, now: now)
             }
@@ -316,66 +321,133 @@ public final class QueueSender {
         return false
     }
 
-    func writeNew(_ path: String, _ bytes: [UInt8]) -> Bool {
+    /// Creates `path` with `bytes` and starts writing it out; the open
+    /// descriptor is for the fsync that makes it durable. Nil on trouble.
+    func createFile(_ path: String, _ bytes: [UInt8]) -> Int32? {
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { logLine("warning: unable to create \(path), will try again later"); return false }
-        defer { Sys.close(fd) }
-        do { try Sys.writeAll(fd, bytes); try Sys.fsync(fd) } catch {
-            logLine("warning: trouble writing to \(path), will try again later"); return false
+        guard fd >= 0 else { logLine("warning: unable to create \(path), will try again later"); return nil }
+        do { try Sys.writeAll(fd, bytes) } catch {
+            Sys.close(fd)
+            logLine("warning: trouble writing to \(path), will try again later"); return nil
         }
-        return true
+        // Writing starts now, so that the blocks of every file of the batch
+        // are allocated in one journal transaction, which the first fsync commits.
+        Sys.startWriteback(fd)
+        return fd
     }
 
-    /// Splits todo/N into info/N, local/N, remote/N, then has qmail-clean
-    /// remove todo/N. Any failure leaves todo/N, and the next scan redoes
-    /// the whole split.
-    func processTodo(_ id: Int) {
-        if scheduler.holds(id) { return }
-        guard let r = read(layout.todo(id)) else { return }
-        guard let data = r else { return }  // gone: processed already
+    /// One message's split, written and not yet durable.
+    struct Split {
+        let message: QueuedMessage
+        /// info/N first, then the channel files.
+        let files: [(path: String, fd: Int32)]
+        let infoLine: String
+    }
+
+    /// Splits each todo/N into info/N, local/N, remote/N, then has
+    /// qmail-clean remove todo/N. The files of the whole batch are written
+    /// first and fsync'd together afterwards: on a journaling filesystem
+    /// the first fsync commits them all, instead of one commit per file.
+    /// Per message the order of what is durable stays qmail's: its files
+    /// are fsync'd before its todo/N goes. Any failure leaves that
+    /// message's todo/N, and the next scan redoes its whole split.
+    func processTodo(_ ids: [Int]) {
+        let splits = ids.compactMap(writeSplit)
+        var durable: [Split] = []
+        for sp in splits {
+            var ok = true
+            for f in sp.files {
+                if ok {
+                    do { try Sys.fsync(f.fd) } catch {
+                        logLine("warning: trouble writing to \(f.path), will try again later")
+                        ok = false
+                    }
+                }
+                Sys.close(f.fd)
+            }
+            if ok { durable.append(sp) }
+        }
+        for sp in durable { logLine(sp.infoLine) }
+        let cleaned = cleanRequests(durable.map { "todo/\($0.message.id)" })
+        for (sp, ok) in zip(durable, cleaned) where ok { perform(.arrived(sp.message)) }
+    }
+
+    /// Writes one message's info and channel files, not yet fsync'd.
+    func writeSplit(_ id: Int) -> Split? {
+        if scheduler.holds(id) { return nil }
+        guard let r = read(layout.todo(id)) else { return nil }
+        guard let data = r else { return nil }  // gone: processed already
         guard let env = TodoEnvelope.parse(data) else {
             logLine("warning: unable to parse todo/\(id), leaving it alone")
-            return
+            return nil
         }
         let mess: stat
         do { mess = try Sys.stat(layout.mess(id)) } catch let e as SysError where e.isNotFound {
             logLine("warning: todo/\(id) without its message file; discarding")
             _ = cleanRequest("todo/\(id)")
-            return
+            return nil
         } catch {
             logLine("warning: unable to stat mess/\(id), will try again later")
-            return
+            return nil
         }
         // Leftovers of a split interrupted by a crash; nothing was delivered from them yet.
-        for p in [layout.info(id), layout.local(id), layout.remote(id), layout.bounce(id)] { guard unlinkIfPresent(p) else { return } }
+        for p in [layout.info(id), layout.local(id), layout.remote(id), layout.bounce(id)] { guard unlinkIfPresent(p) else { return nil } }
         logLine(SendLog.newMessage(id))
         var lists = PerChannel<[[UInt8]]>([])
         for rcpt in env.recipients {
             let (c, addr) = router.route(rcpt)
             lists[c].append(addr)
         }
-        guard writeNew(layout.info(id), Records.info(sender: env.sender)) else { return }
-        for c in DeliveryChannel.allCases where !lists[c].isEmpty {
-            guard writeNew(chanPath(c, id), Records.channelFile(lists[c])) else { return }
+        var files: [(path: String, fd: Int32)] = []
+        var recipients = PerChannel<[ChannelRecipient]?>(nil)
+        func create(_ path: String, _ bytes: [UInt8]) -> Bool {
+            guard let fd = createFile(path, bytes) else {
+                for f in files { Sys.close(f.fd) }
+                return false
+            }
+            files.append((path, fd))
+            return true
         }
-        logLine(SendLog.info(id, bytes: Int(mess.st_size), sender: env.sender, qp: env.pid, uid: env.uid))
-        guard cleanRequest("todo/\(id)") else { return }
-        load(id)
+        guard create(layout.info(id), Records.info(sender: env.sender)) else { return nil }
+        for c in DeliveryChannel.allCases where !lists[c].isEmpty {
+            let bytes = Records.channelFile(lists[c])
+            guard create(chanPath(c, id), bytes) else { return nil }
+            recipients[c] = Records.channel(bytes)
+        }
+        // The message's age counts from info/N's time, as after a restart (see load).
+        var st = Glibc.stat()
+        guard fstat(files[0].fd, &st) == 0 else {
+            for f in files { Sys.close(f.fd) }
+            logLine("warning: unable to stat \(layout.info(id)), will try again later")
+            return nil
+        }
+        let message = QueuedMessage(id: id, birth: Int(st.st_mtim.tv_sec), sender: env.sender, recipients: recipients)
+        return Split(message: message, files: files,
+                     infoLine: SendLog.info(id, bytes: Int(mess.st_size), sender: env.sender, qp: env.pid, uid: env.uid))
     }
 
     /// Sends one request to qmail-clean; true on '+'.
-    func cleanRequest(_ req: String) -> Bool {
+    func cleanRequest(_ req: String) -> Bool { cleanRequests([req])[0] }
+
+    /// Sends requests to qmail-clean all at once, then reads its answers,
+    /// one byte each in order; true for each answered '+'.
+    func cleanRequests(_ reqs: [String]) -> [Bool] {
+        guard !reqs.isEmpty else { return [] }
         do {
-            try Sys.writeAll(5, Array(req.utf8) + [0])
-            var b: UInt8 = 0
-            var r: Int
-            repeat { r = Glibc.read(6, &b, 1) } while r < 0 && errno == EINTR
-            if r != 1 { throw SysError("read") }
-            if b != UInt8(ascii: "+") {
+            try Sys.writeAll(5, reqs.flatMap { Array($0.utf8) + [0] })
+            var answers = [UInt8](repeating: 0, count: reqs.count)
+            var got = 0
+            while got < answers.count {
+                let r = answers.withUnsafeMutableBytes { Glibc.read(6, $0.baseAddress! + got, $0.count - got) }
+                if r < 0 && errno == EINTR { continue }
+                if r <= 0 { throw SysError("read") }
+                got += r
+            }
+            return zip(reqs, answers).map { req, b in
+                if b == UInt8(ascii: "+") { return true }
                 logLine("warning: qmail-clean unable to clean up \(req)")
                 return false
             }
-            return true
         } catch {
             logLine("alert: oh no! lost qmail-clean connection! dying...")
             _ = try? log.flush()

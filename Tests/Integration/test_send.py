@@ -11,6 +11,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -817,3 +818,51 @@ def test_log_feeds_a_matchup_analysis(mail):
     assert results["failure"] == 6
     assert results["deferral"] >= 1  # defer* recipients tried before deferok appeared
     assert results["success"] == 30 + 5 + 6
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_todo_split_files_of_a_batch_are_fsynced_together(mail, tmp_path):
+    """Messages waiting in todo/ are split together: every file of the batch
+    (info, local, remote) is written before the first fsync, so that a
+    journaling filesystem commits them in one go, and each is fsync'd
+    before qmail-clean is asked to remove the todo entries (one write of
+    all requests). The old split did write+fsync per file, message by message."""
+    fq = mail.home.fqdn
+    for k in range(5):
+        mail.inject("s@x", [f"b{k}@{fq}", "r@far.example"])
+    trace = tmp_path / "trace"
+    mail.start(argv=["strace", "-f", "-qq", "-s", "1024", "-o", str(trace), "-e", "trace=openat,fsync,write",
+                     str(mail.path / "rc")])
+    wait_for(lambda: len([k for k in range(5) if mail.delivered_to(f"b{k}")]) == 5, what="five deliveries")
+    wait_for(lambda: "new msg" in trace.read_text(errors="replace"), what="the trace")
+    send = [p for p in mail.helpers() if exe_of(p) == mail.home.bin("qmail-send")]
+    assert len(send) == 1
+    for p in mail.helpers():
+        if p == send[0]:
+            os.kill(p, signal.SIGTERM)
+    mail.proc.wait(timeout=30)
+    mail.wait_helpers_gone()
+    lines = [ln for ln in trace.read_text(errors="replace").splitlines() if ln.startswith(f"{send[0]} ")]
+    created = {}   # fd -> path of the split's files
+    events = []    # ("create", path) / ("fsync", path) / ("clean", n requests)
+    for ln in lines:
+        m = re.search(r'openat\(AT_FDCWD, "(?:\./)?((?:info|local|remote)/\d+/\d+)", O_WRONLY\|O_CREAT\|O_EXCL.*= (\d+)$', ln)
+        if m:
+            created[m.group(2)] = m.group(1)
+            events.append(("create", m.group(1)))
+            continue
+        m = re.search(r"fsync\((\d+)\) += 0", ln)
+        if m and m.group(1) in created:
+            events.append(("fsync", created.pop(m.group(1))))
+            continue
+        m = re.search(r'write\(5, "([^"]*)"', ln)
+        if m:
+            events.append(("clean", m.group(1).count("todo/")))
+    made = [p for e, p in events if e == "create"]
+    assert len(made) == 15, events   # info, local, remote of five messages
+    first_fsync = next(i for i, (e, _) in enumerate(events) if e == "fsync")
+    assert all(e == "create" for e, _ in events[:first_fsync]), events
+    assert first_fsync == 15, "every file of the batch written before the first fsync"
+    clean = next(i for i, (e, _) in enumerate(events) if e == "clean")
+    assert sorted(p for e, p in events[:clean] if e == "fsync") == sorted(made), "fsync'd before todo goes"
+    assert events[clean] == ("clean", 5)

@@ -107,6 +107,50 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(r.tick(), [])
     }
 
+    func testAFullChannelWithDueJobsWaitsForAReport() {
+        // The old scan answered 0 here (a due job), so qmail-send polled
+        // without sleeping for as long as the channel stayed full.
+        var r = SchedulerRun(local: 1)
+        r.arrive(1, local: ["a@h"])
+        r.arrive(2, local: ["b@h"])
+        r.arrive(3, local: ["c@h"])
+        r.tick()
+        XCTAssertEqual(r.deliveries, ["deliver local slot 0 msg 1 me@here -> a@h"])
+        XCTAssertEqual(r.scheduler.secondsUntilDue(now: r.now, limit: 1500), 1500, "messages 2 and 3 wait for the slot")
+        r.report("a@h", "Kok")
+        XCTAssertEqual(r.scheduler.secondsUntilDue(now: r.now, limit: 1500), 0)
+        XCTAssertEqual(r.tick().filter { $0.hasPrefix("deliver") }, ["deliver local slot 0 msg 2 me@here -> b@h"])
+    }
+
+    func testTriesComeInTheOrderOfTheirTimesAndAlarmMakesThemAllDue() {
+        var r = SchedulerRun(remote: 3)
+        for id in 1...3 { r.arrive(id, birth: 0, remote: ["m\(id)@far"]) }
+        r.now = 1000
+        XCTAssertEqual(r.tick().filter { $0.hasPrefix("deliver") }.count, 3)
+        // Deferred in the order 3, 1, 2: next tries at 2601, 8100, 12996.
+        func deferAll(_ times: [(Int, Int)]) {
+            for (id, t) in times { r.now = t; r.report("m\(id)@far", "Zlater") }
+        }
+        deferAll([(3, 1000), (1, 5000), (2, 9000)])
+        XCTAssertEqual(r.scheduler.secondsUntilDue(now: r.now, limit: 99999), 0, "message 3's try (2601) is due")
+        r.send(.concurrency(PerChannel(local: 10, remote: 1)))
+        func order() -> [Int] {
+            var got: [Int] = []
+            for _ in 0..<3 {
+                r.tick()
+                guard let d = r.running.last else { break }
+                got.append(d.message)
+                r.report(d.recipient.string, "Zlater")
+            }
+            return got
+        }
+        r.now = 20000
+        XCTAssertEqual(order(), [3, 1, 2])
+        XCTAssertEqual(r.tick(), [], "each deferred once more, none due")
+        r.send(.flush)
+        XCTAssertEqual(order(), [1, 2, 3], "all due at once: by message number")
+    }
+
     func testTheSpawnsLimitLowersConcurrency() {
         var r = SchedulerRun(remote: 20)
         r.send(.spawnLimit(.remote, 3))
