@@ -218,8 +218,6 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             } catch let f as MailFailure {
                 let code = mysql_errno(d)
                 disconnect()
-                // 1054: no such column (a users table before a migration).
-                if code == 1054 { throw UnknownColumn(failure: f) }
                 // 2006 server gone away, 2013 lost connection during query.
                 if attempt == 0 && (code == 2006 || code == 2013) { continue }
                 throw f
@@ -306,9 +304,12 @@ final class Statement {
         guard let s = mysql_stmt_init(d) else { throw MailFailure.temporary("MySQL: out of memory") }
         let bytes = Array(query.utf8)
         if mysql_stmt_prepare(s, query, UInt(bytes.count)) != 0 {
-            let why = String(cString: mysql_stmt_error(s))
+            let why = MailFailure.temporary("MySQL prepare: \(String(cString: mysql_stmt_error(s)))")
+            // 1054: no such column (a table from before a migration).
+            let unknownColumn = mysql_stmt_errno(s) == 1054
             mysql_stmt_close(s)
-            throw MailFailure.temporary("MySQL prepare: \(why)")
+            if unknownColumn { throw UnknownColumn(failure: why) }
+            throw why
         }
         guard Int(mysql_stmt_field_count(s)) == columns else {
             mysql_stmt_close(s)
