@@ -6,6 +6,8 @@ judging GTUBE. A users table without the column still logs in and
 delivers; a directory that is down defers (451), never refuses or passes."""
 import os
 import pwd
+import re
+import smtplib
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +18,7 @@ import pytest
 from conftest import make_home
 import backend_servers as bs
 from filter_daemons import GTUBE
-from smtp_helpers import queued
+from smtp_helpers import TcpServer, queued, smtpd_env
 from test_backends import Env
 from test_filter import spamd, message, run_filter, CLEAN  # noqa: F401 (fixture)
 
@@ -118,6 +120,35 @@ def test_policy_set_with_vfilterpolicy_in_the_directory_decides_for_gtube(env, b
     finally:
         policy(env, "-d", f"lax@{DOM}", ok=False)
         env.use("file")
+
+
+@pytest.mark.parametrize("backend", ["ldap", "mysql"])
+def test_a_smtp_session_asks_the_directory_through_one_filter_process(env, backend):
+    env.use(backend)
+    policy(env, f"joe@{DOM}", "quarantine=yes")
+    e = smtpd_env(env.q, QMAILQUEUE=env.q.bin("qmail-filter"))
+    for k in ("TCPREMOTEIP", "SMTPAUTHUSER"):
+        e.pop(k, None)
+    srv = TcpServer(env.q, [env.q.bin("qmail-smtpd"), "test.example.com", "/bin/true"], env=e)
+    replies = []
+    try:
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=60) as s:
+            s.ehlo("client.example")
+            for rcpt, data in (("joe", SPAM), ("ann", SPAM), ("ann", CLEAN), ("joe", CLEAN)):
+                s.mail("alice@example.net")
+                s.rcpt(f"{rcpt}@{DOM}")
+                replies.append(s.data(data.replace(b"\n", b"\r\n"))[0])
+    finally:
+        srv.stop()
+        policy(env, "-d", f"joe@{DOM}", ok=False)
+        env.use("file")
+    log = srv.proc.stderr.read().decode()
+    assert replies == [250, 550, 250, 250], (replies, log)
+    # qmail-filter exec'd its -ldap/-mysql variant once: one process (and
+    # one directory connection) for the whole session
+    pids = re.findall(r"qmail-filter: pid (\d+) ", log)
+    assert len(pids) >= 4 and len(set(pids)) == 1, log
+    assert "quarantined as" in log
 
 
 def test_qmail_filter_and_vfilterpolicy_link_no_directory_client(env):
