@@ -20,7 +20,7 @@ public protocol FilterPolicyDirectory {
 
 /// A directory vfilterpolicy can change (LDAP and MySQL; the file
 /// backend's change goes through FileStore under the admin lock).
-public protocol FilterPolicyStore: FilterPolicyDirectory {
+public protocol FilterPolicyStore: FilterPolicyDirectory, RecipientDirectory {
     /// Sets (nil: removes) the policy of the mailbox user@domain. Throws
     /// MailFailure: permanent when there is no such mailbox or the
     /// directory has no place for a policy, temporary when it is down.

@@ -30,6 +30,11 @@ extension Admin {
                 throw MailFailure.temporary("unable to run \(variant): \(e)")
             }
             if let directory = policyStore {
+                switch directory.recipient(user: user, domain: domainName, aliases: false) {
+                case .mailbox: break
+                case .temporary(let why): throw MailFailure.temporary(why)
+                default: throw AdminError.refused("no such user \(target)")
+                }
                 if show {
                     let p = try directory.filterPolicy(address: user + [Ascii.at] + domainName)
                     return try printed(p.map { "\(target): \($0.string)" } ?? "\(target): no policy of its own")
