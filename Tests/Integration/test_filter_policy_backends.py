@@ -205,6 +205,40 @@ def test_a_users_table_without_the_column_logs_in_delivers_and_filters(env):
         env.use("file")
 
 
+def test_an_ldap_schema_without_the_attribute_logs_in_delivers_and_filters(env, tmp_path):
+    # a slapd loaded with the schema as it was before sqFilterPolicy
+    old = tmp_path / "schemas"
+    old.mkdir()
+    text = (bs.SCHEMAS / "swift-qmail.schema").read_text()
+    text = re.sub(r"attributetype \( [0-9.]+ NAME 'sqFilterPolicy'.*?\)\n\n", "", text, flags=re.S)
+    (old / "swift-qmail.schema").write_text(text.replace(" $ sqFilterPolicy", ""))
+    assert "sqFilterPolicy" not in (old / "swift-qmail.schema").read_text()
+    ldif = env.q.run("vexport", "--ldif", bs.BASE_DN).stdout
+    ldif = b"".join(l for l in ldif.splitlines(keepends=True) if not l.startswith(b"sqFilterPolicy:"))
+    saved, bs.SCHEMAS = bs.SCHEMAS, old
+    try:
+        slapd = bs.Slapd(tmp_path / "ldap", ldif, env.base / "certs")
+    finally:
+        bs.SCHEMAS = saved
+    env.q.control("ldapserver", slapd.uri + "\n")
+    env.use("ldap")
+    try:
+        assert env.checkpw("checkpassword-ldap", f"ann@{DOM}", "pw").returncode == 0
+        before = len(env.new("ann"))
+        r = env.deliver("ann")
+        assert r.returncode == 0 and len(env.new("ann")) == before + 1, r.stderr
+        code, reason, log = run_filter(env.q, CLEAN, rcpts=(addr("ann"), addr("moved")))
+        assert (code, reason) == (0, b""), log
+        assert run_filter(env.q, SPAM, rcpts=(addr("moved"),))[1].startswith(b"D550")   # no policy here
+        r = policy(env, f"ann@{DOM}", "spam=no", ok=False)
+        assert r.returncode == 1 and b"schema" in r.stderr, r.stderr
+        assert policy(env, "-d", f"ann@{DOM}").returncode == 0
+    finally:
+        env.q.control("ldapserver", env.slapd.uri + "\n")
+        env.use("file")
+        slapd.stop()
+
+
 @pytest.mark.parametrize("backend", ["ldap", "mysql"])
 def test_a_directory_that_is_down_defers_and_queues_nothing(env, backend):
     server = env.slapd if backend == "ldap" else env.mariadb
