@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS users (
   quota         VARCHAR(64)   NULL,            -- Maildir++ "10000000S,1000C"; NULL: none
   status        VARCHAR(16)   NOT NULL DEFAULT 'active',  -- active|nologin|bounce|disabled
   gecos         VARCHAR(128)  NOT NULL DEFAULT '',
+  filter_policy VARCHAR(1024) NULL,            -- qmail-filter's "key=value,..." for this mailbox; NULL: none
   PRIMARY KEY (domain, local_part)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
@@ -43,3 +44,15 @@ CREATE TABLE IF NOT EXISTS aliases (
 -- The account the programs use needs SELECT only:
 --   CREATE USER 'mail'@'localhost' IDENTIFIED BY '...';
 --   GRANT SELECT ON mail.* TO 'mail'@'localhost';
+
+-- Migrations: bring tables made by an older version of this file up to
+-- date (MariaDB; on MySQL drop "IF NOT EXISTS" and run each once).
+-- Until one has run, the programs work as before without what it adds.
+--
+-- 2026-12: users.filter_policy, a mailbox's own qmail-filter policy
+-- (set with vfilterpolicy; without the column no mailbox has one).
+ALTER TABLE users ADD COLUMN IF NOT EXISTS filter_policy VARCHAR(1024) NULL;
+--
+-- vfilterpolicy writes the column, as control/sqladminpassword names
+-- (else sqlpassword):
+--   GRANT UPDATE (filter_policy) ON mail.users TO 'mailadmin'@'localhost';

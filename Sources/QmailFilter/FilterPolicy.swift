@@ -8,7 +8,8 @@
 // The line with an empty name is the site's; a domain's line overrides the
 // site's values for recipients in that domain (".name" also covers its
 // subdomains), and a mailbox's own policy (the user directory: DIR/vfilter
-// of the file backend, set with vfilterpolicy) overrides its domain's.
+// of the file backend, sqFilterPolicy in LDAP, users.filter_policy in
+// MySQL; set with vfilterpolicy) overrides its domain's.
 // "quarantine=yes" keeps what would be refused in HOME/quarantine instead.
 //
 // One message gets one SMTP reply for all its recipients, so: scan for

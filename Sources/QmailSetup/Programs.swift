@@ -25,7 +25,7 @@ public enum Programs {
         e("qmail-rcptcheck", 0o755),
         e("qmail-report", 0o755), e("qmail-spfquery", 0o755),
         // network services
-        e("qmail-smtpd", 0o755), e("qmail-smtpd-auth", 0o755), e("qmail-filter", 0o755), e("qmail-quarantine", 0o700), e("qmail-qmqpc", 0o755), e("qmail-qmqpd", 0o755), e("qmail-qmtpd", 0o755),
+        e("qmail-smtpd", 0o755), e("qmail-smtpd-auth", 0o755), e("qmail-filter", 0o755), e("qmail-filter-ldap", 0o755), e("qmail-filter-mysql", 0o755), e("qmail-quarantine", 0o700), e("qmail-qmqpc", 0o755), e("qmail-qmqpd", 0o755), e("qmail-qmtpd", 0o755),
         e("tcp-env", 0o755), e("tcpserver", 0o755), e("tcprules", 0o755), e("rblsmtpd", 0o755),
         e("tcprulescheck", 0o755), e("tlswrap", 0o755),
         // .qmail helpers
@@ -45,5 +45,6 @@ public enum Programs {
         e("vpasswd", 0o700), e("vsetuserquota", 0o700), e("valias", 0o700), e("vuserinfo", 0o700),
         e("vdominfo", 0o700), e("vconvert", 0o700), e("vaddaliasdomain", 0o700), e("vmoduser", 0o700), e("vmkpasswd", 0o700),
         e("vdkim", 0o700), e("vfilterpolicy", 0o700),
+        e("vfilterpolicy-ldap", 0o700), e("vfilterpolicy-mysql", 0o700),
     ]
 }

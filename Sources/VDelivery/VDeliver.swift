@@ -47,20 +47,9 @@ public struct VDeliver {
         return Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
     }
 
-    /// The backends control/userdirectory may name, and their programs.
-    public static let backendPrograms = ["ldap": "vdelivermail-ldap", "mysql": "vdelivermail-mysql"]
-
     /// The program for control/userdirectory; nil for the file backend.
     public static func backendProgram(home: QmailHome) throws -> String? {
-        let choice: [UInt8]?
-        do { choice = try Control(home: home).line("userdirectory") } catch {
-            throw MailFailure.temporary("unable to read control/userdirectory: \(error)")
-        }
-        guard let c = choice, !c.isEmpty, c != Array("file".utf8) else { return nil }
-        guard let p = backendPrograms[c.string] else {
-            throw MailFailure.temporary("control/userdirectory: unknown backend \(c.string) (want file, ldap or mysql)")
-        }
-        return home.path + "/bin/" + p
+        try DirectoryChoice.variant(of: "vdelivermail", home: home)
     }
 
     /// The whole program as an exit code, its failure (if any) reported

@@ -1,6 +1,9 @@
 // vfilterpolicy: qmail-filter's policy for the site, a domain or a mailbox.
 // The site's and the domains' are lines of control/filter (comments and
-// other lines kept); a mailbox's is its line in the domain's DIR/vfilter.
+// other lines kept); a mailbox's is its line in the domain's DIR/vfilter,
+// or, where control/userdirectory says "ldap" or "mysql", its entry's
+// sqFilterPolicy or its users row's filter_policy: vfilterpolicy then
+// execs vfilterpolicy-ldap/-mysql, which link the backend's library.
 // Every change is checked the way qmail-filter reads it before it is
 // written: a typo must not leave a file that defers all mail.
 import QmailCore
@@ -21,6 +24,23 @@ extension Admin {
                 do { _ = try FilterPolicy.Judgement().applying(p) } catch {
                     throw AdminError.refused("\(error) (a mailbox may set virus, spam, tag, reject, quarantine)")
                 }
+            }
+            if policyStore == nil, let variant = try DirectoryChoice.variant(of: "vfilterpolicy", home: home) {
+                let e = ChildProcess.exec(.init([variant] + CommandLine.arguments.dropFirst(), program: variant))
+                throw MailFailure.temporary("unable to run \(variant): \(e)")
+            }
+            if let directory = policyStore {
+                switch directory.recipient(user: user, domain: domainName, aliases: false) {
+                case .mailbox: break
+                case .temporary(let why): throw MailFailure.temporary(why)
+                default: throw AdminError.refused("no such user \(target)")
+                }
+                if show {
+                    let p = try directory.filterPolicy(address: user + [Ascii.at] + domainName)
+                    return try printed(p.map { "\(target): \($0.string)" } ?? "\(target): no policy of its own")
+                }
+                try directory.setFilterPolicy(user: user, domain: domainName, policy: policy)
+                return []
             }
             return try store.withLock {
                 let d = try hostedDomain(domainName)

@@ -16,6 +16,9 @@ public struct Admin {
     public let home: QmailHome
     let store: FileStore
     let files: QmailFiles
+    /// Mailboxes' filter policies in LDAP or MySQL: given by
+    /// vfilterpolicy-ldap/-mysql (vfilterpolicy itself links neither).
+    var policyStore: FilterPolicyStore? = nil
 
     public init(home: QmailHome) {
         self.home = home
@@ -43,14 +46,17 @@ public struct Admin {
 
     /// Runs one command; returns its exit code (0 done, 1 refused, 111
     /// system failure). Notes go to stderr.
-    public static func main(_ command: String, _ args: [String]) -> Int32 {
+    public static func main(_ command: String, _ args: [String],
+                            policyStore: ((QmailHome) -> FilterPolicyStore)? = nil) -> Int32 {
         umask(0o022)
         guard let body = commands[command] else {
             Sys.warn("\(command): unknown command")
             return 1
         }
         do {
-            for note in try body(Admin(home: QmailHome.current()), args) { Sys.warn("\(command): \(note)") }
+            var admin = Admin(home: QmailHome.current())
+            admin.policyStore = policyStore?(admin.home)
+            for note in try body(admin, args) { Sys.warn("\(command): \(note)") }
             return 0
         } catch {
             let e = AdminError.from(error)

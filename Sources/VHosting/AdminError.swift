@@ -29,6 +29,7 @@ public enum AdminError: Error, CustomStringConvertible {
     static func from(_ e: Error) -> AdminError {
         if let a = e as? AdminError { return a }
         if let n = e as? NameError { return .refused(n.description) }
+        if let f = e as? MailFailure, !f.isTemporary { return .refused(f.text) }
         return .system("\(e)")
     }
 }

@@ -43,6 +43,8 @@ public enum Export {
         var aliasNames: [[UInt8]]
         var users: [VUser]
         var aliases: [(name: [UInt8], targets: [[UInt8]])]
+        /// Mailboxes' own filter policies (DIR/vfilter) by user name.
+        var policies: [[UInt8]: [UInt8]]
     }
 
     /// Real domains with their alias domains, users and aliases. An alias
@@ -60,7 +62,9 @@ public enum Export {
                 }
             }
             out.append(Domain(real: d, aliasNames: all.filter { $0.isAlias && $0.real == d.name }.map { $0.name },
-                              users: users, aliases: aliases))
+                              users: users, aliases: aliases,
+                              policies: Dictionary(try FileStore.loadFilterPolicies(d).map { ($0.user, $0.policy) },
+                                                   uniquingKeysWith: { _, last in last })))
         }
         return out
     }
@@ -122,6 +126,7 @@ public enum Export {
                 if !u.quota.isUnlimited { attr("sqMailQuota", u.quota.text) }
                 attr("sqAccountStatus", status(u))
                 if !u.gecos.isEmpty { attr("description", u.gecos) }
+                if let p = d.policies[u.name] { attr("sqFilterPolicy", p) }
                 out.append(Ascii.lf)
             }
             for a in d.aliases {
@@ -178,9 +183,12 @@ public enum Export {
                 row("domains", "name, real_domain, dir, uid, gid", [a, real.name, s(real.dir), s("\(real.uid)"), s("\(real.gid)")])
             }
             for u in d.users {
-                row("users", "domain, local_part, password_hash, home, maildir, quota, status, gecos",
+                // filter_policy only where there is one: the rest imports
+                // into a table from before that column too.
+                let p = d.policies[u.name]
+                row("users", "domain, local_part, password_hash, home, maildir, quota, status, gecos" + (p == nil ? "" : ", filter_policy"),
                     [real.name, u.name, u.hash, s(u.dir), s(u.maildir), u.quota.isUnlimited ? nil : s(u.quota.text),
-                     s(status(u)), u.gecos])
+                     s(status(u)), u.gecos] + (p.map { [$0] } ?? []))
             }
             for a in d.aliases {
                 for t in forwards(a.targets, (a.name + [Ascii.at] + real.name).string) {

@@ -1,4 +1,5 @@
-// vfilterpolicy: a vpopmail-style admin command for the file backend; run as root.
+// vfilterpolicy: a vpopmail-style admin command; run as root. Mailboxes in
+// LDAP or MySQL: it execs vfilterpolicy-ldap/-mysql (control/userdirectory).
 // Exit 0 done, 1 refused (nothing written), 111 system failure. See Admin+VFilterPolicy.swift.
 import QmailCore
 import VHosting

@@ -12,6 +12,7 @@
 //   ldapcacert        CA certificate file for ldaps:// and StartTLS
 //   ldaptimeout       seconds for connect and each search (default 5)
 //   ldappassword      line 1 bind DN, line 2 password (mode 600; none: anonymous)
+//   ldapadminpassword the same, for vfilterpolicy's changes (else ldappassword)
 //   ldapfilter        account filter, %s = the escaped address
 //   ldapdomainfilter  domain filter, %s = the escaped domain
 //   ldapattributes    key=attribute lines renaming the attributes below
@@ -29,6 +30,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         "mail": "mail", "password": "userPassword", "home": "homeDirectory", "mailbox": "sqMailbox",
         "uid": "uidNumber", "gid": "gidNumber", "quota": "sqMailQuota", "status": "sqAccountStatus",
         "forward": "sqMailForward", "domain": "sqDomainName", "domaindir": "sqDomainDirectory",
+        "filterpolicy": "sqFilterPolicy",
     ]
 
     public struct Config {
@@ -48,7 +50,8 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         }
 
         /// Reads HOME/control; a missing or bad file is a temporary failure.
-        public static func load(home: QmailHome) throws -> Config {
+        /// `admin`: bind as control/ldapadminpassword names when it exists.
+        public static func load(home: QmailHome, admin: Bool = false) throws -> Config {
             let c = Control(home: home)
             let uris = try c.list("ldapserver").map { $0.string }
             guard !uris.isEmpty else { throw MailFailure.temporary("control/ldapserver is missing or empty") }
@@ -68,7 +71,8 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             }
             cfg.caCert = try c.line("ldapcacert").map { $0.string }
             cfg.timeout = max(1, try c.number("ldaptimeout", default: 5))
-            cfg.bind = try DirectoryLogin.read(c.path("ldappassword"))
+            cfg.bind = try (admin ? DirectoryLogin.read(c.path("ldapadminpassword")) : nil)
+                ?? DirectoryLogin.read(c.path("ldappassword"))
             if let f = try c.line("ldapfilter") { cfg.filter = f.string }
             if let f = try c.line("ldapdomainfilter") { cfg.domainFilter = f.string }
             for f in [cfg.filter, cfg.domainFilter] where !(f.hasPrefix("(") && f.contains("%s")) {
@@ -86,14 +90,19 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
     var config: Result<Config, MailFailure>?
     var ld: OpaquePointer?
 
-    public init(home: QmailHome) {
+    let admin: Bool
+
+    /// `admin`: for vfilterpolicy, which writes (control/ldapadminpassword).
+    public init(home: QmailHome, admin: Bool = false) {
         self.home = home
+        self.admin = admin
     }
 
     /// For tests and the benchmark: a ready configuration.
     public init(home: QmailHome, config: Config) {
         self.home = home
         self.config = .success(config)
+        self.admin = false
     }
 
     deinit { disconnect() }
@@ -104,7 +113,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
     }
 
     func loadConfig() throws -> Config {
-        try loadOnce(&config) { try Config.load(home: home) }
+        try loadOnce(&config) { try Config.load(home: home, admin: admin) }
     }
 
     static func error(_ what: String, _ rc: Int32) -> MailFailure {
@@ -202,11 +211,16 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         throw MailFailure.temporary("LDAP: server unreachable")
     }
 
+    /// The entries found; each entry's DN under the key "".
     func collect(_ h: OpaquePointer, _ res: OpaquePointer?, _ attributes: [String]) -> [Entry] {
         var out: [Entry] = []
         var e = ldap_first_entry(h, res)
         while let entry = e {
             var values: Entry = [:]
+            if let dn = ldap_get_dn(h, entry) {
+                values[""] = [Array(String(cString: dn).utf8)]
+                ldap_memfree(dn)
+            }
             for a in attributes {
                 guard let vals = ldap_get_values_len(h, entry, a) else { continue }
                 var list: [[UInt8]] = []
@@ -222,6 +236,20 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             e = ldap_next_entry(h, entry)
         }
         return out
+    }
+
+    /// The domain entry `domain` (a real or alias name) names; nil when
+    /// there is none.
+    func hostedDomain(_ domain: [UInt8], _ cfg: Config) throws -> VDomain? {
+        let at = cfg.attributes
+        let domains = try search(LDAPBackend.fill(cfg.domainFilter, try LDAPBackend.escape(domain)),
+                                 attributes: [at["domain"], at["domaindir"], at["uid"], at["gid"]])
+        guard let d = domains.first else { return nil }
+        func one(_ key: String) -> [UInt8]? { d[at[key].lowercased()]?.first }
+        guard let real = one("domain") else { throw MailFailure.temporary("LDAP domain entry for \(domain.string) has no \(at["domain"])") }
+        let dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: one("domaindir")?.string,
+                              uid: one("uid"), gid: one("gid"))
+        return try RemoteDirectory.domain(dr).get()
     }
 
     // MARK: UserBackend / RecipientDirectory
@@ -242,18 +270,8 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             Watchdog.arm(seconds: cfg.timeout * (4 + cfg.uris.split(separator: " ").count) + 1, what: "the LDAP server")
             defer { Watchdog.disarm() }
             let at = cfg.attributes
-            let domains = try search(LDAPBackend.fill(cfg.domainFilter, try LDAPBackend.escape(domain)),
-                                     attributes: [at["domain"], at["domaindir"], at["uid"], at["gid"]])
-            guard let d = domains.first else { return .noSuchDomain }
+            guard let dom = try hostedDomain(domain, cfg) else { return .noSuchDomain }
             func one(_ e: Entry, _ key: String) -> [UInt8]? { e[at[key].lowercased()]?.first }
-            guard let real = one(d, "domain") else { return .temporary("LDAP domain entry for \(domain.string) has no \(at["domain"])") }
-            let dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: one(d, "domaindir")?.string,
-                                  uid: one(d, "uid"), gid: one(d, "gid"))
-            let dom: VDomain
-            switch RemoteDirectory.domain(dr) {
-            case .success(let v): dom = v
-            case .failure(let f): return .temporary(f.text)
-            }
             let address = user + [Ascii.at] + dom.real
             let accounts = try search(LDAPBackend.fill(cfg.filter, try LDAPBackend.escape(address)),
                                       attributes: ["mail", "password", "home", "mailbox", "uid", "gid", "quota", "status", "forward"].map { at[$0] })

@@ -8,6 +8,7 @@
 //   sqlserver     /path/to/socket, or host[:port] (TCP, default port 3306)
 //   sqldatabase   the database
 //   sqlpassword   line 1 user, line 2 password (mode 600)
+//   sqladminpassword  the same, for vfilterpolicy's changes (else sqlpassword)
 //   sqltls        none (default), required (encrypt), verify (encrypt and
 //                 verify the server's certificate against sqlcacert)
 //   sqlcacert     CA certificate file
@@ -26,7 +27,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         "domains.uid": "uid", "domains.gid": "gid",
         "users": "users", "users.local": "local_part", "users.domain": "domain", "users.password": "password_hash",
         "users.home": "home", "users.maildir": "maildir", "users.uid": "uid", "users.gid": "gid",
-        "users.quota": "quota", "users.status": "status",
+        "users.quota": "quota", "users.status": "status", "users.filterpolicy": "filter_policy",
         "aliases": "aliases", "aliases.local": "local_part", "aliases.domain": "domain", "aliases.target": "target",
     ]
 
@@ -62,7 +63,8 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             }
         }
 
-        public static func load(home: QmailHome) throws -> Config {
+        /// `admin`: log in as control/sqladminpassword names when it exists.
+        public static func load(home: QmailHome, admin: Bool = false) throws -> Config {
             let c = Control(home: home)
             guard let server = try c.line("sqlserver"), !server.isEmpty else {
                 throw MailFailure.temporary("control/sqlserver is missing or empty")
@@ -70,7 +72,8 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             guard let db = try c.line("sqldatabase"), !db.isEmpty else {
                 throw MailFailure.temporary("control/sqldatabase is missing or empty")
             }
-            guard let cred = try DirectoryLogin.read(c.path("sqlpassword")), !cred.name.isEmpty else {
+            guard let cred = try (admin ? DirectoryLogin.read(c.path("sqladminpassword")) : nil)
+                    ?? DirectoryLogin.read(c.path("sqlpassword")), !cred.name.isEmpty else {
                 throw MailFailure.temporary("control/sqlpassword is missing (line 1 user, line 2 password)")
             }
             var cfg = try Config(server: server.string, database: db.string, user: cred.name.string, password: cred.password)
@@ -93,28 +96,39 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
     var db: UnsafeMutablePointer<MYSQL>?
     var userStatement: Statement?
     var aliasStatement: Statement?
+    var policyStatement: Statement?
+    var setPolicyStatement: Statement?
+    /// Said once per process: the users table has no policy column.
+    var noPolicyColumnLogged = false
+    let admin: Bool
     nonisolated(unsafe) static var initialized = false
 
-    public init(home: QmailHome) { self.home = home }
+    /// `admin`: for vfilterpolicy, which writes (control/sqladminpassword).
+    public init(home: QmailHome, admin: Bool = false) {
+        self.home = home
+        self.admin = admin
+    }
 
     public init(home: QmailHome, config: Config) {
         self.home = home
         self.config = .success(config)
+        self.admin = false
     }
 
     deinit { disconnect() }
 
     public func disconnect() {
-        userStatement?.close()
-        aliasStatement?.close()
+        for st in [userStatement, aliasStatement, policyStatement, setPolicyStatement] { st?.close() }
         userStatement = nil
         aliasStatement = nil
+        policyStatement = nil
+        setPolicyStatement = nil
         if let d = db { mysql_close(d) }
         db = nil
     }
 
     func loadConfig() throws -> Config {
-        try loadOnce(&config) { try Config.load(home: home) }
+        try loadOnce(&config) { try Config.load(home: home, admin: admin) }
     }
 
     static func failure(_ what: String, _ d: UnsafeMutablePointer<MYSQL>) -> MailFailure {
@@ -189,7 +203,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
 
     /// Runs a query on the live connection, retrying once on a fresh one
     /// (a server restart since the last call only shows when it is used).
-    func run(_ which: KeyPath<SQLBackend, Statement?>, make: (NameMap) -> String, columns: Int,
+    func run(_ which: ReferenceWritableKeyPath<SQLBackend, Statement?>, make: (NameMap) -> String, columns: Int,
              params: [[UInt8]]) throws -> [[[UInt8]?]] {
         let cfg = try loadConfig()
         for attempt in 0..<2 {
@@ -198,7 +212,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
                 var st = self[keyPath: which]
                 if st == nil {
                     st = try Statement(d, make(cfg.names), columns: columns)
-                    if which == \SQLBackend.userStatement { userStatement = st } else { aliasStatement = st }
+                    self[keyPath: which] = st
                 }
                 return try st!.execute(params)
             } catch let f as MailFailure {
@@ -273,6 +287,9 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
     }
 }
 
+/// A statement names a column the table does not have.
+struct UnknownColumn: Error { let failure: MailFailure }
+
 /// One prepared statement with string parameters and string results.
 final class Statement {
     static let columnLimit = 4096
@@ -287,9 +304,12 @@ final class Statement {
         guard let s = mysql_stmt_init(d) else { throw MailFailure.temporary("MySQL: out of memory") }
         let bytes = Array(query.utf8)
         if mysql_stmt_prepare(s, query, UInt(bytes.count)) != 0 {
-            let why = String(cString: mysql_stmt_error(s))
+            let why = MailFailure.temporary("MySQL prepare: \(String(cString: mysql_stmt_error(s)))")
+            // 1054: no such column (a table from before a migration).
+            let unknownColumn = mysql_stmt_errno(s) == 1054
             mysql_stmt_close(s)
-            throw MailFailure.temporary("MySQL prepare: \(why)")
+            if unknownColumn { throw UnknownColumn(failure: why) }
+            throw why
         }
         guard Int(mysql_stmt_field_count(s)) == columns else {
             mysql_stmt_close(s)
@@ -346,6 +366,7 @@ final class Statement {
         func fail(_ what: String) -> MailFailure { .temporary("MySQL \(what): \(String(cString: mysql_stmt_error(stmt)))") }
         if mysql_stmt_bind_param(stmt, binds) != 0 { throw fail("bind") }
         if mysql_stmt_execute(stmt) != 0 { throw fail("execute") }
+        if columns == 0 { return [] }   // an UPDATE: nothing to fetch
         defer { _ = mysql_stmt_free_result(stmt) }
         if mysql_stmt_bind_result(stmt, results) != 0 { throw fail("bind result") }
         if mysql_stmt_store_result(stmt) != 0 { throw fail("store result") }

@@ -1,0 +1,10 @@
+// qmail-filter-mysql: qmail-filter with mailboxes' own policies in MySQL; exec'd
+// by qmail-filter when control/userdirectory says "mysql" (so qmail-filter
+// itself never links the client library). Runs as qmail-filter's caller;
+// same arguments, descriptors and exit codes. MySQL down: 451 for each message.
+import QmailCore
+import QmailFilter
+import UserDirectorySQL
+
+let session = CommandLine.arguments.count == 2 && CommandLine.arguments[1] == "--session"
+Sys.exit(FilterProgram.main(session: session, directory: { SQLBackend(home: $0) }))
