@@ -4,6 +4,11 @@
 // ']' inside an atom are kept (the atom then counts as quoted), a backslash
 // escapes the next byte anywhere, and only an unbalanced quote, comment or
 // literal (or a token starting with ')' or ']') is a parse error.
+//
+// The one RFC 822 tokenizer: fastforward's tables and .forward/.qmail lines
+// use its tokens as they come (offsets into one buffer reused from line to
+// line: no allocation per token), and qmail-inject turns them into
+// Token822 values it can edit (QmailInject/Token822.swift).
 
 public enum TokenKind: UInt8, Sendable {
     case atom, quote, literal, comment
@@ -29,8 +34,7 @@ public struct Tokens: Sendable {
     public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
 }
 
-/// The allocation-free tokenizer of fastforward's tables and .forward/.qmail
-/// lines (qmail-inject has its own, Token822Parser, building a token per word).
+/// The allocation-free tokenizer (see the top of the file).
 public enum Token822Scanner {
     /// Bytes that end an atom.
     @inline(__always) static func endsAtom(_ c: UInt8) -> Bool {
