@@ -33,7 +33,7 @@ public struct FastForwardOptions {
 public final class FastForward {
     let o: FastForwardOptions
     let cdbName: UnsafePointer<CChar>
-    let cdb: CdbFile
+    let cdb: CdbReader
     /// Every byte string of the run: table data, list files, the recipient.
     var pool = ByteArena(capacity: 16384)
     /// Keys being looked up (apart from pool: find appends to pool).
@@ -47,7 +47,7 @@ public final class FastForward {
         self.o = o
         cdbName = name
         var e: Int32 = 0
-        guard let f = CdbFile(path: name, errno: &e) else {
+        guard let f = CdbReader(path: name, errno: &e) else {
             pool.free(); keys.free(); forward.free(); todo.free(); done.free()
             throw ForwardFatal(111, "unable to read \(String(cString: name)): \(Sys.strerror(e))")
         }

@@ -238,7 +238,7 @@ public enum Newaliases {
         var builder = AliasEntryBuilder(qualifier: q)
         var toks = Tokens()
         do {
-            try CdbBuild.create(path: o.cdb, tmp: o.tmp, mode: 0o644) { add in
+            try CdbWriter.create(path: o.cdb, tmpPath: o.tmp, mode: 0o644) { add in
                 var progress = Progress("newaliases", unit: "lines", total: nil, size: file.bytes.count, large: 1 << 20)
                 var last = 0
                 while let (line, number) = lines.next() {

@@ -1,11 +1,15 @@
-// RFC 822 header tokens the way qmail-inject sees them: a field is split
-// into atoms, quoted strings, domain literals, comments and punctuation;
-// address lists are walked right to left (that is where they are
-// unambiguous) and each address is handed to a rewriting callback; the
-// result is written back with qmail's spacing and its folding after commas.
+// RFC 822 header tokens the way qmail-inject sees them: QmailCore's
+// Token822Scanner splits a field into atoms, quoted strings, domain
+// literals, comments and punctuation, each becoming a Token822 that owns
+// its text (so that rewriting can edit and insert tokens); address lists
+// are walked right to left (that is where they are unambiguous) and each
+// address is handed to a rewriting callback; the result is written back
+// with qmail's spacing and its folding after commas.
+import QmailCore
 
 public struct Token822: Equatable, Sendable {
-    public enum Kind: Sendable { case atom, quote, literal, comment, left, right, at, comma, colon, semi, dot }
+    /// The kinds QmailCore's Token822Scanner finds.
+    public typealias Kind = TokenKind
     public var kind: Kind
     /// Unescaped contents for atom, quote, literal and comment; empty otherwise.
     public var text: [UInt8]
@@ -24,75 +28,13 @@ public struct Token822: Equatable, Sendable {
 }
 
 public enum Token822Parser {
-    /// Bytes that end an atom.
-    @inline(__always) static func atomOK(_ c: UInt8) -> Bool {
-        switch c {
-        case 32, 9, 13, 10, 40, 91, 34, 60, 62, 59, 58, 64, 44, 46: return false  // sp tab cr lf ( [ " < > ; : @ , .
-        default: return true
-        }
-    }
-
-    /// Splits `s` into tokens; nil on unbalanced brackets, quotes or comments.
+    /// Splits `s` into tokens (Token822Scanner's, each with its own text);
+    /// nil on unbalanced brackets, quotes or comments.
     public static func parse(_ s: [UInt8]) -> [Token822]? {
-        var out: [Token822] = []
-        var i = 0
-        let n = s.count
-        while i < n {
-            let c = s[i]
-            switch c {
-            case 46: out.append(Token822(.dot))
-            case 44: out.append(Token822(.comma))
-            case 64: out.append(Token822(.at))
-            case 60: out.append(Token822(.left))
-            case 62: out.append(Token822(.right))
-            case 58: out.append(Token822(.colon))
-            case 59: out.append(Token822(.semi))
-            case 32, 9, 13, 10: break
-            case 41, 93: return nil  // ) or ] with no opener
-            case 40, 34, 91:  // ( " [
-                let kind: Token822.Kind = c == 40 ? .comment : (c == 34 ? .quote : .literal)
-                let close: UInt8 = c == 40 ? 41 : (c == 34 ? 34 : 93)
-                var text: [UInt8] = []
-                var level = 1
-                while level > 0 {
-                    i += 1
-                    if i >= n { return nil }
-                    let d = s[i]
-                    if d == close {
-                        level -= 1
-                    } else if c == 40 && d == 40 {
-                        level += 1  // nested comment: its parentheses are dropped
-                    } else if d == 92 {
-                        i += 1
-                        if i >= n { return nil }
-                        text.append(s[i])
-                    } else {
-                        text.append(d)
-                    }
-                }
-                out.append(Token822(kind, text))
-            default:
-                var text: [UInt8] = []
-                repeat {
-                    if s[i] == 92 {
-                        i += 1
-                        if i >= n { break }
-                    }
-                    text.append(s[i])
-                    i += 1
-                } while i < n && atomOK(s[i])
-                i -= 1
-                // An atom holding bytes no atom may carry is written back quoted.
-                var kind = Token822.Kind.atom
-                for ch in text where ch < 32 || ch > 126 || ch == 41 || ch == 93 || ch == 92 {
-                    kind = .quote
-                    break
-                }
-                out.append(Token822(kind, text))
-            }
-            i += 1
+        guard let scanned = Token822Scanner.parse(s) else { return nil }
+        return scanned.list.map { t in
+            Token822(t.kind, t.start == t.end ? [] : Array(scanned.text(t)))
         }
-        return out
     }
 
     /// The address as an envelope wants it: contents without quoting, comments dropped.

@@ -1,9 +1,7 @@
-// qmail-users(5): users/assign -> users/cdb, and lookups in users/cdb the
-// way qmail-lspawn does them. The cdb keys and values are qmail-newu's,
-// byte for byte, so a users/cdb written by either is read by the other:
-//   "!" local NUL  -> user NUL uid NUL gid NUL home NUL dash NUL ext   (=)
-//   "!" loc        -> user NUL uid NUL gid NUL home NUL dash NUL pre   (+)
-//   ""             -> the set of last characters of every + loc
+// qmail-users(5): users/assign -> users/cdb (qmail-newu). The cdb keys and
+// values are qmail-newu's, byte for byte (listed in QmailCore's UsersCdb,
+// which does the lookups), so a users/cdb written by either is read by the
+// other.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,43 +81,13 @@ public enum UsersAssign {
         return out
     }
 
-    /// Looks `local` up in users/cdb as qmail-lspawn does: the exact key
-    /// first, then ever shorter prefixes ending in a wildcard character,
-    /// down to the catch-all "+:". Nil when nothing matches.
+    /// Looks `local` up in users/cdb as qmail-lspawn does (UsersCdb).
+    /// Nil when nothing matches or the entry does not have six fields.
     public static func lookup(_ cdb: CdbReader, local: [UInt8]) throws -> UserAssignment? {
-        let wild = try cdb.find([]) ?? []
-        let lower = local.map(Ascii.lower)
-        if let d = try cdb.find([UInt8(ascii: "!")] + lower + [0]) {
-            return assignment(d, rest: [])
-        }
-        var i = lower.count
-        while i >= 0 {
-            if i == 0 || wild.contains(lower[i - 1]) {
-                if let d = try cdb.find([UInt8(ascii: "!")] + lower[0..<i]) {
-                    return assignment(d, rest: Array(local[i...]))
-                }
-            }
-            i -= 1
-        }
-        return nil
-    }
-
-    /// qmail-lspawn's first step: the assignment in users/cdb at `path`, or
-    /// nil when there is no users/cdb or no match (then qmail-getpw decides).
-    /// A damaged or unreadable cdb throws GetpwError(QLX.cdb).
-    public static func lookup(cdbPath path: String, local: [UInt8]) throws -> UserAssignment? {
-        do {
-            guard let cdb = try CdbReader.open(path) else { return nil }
-            return try lookup(cdb, local: local)
-        } catch {
-            throw GetpwError(code: QLX.cdb)
-        }
-    }
-
-    static func assignment(_ d: [UInt8], rest: [UInt8]) -> UserAssignment? {
-        let f = d.split(byte: 0)
+        guard let d = try UsersCdb.lookup(cdb, local: local) else { return nil }
+        let f = d.dropLast().split(byte: 0)
         guard f.count == 6 else { return nil }
-        return UserAssignment(user: f[0], uid: f[1], gid: f[2], home: f[3], dash: f[4], ext: f[5] + rest)
+        return UserAssignment(user: f[0], uid: f[1], gid: f[2], home: f[3], dash: f[4], ext: f[5])
     }
 }
 

@@ -39,31 +39,10 @@ public struct LocalSpawn: SpawnDriver {
         self.switchUser = geteuid() == 0 && !ids.singleUser
     }
 
-    /// users/cdb (qmail-users(5)): exact key "!local\0", else the longest
-    /// "!prefix" where the prefix ends in a wildcard character (listed
-    /// under the empty key) or is empty; the rest of the local part is
-    /// appended to the ext. Returns nil when there is no entry or no cdb.
-    public static func usersCdb(_ path: String, local: [UInt8]) throws -> [UInt8]? {
-        guard let cdb = try CdbReader.open(path) else { return nil }
-        let lower = [UInt8(ascii: "!")] + local.lowercasedASCII()
-        if let v = try cdb.find(lower + [0]) { return v }
-        let wild = try cdb.find([]) ?? []
-        var i = lower.count
-        while i >= 1 {
-            if i == 1 || wild.contains(lower[i - 1]) {
-                if let v = try cdb.find(Array(lower[0..<i])) {
-                    return v + Array(local[(i - 1)...]) + [0]
-                }
-            }
-            i -= 1
-        }
-        return nil
-    }
-
     /// The user for `local`, or a qlx-style exit code.
     func lookup(_ local: [UInt8]) -> Result<UserEntry, ExitCode> {
         do {
-            if let v = try Self.usersCdb(home.users + "/cdb", local: local) {
+            if let v = try UsersCdb.lookup(path: home.users + "/cdb", local: local) {
                 guard let e = UserEntry.parse(v) else { return .failure(ExitCode(QLX.cdb)) }
                 return .success(e)
             }

@@ -30,6 +30,9 @@ final class CdbInteropTests: XCTestCase {
     func records() -> [(String, String)] {
         var r: [(String, String)] = [("alpha", "1"), ("beta", ""), ("alpha", "again"), ("", "empty key")]
         for i in 0..<3000 { r.append(("key\(i)", String(repeating: "v", count: i % 17))) }
+        // Records longer than the writer's 64 KiB buffer, as key and as data.
+        r.insert(("big", String(repeating: "x", count: 200_000)), at: 1000)
+        r.insert((String(repeating: "k", count: 70_000), "long key"), at: 2000)
         return r
     }
 

@@ -197,15 +197,15 @@ final class SpawnTests: XCTestCase {
         defer { unlink(dir + "/cdb"); rmdir(dir) }
         let fd = open(dir + "/cdb", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         let w = try CdbWriter(fd: fd)
-        try w.add(b("!joe\0"), b("joe\01\02\0/h\0\0\0"))
+        try w.add(b("!joe\0"), b("joe\01\02\0/h\0\0"))
         try w.add(b("!list-"), b("list\03\04\0/l\0-\0"))
         try w.add([], b("-"))
         try w.finish()
         close(fd)
-        XCTAssertBytes(try LocalSpawn.usersCdb(dir + "/cdb", local: b("JOE")), b("joe\01\02\0/h\0\0\0"))
-        XCTAssertBytes(try LocalSpawn.usersCdb(dir + "/cdb", local: b("list-foo")), b("list\03\04\0/l\0-\0foo\0"))
-        XCTAssertNil(try LocalSpawn.usersCdb(dir + "/cdb", local: b("nobody")))
-        XCTAssertNil(try LocalSpawn.usersCdb(dir + "/missing", local: b("joe")))
+        XCTAssertBytes(try UsersCdb.lookup(path: dir + "/cdb", local: b("JOE")), b("joe\01\02\0/h\0\0\0"))
+        XCTAssertBytes(try UsersCdb.lookup(path: dir + "/cdb", local: b("list-foo")), b("list\03\04\0/l\0-\0foo\0"))
+        XCTAssertNil(try UsersCdb.lookup(path: dir + "/cdb", local: b("nobody")))
+        XCTAssertNil(try UsersCdb.lookup(path: dir + "/missing", local: b("joe")))
     }
 
     func testVerp() {

@@ -4,6 +4,11 @@
 // ']' inside an atom are kept (the atom then counts as quoted), a backslash
 // escapes the next byte anywhere, and only an unbalanced quote, comment or
 // literal (or a token starting with ')' or ']') is a parse error.
+//
+// The one RFC 822 tokenizer: fastforward's tables and .forward/.qmail lines
+// use its tokens as they come (offsets into one buffer reused from line to
+// line: no allocation per token), and qmail-inject turns them into
+// Token822 values it can edit (QmailInject/Token822.swift).
 
 public enum TokenKind: UInt8, Sendable {
     case atom, quote, literal, comment
@@ -16,6 +21,10 @@ public struct Token: Sendable {
     public var kind: TokenKind
     public var start: Int
     public var end: Int
+
+    @inlinable public init(kind: TokenKind, start: Int, end: Int) {
+        self.kind = kind; self.start = start; self.end = end
+    }
 }
 
 /// The tokens of one line and the bytes of their texts (`chars` may be
@@ -24,16 +33,17 @@ public struct Tokens: Sendable {
     public var list: [Token] = []
     public var chars: [UInt8] = []
 
-    public init() {}
+    @inlinable public init() {}
 
-    public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
+    @inlinable public func text(_ t: Token) -> ArraySlice<UInt8> { chars[t.start..<t.end] }
 }
 
-/// The allocation-free tokenizer of fastforward's tables and .forward/.qmail
-/// lines (qmail-inject has its own, Token822Parser, building a token per word).
+/// The allocation-free tokenizer (see the top of the file). Inlinable, so
+/// that newaliases' loop over 100,000 lines compiles as it did when the
+/// scanner lived in its module.
 public enum Token822Scanner {
     /// Bytes that end an atom.
-    @inline(__always) static func endsAtom(_ c: UInt8) -> Bool {
+    @inlinable @inline(__always) static func endsAtom(_ c: UInt8) -> Bool {
         switch c {
         case 32, 9, 13, 10, 40, 91, 34, 60, 62, 59, 58, 64, 44, 46: return true // sp tab cr lf ( [ " < > ; : @ , .
         default: return false
@@ -41,17 +51,17 @@ public enum Token822Scanner {
     }
 
     /// Splits `line` into tokens; nil when the line cannot be tokenized.
-    public static func parse(_ line: [UInt8]) -> Tokens? {
+    @inlinable public static func parse(_ line: [UInt8]) -> Tokens? {
         var r = Tokens()
         return parse(line[...], into: &r) ? r : nil
     }
 
     /// Tokenizes `line` into `r`, reusing its storage; false on a syntax error.
-    public static func parse(_ line: ArraySlice<UInt8>, into r: inout Tokens) -> Bool {
+    @inlinable public static func parse(_ line: ArraySlice<UInt8>, into r: inout Tokens) -> Bool {
         line.withUnsafeBufferPointer { parse($0, into: &r) }
     }
 
-    public static func parse(_ line: UnsafeBufferPointer<UInt8>, into r: inout Tokens) -> Bool {
+    @inlinable public static func parse(_ line: UnsafeBufferPointer<UInt8>, into r: inout Tokens) -> Bool {
         var list = r.list
         var chars = r.chars
         r = Tokens()
@@ -64,7 +74,7 @@ public enum Token822Scanner {
         return ok
     }
 
-    static func parse(_ s: UnsafeBufferPointer<UInt8>, _ list: inout [Token], _ c: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+    @inlinable static func parse(_ s: UnsafeBufferPointer<UInt8>, _ list: inout [Token], _ c: UnsafeMutableBufferPointer<UInt8>) -> Bool {
         var k = 0 // bytes used in c
         let n = s.count
         var i = 0
