@@ -42,5 +42,5 @@ public struct MailFailure: Error, CustomStringConvertible, Equatable, Sendable {
     public var report: String { (isTemporary ? "Z" : "D") + description }
 
     /// The exit code of programs with qmail's 0/100/111 convention.
-    public var exitCode: Int32 { isTemporary ? 111 : 100 }
+    public var exitCode: Int32 { QmailExit.failure(temporary: isTemporary) }
 }

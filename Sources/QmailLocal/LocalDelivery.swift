@@ -306,7 +306,7 @@ public enum LocalDelivery {
         }
         if code == 0 { return false }
         if code == 99 { return true }
-        Sys.exit(hardProgramCodes.contains(code) ? 100 : 111)
+        Sys.exit(hardProgramCodes.contains(code) ? QmailExit.permanent : QmailExit.temporary)
     }
 
     /// Sends the message (with our Delivered-To line first) to `recipients`

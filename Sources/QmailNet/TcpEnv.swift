@@ -10,7 +10,7 @@ import QmailCore
 func execServer(_ argv: [String]) -> Never {
     let e = ChildProcess.exec(.init(argv))
     Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: \(e)")
-    Sys.exit(111)
+    Sys.exit(QmailExit.temporary)
 }
 
 public enum TcpEnv {
@@ -74,7 +74,7 @@ public enum TcpEnv {
 
     static func usage() -> Never {
         Sys.warn("tcp-env: usage: tcp-env [ -rR ] [ -t timeout ] program")
-        Sys.exit(100)
+        Sys.exit(QmailExit.permanent)
     }
 
     static func addr(_ ss: inout sockaddr_storage) -> (IPAddress?, Int?) {
@@ -186,7 +186,7 @@ public enum RBLSMTPD {
 
     static func usage() -> Never {
         Sys.warn("rblsmtpd: usage: rblsmtpd [ -b ] [ -R ] [ -t timeout ] [ -r base ] [ -a base ] smtpd [ arg ... ]")
-        Sys.exit(100)
+        Sys.exit(QmailExit.permanent)
     }
 
     /// The blocked client's session: greet, accept HELO, refuse mail, hang up on QUIT.

@@ -129,7 +129,7 @@ public enum PopupServer {
         case .lost: return .temporary
         case .ended(.signaled): return .crashed
         case .ended(.exited(0)): return .done
-        case .ended(.exited(111)): return .temporary
+        case .ended(.exited(QmailExit.temporary)): return .temporary
         case .ended(.exited): return .rejected
         }
     }

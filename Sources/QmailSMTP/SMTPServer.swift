@@ -216,7 +216,7 @@ public final class SMTPServer {
         guard let prog = config.rcptCheck, !prog.isEmpty, !addr.isEmpty else { return nil }
         switch CheckpasswordClient.run(prog + [addr.string], fd3: nil, timeout: Double(config.rcptCheckTimeout)) {
         case .ended(.exited(0)): return nil
-        case .ended(.exited(100)): return SMTPReply.noMailbox
+        case .ended(.exited(QmailExit.permanent)): return SMTPReply.noMailbox
         default: return SMTPReply.recipientLookupFailed
         }
     }
