@@ -425,7 +425,7 @@ public final class SMTPServer {
         do {
             channel.stream = try tls.start(over: channel.stream, timeout: config.timeout)
         } catch {
-            Sys.exit(1)
+            throw SessionEnded()  // a failed handshake ends the session: run() returns 1
         }
         tlsActive = true
         resetTransaction()
