@@ -96,7 +96,7 @@ public enum AuthSeparation {
             return r
         }
         close(mine)
-        return ChildProcess.wait(pid)?.shellCode ?? 111
+        return ChildProcess.wait(pid)?.shellCode ?? QmailExit.temporary
     }
 
     /// Starts qmail-smtpd as o.uid/o.gid with `fd` open as SMTPAUTHFD.

@@ -9,6 +9,12 @@ public enum QmailExit {
     public static let permanent: Int32 = 100
     public static let temporary: Int32 = 111
 
+    /// The exit codes of a delivery program (a .qmail "|command") that
+    /// qmail-local takes as a permanent failure: 100 and sysexits' usage,
+    /// data, software, protocol, permission and configuration errors (and
+    /// 112); any other non-zero code, or a crash, is temporary.
+    public static let permanentForProgram: Set<Int32> = [64, 65, 70, 76, 77, 78, 100, 112]
+
     /// 111 for a temporary failure, 100 for a permanent one.
     public static func failure(temporary isTemporary: Bool) -> Int32 { isTemporary ? temporary : permanent }
 }
