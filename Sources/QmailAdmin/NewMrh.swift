@@ -14,12 +14,12 @@ public enum NewMrh {
         do {
             guard let d = try control.raw("morercpthosts") else {
                 Sys.warn("qmail-newmrh: fatal: unable to read control/morercpthosts: file does not exist")
-                return 111
+                return QmailExit.temporary
             }
             data = d
         } catch {
             Sys.warn("qmail-newmrh: fatal: unable to read control/morercpthosts: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         do {
             try CdbWriter.create(path: control.path("morercpthosts.cdb"), tmpPath: control.path("morercpthosts.tmp")) { add in
@@ -27,7 +27,7 @@ public enum NewMrh {
             }
         } catch {
             Sys.warn("qmail-newmrh: fatal: unable to write control/morercpthosts.cdb: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         return 0
     }

@@ -57,23 +57,23 @@ public enum AuthSeparation {
         signal(SIGPIPE, SIG_IGN)
         guard let o = parse(argv) else {
             Sys.warn(usage)
-            return 100
+            return QmailExit.permanent
         }
         if o.uid == 0 {
             Sys.warn("qmail-smtpd-auth: fatal: refusing to run qmail-smtpd as root")
-            return 100
+            return QmailExit.permanent
         }
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             Sys.warn("qmail-smtpd-auth: fatal: unable to create socket pair: \(Sys.strerror(errno))")
-            return 111
+            return QmailExit.temporary
         }
         let (mine, theirs) = (pair[0], pair[1])
         let pid: pid_t
         do { pid = try startUnprivileged(o, fd: theirs) } catch {
             close(theirs)
             Sys.warn("qmail-smtpd-auth: fatal: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         close(theirs)
         // The connection is qmail-smtpd's alone: the root side lets go of it.
@@ -96,7 +96,7 @@ public enum AuthSeparation {
             return r
         }
         close(mine)
-        return ChildProcess.wait(pid)?.shellCode ?? 111
+        return ChildProcess.wait(pid)?.shellCode ?? QmailExit.temporary
     }
 
     /// Starts qmail-smtpd as o.uid/o.gid with `fd` open as SMTPAUTHFD.

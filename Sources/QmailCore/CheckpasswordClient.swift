@@ -48,7 +48,7 @@ public enum CheckpasswordClient {
     public static func checkpassword(_ argv: [String], user: [UInt8], secret: [UInt8], stamp: [UInt8]) -> CheckResult {
         switch run(argv, fd3: user + [0] + secret + [0] + stamp + [0]) {
         case .ended(.exited(0)): return .ok
-        case .ended(.exited(1)), .ended(.exited(100)): return .rejected
+        case .ended(.exited(1)), .ended(.exited(QmailExit.permanent)): return .rejected
         default: return .temporary
         }
     }

@@ -34,9 +34,13 @@ public struct MailFailure: Error, CustomStringConvertible, Equatable, Sendable {
     /// "text (#4.3.0)", qmail's way of showing the status.
     public var description: String { "\(text) (#\(status))" }
 
+    /// The SMTP reply line without CRLF: the refusing program's own reply,
+    /// else qmail's "451 text (#4.3.0)" or "554 text (#5.3.0)".
+    public var smtpReply: String { reply ?? ((isTemporary ? "451 " : "554 ") + description) }
+
     /// The qmail report form: "Ztext (#4.3.0)" or "Dtext (#5.3.0)".
     public var report: String { (isTemporary ? "Z" : "D") + description }
 
     /// The exit code of programs with qmail's 0/100/111 convention.
-    public var exitCode: Int32 { isTemporary ? 111 : 100 }
+    public var exitCode: Int32 { QmailExit.failure(temporary: isTemporary) }
 }

@@ -19,7 +19,7 @@ public enum ReportCommand {
             if a == "--top" || a == "-n", let v = argv.first, let n = Int(v), n > 0 { top = n; argv.removeFirst() }
             else if a == "--svg", let v = argv.first { svg = v; argv.removeFirst() }
             else if a == "--" { files += argv; argv = [] }
-            else if a.hasPrefix("-") && a != "-" { Sys.warn(usage); return 100 }
+            else if a.hasPrefix("-") && a != "-" { Sys.warn(usage); return QmailExit.permanent }
             else { files.append(a) }
         }
         let report = LogReport()
@@ -28,7 +28,7 @@ public enum ReportCommand {
             let fd: Int32
             if f == "-" { fd = 0 } else {
                 guard let o = try? Sys.open(f, O_RDONLY) else {
-                    Sys.warn("qmail-report: cannot open \(f): \(Sys.strerror(errno))"); return 111
+                    Sys.warn("qmail-report: cannot open \(f): \(Sys.strerror(errno))"); return QmailExit.temporary
                 }
                 fd = o
             }
@@ -41,7 +41,7 @@ public enum ReportCommand {
                     report.add(line: Substring(String(decoding: bytes, as: UTF8.self)))
                 }
             } catch {
-                Sys.warn("qmail-report: cannot read \(f): \(error)"); return 111
+                Sys.warn("qmail-report: cannot read \(f): \(error)"); return QmailExit.temporary
             }
             if fd != 0 { Sys.close(fd) }
         }
@@ -51,7 +51,7 @@ public enum ReportCommand {
                 try FileIO.writeAtomic(s, Array(ReportSVG.render(report).utf8), mode: 0o644)
             }
         } catch {
-            Sys.warn("qmail-report: \(error)"); return 111
+            Sys.warn("qmail-report: \(error)"); return QmailExit.temporary
         }
         return 0
     }

@@ -216,7 +216,7 @@ public enum FilterProgram {
     /// would have given for it.
     static func refusal(_ f: MailFailure) -> Outcome {
         log("qmail-queue failed: \(f.description)")
-        return .refused((f.isTemporary ? "Z" : "D") + (f.reply ?? ((f.isTemporary ? "451 " : "554 ") + f.description)))
+        return .refused((f.isTemporary ? "Z" : "D") + f.smtpReply)
     }
 }
 

@@ -26,7 +26,7 @@ public enum QuarantineCommand {
                 }
                 return 0
             case ("show", 2), ("release", 2), ("delete", 2):
-                guard let m = try q.load(args[1]) else { say("no message \(args[1])"); return 100 }
+                guard let m = try q.load(args[1]) else { say("no message \(args[1])"); return QmailExit.permanent }
                 let who = "\(m.id) from <\(m.sender.string)> to \(m.recipients.map { "<\($0.string)>" }.joined(separator: " "))"
                 switch args[0] {
                 case "show":
@@ -38,7 +38,7 @@ public enum QuarantineCommand {
                 case "release":
                     if let f = q.release(m) {
                         say("unable to release \(who): \(f.description)")
-                        return f.isTemporary ? 111 : 100
+                        return f.exitCode
                     }
                     say("released \(who) (\(m.reason))")
                 default:
@@ -48,11 +48,11 @@ public enum QuarantineCommand {
                 return 0
             default:
                 say(usage)
-                return 100
+                return QmailExit.permanent
             }
         } catch {
             say("\(error)")
-            return 111
+            return QmailExit.temporary
         }
     }
 }

@@ -9,15 +9,15 @@ import QmailQueue
 
 enum ProgramRunner {
     /// Runs a delivery program and applies qmail's verdict: 0 goes on,
-    /// 64, 65, 70, 76, 77, 78, 100 and 112 are permanent, anything else
-    /// (and a crash) temporary; then rewinds the message for the next target.
+    /// QmailExit.permanentForProgram are permanent, anything else (and a
+    /// crash) temporary; then rewinds the message for the next target.
     static func deliver(_ command: String, searchPath: Bool, prefix: [UInt8]?, crashText: String) throws {
         switch try run(command, searchPath: searchPath, prefix: prefix) {
         case .signaled: throw ForwardFatal(111, crashText)
         case .exited(let c):
             switch c {
             case 0: break
-            case 64, 65, 70, 76, 77, 78, 100, 112: throw ForwardFatal(100, "", bare: true)
+            case _ where QmailExit.permanentForProgram.contains(c): throw ForwardFatal(100, "", bare: true)
             default: throw ForwardFatal(111, "", bare: true)
             }
         }

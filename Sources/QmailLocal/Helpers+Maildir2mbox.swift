@@ -11,17 +11,17 @@ extension Helpers {
     public static func maildir2mbox() -> Int32 {
         umask(0o077)
         let fatal = "maildir2mbox: fatal: "
-        guard let mbox = environmentBytes("MAIL") else { return fail(111, fatal + "MAIL not set") }
-        guard let mboxTmp = environmentBytes("MAILTMP") else { return fail(111, fatal + "MAILTMP not set") }
-        guard let maildir = environmentBytes("MAILDIR") else { return fail(111, fatal + "MAILDIR not set") }
+        guard let mbox = environmentBytes("MAIL") else { return fail(QmailExit.temporary, fatal + "MAIL not set") }
+        guard let mboxTmp = environmentBytes("MAILTMP") else { return fail(QmailExit.temporary, fatal + "MAILTMP not set") }
+        guard let maildir = environmentBytes("MAILDIR") else { return fail(QmailExit.temporary, fatal + "MAILDIR not set") }
         if BytePath.with(maildir, { Glibc.chdir($0) }) != 0 {
-            return fail(111, fatal + "unable to chdir to \(maildir.string): \(Sys.strerror(errno))")
+            return fail(QmailExit.temporary, fatal + "unable to chdir to \(maildir.string): \(Sys.strerror(errno))")
         }
         cleanTmp()
         var entries: [MaildirEntry] = []
         for sub in ["new", "cur"] {
             guard let names = try? Sys.listDirectory(sub) else {
-                return fail(111, fatal + "unable to scan $MAILDIR/\(sub)")
+                return fail(QmailExit.temporary, fatal + "unable to scan $MAILDIR/\(sub)")
             }
             for n in names where !n.hasPrefix(".") {
                 let p = Array("\(sub)/\(n)".utf8)
@@ -33,22 +33,22 @@ extension Helpers {
 
         let lockFd = BytePath.open(mbox, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK, 0o600)
         if lockFd < 0 || flock(lockFd, LOCK_EX) != 0 {
-            return fail(111, fatal + "unable to lock \(mbox.string): \(Sys.strerror(errno))")
+            return fail(QmailExit.temporary, fatal + "unable to lock \(mbox.string): \(Sys.strerror(errno))")
         }
         let oldFd = BytePath.open(mbox, O_RDONLY)
-        if oldFd < 0 { return fail(111, fatal + "unable to read \(mbox.string): \(Sys.strerror(errno))") }
+        if oldFd < 0 { return fail(QmailExit.temporary, fatal + "unable to read \(mbox.string): \(Sys.strerror(errno))") }
         let newFd = BytePath.open(mboxTmp, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        if newFd < 0 { return fail(111, fatal + "unable to create \(mboxTmp.string): \(Sys.strerror(errno))") }
+        if newFd < 0 { return fail(QmailExit.temporary, fatal + "unable to create \(mboxTmp.string): \(Sys.strerror(errno))") }
         let out = ByteWriter(fd: newFd, capacity: 65536)
-        let writeError = { fail(111, fatal + "unable to write to \(mboxTmp.string): \(Sys.strerror(errno))") }
+        let writeError = { fail(QmailExit.temporary, fatal + "unable to write to \(mboxTmp.string): \(Sys.strerror(errno))") }
         do {
             try ByteReader(fd: oldFd, capacity: 65536).forEachChunk { try out.put($0) }
         } catch let e as SysError where e.op == "read" {
-            return fail(111, fatal + "unable to read \(mbox.string): \(Sys.strerror(e.errno))")
+            return fail(QmailExit.temporary, fatal + "unable to read \(mbox.string): \(Sys.strerror(e.errno))")
         } catch { return writeError() }
         for e in entries {
             let fd = BytePath.open(e.path, O_RDONLY)
-            if fd < 0 { return fail(111, fatal + "unable to read $MAILDIR/\(e.path.string): \(Sys.strerror(errno))") }
+            if fd < 0 { return fail(QmailExit.temporary, fatal + "unable to read $MAILDIR/\(e.path.string): \(Sys.strerror(errno))") }
             defer { Sys.close(fd) }
             let r = ByteReader(fd: fd, capacity: 65536)
             do {
@@ -77,14 +77,14 @@ extension Helpers {
                 if !atStart { try out.put(byte: Ascii.lf) }
                 try out.put(byte: Ascii.lf)
             } catch let err as SysError where err.op == "read" {
-                return fail(111, fatal + "unable to read $MAILDIR/\(e.path.string): \(Sys.strerror(err.errno))")
+                return fail(QmailExit.temporary, fatal + "unable to read $MAILDIR/\(e.path.string): \(Sys.strerror(err.errno))")
             } catch { return writeError() }
         }
         do { try out.flush(); try Sys.fsync(newFd) } catch { return writeError() }
         if Glibc.close(newFd) != 0 { return writeError() }
         let renamed = BytePath.with(mboxTmp) { t in BytePath.with(mbox) { Glibc.rename(t, $0) } }
         if renamed != 0 {
-            return fail(111, fatal + "unable to move \(mboxTmp.string) to \(mbox.string): \(Sys.strerror(errno))")
+            return fail(QmailExit.temporary, fatal + "unable to move \(mboxTmp.string) to \(mbox.string): \(Sys.strerror(errno))")
         }
         for e in entries {
             if BytePath.with(e.path, { Glibc.unlink($0) }) != 0 {

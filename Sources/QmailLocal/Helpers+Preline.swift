@@ -10,7 +10,7 @@ extension Helpers {
         let usage = "preline: usage: preline cmd [ arg ... ]"
         signal(SIGPIPE, SIG_IGN)
         guard let uf = environmentBytes("UFLINE"), let rp = environmentBytes("RPLINE"),
-              let dt = environmentBytes("DTLINE") else { return fail(100, usage) }
+              let dt = environmentBytes("DTLINE") else { return fail(QmailExit.permanent, usage) }
         var flags = (uf: true, rp: true, dt: true)
         var i = 1
         while i < argv.count, argv[i].count > 1, argv[i].first == Ascii.minus {
@@ -24,16 +24,16 @@ extension Helpers {
                 case UInt8(ascii: "F"): flags.uf = true
                 case UInt8(ascii: "R"): flags.rp = true
                 case UInt8(ascii: "D"): flags.dt = true
-                default: return fail(100, usage)
+                default: return fail(QmailExit.permanent, usage)
                 }
             }
         }
         let cmd = Array(argv[i...])
-        if cmd.isEmpty { return fail(100, usage) }
-        guard let pipe = try? Sys.pipeCloexec() else { return fail(111, "preline: fatal: unable to create pipe") }
+        if cmd.isEmpty { return fail(QmailExit.permanent, usage) }
+        guard let pipe = try? Sys.pipeCloexec() else { return fail(QmailExit.temporary, "preline: fatal: unable to create pipe") }
         let pid: pid_t
         do { pid = try ChildProcess.spawn(.init(cmd, fds: [.dup(pipe.read, to: 0)])) } catch {
-            return fail(errnoIsTemporary(error.errno) ? 111 : 100,
+            return fail(QmailExit.failure(temporary: errnoIsTemporary(error.errno)),
                         "preline: fatal: unable to run \(cmd[0].string): \(Sys.strerror(error.errno))")
         }
         Sys.close(pipe.read)
@@ -48,12 +48,12 @@ extension Helpers {
             let e = errno
             Sys.close(pipe.write)
             _ = ChildProcess.wait(pid)
-            return fail(111, "preline: fatal: unable to copy input: \(Sys.strerror(e))")
+            return fail(QmailExit.temporary, "preline: fatal: unable to copy input: \(Sys.strerror(e))")
         }
         Sys.close(pipe.write)
         switch ChildProcess.wait(pid) {
         case .exited(let c)?: return c
-        case .signaled?, nil: return fail(111, "preline: fatal: child crashed")
+        case .signaled?, nil: return fail(QmailExit.temporary, "preline: fatal: child crashed")
         }
     }
 }

@@ -21,10 +21,10 @@ public enum Helpers {
     /// Nil when the child crashed (reported; the caller exits 111).
     static func runChild(_ argv: [[UInt8]], prog: String) -> Int32? {
         let pid: pid_t
-        do { pid = try ChildProcess.spawn(.init(argv)) } catch { return errnoIsTemporary(error.errno) ? 111 : 100 }
+        do { pid = try ChildProcess.spawn(.init(argv)) } catch { return QmailExit.failure(temporary: errnoIsTemporary(error.errno)) }
         switch ChildProcess.wait(pid) {
         case .exited(let c)?: return c
-        case .signaled?, nil: _ = fail(111, "\(prog): fatal: child crashed"); return nil
+        case .signaled?, nil: _ = fail(QmailExit.temporary, "\(prog): fatal: child crashed"); return nil
         }
     }
 

@@ -58,8 +58,6 @@ public enum LocalDelivery {
     public static let usage = "qmail-local: usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty"
     /// conf-patrn: the mode bits that make a home or a .qmail unsafe.
     static let unsafeBits: mode_t = 0o002
-    /// Exit codes of a |program that qmail-local treats as permanent.
-    static let hardProgramCodes: Set<Int32> = [64, 65, 70, 76, 77, 78, 100, 112]
     /// Largest .qmail file read.
     static let maxDotQmail = 16 << 20
 
@@ -306,7 +304,7 @@ public enum LocalDelivery {
         }
         if code == 0 { return false }
         if code == 99 { return true }
-        Sys.exit(hardProgramCodes.contains(code) ? 100 : 111)
+        Sys.exit(QmailExit.permanentForProgram.contains(code) ? QmailExit.permanent : QmailExit.temporary)
     }
 
     /// Sends the message (with our Delivered-To line first) to `recipients`

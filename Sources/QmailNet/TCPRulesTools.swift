@@ -6,27 +6,27 @@ public enum TCPRulesTools {
     public static func tcprules(_ args: [String]) -> Int32 {
         guard args.count >= 2 else {
             Sys.warn("tcprules: usage: tcprules rules.cdb rules.tmp")
-            return 100
+            return QmailExit.permanent
         }
         let input: [UInt8]
         do {
             guard let all = try ByteReader(fd: 0, capacity: 65536).readAll(limit: 1 << 30) else {
                 Sys.warn("tcprules: fatal: unable to read input: file too big")
-                return 111
+                return QmailExit.temporary
             }
             input = all
         } catch {
             Sys.warn("tcprules: fatal: unable to read input: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         do {
             try RulesCompiler.compile(input, cdbPath: args[0], tmpPath: args[1])
         } catch let e as RulesError {
             Sys.warn("tcprules: fatal: \(e)")
-            return 100
+            return QmailExit.permanent
         } catch {
             Sys.warn("tcprules: fatal: unable to write \(args[0]): \(error)")
-            return 111
+            return QmailExit.temporary
         }
         return 0
     }
@@ -34,7 +34,7 @@ public enum TCPRulesTools {
     public static func tcprulescheck(_ args: [String]) -> Int32 {
         guard let path = args.first else {
             Sys.warn("tcprulescheck: usage: tcprulescheck rules.cdb")
-            return 100
+            return QmailExit.permanent
         }
         let ip = Array((Sys.getenv("TCPREMOTEIP") ?? "0.0.0.0").utf8)
         let host = Sys.getenv("TCPREMOTEHOST").map { Array($0.utf8) }
@@ -42,7 +42,7 @@ public enum TCPRulesTools {
         do {
             guard let cdb = try CdbReader.open(path) else {
                 Sys.warn("tcprulescheck: fatal: unable to read \(path): file does not exist")
-                return 111
+                return QmailExit.temporary
             }
             var out = ""
             var found = false
@@ -59,7 +59,7 @@ public enum TCPRulesTools {
             try Sys.writeAll(1, out)
         } catch {
             Sys.warn("tcprulescheck: fatal: unable to read \(path): \(error)")
-            return 111
+            return QmailExit.temporary
         }
         return 0
     }

@@ -109,7 +109,7 @@ public enum TCPServer {
     public static func main(_ args: [String]) -> Int32 {
         guard let o = TCPServerOptions.parse(args) else {
             Sys.warn(TCPServerOptions.usage)
-            return 100
+            return QmailExit.permanent
         }
         let listener = bindListener(o)
         if o.uid != nil || o.gid != nil {
@@ -234,7 +234,7 @@ public enum TCPServer {
     /// The child for one connection: environment, rules, log line, exec.
     static func connection(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> Int32 {
         let drop = "tcpserver: warning: dropping connection, "
-        guard let remote else { return 111 }
+        guard let remote else { return QmailExit.temporary }
         let remoteIP = remote.ip.description
         if o.verbosity >= 2 { Sys.warn("tcpserver: pid \(getpid()) from \(remoteIP)") }
         var one: Int32 = 1
@@ -243,7 +243,7 @@ public enum TCPServer {
         var st = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(t, $0, &len) } }
-        guard let local = SocketAddress(storage: st) else { Sys.warn(drop + "unable to get local address"); return 111 }
+        guard let local = SocketAddress(storage: st) else { Sys.warn(drop + "unable to get local address"); return QmailExit.temporary }
         let localIP = local.ip.description
 
         let localHost = o.localName ?? NameLookup.name(of: local.ip)
@@ -274,22 +274,22 @@ public enum TCPServer {
                     }
                 } else if !o.allowNoRules {
                     Sys.warn(drop + "unable to read \(path): file does not exist")
-                    return 111
+                    return QmailExit.temporary
                 }
             } catch {
                 Sys.warn(drop + "unable to read \(path): \(error)")
-                return 111
+                return QmailExit.temporary
             }
         }
         if o.verbosity >= 2 {
             Sys.warn("tcpserver: \(deny ? "deny" : "ok") \(getpid()) \(localHost ?? ""):\(localIP):\(local.port) \(remoteHost ?? ""):\(remoteIP):\(remoteInfo ?? ""):\(remote.port)")
         }
-        if deny { return 100 }
+        if deny { return QmailExit.permanent }
         // The connection's own number closes at exec; it lives on as 0 and 1.
         _ = fcntl(t, F_SETFD, FD_CLOEXEC)
         let e = ChildProcess.exec(.init(o.program, fds: [.dup(t, to: 0), .dup(t, to: 1)]))
         Sys.warn(drop + "\(e)")
-        return 111
+        return QmailExit.temporary
     }
 
     static func setOrUnset(_ name: String, _ value: String?) {

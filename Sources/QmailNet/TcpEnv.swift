@@ -5,12 +5,24 @@ import Glibc
 #endif
 import QmailCore
 
-/// Replaces this process with argv (the server tcp-env or rblsmtpd runs);
-/// on failure says why and exits 111.
-func execServer(_ argv: [String]) -> Never {
-    let e = ChildProcess.exec(.init(argv))
-    Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: \(e)")
-    Sys.exit(111)
+/// How tcp-env and rblsmtpd end: by running the server in their place, or
+/// with an exit code. Their main does it, so the library never exits.
+public enum Handoff: Equatable {
+    case exec([String])
+    case exit(Int32)
+
+    /// Replaces this process with the server; returns only the exit code:
+    /// the one given, or 111 (after saying why) when the exec failed.
+    public func perform() -> Int32 {
+        switch self {
+        case .exit(let code):
+            return code
+        case .exec(let argv):
+            let e = ChildProcess.exec(.init(argv))
+            Sys.warn("\(CommandLine.arguments.first.map(FileIO.baseName) ?? "exec"): fatal: \(e)")
+            return QmailExit.temporary
+        }
+    }
 }
 
 public enum TcpEnv {
@@ -18,7 +30,7 @@ public enum TcpEnv {
     /// TCPLOCALPORT, TCPLOCALHOST, TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST
     /// and (unless -R) TCPREMOTEINFO from descriptor 0, then runs program.
     /// When descriptor 0 is not a TCP socket the environment is left alone.
-    public static func main(_ args: [String]) -> Never {
+    public static func main(_ args: [String]) -> Handoff {
         var ident = true
         var timeout = 30
         var i = 1
@@ -31,14 +43,14 @@ public enum TcpEnv {
                 case "R": ident = false
                 case "t":
                     i += 1
-                    guard i < args.count, let t = Int(args[i]) else { usage() }
+                    guard i < args.count, let t = Int(args[i]) else { return usage() }
                     timeout = t
-                default: usage()
+                default: return usage()
                 }
             }
             i += 1
         }
-        guard i < args.count else { usage() }
+        guard i < args.count else { return usage() }
         var local = sockaddr_storage(), remote = sockaddr_storage()
         var llen = socklen_t(MemoryLayout<sockaddr_storage>.size), rlen = llen
         let ok = withUnsafeMutablePointer(to: &local) { lp in
@@ -69,12 +81,12 @@ public enum TcpEnv {
                 }
             }
         }
-        execServer(Array(args[i...]))
+        return .exec(Array(args[i...]))
     }
 
-    static func usage() -> Never {
+    static func usage() -> Handoff {
         Sys.warn("tcp-env: usage: tcp-env [ -rR ] [ -t timeout ] program")
-        Sys.exit(100)
+        return .exit(QmailExit.permanent)
     }
 
     static func addr(_ ss: inout sockaddr_storage) -> (IPAddress?, Int?) {
@@ -109,16 +121,15 @@ extension String {
 /// rblsmtpd: blocks clients listed in DNS blocklists by speaking just enough
 /// SMTP to refuse their mail (ucspi-tcp's behaviour), else runs the server.
 public enum RBLSMTPD {
-    public static func main(_ args: [String]) -> Never {
+    public static func main(_ args: [String]) -> Handoff {
         var permanent = false
         var blockOnSoftFailure = false
         var timeout = 60
         var lists: [(base: String, allow: Bool)] = []
         var i = 1
-        func need() -> String {
+        func need() -> String? {
             i += 1
-            guard i < args.count else { usage() }
-            return args[i]
+            return i < args.count ? args[i] : nil
         }
         while i < args.count, args[i].hasPrefix("-") {
             let a = args[i]
@@ -128,23 +139,24 @@ public enum RBLSMTPD {
             case "-B": permanent = false
             case "-c": blockOnSoftFailure = true
             case "-C": blockOnSoftFailure = false
-            case "-t": guard let t = Int(need()) else { usage() }; timeout = t
-            case "-r": lists.append((need(), false))
-            case "-a": lists.append((need(), true))
+            case "-t": guard let t = need().flatMap({ Int($0) }) else { return usage() }; timeout = t
+            case "-r", "-a":
+                guard let base = need() else { return usage() }
+                lists.append((base, a == "-a"))
             default:
                 if a.hasPrefix("-r") { lists.append((String(a.dropFirst(2)), false)) }
                 else if a.hasPrefix("-a") { lists.append((String(a.dropFirst(2)), true)) }
                 else if a.hasPrefix("-t"), let t = Int(a.dropFirst(2)) { timeout = t }
-                else { usage() }
+                else { return usage() }
             }
             i += 1
         }
-        guard i < args.count else { usage() }
+        guard i < args.count else { return usage() }
         let program = Array(args[i...])
         let ipText = Sys.getenv("TCPREMOTEIP") ?? ""
         var message: String? = nil
         if let env = Sys.getenv("RBLSMTPD") {
-            if env.isEmpty { execServer(program) }
+            if env.isEmpty { return .exec(program) }
             if env.hasPrefix("-") { permanent = true; message = String(env.dropFirst()) } else { message = env }
         } else if let ip = IPAddress(ipText)?.unmapped {
             let dns = DNSResolver.system()
@@ -178,19 +190,20 @@ public enum RBLSMTPD {
                 }
             }
         }
-        guard let text = message else { execServer(program) }
+        guard let text = message else { return .exec(program) }
         let code = permanent ? "553" : "451"
         Sys.warn("rblsmtpd: \(ipText) pid \(getpid()): \(code) \(text)")
-        refuse(code: code, text: text, timeout: timeout)
+        return .exit(refuse(code: code, text: text, timeout: timeout))
     }
 
-    static func usage() -> Never {
+    static func usage() -> Handoff {
         Sys.warn("rblsmtpd: usage: rblsmtpd [ -b ] [ -R ] [ -t timeout ] [ -r base ] [ -a base ] smtpd [ arg ... ]")
-        Sys.exit(100)
+        return .exit(QmailExit.permanent)
     }
 
-    /// The blocked client's session: greet, accept HELO, refuse mail, hang up on QUIT.
-    static func refuse(code: String, text: String, timeout: Int) -> Never {
+    /// The blocked client's session: greet, accept HELO, refuse mail, hang
+    /// up on QUIT; returns the exit code, 0.
+    static func refuse(code: String, text: String, timeout: Int) -> Int32 {
         let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: timeout, capacity: 4096)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.filter { $0 != "\r" } }
         var reply = ""
@@ -203,12 +216,12 @@ public enum RBLSMTPD {
             commands += 1
             let verb = String(decoding: line.prefix(while: { $0 != Ascii.space }).map(Ascii.lower), as: UTF8.self)
             switch verb {
-            case "quit": ch.put("221 rblsmtpd.local\r\n"); try? ch.flush(); Sys.exit(0)
+            case "quit": ch.put("221 rblsmtpd.local\r\n"); try? ch.flush(); return 0
             case "helo", "ehlo", "rset", "noop": ch.put("250 rblsmtpd.local\r\n")
             default: ch.put(reply)
             }
         }
         try? ch.flush()
-        Sys.exit(0)
+        return 0
     }
 }

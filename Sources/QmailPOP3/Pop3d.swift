@@ -16,12 +16,11 @@ public final class Pop3dSession {
         self.out = out
     }
 
-    func ok(_ s: String = "") { out.put("+OK \(s)\r\n") }
-    func err(_ s: String) { out.put("-ERR \(s)\r\n") }
+    func send(_ reply: String) { out.put(reply) }
 
     /// Handles one command line; returns false when the session is over.
     public func handle(_ line: [UInt8]) -> Bool {
-        if line.contains(0) { err("syntax error"); return true }
+        if line.contains(0) { send(POP3Reply.syntaxError); return true }
         let c = POP3Command(line)
         switch c.verb.string {
         case "quit": return quit()
@@ -32,25 +31,25 @@ public final class Pop3dSession {
             if let i = msgno(c.arg) {
                 messages[i].deleted = true
                 if i + 1 > last { last = i + 1 }
-                ok()
+                send(POP3Reply.ok)
             }
         case "retr", "top": top(c.arg)
         case "rset":
             for i in messages.indices { messages[i].deleted = false }
             last = 0
-            ok()
-        case "last": ok("\(last)")
-        case "noop": ok()
+            send(POP3Reply.ok)
+        case "last": send(POP3Reply.ok("\(last)"))
+        case "noop": send(POP3Reply.ok)
         case "capa":
-            out.put("+OK capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nIMPLEMENTATION swift-qmail\r\n.\r\n")
-        default: err("unimplemented")
+            send(POP3Reply.pop3dCapabilities)
+        default: send(POP3Reply.unimplemented)
         }
         return true
     }
 
     func quit() -> Bool {
         let r = MaildirBox.commit(messages)
-        if r.failed > 0 { err("unable to unlink all deleted messages") } else { ok() }
+        if r.failed > 0 { send(POP3Reply.unlinkFailed) } else { send(POP3Reply.ok) }
         return false
     }
 
@@ -58,7 +57,7 @@ public final class Pop3dSession {
         var n = 0
         var total = 0
         for m in messages where !m.deleted { n += 1; total += m.size }
-        ok("\(n) \(total)")
+        send(POP3Reply.ok("\(n) \(total)"))
     }
 
     /// qmail's msgno: leading digits, counted from 1, not deleted.
@@ -70,10 +69,10 @@ public final class Pop3dSession {
             if v < Int.max / 100 { v = v * 10 + Int(c - 48) }
             digits += 1
         }
-        if digits == 0 { err("syntax error"); return nil }
-        if v == 0 { err("messages are counted from 1"); return nil }
-        if v > messages.count { err("not that many messages"); return nil }
-        if messages[v - 1].deleted { err("already deleted"); return nil }
+        if digits == 0 { send(POP3Reply.syntaxError); return nil }
+        if v == 0 { send(POP3Reply.countedFromOne); return nil }
+        if v > messages.count { send(POP3Reply.notThatMany); return nil }
+        if messages[v - 1].deleted { send(POP3Reply.alreadyDeleted); return nil }
         return v - 1
     }
 
@@ -86,13 +85,13 @@ public final class Pop3dSession {
         }
         if !arg.isEmpty {
             guard let i = msgno(arg) else { return }
-            out.put("+OK ")
+            out.put(POP3Reply.okPrefix)
             line(i)
             return
         }
-        ok()
+        send(POP3Reply.ok)
         for i in messages.indices where !messages[i].deleted { line(i) }
-        out.put(".\r\n")
+        out.put(POP3Reply.end)
     }
 
     /// RETR n, or TOP n lines: the message with CRLF line ends and leading
@@ -108,9 +107,9 @@ public final class Pop3dSession {
             messages[i].path = moved
             fd = Glibc.open(moved.string, O_RDONLY | O_CLOEXEC)
         }
-        if fd < 0 { err("unable to open that message"); return }
+        if fd < 0 { send(POP3Reply.openFailed); return }
         defer { close(fd) }
-        ok()
+        send(POP3Reply.ok)
         var blaster = Blaster(out: out, bodyLines: limit)
         let chunk = 65536
         var buf = [UInt8](repeating: 0, count: chunk)
@@ -182,7 +181,7 @@ struct Blaster {
         if !atLineStart && !done {
             if lastWasCR { out.buffer.append(Ascii.lf) } else { out.buffer.append(contentsOf: [Ascii.cr, Ascii.lf]) }
         }
-        out.put(".\r\n")
+        out.put(POP3Reply.end)
     }
 }
 
@@ -203,19 +202,19 @@ public enum Pop3dServer {
         POP3Timeout.install(exitCode: 0)
         let out = ReplyWriter(fd: 1)
         guard let dir = args.first, !dir.isEmpty, chdir(dir) == 0 else {
-            out.put("-ERR this user has no $HOME/Maildir\r\n")
+            out.put(POP3Reply.noMaildir)
             out.flush()
             return 0
         }
         MaildirBox.cleanTmp()
         let messages: [MaildirMessage]
         do { messages = try MaildirBox.scan() } catch {
-            out.put("-ERR unable to scan $HOME/Maildir\r\n")
+            out.put(POP3Reply.scanFailed)
             out.flush()
             return 0
         }
         let session = Pop3dSession(messages: messages, out: out)
-        out.put("+OK \r\n")
+        out.put(POP3Reply.ok)
         let input = CommandReader(fd: 0, exact: false)
         while true {
             // Pipelined commands: answer all that have arrived, then write once.
@@ -224,7 +223,7 @@ public enum Pop3dServer {
             case .eof:
                 return 0  // dropped connection: nothing is deleted
             case .tooLong:
-                out.put("-ERR line too long\r\n")
+                out.put(POP3Reply.lineTooLong)
             case .line(let l):
                 if !session.handle(l) {
                     out.flush()

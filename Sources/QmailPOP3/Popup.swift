@@ -44,13 +44,11 @@ public final class PopupSession {
 
     /// The timestamp announces APOP (RFC 1939), so it is left out while
     /// APOP is refused.
-    public var greeting: [UInt8] { Array("+OK ".utf8) + (plaintextAllowed ? config.timestamp : []) + [13, 10] }
+    public var greeting: [UInt8] { POP3Reply.greeting(plaintextAllowed ? config.timestamp : []) }
 
-    static func ok(_ s: String = "") -> PopupAction { .reply(Array("+OK \(s)\r\n".utf8)) }
-    static func err(_ s: String) -> PopupAction { .reply(Array("-ERR \(s)\r\n".utf8)) }
+    static func send(_ reply: String) -> PopupAction { .reply(Array(reply.utf8)) }
 
     var plaintextAllowed: Bool { !config.plaintextNeedsTLS || config.tlsActive }
-    static let needTLS = "[AUTH] plaintext login refused before STLS"
 
     /// After a successful TLS handshake: forget everything said before (RFC 2595).
     public func tlsStarted() {
@@ -61,7 +59,7 @@ public final class PopupSession {
 
     public func tooLong() -> [PopupAction] {
         awaitingAuthPlain = false
-        return [PopupSession.err("line too long")]
+        return [PopupSession.send(POP3Reply.lineTooLong)]
     }
 
     public func handle(_ line: [UInt8]) -> [PopupAction] {
@@ -69,63 +67,60 @@ public final class PopupSession {
             awaitingAuthPlain = false
             return authPlain(line)
         }
-        if line.contains(0) { return [PopupSession.err("syntax error")] }
+        if line.contains(0) { return [PopupSession.send(POP3Reply.syntaxError)] }
         let c = POP3Command(line)
         switch c.verb.string {
         case "user":
-            if !plaintextAllowed { return [PopupSession.err(PopupSession.needTLS)] }
-            if c.arg.isEmpty { return [PopupSession.err("syntax error")] }
+            if !plaintextAllowed { return [PopupSession.send(POP3Reply.plaintextNeedsTLS)] }
+            if c.arg.isEmpty { return [PopupSession.send(POP3Reply.syntaxError)] }
             user = c.arg
-            return [PopupSession.ok()]
+            return [PopupSession.send(POP3Reply.ok)]
         case "pass":
-            if !plaintextAllowed { return [PopupSession.err(PopupSession.needTLS)] }
-            guard let u = user else { return [PopupSession.err("USER first")] }
-            if c.arg.isEmpty { return [PopupSession.err("syntax error")] }
+            if !plaintextAllowed { return [PopupSession.send(POP3Reply.plaintextNeedsTLS)] }
+            guard let u = user else { return [PopupSession.send(POP3Reply.userFirst)] }
+            if c.arg.isEmpty { return [PopupSession.send(POP3Reply.syntaxError)] }
             return [.login(user: u, password: c.arg)]
         case "apop":
             // checkpassword cannot tell an APOP digest from a password (it
             // gets both the same way), so APOP is a plaintext login too.
-            if !plaintextAllowed { return [PopupSession.err(PopupSession.needTLS)] }
-            guard let sp = c.arg.firstIndex(of: Ascii.space), sp > 0 else { return [PopupSession.err("syntax error")] }
+            if !plaintextAllowed { return [PopupSession.send(POP3Reply.plaintextNeedsTLS)] }
+            guard let sp = c.arg.firstIndex(of: Ascii.space), sp > 0 else { return [PopupSession.send(POP3Reply.syntaxError)] }
             return [.login(user: Array(c.arg[0..<sp]), password: Array(c.arg[(sp + 1)...]))]
         case "auth":
             return auth(c.arg)
         case "stls":
-            if config.tlsActive { return [PopupSession.err("already using TLS")] }
-            if !config.tlsAvailable { return [PopupSession.err("STLS not available")] }
-            return [PopupSession.ok("begin TLS negotiation"), .startTLS]
+            if config.tlsActive { return [PopupSession.send(POP3Reply.alreadyTLS)] }
+            if !config.tlsAvailable { return [PopupSession.send(POP3Reply.noSTLS)] }
+            return [PopupSession.send(POP3Reply.beginTLS), .startTLS]
         case "capa":
             return [.reply(capabilities())]
         case "quit":
-            return [PopupSession.ok(), .quit]
+            return [PopupSession.send(POP3Reply.ok), .quit]
         case "noop":
-            return [PopupSession.ok()]
+            return [PopupSession.send(POP3Reply.ok)]
         default:
-            return [PopupSession.err("authorization first")]
+            return [PopupSession.send(POP3Reply.authorizationFirst)]
         }
     }
 
     public func capabilities() -> [UInt8] {
-        var s = "+OK capability list follows\r\nTOP\r\nUIDL\r\n"
-        if plaintextAllowed { s += "USER\r\nSASL PLAIN\r\n" }
-        if config.tlsAvailable && !config.tlsActive { s += "STLS\r\n" }
-        s += "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION swift-qmail\r\n.\r\n"
-        return Array(s.utf8)
+        Array(POP3Reply.popupCapabilities(plaintext: plaintextAllowed,
+                                          stls: config.tlsAvailable && !config.tlsActive).utf8)
     }
 
     func auth(_ arg: [UInt8]) -> [PopupAction] {
         if arg.isEmpty {
             // The mechanism list, as RFC 1734 clients ask for it.
-            return [.reply(Array((plaintextAllowed ? "+OK \r\nPLAIN\r\n.\r\n" : "+OK \r\n.\r\n").utf8))]
+            return [PopupSession.send(POP3Reply.authMechanisms(plain: plaintextAllowed))]
         }
         let parts = arg.split(separator: Ascii.space, maxSplits: 1, omittingEmptySubsequences: true)
         guard Array(parts[0]).caseInsensitiveEquals(Array("PLAIN".utf8)) else {
-            return [PopupSession.err("unrecognized authentication type")]
+            return [PopupSession.send(POP3Reply.authUnknownType)]
         }
-        if !plaintextAllowed { return [PopupSession.err(PopupSession.needTLS)] }
+        if !plaintextAllowed { return [PopupSession.send(POP3Reply.plaintextNeedsTLS)] }
         if parts.count == 1 {
             awaitingAuthPlain = true
-            return [.reply(Array("+ \r\n".utf8))]
+            return [PopupSession.send(POP3Reply.authContinue)]
         }
         return authPlain(Array(parts[1]))
     }
@@ -133,13 +128,13 @@ public final class PopupSession {
     /// RFC 4616: authzid NUL authcid NUL passwd, base64; "*" cancels;
     /// "=" is an empty initial response.
     func authPlain(_ b64: [UInt8]) -> [PopupAction] {
-        if b64 == [UInt8(ascii: "*")] { return [PopupSession.err("AUTH cancelled")] }
+        if b64 == [UInt8(ascii: "*")] { return [PopupSession.send(POP3Reply.authCancelled)] }
         guard let raw = Base64.decode(b64 == [Ascii.equals] ? [] : b64) else {
-            return [PopupSession.err("malformed AUTH input")]
+            return [PopupSession.send(POP3Reply.authMalformed)]
         }
         switch SASLPlain.parse(raw) {
-        case .malformed: return [PopupSession.err("malformed AUTH input")]
-        case .otherIdentity: return [PopupSession.err("[AUTH] authorization identity not permitted")]
+        case .malformed: return [PopupSession.send(POP3Reply.authMalformed)]
+        case .otherIdentity: return [PopupSession.send(POP3Reply.authOtherIdentity)]
         case .login(let user, let password): return [.login(user: user, password: password)]
         }
     }

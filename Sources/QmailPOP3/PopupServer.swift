@@ -18,7 +18,7 @@ public enum PopupServer {
         if fcntl(2, F_GETFD) < 0 && open("/dev/null", O_WRONLY) != 2 { return 1 }
         let out = ReplyWriter(fd: 1)
         guard args.count >= 2, !args[0].isEmpty else {
-            out.put("-ERR usage: popup hostname subprogram\r\n")
+            out.put(POP3Reply.usage)
             out.flush()
             return 1
         }
@@ -57,7 +57,7 @@ public enum PopupServer {
                         ctx = nil
                     }
                     guard let ctx else {
-                        out.buffer = Array("-ERR [SYS/TEMP] TLS not available\r\n".utf8)
+                        out.buffer = Array(POP3Reply.tlsUnavailable.utf8)
                         out.flush()
                         continue
                     }
@@ -78,14 +78,14 @@ public enum PopupServer {
                     limiter.settle(verdict.checkResult, user: user)
                     switch verdict {
                     case .limited:
-                        out.put("-ERR [SYS/TEMP] too many failed logins, try again later\r\n")
+                        out.put(POP3Reply.loginLimited)
                     case .crashed:
-                        out.put("-ERR aack, child crashed\r\n")
+                        out.put(POP3Reply.childCrashed)
                     case .temporary:
-                        out.put("-ERR [SYS/TEMP] temporary failure, try again later\r\n")
+                        out.put(POP3Reply.loginTemporary)
                     case .rejected:
                         sleep(failDelay)
-                        out.put("-ERR [AUTH] authorization failed\r\n")
+                        out.put(POP3Reply.loginFailed)
                     case .done:
                         break
                     }
@@ -129,7 +129,7 @@ public enum PopupServer {
         case .lost: return .temporary
         case .ended(.signaled): return .crashed
         case .ended(.exited(0)): return .done
-        case .ended(.exited(111)): return .temporary
+        case .ended(.exited(QmailExit.temporary)): return .temporary
         case .ended(.exited): return .rejected
         }
     }

@@ -90,13 +90,13 @@ public enum QMQPServer {
             guard total >= 0 else { return 1 }
             let qq: QueueSink
             do { qq = try openQueue() } catch {
-                return answer("Zqq temporary problem (#4.3.0)")
+                return answer(QMTPReply.queueUnavailable)
             }
             qq.put(PeerIdentity().received("QMQP"))
             guard try ch.read(exactly: mlen, into: { qq.put(Array($0)) }), try ch.byte() == 44 else {
                 qq.fail(); _ = qq.close(); return 1
             }
-            guard total <= 64 << 20 else { qq.fail(); _ = qq.close(); return answer("Denvelope too long (#5.3.4)") }
+            guard total <= 64 << 20 else { qq.fail(); _ = qq.close(); return answer(QMTPReply.envelopeTooLong) }
             var rest: [UInt8] = []
             guard try ch.read(exactly: total, into: { rest += $0 }), try ch.byte() == 44,
                   let env = Netstring.split(rest), env.count >= 2 else {
@@ -105,12 +105,12 @@ public enum QMQPServer {
             // A NUL would end the address in qmail-queue's envelope and let
             // the rest pass as another recipient.
             guard !env.contains(where: { $0.contains(0) }) else {
-                qq.fail(); _ = qq.close(); return answer("Dsorry, an envelope address may not contain NUL (#5.1.3)")
+                qq.fail(); _ = qq.close(); return answer(QMTPReply.envelopeNUL)
             }
             qq.from(env[0])
             for r in env.dropFirst() { qq.to(r) }
-            if let f = qq.close() { return answer((f.isTemporary ? "Z" : "D") + f.description) }
-            return answer("Kok \(Sys.now()) qp \(qq.queuePid)")
+            if let f = qq.close() { return answer(QMTPReply.failure(f)) }
+            return answer(QMTPReply.accepted(at: Sys.now(), qp: qq.queuePid))
         } catch {
             return 1
         }
@@ -177,23 +177,23 @@ public enum QMTPServer {
                 let senderOK = !sender.contains(0)
                 qq?.from(senderOK ? sender : [])
                 for (i, r) in rcpts.enumerated() {
-                    if r.contains(0) { status[i] = "Dsorry, an address may not contain NUL (#5.1.3)"; continue }
+                    if r.contains(0) { status[i] = QMTPReply.addressNUL; continue }
                     if let relay { qq?.to(r + relay); accepted += 1; continue }
                     if (try? rcpthosts.acceptsWithoutRelay(r)) == true { qq?.to(r); accepted += 1 } else {
-                        status[i] = "Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+                        status[i] = QMTPReply.notInRcpthosts
                     }
                 }
                 var verdict: String
                 if let qq {
                     if tooBig || kind != 10 && kind != 13 || accepted == 0 || !senderOK { qq.fail() }
                     let f = qq.close()
-                    if tooBig { verdict = "Dsorry, that message size exceeds my databytes limit (#5.3.4)" }
-                    else if kind != 10 && kind != 13 { verdict = "Dunable to handle this kind of message (#5.6.1)" }
-                    else if !senderOK { verdict = "Dunacceptable sender (#5.1.7)" }
-                    else if let f { verdict = (f.isTemporary ? "Z" : "D") + f.description }
-                    else { verdict = "Kok \(Sys.now()) qp \(qq.queuePid)" }
+                    if tooBig { verdict = QMTPReply.tooBig }
+                    else if kind != 10 && kind != 13 { verdict = QMTPReply.unknownEncoding }
+                    else if !senderOK { verdict = QMTPReply.badSender }
+                    else if let f { verdict = QMTPReply.failure(f) }
+                    else { verdict = QMTPReply.accepted(at: Sys.now(), qp: qq.queuePid) }
                 } else {
-                    verdict = "Zqq temporary problem (#4.3.0)"
+                    verdict = QMTPReply.queueUnavailable
                 }
                 for i in 0..<rcpts.count where status[i].isEmpty || tooBig { status[i] = verdict }
                 for s in status { ch.put(Netstring.encode(Array(s.utf8))) }

@@ -127,9 +127,9 @@ extension SMTPServer {
         case .fail:
             let why = (v.explanation ?? "SPF record of the sender's domain does not allow \(ip.unmapped)")
                 .map { $0.isASCII && $0 >= " " && $0 != "\u{7f}" ? $0 : "?" }
-            return "550 sorry, \(String(why)) (#5.7.23)\r\n"
+            return SMTPReply.spfFail(String(why))
         case .temperror:
-            return "451 temporary DNS failure checking SPF (#4.7.24)\r\n"
+            return SMTPReply.spfTemporary
         default:
             return nil
         }
@@ -169,9 +169,9 @@ extension SMTPServer {
         var refusal: String? = nil
         if auth.mode == .reject {
             if dmarc.result == "fail" && dmarc.disposition == .reject {
-                refusal = "550 sorry, the DMARC policy of \(dmarc.fromDomain) rejects this message (#5.7.1)\r\n"
+                refusal = SMTPReply.dmarcReject(dmarc.fromDomain)
             } else if dmarc.result == "temperror" && (!dmarc.policyKnown || dmarc.requested == .reject) {
-                refusal = "451 temporary DNS failure checking DKIM and DMARC (#4.7.0)\r\n"
+                refusal = SMTPReply.dmarcTemporary
             }
         }
         return (fields, AuthResults.removeForged(message, authservID: policy.authservID), refusal)

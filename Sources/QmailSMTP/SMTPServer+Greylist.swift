@@ -18,7 +18,7 @@ extension SMTPServer {
             return nil
         case .wait(let seconds):
             Sys.warn("qmail-smtpd: pid \(getpid()) greylisted \(who), retry in \(seconds)s")
-            return "451 greylisted, please try again later (#4.7.1)\r\n"
+            return SMTPReply.greylisted
         case nil:
             Sys.warn("qmail-smtpd: pid \(getpid()) greylist unusable (\(Sys.strerror(errno))), passing \(who)")
             return nil

@@ -23,9 +23,9 @@ public struct SRSIntake: Sendable {
         switch SRSHelper.call(home, "reverse", address) {
         case .success: return nil
         case .failure(let f) where !f.isTemporary:
-            return "550 sorry, that SRS address is forged or has expired (#5.7.1)\r\n"
+            return SMTPReply.srsForged
         case .failure:
-            return "451 unable to verify the SRS address (#4.3.0)\r\n"
+            return SMTPReply.srsUnverified
         }
     }
 }

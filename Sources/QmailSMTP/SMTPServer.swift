@@ -57,21 +57,21 @@ public final class SMTPServer {
 
     /// Runs the session; returns the exit code.
     public func run() -> Int32 {
-        reply("220 "); reply(config.greeting); reply(" ESMTP\r\n")
+        reply(SMTPReply.greeting(config.greeting))
         do {
             while true {
                 guard let (line, overflow) = try channel.readLine(limit: config.maxLine) else {
                     try? channel.flush()
                     return 1
                 }
-                if overflow { reply("500 line too long (#5.5.2)\r\n"); continue }
+                if overflow { reply(SMTPReply.lineTooLong); continue }
                 if try !dispatch(line) {
                     try channel.flush()
                     return 0
                 }
             }
         } catch ChannelError.timeout {
-            reply("451 timeout (#4.4.2)\r\n")
+            reply(SMTPReply.timeout)
             try? channel.flush()
             return 1
         } catch {
@@ -81,20 +81,20 @@ public final class SMTPServer {
 
     /// Handles one command; false after QUIT.
     func dispatch(_ line: [UInt8]) throws -> Bool {
-        if line.contains(0) { reply("501 NUL byte in command (#5.5.2)\r\n"); return true }
+        if line.contains(0) { reply(SMTPReply.nulInCommand); return true }
         let sp = line.firstIndex(of: Ascii.space) ?? line.count
         let verb = String(decoding: line[0..<sp].map(Ascii.lower), as: UTF8.self)
         var a = sp
         while a < line.count && line[a] == Ascii.space { a += 1 }
         let arg = Array(line[a...])
         switch verb {
-        case "quit": reply("221 "); reply(config.greeting); reply("\r\n"); return false
+        case "quit": reply(SMTPReply.goodbye(config.greeting)); return false
         case "helo": doHelo(arg, extended: false)
         case "ehlo": doHelo(arg, extended: true)
-        case "rset": resetTransaction(); reply("250 flushed\r\n")
-        case "noop": reply("250 ok\r\n")
-        case "vrfy": reply("252 send some mail, i'll try my best\r\n")
-        case "help": reply("214 qmail home page: http://pobox.com/~djb/qmail.html\r\n")
+        case "rset": resetTransaction(); reply(SMTPReply.flushed)
+        case "noop": reply(SMTPReply.ok)
+        case "vrfy": reply(SMTPReply.vrfy)
+        case "help": reply(SMTPReply.help)
         case "mail": doMail(arg)
         case "rcpt": doRcpt(arg)
         case "data": return try doData()
@@ -102,7 +102,7 @@ public final class SMTPServer {
             try doAuth(arg)
             if authFailures >= config.maxAuthFailures { return false }
         case "starttls": try doStartTLS(arg)
-        default: reply("502 unimplemented (#5.5.1)\r\n")
+        default: reply(SMTPReply.unimplemented)
         }
         return true
     }
@@ -124,38 +124,38 @@ public final class SMTPServer {
         resetTransaction()
         helo = config.remoteHost.caseInsensitiveEquals(arg) ? nil : arg
         esmtp = extended
-        guard extended else { reply("250 "); reply(config.greeting); reply("\r\n"); return }
-        reply("250-"); reply(config.greeting); reply("\r\n")
-        reply("250-PIPELINING\r\n250-8BITMIME\r\n")
-        reply(config.databytes > 0 ? "250-SIZE \(config.databytes)\r\n" : "250-SIZE\r\n")
-        if tls != nil && !tlsActive { reply("250-STARTTLS\r\n") }
+        guard extended else { reply(SMTPReply.helo(config.greeting)); return }
+        reply(SMTPReply.ehloFirst(config.greeting))
+        reply(SMTPReply.ehloPipelining8BitMIME)
+        reply(SMTPReply.ehloSize(config.databytes))
+        if tls != nil && !tlsActive { reply(SMTPReply.ehloStartTLS) }
         if authOffered {
             var mechs: [String] = []
             if config.authPlainLogin { mechs += ["LOGIN", "PLAIN"] }
             if config.authCram { mechs.append("CRAM-MD5") }
             let m = mechs.joined(separator: " ")
-            reply("250-AUTH \(m)\r\n250-AUTH=\(m)\r\n")
+            reply(SMTPReply.ehloAuth(m))
         }
-        reply("250 SMTPUTF8\r\n")
+        reply(SMTPReply.ehloLast)
     }
 
     private func doMail(_ arg: [UInt8]) {
         if config.authRequired && authUser == nil {
-            reply("530 authentication required (#5.7.1)\r\n"); return
+            reply(SMTPReply.authRequired); return
         }
         // MAIL inside a transaction starts a new one, as in qmail (RFC 5321
         // 3.3), and a refused MAIL leaves none: the RCPTs and DATA that a
         // pipelining client sent after it never join the earlier message.
         resetTransaction()
-        guard let parsed = AddressParse.parse(arg) else { reply("555 syntax error (#5.5.4)\r\n"); return }
+        guard let parsed = AddressParse.parse(arg) else { reply(SMTPReply.addressSyntax); return }
         let wantsUTF8 = parsed.parameters.contains { $0.key == "SMTPUTF8" }
         if AddressParse.isEightBit(parsed.address) && !wantsUTF8 {
-            reply("553 sorry, a non-ASCII address needs SMTPUTF8 (#5.6.7)\r\n"); return
+            reply(SMTPReply.needsSMTPUTF8); return
         }
         if let size = parsed.parameter("SIZE") {
-            guard let n = Decimal.scanPrefix(size) else { reply("501 bad SIZE parameter (#5.5.4)\r\n"); return }
+            guard let n = Decimal.scanPrefix(size) else { reply(SMTPReply.badSize); return }
             if config.databytes > 0 && n > config.databytes {
-                reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n"); return
+                reply(SMTPReply.tooBig); return
             }
         }
         if let refusal = spfCheck(sender: parsed.address, helo: helo ?? config.remoteHost) {
@@ -165,18 +165,18 @@ public final class SMTPServer {
         mailFrom = parsed.address
         utf8 = wantsUTF8
         seenMail = true
-        reply("250 ok\r\n")
+        reply(SMTPReply.ok)
     }
 
     private func doRcpt(_ arg: [UInt8]) {
-        guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return }
-        guard var parsed = AddressParse.parse(arg) else { reply("555 syntax error (#5.5.4)\r\n"); return }
-        if refusedSender { reply("553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)\r\n"); return }
+        guard seenMail else { reply(SMTPReply.mailFirst); return }
+        guard var parsed = AddressParse.parse(arg) else { reply(SMTPReply.addressSyntax); return }
+        if refusedSender { reply(SMTPReply.badMailFrom); return }
         if AddressParse.isEightBit(parsed.address) && !utf8 {
-            reply("553 sorry, a non-ASCII address needs SMTPUTF8 (#5.6.7)\r\n"); return
+            reply(SMTPReply.needsSMTPUTF8); return
         }
-        if recipients.count >= config.maxRecipients { reply("452 too many recipients (#4.5.3)\r\n"); return }
-        if parsed.address.isEmpty { reply("555 syntax error (#5.5.4)\r\n"); return }
+        if recipients.count >= config.maxRecipients { reply(SMTPReply.tooManyRecipients); return }
+        if parsed.address.isEmpty { reply(SMTPReply.addressSyntax); return }
         if let at = parsed.address.lastIndex(of: Ascii.at), at + 1 < parsed.address.count, parsed.address[at + 1] == 91 {
             if config.ipme == nil { config.ipme = IPMe.addresses() }
             parsed.address = AddressParse.applyLocalIPHost(parsed.address, localIPHost: config.localIPHost, ipme: config.ipme ?? [])
@@ -196,7 +196,7 @@ public final class SMTPServer {
                 recipients.append(addr + relay)
             } else {
                 guard try config.rcptHosts.accepts(addr), try config.rcptHosts.acceptsWithoutRelay(target) else {
-                    reply("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"); return
+                    reply(SMTPReply.notInRcpthosts); return
                 }
                 if let verdict = checkRecipient(target) { reply(verdict); return }
                 if let refusal = authRecipient(target) { reply(refusal); return }
@@ -206,9 +206,9 @@ public final class SMTPServer {
                 recipients.append(addr)
             }
         } catch {
-            reply("451 unable to read controls (#4.3.0)\r\n"); return
+            reply(SMTPReply.controlsUnreadable); return
         }
-        reply("250 ok\r\n")
+        reply(SMTPReply.ok)
     }
 
     /// Asks the recipient lookup program; nil when the recipient is fine.
@@ -216,8 +216,8 @@ public final class SMTPServer {
         guard let prog = config.rcptCheck, !prog.isEmpty, !addr.isEmpty else { return nil }
         switch CheckpasswordClient.run(prog + [addr.string], fd3: nil, timeout: Double(config.rcptCheckTimeout)) {
         case .ended(.exited(0)): return nil
-        case .ended(.exited(100)): return "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
-        default: return "451 temporary problem looking up the recipient (#4.3.0)\r\n"
+        case .ended(.exited(QmailExit.permanent)): return SMTPReply.noMailbox
+        default: return SMTPReply.recipientLookupFailed
         }
     }
 
@@ -230,12 +230,12 @@ public final class SMTPServer {
     }
 
     private func doData() throws -> Bool {
-        guard seenMail else { reply("503 MAIL first (#5.5.1)\r\n"); return true }
-        guard !recipients.isEmpty else { reply("503 RCPT first (#5.5.1)\r\n"); return true }
+        guard seenMail else { reply(SMTPReply.mailFirst); return true }
+        guard !recipients.isEmpty else { reply(SMTPReply.rcptFirst); return true }
         seenMail = false
         let qq: QueueSink
         do { qq = try openQueue() } catch {
-            reply("451 qqt failure (#4.3.0)\r\n"); return true
+            reply(SMTPReply.queueUnavailable); return true
         }
         reply("354 go ahead\r\n")
         // qmail writes "SMTP"; the RFC 3848/6531 names say what else was used.
@@ -278,7 +278,7 @@ public final class SMTPServer {
             qq.fail()
             _ = qq.close()
             if ended {
-                reply("451 See http://pobox.com/~djb/docs/smtplf.html.\r\n")
+                reply(SMTPReply.bareLF)
                 try? channel.flush()
             }
             throw SessionEnded()
@@ -303,13 +303,13 @@ public final class SMTPServer {
         if let refusal {
             reply(refusal)
         } else if failure == nil && !tooManyHops && !rx.overflowed {
-            reply("250 ok \(Sys.now()) qp \(pid)\r\n")
+            reply(SMTPReply.accepted(at: Sys.now(), qp: pid))
         } else if tooManyHops {
-            reply("554 too many hops, this message is looping (#5.4.6)\r\n")
+            reply(SMTPReply.looping)
         } else if rx.overflowed {
-            reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n")
+            reply(SMTPReply.tooBig)
         } else if let f = failure {
-            reply((f.reply ?? ((f.isTemporary ? "451 " : "554 ") + f.description)) + "\r\n")
+            reply(SMTPReply.failure(f))
         }
         return true
     }
@@ -323,15 +323,15 @@ public final class SMTPServer {
     }
 
     private func doAuth(_ arg: [UInt8]) throws {
-        guard config.authHostname != nil else { reply("502 unimplemented (#5.5.1)\r\n"); return }
-        if authUser != nil { reply("503 you're already authenticated (#5.5.0)\r\n"); return }
-        if seenMail { reply("503 no auth during mail transaction (#5.5.0)\r\n"); return }
+        guard config.authHostname != nil else { reply(SMTPReply.unimplemented); return }
+        if authUser != nil { reply(SMTPReply.alreadyAuthenticated); return }
+        if seenMail { reply(SMTPReply.authInTransaction); return }
         if config.authNeedsTLS && !tlsActive {
-            reply("538 encryption required for requested authentication mechanism (#5.7.11)\r\n"); return
+            reply(SMTPReply.authNeedsTLS); return
         }
         let words = arg.split(separator: Ascii.space).map(Array.init)
         guard let mech = words.first.map({ String(decoding: $0.map(Ascii.lower), as: UTF8.self) }) else {
-            reply("501 auth type unimplemented (#5.5.1)\r\n"); return
+            reply(SMTPReply.authTypeUnknown); return
         }
         let initial = words.count > 1 ? words[1] : nil
         var user: [UInt8] = []
@@ -344,11 +344,11 @@ public final class SMTPServer {
                 reply("334 VXNlcm5hbWU6\r\n")
                 u = try readAuthLine()
             }
-            guard let ul = u, ul != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let ud = Base64.decode(ul, padding: .optional), !ud.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            guard let ul = u, ul != [42] else { reply(SMTPReply.authCancelled); return }
+            guard let ud = Base64.decode(ul, padding: .optional), !ud.isEmpty else { reply(SMTPReply.authMalformed); return }
             reply("334 UGFzc3dvcmQ6\r\n")
-            guard let pl = try readAuthLine(), pl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let pd = Base64.decode(pl, padding: .optional), !pd.isEmpty else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            guard let pl = try readAuthLine(), pl != [42] else { reply(SMTPReply.authCancelled); return }
+            guard let pd = Base64.decode(pl, padding: .optional), !pd.isEmpty else { reply(SMTPReply.authMalformed); return }
             user = ud; secret = pd
         case "plain" where config.authPlainLogin:
             var r = initial
@@ -356,27 +356,27 @@ public final class SMTPServer {
                 reply("334 \r\n")
                 r = try readAuthLine()
             }
-            guard let rl = r, rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
-            guard let d = Base64.decode(rl, padding: .optional) else { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+            guard let rl = r, rl != [42] else { reply(SMTPReply.authCancelled); return }
+            guard let d = Base64.decode(rl, padding: .optional) else { reply(SMTPReply.authMalformed); return }
             switch SASLPlain.parse(d) {
-            case .malformed: reply("501 malformed auth input (#5.5.4)\r\n"); return
+            case .malformed: reply(SMTPReply.authMalformed); return
             case .otherIdentity:
-                reply("535 authorization identity must be the login (#5.7.8)\r\n"); return
+                reply(SMTPReply.authzNotLogin); return
             case .login(let u, let p): user = u; secret = p
             }
         case "cram-md5" where config.authCram:
             let challenge = Array("<\(getpid()).\(Sys.now())@".utf8) + (config.authHostname ?? []) + [62]
             reply("334 "); reply(Base64.encode(challenge)); reply("\r\n")
-            guard let rl = try readAuthLine(), rl != [42] else { reply("501 auth exchange cancelled (#5.0.0)\r\n"); return }
+            guard let rl = try readAuthLine(), rl != [42] else { reply(SMTPReply.authCancelled); return }
             guard let d = Base64.decode(rl, padding: .optional), let sp = d.lastIndex(of: Ascii.space), sp > 0 else {
-                reply("501 malformed auth input (#5.5.4)\r\n"); return
+                reply(SMTPReply.authMalformed); return
             }
             user = Array(d[..<sp]); secret = challenge; stamp = Array(d[(sp + 1)...])
         default:
-            reply("504 auth type unimplemented (#5.5.1)\r\n"); return
+            reply(SMTPReply.authTypeUnimplemented); return
         }
         // fd 3 is NUL-separated: a NUL in any field would shift or cut the ones after it.
-        if user.contains(0) || secret.contains(0) || stamp.contains(0) { reply("501 malformed auth input (#5.5.4)\r\n"); return }
+        if user.contains(0) || secret.contains(0) || stamp.contains(0) { reply(SMTPReply.authMalformed); return }
         try channel.flush()
         let verdict = config.authHelperFd.map { AuthSeparation.ask(fd: $0, user: user, secret: secret, stamp: stamp) }
             ?? checkPassword(config.checkpassword, user, secret, stamp)
@@ -393,31 +393,31 @@ public final class SMTPServer {
                 setenv("TCPREMOTEINFO", user.string, 1)
             }
             queueSession = nil
-            reply("235 ok, go ahead (#2.0.0)\r\n")
+            reply(SMTPReply.authOK)
         case .rejected:
             authFailures += 1
             // (qmail-smtpd-auth waits before it answers, where a
             // qmail-smtpd taken over cannot skip the wait.)
             if config.authFailDelay > 0 && config.authHelperFd == nil { sleep(config.authFailDelay) }
             if authFailures >= config.maxAuthFailures {
-                reply("421 too many authentication failures, closing connection (#4.7.0)\r\n")
+                reply(SMTPReply.authTooManyFailures)
             } else {
-                reply("535 authentication failed (#5.7.8)\r\n")
+                reply(SMTPReply.authFailed)
             }
         case .temporary:
-            reply("454 temporary authentication failure (#4.3.0)\r\n")
+            reply(SMTPReply.authTemporary)
         case .limited:
-            reply("454 too many failed logins, try again later (#4.7.0)\r\n")
+            reply(SMTPReply.authLockedOut)
         }
     }
 
     // MARK: STARTTLS
 
     private func doStartTLS(_ arg: [UInt8]) throws {
-        guard let tls, !tlsActive else { reply("502 unimplemented (#5.5.1)\r\n"); return }
-        if !arg.isEmpty { reply("501 syntax error (#5.5.4)\r\n"); return }
-        guard tls.prepare() else { reply("454 TLS not available due to temporary reason (#4.3.0)\r\n"); return }
-        reply("220 ready for tls\r\n")
+        guard let tls, !tlsActive else { reply(SMTPReply.unimplemented); return }
+        if !arg.isEmpty { reply(SMTPReply.syntaxError); return }
+        guard tls.prepare() else { reply(SMTPReply.tlsUnavailable); return }
+        reply(SMTPReply.tlsReady)
         try channel.flush()
         // Anything the client sent after STARTTLS in plaintext must not be
         // taken as if it came over TLS (CVE-2011-0411 style injection).
@@ -425,7 +425,7 @@ public final class SMTPServer {
         do {
             channel.stream = try tls.start(over: channel.stream, timeout: config.timeout)
         } catch {
-            Sys.exit(1)
+            throw SessionEnded()  // a failed handshake ends the session: run() returns 1
         }
         tlsActive = true
         resetTransaction()

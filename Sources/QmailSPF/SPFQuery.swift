@@ -17,14 +17,14 @@ public enum SPFQuery {
             let a = args[i]
             guard ["-i", "-s", "-h", "-r", "-t"].contains(a), i + 1 < args.count else {
                 _ = try? Sys.writeAll(2, usage)
-                return 100
+                return QmailExit.permanent
             }
             opts[a] = args[i + 1]
             i += 2
         }
         guard let ipText = opts["-i"], let ip = IPAddress(ipText), let helo = opts["-h"] else {
             _ = try? Sys.writeAll(2, usage)
-            return 100
+            return QmailExit.permanent
         }
         let dns = DNSResolver.system()
         if let t = opts["-t"].flatMap({ Int($0) }), t > 0 { dns.timeout = t; dns.attempts = 1 }

@@ -98,7 +98,7 @@ public struct LocalSpawn: SpawnDriver {
         let failed = ChildProcess.exec(.init(program: path, argv: argv, credentials: creds))
         // A qmail-local that will not run is an installation problem, never
         // the recipient's: defer, do not bounce.
-        _exit(failed.step == .credentials ? 111 : QLX.execSoft)
+        _exit(failed.step == .credentials ? QmailExit.temporary : QLX.execSoft)
     }
 
     public func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
@@ -130,7 +130,7 @@ public struct LocalSpawn: SpawnDriver {
         default: letter = UInt8(ascii: "D")
         }
         var text = Array(output.prefix { $0 != 0 })
-        if text.isEmpty && code == 100 { text = Array("Sorry, no mailbox here by that name. (#5.1.1)\n".utf8) }
+        if text.isEmpty && code == QmailExit.permanent { text = Array("Sorry, no mailbox here by that name. (#5.1.1)\n".utf8) }
         return SpawnReport([letter] + text)
     }
 }
@@ -138,12 +138,12 @@ public struct LocalSpawn: SpawnDriver {
 public enum LocalSpawnMain {
     /// qmail-lspawn defaultdelivery
     public static func main(_ args: [[UInt8]]) -> Int32 {
-        guard args.count >= 2 else { Sys.warn("usage: qmail-lspawn defaultdelivery"); return 100 }
+        guard args.count >= 2 else { Sys.warn("usage: qmail-lspawn defaultdelivery"); return QmailExit.permanent }
         let home = QmailHome.current()
-        guard chdir(home.path) == 0 else { return 111 }
+        guard chdir(home.path) == 0 else { return QmailExit.temporary }
         let ids: QmailIds
         do { ids = try QmailIds.load(home: home) } catch {
-            Sys.warn("qmail-lspawn: fatal: \(error)"); return 111
+            Sys.warn("qmail-lspawn: fatal: \(error)"); return QmailExit.temporary
         }
         let d = LocalSpawn(home: home, defaultDelivery: args[1], ids: ids)
         return SpawnServer.main(driver: d, messageDirectory: home.queue + "/mess")

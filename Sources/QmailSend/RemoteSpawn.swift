@@ -37,7 +37,7 @@ public struct RemoteSpawn: SpawnDriver {
 
     public static func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
         guard case .exited(let code) = status else { return SpawnReport("Zqmail-remote crashed.\n") }
-        if code == 111 { return SpawnReport("ZUnable to run qmail-remote.\n") }
+        if code == QmailExit.temporary { return SpawnReport("ZUnable to run qmail-remote.\n") }
         if code != 0 { return SpawnReport("DUnable to run qmail-remote.\n") }
         if output.isEmpty { return SpawnReport("Zqmail-remote produced no output.\n") }
         let records = Records.split(output).compactMap { $0 }.filter { !$0.isEmpty }
@@ -89,7 +89,7 @@ public struct RemoteSpawn: SpawnDriver {
 public enum RemoteSpawnMain {
     public static func main() -> Int32 {
         let home = QmailHome.current()
-        guard chdir(home.path) == 0 else { return 111 }
+        guard chdir(home.path) == 0 else { return QmailExit.temporary }
         return SpawnServer.main(driver: RemoteSpawn(home: home), messageDirectory: home.queue + "/mess")
     }
 }

@@ -50,7 +50,7 @@ public enum SpawnServer {
     /// Runs the spawn loop until end of input; returns the exit code.
     public static func main(driver: SpawnDriver, messageDirectory: String) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        guard let wake = try? Sys.pipeCloexec() else { return 111 }
+        guard let wake = try? Sys.pipeCloexec() else { return QmailExit.temporary }
         _ = fcntl(wake.read, F_SETFL, O_NONBLOCK)
         _ = fcntl(wake.write, F_SETFL, O_NONBLOCK)
         spawnWakeFd = wake.write
@@ -64,7 +64,7 @@ public enum SpawnServer {
         do {
             try out.put(byte: UInt8(maxSlots))
             try out.flush()
-        } catch { return 111 }
+        } catch { return QmailExit.temporary }
 
         var children: [Child] = []
         var input: [UInt8] = []
@@ -137,7 +137,7 @@ public enum SpawnServer {
             for c in children { pfds.append(pollfd(fd: c.out, events: Int16(POLLIN), revents: 0)) }
             // The timeout is a safety net only; SIGCHLD wakes the loop.
             let r = poll(&pfds, nfds_t(pfds.count), 5000)
-            if r < 0 && errno != EINTR { return 111 }
+            if r < 0 && errno != EINTR { return QmailExit.temporary }
             var drainByte = [UInt8](repeating: 0, count: 64)
             while drainByte.withUnsafeMutableBytes({ Glibc.read(wake.read, $0.baseAddress!, 64) }) > 0 {}
             if inputOpen, pfds[1].revents != 0 {

@@ -16,12 +16,12 @@ import QmailCore
 
 public enum Start {
     public static func main(_ args: [[UInt8]]) -> Int32 {
-        guard args.count >= 2 else { Sys.warn("usage: qmail-start defaultdelivery [ logger arg ... ]"); return 100 }
+        guard args.count >= 2 else { Sys.warn("usage: qmail-start defaultdelivery [ logger arg ... ]"); return QmailExit.permanent }
         umask(0o077)
         let home = QmailHome.current()
         let ids: QmailIds
         do { ids = try QmailIds.load(home: home) } catch {
-            Sys.warn("qmail-start: fatal: \(error)"); return 111
+            Sys.warn("qmail-start: fatal: \(error)"); return QmailExit.temporary
         }
         // Keep 0, 1, 2 occupied so that pipes never land on them.
         for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) < 0 { _ = open("/dev/null", O_RDWR) }
@@ -34,7 +34,7 @@ public enum Start {
         }
         if switchIds {
             for u in ["qmails", "qmailr", "qmailq", "qmaill"] where (ids.uid(u) ?? 0) == 0 {
-                Sys.warn("qmail-start: fatal: no uid for \(u) in \(home.path)/ids"); return 111
+                Sys.warn("qmail-start: fatal: no uid for \(u) in \(home.path)/ids"); return QmailExit.temporary
             }
         }
         do {
@@ -66,7 +66,7 @@ public enum Start {
                                           credentials: creds("qmails", "qmail")))
         } catch {
             Sys.warn("qmail-start: fatal: \(error)")
-            return 111
+            return QmailExit.temporary
         }
     }
 

@@ -126,14 +126,14 @@ public enum MaildirSMTP {
 
     public static func main(_ args: [String]) -> Int32 {
         guard args.count == 5 else {
-            Sys.warn("usage: maildirsmtp dir prefix host helohost"); return 100
+            Sys.warn("usage: maildirsmtp dir prefix host helohost"); return QmailExit.permanent
         }
         let dir = args[1], prefix = Array(args[2].utf8), host = args[3], helo = args[4]
         let port = Sys.getenv("PORT").flatMap { $0.isEmpty ? nil : $0 } ?? "25"
         var files: [(String, Int)] = []
         for sub in ["new", "cur"] {
             guard let names = try? Sys.listDirectory("\(dir)/\(sub)") else {
-                Sys.warn("maildirsmtp: fatal: unable to scan \(dir)/\(sub): \(Sys.strerror(errno))"); return 111
+                Sys.warn("maildirsmtp: fatal: unable to scan \(dir)/\(sub): \(Sys.strerror(errno))"); return QmailExit.temporary
             }
             for n in names where !n.hasPrefix(".") {
                 let p = "\(dir)/\(sub)/\(n)"
@@ -150,9 +150,9 @@ public enum MaildirSMTP {
             let h = try conn.command(Array("HELO \(helo)".utf8))
             guard h.code / 100 == 2 else { throw SMTPError(message: "HELO: \(h.text)") }
         } catch let e as SMTPError {
-            Sys.warn("maildirsmtp: \(e.message)"); return 111
+            Sys.warn("maildirsmtp: \(e.message)"); return QmailExit.temporary
         } catch {
-            Sys.warn("maildirsmtp: \(error)"); return 111
+            Sys.warn("maildirsmtp: \(error)"); return QmailExit.temporary
         }
         let home = QmailHome.current()
         var counts: [Outcome: Int] = [:]
@@ -161,9 +161,9 @@ public enum MaildirSMTP {
                 let o = try deliver(conn, path: path, mtime: mtime, prefix: prefix, home: home)
                 counts[o, default: 0] += 1
             } catch let e as SMTPError {
-                Sys.warn("maildirsmtp: \(e.message); the rest stays for the next run"); return 111
+                Sys.warn("maildirsmtp: \(e.message); the rest stays for the next run"); return QmailExit.temporary
             } catch {
-                Sys.warn("maildirsmtp: \(path): \(error)"); return 111
+                Sys.warn("maildirsmtp: \(path): \(error)"); return QmailExit.temporary
             }
         }
         _ = try? conn.command(Array("QUIT".utf8))

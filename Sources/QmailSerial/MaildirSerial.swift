@@ -27,23 +27,23 @@ public enum MaildirSerial {
             if a.hasPrefix("-t") {
                 var v = String(a.dropFirst(2))
                 if v.isEmpty, let n = argv.first { v = n; argv.removeFirst() }
-                guard let n = Int(v), n >= 0 else { Sys.warn(usage); return 100 }
+                guard let n = Int(v), n >= 0 else { Sys.warn(usage); return QmailExit.permanent }
                 lifetime = n
                 continue
             }
-            Sys.warn(usage); return 100
+            Sys.warn(usage); return QmailExit.permanent
         }
-        guard argv.count >= 3 else { Sys.warn(usage); return 100 }
+        guard argv.count >= 3 else { Sys.warn(usage); return QmailExit.permanent }
         let dir = argv[0], prefix = Array(argv[1].utf8), client = Array(argv[2...])
         guard (try? Sys.chdir(dir)) != nil else {
-            Sys.warn("maildirserial: fatal: unable to switch to \(dir): \(Sys.strerror(errno))"); return 111
+            Sys.warn("maildirserial: fatal: unable to switch to \(dir): \(Sys.strerror(errno))"); return QmailExit.temporary
         }
         // messages for us, by name relative to dir
         var pending: [String: SerialMessage] = [:]
         var mtimes: [String: Int] = [:]
         for sub in ["new", "cur"] {
             guard let names = try? Sys.listDirectory(sub) else {
-                Sys.warn("maildirserial: fatal: unable to scan \(dir)/\(sub)"); return 111
+                Sys.warn("maildirserial: fatal: unable to scan \(dir)/\(sub)"); return QmailExit.temporary
             }
             for n in names where !n.hasPrefix(".") {
                 let p = "\(sub)/\(n)"
@@ -58,7 +58,7 @@ public enum MaildirSerial {
         while !pending.isEmpty {
             let names = pending.keys.sorted()
             guard let results = runClient(client, names) else {
-                Sys.warn("maildirserial: fatal: unable to run \(client[0])"); return 111
+                Sys.warn("maildirserial: fatal: unable to run \(client[0])"); return QmailExit.temporary
             }
             var progress = false
             for (name, status, text) in results {
@@ -89,7 +89,7 @@ public enum MaildirSerial {
                 stuck += 1
                 if stuck >= 2 {
                     Sys.warn("maildirserial: \(client[0]) is not making progress; \(pending.count) messages left")
-                    return 111
+                    return QmailExit.temporary
                 }
             } else {
                 stuck = 0

@@ -54,15 +54,15 @@ public enum MaildirWatch {
 
     public static func main(_ args: [String]) -> Int32 {
         guard let md = Sys.getenv("MAILDIR"), !md.isEmpty else {
-            Sys.warn("maildirwatch: fatal: MAILDIR not set"); return 111
+            Sys.warn("maildirwatch: fatal: MAILDIR not set"); return QmailExit.temporary
         }
         guard Sys.isDirectory("\(md)/new") else {
-            Sys.warn("maildirwatch: fatal: unable to read \(md)/new"); return 111
+            Sys.warn("maildirwatch: fatal: unable to read \(md)/new"); return QmailExit.temporary
         }
         let interval = UInt32(Sys.getenv("MAILDIRWATCH_INTERVAL").flatMap { UInt32($0) } ?? 30)
         while true {
             let s = clear + screen(maildir: md)
-            if (try? Sys.writeAll(1, s)) == nil { return 111 }
+            if (try? Sys.writeAll(1, s)) == nil { return QmailExit.temporary }
             sleep(max(interval, 1))
         }
     }

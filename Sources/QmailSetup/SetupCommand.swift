@@ -23,38 +23,38 @@ public enum SetupCommand {
             case "--single-user", "-s": single = true
             case "--owner":
                 i += 1
-                guard i < argv.count else { Sys.warn(usage); return 100 }
-                guard let pw = getpwnam(argv[i]) else { Sys.warn("qmail-setup: fatal: no such user: \(argv[i])"); return 100 }
+                guard i < argv.count else { Sys.warn(usage); return QmailExit.permanent }
+                guard let pw = getpwnam(argv[i]) else { Sys.warn("qmail-setup: fatal: no such user: \(argv[i])"); return QmailExit.permanent }
                 owner = (pw.pointee.pw_uid, pw.pointee.pw_gid)
                 single = true
             case "--sendmail": sendmail = true
             case "--link": link = true
             case "--aliases":
                 i += 1
-                guard i < argv.count else { Sys.warn(usage); return 100 }
+                guard i < argv.count else { Sys.warn(usage); return QmailExit.permanent }
                 aliases = argv[i]
             case "--programs":
                 i += 1
-                guard i < argv.count else { Sys.warn(usage); return 100 }
+                guard i < argv.count else { Sys.warn(usage); return QmailExit.permanent }
                 programs = argv[i]
             case "--man":
                 i += 1
-                guard i < argv.count else { Sys.warn(usage); return 100 }
+                guard i < argv.count else { Sys.warn(usage); return QmailExit.permanent }
                 man = argv[i]
             case "-h", "--help":
                 print(usage)
                 return 0
             default:
-                if a.hasPrefix("-") { Sys.warn("qmail-setup: unknown option \(a)\n\(usage)"); return 100 }
+                if a.hasPrefix("-") { Sys.warn("qmail-setup: unknown option \(a)\n\(usage)"); return QmailExit.permanent }
                 rest.append(a)
             }
             i += 1
         }
-        guard rest.count == 2 else { Sys.warn(usage); return 100 }
+        guard rest.count == 2 else { Sys.warn(usage); return QmailExit.permanent }
         var home = rest[0]
         if !home.hasPrefix("/") {
             var buf = [CChar](repeating: 0, count: 4096)
-            guard getcwd(&buf, buf.count) != nil else { Sys.warn("qmail-setup: cannot find the current directory"); return 111 }
+            guard getcwd(&buf, buf.count) != nil else { Sys.warn("qmail-setup: cannot find the current directory"); return QmailExit.temporary }
             home = String(cString: buf) + "/" + home
         }
         while home.count > 1 && home.hasSuffix("/") { home.removeLast() }
@@ -70,10 +70,10 @@ public enum SetupCommand {
             return 0
         } catch let e as SetupError {
             Sys.warn("qmail-setup: fatal: \(e)")
-            return 100
+            return QmailExit.permanent
         } catch {
             Sys.warn("qmail-setup: fatal: \(error)")
-            return 111
+            return QmailExit.temporary
         }
     }
 

@@ -174,7 +174,7 @@ public final class TLSConnection {
         alarm(0)
         relay(local: sv[0])
         Glibc.close(sv[0])
-        Sys.exit(ChildProcess.wait(pid)?.shellCode ?? 111)
+        Sys.exit(ChildProcess.wait(pid)?.shellCode ?? QmailExit.temporary)
     }
 
     func relay(local: Int32) {

@@ -8,19 +8,19 @@ public enum TLSWrap {
     public static func main(_ args: [String]) -> Int32 {
         guard !args.isEmpty else {
             Sys.warn("tlswrap: usage: tlswrap program [ arg ... ]")
-            return 100
+            return QmailExit.permanent
         }
         let control = QmailHome.current().control
         let ctx: TLSContext
         do {
             guard let c = try TLSContext.server(controlDir: control) else {
                 Sys.warn("tlswrap: fatal: no certificate: \(control)/servercert.pem does not exist")
-                return 111
+                return QmailExit.temporary
             }
             ctx = c
         } catch {
             Sys.warn("tlswrap: fatal: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         alarm(1200)  // a client that never finishes the handshake
         do {
@@ -29,10 +29,10 @@ public enum TLSWrap {
             try tls.relayStdio()
         } catch {
             Sys.warn("tlswrap: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         let e = ChildProcess.exec(.init(args))
         Sys.warn("tlswrap: fatal: \(e)")
-        return 111
+        return QmailExit.temporary
     }
 }

@@ -267,7 +267,7 @@ public enum Watchdog {
         }
         signal(SIGALRM) { _ in
             if let m = Watchdog.message { _ = write(2, m, Watchdog.count) }
-            _exit(111)
+            _exit(QmailExit.temporary)
         }
         alarm(UInt32(max(1, seconds)))
     }

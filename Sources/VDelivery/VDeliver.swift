@@ -301,11 +301,11 @@ public struct VDeliver {
                                                 fds: [.dup(fd, to: 0)])) } catch {
             throw MailFailure.temporary("\(error)")
         }
-        let code = ChildProcess.wait(pid)?.shellCode ?? 111
+        let code = ChildProcess.wait(pid)?.shellCode ?? QmailExit.temporary
         switch code {
         case 0: return false
         case 99: return true
-        case 64, 65, 70, 76, 77, 78, 100, 112:
+        case _ where QmailExit.permanentForProgram.contains(code):
             throw MailFailure.permanent("program \(command.string) refused the message (exit \(code))", "5.2.0")
         default:
             throw MailFailure.temporary("program \(command.string) failed (exit \(code))", "4.2.0")

@@ -20,7 +20,7 @@ public enum AdminError: Error, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .usage, .refused: return 1
-        case .system: return 111
+        case .system: return QmailExit.temporary
         }
     }
 

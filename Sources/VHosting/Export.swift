@@ -24,16 +24,16 @@ public enum Export {
                 text = try sql(store)
             } else {
                 Sys.warn("vexport: \(usage)")
-                return 100
+                return QmailExit.permanent
             }
         } catch {
             Sys.warn("vexport: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         let w = ByteWriter(fd: 1)
         do { try w.put(text); try w.flush() } catch {
             Sys.warn("vexport: unable to write: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         return 0
     }

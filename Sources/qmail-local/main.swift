@@ -9,7 +9,7 @@ import VDelivery
 let argv = rawArguments()
 guard let args = LocalArguments.parse(Array(argv.dropFirst())) else {
     say(2, LocalDelivery.usage + "\n")
-    Sys.exit(100)
+    Sys.exit(QmailExit.permanent)
 }
 // A hosted domain's `| HOME/bin/vdelivermail ...` line runs in this process.
 LocalDelivery.main(args, inProcess: VDeliver.inProcess)

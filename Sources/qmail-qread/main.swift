@@ -8,5 +8,5 @@ do {
     Sys.exit(0)
 } catch {
     Sys.warn("qmail-qread: fatal: unable to read the queue: \(error)")
-    Sys.exit(111)
+    Sys.exit(QmailExit.temporary)
 }

@@ -9,6 +9,6 @@ import UserDirectory
 let args = CommandLine.arguments
 guard args.count == 2 else {
     Sys.warn("qmail-rcptcheck: usage: qmail-rcptcheck address")
-    Sys.exit(111)
+    Sys.exit(QmailExit.temporary)
 }
 Sys.exit(RcptCheck.check(address: Array(args[1].utf8), backend: FileBackend(home: QmailHome.current())))

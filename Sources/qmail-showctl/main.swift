@@ -3,5 +3,5 @@ import QmailCore
 import QmailAdmin
 
 let text = ShowCtl.render(home: QmailHome.current())
-do { try Sys.writeAll(1, text) } catch { Sys.exit(111) }
+do { try Sys.writeAll(1, text) } catch { Sys.exit(QmailExit.temporary) }
 Sys.exit(0)

@@ -17,7 +17,7 @@ do {
     try Sys.chdir(home.path)
     config = try SMTPConfig.load(home: home, arguments: CommandLine.arguments)
 } catch {
-    _ = try? Sys.writeAll(1, "421 unable to read controls (#4.3.0)\r\n")
+    _ = try? Sys.writeAll(1, SMTPReply.startupControlsUnreadable)
     Sys.exit(1)
 }
 let channel = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: config.timeout)

@@ -7,6 +7,6 @@ do {
     try TcpTo(queue: home.queue).clear()
 } catch {
     Sys.warn("qmail-tcpok: fatal: unable to clear \(home.queue)/lock/tcpto: \(error)")
-    Sys.exit(111)
+    Sys.exit(QmailExit.temporary)
 }
 Sys.exit(0)

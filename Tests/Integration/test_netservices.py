@@ -181,6 +181,22 @@ def test_rblsmtpd_environment_override(qhome):
     assert p.stdout.startswith(b"220 " + qhome.fqdn.encode() + b" ESMTP")
 
 
+def test_tcp_env_and_rblsmtpd_exit_codes(qhome):
+    # Usage errors are permanent (100), a server that cannot be run is a
+    # temporary failure (111), a refused session ends with 0.
+    env = smtpd_env(qhome)
+    for argv in (["tcp-env"], ["tcp-env", "-x", "/bin/true"], ["rblsmtpd"], ["rblsmtpd", "-r"]):
+        p = subprocess.run([qhome.bin(argv[0])] + argv[1:], capture_output=True, env=env, timeout=30)
+        assert p.returncode == 100 and b"usage" in p.stderr, (argv, p)
+    for argv in (["tcp-env", "/nonexistent/server"], ["rblsmtpd", "/nonexistent/server"]):
+        p = subprocess.run([qhome.bin(argv[0])] + argv[1:], capture_output=True, env=dict(env, RBLSMTPD=""),
+                           timeout=30)
+        assert p.returncode == 111 and b"fatal" in p.stderr, (argv, p)
+    p = subprocess.run([qhome.bin("rblsmtpd"), "/nonexistent/server"], input=b"QUIT\r\n", capture_output=True,
+                       env=dict(env, RBLSMTPD="blocked"), timeout=30)
+    assert p.returncode == 0 and p.stdout.endswith(b"221 rblsmtpd.local\r\n"), p
+
+
 def test_rblsmtpd_dns_listing(qhome, tmp_path):
     import random
     import shutil
