@@ -166,6 +166,19 @@ SMUGGLED = (b"MAIL FROM:<evil@spoofed.example>\r\nRCPT TO:<victim@next.test>\r\n
             b"From: boss@spoofed.example\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
 
 
+def checkpassword(tmp_path):
+    """A checkpassword for SMTP AUTH tests: joe/secret runs the next
+    program, user "down" is a temporary failure (111), the rest fail."""
+    p = tmp_path / "checkpw"
+    p.write_text('#!/usr/bin/python3\nimport os, sys\nd = os.read(3, 1024).split(b"\\0")\n'
+                 'u, pw = d[0], d[1]\n'
+                 'if u == b"down": sys.exit(111)\n'
+                 'if (u, pw) == (b"joe", b"secret"): os.execv(sys.argv[1], sys.argv[1:])\n'
+                 'sys.exit(1)\n')
+    p.chmod(0o755)
+    return p
+
+
 def semantic(message: bytes) -> bytes:
     """What a message stored in the queue means once sent by SMTP: CRLF is a
     line end like LF; a CR or NUL outside CRLF cannot cross SMTP safely and

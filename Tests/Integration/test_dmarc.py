@@ -14,7 +14,7 @@ import time
 import pytest
 
 import spf_dns
-from smtp_helpers import TcpServer, queued, replies, session
+from smtp_helpers import TcpServer, checkpassword, queued, replies, session
 
 HERE = pathlib.Path(__file__).resolve().parent
 DEBIAN_PY = "/usr/bin/python3"
@@ -382,11 +382,7 @@ def test_authenticated_and_relay_clients_are_not_checked(site, tmp_path):
     r, mess = deliver(home, ip, message(frm="a@fail.test"), mailfrom="a@fail.test", rcpts=("bob@strict.ours",),
                       RELAYCLIENT="")
     assert r[-2].startswith("250 ok") and not auth_results(mess) and b"Received-SPF" not in mess
-    cp = tmp_path / "checkpw"
-    cp.write_text('#!/usr/bin/python3\nimport os, sys\nd = os.read(3, 1024).split(b"\\0")\n'
-                  'if (d[0], d[1]) == (b"joe", b"secret"): os.execv(sys.argv[1], sys.argv[1:])\n'
-                  'sys.exit(1)\n')
-    cp.chmod(0o755)
+    cp = checkpassword(tmp_path)
     login = b"AUTH PLAIN " + base64.b64encode(b"\0joe\0secret") + b"\r\n"
     before = len(queued(home))
     _, out = session(home, b"EHLO c\r\n" + login + b"MAIL FROM:<a@fail.test>\r\nRCPT TO:<bob@strict.ours>\r\n"

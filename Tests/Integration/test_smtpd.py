@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from smtp_helpers import EOD_VARIANTS, SMUGGLED, TcpServer, free_port, queued, replies, session, smtpd_env
+from smtp_helpers import EOD_VARIANTS, SMUGGLED, TcpServer, checkpassword, free_port, queued, replies, session, smtpd_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -426,17 +426,6 @@ def test_rcptcheck_environment_and_missing_program_is_temporary(home, tmp_path):
 
 
 # --- AUTH -------------------------------------------------------------------
-
-def checkpassword(tmp_path):
-    p = tmp_path / "checkpw"
-    p.write_text('#!/usr/bin/python3\nimport os, sys\nd = os.read(3, 1024).split(b"\\0")\n'
-                 'u, pw = d[0], d[1]\n'
-                 'if u == b"down": sys.exit(111)\n'
-                 'if (u, pw) == (b"joe", b"secret"): os.execv(sys.argv[1], sys.argv[1:])\n'
-                 'sys.exit(1)\n')
-    p.chmod(0o755)
-    return p
-
 
 def b64(s: bytes) -> bytes:
     import base64

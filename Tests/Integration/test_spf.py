@@ -167,13 +167,9 @@ def test_relayclient_and_default_are_not_checked(intake):
 
 def test_authenticated_sessions_are_not_checked(intake, tmp_path):
     import base64
-    from smtp_helpers import queued, replies, session
+    from smtp_helpers import checkpassword, queued, replies, session
     home, ip = intake
-    cp = tmp_path / "checkpw"
-    cp.write_text('#!/usr/bin/python3\nimport os, sys\nd = os.read(3, 1024).split(b"\\0")\n'
-                  'if (d[0], d[1]) == (b"joe", b"secret"): os.execv(sys.argv[1], sys.argv[1:])\n'
-                  'sys.exit(1)\n')
-    cp.chmod(0o755)
+    cp = checkpassword(tmp_path)
     login = b"AUTH PLAIN " + base64.b64encode(b"\0joe\0secret") + b"\r\n"
     _, out = session(home, b"EHLO c\r\n" + login + b"MAIL FROM:<a@fail.test>\r\nRCPT TO:<x@far.example>\r\n"
                      b"DATA\r\n\r\n.\r\n", args=["mx", str(cp), "/bin/true"], DNSCACHEIP=ip, SPF="reject")
