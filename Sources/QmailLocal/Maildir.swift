@@ -88,7 +88,10 @@ public enum Maildir {
         if linked != 0 { throw fail() }
         BytePath.with(tmp) { _ = unlink($0) }
         // qmail relies on the file system to keep the new link; we also
-        // fsync new/ so a crash right after success cannot lose it.
+        // fsync new/ so a crash right after success cannot lose it. Its
+        // error is ignored on purpose: the message is in new/ already, and
+        // some file systems refuse fsync on a directory (EINVAL), where a
+        // failure report would deliver it again at every retry.
         let dfd = BytePath.open(base + Array("new".utf8), O_RDONLY | O_DIRECTORY)
         if dfd >= 0 { _ = Glibc.fsync(dfd); Sys.close(dfd) }
     }
