@@ -151,7 +151,7 @@ public struct Qualifier: Sendable {
                              defaultDomain: try c.line("defaultdomain") ?? me,
                              plusDomain: try c.line("plusdomain") ?? me)
         } catch {
-            throw ForwardFatal(111, "unable to read controls: \(error)")
+            throw ForwardFatal.temporary("unable to read controls: \(error)")
         }
     }
 

@@ -10,7 +10,7 @@ extension CdbReader {
     /// there is none. `key` must not point into `out`.
     func find(_ key: UnsafeBufferPointer<UInt8>, into out: inout ByteArena) throws -> Span? {
         guard let (pos, len) = try locate(UnsafeRawBufferPointer(key)) else { return nil }
-        out.reserve(len)
+        try out.reserve(len)
         if len > 0 { try read(into: out.tail, count: len, at: pos) }
         return out.commit(len)
     }

@@ -58,7 +58,7 @@ public final class DotForward {
             return
         }
         if !hasAt && text[0] == Ascii.slash {
-            throw ForwardFatal(111, "file delivery \(DotForward.cString(text)) not supported")
+            throw ForwardFatal.temporary("file delivery \(DotForward.cString(text)) not supported")
         }
         if !hasAt && text[0] == UInt8(ascii: "|") {
             acted = true
@@ -92,7 +92,7 @@ public final class DotForward {
         let fd: Int32
         do { fd = try Sys.open(fn, O_RDONLY) } catch let e as SysError {
             if e.errno == ENOENT { return nil }
-            throw ForwardFatal(111, "unable to open \(fn): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to open \(fn): \(Sys.strerror(e.errno))")
         }
         defer { Sys.close(fd) }
         targets = []
@@ -102,7 +102,7 @@ public final class DotForward {
         while true {
             let got: (bytes: [UInt8], overflow: Bool)?
             do { got = try reader.line() } catch let e as SysError {
-                throw ForwardFatal(111, "unable to read \(fn): \(Sys.strerror(e.errno))")
+                throw ForwardFatal.temporary("unable to read \(fn): \(Sys.strerror(e.errno))")
             }
             guard let line = got?.bytes else { break }
             if line[0] != Ascii.hash {
@@ -133,14 +133,14 @@ public final class DotForward {
     }
 
     static func parseError(_ line: [UInt8]) -> ForwardFatal {
-        ForwardFatal(111, "unable to parse this line: \(cString(line))")
+        ForwardFatal.temporary("unable to parse this line: \(cString(line))")
     }
 
     public static func main(_ argv: [String]) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         return runMain("dot-forward") {
             guard let (flags, files) = getopt(argv, "nN") else {
-                throw ForwardFatal(100, "dot-forward: usage: dot-forward [ -nN ] file ...", bare: true)
+                throw ForwardFatal.permanent("dot-forward: usage: dot-forward [ -nN ] file ...", bare: true)
             }
             let deliver = flags.last != UInt8(ascii: "n")
             let q = try Qualifier.load(controlDirectory: QmailHome.current().control)

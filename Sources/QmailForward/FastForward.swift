@@ -35,9 +35,9 @@ public final class FastForward {
     let cdbName: UnsafePointer<CChar>
     let cdb: CdbReader
     /// Every byte string of the run: table data, list files, the recipient.
-    var pool = ByteArena(capacity: 16384)
+    var pool: ByteArena
     /// Keys being looked up (apart from pool: find appends to pool).
-    var keys = ByteArena(capacity: 1024)
+    var keys: ByteArena
     var sender: Span
     var forward = SpanList(capacity: 16)
     var todo = SpanList(capacity: 16)
@@ -46,16 +46,18 @@ public final class FastForward {
     init(_ o: FastForwardOptions, cdb name: UnsafePointer<CChar>) throws {
         self.o = o
         cdbName = name
+        pool = try ByteArena(capacity: 16384)
+        keys = try ByteArena(capacity: 1024)
         var e: Int32 = 0
         guard let f = CdbReader(path: name, errno: &e) else {
             pool.free(); keys.free(); forward.free(); todo.free(); done.free()
-            throw ForwardFatal(111, "unable to read \(String(cString: name)): \(Sys.strerror(e))")
+            throw ForwardFatal.temporary("unable to read \(String(cString: name)): \(Sys.strerror(e))")
         }
         cdb = f
         if let p = getenv("SENDER") {
-            sender = pool.append(UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), strlen(p))
+            sender = try pool.append(UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), strlen(p))
         } else {
-            sender = pool.append("original envelope sender")
+            sender = try pool.append("original envelope sender")
         }
     }
 
@@ -70,11 +72,13 @@ public final class FastForward {
     /// Looks up prefix + the bytes of `part` (a piece of pool), lowercased.
     func lookup(_ prefix: UInt8, _ part: Span) throws -> Span? {
         keys.truncate(0)
-        keys.append(prefix)
-        keys.reserve(part.count)
-        for i in 0..<part.count { keys.append(Ascii.lower(pool[part.start + i])) }
-        do { return try cdb.find(keys.bytes(Span(start: 0, count: keys.count)), into: &pool) } catch {
-            throw ForwardFatal(111, "unable to read \(String(cString: cdbName)): \(error)")
+        try keys.append(prefix)
+        try keys.reserve(part.count)
+        for i in 0..<part.count { try keys.append(Ascii.lower(pool[part.start + i])) }
+        do { return try cdb.find(keys.bytes(Span(start: 0, count: keys.count)), into: &pool) } catch let f as ForwardFatal {
+            throw f
+        } catch {
+            throw ForwardFatal.temporary("unable to read \(String(cString: cdbName)): \(error)")
         }
     }
 
@@ -107,22 +111,22 @@ public final class FastForward {
     /// A mailing list file (setmaillist's format): world-readable only.
     func doFile(_ name: Span) throws {
         keys.truncate(0)
-        keys.append(pool.base + name.start, name.count)
-        keys.append(0)
+        try keys.append(pool.base + name.start, name.count)
+        try keys.append(0)
         let path = UnsafeRawPointer(keys.base).assumingMemoryBound(to: CChar.self)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw ForwardFatal(111, "unable to read \(String(cString: path)): \(Sys.strerror(errno))") }
+        if fd < 0 { throw ForwardFatal.temporary("unable to read \(String(cString: path)): \(Sys.strerror(errno))") }
         defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) != 0 { throw ForwardFatal(111, "unable to stat \(String(cString: path)): \(Sys.strerror(errno))") }
-        if (st.st_mode & 0o444) != 0o444 { throw ForwardFatal(111, "\(String(cString: path)) is not world-readable") }
+        if fstat(fd, &st) != 0 { throw ForwardFatal.temporary("unable to stat \(String(cString: path)): \(Sys.strerror(errno))") }
+        if (st.st_mode & 0o444) != 0o444 { throw ForwardFatal.temporary("\(String(cString: path)) is not world-readable") }
         let start = pool.count
         while true {
-            pool.reserve(16384)
+            try pool.reserve(16384)
             let n = read(fd, pool.tail, 16384)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ForwardFatal(111, "unable to read \(String(cString: path)): \(Sys.strerror(errno))")
+                throw ForwardFatal.temporary("unable to read \(String(cString: path)): \(Sys.strerror(errno))")
             }
             if n == 0 { break }
             _ = pool.commit(n)
@@ -166,11 +170,11 @@ public final class FastForward {
     /// UFLINE, RPLINE and DTLINE before the message (what preline does).
     func runProgram(_ entry: Span) throws {
         if !o.deliver {
-            var line = ByteArena(capacity: entry.count + 8)
+            var line = try ByteArena(capacity: entry.count + 8)
             defer { line.free() }
-            line.append("run ")
-            FastForward.appendPrintable(pool.bytes(entry), to: &line)
-            line.append(Ascii.lf)
+            try line.append("run ")
+            try FastForward.appendPrintable(pool.bytes(entry), to: &line)
+            try line.append(Ascii.lf)
             _ = try? Sys.writeAll(2, line.base, line.count)
             return
         }
@@ -182,8 +186,8 @@ public final class FastForward {
     }
 
     /// djb's -n output replaces control characters (and bytes past ASCII) with '_'.
-    static func appendPrintable(_ b: UnsafeBufferPointer<UInt8>, to out: inout ByteArena) {
-        for c in b { out.append((c < 32 || c >= 128) ? UInt8(ascii: "_") : c) }
+    static func appendPrintable(_ b: UnsafeBufferPointer<UInt8>, to out: inout ByteArena) throws {
+        for c in b { try out.append((c < 32 || c >= 128) ? UInt8(ascii: "_") : c) }
     }
 
     /// Handles the message for `recipient` (bytes of pool); returns the exit code.
@@ -214,17 +218,17 @@ public final class FastForward {
             return after
         }
         if !o.deliver {
-            var out = ByteArena(capacity: 4096)
+            var out = try ByteArena(capacity: 4096)
             defer { out.free() }
-            out.append("from <")
-            FastForward.appendPrintable(pool.bytes(sender), to: &out)
-            out.append(">\n")
+            try out.append("from <")
+            try FastForward.appendPrintable(pool.bytes(sender), to: &out)
+            try out.append(">\n")
             var k = forward.count
             while k > 0 {
                 k -= 1
-                out.append("to <")
-                FastForward.appendPrintable(pool.bytes(forward[k]), to: &out)
-                out.append(">\n")
+                try out.append("to <")
+                try FastForward.appendPrintable(pool.bytes(forward[k]), to: &out)
+                try out.append(">\n")
             }
             _ = try? Sys.writeAll(2, out.base, out.count)
             return after
@@ -269,23 +273,23 @@ public final class FastForward {
                 i += 1
             }
             guard !bad, i < Int(argc), let name = argv[i] else {
-                throw ForwardFatal(100, "fastforward: usage: fastforward [ -nNpP ] data.cdb", bare: true)
+                throw ForwardFatal.permanent("fastforward: usage: fastforward [ -nNpP ] data.cdb", bare: true)
             }
             let ff = try FastForward(o, cdb: name)
             let recipient: Span
             if o.useDefault {
                 guard let local = getenv("DEFAULT") ?? getenv("EXT") else {
-                    throw ForwardFatal(100, "$DEFAULT or $EXT must be set")
+                    throw ForwardFatal.permanent("$DEFAULT or $EXT must be set")
                 }
-                guard let host = getenv("HOST") else { throw ForwardFatal(100, "$HOST must be set") }
+                guard let host = getenv("HOST") else { throw ForwardFatal.permanent("$HOST must be set") }
                 let start = ff.pool.count
-                ff.pool.append(UnsafeRawPointer(local).assumingMemoryBound(to: UInt8.self), strlen(local))
-                ff.pool.append(Ascii.at)
-                ff.pool.append(UnsafeRawPointer(host).assumingMemoryBound(to: UInt8.self), strlen(host))
+                try ff.pool.append(UnsafeRawPointer(local).assumingMemoryBound(to: UInt8.self), strlen(local))
+                try ff.pool.append(Ascii.at)
+                try ff.pool.append(UnsafeRawPointer(host).assumingMemoryBound(to: UInt8.self), strlen(host))
                 recipient = Span(start: start, count: ff.pool.count - start)
             } else {
-                guard let r = getenv("RECIPIENT") else { throw ForwardFatal(100, "$RECIPIENT must be set") }
-                recipient = ff.pool.append(UnsafeRawPointer(r).assumingMemoryBound(to: UInt8.self), strlen(r))
+                guard let r = getenv("RECIPIENT") else { throw ForwardFatal.permanent("$RECIPIENT must be set") }
+                recipient = try ff.pool.append(UnsafeRawPointer(r).assumingMemoryBound(to: UInt8.self), strlen(r))
             }
             return try ff.run(recipient: recipient)
         }

@@ -1,32 +1,48 @@
-// The one way these programs fail: an exit code with qmail's meaning (0
-// done, 99 done and skip the rest of .qmail, 100 permanent, 111 temporary)
-// and the text printed after "PROGRAM: fatal: ". Exit codes follow djb's
-// programs exactly, including the ones that look odd (newaliases refuses a
-// syntax error with 111).
+// The one way these programs fail: temporary or permanent (the kind of
+// QmailCore's MailFailure) and the text printed after "PROGRAM: fatal: ".
+// runMain turns the kind into qmail's exit code (100 permanent, 111
+// temporary). Kinds follow djb's programs exactly, including the ones that
+// look odd (newaliases refuses a syntax error as temporary).
 #if canImport(Glibc)
 import Glibc
 #endif
 import QmailCore
 
 public struct ForwardFatal: Error, CustomStringConvertible {
-    public let code: Int32
+    public let kind: MailFailure.Kind
     public let message: String
     /// When true the message is printed without the "fatal: " prefix (usage lines, bounces).
     public let bare: Bool
 
-    public init(_ code: Int32, _ message: String, bare: Bool = false) {
-        self.code = code
+    public init(_ kind: MailFailure.Kind, _ message: String, bare: Bool = false) {
+        self.kind = kind
         self.message = message
         self.bare = bare
     }
+
+    public static func temporary(_ message: String, bare: Bool = false) -> ForwardFatal {
+        ForwardFatal(.temporary, message, bare: bare)
+    }
+
+    public static func permanent(_ message: String, bare: Bool = false) -> ForwardFatal {
+        ForwardFatal(.permanent, message, bare: bare)
+    }
+
+    /// The same failure with another message (a line number put in front).
+    func with(message: String) -> ForwardFatal { ForwardFatal(kind, message, bare: bare) }
+
+    public var isTemporary: Bool { kind == .temporary }
+
+    /// qmail's exit code for this failure: 111 temporary, 100 permanent.
+    public var exitCode: Int32 { QmailExit.failure(temporary: isTemporary) }
 
     public var description: String { message }
 
     /// Placeholder thrown by the address-list walker; callers turn it into
     /// their own "unable to parse this line" with the line.
-    static let parseError = ForwardFatal(111, "unable to parse")
+    static let parseError = ForwardFatal.temporary("unable to parse")
 
-    public static let noMemory = ForwardFatal(111, "out of memory")
+    public static let noMemory = ForwardFatal.temporary("out of memory")
 }
 
 /// Runs a program body and maps its outcome to an exit code, printing
@@ -36,10 +52,10 @@ public func runMain(_ name: String, _ body: () throws -> Int32) -> Int32 {
         return try body()
     } catch let f as ForwardFatal {
         if !f.message.isEmpty { Sys.warn(f.bare ? f.message : "\(name): fatal: \(f.message)") }
-        return f.code
+        return f.exitCode
     } catch {
         Sys.warn("\(name): fatal: \(error)")
-        return 111
+        return QmailExit.temporary
     }
 }
 

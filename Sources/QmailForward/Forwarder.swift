@@ -13,16 +13,16 @@ enum ProgramRunner {
     /// crash) temporary; then rewinds the message for the next target.
     static func deliver(_ command: String, searchPath: Bool, prefix: [UInt8]?, crashText: String) throws {
         switch try run(command, searchPath: searchPath, prefix: prefix) {
-        case .signaled: throw ForwardFatal(111, crashText)
+        case .signaled: throw ForwardFatal.temporary(crashText)
         case .exited(let c):
             switch c {
             case 0: break
-            case _ where QmailExit.permanentForProgram.contains(c): throw ForwardFatal(100, "", bare: true)
-            default: throw ForwardFatal(111, "", bare: true)
+            case _ where QmailExit.permanentForProgram.contains(c): throw ForwardFatal.permanent("", bare: true)
+            default: throw ForwardFatal.temporary("", bare: true)
             }
         }
         if lseek(0, 0, SEEK_SET) != 0 {
-            throw ForwardFatal(111, "unable to rewind input: \(Sys.strerror(errno))")
+            throw ForwardFatal.temporary("unable to rewind input: \(Sys.strerror(errno))")
         }
     }
 
@@ -33,14 +33,14 @@ enum ProgramRunner {
     static func run(_ command: String, searchPath: Bool, prefix: [UInt8]?) throws -> ChildStatus {
         var pipeFds: (read: Int32, write: Int32)? = nil
         if prefix != nil {
-            guard let p = try? Sys.pipeCloexec() else { throw ForwardFatal(111, "unable to create pipe: \(Sys.strerror(errno))") }
+            guard let p = try? Sys.pipeCloexec() else { throw ForwardFatal.temporary("unable to create pipe: \(Sys.strerror(errno))") }
             pipeFds = p
         }
         let shell = searchPath ? "sh" : "/bin/sh"
         let pid: pid_t
         do { pid = try ChildProcess.spawn(.init([shell, "-c", command], fds: pipeFds.map { [.dup($0.read, to: 0)] } ?? [])) } catch {
             if let p = pipeFds { Sys.close(p.read); Sys.close(p.write) }
-            throw ForwardFatal(111, "unable to run \(shell): \(Sys.strerror(error.errno))")
+            throw ForwardFatal.temporary("unable to run \(shell): \(Sys.strerror(error.errno))")
         }
         if let p = pipeFds { Sys.close(p.read) }
         if let p = pipeFds, let prefix {
@@ -56,12 +56,12 @@ enum ProgramRunner {
             } catch {
                 Sys.close(p.write)
                 _ = ChildProcess.wait(pid)
-                throw ForwardFatal(111, "unable to read message: \(error)")
+                throw ForwardFatal.temporary("unable to read message: \(error)")
             }
             Sys.close(p.write)
         }
         guard let status = ChildProcess.wait(pid) else {
-            throw ForwardFatal(111, "unable to wait for child: \(Sys.strerror(errno))")
+            throw ForwardFatal.temporary("unable to wait for child: \(Sys.strerror(errno))")
         }
         return status
     }
@@ -77,23 +77,23 @@ enum Forwarder {
         let envelopeSender: [UInt8]
         switch SRSForwarding.sender(sender, recipients: recipients, home: home) {
         case .success(let s): envelopeSender = s
-        case .failure(let f): throw ForwardFatal(f.isTemporary ? 111 : 100, context + f.description)
+        case .failure(let f): throw ForwardFatal(f.kind, context + f.description)
         }
         let program = QueueClient.program(home: home, honourEnvironment: true)
         let qq: QueueClient
         do { qq = try QueueClient(program: program) } catch let f as MailFailure {
-            throw ForwardFatal(111, context + f.description)
+            throw ForwardFatal.temporary(context + f.description)
         }
         qq.put(dtline)
         do {
             try ByteReader(fd: 0, capacity: 65536).forEachChunk { qq.put($0) }
         } catch {
             // No envelope follows: qmail-queue sees end of input and queues nothing.
-            throw ForwardFatal(111, "unable to read message: \(error)")
+            throw ForwardFatal.temporary("unable to read message: \(error)")
         }
         qq.from(envelopeSender)
         for r in recipients { qq.to(r) }
-        if let f = qq.close() { throw ForwardFatal(f.isTemporary ? 111 : 100, context + f.description) }
+        if let f = qq.close() { throw ForwardFatal(f.kind, context + f.description) }
         return qq.queuePid
     }
 }

@@ -19,12 +19,12 @@ public enum MailingList {
             while e > start && (input[e - 1] == Ascii.space || input[e - 1] == Ascii.tab) { e -= 1 }
             let line = input[start..<e]
             start = end + 1
-            if line.contains(0) { throw ForwardFatal(111, "NUL in input") }
+            if line.contains(0) { throw ForwardFatal.temporary("NUL in input") }
             guard let first = line.first, first != Ascii.hash else { continue }
             if first == Ascii.dot || first == Ascii.slash {
                 out += line
             } else {
-                if line.count > 800 { throw ForwardFatal(111, "addresses must be under 800 bytes") }
+                if line.count > 800 { throw ForwardFatal.temporary("addresses must be under 800 bytes") }
                 if first != UInt8(ascii: "&") { out.append(UInt8(ascii: "&")) }
                 out += line
             }
@@ -35,7 +35,7 @@ public enum MailingList {
 
     /// Binary entries -> setmaillist lines.
     public static func print(_ input: [UInt8]) throws -> [UInt8] {
-        let bad = ForwardFatal(100, "bad mailing list format")
+        let bad = ForwardFatal.permanent("bad mailing list format")
         var out: [UInt8] = []
         var i = 0
         let n = input.count
@@ -61,7 +61,7 @@ public enum MailingList {
 
     static func readStdin() throws -> [UInt8] {
         do { return try ByteReader(fd: 0, capacity: 65536).readAll() ?? [] } catch {
-            throw ForwardFatal(111, "unable to read input: \(error)")
+            throw ForwardFatal.temporary("unable to read input: \(error)")
         }
     }
 
@@ -69,25 +69,25 @@ public enum MailingList {
     static func writeList(_ bin: String, _ tmp: String, _ bytes: [UInt8]) throws {
         let fd: Int32
         do { fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644) } catch let e as SysError {
-            throw ForwardFatal(111, "unable to create \(tmp): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to create \(tmp): \(Sys.strerror(e.errno))")
         }
         do {
             try Sys.writeAll(fd, bytes)
             try Sys.fsync(fd)
         } catch let e as SysError {
             Sys.close(fd)
-            throw ForwardFatal(111, "unable to write to \(tmp): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to write to \(tmp): \(Sys.strerror(e.errno))")
         }
-        if close(fd) != 0 { throw ForwardFatal(111, "unable to write to \(tmp): \(Sys.strerror(errno))") }
+        if close(fd) != 0 { throw ForwardFatal.temporary("unable to write to \(tmp): \(Sys.strerror(errno))") }
         if rename(tmp, bin) != 0 {
-            throw ForwardFatal(111, "unable to move \(tmp) to \(bin): \(Sys.strerror(errno))")
+            throw ForwardFatal.temporary("unable to move \(tmp) to \(bin): \(Sys.strerror(errno))")
         }
     }
 
     public static func setMain(_ argv: [String]) -> Int32 {
         runMain("setmaillist") {
             umask(0o033)
-            guard argv.count >= 3 else { throw ForwardFatal(100, "setmaillist: usage: setmaillist list.bin list.tmp", bare: true) }
+            guard argv.count >= 3 else { throw ForwardFatal.permanent("setmaillist: usage: setmaillist list.bin list.tmp", bare: true) }
             let input = try readStdin()
             try writeList(argv[1], argv[2], try set(input))
             return 0
@@ -97,7 +97,7 @@ public enum MailingList {
     public static func printMain(_ argv: [String]) -> Int32 {
         runMain("printmaillist") {
             let out = try print(try readStdin())
-            do { try Sys.writeAll(1, out) } catch { throw ForwardFatal(111, "unable to write output: \(error)") }
+            do { try Sys.writeAll(1, out) } catch { throw ForwardFatal.temporary("unable to write output: \(error)") }
             return 0
         }
     }

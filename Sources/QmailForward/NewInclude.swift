@@ -30,9 +30,9 @@ public enum NewInclude {
                     switch item.isInclude {
                     case true:
                         let name = text
-                        if name.isEmpty { throw ForwardFatal(111, "empty :include: filenames not permitted") }
-                        if name.contains(Ascii.lf) { throw ForwardFatal(111, "newlines not permitted in :include: filenames") }
-                        if name.contains(0) { throw ForwardFatal(111, "NUL not permitted in :include: filenames") }
+                        if name.isEmpty { throw ForwardFatal.temporary("empty :include: filenames not permitted") }
+                        if name.contains(Ascii.lf) { throw ForwardFatal.temporary("newlines not permitted in :include: filenames") }
+                        if name.contains(0) { throw ForwardFatal.temporary("NUL not permitted in :include: filenames") }
                         if name[0] != Ascii.dot && name[0] != Ascii.slash { out += [Ascii.dot, Ascii.slash] }
                         out += name
                         out.append(0)
@@ -40,17 +40,17 @@ public enum NewInclude {
                         let hasAt = item.hasAt
                         if text.isEmpty { continue }
                         if !hasAt && text[0] == Ascii.slash {
-                            throw ForwardFatal(111, "file delivery \(DotForward.cString(text)) not supported")
+                            throw ForwardFatal.temporary("file delivery \(DotForward.cString(text)) not supported")
                         }
                         if !hasAt && text[0] == UInt8(ascii: "|") {
-                            throw ForwardFatal(111, "program delivery \(DotForward.cString(text)) not supported")
+                            throw ForwardFatal.temporary("program delivery \(DotForward.cString(text)) not supported")
                         }
                         let a = q.qualify(text, hasAt: hasAt)
-                        if a.contains(Ascii.lf) { throw ForwardFatal(111, "newlines not permitted in recipient addresses") }
-                        if a.contains(0) { throw ForwardFatal(111, "NUL not permitted in recipient addresses") }
-                        if a.count > 800 { throw ForwardFatal(111, "addresses must be under 800 bytes") }
+                        if a.contains(Ascii.lf) { throw ForwardFatal.temporary("newlines not permitted in recipient addresses") }
+                        if a.contains(0) { throw ForwardFatal.temporary("NUL not permitted in recipient addresses") }
+                        if a.count > 800 { throw ForwardFatal.temporary("addresses must be under 800 bytes") }
                         if a.last == Ascii.space || a.last == Ascii.tab {
-                            throw ForwardFatal(111, "spaces and tabs not permitted at ends of addresses")
+                            throw ForwardFatal.temporary("spaces and tabs not permitted at ends of addresses")
                         }
                         out.append(UInt8(ascii: "&"))
                         out += a
@@ -60,7 +60,7 @@ public enum NewInclude {
                 if failed { throw ForwardFatal.parseError }
             } catch let f as ForwardFatal {
                 if f.message == ForwardFatal.parseError.message { throw parseError(line, number) }
-                throw ForwardFatal(f.code, "line \(number): \(f.message)")
+                throw f.with(message: "line \(number): \(f.message)")
             }
         }
         return out
@@ -69,7 +69,7 @@ public enum NewInclude {
     static func parseError(_ line: [UInt8], _ number: Int) -> ForwardFatal {
         var l = DotForward.cBytes(line)
         while l.last == Ascii.lf { l.removeLast() }
-        return ForwardFatal(111, "line \(number): unable to parse this line: \(l.string)")
+        return ForwardFatal.temporary("line \(number): unable to parse this line: \(l.string)")
     }
 
     public static func main(_ argv: [String]) -> Int32 {
@@ -79,16 +79,16 @@ public enum NewInclude {
             if let v = env("QMAILDEFAULTDOMAIN") { q.defaultDomain = v }
             if let v = env("QMAILDEFAULTHOST") { q.defaultHost = v }
             if let v = env("QMAILPLUSDOMAIN") { q.plusDomain = v }
-            guard argv.count >= 2 else { throw ForwardFatal(100, "newinclude: usage: newinclude list", bare: true) }
+            guard argv.count >= 2 else { throw ForwardFatal.permanent("newinclude: usage: newinclude list", bare: true) }
             let list = argv[1]
             let text: [UInt8]
             do {
                 guard let t = try FileIO.read(list, limit: 1 << 30) else {
-                    throw ForwardFatal(111, "unable to read \(list): \(Sys.strerror(ENOENT))")
+                    throw ForwardFatal.temporary("unable to read \(list): \(Sys.strerror(ENOENT))")
                 }
                 text = t
             } catch let e as SysError {
-                throw ForwardFatal(111, "unable to read \(list): \(Sys.strerror(e.errno))")
+                throw ForwardFatal.temporary("unable to read \(list): \(Sys.strerror(e.errno))")
             }
             let bytes = try compile(text, q)
             try MailingList.writeList(list + ".bin", list + ".tmp", bytes)

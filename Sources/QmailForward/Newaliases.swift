@@ -41,8 +41,8 @@ public struct AliasEntryBuilder {
     }
 
     mutating func gotInclude(_ name: [UInt8]) throws {
-        if name.isEmpty { throw ForwardFatal(111, "empty :include: filenames not permitted") }
-        if name.contains(0) { throw ForwardFatal(111, "NUL not permitted in :include: filenames") }
+        if name.isEmpty { throw ForwardFatal.temporary("empty :include: filenames not permitted") }
+        if name.contains(0) { throw ForwardFatal.temporary("NUL not permitted in :include: filenames") }
         if name[0] != Ascii.dot && name[0] != Ascii.slash { instr += [Ascii.dot, Ascii.slash] }
         instr += name
         instr += Array(".bin".utf8)
@@ -52,12 +52,12 @@ public struct AliasEntryBuilder {
     /// One address, in right-to-left order: the previous one (to its right)
     /// becomes an instruction and this one the candidate target.
     mutating func gotAddress(_ text: [UInt8], hasAt: Bool) throws {
-        if text.isEmpty { throw ForwardFatal(111, "empty recipient addresses not permitted") }
+        if text.isEmpty { throw ForwardFatal.temporary("empty recipient addresses not permitted") }
         if !hasAt && text[0] == Ascii.slash {
-            throw ForwardFatal(111, "file delivery \(text.string) not supported")
+            throw ForwardFatal.temporary("file delivery \(text.string) not supported")
         }
         if !hasAt && text[0] == UInt8(ascii: "|") {
-            if text.contains(0) { throw ForwardFatal(111, "NUL not permitted in program names") }
+            if text.contains(0) { throw ForwardFatal.temporary("NUL not permitted in program names") }
             instr.append(UInt8(ascii: "!"))
             instr += text[1...]
             instr.append(0)
@@ -77,8 +77,8 @@ public struct AliasEntryBuilder {
         target.withUnsafeBufferPointer { fullTarget.append(contentsOf: $0) }
         if fullTarget.last == Ascii.at { fullTarget += q.defaultHost }
         q.finishDomain(&fullTarget)
-        if fullTarget.count > 800 { throw ForwardFatal(100, "addresses over 800 bytes are not permitted") }
-        if fullTarget.contains(0) { throw ForwardFatal(111, "NUL not permitted in recipient addresses") }
+        if fullTarget.count > 800 { throw ForwardFatal.permanent("addresses over 800 bytes are not permitted") }
+        if fullTarget.contains(0) { throw ForwardFatal.temporary("NUL not permitted in recipient addresses") }
     }
 
     /// Parses one logical line (continuations joined) and returns its cdb
@@ -186,7 +186,7 @@ final class WholeFile {
     init(path: String) throws {
         let fd: Int32
         do { fd = try Sys.open(path, O_RDONLY) } catch let e as SysError {
-            throw ForwardFatal(111, "unable to read \(path): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to read \(path): \(Sys.strerror(e.errno))")
         }
         defer { Sys.close(fd) }
         do {
@@ -198,7 +198,7 @@ final class WholeFile {
                 count += n
             }
         } catch let e as SysError {
-            throw ForwardFatal(111, "unable to read \(path): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to read \(path): \(Sys.strerror(e.errno))")
         }
     }
 
@@ -255,13 +255,13 @@ public enum Newaliases {
         } catch let f as ForwardFatal {
             throw f
         } catch let e as SysError where e.op == "open" {
-            throw ForwardFatal(111, "unable to create \(o.tmp): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to create \(o.tmp): \(Sys.strerror(e.errno))")
         } catch let e as SysError where e.op == "rename" {
-            throw ForwardFatal(111, "unable to move \(o.tmp) to \(o.cdb): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to move \(o.tmp) to \(o.cdb): \(Sys.strerror(e.errno))")
         } catch let e as SysError {
-            throw ForwardFatal(111, "unable to write to \(o.tmp): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to write to \(o.tmp): \(Sys.strerror(e.errno))")
         } catch {
-            throw ForwardFatal(111, "unable to write to \(o.tmp): \(error)")
+            throw ForwardFatal.temporary("unable to write to \(o.tmp): \(error)")
         }
     }
 
@@ -275,9 +275,9 @@ public enum Newaliases {
             var suffix = ""
             if shown.count > 200 { shown = Array(shown[0..<200]); suffix = "..." }
             shown = shown.map { $0 == Ascii.lf ? Ascii.lf : ($0 < 32 && $0 != Ascii.tab ? UInt8(ascii: "?") : $0) }
-            return ForwardFatal(111, "\(file) line \(number): unable to parse this line: \(shown.string)\(suffix)")
+            return ForwardFatal.temporary("\(file) line \(number): unable to parse this line: \(shown.string)\(suffix)")
         }
-        return ForwardFatal(f.code, "\(file) line \(number): \(f.message)")
+        return f.with(message: "\(file) line \(number): \(f.message)")
     }
 
     public static func main(_ argv: [String]) -> Int32 {

@@ -17,7 +17,7 @@ func printSafe(_ b: ArraySlice<UInt8>, into out: inout [UInt8]) {
 public enum PrintForward {
     /// setforward text for a forwarding cdb's bytes.
     public static func render(_ db: UnsafeRawBufferPointer) throws -> [UInt8] {
-        let bad = ForwardFatal(100, "bad database format")
+        let bad = ForwardFatal.permanent("bad database format")
         func u32(_ p: Int) throws -> Int {
             guard p + 4 <= db.count else { throw bad }
             return Int(db[p]) | Int(db[p + 1]) << 8 | Int(db[p + 2]) << 16 | Int(db[p + 3]) << 24
@@ -76,10 +76,10 @@ public enum PrintForward {
         runMain("printforward") {
             let input: [UInt8]
             do { input = try ByteReader(fd: 0, capacity: 65536).readAll() ?? [] } catch {
-                throw ForwardFatal(111, "unable to read input: \(error)")
+                throw ForwardFatal.temporary("unable to read input: \(error)")
             }
             let out = try input.withUnsafeBytes { try render($0) }
-            do { try Sys.writeAll(1, out) } catch { throw ForwardFatal(111, "unable to write output: \(error)") }
+            do { try Sys.writeAll(1, out) } catch { throw ForwardFatal.temporary("unable to write output: \(error)") }
             return 0
         }
     }

@@ -24,20 +24,20 @@ struct ByteArena {
     private(set) var count = 0
     private var capacity: Int
 
-    init(capacity: Int) {
+    init(capacity: Int) throws {
         self.capacity = max(capacity, 64)
-        guard let p = malloc(self.capacity) else { outOfMemory() }
+        guard let p = malloc(self.capacity) else { throw ForwardFatal.noMemory }
         base = p.assumingMemoryBound(to: UInt8.self)
     }
 
     func free() { Glibc.free(base) }
 
     /// Makes room for `extra` more bytes after `count`.
-    mutating func reserve(_ extra: Int) {
+    mutating func reserve(_ extra: Int) throws {
         if count + extra <= capacity { return }
         var c = capacity
         while c < count + extra { c *= 2 }
-        guard let p = realloc(base, c) else { outOfMemory() }
+        guard let p = realloc(base, c) else { throw ForwardFatal.noMemory }
         base = p.assumingMemoryBound(to: UInt8.self)
         capacity = c
     }
@@ -53,27 +53,27 @@ struct ByteArena {
     }
 
     @discardableResult
-    mutating func append(_ p: UnsafePointer<UInt8>, _ n: Int) -> Span {
-        reserve(n)
+    mutating func append(_ p: UnsafePointer<UInt8>, _ n: Int) throws -> Span {
+        try reserve(n)
         if n > 0 { memcpy(tail, p, n) }
         return commit(n)
     }
 
     @discardableResult
-    mutating func append(_ s: StaticString) -> Span {
-        append(s.utf8Start, s.utf8CodeUnitCount)
+    mutating func append(_ s: StaticString) throws -> Span {
+        try append(s.utf8Start, s.utf8CodeUnitCount)
     }
 
-    mutating func append(_ b: UInt8) {
-        reserve(1)
+    mutating func append(_ b: UInt8) throws {
+        try reserve(1)
         base[count] = b
         count += 1
     }
 
     /// Appends bytes of the arena itself (safe across growth).
     @discardableResult
-    mutating func append(_ s: Span) -> Span {
-        reserve(s.count)
+    mutating func append(_ s: Span) throws -> Span {
+        try reserve(s.count)
         if s.count > 0 { memmove(tail, base + s.start, s.count) }
         return commit(s.count)
     }
@@ -189,11 +189,4 @@ struct SpanSet {
         }
         return true
     }
-}
-
-/// What djb's programs do when malloc fails: a temporary failure.
-func outOfMemory() -> Never {
-    let m: StaticString = "fastforward: fatal: out of memory\n"
-    _ = write(2, m.utf8Start, m.utf8CodeUnitCount)
-    exit(111)
 }

@@ -11,15 +11,15 @@ public enum SRSReverse {
     public static func main(_ argv: [String]) -> Int32 {
         runMain("srsreverse") {
             guard let local = env("DEFAULT"), !local.isEmpty else {
-                throw ForwardFatal(100, "DEFAULT not set: run me from a .qmail-default file")
+                throw ForwardFatal.permanent("DEFAULT not set: run me from a .qmail-default file")
             }
             let home = QmailHome.current()
             let target: [UInt8]
             switch SRSHelper.call(home, "reverse", local) {
             case .success(let t): target = t
             case .failure(let f):
-                if f.isTemporary { throw ForwardFatal(111, f.description) }
-                throw ForwardFatal(100, "Sorry, \(local.string) is not a valid SRS address. (#5.7.1)", bare: true)
+                if f.isTemporary { throw ForwardFatal.temporary(f.description) }
+                throw ForwardFatal.permanent("Sorry, \(local.string) is not a valid SRS address. (#5.7.1)", bare: true)
             }
             // A bounce's null sender stays null; any other sender is
             // forwarded like every forward (SRS for a remote target).

@@ -26,12 +26,12 @@ public enum SetForward {
             }
             if c == Ascii.space || c == Ascii.lf || c == Ascii.tab { continue }
             if c == Ascii.colon {
-                if haveTarget { throw ForwardFatal(100, "double colons are not permitted") }
+                if haveTarget { throw ForwardFatal.permanent("double colons are not permitted") }
                 haveTarget = true
                 continue
             }
             if c == 44 || c == 59 { // ',' ';'
-                if !haveTarget { throw ForwardFatal(100, "commas are not permitted before colons") }
+                if !haveTarget { throw ForwardFatal.permanent("commas are not permitted before colons") }
                 if let first = command.first {
                     switch first {
                     case UInt8(ascii: "?"):
@@ -40,7 +40,7 @@ public enum SetForward {
                         instr += command
                         instr.append(0)
                     default:
-                        if command.count > 800 { throw ForwardFatal(100, "addresses over 800 bytes are not permitted") }
+                        if command.count > 800 { throw ForwardFatal.permanent("addresses over 800 bytes are not permitted") }
                         if first != UInt8(ascii: "&") { instr.append(UInt8(ascii: "&")) }
                         instr += command
                         instr.append(0)
@@ -60,18 +60,18 @@ public enum SetForward {
                 c = input[i]
                 i += 1
             }
-            if c == 0 { throw ForwardFatal(100, "NUL bytes are not permitted") }
+            if c == 0 { throw ForwardFatal.permanent("NUL bytes are not permitted") }
             if haveTarget { command.append(c) } else { target.append(c) }
         }
-        if haveTarget || !target.isEmpty { throw ForwardFatal(100, "final instruction must end with semicolon") }
+        if haveTarget || !target.isEmpty { throw ForwardFatal.permanent("final instruction must end with semicolon") }
     }
 
     public static func main(_ argv: [String]) -> Int32 {
         runMain("setforward") {
-            guard argv.count >= 3 else { throw ForwardFatal(100, "setforward: usage: setforward data.cdb data.tmp", bare: true) }
+            guard argv.count >= 3 else { throw ForwardFatal.permanent("setforward: usage: setforward data.cdb data.tmp", bare: true) }
             let input: [UInt8]
             do { input = try ByteReader(fd: 0, capacity: 65536).readAll() ?? [] } catch {
-                throw ForwardFatal(111, "unable to read input: \(error)")
+                throw ForwardFatal.temporary("unable to read input: \(error)")
             }
             try writeCdb(argv[1], argv[2]) { add in try records(input, add) }
             return 0
@@ -86,11 +86,11 @@ public enum SetForward {
         } catch let f as ForwardFatal {
             throw f
         } catch let e as SysError where e.op == "rename" {
-            throw ForwardFatal(111, "unable to move \(tmp) to \(cdb): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to move \(tmp) to \(cdb): \(Sys.strerror(e.errno))")
         } catch let e as SysError where e.op == "open" {
-            throw ForwardFatal(111, "unable to create \(tmp): \(Sys.strerror(e.errno))")
+            throw ForwardFatal.temporary("unable to create \(tmp): \(Sys.strerror(e.errno))")
         } catch {
-            throw ForwardFatal(111, "unable to write to \(tmp): \(error)")
+            throw ForwardFatal.temporary("unable to write to \(tmp): \(error)")
         }
     }
 }
