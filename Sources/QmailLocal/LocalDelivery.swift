@@ -54,6 +54,16 @@ public struct LocalArguments: Equatable {
 /// command is not such a program (it then goes to sh -c as always).
 public typealias InProcessProgram = (_ argv: [[UInt8]]) -> Int32?
 
+/// Why a delivery stopped short: the text for standard error (empty when a
+/// .qmail program has already said why) and whether qmail-send retries.
+public struct LocalStop: Error {
+    public let kind: MailFailure.Kind
+    public let text: String
+
+    /// qmail-local's exit code: 111 temporary, 100 permanent.
+    public var exitCode: Int32 { QmailExit.failure(temporary: kind == .temporary) }
+}
+
 public enum LocalDelivery {
     public static let usage = "qmail-local: usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty"
     /// conf-patrn: the mode bits that make a home or a .qmail unsafe.
@@ -61,18 +71,18 @@ public enum LocalDelivery {
     /// Largest .qmail file read.
     static let maxDotQmail = 16 << 20
 
-    /// Ends the process with a failure report.
-    static func die(_ f: MailFailure) -> Never {
-        say(2, f.description + "\n")
-        Sys.exit(f.exitCode)
+    /// A failure report: "text (#status)".
+    static func die(_ f: MailFailure) -> LocalStop {
+        LocalStop(kind: f.kind, text: f.description + "\n")
     }
 
-    static func temp(_ text: String, _ status: String = "4.3.0") -> Never {
+    static func temp(_ text: String, _ status: String = "4.3.0") -> LocalStop {
         die(.temporary(text, status))
     }
 
-    /// Runs one delivery as qmail-local does and exits.
-    public static func main(_ a: LocalArguments, inProcess: InProcessProgram? = nil) -> Never {
+    /// Runs one delivery as qmail-local does, writing the "did F+W+P"
+    /// report on success; throws LocalStop when the delivery fails.
+    public static func run(_ a: LocalArguments, inProcess: InProcessProgram? = nil) throws {
         umask(0o077)
         signal(SIGPIPE, SIG_IGN)
         // A file-size limit then fails a write with EFBIG (temporary, mbox
@@ -80,8 +90,8 @@ public enum LocalDelivery {
         signal(SIGXFSZ, SIG_IGN)
 
         let chdirOK = BytePath.with(a.homedir) { Glibc.chdir($0) } == 0
-        if !chdirOK { temp("Unable to switch to \(a.homedir.string): \(Sys.strerror(errno)).") }
-        checkHome(deliver: a.deliver)
+        if !chdirOK { throw temp("Unable to switch to \(a.homedir.string): \(Sys.strerror(errno)).") }
+        try checkHome(deliver: a.deliver)
 
         setEnvironment("HOST", a.host)
         setEnvironment("HOME", a.homedir)
@@ -95,7 +105,7 @@ public enum LocalDelivery {
         dtline.append(Ascii.lf)
         setEnvironment("DTLINE", dtline)
 
-        if a.deliver { checkLoop(dtline: dtline) }
+        if a.deliver { try checkLoop(dtline: dtline) }
 
         setEnvironment("SENDER", a.sender)
         var rpline = Array("Return-Path: <".utf8) + Address.quote(a.sender)
@@ -118,23 +128,23 @@ public enum LocalDelivery {
 
         var forwardOnly = false
         var contents: [UInt8] = []
-        if let (fd, executable, defaultValue) = search(dash: a.dash, ext: a.ext) {
+        if let (fd, executable, defaultValue) = try search(dash: a.dash, ext: a.ext) {
             forwardOnly = executable
             if let d = defaultValue { setEnvironment("DEFAULT", d) }
             let r = ByteReader(fd: fd, capacity: 4096)
-            do {
-                guard let all = try r.readAll(limit: maxDotQmail) else { temp("Uh-oh: .qmail file is too large.", "4.7.0") }
-                contents = all
-            } catch {
-                temp("Unable to read .qmail file: \(Sys.strerror(errno)).")
+            let all: [UInt8]?
+            do { all = try r.readAll(limit: maxDotQmail) } catch {
+                throw temp("Unable to read .qmail file: \(Sys.strerror(errno)).")
             }
+            guard let all else { throw temp("Uh-oh: .qmail file is too large.", "4.7.0") }
+            contents = all
             Sys.close(fd)
         } else if !a.dash.isEmpty {
-            die(.permanent("Sorry, no mailbox here by that name.", "5.1.1"))
+            throw die(.permanent("Sorry, no mailbox here by that name.", "5.1.1"))
         }
 
-        let ownerExists = exists(DotQmail.ownerName(dash: a.dash, ext: a.ext, suffix: "-owner"))
-        let ownerDefaultExists = ownerExists
+        let ownerExists = try exists(DotQmail.ownerName(dash: a.dash, ext: a.ext, suffix: "-owner"))
+        let ownerDefaultExists = try ownerExists
             && exists(DotQmail.ownerName(dash: a.dash, ext: a.ext, suffix: "-owner-default"))
         let newSender = DotQmail.newSender(sender: a.sender, local: a.local, host: a.host,
                                            ownerExists: ownerExists, ownerDefaultExists: ownerDefaultExists)
@@ -152,38 +162,38 @@ public enum LocalDelivery {
             defer { isFirst = false }
             switch ins {
             case .blank:
-                if isFirst { temp("Uh-oh: first line of .qmail file is blank.", "4.2.1") }
+                if isFirst { throw temp("Uh-oh: first line of .qmail file is blank.", "4.2.1") }
             case .comment, .ignored:
                 break
             case .forwardOnly:
                 forwardOnly = true
             case .mbox(let path):
                 counts.file += 1
-                if forwardOnly { temp("Uh-oh: .qmail has file delivery but has x bit set.", "4.7.0") }
+                if forwardOnly { throw temp("Uh-oh: .qmail has file delivery but has x bit set.", "4.7.0") }
                 if a.deliver {
-                    rewind()
+                    try rewind()
                     do {
                         try Mbox.deliver(path: path, fromLine: ufline, header: rpline + dtline, input: 0)
-                    } catch let f as MailFailure { die(f) } catch { temp("Unable to write \(path.string).") }
+                    } catch let f as MailFailure { throw die(f) } catch { throw temp("Unable to write \(path.string).") }
                 } else {
                     say(1, Array("mbox ".utf8) + path + [Ascii.lf])
                 }
             case .maildir(let dir):
                 counts.file += 1
-                if forwardOnly { temp("Uh-oh: .qmail has file delivery but has x bit set.", "4.7.0") }
+                if forwardOnly { throw temp("Uh-oh: .qmail has file delivery but has x bit set.", "4.7.0") }
                 if a.deliver {
-                    rewind()
+                    try rewind()
                     do {
                         try Maildir.deliver(dir: dir, header: rpline + dtline, input: 0)
-                    } catch let f as MailFailure { die(f) } catch { temp("Temporary error on maildir delivery.") }
+                    } catch let f as MailFailure { throw die(f) } catch { throw temp("Temporary error on maildir delivery.") }
                 } else {
                     say(1, Array("maildir ".utf8) + dir + [Ascii.lf])
                 }
             case .program(let command):
                 counts.program += 1
-                if forwardOnly { temp("Uh-oh: .qmail has prog delivery but has x bit set.", "4.7.0") }
+                if forwardOnly { throw temp("Uh-oh: .qmail has prog delivery but has x bit set.", "4.7.0") }
                 if a.deliver {
-                    if runProgram(command, inProcess: inProcess) { finish(counts, recipients, a.deliver, dtline) }
+                    if try runProgram(command, inProcess: inProcess) { return try finish(counts, recipients, a.deliver, dtline) }
                 } else {
                     say(1, Array("program ".utf8) + command + [Ascii.lf])
                 }
@@ -196,47 +206,46 @@ public enum LocalDelivery {
                 }
             }
         }
-        finish(counts, recipients, a.deliver, dtline)
+        try finish(counts, recipients, a.deliver, dtline)
     }
 
     /// Forwards (after every other delivery, as dot-qmail(5) says), prints
-    /// the "did F+W+P" report and exits 0.
+    /// the "did F+W+P" report.
     static func finish(_ counts: (file: Int, forward: Int, program: Int), _ recipients: [[UInt8]],
-                       _ deliver: Bool, _ dtline: [UInt8]) -> Never {
+                       _ deliver: Bool, _ dtline: [UInt8]) throws {
         var qp: Int32? = nil
         if deliver && !recipients.isEmpty {
-            qp = forward(recipients, sender: environmentBytes("NEWSENDER") ?? [], prefix: dtline)
+            qp = try forward(recipients, sender: environmentBytes("NEWSENDER") ?? [], prefix: dtline)
         }
         var report = "did \(counts.file)+\(counts.forward)+\(counts.program)\n"
         if let qp { report += "qp \(qp)\n" }
         say(1, report)
-        Sys.exit(0)
     }
 
-    static func rewind() {
-        if !rewindInput() { temp("Unable to rewind message.") }
+    static func rewind() throws {
+        if !rewindInput() { throw temp("Unable to rewind message.") }
     }
 
-    static func checkHome(deliver: Bool) {
+    static func checkHome(deliver: Bool) throws {
         guard let st = BytePath.stat(Array(".".utf8)) else {
-            temp("Unable to stat home directory: \(Sys.strerror(errno)).")
+            throw temp("Unable to stat home directory: \(Sys.strerror(errno)).")
         }
-        if st.st_mode & unsafeBits != 0 { temp("Uh-oh: home directory is writable.", "4.7.0") }
+        if st.st_mode & unsafeBits != 0 { throw temp("Uh-oh: home directory is writable.", "4.7.0") }
         if st.st_mode & S_ISVTX != 0 {
-            if deliver { temp("Home directory is sticky: user is editing his .qmail file.", "4.2.1") }
+            if deliver { throw temp("Home directory is sticky: user is editing his .qmail file.", "4.2.1") }
             say(2, "Warning: home directory is sticky.\n")
         }
     }
 
     /// Bounces a message whose header already has our Delivered-To line.
-    static func checkLoop(dtline: [UInt8]) {
-        rewind()
+    static func checkLoop(dtline: [UInt8]) throws {
+        try rewind()
         let r = ByteReader(fd: 0, capacity: 8192)
         var atStart = true
         while true {
             let got: (bytes: [UInt8], overflow: Bool)?
             do { got = try r.line(limit: dtline.count + 1) } catch {
-                temp("Unable to read message: \(Sys.strerror(errno)).")
+                throw temp("Unable to read message: \(Sys.strerror(errno)).")
             }
             guard let (line, overflow) = got else { return }
             if overflow {
@@ -250,32 +259,32 @@ public enum LocalDelivery {
             if line.last != Ascii.lf { return }
             if line.count <= 1 { return }
             if line == dtline {
-                die(.permanent("This message is looping: it already has my Delivered-To line.", "5.4.6"))
+                throw die(.permanent("This message is looping: it already has my Delivered-To line.", "5.4.6"))
             }
         }
     }
 
-    static func exists(_ name: [UInt8]) -> Bool {
+    static func exists(_ name: [UInt8]) throws -> Bool {
         if BytePath.stat(name) != nil { return true }
-        if errnoIsTemporary(errno) { temp("Unable to open \(name.string): \(Sys.strerror(errno)).") }
+        if errnoIsTemporary(errno) { throw temp("Unable to open \(name.string): \(Sys.strerror(errno)).") }
         return false
     }
 
     /// Opens the first .qmail file that applies. Returns its descriptor,
     /// whether its owner x bit is set (forward-only) and DEFAULT's value.
-    static func search(dash: [UInt8], ext: [UInt8]) -> (Int32, Bool, [UInt8]?)? {
+    static func search(dash: [UInt8], ext: [UInt8]) throws -> (Int32, Bool, [UInt8]?)? {
         for c in DotQmail.searchOrder(dash: dash, ext: ext) {
             let fd = BytePath.open(c.name, O_RDONLY | O_NONBLOCK)
             if fd < 0 {
                 let e = errno
                 if errnoIsTemporary(e) || e == EPERM || e == EACCES {
-                    temp("Unable to open \(c.name.string): \(Sys.strerror(e)).")
+                    throw temp("Unable to open \(c.name.string): \(Sys.strerror(e)).")
                 }
                 continue
             }
-            guard let st = try? Sys.fstat(fd) else { temp("Unable to open \(c.name.string): \(Sys.strerror(errno)).") }
+            guard let st = try? Sys.fstat(fd) else { throw temp("Unable to open \(c.name.string): \(Sys.strerror(errno)).") }
             if (st.st_mode & S_IFMT) == S_IFREG {
-                if st.st_mode & unsafeBits != 0 { temp("Uh-oh: .qmail file is writable.", "4.7.0") }
+                if st.st_mode & unsafeBits != 0 { throw temp("Uh-oh: .qmail file is writable.", "4.7.0") }
                 return (fd, st.st_mode & 0o100 != 0, c.defaultValue)
             }
             Sys.close(fd)
@@ -286,36 +295,36 @@ public enum LocalDelivery {
     /// Runs "sh -c command" with the message on stdin, or the program
     /// itself in this process when `inProcess` takes it (same environment,
     /// directory, input and output; its exit code read the same way).
-    /// Returns true when the program asked to stop (exit 99); exits on failure.
-    static func runProgram(_ command: [UInt8], inProcess: InProcessProgram?) -> Bool {
-        rewind()
+    /// Returns true when the program asked to stop (exit 99); throws when it failed.
+    static func runProgram(_ command: [UInt8], inProcess: InProcessProgram?) throws -> Bool {
+        try rewind()
         let code: Int32
         if let run = inProcess, let argv = ShellWords.literal(command), let c = run(argv) {
             code = c
         } else {
             let pid: pid_t
             do { pid = try ChildProcess.spawn(.init([Array("/bin/sh".utf8), Array("-c".utf8), command])) } catch {
-                temp("Unable to run /bin/sh: \(Sys.strerror(error.errno)).")
+                throw temp("Unable to run /bin/sh: \(Sys.strerror(error.errno)).")
             }
             switch ChildProcess.wait(pid) {
-            case .signaled?, nil: temp("Aack, child crashed.")
+            case .signaled?, nil: throw temp("Aack, child crashed.")
             case .exited(let c)?: code = c
             }
         }
         if code == 0 { return false }
         if code == 99 { return true }
-        Sys.exit(QmailExit.permanentForProgram.contains(code) ? QmailExit.permanent : QmailExit.temporary)
+        // The program has said why on our output already.
+        throw LocalStop(kind: QmailExit.permanentForProgram.contains(code) ? .permanent : .temporary, text: "")
     }
 
     /// Sends the message (with our Delivered-To line first) to `recipients`
     /// through qmail-queue. Returns qmail-queue's pid for the report.
-    static func forward(_ recipients: [[UInt8]], sender: [UInt8], prefix: [UInt8]) -> Int32 {
-        rewind()
+    static func forward(_ recipients: [[UInt8]], sender: [UInt8], prefix: [UInt8]) throws -> Int32 {
+        try rewind()
         switch Helpers.queue(prefix: prefix, sender: sender, recipients: recipients) {
         case .success(let qp): return qp
         case .failure(let f):
-            say(2, "Unable to forward message: \(f.description).\n")
-            Sys.exit(f.exitCode)
+            throw LocalStop(kind: f.kind, text: "Unable to forward message: \(f.description).\n")
         }
     }
 }

@@ -12,4 +12,13 @@ guard let args = LocalArguments.parse(Array(argv.dropFirst())) else {
     Sys.exit(QmailExit.permanent)
 }
 // A hosted domain's `| HOME/bin/vdelivermail ...` line runs in this process.
-LocalDelivery.main(args, inProcess: VDeliver.inProcess)
+do {
+    try LocalDelivery.run(args, inProcess: VDeliver.inProcess)
+    Sys.exit(QmailExit.success)
+} catch let stop as LocalStop {
+    say(2, stop.text)
+    Sys.exit(stop.exitCode)
+} catch {
+    say(2, "\(error)\n")
+    Sys.exit(QmailExit.temporary)
+}

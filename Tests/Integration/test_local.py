@@ -182,6 +182,18 @@ def test_program_exit_codes(qhome, home, tmp_path, code, expect):
     assert f"program said {code}".encode() in r.stdout + r.stderr
 
 
+def test_failure_texts_are_exact(qhome, home, tmp_path):
+    """A failing program's own words are the whole report (qmail-local adds
+    nothing); a .qmail over 16 MB defers with qmail-local's own text."""
+    qmail_file(home, ".qmail", "|echo not here >&2; exit 100\n")
+    r = local(qhome, home, tmp_path)
+    assert (r.returncode, r.stderr, r.stdout) == (100, b"not here\n", b"")
+    qmail_file(home, ".qmail", "#" * (16 << 20) + "\n./Mailbox\n")
+    r = local(qhome, home, tmp_path)
+    assert (r.returncode, r.stderr) == (111, b"Uh-oh: .qmail file is too large. (#4.7.0)\n")
+    assert not (home / "Mailbox").exists()
+
+
 def test_exit_99_stops_but_keeps_earlier_lines(qhome, home, tmp_path):
     md = maildirmake(qhome, home / "Maildir")
     qmail_file(home, ".qmail", "./Maildir/\n|exit 99\n./Mailbox\n")
