@@ -53,12 +53,12 @@ public struct InjectOptions: Sendable, Equatable {
                         i += 1
                         o.sender = args[i]
                     } else {
-                        throw InjectFailure(usage, exitCode: 100)
+                        throw InjectFailure(usage, .permanent)
                     }
                     i += 1
                     continue argLoop
                 default:
-                    throw InjectFailure(usage, exitCode: 100)
+                    throw InjectFailure(usage, .permanent)
                 }
                 j += 1
             }

@@ -149,7 +149,7 @@ public final class Injector {
         if let kind {
             seen.insert(kind)
         } else if !HeaderField.valid(h) {
-            throw InjectFailure("invalid header field: " + h.string, exitCode: 100)
+            throw InjectFailure("invalid header field: " + h.string, .permanent)
         }
         var list: ListKind? = nil
         switch kind {

@@ -46,13 +46,13 @@ public enum QmailInjectProgram {
         signal(SIGPIPE, SIG_IGN)
         do {
             try run(args)
-            return 0
+            return QmailExit.success
         } catch let f as InjectFailure {
             Sys.warn(f.description)
             return f.exitCode
         } catch {
             Sys.warn("qmail-inject: fatal: \(error)")
-            return 111
+            return QmailExit.temporary
         }
     }
 
