@@ -72,25 +72,27 @@ public struct LocalSpawn: SpawnDriver {
         let local = Array(recipient[0..<at])
         let domain = at < recipient.count ? Array(recipient[(at + 1)...]) : []
         let path = home.bin("qmail-local")
-        guard let pid = try? ChildProcess.forkChild() else { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
-        if pid == 0 { deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender) }
+        guard let pid = try? ChildProcess.forkRunning({
+            deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender)
+        }) else { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
         return .success(pid)
     }
 
     /// The forked child: message on 0, report pipe on 1 and 2 (so that
     /// qmail-getpw's complaints reach the report), user lookup, then
-    /// qmail-local as that user. Every failure is an exit code (qlx).
-    func deliveryChild(path: String, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Never {
+    /// qmail-local as that user. Returns only on failure, the child's exit
+    /// code (qlx).
+    func deliveryChild(path: String, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Int32 {
         signal(SIGCHLD, SIG_DFL)
-        if ChildProcess.arrange([.dup(message, to: 0), .dup(output, to: 1), .dup(output, to: 2)]) != nil { _exit(QLX.sys) }
+        if ChildProcess.arrange([.dup(message, to: 0), .dup(output, to: 1), .dup(output, to: 2)]) != nil { return QLX.sys }
         let entry: UserEntry
         switch lookup(local) {
         case .success(let e): entry = e
-        case .failure(let c): _exit(c.code)
+        case .failure(let c): return c.code
         }
         var creds: Credentials? = nil
         if switchUser {
-            if entry.uid == 0 { _exit(QLX.root) }
+            if entry.uid == 0 { return QLX.root }
             creds = Credentials(uid: entry.uid, gid: entry.gid)
         }
         let argv = [Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
@@ -98,7 +100,7 @@ public struct LocalSpawn: SpawnDriver {
         let failed = ChildProcess.exec(.init(program: path, argv: argv, credentials: creds))
         // A qmail-local that will not run is an installation problem, never
         // the recipient's: defer, do not bounce.
-        _exit(failed.step == .credentials ? QmailExit.temporary : QLX.execSoft)
+        return failed.step == .credentials ? QmailExit.temporary : QLX.execSoft
     }
 
     public func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
@@ -126,7 +128,7 @@ public struct LocalSpawn: SpawnDriver {
         let letter: UInt8
         switch code {
         case 0: letter = UInt8(ascii: "K")
-        case 111, 71, 74, 75: letter = UInt8(ascii: "Z")
+        case QmailExit.temporary, 71, 74, 75: letter = UInt8(ascii: "Z")
         default: letter = UInt8(ascii: "D")
         }
         var text = Array(output.prefix { $0 != 0 })

@@ -25,9 +25,7 @@ final class ChildProcessTests: XCTestCase {
     /// Runs `body` in a forked child and returns how the child ended; for
     /// tests that change this process's ids or signals.
     func inChild(_ body: () -> Int32) throws -> ChildStatus? {
-        let pid = try ChildProcess.forkChild()
-        if pid == 0 { _exit(body()) }
-        return ChildProcess.wait(pid)
+        ChildProcess.wait(try ChildProcess.forkRunning(body))
     }
 
     func testCaptureCollectsOutputAndStatus() throws {
