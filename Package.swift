@@ -74,7 +74,7 @@ let programs: [(name: String, deps: [String])] = [
     ("qmail-popup", ["QmailPOP3"]),
     ("qmail-pop3d", ["QmailPOP3"]),
     ("tlswrap", ["QmailTLS"]),
-    ("checkpassword", ["Checkpassword", "UserDirectory"]),
+    ("checkpassword", ["Checkpassword", "UserDirectory", "QmailCore"]),
     ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
     ("vdelivermail", ["VDelivery", "QmailCore"]),
     ("checkpassword-ldap", ["Checkpassword", "UserDirectoryLDAP", "QmailCore"]),

@@ -7,6 +7,6 @@ import Checkpassword
 import QmailCore
 import UserDirectory
 
-Checkpassword.main(name: "checkpassword-file", argv: CommandLine.arguments) {
+Sys.exit(Checkpassword.main(name: "checkpassword-file", argv: CommandLine.arguments) {
     FileBackend(home: QmailHome.current())
-}
+})

@@ -8,6 +8,6 @@ import Checkpassword
 import QmailCore
 import UserDirectoryLDAP
 
-Checkpassword.main(name: "checkpassword-ldap", argv: CommandLine.arguments) {
+Sys.exit(Checkpassword.main(name: "checkpassword-ldap", argv: CommandLine.arguments) {
     LDAPBackend(home: QmailHome.current())
-}
+})

@@ -8,6 +8,6 @@ import Checkpassword
 import QmailCore
 import UserDirectorySQL
 
-Checkpassword.main(name: "checkpassword-mysql", argv: CommandLine.arguments) {
+Sys.exit(Checkpassword.main(name: "checkpassword-mysql", argv: CommandLine.arguments) {
     SQLBackend(home: QmailHome.current())
-}
+})

@@ -2,6 +2,7 @@
 // checkpassword. Runs as root under qmail-popup; see Checkpassword.swift.
 //   qmail-popup HOST checkpassword qmail-pop3d Maildir
 import Checkpassword
+import QmailCore
 import UserDirectory
 
-Checkpassword.main(name: "checkpassword", argv: CommandLine.arguments) { SystemBackend() }
+Sys.exit(Checkpassword.main(name: "checkpassword", argv: CommandLine.arguments) { SystemBackend() })
