@@ -142,6 +142,26 @@ final class ChildProcessTests: XCTestCase {
         XCTAssertEqual(st, .exited(0))
     }
 
+    func testForkRunningEndsWithTheBodysCode() throws {
+        XCTAssertEqual(try inChild { 42 }, .exited(42))
+    }
+
+    func testExitOnAlarmSaysTheLastMessageAndExits() throws {
+        let p = try Sys.pipeCloexec()
+        let st = try inChild {
+            guard dup2(p.write, 2) == 2 else { return 1 }
+            Sys.exitOnAlarm(code: 3, message: Array("first\n".utf8))
+            Sys.exitOnAlarm(code: 7, message: Array("too slow\n".utf8))
+            alarm(1)
+            // Bounded: the alarm ends the child long before the sleep does.
+            sleep(10)
+            return 1
+        }
+        Sys.close(p.write)
+        XCTAssertEqual(st, .exited(7))
+        XCTAssertBytes(readAll(p.read), Array("too slow\n".utf8))
+    }
+
     // MARK: privileges (root only)
 
     func testSpawnAsAnotherUser() throws {

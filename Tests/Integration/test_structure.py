@@ -1,0 +1,56 @@
+"""The shape of the source tree that the design asks for and a reader can
+rely on: library code returns values and never ends the process. Only a
+program's main.swift exits (with the code its library entry point
+returned), and the process facility, for a forked child that runs our code
+and for a deadline alarm's handler."""
+import re
+
+from conftest import ROOT
+
+SOURCE_DIRS = ("Sources", "checkpassword")
+
+# The process facility: the only files besides mains that may end the process.
+PROCESS_FACILITY = {
+    "Sources/QmailCore/ChildProcess.swift",
+    "Sources/QmailCore/ProcessExit.swift",
+}
+
+# A raw exit call: exit( / _exit( as a C function, or through Sys / Glibc.
+EXIT_CALL = re.compile(r"(?<![\w.])_?exit\s*\(|\b(?:Sys|Glibc|Musl)\.(?:_?exit|exitFlushing)\s*\(")
+# An enum case named exit (Handoff.exit) is a value, not a call.
+EXIT_CASE = re.compile(r"\bcase\s+exit\s*\(")
+NEVER = re.compile(r"->\s*Never\b")
+
+
+def library_lines():
+    """(path, line number, code without its // comment) of every Swift line
+    outside mains and the process facility."""
+    for d in SOURCE_DIRS:
+        for path in sorted((ROOT / d).rglob("*.swift")):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.name == "main.swift" or rel in PROCESS_FACILITY:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                code = line.split("//", 1)[0]
+                yield rel, n, code
+
+
+def test_library_code_never_exits():
+    found = [f"{rel}:{n}: {code.strip()}" for rel, n, code in library_lines()
+             if EXIT_CALL.search(code) and not EXIT_CASE.search(code)]
+    assert found == [], "exit calls outside mains and the process facility:\n" + "\n".join(found)
+
+
+def test_library_functions_return():
+    found = [f"{rel}:{n}: {code.strip()}" for rel, n, code in library_lines() if NEVER.search(code)]
+    assert found == [], "functions returning Never outside mains and the process facility:\n" + "\n".join(found)
+
+
+def test_the_check_sees_what_it_looks_for():
+    # The patterns match the forms the tree uses, and not the Handoff case.
+    for call in ("_exit(1)", "exit(1)", "Sys.exit(code)", "Sys.exitFlushing(0)", "Glibc._exit(c)"):
+        assert EXIT_CALL.search(call), call
+    for other in ("Handoff.exit(0)", ".exit(QmailExit.permanent)", "Sys.exitOnAlarm(code: 1)", "atexit(f)"):
+        assert not EXIT_CALL.search(other), other
+    assert EXIT_CASE.search("    case exit(Int32)")
+    assert (ROOT / "Sources" / "QmailCore" / "ProcessExit.swift").exists()
