@@ -866,3 +866,64 @@ def test_todo_split_files_of_a_batch_are_fsynced_together(mail, tmp_path):
     clean = next(i for i, (e, _) in enumerate(events) if e == "clean")
     assert sorted(p for e, p in events[:clean] if e == "fsync") == sorted(made), "fsync'd before todo goes"
     assert events[clean] == ("clean", 5)
+
+
+def run_send_alone(mail, lose):
+    """qmail-send on pipes of our own instead of qmail-start's: fd 0 the
+    log, 1/2 and 3/4 the spawns (each announces 1 slot), 5/6 qmail-clean.
+    `lose` is "clean" (its answers end at once) or "spawn" (qmail-lspawn's
+    reports end after its announcement). Returns (exit code, log)."""
+    import fcntl
+
+    def high(fd):
+        # Out of the way of the targets 0-6, closed in qmail-send by exec.
+        h = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+        os.close(fd)
+        return h
+
+    pipes = [tuple(high(fd) for fd in os.pipe()) for _ in range(6)]
+    to_l, from_l, to_r, from_r, to_c, from_c = pipes
+    log = high(os.open(mail.path / "send-alone.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    targets = [(log, 0), (to_l[1], 1), (from_l[0], 2), (to_r[1], 3), (from_r[0], 4), (to_c[1], 5), (from_c[0], 6)]
+    os.write(from_l[1], b"\1")
+    os.write(from_r[1], b"\1")
+    os.close(from_c[1] if lose == "clean" else from_l[1])
+    pid = os.posix_spawn(mail.home.bin("qmail-send"), ["qmail-send"], mail.env,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in targets])
+    try:
+        end = time.time() + 20
+        status = None
+        while status is None and time.time() < end:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+            else:
+                time.sleep(0.05)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("qmail-send kept running")
+    finally:
+        for r, w in pipes:
+            for fd in (r, w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        os.close(log)
+    return os.waitstatus_to_exitcode(status), (mail.path / "send-alone.log").read_text()
+
+
+def test_lost_qmail_clean_logs_the_alert_and_exits_111(mail):
+    mail.inject("s@x", ["a@b"])
+    code, log = run_send_alone(mail, "clean")
+    assert code == 111, log
+    assert log.endswith("alert: oh no! lost qmail-clean connection! dying...\n"), log
+    # The split's files are durable; todo/N stays for the next start.
+    assert mail.home.queue_files("todo")
+
+
+def test_lost_spawn_logs_the_alert_and_exits_111(mail):
+    code, log = run_send_alone(mail, "spawn")
+    assert code == 111, log
+    assert log.endswith("alert: oh no! lost spawn connection! dying...\n"), log
