@@ -54,3 +54,45 @@ def test_the_check_sees_what_it_looks_for():
         assert not EXIT_CALL.search(other), other
     assert EXIT_CASE.search("    case exit(Int32)")
     assert (ROOT / "Sources" / "QmailCore" / "ProcessExit.swift").exists()
+
+
+# Starting a process: posix_spawn and fork are called in one place only.
+SPAWN_CALL = re.compile(r"(?<![\w.])(?:posix_spawnp?|fork|vfork)\s*\(")
+SPAWN_FACILITY = {"Sources/QmailCore/ChildProcess.swift"}
+
+
+def swift_lines(skip=frozenset()):
+    for d in SOURCE_DIRS:
+        for path in sorted((ROOT / d).rglob("*.swift")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in skip:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                yield rel, n, line.split("//", 1)[0]
+
+
+def test_processes_start_only_in_the_process_facility():
+    found = [f"{rel}:{n}: {code.strip()}" for rel, n, code in swift_lines(SPAWN_FACILITY)
+             if SPAWN_CALL.search(code)]
+    assert found == [], "process starts outside QmailCore/ChildProcess.swift:\n" + "\n".join(found)
+    assert SPAWN_CALL.search("let pid = fork()") and SPAWN_CALL.search("posix_spawn(&pid, path")
+    assert not SPAWN_CALL.search("ChildProcess.forkRunning {") and not SPAWN_CALL.search("forkChild()")
+
+
+# A top-level type declaration (not nested: no indentation).
+TYPE_DECL = re.compile(r"^(?:(?:public|internal|fileprivate|private|package|final|indirect|@\w+(?:\([^)]*\))?)\s+)*"
+                       r"(?:struct|enum|class|protocol|actor|typealias)\s+(\w+)")
+
+
+def test_no_type_name_is_defined_in_two_modules():
+    # One meaning per name: Channel, Base64, IPAddress and the like once had
+    # several, in different modules.
+    modules = {}
+    for rel, _, code in swift_lines():
+        m = TYPE_DECL.match(code)
+        if m:
+            modules.setdefault(m.group(1), set()).add(rel.split("/")[1])
+    twice = {name: sorted(mods) for name, mods in modules.items() if len(mods) > 1}
+    assert twice == {}, twice
+    assert TYPE_DECL.match("public struct Foo {").group(1) == "Foo"
+    assert TYPE_DECL.match("    enum Nested {") is None
