@@ -5,7 +5,8 @@
 //
 // A mailbox's settings are the file MAILBOXDIR/.vacation, written
 // atomically and owned by the mailbox's uid; the senders already answered
-// are MAILBOXDIR/.vacation.replied (VacationResponder). A hosted mailbox
+// are MAILBOXDIR/.vacation.replied (VacationResponder; forgotten when
+// the vacation is turned on again). A hosted mailbox
 // needs nothing else: vdelivermail answers after each delivery while the
 // file says "enabled". A system account's mail is read by qmail-local, so
 // its ~/.qmail also gets one line "|HOME/bin/qmail-vacation" while the
@@ -211,6 +212,8 @@ public struct VacationMailbox: Sendable {
     public let kind: Kind
 
     public static let fileName = ".vacation"
+    /// The senders answered lately (VacationResponder's record table).
+    public static let repliedFile = ".vacation.replied"
     public static let program = "qmail-vacation"
     /// The first line of a ~/.qmail that turning vacation on had to make.
     static let madeMark = "# made by qmail-vacation with the default delivery; removed with the vacation"
@@ -248,9 +251,12 @@ public struct VacationMailbox: Sendable {
     /// mailbox), then for a system account adds or removes the .qmail line.
     /// Settings that are off remove the line first and are stored after,
     /// so a crash between the two never leaves a line without an "off".
+    /// Turning it on afresh forgets the senders answered last time (each
+    /// gets the new text once).
     public func save(_ s: VacationSettings) throws {
         try s.validate()
         if !s.enabled { try setDotQmailLine(false) }
+        if s.enabled, !((try? load().enabled) ?? false) { _ = unlink(directory + "/" + VacationMailbox.repliedFile) }
         try FileStore.writeAtomic(path, s.fileBytes, mode: 0o600, owner: (uid, gid))
         if s.enabled { try setDotQmailLine(true) }
     }

@@ -26,7 +26,6 @@ public struct VacationResponder {
     public let ownAddresses: [[UInt8]]
     public let now: Int
 
-    public static let repliedFile = ".vacation.replied"
     /// Bytes of the original header looked at; the rest is ignored.
     static let headerLimit = 64 * 1024
 
@@ -203,7 +202,7 @@ public struct VacationResponder {
     /// The senders answered lately: one record per sender, alive for the
     /// interval; a bounded table (24 kB) whatever the traffic.
     var replied: RecordTable {
-        RecordTable(directory: directory, file: VacationResponder.repliedFile, slots: 1024,
+        RecordTable(directory: directory, file: VacationMailbox.repliedFile, slots: 1024,
                     maxAhead: (VacationSettings.maxIntervalDays + 1) * 86400)
     }
 
