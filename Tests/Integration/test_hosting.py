@@ -2,6 +2,7 @@
 run the way qmail-local runs it, and checkpassword/checkpassword-file driven
 on fd 3 the way qmail-popup drives them. System accounts are made with
 useradd under unique names and removed afterwards (the tests run as root)."""
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -723,6 +724,23 @@ def wait_for(cond, timeout=30.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@contextlib.contextmanager
+def qmail_send_running(qhome):
+    """HOME/rc (qmail-start, qmail-send and its helpers) running until the
+    block ends, its log in HOME/send.log; yields a function that reads it."""
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=qhome.env)
+    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+    try:
+        wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
+        yield logtext
+    finally:
+        proc.send_signal(15)
+        proc.wait(timeout=30)
+        log.close()
+
+
 def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
     """qmail-inject -> qmail-queue -> qmail-send -> qmail-lspawn (users/cdb
     from vadddomain's assign line) -> qmail-local -> .qmail-default ->
@@ -735,12 +753,7 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
     hosting.admin("vadduser", "bob@example.org", password="pw")
     hosting.admin("vadduser", "-q", "1000", "carol@example.org", password="pw")
     assert (qhome.path / "users" / "cdb").exists()
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-    try:
-        wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
+    with qmail_send_running(qhome) as logtext:
         r = qhome.run("qmail-inject", "-fbob@example.org", "bob@example.org", "nobody@example.org",
                       input=b"From: bob@example.org\nSubject: e2e\n\nthrough the whole system\n")
         assert r.returncode == 0, r.stderr
@@ -761,10 +774,6 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
         assert len(hosting.new("carol", "example.org")) == 1
         bounce = max(hosting.new("bob", "example.org"), key=lambda p: p.stat().st_mtime_ns).read_bytes()
         assert b"over its quota. (#5.2.2)" in bounce
-    finally:
-        proc.send_signal(15)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def execs_per_delivery(hosting, qhome, tmp_path, count=4):
