@@ -58,6 +58,19 @@ class QmailHome:
         return sorted(p for p in base.rglob("*") if p.is_file())
 
 
+
+def wait_for(cond, timeout=30.0, what="condition", step=0.05):
+    """cond()'s first true value, polled every step seconds; an
+    AssertionError naming what after timeout seconds."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
 def make_home(tmp: pathlib.Path, fqdn: str = "test.example.com", extra=()) -> QmailHome:
     home = tmp / "qmail"
     # --link: hard links instead of copies, so hundreds of homes cost no disk

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import make_home
+from conftest import make_home, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
 
@@ -714,14 +714,6 @@ def test_catch_all_to_a_directory(hosting):
 
 # ---------------------------------------------------------------- end to end
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.contextmanager

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from conftest import wait_for
+
 # The stand-ins find the qmail home from their own path: HOME/rc starts
 # qmail with an empty environment.
 GETPW = """#!/bin/sh
@@ -73,14 +75,6 @@ LOG_PATTERNS = [
 QUEUE_DIRS = ("pid", "intd", "todo", "mess", "info", "local", "remote", "bounce")
 
 
-def wait_for(cond, timeout=20.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def exe_of(pid):
