@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import bin_dir, wait_for
+from conftest import bin_dir, qmail_send_running, wait_for
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "aliases"
 CORPUS = sorted(DATA.glob("*.aliases"))
@@ -872,8 +872,6 @@ def test_fastforward_setforward_table_programs_and_lists(scratch):
 def test_e2e_through_qmail_send(qhome, tmp_path):
     """Mail to an alias and to a user with a .forward reaches its targets
     through qmail-send; a forwarding loop ends as a bounce, not a storm."""
-    import signal
-    import tempfile
     fq = qhome.fqdn
     uid, gid = os.getuid(), os.getgid()
     homes = {}
@@ -893,20 +891,11 @@ def test_e2e_through_qmail_send(qhome, tmp_path):
     qhome.control("defaultdelivery", "|dot-forward .forward\n./Maildir/\n")
     (homes["fwd"] / ".forward").write_text("# keep one, send one on\n\\fwd, joe\n")
 
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
     queue_empty = lambda: not any(qhome.queue_files(s) for s in ("todo", "mess", "info", "local", "remote", "bounce"))
     new = lambda n: sorted((homes[n] / "Maildir" / "new").iterdir())
-    try:
-        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+    with qmail_send_running(qhome) as logtext:
         def inject(rcpts, subject):
-            with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
-                m.write(b"Subject: " + subject + b"\n\nbody\n"); m.seek(0)
-                e.write(f"Fjoe@{fq}\0".encode() + b"".join(b"T" + r.encode() + b"\0" for r in rcpts) + b"\0"); e.seek(0)
-                r = subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30)
-                assert r.returncode == 0
+            qhome.enqueue(b"Subject: " + subject + b"\n\nbody\n", f"joe@{fq}", rcpts)
         # staff -> joe and fwd; fwd's .forward keeps a copy and sends one to joe.
         inject([f"staff@{fq}"], b"to staff")
         wait_for(lambda: len(new("joe")) == 2 and len(new("fwd")) == 1 and queue_empty(), 30, "staff deliveries")
@@ -920,7 +909,3 @@ def test_e2e_through_qmail_send(qhome, tmp_path):
         bounce = new("joe")[-1].read_bytes()
         assert b"This message is looping" in bounce
         assert len(re.findall(r"starting delivery \d+: msg \d+ to local \S*loop", logtext())) <= 4
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()

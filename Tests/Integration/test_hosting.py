@@ -2,7 +2,6 @@
 run the way qmail-local runs it, and checkpassword/checkpassword-file driven
 on fd 3 the way qmail-popup drives them. System accounts are made with
 useradd under unique names and removed afterwards (the tests run as root)."""
-import contextlib
 import hashlib
 import os
 import pathlib
@@ -19,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import make_home, wait_for
+from conftest import make_home, qmail_send_running, wait_for  # noqa: F401 (test_vacation imports them from here)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
 
@@ -716,21 +715,6 @@ def test_catch_all_to_a_directory(hosting):
 
 
 
-@contextlib.contextmanager
-def qmail_send_running(qhome):
-    """HOME/rc (qmail-start, qmail-send and its helpers) running until the
-    block ends, its log in HOME/send.log; yields a function that reads it."""
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-    try:
-        wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
-        yield logtext
-    finally:
-        proc.send_signal(15)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_end_to_end_inject_send_vdelivermail(hosting, qhome):

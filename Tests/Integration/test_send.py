@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import qmail_send_running, wait_for
 
 # The stand-ins find the qmail home from their own path: HOME/rc starts
 # qmail with an empty environment.
@@ -698,16 +698,8 @@ def test_with_the_real_qmail_local(qhome):
     if not (pathlib.Path(qhome.bin("qmail-local")).exists() and pathlib.Path(qhome.bin("qmail-getpw")).exists()):
         pytest.skip("qmail-local/qmail-getpw not built")
     fq = qhome.fqdn
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    try:
-        logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
-        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
-            m.write(b"Subject: real\n\nreal body\n"); m.seek(0)
-            e.write(f"Fsomeone@{fq}\0Tpostmaster@{fq}\0Tnosuchuser@{fq}\0\0".encode()); e.seek(0)
-            assert subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30).returncode == 0
+    with qmail_send_running(qhome) as logtext:
+        qhome.enqueue(b"Subject: real\n\nreal body\n", f"someone@{fq}", [f"postmaster@{fq}", f"nosuchuser@{fq}"])
         new = qhome.path / "alias" / "Maildir" / "new"
         # postmaster gets the message, then the double bounce (someone@ has no mailbox either).
         wait_for(lambda: len(list(new.iterdir())) == 2, what="two Maildir deliveries")
@@ -718,10 +710,6 @@ def test_with_the_real_qmail_local(qhome):
         assert f"<nosuchuser@{fq}>:\nSorry, no mailbox here by that name. (#5.1.1)\n".encode() in msgs[1]
         assert re.search(r"delivery \d+: success: did_1\+0\+0/\n", logtext())
         check_log_format(logtext())
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_users_cdb_from_the_real_qmail_newu(qhome):
@@ -742,24 +730,12 @@ def test_users_cdb_from_the_real_qmail_newu(qhome):
         f"=joe:joe:{uid}:{gid}:{exact}:::\n+box-:box:{uid}:{gid}:{wild}:-::\n.\n")
     r = qhome.run("qmail-newu")
     assert r.returncode == 0, r.stderr
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    try:
-        logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
-        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
-            m.write(b"Subject: assign\n\nhi\n"); m.seek(0)
-            e.write(f"Fs@{fq}\0Tjoe@{fq}\0Tbox-anything@{fq}\0\0".encode()); e.seek(0)
-            assert subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30).returncode == 0
+    with qmail_send_running(qhome) as logtext:
+        qhome.enqueue(b"Subject: assign\n\nhi\n", f"s@{fq}", [f"joe@{fq}", f"box-anything@{fq}"])
         wait_for(lambda: not any(qhome.queue_files(s) for s in QUEUE_DIRS), what="an empty queue")
         assert len(list((exact / "Maildir" / "new").iterdir())) == 1, logtext()
         assert len(list((wild / "Maildir" / "new").iterdir())) == 1, logtext()
         assert "failure" not in logtext()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_slow_user_lookup_holds_up_only_its_own_delivery(mail):
