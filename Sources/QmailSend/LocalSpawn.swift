@@ -3,6 +3,14 @@
 // and runs HOME/bin/qmail-local as that user:
 //   qmail-local -- user home local dash ext domain sender defaultdelivery
 // Its exit code and output become the report (qmail's qlx codes).
+//
+// When users/cdb names the user, the delivery goes instead to a delivery
+// worker for the user's uid and gid (qmail-local -W, started once as that
+// user; see DeliveryWorkers), which forks a process for it with the same
+// descriptors and operands: this saves the fork of qmail-lspawn and the
+// exec of qmail-local per delivery. qmail-lspawn itself runs no delivery
+// code. Other users (qmail-getpw) and any trouble with a worker take the
+// fork and exec as before.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,11 +40,13 @@ public struct LocalSpawn: SpawnDriver {
     public let defaultDelivery: [UInt8]
     /// Switch to the user's uid/gid (root in a multi-user installation).
     public let switchUser: Bool
+    let workers: DeliveryWorkers
 
     public init(home: QmailHome, defaultDelivery: [UInt8], ids: QmailIds) {
         self.home = home
         self.defaultDelivery = defaultDelivery
         self.switchUser = geteuid() == 0 && !ids.singleUser
+        self.workers = DeliveryWorkers(program: home.bin("qmail-local"))
     }
 
     /// The user for `local`, or a qlx-style exit code.
@@ -71,12 +81,29 @@ public struct LocalSpawn: SpawnDriver {
         let at = recipient.lastIndex(of: Ascii.at) ?? recipient.count
         let local = Array(recipient[0..<at])
         let domain = at < recipient.count ? Array(recipient[(at + 1)...]) : []
+        if let id = startInWorker(message: message, output: output, local: local, domain: domain, sender: sender) { return id }
         let path = home.bin("qmail-local")
         guard let pid = try? ChildProcess.forkRunning({
             deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender)
         }) else { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
         return .success(pid)
     }
+
+    /// Hands the delivery to the worker for the user's ids when users/cdb
+    /// names the user; nil when it takes the fork and exec instead.
+    func startInWorker(message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Result<pid_t, SpawnReport>? {
+        guard let v = try? UsersCdb.lookup(path: home.users + "/cdb", local: local), let entry = UserEntry.parse(v) else { return nil }
+        var creds: Credentials? = nil
+        if switchUser {
+            if entry.uid == 0 { return .failure(Self.report(status: .exited(QLX.root), output: [])) }
+            creds = Credentials(uid: entry.uid, gid: entry.gid)
+        }
+        let operands = [entry.user, entry.home, local, entry.dash, entry.ext, domain, sender, defaultDelivery]
+        return workers.start(credentials: creds, operands: operands, message: message, output: output).map { .success($0) }
+    }
+
+    public func watched() -> [Int32] { workers.statusPipes }
+    public func finished() -> [HelperEnd] { workers.collect() }
 
     /// The forked child: message on 0, report pipe on 1 and 2 (so that
     /// qmail-getpw's complaints reach the report), user lookup, then

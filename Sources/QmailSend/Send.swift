@@ -85,6 +85,9 @@ public final class QueueSender {
     var scheduler: Scheduler
     var pipes = PerChannel(local: SpawnPipe(toSpawn: 1, fromSpawn: 2), remote: SpawnPipe(toSpawn: 3, fromSpawn: 4))
     var todoPending: [Int] = []
+    /// Messages with every recipient done, finished together before the
+    /// next wait (see finishPending).
+    var finishQueue: [(id: Int, sender: [UInt8])] = []
     var nextTodoScan = 0
     var nextCleanup = 0
     var exiting = false
@@ -192,6 +195,7 @@ public final class QueueSender {
             if sendFlagAlarm != 0 { sendFlagAlarm = 0; try perform(.flush) }
             if sendFlagHup != 0 { sendFlagHup = 0; try reread() }
             let now = Sys.now()
+            try finishPending()
             if exiting && scheduler.running == 0 {
                 logLine("status: exiting")
                 _ = try? log.flush()
@@ -207,6 +211,7 @@ public final class QueueSender {
                 if now >= nextCleanup { try cleanupOssified(now); nextCleanup = now + Self.sleepCleanup }
                 try perform(.tick, now: now)
             }
+            try finishPending()
             _ = try? log.flush()
 
             var pfds: [pollfd] = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
@@ -275,8 +280,7 @@ public final class QueueSender {
                 let ok = unlinkIfPresent(chanPath(c, id))
                 try perform(.channelFileRemoved(c, message: id, ok: ok))
             case .finish(let id, let sender):
-                let ok = try finish(id, sender: sender)
-                try perform(.finished(message: id, ok: ok))
+                finishQueue.append((id, sender))
             }
         }
     }
@@ -515,19 +519,33 @@ public final class QueueSender {
         if !ok { logLine("warning: trouble marking \(p); message will be delivered twice!") }
     }
 
-    /// Every recipient is done: bounce, then remove the message. False
-    /// when a step failed (the scheduler tries again later).
-    func finish(_ id: Int, sender: [UInt8]) throws(Dying) -> Bool {
-        guard injectBounce(id, sender: sender) else { return false }
-        // mess and intd go before info, so that a crash here leaves info/N,
-        // which the next start finishes, and never an orphaned mess/N. A
-        // mess/N newer than info/N is another message that reused the
-        // inode number after an earlier attempt removed ours: keep it.
-        if let info = try? Sys.stat(layout.info(id)), let mess = try? Sys.stat(layout.mess(id)),
-           (mess.st_ctim.tv_sec, mess.st_ctim.tv_nsec) <= (info.st_mtim.tv_sec, info.st_mtim.tv_nsec) {
-            guard try cleanRequest("foop/\(id)") else { return false }
+    /// Finishes the messages whose recipients are all done: for each, its
+    /// bounce, then mess and intd (qmail-clean), then info. The qmail-clean
+    /// requests of all of them go in one exchange, instead of one wait for
+    /// qmail-clean per message. A message whose step failed is answered
+    /// not ok (the scheduler tries it again later).
+    func finishPending() throws(Dying) {
+        while !finishQueue.isEmpty {
+            let batch = finishQueue
+            finishQueue = []
+            var ok = [Bool](repeating: true, count: batch.count)
+            var clean: [Int] = []
+            for (k, m) in batch.enumerated() {
+                guard injectBounce(m.id, sender: m.sender) else { ok[k] = false; continue }
+                // mess and intd go before info, so that a crash here leaves
+                // info/N, which the next start finishes, and never an
+                // orphaned mess/N. A mess/N newer than info/N is another
+                // message that reused the inode number after an earlier
+                // attempt removed ours: keep it.
+                if let info = try? Sys.stat(layout.info(m.id)), let mess = try? Sys.stat(layout.mess(m.id)),
+                   (mess.st_ctim.tv_sec, mess.st_ctim.tv_nsec) <= (info.st_mtim.tv_sec, info.st_mtim.tv_nsec) {
+                    clean.append(k)
+                }
+            }
+            for (k, cleaned) in zip(clean, try cleanRequests(clean.map { "foop/\(batch[$0].id)" })) where !cleaned { ok[k] = false }
+            for (k, m) in batch.enumerated() where ok[k] { ok[k] = unlinkIfPresent(layout.info(m.id)) }
+            for (k, m) in batch.enumerated() { try perform(.finished(message: m.id, ok: ok[k])) }
         }
-        return unlinkIfPresent(layout.info(id))
     }
 
     func injectBounce(_ id: Int, sender: [UInt8]) -> Bool {

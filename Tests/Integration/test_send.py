@@ -679,6 +679,64 @@ def test_multi_user_each_program_runs_as_its_account(qmail_accounts):
         shutil.rmtree(base, ignore_errors=True)
 
 
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
+def test_multi_user_delivery_worker_runs_as_the_recipient(qmail_accounts):
+    """A user from users/cdb is delivered to by a delivery worker
+    (qmail-local -W) that qmail-lspawn starts as that user: the worker and
+    the delivery run with the user's uid and gid only, the message lands in
+    the user's Maildir owned by the user, and no worker runs as root."""
+    import pwd
+    from conftest import QmailHome, bin_dir
+    nobody = pwd.getpwnam("nobody")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-send-", dir="/var/tmp"))
+    proc = None
+    try:
+        os.chmod(base, 0o755)
+        r = subprocess.run([str(bin_dir() / "qmail-setup"), str(base / "qmail"), "mail.example.com"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        home = QmailHome(base / "qmail", "mail.example.com")
+        uhome = base / "nobody-home"
+        uhome.mkdir()
+        (uhome / ".qmail").write_text("./Maildir/\n")
+        for sub in ("", "/tmp", "/new", "/cur"):
+            (uhome / ("Maildir" + sub)).mkdir(mode=0o700)
+        subprocess.run(["chown", "-R", f"{nobody.pw_uid}:{nobody.pw_gid}", str(uhome)], check=True)
+        (home.path / "users" / "assign").write_text(f"=box:nobody:{nobody.pw_uid}:{nobody.pw_gid}:{uhome}:::\n.\n")
+        assert subprocess.run([home.bin("qmail-newu")], env=home.env, capture_output=True).returncode == 0
+        log = open(home.path / "send.log", "wb")
+        proc = subprocess.Popen([str(home.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=home.env)
+        logtext = lambda: (home.path / "send.log").read_text(errors="replace")
+        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+        for k in range(3):
+            with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+                m.write(f"Subject: worker {k}\n\nhi\n".encode()); m.seek(0)
+                e.write(b"Fsender@example.net\0Tbox@mail.example.com\0\0"); e.seek(0)
+                assert subprocess.run([home.bin("qmail-queue")], stdin=m, stdout=e, env=home.env, timeout=30).returncode == 0
+        new = uhome / "Maildir" / "new"
+        wait_for(lambda: len(list(new.iterdir())) == 3, 30, "three deliveries\n" + logtext())
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in new.iterdir()} == {(nobody.pw_uid, nobody.pw_gid)}
+        workers = []
+        for pdir in pathlib.Path("/proc").iterdir():
+            try:
+                if pdir.name.isdigit() and os.readlink(pdir / "exe") == home.bin("qmail-local"):
+                    workers.append(((pdir / "cmdline").read_bytes(), (pdir / "status").read_text()))
+            except OSError:
+                continue
+        assert [w[0] for w in workers] == [b"qmail-local\0-W\0"], workers
+        ids = {line.split(":")[0]: line.split()[1:] for line in workers[0][1].splitlines()
+               if line.startswith(("Uid:", "Gid:", "Groups:"))}
+        assert ids == {"Uid": [str(nobody.pw_uid)] * 4, "Gid": [str(nobody.pw_gid)] * 4, "Groups": [str(nobody.pw_gid)]}, ids
+        assert logtext().count("success: did_1+0+0/") == 3, logtext()
+    finally:
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_missing_delivery_programs_defer_never_bounce(mail):
     fq = mail.home.fqdn
     (mail.path / "bin" / "qmail-local").unlink()
