@@ -1,10 +1,11 @@
 // The pages' common frame and style: plain HTML, one column, readable on a
 // phone's width, no script at all.
+import UserDirectory
 
 /// One HTML page: head, the top bar of a logged-in session, the waiting
 /// message, and `body`.
 func page(_ title: String, _ s: Session?, flash: Flash? = nil, _ body: String) -> String {
-    var nav = ""
+    var nav = #"<header><span class="who">Mail administration</span></header>"#
     if let s {
         var links: [String] = []
         if s.isSystem { links.append(#"<a href="/domains">Domains</a>"#) }
@@ -54,6 +55,22 @@ func checkbox(_ name: String, _ label: String, checked: Bool) -> String {
     #"<label class="check"><input type="checkbox" name="\#(name)" value="yes"\#(checked ? " checked" : "")> \#(escapeHTML(label))</label>"#
 }
 
+/// A quota as a person reads it ("50 MB", "no limit").
+func quotaText(_ q: Quota) -> String {
+    if q.isUnlimited { return "no limit" }
+    var parts: [String] = []
+    if let b = q.bytes { parts.append(bytesText(b)) }
+    if let c = q.count { parts.append("\(c) messages") }
+    return parts.joined(separator: ", ")
+}
+
+/// A quota as a form shows it for editing: "20M" where it is whole megabytes.
+func quotaInput(_ q: Quota?) -> String {
+    guard let q, !q.isUnlimited else { return "" }
+    if let b = q.bytes, q.count == nil, b > 0, b % (1 << 20) == 0 { return "\(b >> 20)M" }
+    return q.text
+}
+
 func bytesText(_ n: Int) -> String {
     if n >= 10 << 20 { return "\(n >> 20) MB" }
     if n >= 10 << 10 { return "\(n >> 10) KB" }
@@ -62,10 +79,11 @@ func bytesText(_ n: Int) -> String {
 
 let styleSheet = """
 *{box-sizing:border-box}
+a{color:#1a4fb4}
 body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d232a;background:#f3f5f7}
 header{display:flex;flex-wrap:wrap;gap:.4rem 1rem;align-items:center;padding:.6rem 1rem;background:#1f3b57;color:#fff}
 header a,header .link{color:#fff}
-header nav{display:flex;flex-wrap:wrap;gap:.8rem;flex:1}
+header nav{display:flex;flex-wrap:wrap;gap:.3rem .9rem;flex:1 1 auto}
 .who{font-weight:600}
 main{max-width:44rem;margin:0 auto;padding:1rem}
 h1{font-size:1.5rem;margin:.4rem 0 1rem}
@@ -78,12 +96,16 @@ textarea{min-height:5rem}
 small{display:block;color:#55606b}
 button{margin-top:.8rem;padding:.5rem 1rem;font:inherit;border:0;border-radius:6px;background:#1f6feb;color:#fff;cursor:pointer}
 button.danger{background:#c62828}
-button.link{background:none;padding:0;margin:0;text-decoration:underline}
+button.link{background:none;padding:0;margin:0 0 0 .6rem;text-decoration:underline;color:#1a4fb4}
+header button.link{color:#fff;margin:0}
 form.inline{display:inline;margin:0}
 table{width:100%;border-collapse:collapse}
-th,td{text-align:left;padding:.4rem .3rem;border-bottom:1px solid #e3e7eb;vertical-align:top;overflow-wrap:anywhere}
+th,td{text-align:left;padding:.45rem .3rem;border-bottom:1px solid #e3e7eb;vertical-align:top;overflow-wrap:break-word;word-break:break-word}
+td.actions{white-space:nowrap;text-align:right}
+td small{margin-top:.1rem}
 .ok{background:#e6f4ea;border:1px solid #9ccc9f;padding:.6rem;border-radius:6px}
 .error{background:#fdecea;border:1px solid #e57373;padding:.6rem;border-radius:6px}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:.6rem;border-radius:6px;font-size:.85rem}
-.actions a{margin-right:.6rem}
+.actions a{margin-left:.6rem}
+@media (max-width:600px){.who{flex-basis:100%}main{padding:.7rem}section{padding:.8rem}}
 """

@@ -48,11 +48,11 @@ extension WebApp {
         var rows = ""
         for u in users {
             let n = u.name.string
-            let used = admin.usage(u).map { "\(bytesText($0.bytes)), \($0.count) msg" } ?? "?"
+            let used = admin.usage(u).map { "\(bytesText($0.bytes)) in \($0.count) message\($0.count == 1 ? "" : "s")" } ?? "usage unknown"
             let link = "/domain/mailbox?d=\(escapeQuery(name))&u=\(escapeQuery(n))"
-            rows += "<tr><td><a href=\"\(escapeHTML(link))\">\(escapeHTML(n))</a></td><td>\(escapeHTML(used)) / \(escapeHTML(u.quota.text))</td>"
+            rows += #"<tr><td><a href="\#(escapeHTML(link))">\#(escapeHTML(n))</a><small>\#(escapeHTML(used)); quota \#(escapeHTML(quotaText(u.quota)))</small></td>"#
                 + #"<td class="actions"><a href="\#(escapeHTML(link))">Edit</a>"#
-                + (n == "postmaster" ? "" : #" <a href="/domain/mailbox/delete?d=\#(escapeQuery(name))&amp;u=\#(escapeQuery(n))">Delete</a>"#)
+                + (n == "postmaster" ? "" : #"<a href="/domain/mailbox/delete?d=\#(escapeQuery(name))&amp;u=\#(escapeQuery(n))">Delete</a>"#)
                 + "</td></tr>"
         }
         var aliasRows = ""
@@ -61,7 +61,7 @@ extension WebApp {
             if let i = grouped.firstIndex(where: { $0.0 == a.name.string }) { grouped[i].1.append(a.target.string) } else { grouped.append((a.name.string, [a.target.string])) }
         }
         for (n, targets) in grouped.sorted(by: { $0.0 < $1.0 }) {
-            aliasRows += "<tr><td>\(escapeHTML(n))@\(escapeHTML(name))</td><td>\(targets.map(escapeHTML).joined(separator: "<br>"))</td><td>"
+            aliasRows += "<tr><td>\(escapeHTML(n))@\(escapeHTML(name))<small>to \(targets.map(escapeHTML).joined(separator: ", "))</small></td><td class=\"actions\">"
                 + postForm("/domain/alias/delete", s, ["d": name, "a": n], #"<button type="submit" class="link">Delete</button>"#, cls: "inline")
                 + "</td></tr>"
         }
@@ -76,7 +76,7 @@ extension WebApp {
             \(postForm("/domains/limits", s, ["d": name], """
             \(field("maxmailboxes", "Most mailboxes", type: "number", value: l.maxMailboxes.map(String.init) ?? "", hint: "empty: no limit", extra: #" min="0""#))
             \(field("maxaliases", "Most aliases", type: "number", value: l.maxAliases.map(String.init) ?? "", hint: "empty: no limit", extra: #" min="0""#))
-            \(field("defaultquota", "Quota of new mailboxes", value: l.defaultQuota?.text ?? "", hint: "for example 100M; empty: none"))
+            \(field("defaultquota", "Quota of new mailboxes", value: quotaInput(l.defaultQuota), hint: "for example 100M; empty: none"))
             <button type="submit">Save limits</button>
             """))
             </section>
@@ -84,7 +84,7 @@ extension WebApp {
         }
         let body = """
         <section><h2>Mailboxes</h2>
-        <table><thead><tr><th>Mailbox</th><th>Used / quota</th><th></th></tr></thead><tbody>\(rows)</tbody></table>
+        <table><tbody>\(rows)</tbody></table>
         </section>
         <section><h2>Add a mailbox</h2>
         \(postForm("/domain/mailbox/add", s, ["d": name], """
@@ -95,7 +95,7 @@ extension WebApp {
         """))
         </section>
         <section><h2>Aliases and forwards</h2>
-        \(aliasRows.isEmpty ? "<p>None yet.</p>" : "<table><thead><tr><th>Address</th><th>Goes to</th><th></th></tr></thead><tbody>\(aliasRows)</tbody></table>")
+        \(aliasRows.isEmpty ? "<p>None yet.</p>" : "<table><tbody>\(aliasRows)</tbody></table>")
         \(postForm("/domain/alias/add", s, ["d": name], """
         \(field("a", "Address (before @\(name))", required: true))
         \(field("target", "Goes to", required: true, hint: "a mailbox here or an address elsewhere, name@domain"))
@@ -131,7 +131,7 @@ extension WebApp {
         let fields = ["d": d.name.string, "u": u.name.string]
         let used = admin.usage(u).map { "\(bytesText($0.bytes)) in \($0.count) messages" } ?? "unknown"
         let body = """
-        <section><p>Uses \(escapeHTML(used)); quota \(escapeHTML(u.quota.text)).</p>
+        <section><p>Uses \(escapeHTML(used)); quota \(escapeHTML(quotaText(u.quota))).</p>
         <p><a href="\(escapeHTML(domainLink(d)))">Back to \(escapeHTML(d.name.string))</a></p></section>
         <section><h2>Set a new password</h2>
         \(postForm("/domain/mailbox/password", s, fields, """
@@ -142,7 +142,7 @@ extension WebApp {
         </section>
         <section><h2>Quota</h2>
         \(postForm("/domain/mailbox/quota", s, fields, """
-        \(field("quota", "Quota", value: u.quota.isUnlimited ? "" : u.quota.text, hint: "for example 100M; empty: none"))
+        \(field("quota", "Quota", value: quotaInput(u.quota), hint: "for example 100M; empty: none"))
         <button type="submit">Set quota</button>
         """))
         </section>

@@ -31,11 +31,11 @@ extension WebApp {
         for d in all.sorted(by: { $0.name.string < $1.name.string }) {
             let n = d.name.string
             if d.isAlias {
-                rows += "<tr><td>\(escapeHTML(n))</td><td>alias of \(escapeHTML(d.real.string))</td>"
+                rows += "<tr><td>\(escapeHTML(n))<small>alias of \(escapeHTML(d.real.string))</small></td>"
                     + #"<td class="actions"><a href="/domains/delete?d=\#(escapeQuery(n))">Delete</a></td></tr>"#
             } else {
                 let count = (try? admin.mailboxes(d).count) ?? 0
-                rows += "<tr><td>\(escapeHTML(n))</td><td>\(count) mailbox\(count == 1 ? "" : "es")</td>"
+                rows += "<tr><td>\(escapeHTML(n))<small>\(count) mailbox\(count == 1 ? "" : "es")</small></td>"
                     + #"<td class="actions"><a href="/domain?d=\#(escapeQuery(n))">Manage</a> <a href="/domains/delete?d=\#(escapeQuery(n))">Delete</a></td></tr>"#
             }
         }
@@ -43,7 +43,7 @@ extension WebApp {
         let options = reals.map { #"<option value="\#(escapeHTML($0))">\#(escapeHTML($0))</option>"# }.joined()
         let body = """
         <section><h2>Hosted domains</h2>
-        \(rows.isEmpty ? "<p>No domains yet.</p>" : "<table><thead><tr><th>Domain</th><th>Holds</th><th></th></tr></thead><tbody>\(rows)</tbody></table>")
+        \(rows.isEmpty ? "<p>No domains yet.</p>" : "<table><tbody>\(rows)</tbody></table>")
         </section>
         <section><h2>Add a domain</h2>
         \(postForm("/domains/add", s, [:], """

@@ -33,7 +33,7 @@ extension WebApp {
         let used = admin.usage(u).map { "\(bytesText($0.bytes)) in \($0.count) message\($0.count == 1 ? "" : "s")" } ?? "unknown"
         let f = (try? admin.forwarding(s.address)) ?? Forwarding()
         let body = """
-        <section><p>Your mailbox holds \(escapeHTML(used)); its quota is \(escapeHTML(u.quota.text)).</p></section>
+        <section><p>Your mailbox holds \(escapeHTML(used)); its quota is \(escapeHTML(quotaText(u.quota))).</p></section>
         <section><h2>Change my password</h2>
         \(postForm("/me/password", s, [:], """
         \(field("current", "Current password", type: "password", required: true, extra: #" autocomplete="current-password""#))
