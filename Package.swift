@@ -24,7 +24,8 @@ let fullyStatic: [LinkerSetting] = [
     .unsafeFlags(["-static-executable"] + stripped, .when(configuration: .release)),
 ]
 let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases", "qmail-queue", "qmail-inject",
-                                         "qmail-smtpd-auth", "qmail-srs", "srsreverse", "qmail-local", "vdelivermail"]
+                                         "qmail-smtpd-auth", "qmail-srs", "srsreverse", "qmail-local", "vdelivermail",
+                                         "qmail-vacation"]
 
 /// program name -> library modules it links. Keep each list minimal: a
 /// program links only what it needs (qmail-queue never links a backend).
@@ -77,6 +78,7 @@ let programs: [(name: String, deps: [String])] = [
     ("checkpassword", ["Checkpassword", "UserDirectory"]),
     ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
     ("vdelivermail", ["VDelivery", "QmailCore"]),
+    ("qmail-vacation", ["VDelivery", "QmailCore"]),
     ("checkpassword-ldap", ["Checkpassword", "UserDirectoryLDAP", "QmailCore"]),
     ("checkpassword-mysql", ["Checkpassword", "UserDirectorySQL", "QmailCore"]),
     ("vdelivermail-ldap", ["VDelivery", "UserDirectoryLDAP", "QmailCore"]),
@@ -101,6 +103,7 @@ let programs: [(name: String, deps: [String])] = [
     ("vfilterpolicy", ["VHosting", "QmailCore"]),
     ("vmkpasswd", ["VHosting", "QmailCore"]),
     ("vdkim", ["VHosting", "QmailCore"]),
+    ("vvacation", ["VHosting", "QmailCore"]),
     ("qmail-smtpd", ["QmailSMTP", "QmailNet"]),
     ("qmail-spfquery", ["QmailSPF"]),
     ("qmail-smtpd-auth", ["QmailCore"]),
