@@ -38,7 +38,7 @@ def chromium():
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
     """run.sh's whole server on free ports, with the web administration."""
-    if not (bin_dir() / "qmail-webadmin").exists():
+    if not (bin_dir() / "checkpassword-file").exists():
         pytest.skip("programs not built")
     top = pathlib.Path(tempfile.mkdtemp(prefix="sq-web-", dir="/var/tmp"))
     top.chmod(0o755)
@@ -79,9 +79,12 @@ def wait_for(pred, what, timeout=30):
     raise AssertionError(what)
 
 
-def send(site, rcpt, subject):
+def send(site, rcpt, subject, sender="someone@far.example", to=None):
+    """One message through qmail-smtpd; without `to`, no To: header (so no
+    vacation answers it: it is not addressed to the mailbox)."""
+    head = f"From: {sender}\n" + (f"To: {to}\n" if to else "") + f"Subject: {subject}\n"
     with smtplib.SMTP("127.0.0.1", site.ports["smtp"], timeout=30) as s:
-        s.sendmail("someone@far.example", [rcpt], f"From: someone@far.example\nSubject: {subject}\n\nhello\n")
+        s.sendmail(sender, [rcpt], head + "\nhello\n")
 
 
 def messages(site, domain, user):
@@ -274,9 +277,9 @@ def test_three_roles_in_a_browser_and_mail_follows(web, browser):
     p.shot("domains")
     # limits, on the domain's page (system administrator only)
     p.go(f"/domain?d={OTHER}")
-    p.submit("/domains/limits", maxmailboxes="5", maxaliases="", defaultquota="50M")
+    p.submit("/domains/limits", maxmailboxes="10", maxaliases="", defaultquota="50M")
     p.ok("Limits of other.test saved")
-    assert "limits:  mailboxes 5, aliases unlimited, default quota 52428800S" in vcmd(web, "vdominfo", OTHER).stdout
+    assert "limits:  mailboxes 10, aliases unlimited, default quota 52428800S" in vcmd(web, "vdominfo", OTHER).stdout
     # deleting a domain says what goes with it, and asks first
     send(web, "postmaster@gone.test", "to be deleted")
     wait_for(lambda: len(messages(web, "gone.test", "postmaster")) == 1, "no mail for postmaster@gone.test")
@@ -296,6 +299,8 @@ def test_three_roles_in_a_browser_and_mail_follows(web, browser):
     p.ok(f"Mailbox alice@{OTHER} added")
     p.submit("/domain/mailbox/add", u="bob", password="bob-secret-pw", quota="10M")
     p.ok(f"Mailbox bob@{OTHER} added")
+    p.submit("/domain/mailbox/add", u="carl", password="carl-secret-pw")
+    p.ok("added")
     p.submit("/domain/mailbox/add", u="temp", password="temp-secret-pw")
     p.ok("added")
     p.submit("/domain/alias/add", a="sales", target="alice")
@@ -332,6 +337,9 @@ def test_three_roles_in_a_browser_and_mail_follows(web, browser):
     p.ok("Forwarding saved")
     p.submit("/me/spam", spam=True, reject="8", quarantine=True)
     p.ok("Spam settings saved")
+    p.submit("/me/vacation", subject="Away", body="I am away until Monday.\nBack soon.", first="", last="", interval="7")
+    p.ok("Vacation message saved and on")
+    assert "On: senders get the reply below." in p.text()
     p.shot("me")
     p.shot("me-phone", 390)
     p.logout()
@@ -348,7 +356,7 @@ def test_three_roles_in_a_browser_and_mail_follows(web, browser):
     aliases = vcmd(web, "valias", "-s", OTHER).stdout
     assert f"sales@{OTHER} -> alice@{OTHER}" in aliases and f"boss@{OTHER} -> postmaster@{DOMAIN}" in aliases
     info = vcmd(web, "vdominfo", OTHER).stdout
-    assert "users:   3" in info and "unknown: bob" in info and "aliases: alias-other.test" in info, info
+    assert "users:   4" in info and "unknown: bob" in info and "aliases: alias-other.test" in info, info
     assert vcmd(web, "vfilterpolicy", f"alice@{OTHER}").stdout.strip() == f"alice@{OTHER}: spam=yes,quarantine=yes,reject=8.0"
     cp = subprocess.run(["/bin/sh", "-c", 'exec "$0" true 3<&0', str(web.home / "bin" / "checkpassword-file")],
                         input=f"alice@{OTHER}\0alice-second-pw\0\0".encode(), capture_output=True, timeout=30)
@@ -367,6 +375,25 @@ def test_three_roles_in_a_browser_and_mail_follows(web, browser):
     wait_for(lambda: {"to bob", "to boss"} <= set(subjects(DOMAIN, "postmaster")),
              f"postmaster got {subjects(DOMAIN, 'postmaster')}")
     assert subjects(OTHER, "alice") == []
+    # the vacation answers mail addressed to alice, once
+    assert "enabled: yes" in vcmd(web, "vvacation", f"alice@{OTHER}", "--show").stdout
+    send(web, f"alice@{OTHER}", "are you there", sender=f"bob@{OTHER}", to=f"alice@{OTHER}")
+    def replies(domain, user):
+        return [m for m in messages(web, domain, user) if "Auto-Submitted: auto-replied" in m]
+    wait_for(lambda: len(replies(OTHER, "bob")) == 1, "no vacation reply")
+    [reply] = replies(OTHER, "bob")
+    assert "Subject: Away" in reply and "I am away until Monday.\nBack soon." in reply, reply
+    # turned off on the web: off for vvacation too, and no more replies
+    p.login(f"alice@{OTHER}", "alice-second-pw")
+    p.submit("/me/vacation/off")
+    p.ok("Vacation message off.")
+    assert "Off." in p.text()
+    p.logout()
+    assert "enabled: no" in vcmd(web, "vvacation", f"alice@{OTHER}", "--show").stdout
+    send(web, f"alice@{OTHER}", "after vacation", sender=f"carl@{OTHER}", to=f"alice@{OTHER}")
+    wait_for(lambda: "after vacation" in subjects(OTHER, "bob"), "the forward of 'after vacation' did not arrive")
+    time.sleep(2)
+    assert replies(OTHER, "carl") == [] and len(replies(OTHER, "bob")) == 1
     # the log has the logins and never a password
     log = (web.home / "log" / "webadmin" / "current").read_text()
     assert f"qmail-webadmin: login failed remote=127.0.0.1 user=postmaster@{DOMAIN}" in log
