@@ -91,7 +91,7 @@ h2{font-size:1.15rem;margin:0 0 .6rem}
 section{background:#fff;border:1px solid #d5dbe1;border-radius:8px;padding:1rem;margin:0 0 1rem}
 label{display:block;font-weight:600;margin:.6rem 0 .2rem}
 label.check{font-weight:400}
-input[type=text],input[type=password],input[type=email],input[type=number],select,textarea{width:100%;padding:.5rem;font:inherit;border:1px solid #9aa5b1;border-radius:6px}
+input[type=text],input[type=password],input[type=email],input[type=number],input[type=date],select,textarea{width:100%;padding:.5rem;font:inherit;border:1px solid #9aa5b1;border-radius:6px}
 textarea{min-height:5rem}
 small{display:block;color:#55606b}
 button{margin-top:.8rem;padding:.5rem 1rem;font:inherit;border:0;border-radius:6px;background:#1f6feb;color:#fff;cursor:pointer}

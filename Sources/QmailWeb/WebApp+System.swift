@@ -90,6 +90,7 @@ extension WebApp {
         let (session, no) = system(c)
         guard let s = session else { return no! }
         let name = c.value("d").lowercased()
+        if name == s.domain { return await refuse(c, back: "/domains", "\(name) holds the mailbox you are logged in with: it stays.") }
         guard let d = (try? admin.allDomains())?.first(where: { $0.name.string == name }) else {
             return await refuse(c, back: "/domains", "Domain \(name) is not hosted here.")
         }
@@ -120,6 +121,7 @@ extension WebApp {
         guard session != nil else { return no! }
         let name = c.form.text("d").lowercased()
         guard c.form.text("confirm") == "yes" else { return redirect("/domains/delete?d=" + escapeQuery(name)) }
+        if name == session!.domain { return await refuse(c, back: "/domains", "\(name) holds the mailbox you are logged in with: it stays.") }
         return await change(c, back: "/domains", done: "Domain \(name) deleted.") {
             _ = try admin.run("vdeldomain", ["--", name])
         }

@@ -165,7 +165,7 @@ final class WebApp: @unchecked Sendable {
         <section>
         <form method="post" action="/login">
         <input type="hidden" name="pre" value="\(pre)">
-        \(field("login", "Mail address", type: "email", value: c.form.text("login"), required: true, extra: #" autocomplete="username" autofocus"#))
+        \(field("login", "Mail address", value: c.form.text("login"), required: true, extra: #" inputmode="email" autocomplete="username" autocapitalize="none" autofocus"#))
         \(field("password", "Password", type: "password", required: true, extra: #" autocomplete="current-password""#))
         <button type="submit">Log in</button>
         </form>

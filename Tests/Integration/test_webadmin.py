@@ -22,7 +22,7 @@ import urllib.parse
 import pytest
 
 from conftest import bin_dir
-from test_run import DOMAIN, free_ports, password, start, stop, unverified
+from test_run import DOMAIN, free_ports, password, start, stop, unverified, wait_for
 
 OTHER = "other.test"
 SHOTS = pathlib.Path("/tmp/webadmin-shots")
@@ -68,15 +68,6 @@ def vcmd(site, prog, *args, input=None):
         "setpriv", f"--reuid={st.st_uid}", f"--regid={st.st_gid}", "--init-groups"]
     return subprocess.run(owner + [str(site.home / "bin" / prog), *args], env=dict(site.env, QMAIL_HOME=str(site.home)),
                           capture_output=True, text=True, timeout=60, input=input)
-
-
-def wait_for(pred, what, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(what)
 
 
 def send(site, rcpt, subject, sender="someone@far.example", to=None):
