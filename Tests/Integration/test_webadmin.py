@@ -470,3 +470,15 @@ def test_failed_logins_are_limited_per_address_and_per_account(web):
     finally:
         limits.unlink(missing_ok=True)
         table.unlink(missing_ok=True)
+
+
+def test_no_certificate_no_server(qhome):
+    """Logins never go over plain HTTP: without control/servercert.pem it
+    does not start (111), and a wrong option is a usage error (100)."""
+    r = qhome.run("qmail-webadmin", "-p", "0", timeout=30)
+    assert r.returncode == 111 and b"servercert.pem" in r.stderr, r.stderr
+    r = qhome.run("qmail-webadmin", "-x", timeout=30)
+    assert r.returncode == 100 and b"usage: qmail-webadmin" in r.stderr, r.stderr
+    qhome.control("webadminport", "99999\n")
+    r = qhome.run("qmail-webadmin", timeout=30)
+    assert r.returncode == 111 and b"control/webadminport: bad port 99999" in r.stderr, r.stderr
