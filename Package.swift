@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // swift-qmail: the qmail mail system in Swift.
 //
 // Every qmail program is its own executable target named exactly as qmail
@@ -121,6 +121,7 @@ let programs: [(name: String, deps: [String])] = [
     ("maildirwatch", ["QmailSerial", "QmailCore"]),
     ("maildirsmtp", ["QmailSerial", "QmailCore"]),
     ("maildirserial", ["QmailSerial", "QmailCore"]),
+    ("qmail-webadmin", ["QmailWeb"]),
 ]
 
 let libraries: [Target] = [
@@ -154,6 +155,14 @@ let libraries: [Target] = [
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
     .target(name: "QmailSPF", dependencies: ["QmailCore", "QmailNet"], path: "Sources/QmailSPF"),
     .target(name: "QmailDMARC", dependencies: ["QmailCore", "QmailNet", "QmailDKIM"], path: "Sources/QmailDMARC"),
+    /// The web administration (qmail-webadmin only): the one module that
+    /// links Hummingbird, SwiftNIO and NIOSSL; no other program does.
+    .target(name: "QmailWeb", dependencies: ["QmailCore", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
+                                             .product(name: "Hummingbird", package: "hummingbird"),
+                                             .product(name: "HummingbirdTLS", package: "hummingbird"),
+                                             .product(name: "HTTPTypes", package: "swift-http-types"),
+                                             .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            path: "Sources/QmailWeb"),
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
 ]
 
@@ -161,12 +170,22 @@ let libraries: [Target] = [
 /// (checkpassword/README.md); every other program under Sources/.
 let checkpasswordPrograms: Set<String> = ["checkpassword", "checkpassword-file", "checkpassword-ldap", "checkpassword-mysql"]
 
+/// qmail-webadmin links FoundationEssentials (through SwiftNIO), whose
+/// static archive needs its two helper archives named: -static-stdlib
+/// alone leaves them out.
+let staticFoundation: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims"] + stripped,
+                 .when(configuration: .release)),
+]
+let foundationPrograms: Set<String> = ["qmail-webadmin"]
+
 let executables: [Target] = programs.map { p in
     .executableTarget(
         name: p.name,
         dependencies: p.deps.map { .target(name: $0) },
         path: checkpasswordPrograms.contains(p.name) ? "checkpassword/\(p.name)" : "Sources/\(p.name)",
-        linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic : staticStdlib)
+        linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic
+            : foundationPrograms.contains(p.name) ? staticFoundation : staticStdlib)
 }
 
 /// What the unit tests (and, but for its XCTest/ folder, the fuzz targets:
@@ -193,6 +212,13 @@ let tests: [Target] = [
 let package = Package(
     name: "swift-qmail",
     products: programs.map { .executable(name: $0.name, targets: [$0.name]) },
+    // Hummingbird's default traits pull in swift-configuration and full
+    // Foundation: qmail-webadmin needs neither (it parses its own forms).
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.0.0"),
+    ],
     targets: libraries + executables + [testSupport] + tests,
     swiftLanguageModes: [.v5]
 )

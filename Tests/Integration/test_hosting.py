@@ -1048,3 +1048,20 @@ def test_password_prompt_on_a_terminal(hosting, qhome):
     rc, err = vpasswd_on_tty(b"new1", b"new1")
     assert rc == 0, err
     assert hosting.checkpw("checkpassword-file", "bob@example.org", "new1").returncode == 0
+
+
+def test_domain_limits_are_kept_by_vadduser_and_valias(hosting):
+    """DIR/.qmailadmin-limits (vpopmail's file, which qmail-webadmin's
+    system administrator sets): the commands refuse past them."""
+    (hosting.domain_dir("example.org") / ".qmailadmin-limits").write_text(
+        "maxpopaccounts: 2\nmaxaliases: 1\ndefault_quota: 10M\n")
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    assert hosting.admin("vuserinfo", "-q", "bob@example.org").stdout.decode().strip() == "10485760S"
+    r = hosting.admin("vadduser", "carl@example.org", password="pw", check=False)
+    assert r.returncode == 1 and b"example.org has its limit of 2 mailboxes" in r.stderr, r.stderr
+    hosting.admin("valias", "-i", "a@remote.example", "info@example.org")
+    hosting.admin("valias", "-i", "b@remote.example", "info@example.org")  # the same alias again
+    r = hosting.admin("valias", "-i", "a@remote.example", "sales@example.org", check=False)
+    assert r.returncode == 1 and b"example.org has its limit of 1 aliases" in r.stderr, r.stderr
+    info = hosting.admin("vdominfo", "example.org").stdout.decode()
+    assert "limits:  mailboxes 2, aliases 1, default quota 10485760S" in info, info
