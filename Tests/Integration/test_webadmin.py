@@ -190,11 +190,24 @@ class Person:
 
     def click_and_wait(self, button):
         """Clicks, and waits for the next page (the old one goes stale)."""
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         html_el = self.d.find_element(self.By.TAG_NAME, "html")
         button.click()
-        WebDriverWait(self.d, 30).until(expected_conditions.staleness_of(html_el))
+
+        def old_page_gone(_):
+            try:
+                html_el.is_enabled()
+                return False
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as e:
+                # chromedriver may report the replaced page's node this way
+                # instead of as a stale element.
+                if "does not belong to the document" in str(e):
+                    return True
+                raise
+        WebDriverWait(self.d, 30).until(old_page_gone)
 
     def message(self):
         """The page's outcome line (ok or error)."""
