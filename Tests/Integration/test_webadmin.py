@@ -189,26 +189,12 @@ class Person:
         self.click_and_wait(f.find_element(self.By.CSS_SELECTOR, 'button[type="submit"]'))
 
     def click_and_wait(self, button):
-        """Clicks, and waits for the next page (the old one goes stale).
-        Chromium sometimes reports the old page's node as an inspector
-        error ("does not belong to the document") instead of a stale
-        element while it navigates: gone all the same."""
-        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+        """Clicks, and waits for the next page (the old one goes stale)."""
+        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
         html_el = self.d.find_element(self.By.TAG_NAME, "html")
         button.click()
-
-        def gone(_):
-            try:
-                html_el.is_enabled()
-                return False
-            except StaleElementReferenceException:
-                return True
-            except WebDriverException as e:
-                if "does not belong to the document" in str(e):
-                    return True
-                raise
-        WebDriverWait(self.d, 30).until(gone)
+        WebDriverWait(self.d, 30).until(expected_conditions.staleness_of(html_el))
 
     def message(self):
         """The page's outcome line (ok or error)."""
