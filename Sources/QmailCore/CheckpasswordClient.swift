@@ -17,9 +17,10 @@ public enum CheckpasswordClient {
     public enum Outcome: Equatable { case ended(ChildStatus), notStarted, lost }
 
     /// Runs `argv` with `fd3` written to its descriptor 3.
-    /// With `quiet`, its standard input and output are /dev/null; else it
-    /// shares ours (qmail-popup's checkpassword execs qmail-pop3d on them).
-    public static func run(_ argv: [String], fd3: [UInt8]?, quiet: Bool = true, searchPath: Bool = false,
+    /// With `quiet`, its standard input and output are /dev/null (or its
+    /// output is `output`); else it shares ours (qmail-popup's
+    /// checkpassword execs qmail-pop3d on them).
+    public static func run(_ argv: [String], fd3: [UInt8]?, quiet: Bool = true, output: Int32? = nil, searchPath: Bool = false,
                            timeout: Double? = 60, defaultSignals: [Int32] = ChildProcess.Plan.resetSignals) -> Outcome {
         guard !argv.isEmpty else { return .notStarted }
         var pipeFds: (read: Int32, write: Int32)? = nil
@@ -27,7 +28,8 @@ public enum CheckpasswordClient {
             guard let p = try? Sys.pipeCloexec() else { return .lost }
             pipeFds = p
         }
-        var fds: [FdAction] = quiet ? [.open("/dev/null", flags: O_RDONLY, to: 0), .open("/dev/null", flags: O_WRONLY, to: 1)] : []
+        var fds: [FdAction] = quiet ? [.open("/dev/null", flags: O_RDONLY, to: 0),
+                                       output.map { .dup($0, to: 1) } ?? .open("/dev/null", flags: O_WRONLY, to: 1)] : []
         if let p = pipeFds { fds.append(.dup(p.read, to: 3)) }
         var plan = ChildProcess.Plan(program: argv[0], argv: argv.map { Array($0.utf8) }, searchPath: searchPath, fds: fds)
         plan.defaultSignals = defaultSignals
@@ -51,5 +53,32 @@ public enum CheckpasswordClient {
         case .ended(.exited(1)), .ended(.exited(QmailExit.permanent)): return .rejected
         default: return .temporary
         }
+    }
+
+    /// A login that also reports what the program it runs prints (at most
+    /// `limit` bytes): checkpassword-ldap/-mysql run `argv` as the mailbox,
+    /// so a small program there tells the caller where the mailbox is.
+    public static func checkpassword(_ argv: [String], user: [UInt8], secret: [UInt8], stamp: [UInt8],
+                                     limit: Int) -> (CheckResult, [UInt8]) {
+        guard let p = try? Sys.pipeCloexec() else { return (.temporary, []) }
+        defer { close(p.read) }
+        // the output stays small (under a pipe's buffer): read after the end
+        let outcome = run(argv, fd3: user + [0] + secret + [0] + stamp + [0], output: p.write)
+        close(p.write)
+        guard case .ended(let status) = outcome else { return (.temporary, []) }
+        switch status {
+        case .exited(0): break
+        case .exited(1), .exited(QmailExit.permanent): return (.rejected, [])
+        default: return (.temporary, [])
+        }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        _ = fcntl(p.read, F_SETFL, fcntl(p.read, F_GETFL) | O_NONBLOCK)
+        while out.count < limit {
+            let n = read(p.read, &buf, buf.count)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return (.ok, Array(out.prefix(limit)))
     }
 }

@@ -17,8 +17,10 @@ public struct Session: Sendable {
     public let isSystem: Bool
     /// postmaster@domain: that domain's mailboxes, aliases, catch-all.
     public let isPostmaster: Bool
-    /// The mailbox exists in the file store (its own pages work).
+    /// The mailbox exists in the file store or the directory (its own pages work).
     public let hasMailbox: Bool
+    /// Where an LDAP or MySQL directory keeps the mailbox; nil: the file store.
+    public let directoryMailbox: DirectoryMailbox?
     public let csrf: String
     var expires: Int
     /// One message for the next page (the outcome of the last change).
@@ -41,11 +43,13 @@ public actor SessionStore {
     public init() {}
 
     /// A new session and its token (never an old one: no fixation).
-    public func open(address: String, domain: String, isSystem: Bool, isPostmaster: Bool, hasMailbox: Bool) -> String {
+    public func open(address: String, domain: String, isSystem: Bool, isPostmaster: Bool, hasMailbox: Bool,
+                     directoryMailbox: DirectoryMailbox? = nil) -> String {
         purge()
         let token = randomToken()
         sessions[token] = Session(address: address, domain: domain, isSystem: isSystem, isPostmaster: isPostmaster,
-                                  hasMailbox: hasMailbox, csrf: randomToken(), expires: Sys.now() + SessionStore.idleSeconds)
+                                  hasMailbox: hasMailbox, directoryMailbox: directoryMailbox, csrf: randomToken(),
+                                  expires: Sys.now() + SessionStore.idleSeconds)
         return token
     }
 

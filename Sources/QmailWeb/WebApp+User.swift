@@ -27,6 +27,7 @@ extension WebApp {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         let flash = await sessions.takeFlash(c.token)
+        if let m = s.directoryMailbox { return answer(.ok, page("My mailbox", s, flash: flash, directoryPage(s, m))) }
         guard let (u, _) = try? admin.mailbox(s.address) else {
             return answer(.serviceUnavailable, page("My mailbox", s, flash: flash, #"<p class="error">Your mailbox cannot be read just now: try again later.</p>"#))
         }
@@ -49,11 +50,39 @@ extension WebApp {
         return answer(.ok, page("My mailbox", s, flash: flash, body))
     }
 
+    /// The page of a mailbox an LDAP or MySQL directory keeps: the v*
+    /// commands (and so this program) write only the file store, so the
+    /// password and forwarding are shown as the directory's to change;
+    /// the vacation message lives in the mailbox's own directory.
+    func directoryPage(_ s: Session, _ m: DirectoryMailbox) -> String {
+        let used = (try? MaildirSize.scan(m.maildir)).map { "\(bytesText($0.bytes)) in \($0.count) message\($0.count == 1 ? "" : "s")" } ?? "unknown"
+        return """
+        <section><p>Your mailbox holds \(escapeHTML(used)); its quota is kept in the \(m.directoryName).</p></section>
+        <section><h2>Password and forwarding</h2>
+        <p>\(escapeHTML(directoryReadOnly(m)))</p>
+        </section>
+        \(vacationSection(s))
+        """
+    }
+
+    func directoryReadOnly(_ m: DirectoryMailbox) -> String {
+        "Your password and forwarding are kept in the \(m.directoryName), which this server only reads: "
+            + "ask your postmaster to change them there. Nothing about them can be changed on this page."
+    }
+
+    /// A change this page cannot make for a directory's mailbox, refused
+    /// before anything is written (never to the file store instead).
+    func refuseDirectoryChange(_ c: Call, _ s: Session) async -> Response? {
+        guard let m = s.directoryMailbox else { return nil }
+        return await refuse(c, back: "/me", directoryReadOnly(m))
+    }
+
     func mePassword(_ c: Call) async -> Response {
         let (session, no) = own(c)
         guard let s = session else { return no! }
+        if let r = await refuseDirectoryChange(c, s) { return r }
         // The current password first, under the same limits as a login.
-        switch login.check(login: s.address, password: c.form["current"] ?? "", remote: c.ip) {
+        switch login.check(login: s.address, password: c.form["current"] ?? "", remote: c.ip).0 {
         case .ok: return await setPassword(c, s.address, back: "/me")
         case .rejected: return await refuse(c, back: "/me", "Your current password was not right: nothing changed.")
         case .limited: return await refuse(c, back: "/me", "Too many wrong passwords: wait a while and try again.")
@@ -64,6 +93,7 @@ extension WebApp {
     func meForward(_ c: Call) async -> Response {
         let (session, no) = own(c)
         guard let s = session else { return no! }
+        if let r = await refuseDirectoryChange(c, s) { return r }
         let f = requestedForwarding(c)
         return await change(c, back: "/me", done: f.targets.isEmpty ? "Forwarding turned off: mail stays here." : "Forwarding saved.") {
             try admin.setForwarding(s.address, f)

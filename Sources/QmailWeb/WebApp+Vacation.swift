@@ -13,8 +13,15 @@ extension WebApp {
         on(r, .post, "/me/vacation/off") { await self.meVacationOff($0) }
     }
 
+    /// The session's own mailbox's vacation: in the file store's mailbox,
+    /// or in the directory an LDAP or MySQL login's mailbox has there.
+    func vacationBox(_ s: Session) throws -> VacationMailbox {
+        guard let m = s.directoryMailbox else { return try admin.vacationMailbox(s.address) }
+        return VacationMailbox(directory: m.directory, uid: m.uid, gid: m.gid, kind: .hosted)
+    }
+
     func vacationSection(_ s: Session) -> String {
-        guard let v = try? admin.vacation(s.address) else {
+        guard let v = try? admin.vacation(in: vacationBox(s)) else {
             return #"<section><h2>Vacation message</h2><p class="error">Your vacation settings cannot be read just now.</p></section>"#
         }
         let now = Sys.now()
@@ -42,7 +49,7 @@ extension WebApp {
     func meVacation(_ c: Call) async -> Response {
         let (session, no) = own(c)
         guard let s = session else { return no! }
-        var v = (try? admin.vacation(s.address)) ?? VacationSettings()
+        var v = (try? admin.vacation(in: vacationBox(s))) ?? VacationSettings()
         v.enabled = true
         v.subject = c.form.text("subject")
         // a textarea's CRLF line ends as LF (as Characters "\r\n" is one)
@@ -61,7 +68,7 @@ extension WebApp {
         }
         v.intervalDays = n
         return await change(c, back: "/me", done: "Vacation message saved and on.") {
-            try admin.setVacation(s.address, v)
+            try admin.setVacation(in: vacationBox(s), v)
         }
     }
 
@@ -69,7 +76,7 @@ extension WebApp {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         return await change(c, back: "/me", done: "Vacation message off.") {
-            try admin.disableVacation(s.address)
+            try admin.disableVacation(in: vacationBox(s))
         }
     }
 }

@@ -185,7 +185,8 @@ final class WebApp: @unchecked Sendable {
             return await loginPage(c, error: "Log in with your full mail address (name@domain).", status: .badRequest)
         }
         let password = c.form["password"] ?? ""
-        switch login.check(login: address, password: password, remote: c.ip) {
+        let (verdict, found) = login.check(login: address, password: password, remote: c.ip)
+        switch verdict {
         case .ok: break
         case .rejected: return await loginPage(c, error: "Wrong mail address or password.", status: .unauthorized)
         case .limited: return await loginPage(c, error: "Too many failed logins from your address or for this account: wait a while and try again.", status: .tooManyRequests)
@@ -193,14 +194,15 @@ final class WebApp: @unchecked Sendable {
         }
         let local = address.split(separator: "@", maxSplits: 1).first.map(String.init) ?? ""
         var domain = address.split(separator: "@", maxSplits: 1).last.map(String.init) ?? ""
-        var hasMailbox = false
-        if let (_, d) = try? admin.mailbox(address) {
-            domain = d.name.string
-            hasMailbox = true
-        }
+        // an LDAP or MySQL login's mailbox is the directory's, even where
+        // the file store has one of the same name
+        var hasMailbox = found != nil
+        if let d = try? admin.domain(domain) { domain = d.name.string }
+        if found == nil, (try? admin.mailbox(address)) != nil { hasMailbox = true }
         let isSystem = login.isSystemAdministrator(address)
         let token = await sessions.open(address: address, domain: domain, isSystem: isSystem,
-                                        isPostmaster: local == "postmaster" && hasMailbox, hasMailbox: hasMailbox)
+                                        isPostmaster: local == "postmaster" && hasMailbox, hasMailbox: hasMailbox,
+                                        directoryMailbox: found)
         await sessions.close(c.token)
         return redirect("/", cookies: [WebApp.cookie(WebApp.sessionCookie, token), WebApp.cookie(WebApp.loginCookie, "", clear: true)])
     }

@@ -37,24 +37,33 @@ extension Admin {
 
     /// The vacation settings of `address` (disabled defaults if never set).
     public func vacation(_ address: String) throws -> VacationSettings {
-        do { return try vacationMailbox(address).load() } catch { throw AdminError.from(error) }
+        do { return try vacation(in: try vacationMailbox(address)) } catch { throw AdminError.from(error) }
     }
 
     /// Stores the settings of `address` (validated first: an invalid one
     /// is refused and nothing is written).
     public func setVacation(_ address: String, _ settings: VacationSettings) throws {
-        do {
-            let box = try vacationMailbox(address)
-            try store.withLock { try box.save(settings) }
-        } catch { throw AdminError.from(error) }
+        do { try setVacation(in: try vacationMailbox(address), settings) } catch { throw AdminError.from(error) }
     }
 
     /// Turns the vacation of `address` off; its text is kept for next time.
     public func disableVacation(_ address: String) throws {
-        do {
-            let box = try vacationMailbox(address)
-            try store.withLock { try box.disable() }
-        } catch { throw AdminError.from(error) }
+        do { try disableVacation(in: try vacationMailbox(address)) } catch { throw AdminError.from(error) }
+    }
+
+    // The same for a mailbox found elsewhere (an LDAP or MySQL directory's,
+    // which vdelivermail-ldap/-mysql answer from the same file).
+
+    public func vacation(in box: VacationMailbox) throws -> VacationSettings {
+        do { return try box.load() } catch { throw AdminError.from(error) }
+    }
+
+    public func setVacation(in box: VacationMailbox, _ settings: VacationSettings) throws {
+        do { try store.withLock { try box.save(settings) } } catch { throw AdminError.from(error) }
+    }
+
+    public func disableVacation(in box: VacationMailbox) throws {
+        do { try store.withLock { try box.disable() } } catch { throw AdminError.from(error) }
     }
 
     // MARK: the command
