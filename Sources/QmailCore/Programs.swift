@@ -2,6 +2,11 @@
 // Programs not built yet are skipped. qmail-queue's owner is set apart
 // (qmailq, setuid); all others belong to root in a multi-user home, where
 // qmail-srs is setuid root to read control/srssecrets (SRSHelper.swift).
+// Names of one multi-call file (MultiCall.swift) are one installed file,
+// whose mode is the union of theirs.
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct ProgramEntry: Sendable {
     public let name: String
@@ -47,4 +52,27 @@ public enum Programs {
         e("vdkim", 0o700), e("vfilterpolicy", 0o700),
         e("vfilterpolicy-ldap", 0o700), e("vfilterpolicy-mysql", 0o700),
     ]
+}
+
+extension Programs {
+    /// Which file a path is: names of one multi-call file are one FileID.
+    public struct FileID: Hashable {
+        public let dev: UInt64
+        public let ino: UInt64
+        public init(_ st: stat) { dev = UInt64(st.st_dev); ino = UInt64(st.st_ino) }
+    }
+
+    /// The mode each program found in `dir` gets: its own, or, for names
+    /// that are one multi-call file, the union of theirs (qmail-setup gives
+    /// the file that mode; qmailctl doctor expects it).
+    public static func modes(in dir: String) -> [String: UInt32] {
+        var ids: [String: FileID] = [:]
+        var union: [FileID: UInt32] = [:]
+        for p in all {
+            guard let st = try? Sys.stat("\(dir)/\(p.name)") else { continue }
+            ids[p.name] = FileID(st)
+            union[FileID(st), default: 0] |= p.mode
+        }
+        return ids.mapValues { union[$0]! }
+    }
 }

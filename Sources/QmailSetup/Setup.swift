@@ -302,19 +302,16 @@ public final class Setup {
     /// are hard links to it, and the copy has the union of their modes. A
     /// setuid program never shares its file (Package.swift gives it its own).
     func installPrograms(_ q: gid_t) throws {
-        struct FileID: Hashable { let dev: UInt64; let ino: UInt64 }
+        typealias FileID = Programs.FileID
         var found: [(p: ProgramEntry, src: String, st: stat, id: FileID)] = []
         for p in Programs.all {
             let src = "\(o.programDirectory)/\(p.name)"
             guard let st = try? Sys.stat(src) else { continue }
-            found.append((p, src, st, FileID(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))))
+            found.append((p, src, st, FileID(st)))
         }
-        var modes: [FileID: UInt32] = [:]
+        let modes = Programs.modes(in: o.programDirectory)
         var names: [FileID: [String]] = [:]
-        for f in found {
-            modes[f.id, default: 0] |= f.p.mode
-            names[f.id, default: []].append(f.p.name)
-        }
+        for f in found { names[f.id, default: []].append(f.p.name) }
         if let f = found.first(where: { $0.p.mode & 0o6000 != 0 && names[$0.id]!.count > 1 }) {
             throw SetupError("\(f.src) is setuid \(f.p.name) and also \(names[f.id]!.filter { $0 != f.p.name }.joined(separator: ", ")): rebuild")
         }
@@ -322,7 +319,7 @@ public final class Setup {
         for f in found {
             let dst = "\(o.home)/bin/\(f.p.name)"
             var uid = ownerUid
-            var mode = modes[f.id]!
+            var mode = modes[f.p.name]!
             if f.p.name == "qmail-queue" { uid = ids.uid("qmailq")! }
             if o.singleUser && mode & 0o4000 != 0 { mode = 0o755 }
             let gid = o.singleUser ? ownerGid : q
