@@ -11,7 +11,7 @@ import PackageDescription
 /// Release programs carry no symbol table (--strip-all): it is about 40% of
 /// each file and the Swift runtime does not use it. (Profile or debug with a
 /// debug build.)
-let stripped = ["-Xlinker", "--strip-all"]
+let stripped = ["-Xlinker", "--strip-all", "-Xlinker", "--icf=safe"]
 let staticStdlib: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib"] + stripped, .when(configuration: .release)),
 ]
@@ -43,9 +43,10 @@ enum Binary: String, CaseIterable {
     /// or the LDAP and MariaDB clients, whose loading costs about 2 ms an
     /// exec (kept out of the files of per-connection programs).
     case dyn = "swift-qmail-dyn"
-    /// Run as root by a trusted parent (rc, qmail-send, qmail-lspawn,
-    /// qmail-popup, tcpserver): qmail-start, qmail-lspawn, qmail-getpw,
-    /// qmail-smtpd-auth, checkpassword and checkpassword-file.
+    /// Run as root by a trusted parent (rc, a service's run script,
+    /// qmail-lspawn, qmail-popup, tcpserver): qmail-start, qmail-lspawn,
+    /// qmail-getpw, tcpserver, qmail-smtpd-auth, checkpassword and
+    /// checkpassword-file. No OpenSSL, no LDAP or MariaDB client.
     case root = "swift-qmail-root"
     /// The root-run checkpassword programs of the LDAP and SQL backends (kept
     /// apart so that the others do not load those clients at each login).
@@ -97,7 +98,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("maildirmake", ["QmailLocal"], .main),
     ("maildir2mbox", ["QmailLocal"], .main),
     ("splogger", ["QmailLocal"], .main),
-    ("tcpserver", ["QmailNet"], .dyn),
+    ("tcpserver", ["QmailNet"], .root),
     ("tcprules", ["QmailNet"], .main),
     ("tcprulescheck", ["QmailNet"], .main),
     ("qmail-popup", ["QmailPOP3"], .tls),

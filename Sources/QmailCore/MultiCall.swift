@@ -15,7 +15,7 @@ public enum MultiCall {
     // its generic type, more than the whole dispatch.
 
     /// The program argv[0] names: its last component.
-    public static var program: String { name(CommandLine.arguments.first ?? "") }
+    public static var program: String { FileIO.baseName(CommandLine.arguments.first ?? "") }
 
     /// For a program qmail installs with mode 0700 (Programs.all): a file
     /// that many programs share has one mode, so the rule is kept here.
@@ -40,11 +40,5 @@ public enum MultiCall {
         }
         Sys.warn("\(binary): unknown program name \(program) (\(binary) --list names the programs it holds)")
         Sys.exit(100)
-    }
-
-    /// The last component of a program path.
-    static func name(_ argv0: String) -> String {
-        guard let slash = argv0.utf8.lastIndex(of: UInt8(ascii: "/")) else { return argv0 }
-        return String(argv0[argv0.utf8.index(after: slash)...])
     }
 }

@@ -13,7 +13,7 @@ from conftest import bin_dir, make_home
 
 SETUID = {"qmail-queue", "qmail-srs"}
 # run as root on behalf of others (a message, a login, a connection)
-ROOT_RUN = {"qmail-start", "qmail-lspawn", "qmail-getpw", "qmail-smtpd-auth",
+ROOT_RUN = {"qmail-start", "qmail-lspawn", "qmail-getpw", "qmail-smtpd-auth", "tcpserver",
             "checkpassword", "checkpassword-file", "checkpassword-ldap", "checkpassword-mysql"}
 
 

@@ -12,7 +12,6 @@ case "qmail-filter-mysql": qmailFilterMysqlMain()
 case "qmail-report": qmailReportMain()
 case "qmail-setup": qmailSetupMain()
 case "qmailctl": qmailctlMain()
-case "tcpserver": tcpserverMain()
 case "vaddaliasdomain": MultiCall.ownerOnly("swift-qmail-dyn"); vaddaliasdomainMain()
 case "vadddomain": MultiCall.ownerOnly("swift-qmail-dyn"); vadddomainMain()
 case "vadduser": MultiCall.ownerOnly("swift-qmail-dyn"); vadduserMain()
@@ -40,7 +39,6 @@ default: MultiCall.other("swift-qmail-dyn", [
     "qmail-report",
     "qmail-setup",
     "qmailctl",
-    "tcpserver",
     "vaddaliasdomain",
     "vadddomain",
     "vadduser",

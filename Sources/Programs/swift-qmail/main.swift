@@ -1,5 +1,6 @@
 // swift-qmail: the unprivileged programs that need no NSS and no shared
 // C library, in one fully static file (every hot program is here).
+// sendmail also answers as mailq, the name sites link to it.
 // HOME/bin holds it under each name below (MultiCall.swift); which program
 // is in which file is Package.swift's `programs`, and the programs qmail
 // installs with mode 0700 (Programs.all) start with MultiCall.ownerOnly.
@@ -39,7 +40,7 @@ case "qmail-send": qmailSendMain()
 case "qmail-showctl": qmailShowctlMain()
 case "qmail-spfquery": qmailSpfqueryMain()
 case "rblsmtpd": rblsmtpdMain()
-case "sendmail": sendmailMain()
+case "sendmail", "mailq": sendmailMain()
 case "setforward": setforwardMain()
 case "setmaillist": setmaillistMain()
 case "splogger": sploggerMain()
