@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // swift-qmail: the qmail mail system in Swift.
 //
 // Every qmail program is named exactly as qmail installs it; its entry
@@ -56,9 +56,10 @@ enum Binary: String, CaseIterable {
     var linkerSettings: [LinkerSetting] { self == .main ? fullyStatic : staticStdlib }
 }
 
-/// program name -> library modules it links, and the file that holds it (nil:
-/// a file of its own, fully static). Keep each list minimal: a program links
-/// only what it needs (qmail-queue never links a backend or OpenSSL).
+/// program name -> library modules it links, and the file that holds it
+/// (nil: a file of its own, fully static but for qmail-webadmin). Keep each
+/// list minimal: a program links only what it needs (qmail-queue never links
+/// a backend or OpenSSL).
 let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("qmail-queue", ["QmailQueue"], nil),
     ("qmail-srs", ["QmailCore"], nil),
@@ -105,9 +106,10 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("qmail-popup", ["QmailPOP3"], .tls),
     ("qmail-pop3d", ["QmailPOP3"], .tls),
     ("tlswrap", ["QmailTLS"], .tls),
-    ("checkpassword", ["Checkpassword", "UserDirectory"], .root),
+    ("checkpassword", ["Checkpassword", "UserDirectory", "QmailCore"], .root),
     ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"], .root),
     ("vdelivermail", ["VDelivery", "QmailCore"], .main),
+    ("qmail-vacation", ["VDelivery", "QmailCore"], .main),
     ("checkpassword-ldap", ["Checkpassword", "UserDirectoryLDAP", "QmailCore"], .rootDB),
     ("checkpassword-mysql", ["Checkpassword", "UserDirectorySQL", "QmailCore"], .rootDB),
     ("vdelivermail-ldap", ["VDelivery", "UserDirectoryLDAP", "QmailCore"], .dyn),
@@ -132,6 +134,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("vfilterpolicy", ["VHosting", "QmailCore"], .dyn),
     ("vmkpasswd", ["VHosting", "QmailCore"], .dyn),
     ("vdkim", ["VHosting", "QmailCore"], .dyn),
+    ("vvacation", ["VHosting", "QmailCore"], .dyn),
     ("qmail-smtpd", ["QmailSMTP", "QmailNet"], .tls),
     ("qmail-spfquery", ["QmailSPF"], .main),
     ("qmail-smtpd-auth", ["QmailCore"], .root),
@@ -149,6 +152,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("maildirwatch", ["QmailSerial", "QmailCore"], .main),
     ("maildirsmtp", ["QmailSerial", "QmailCore"], .dyn),
     ("maildirserial", ["QmailSerial", "QmailCore"], .main),
+    ("qmail-webadmin", ["QmailWeb"], nil),
 ]
 
 let libraries: [Target] = [
@@ -183,7 +187,24 @@ let libraries: [Target] = [
     .target(name: "QmailSPF", dependencies: ["QmailCore", "QmailNet"], path: "Sources/QmailSPF"),
     .target(name: "QmailDMARC", dependencies: ["QmailCore", "QmailNet", "QmailDKIM"], path: "Sources/QmailDMARC"),
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
+    /// The web administration (qmail-webadmin only): the one module that
+    /// links Hummingbird, SwiftNIO and NIOSSL; no other program does.
+    .target(name: "QmailWeb", dependencies: ["QmailCore", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
+                                             .product(name: "Hummingbird", package: "hummingbird"),
+                                             .product(name: "HummingbirdTLS", package: "hummingbird"),
+                                             .product(name: "HTTPTypes", package: "swift-http-types"),
+                                             .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            path: "Sources/QmailWeb"),
 ]
+
+/// qmail-webadmin links FoundationEssentials (through SwiftNIO), whose
+/// static archive needs its two helper archives named: -static-stdlib
+/// alone leaves them out.
+let staticFoundation: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims"] + stripped,
+                 .when(configuration: .release)),
+]
+let foundationPrograms: Set<String> = ["qmail-webadmin"]
 
 /// A program alone in its file keeps Sources/<program>/main.swift; the
 /// others are an entry function in Sources/Programs/<program>.swift, and
@@ -193,7 +214,8 @@ let libraries: [Target] = [
 /// a hard link to one copy of its file.
 let executables: [Target] = programs.filter { $0.binary == nil }.map { p in
     .executableTarget(name: p.name, dependencies: p.deps.map { .target(name: $0) },
-                      path: "Sources/\(p.name)", linkerSettings: fullyStatic)
+                      path: "Sources/\(p.name)",
+                      linkerSettings: foundationPrograms.contains(p.name) ? staticFoundation : fullyStatic)
 } + Binary.allCases.map { b in
     let held = programs.filter { $0.binary == b }
     let sources = [b.rawValue] + held.map { "\($0.name).swift" }
@@ -226,9 +248,18 @@ let tests: [Target] = [
     .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailNet", "QmailCore", "TestSupport"], path: "Tests/QmailSMTPTests"),
 ]
 
+let products: [Product] = executables.map { Product.executable(name: $0.name, targets: [$0.name]) }
+
 let package = Package(
     name: "swift-qmail",
-    products: executables.map { .executable(name: $0.name, targets: [$0.name]) },
+    products: products,
+    // Hummingbird's default traits pull in swift-configuration and full
+    // Foundation: qmail-webadmin needs neither (it parses its own forms).
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.0.0"),
+    ],
     targets: libraries + executables + [testSupport] + tests,
     swiftLanguageModes: [.v5]
 )

@@ -20,6 +20,8 @@ install_deps() {
   if [ "${1:-}" = test ]; then want+=(fail2ban); fi
   # test_filter.py scans with private clamd, spamd and rspamd instances
   if [ "${1:-}" = test ]; then want+=(clamav-daemon spamassassin spamc rspamd); fi
+  # test_webadmin.py drives qmail-webadmin with a headless Chromium (selenium)
+  if [ "${1:-}" = test ]; then want+=(chromium chromium-driver); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -50,6 +52,9 @@ install_deps() {
   # test_srs.py checks our SRS addresses against a second implementation
   if [ "${1:-}" = test ] && ! python3 -c 'import srslib' 2>/dev/null; then
     python3 -m pip install -q srslib
+  fi
+  if [ "${1:-}" = test ] && ! python3 -c 'import selenium' 2>/dev/null; then
+    python3 -m pip install -q selenium
   fi
   # A test that fails once and passes on a rerun is reported as a rerun
   # ("R" and the summary line), not hidden; see scripts/test.sh.

@@ -3,15 +3,16 @@
 # ./run/qmail (or $QMAIL_HOME) built from this checkout, serving the sample
 # domain example.test on loopback (127.0.0.1 and ::1): SMTP for incoming
 # mail, submission (STARTTLS, then AUTH), submission over implicit TLS, POP3
-# with STLS, POP3 over TLS, and qmail-send delivering locally and outwards
-# (by MX, or through $SMARTHOST). Every service logs through multilog into
+# with STLS, POP3 over TLS, the web administration (HTTPS, 127.0.0.1 only),
+# and qmail-send delivering locally and outwards (by MX, or through
+# $SMARTHOST). Every service logs through multilog into
 # HOME/log/<service>/. Ctrl-C stops it; running it again restarts it with
 # the same mailboxes and password.
 #
 # Usage: scripts/run.sh [--reset-password]
 # Environment: QMAIL_HOME, QMAIL_DOMAIN, QMAIL_FQDN, QMAIL_LISTEN (addresses,
 # default "127.0.0.1 ::1"), SMTP_PORT, SUBMISSION_PORT, SMTPS_PORT,
-# POP3_PORT, POP3S_PORT, SMARTHOST (host:port for all outgoing mail; it is
+# POP3_PORT, POP3S_PORT, WEBADMIN_PORT, SMARTHOST (host:port for all outgoing mail; it is
 # written to control/smtproutes and stays there until changed),
 # SMARTHOST_USER and SMARTHOST_PASSWORD (qmail-remote logs in to the
 # smarthost with them, only over TLS; kept in control/smtproutes, mode 600),
@@ -26,7 +27,7 @@ RESET=0
 for a in "$@"; do
   case "$a" in
     --reset-password) RESET=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $a (usage: scripts/run.sh [--reset-password])" ;;
   esac
 done
@@ -39,6 +40,7 @@ SUBMISSION_PORT="${SUBMISSION_PORT:-10587}"
 SMTPS_PORT="${SMTPS_PORT:-10465}"
 POP3_PORT="${POP3_PORT:-11110}"
 POP3S_PORT="${POP3S_PORT:-11995}"
+WEBADMIN_PORT="${WEBADMIN_PORT:-10443}"
 if [ "$(id -u)" -eq 0 ]; then
   RUN_USER="${QMAIL_RUN_USER:-swiftqmail}"
   HOME_DIR="${QMAIL_HOME:-/var/tmp/swift-qmail}"
@@ -59,6 +61,10 @@ for pv in SMTP_PORT SUBMISSION_PORT SMTPS_PORT POP3_PORT POP3S_PORT; do
     fi
   done
 done
+case "$WEBADMIN_PORT" in ''|*[!0-9]*) die "WEBADMIN_PORT=$WEBADMIN_PORT is not a port number" ;; esac
+if listening 127.0.0.1 "$WEBADMIN_PORT"; then
+  die "port $WEBADMIN_PORT on 127.0.0.1 (WEBADMIN_PORT) is in use by another program: stop it, or choose another port with WEBADMIN_PORT=..."
+fi
 case "${SMARTHOST:-}" in *[!A-Za-z0-9.:\[\]-]*) die "SMARTHOST=$SMARTHOST is not host:port" ;; esac
 # The login goes into smtproutes after the relay: "user password" (the user
 # ends at the first blank; a leading "-" there would allow AUTH in clear).
@@ -118,6 +124,11 @@ if ! as_owner "$B/vdominfo" -n "$DOMAIN" >/dev/null 2>&1; then
   NEWDOMAIN=1
 elif [ "$SETPW" -eq 1 ]; then
   printf '%s\n' "$PASS" | as_owner "$B/vpasswd" "postmaster@$DOMAIN" - >/dev/null
+fi
+# The sample domain's postmaster administers the whole system on the web
+# (qmail-webadmin); an existing list is the admin's and stays.
+if [ ! -e "$HOME_DIR/control/webadmins" ]; then
+  as_owner sh -c 'printf "postmaster@%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$DOMAIN" "$HOME_DIR/control/webadmins"
 fi
 # A login without @domain means this domain (checkpassword-file, qmail-rcptcheck).
 as_owner sh -c 'printf "%s\n" "$1" > "$2.tmp" && mv "$2.tmp" "$2"' sh "$DOMAIN" "$HOME_DIR/control/vdefaultdomain"
@@ -195,7 +206,7 @@ if [ -s "$HOME_DIR/control/clamd" ] || [ -s "$HOME_DIR/control/spamd" ]; then
   if [ -s "$HOME_DIR/control/clamd" ]; then FILTERED+=" clamd $(head -n 1 "$HOME_DIR/control/clamd")"; fi
   if [ -s "$HOME_DIR/control/spamd" ]; then FILTERED+=" $(head -n 1 "$HOME_DIR/control/spamd")"; fi
 fi
-for l in send smtpd submission smtps pop3d pop3ds; do logger "$l"; done
+for l in send smtpd submission smtps pop3d pop3ds webadmin; do logger "$l"; done
 service send "qmail-send" "$HOME_DIR/rc"
 ports=()
 for addr in $LISTEN; do
@@ -215,6 +226,10 @@ for addr in $LISTEN; do
     "$B/tcpserver" -v -R -H -l "$HOST" -c 40 "$addr" "$POP3S_PORT" "$B/tlswrap" "$B/qmail-popup" "$HOST" "$CP" "$B/qmail-pop3d" Maildir
   for p in "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT" "$POP3_PORT" "$POP3S_PORT"; do ports+=("$addr $p"); done
 done
+# the web administration: HTTPS with the same certificate, loopback only
+service webadmin "web administration on https://127.0.0.1:$WEBADMIN_PORT/" env QMAIL_HOME="$HOME_DIR" \
+  "$B/qmail-webadmin" -l 127.0.0.1 -p "$WEBADMIN_PORT"
+ports+=("127.0.0.1 $WEBADMIN_PORT")
 
 # ---- did everything start? Each listener must answer, and every service
 # still be ours a moment later (one that lost its port to another program
@@ -260,12 +275,13 @@ swift-qmail is running from $HOME_DIR (as $RUN_USER), listening on ${LISTEN// / 
   SMTP        port $SMTP_PORT: mail for the hosted domains (rcpthosts), no relaying
   submission  port $SUBMISSION_PORT: STARTTLS, then AUTH     port $SMTPS_PORT: implicit TLS, then AUTH
   POP3        port $POP3_PORT: STLS                      port $POP3S_PORT: implicit TLS
+  web admin   https://127.0.0.1:$WEBADMIN_PORT/ (log in as postmaster@$DOMAIN; control/webadmins)
   TLS         self-signed certificate $HOME_DIR/control/servercert.pem
   outgoing    $(outgoing)
   filter      $FILTERED
   admin       export QMAIL_HOME=$HOME_DIR PATH=$B:\$PATH
               vadddomain other.test; vadduser joe@$DOMAIN; vuserinfo postmaster@$DOMAIN; qmailctl doctor
-  logs        $HOME_DIR/log/{send,smtpd,submission,smtps,pop3d,pop3ds}/current (tai64nlocal < FILE)
+  logs        $HOME_DIR/log/{send,smtpd,submission,smtps,pop3d,pop3ds,webadmin}/current (tai64nlocal < FILE)
   report      $B/qmail-report --svg $SVG $HOME_DIR/log/send/current
   try         swaks --server 127.0.0.1:$SUBMISSION_PORT -tls --auth-user postmaster@$DOMAIN --auth-password $PASS --to postmaster@$DOMAIN
               curl -k --ssl-reqd pop3://127.0.0.1:$POP3_PORT/1 -u postmaster@$DOMAIN:$PASS

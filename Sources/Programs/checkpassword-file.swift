@@ -9,7 +9,7 @@ import UserDirectory
 
 /// checkpassword-file's entry point: the multi-call dispatcher runs it for argv[0] "checkpassword-file".
 func checkpasswordFileMain() {
-    Checkpassword.main(name: "checkpassword-file", argv: CommandLine.arguments) {
+    Sys.exit(Checkpassword.main(name: "checkpassword-file", argv: CommandLine.arguments) {
         FileBackend(home: QmailHome.current())
-    }
+    })
 }

@@ -10,7 +10,7 @@ import UserDirectoryLDAP
 
 /// checkpassword-ldap's entry point: the multi-call dispatcher runs it for argv[0] "checkpassword-ldap".
 func checkpasswordLdapMain() {
-    Checkpassword.main(name: "checkpassword-ldap", argv: CommandLine.arguments) {
+    Sys.exit(Checkpassword.main(name: "checkpassword-ldap", argv: CommandLine.arguments) {
         LDAPBackend(home: QmailHome.current())
-    }
+    })
 }

@@ -10,7 +10,7 @@ import UserDirectorySQL
 
 /// checkpassword-mysql's entry point: the multi-call dispatcher runs it for argv[0] "checkpassword-mysql".
 func checkpasswordMysqlMain() {
-    Checkpassword.main(name: "checkpassword-mysql", argv: CommandLine.arguments) {
+    Sys.exit(Checkpassword.main(name: "checkpassword-mysql", argv: CommandLine.arguments) {
         SQLBackend(home: QmailHome.current())
-    }
+    })
 }

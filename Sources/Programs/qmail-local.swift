@@ -2,6 +2,7 @@
 // Started by qmail-lspawn already running as the recipient user, message
 // on fd 0 (seekable). Trusts its arguments (from qmail-lspawn) and the
 // user's own .qmail files; the message and envelope are untrusted.
+// With -W alone it is qmail-lspawn's delivery worker for its uid (LocalWorker).
 import QmailCore
 import QmailLocal
 import VDelivery
@@ -9,19 +10,7 @@ import VDelivery
 /// qmail-local's entry point: the multi-call dispatcher runs it for argv[0] "qmail-local".
 func qmailLocalMain() {
     let argv = rawArguments()
-    guard let args = LocalArguments.parse(Array(argv.dropFirst())) else {
-        say(2, LocalDelivery.usage + "\n")
-        Sys.exit(QmailExit.permanent)
-    }
     // A hosted domain's `| HOME/bin/vdelivermail ...` line runs in this process.
-    do {
-        try LocalDelivery.run(args, inProcess: VDeliver.inProcess)
-        Sys.exit(QmailExit.success)
-    } catch let stop as LocalStop {
-        say(2, stop.text)
-        Sys.exit(stop.exitCode)
-    } catch {
-        say(2, "\(error)\n")
-        Sys.exit(QmailExit.temporary)
-    }
+    if argv.count == 2 && argv[1] == LocalWorkerProtocol.flag { Sys.exit(LocalWorker.serve(inProcess: VDeliver.inProcess)) }
+    Sys.exit(LocalDelivery.main(Array(argv.dropFirst()), inProcess: VDeliver.inProcess))
 }

@@ -1,5 +1,6 @@
 // Starting programs and waiting for them: the one place in the project
-// that calls posix_spawn, fork and exec.
+// that calls posix_spawn, fork and exec (ProcessExit.swift, the one that
+// ends a process outside programs' mains).
 //
 // A child that keeps our ids and directory starts through posix_spawn
 // (glibc's clone(CLONE_VM|CLONE_VFORK): no page tables to copy, the
@@ -140,11 +141,21 @@ public enum ChildProcess {
         return p.failure(step, e)
     }
 
-    /// fork(2), for a child that runs our own code before it execs (or
-    /// instead): 0 in the child, the pid in the parent.
+    /// fork(2), for a process that goes on as two: 0 in the child, the
+    /// pid in the parent. (A child that runs a piece of our code and ends
+    /// is forkRunning's.)
     public static func forkChild() throws(Failure) -> pid_t {
         let pid = Glibc.fork()
         if pid < 0 { throw Failure(step: .exec, error: SysError("fork")) }
+        return pid
+    }
+
+    /// Forks a child that runs `body` (which may exec) and ends with the
+    /// exit code it returns, at once: the parent's buffers and atexit
+    /// handlers are the parent's. Returns the child's pid, in the parent.
+    public static func forkRunning(_ body: () -> Int32) throws(Failure) -> pid_t {
+        let pid = try forkChild()
+        if pid == 0 { _exit(body()) }
         return pid
     }
 

@@ -59,8 +59,8 @@ public enum ControlFiles {
     }
 
     public static let ours: [Own] = [
-        .init(name: "authfailexempt", usedBy: "qmail-popup, qmail-smtpd-auth (login limits)", listed: true),
-        .init(name: "authfaillimit", usedBy: "qmail-popup, qmail-smtpd-auth (login limits)", listed: true),
+        .init(name: "authfailexempt", usedBy: "qmail-popup, qmail-smtpd-auth, qmail-webadmin (login limits)", listed: true),
+        .init(name: "authfaillimit", usedBy: "qmail-popup, qmail-smtpd-auth, qmail-webadmin (login limits)", listed: true),
         .init(name: "authpolicy", usedBy: "qmail-smtpd (SPF, DKIM, DMARC; qmail-authpolicy(5))", listed: true),
         .init(name: "authservid", usedBy: "qmail-smtpd (Authentication-Results)", listed: true),
         .init(name: "clamd", usedBy: "qmail-filter", listed: true),
@@ -85,6 +85,9 @@ public enum ControlFiles {
         .init(name: "vhostuser", usedBy: "the v* commands", listed: true),
         .init(name: "voverquota", usedBy: "vdelivermail", listed: true),
         .init(name: "vplaintext", usedBy: "the v* commands, checkpassword-file", listed: true),
+        .init(name: "webadminlisten", usedBy: "qmail-webadmin", listed: true),
+        .init(name: "webadminport", usedBy: "qmail-webadmin", listed: true),
+        .init(name: "webadmins", usedBy: "qmail-webadmin (system administrators)", listed: true),
     ]
 
     public static func named(_ name: String) -> ControlDefault? {

@@ -36,7 +36,10 @@ public struct MailFailure: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// The SMTP reply line without CRLF: the refusing program's own reply,
     /// else qmail's "451 text (#4.3.0)" or "554 text (#5.3.0)".
-    public var smtpReply: String { reply ?? ((isTemporary ? "451 " : "554 ") + description) }
+    public var smtpReply: String { reply ?? (smtpCode + " " + description) }
+
+    /// The SMTP code qmail-smtpd gives a failure without a reply of its own.
+    public var smtpCode: String { isTemporary ? "451" : "554" }
 
     /// The qmail report form: "Ztext (#4.3.0)" or "Dtext (#5.3.0)".
     public var report: String { (isTemporary ? "Z" : "D") + description }

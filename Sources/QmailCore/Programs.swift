@@ -36,7 +36,7 @@ public enum Programs {
         // .qmail helpers
         e("forward", 0o755), e("preline", 0o755), e("condredirect", 0o755), e("bouncesaying", 0o755),
         e("except", 0o755), e("maildirmake", 0o755), e("maildir2mbox", 0o755), e("maildirwatch", 0o755),
-        e("maildirsmtp", 0o755), e("maildirserial", 0o755),
+        e("maildirsmtp", 0o755), e("maildirserial", 0o755), e("qmail-vacation", 0o755),
         e("qreceipt", 0o755), e("qbiff", 0o755),
         // sendmail migration
         e("fastforward", 0o755), e("newaliases", 0o755), e("setforward", 0o755), e("printforward", 0o755),
@@ -49,8 +49,10 @@ public enum Programs {
         e("vadddomain", 0o700), e("vdeldomain", 0o700), e("vadduser", 0o700), e("vdeluser", 0o700),
         e("vpasswd", 0o700), e("vsetuserquota", 0o700), e("valias", 0o700), e("vuserinfo", 0o700),
         e("vdominfo", 0o700), e("vconvert", 0o700), e("vaddaliasdomain", 0o700), e("vmoduser", 0o700), e("vmkpasswd", 0o700),
-        e("vdkim", 0o700), e("vfilterpolicy", 0o700),
+        e("vdkim", 0o700), e("vfilterpolicy", 0o700), e("vvacation", 0o700),
         e("vfilterpolicy-ldap", 0o700), e("vfilterpolicy-mysql", 0o700),
+        // the web administration (as root, like the v* commands it runs)
+        e("qmail-webadmin", 0o700),
     ]
 }
 

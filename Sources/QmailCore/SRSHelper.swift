@@ -23,8 +23,8 @@ public enum SRSHelper {
 
     /// qmail-srs's exit codes: refused (forged, expired, malformed) and
     /// temporary (no secret, unreadable file); 0 with the answer on fd 1.
-    static let refused: Int32 = 100
-    static let temporary: Int32 = 111
+    static let refused: Int32 = QmailExit.permanent
+    static let temporary: Int32 = QmailExit.temporary
 
     /// The helper program: `qmail-srs forward SENDER` or `qmail-srs reverse ADDRESS`.
     public static func main(_ args: [String]) -> Int32 {

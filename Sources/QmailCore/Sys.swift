@@ -188,15 +188,6 @@ public enum Sys {
         if b.last != 10 { b.append(10) }
         _ = try? writeAll(2, b)
     }
-
-    /// Terminates the process at once, without running atexit handlers.
-    public static func exit(_ code: Int32) -> Never {
-        Glibc._exit(code)
-    }
-
-    public static func exitFlushing(_ code: Int32) -> Never {
-        Glibc.exit(code)
-    }
 }
 
 // Module-level so that the C functions, not the struct type, are found.

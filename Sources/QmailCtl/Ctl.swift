@@ -21,8 +21,8 @@ public enum CtlExit {
     public static let ok: Int32 = 0
     public static let warning: Int32 = 1
     public static let problem: Int32 = 2
-    public static let usage: Int32 = 100
-    public static let cannotTell: Int32 = 111
+    public static let usage: Int32 = QmailExit.permanent
+    public static let cannotTell: Int32 = QmailExit.temporary
 }
 
 public struct QmailCtl {

@@ -45,7 +45,7 @@ public enum FilterProgram {
             }
         }
         signal(SIGPIPE, SIG_IGN)
-        signal(SIGALRM) { _ in _exit(QueueExit.timeout.rawValue) }
+        Sys.exitOnAlarm(code: QueueExit.timeout.rawValue)
         let queue = home.bin("qmail-queue")
         if !session {
             alarm(QueueWriter.deathSeconds)

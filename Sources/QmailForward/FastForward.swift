@@ -200,7 +200,7 @@ public final class FastForward {
             // without building an error value.
             let m: StaticString = "Sorry, no mailbox here by that name. (#5.1.1)\n"
             _ = try? Sys.writeAll(2, m.utf8Start, m.utf8CodeUnitCount)
-            return 100
+            return QmailExit.permanent
         }
         while let x = todo.popLast() {
             if !done.insert(x, in: pool) { continue }

@@ -26,18 +26,18 @@ public enum Predate {
     public static func main(_ args: [String]) -> Int32 {
         guard !args.isEmpty else {
             Sys.warn("predate: usage: predate child")
-            return 100
+            return QmailExit.permanent
         }
         signal(SIGPIPE, SIG_IGN)
         let pipe: (read: Int32, write: Int32)
         do { pipe = try Sys.pipeCloexec() } catch {
             Sys.warn("predate: fatal: unable to create pipe: \(error)")
-            return 111
+            return QmailExit.temporary
         }
         let pid: pid_t
         do { pid = try ChildProcess.spawn(.init(args, fds: [.dup(pipe.read, to: 0)])) } catch {
             Sys.warn("predate: fatal: unable to run \(args[0]): \(Sys.strerror(error.errno))")
-            return 111
+            return QmailExit.temporary
         }
         Sys.close(pipe.read)
         // A child that stops reading early is its own business: its exit
@@ -62,11 +62,11 @@ public enum Predate {
         if readFailed {
             _ = ChildProcess.wait(pid)
             Sys.warn("predate: fatal: unable to read input")
-            return 111
+            return QmailExit.temporary
         }
         guard let code = ChildProcess.wait(pid)?.exitCode else {
             Sys.warn("predate: fatal: child crashed")
-            return 111
+            return QmailExit.temporary
         }
         return code
     }

@@ -115,20 +115,20 @@ public enum Sendmail {
         let home = QmailHome.current()
         if chdir(home.path) != 0 {
             Sys.warn("sendmail: fatal: unable to switch to qmail home directory")
-            return 111
+            return QmailExit.temporary
         }
         let name = FileIO.baseName(argv.first ?? "sendmail")
         switch plan(programName: name, Array(argv.dropFirst())) {
         case .usage:
             Sys.warn(usageText)
-            return 100
+            return QmailExit.permanent
         case .newaliases:
             Sys.warn("sendmail: fatal: please use fastforward/newaliases instead")
-            return 100
+            return QmailExit.permanent
         case .mailq:
             let e = ChildProcess.exec(.init([home.bin("qmail-qread")], program: home.bin("qmail-qread")))
             Sys.warn("sendmail: fatal: unable to run qmail-qread: \(Sys.strerror(e.errno))")
-            return 111
+            return QmailExit.temporary
         case .smtpd:
             // A session on stdin/stdout from a local user: allowed to relay,
             // described as a loopback TCP connection, unless already set up.
@@ -142,7 +142,7 @@ public enum Sendmail {
             }
             let e = ChildProcess.exec(.init([home.bin("qmail-smtpd")], program: home.bin("qmail-smtpd")))
             Sys.warn("sendmail: fatal: unable to run qmail-smtpd: \(Sys.strerror(e.errno))")
-            return 111
+            return QmailExit.temporary
         case let .inject(args, env):
             for (k, v) in env {
                 if let v { setenv(k, v, 1) } else { unsetenv(k) }
@@ -150,7 +150,7 @@ public enum Sendmail {
             let prog = home.bin("qmail-inject")
             let e = ChildProcess.exec(.init([prog] + args, program: prog))
             Sys.warn("sendmail: fatal: unable to run qmail-inject: \(Sys.strerror(e.errno))")
-            return 111
+            return QmailExit.temporary
         }
     }
 }

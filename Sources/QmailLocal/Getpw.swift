@@ -118,7 +118,7 @@ public struct Getpw {
     /// qmail-getpw's main: prints the six NUL-terminated fields, or exits
     /// nonzero without printing anything.
     public static func main(_ argv: [[UInt8]]) -> Int32 {
-        guard argv.count >= 2 else { return 100 }
+        guard argv.count >= 2 else { return QmailExit.permanent }
         let home = QmailHome.current()
         let ids: QmailIds
         do { ids = try QmailIds.load(home: home) } catch {

@@ -80,6 +80,25 @@ public enum LocalDelivery {
         die(.temporary(text, status))
     }
 
+    /// qmail-local as a whole, given its argv less argv[0]: writes a
+    /// failure's report to fd 2 and returns the exit code (0, 100, 111).
+    public static func main(_ argv: [[UInt8]], inProcess: InProcessProgram? = nil) -> Int32 {
+        guard let args = LocalArguments.parse(argv) else {
+            say(2, usage + "\n")
+            return QmailExit.permanent
+        }
+        do {
+            try run(args, inProcess: inProcess)
+            return QmailExit.success
+        } catch let stop as LocalStop {
+            say(2, stop.text)
+            return stop.exitCode
+        } catch {
+            say(2, "\(error)\n")
+            return QmailExit.temporary
+        }
+    }
+
     /// Runs one delivery as qmail-local does, writing the "did F+W+P"
     /// report on success; throws LocalStop when the delivery fails.
     public static func run(_ a: LocalArguments, inProcess: InProcessProgram? = nil) throws {

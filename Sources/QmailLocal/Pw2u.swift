@@ -143,22 +143,22 @@ public struct Pw2u {
     /// The whole program: stdin -> stdout. Returns the exit code.
     public static func main(_ args: [[UInt8]], home: QmailHome) -> Int32 {
         var p = Pw2u()
-        guard p.parseOptions(args) else { return 100 }
+        guard p.parseOptions(args) else { return QmailExit.permanent }
         let fatal = "qmail-pw2u: fatal: "
         do { try p.loadControls(usersDirectory: home.users) } catch {
-            say(2, fatal + "unable to read controls\n"); return 111
+            say(2, fatal + "unable to read controls\n"); return QmailExit.temporary
         }
         let out = ByteWriter(fd: 1, capacity: 65536)
         let input = ByteReader(fd: 0, capacity: 65536)
         do {
             while true {
                 let got: (bytes: [UInt8], overflow: Bool)?
-                do { got = try input.line(limit: 1 << 20) } catch { say(2, fatal + "unable to read input\n"); return 111 }
+                do { got = try input.line(limit: 1 << 20) } catch { say(2, fatal + "unable to read input\n"); return QmailExit.temporary }
                 guard let (line, _) = got else { break }
                 let body = line.last == Ascii.lf ? Array(line.dropLast()) : line
                 try out.put(try p.account(body))
             }
-            if !p.sawAlias { say(2, fatal + "unable to find alias user\n"); return 111 }
+            if !p.sawAlias { say(2, fatal + "unable to find alias user\n"); return QmailExit.temporary }
             if let subs = try FileIO.read(home.users + "/subusers") {
                 for line in subs.split(byte: Ascii.lf) where !line.isEmpty { try out.put(try p.subuser(line)) }
             }
@@ -166,11 +166,11 @@ public struct Pw2u {
             try out.put(Array(".\n".utf8))
             try out.flush()
         } catch let e as Pw2uError {
-            say(2, fatal + e.description + "\n"); return 111
+            say(2, fatal + e.description + "\n"); return QmailExit.temporary
         } catch let e as SysError where e.op == "write" {
-            say(2, fatal + "unable to write output\n"); return 111
+            say(2, fatal + "unable to write output\n"); return QmailExit.temporary
         } catch {
-            say(2, fatal + "unable to read controls\n"); return 111
+            say(2, fatal + "unable to read controls\n"); return QmailExit.temporary
         }
         return 0
     }

@@ -100,13 +100,13 @@ extension UsersAssign {
         let data: [UInt8]
         do {
             guard let d = try FileIO.read(dir + "/assign", limit: 1 << 30) else {
-                say(2, fatal + "unable to open users/assign\n"); return 111
+                say(2, fatal + "unable to open users/assign\n"); return QmailExit.temporary
             }
             data = d
-        } catch { say(2, fatal + "unable to read users/assign\n"); return 111 }
+        } catch { say(2, fatal + "unable to read users/assign\n"); return QmailExit.temporary }
         let recs: [(key: [UInt8], data: [UInt8])]
         do { recs = try records(data) } catch {
-            say(2, fatal + "bad format in users/assign\n"); return 111
+            say(2, fatal + "bad format in users/assign\n"); return QmailExit.temporary
         }
         let old = umask(0o033)
         defer { umask(old) }
@@ -117,11 +117,11 @@ extension UsersAssign {
                 progress.finish(recs.count)
             }
         } catch let e as SysError where e.op == "rename" {
-            say(2, fatal + "unable to move users/cdb.tmp to users/cdb\n"); return 111
+            say(2, fatal + "unable to move users/cdb.tmp to users/cdb\n"); return QmailExit.temporary
         } catch let e as SysError where e.op == "open" {
-            say(2, fatal + "unable to open users/cdb.tmp\n"); return 111
+            say(2, fatal + "unable to open users/cdb.tmp\n"); return QmailExit.temporary
         } catch {
-            say(2, fatal + "unable to write users/cdb.tmp\n"); return 111
+            say(2, fatal + "unable to write users/cdb.tmp\n"); return QmailExit.temporary
         }
         return 0
     }

@@ -98,11 +98,10 @@ public struct TCPServerOptions {
 nonisolated(unsafe) var tcpserverWakeFD: Int32 = -1
 
 public enum TCPServer {
-    static let fatal = "tcpserver: fatal: "
-
-    static func die(_ code: Int32, _ msg: String) -> Never {
-        Sys.warn(fatal + msg)
-        Sys.exit(code)
+    /// A setup failure: "tcpserver: fatal: " and the text, exit 111.
+    struct Fatal: Error {
+        let text: String
+        init(_ text: String) { self.text = text }
     }
 
     /// Runs the server; returns only on a usage or setup error (exit code).
@@ -111,13 +110,24 @@ public enum TCPServer {
             Sys.warn(TCPServerOptions.usage)
             return QmailExit.permanent
         }
-        let listener = bindListener(o)
+        do throws(Fatal) {
+            let listener = try listenOn(o)
+            return try serve(listener, o)
+        } catch {
+            Sys.warn("tcpserver: fatal: " + error.text)
+            return QmailExit.temporary
+        }
+    }
+
+    /// Binds and listens, with our ids dropped to -u/-g in between.
+    static func listenOn(_ o: TCPServerOptions) throws(Fatal) -> Int32 {
+        let listener = try bindListener(o)
         if o.uid != nil || o.gid != nil {
             // -g alone changes the group and keeps our uid.
             let c = Credentials(uid: o.uid ?? getuid(), gid: o.gid ?? getgid())
-            if let e = Privileges.drop(to: c) { die(111, "unable to drop privileges to uid \(c.uid) gid \(c.gid): \(e)") }
+            if let e = Privileges.drop(to: c) { throw Fatal("unable to drop privileges to uid \(c.uid) gid \(c.gid): \(e)") }
         }
-        if listen(listener, Int32(o.backlog)) != 0 { die(111, "unable to listen: \(Sys.strerror(errno))") }
+        if listen(listener, Int32(o.backlog)) != 0 { throw Fatal("unable to listen: \(Sys.strerror(errno))") }
         if o.printPort {
             var st = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -127,11 +137,11 @@ public enum TCPServer {
         }
         close(0)
         close(1)
-        serve(listener, o)
+        return listener
     }
 
-    static func bindListener(_ o: TCPServerOptions) -> Int32 {
-        guard let port = NameLookup.port(o.port) else { die(111, "unable to figure out port number for \(o.port)") }
+    static func bindListener(_ o: TCPServerOptions) throws(Fatal) -> Int32 {
+        guard let port = NameLookup.port(o.port) else { throw Fatal("unable to figure out port number for \(o.port)") }
         var candidates: [IPAddress] = []
         if o.host == "0" || o.host.isEmpty {
             switch o.family {
@@ -148,7 +158,7 @@ public enum TCPServer {
             candidates = [ip]
         } else {
             candidates = NameLookup.addresses(of: o.host, family: o.family)
-            if candidates.isEmpty { die(111, "no IP address for \(o.host)") }
+            if candidates.isEmpty { throw Fatal("no IP address for \(o.host)") }
         }
         var lastErr: Int32 = 0
         for ip in candidates {
@@ -168,7 +178,7 @@ public enum TCPServer {
             lastErr = errno
             close(s)
         }
-        die(111, "unable to bind: \(Sys.strerror(lastErr))")
+        throw Fatal("unable to bind: \(Sys.strerror(lastErr))")
     }
 
     nonisolated(unsafe) static var children = 0
@@ -185,11 +195,14 @@ public enum TCPServer {
         }
     }
 
-    static func serve(_ listener: Int32, _ o: TCPServerOptions) -> Never {
+    /// Accepts connections for ever, a forked child for each; throws only
+    /// when it cannot start.
+    static func serve(_ listener: Int32, _ o: TCPServerOptions) throws(Fatal) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         // SIGCHLD wakes the poll through a self-pipe, so reaping and the log
         // lines happen in the main flow, never inside a signal handler.
-        let p = try! Sys.pipeCloexec()
+        let p: (read: Int32, write: Int32)
+        do { p = try Sys.pipeCloexec() } catch { throw Fatal("unable to create pipe: \(Sys.strerror((error as? SysError)?.errno ?? EMFILE))") }
         _ = fcntl(p.write, F_SETFL, O_NONBLOCK)
         _ = fcntl(p.read, F_SETFL, O_NONBLOCK)
         tcpserverWakeFD = p.write
@@ -215,15 +228,15 @@ public enum TCPServer {
             if t < 0 { continue }
             children += 1
             status(o)
-            let pid = (try? ChildProcess.forkChild()) ?? -1
-            if pid == 0 {
-                close(listener)
-                close(p.read)
-                close(p.write)
-                Sys.exit(connection(t, remote: SocketAddress(storage: st), o))
-            }
-            if pid < 0 {
-                Sys.warn("tcpserver: warning: dropping connection, unable to fork: \(Sys.strerror(errno))")
+            do throws(ChildProcess.Failure) {
+                _ = try ChildProcess.forkRunning {
+                    close(listener)
+                    close(p.read)
+                    close(p.write)
+                    return connection(t, remote: SocketAddress(storage: st), o)
+                }
+            } catch {
+                Sys.warn("tcpserver: warning: dropping connection, unable to fork: \(Sys.strerror(error.errno))")
                 children -= 1
                 status(o)
             }

@@ -191,7 +191,7 @@ public enum RBLSMTPD {
             }
         }
         guard let text = message else { return .exec(program) }
-        let code = permanent ? "553" : "451"
+        let code = RblsmtpdReply.code(permanent: permanent)
         Sys.warn("rblsmtpd: \(ipText) pid \(getpid()): \(code) \(text)")
         return .exit(refuse(code: code, text: text, timeout: timeout))
     }
@@ -205,10 +205,8 @@ public enum RBLSMTPD {
     /// up on QUIT; returns the exit code, 0.
     static func refuse(code: String, text: String, timeout: Int) -> Int32 {
         let ch = Channel(stream: FdStream(inFd: 0, outFd: 1), timeout: timeout, capacity: 4096)
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.filter { $0 != "\r" } }
-        var reply = ""
-        for (k, l) in lines.enumerated() { reply += code + (k == lines.count - 1 ? " " : "-") + l + "\r\n" }
-        ch.put("220 rblsmtpd.local\r\n")
+        let reply = RblsmtpdReply.refusal(code: code, text: text)
+        ch.put(RblsmtpdReply.greeting)
         var commands = 0
         while commands < 100 {
             guard let got = try? ch.readLine(limit: 1000) else { break }
@@ -216,12 +214,32 @@ public enum RBLSMTPD {
             commands += 1
             let verb = String(decoding: line.prefix(while: { $0 != Ascii.space }).map(Ascii.lower), as: UTF8.self)
             switch verb {
-            case "quit": ch.put("221 rblsmtpd.local\r\n"); try? ch.flush(); return 0
-            case "helo", "ehlo", "rset", "noop": ch.put("250 rblsmtpd.local\r\n")
+            case "quit": ch.put(RblsmtpdReply.goodbye); try? ch.flush(); return 0
+            case "helo", "ehlo", "rset", "noop": ch.put(RblsmtpdReply.ok)
             default: ch.put(reply)
             }
         }
         try? ch.flush()
         return 0
+    }
+}
+
+/// rblsmtpd's replies to a blocked client, each with its CRLF: its own
+/// server name, and the refusal for every other command.
+enum RblsmtpdReply {
+    static let greeting = "220 rblsmtpd.local\r\n"
+    static let ok = "250 rblsmtpd.local\r\n"
+    static let goodbye = "221 rblsmtpd.local\r\n"
+
+    /// 553 for a listed client (or RBLSMTPD starting with "-"), 451 for a
+    /// temporary block.
+    static func code(permanent: Bool) -> String { permanent ? "553" : "451" }
+
+    /// The refusal, one reply line per line of `text` (multiline form).
+    static func refusal(code: String, text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.filter { $0 != "\r" } }
+        var reply = ""
+        for (k, l) in lines.enumerated() { reply += code + (k == lines.count - 1 ? " " : "-") + l + "\r\n" }
+        return reply
     }
 }

@@ -20,13 +20,10 @@ public enum POP3Timeout {
 
     /// Installs the alarm handler: `code` is the exit code on timeout.
     public static func install(exitCode: Int32) {
-        pop3TimeoutExitCode = exitCode
-        signal(SIGALRM) { _ in _exit(pop3TimeoutExitCode) }
+        Sys.exitOnAlarm(code: exitCode)
         signal(SIGPIPE, SIG_IGN)
     }
 }
-
-nonisolated(unsafe) var pop3TimeoutExitCode: Int32 = 1
 
 public final class CommandReader {
     public enum Line: Equatable {

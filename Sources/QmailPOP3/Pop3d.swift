@@ -189,7 +189,7 @@ public enum Pop3dServer {
     /// Exit code when asked to serve a mailbox as root: qmail's "temporary",
     /// which qmail-popup turns into "-ERR [SYS/TEMP]"; 1 would read there
     /// as a wrong password.
-    static let refusedAsRoot: Int32 = 111
+    static let refusedAsRoot: Int32 = QmailExit.temporary
 
     public static func main(_ args: [String]) -> Int32 {
         // A checkpassword program that did not switch users (most do not

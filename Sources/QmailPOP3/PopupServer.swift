@@ -64,7 +64,8 @@ public enum PopupServer {
                     if !out.flush() { return 1 }
                     do {
                         let tls = try TLSConnection(context: ctx, readFD: 0, writeFD: 1)
-                        try tls.relayStdio()  // returns in the child, on plain fds 0/1
+                        // The session goes on in the child, on plain fds 0/1.
+                        if case .relayEnded(let code) = try tls.relayStdio() { return code }
                     } catch {
                         return 1
                     }

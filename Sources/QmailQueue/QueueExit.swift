@@ -47,7 +47,7 @@ public enum QueueExit: Int32, Sendable {
         guard text.count > 4, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }), text[3] == 32,
               digits.first == (permanent ? UInt8(ascii: "5") : UInt8(ascii: "4")) else {
             var f = permanent ? MailFailure.permanent(s) : MailFailure.temporary(s)
-            f.reply = (permanent ? "554 " : "451 ") + s
+            f.reply = f.smtpCode + " " + s
             return f
         }
         // "554 5.7.1 text": the text and its enhanced status apart, for

@@ -13,7 +13,7 @@ public struct QueuedRecipient: Equatable {
     public let done: Bool
 }
 
-public struct QueuedMessage {
+public struct ScannedMessage {
     public let id: Int
     public let size: Int
     public let time: Int
@@ -53,7 +53,7 @@ public struct QueueScan {
         return data.split(separator: 0, omittingEmptySubsequences: true).map(Array.init)
     }
 
-    public func message(_ id: Int) -> QueuedMessage? {
+    public func message(_ id: Int) -> ScannedMessage? {
         guard let st = try? Sys.stat(layout.mess(id)) else { return nil }
         var recips: [QueuedRecipient] = []
         var sender: [UInt8]?
@@ -74,12 +74,12 @@ public struct QueueScan {
         } else {
             return nil
         }
-        return QueuedMessage(id: id, size: Int(st.st_size), time: Int(st.st_mtim.tv_sec), sender: sender,
+        return ScannedMessage(id: id, size: Int(st.st_size), time: Int(st.st_mtim.tv_sec), sender: sender,
                              bouncing: Sys.exists(layout.bounce(id)), unprocessed: unprocessed, recipients: recips)
     }
 
     /// Every message that has an envelope (info/ or todo/), oldest id first.
-    public func messages() throws -> [QueuedMessage] {
+    public func messages() throws -> [ScannedMessage] {
         let ids = Set(try self.ids(inSplit: "info")).union(try self.ids(inFlat: "todo"))
         return ids.sorted().compactMap { message($0) }
     }

@@ -45,7 +45,7 @@ public enum QueueWriter {
     /// (see QueueSession) instead of one message from fd 0 and fd 1.
     public static func main(home: QmailHome = QmailHome.current(), session: Bool = false) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        signal(SIGALRM) { _ in _exit(QueueExit.timeout.rawValue) }
+        Sys.exitOnAlarm(code: QueueExit.timeout.rawValue)
         alarm(deathSeconds)
         umask(0o033)
         let ids = try? QmailIds.load(home: home)

@@ -10,8 +10,8 @@ import UserDirectory
 
 public enum RcptCheck {
     public static let known: Int32 = 0
-    public static let unknown: Int32 = 100
-    public static let temporary: Int32 = 111
+    public static let unknown: Int32 = QmailExit.permanent
+    public static let temporary: Int32 = QmailExit.temporary
 
     public static func check(address: [UInt8], backend: FileBackend) -> Int32 {
         guard let at = address.lastIndex(of: Ascii.at), at > 0 else { return known }

@@ -54,7 +54,7 @@ public enum Clean {
     public static func main() -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         let home = QmailHome.current()
-        guard chdir(home.queue) == 0 else { return 111 }
+        guard chdir(home.queue) == 0 else { return QmailExit.temporary }
         let layout = QueueLayout(root: ".")
         let input = ByteReader(fd: 0, capacity: 4096)
         var countdown = 0

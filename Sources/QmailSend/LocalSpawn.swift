@@ -3,6 +3,14 @@
 // and runs HOME/bin/qmail-local as that user:
 //   qmail-local -- user home local dash ext domain sender defaultdelivery
 // Its exit code and output become the report (qmail's qlx codes).
+//
+// When users/cdb names the user, the delivery goes instead to a delivery
+// worker for the user's uid and gid (qmail-local -W, started once as that
+// user; see DeliveryWorkers), which forks a process for it with the same
+// descriptors and operands: this saves the fork of qmail-lspawn and the
+// exec of qmail-local per delivery. qmail-lspawn itself runs no delivery
+// code. Other users (qmail-getpw) and any trouble with a worker take the
+// fork and exec as before.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,11 +40,13 @@ public struct LocalSpawn: SpawnDriver {
     public let defaultDelivery: [UInt8]
     /// Switch to the user's uid/gid (root in a multi-user installation).
     public let switchUser: Bool
+    let workers: DeliveryWorkers
 
     public init(home: QmailHome, defaultDelivery: [UInt8], ids: QmailIds) {
         self.home = home
         self.defaultDelivery = defaultDelivery
         self.switchUser = geteuid() == 0 && !ids.singleUser
+        self.workers = DeliveryWorkers(program: home.bin("qmail-local"))
     }
 
     /// The user for `local`, or a qlx-style exit code.
@@ -71,26 +81,45 @@ public struct LocalSpawn: SpawnDriver {
         let at = recipient.lastIndex(of: Ascii.at) ?? recipient.count
         let local = Array(recipient[0..<at])
         let domain = at < recipient.count ? Array(recipient[(at + 1)...]) : []
+        if let id = startInWorker(message: message, output: output, local: local, domain: domain, sender: sender) { return id }
         let path = home.bin("qmail-local")
-        guard let pid = try? ChildProcess.forkChild() else { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
-        if pid == 0 { deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender) }
+        guard let pid = try? ChildProcess.forkRunning({
+            deliveryChild(path: path, message: message, output: output, local: local, domain: domain, sender: sender)
+        }) else { return .failure(SpawnReport("ZUnable to fork qmail-local. (#4.3.0)\n")) }
         return .success(pid)
     }
 
+    /// Hands the delivery to the worker for the user's ids when users/cdb
+    /// names the user; nil when it takes the fork and exec instead.
+    func startInWorker(message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Result<pid_t, SpawnReport>? {
+        guard let v = try? UsersCdb.lookup(path: home.users + "/cdb", local: local), let entry = UserEntry.parse(v) else { return nil }
+        var creds: Credentials? = nil
+        if switchUser {
+            if entry.uid == 0 { return .failure(Self.report(status: .exited(QLX.root), output: [])) }
+            creds = Credentials(uid: entry.uid, gid: entry.gid)
+        }
+        let operands = [entry.user, entry.home, local, entry.dash, entry.ext, domain, sender, defaultDelivery]
+        return workers.start(credentials: creds, operands: operands, message: message, output: output).map { .success($0) }
+    }
+
+    public func watched() -> [Int32] { workers.statusPipes }
+    public func finished() -> [HelperEnd] { workers.collect() }
+
     /// The forked child: message on 0, report pipe on 1 and 2 (so that
     /// qmail-getpw's complaints reach the report), user lookup, then
-    /// qmail-local as that user. Every failure is an exit code (qlx).
-    func deliveryChild(path: String, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Never {
+    /// qmail-local as that user. Returns only on failure, the child's exit
+    /// code (qlx).
+    func deliveryChild(path: String, message: Int32, output: Int32, local: [UInt8], domain: [UInt8], sender: [UInt8]) -> Int32 {
         signal(SIGCHLD, SIG_DFL)
-        if ChildProcess.arrange([.dup(message, to: 0), .dup(output, to: 1), .dup(output, to: 2)]) != nil { _exit(QLX.sys) }
+        if ChildProcess.arrange([.dup(message, to: 0), .dup(output, to: 1), .dup(output, to: 2)]) != nil { return QLX.sys }
         let entry: UserEntry
         switch lookup(local) {
         case .success(let e): entry = e
-        case .failure(let c): _exit(c.code)
+        case .failure(let c): return c.code
         }
         var creds: Credentials? = nil
         if switchUser {
-            if entry.uid == 0 { _exit(QLX.root) }
+            if entry.uid == 0 { return QLX.root }
             creds = Credentials(uid: entry.uid, gid: entry.gid)
         }
         let argv = [Array("qmail-local".utf8), Array("--".utf8), entry.user, entry.home, local,
@@ -98,7 +127,7 @@ public struct LocalSpawn: SpawnDriver {
         let failed = ChildProcess.exec(.init(program: path, argv: argv, credentials: creds))
         // A qmail-local that will not run is an installation problem, never
         // the recipient's: defer, do not bounce.
-        _exit(failed.step == .credentials ? QmailExit.temporary : QLX.execSoft)
+        return failed.step == .credentials ? QmailExit.temporary : QLX.execSoft
     }
 
     public func report(status: ChildStatus, output: [UInt8]) -> SpawnReport {
@@ -126,7 +155,7 @@ public struct LocalSpawn: SpawnDriver {
         let letter: UInt8
         switch code {
         case 0: letter = UInt8(ascii: "K")
-        case 111, 71, 74, 75: letter = UInt8(ascii: "Z")
+        case QmailExit.temporary, 71, 74, 75: letter = UInt8(ascii: "Z")
         default: letter = UInt8(ascii: "D")
         }
         var text = Array(output.prefix { $0 != 0 })

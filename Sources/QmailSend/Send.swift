@@ -85,6 +85,9 @@ public final class QueueSender {
     var scheduler: Scheduler
     var pipes = PerChannel(local: SpawnPipe(toSpawn: 1, fromSpawn: 2), remote: SpawnPipe(toSpawn: 3, fromSpawn: 4))
     var todoPending: [Int] = []
+    /// Messages with every recipient done, finished together before the
+    /// next wait (see finishPending).
+    var finishQueue: [(id: Int, sender: [UInt8])] = []
     var nextTodoScan = 0
     var nextCleanup = 0
     var exiting = false
@@ -115,7 +118,7 @@ public final class QueueSender {
         let home = QmailHome.current()
         let log = ByteWriter(fd: 0)
         func alert(_ s: String) -> Int32 {
-            _ = try? log.put("alert: cannot start: \(s)\n"); _ = try? log.flush(); return 111
+            _ = try? log.put("alert: cannot start: \(s)\n"); _ = try? log.flush(); return QmailExit.temporary
         }
         guard chdir(home.path) == 0 else { return alert("unable to switch to home directory") }
         let control = Control(directory: "control")
@@ -140,7 +143,25 @@ public final class QueueSender {
                    remote: min(max(try c.number("concurrencyremote"), 0), SpawnServer.maxSlots))
     }
 
+    /// qmail-send cannot go on (a pipe to a spawn or to qmail-clean is
+    /// gone): the alert to log before exiting 111.
+    struct Dying: Error {
+        let alert: String
+        static let lostSpawn = Dying(alert: "oh no! lost spawn connection! dying...")
+        static let lostClean = Dying(alert: "oh no! lost qmail-clean connection! dying...")
+    }
+
+    /// Runs until told to exit (SIGTERM) and every delivery has ended;
+    /// returns the exit code.
     func run() -> Int32 {
+        do { return try loop() } catch {
+            logLine("alert: " + error.alert)
+            _ = try? log.flush()
+            return QmailExit.temporary
+        }
+    }
+
+    func loop() throws(Dying) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         // Our pipes must not leak into qmail-queue when we inject a bounce.
         for fd: Int32 in 0...6 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
@@ -148,7 +169,7 @@ public final class QueueSender {
             let fd = pipes[c].toSpawn
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
-        guard let wake = try? Sys.pipeCloexec() else { return 111 }
+        guard let wake = try? Sys.pipeCloexec() else { return QmailExit.temporary }
         _ = fcntl(wake.read, F_SETFL, O_NONBLOCK)
         _ = fcntl(wake.write, F_SETFL, O_NONBLOCK)
         sendWakeFd = wake.write
@@ -161,23 +182,20 @@ public final class QueueSender {
             var b: UInt8 = 0
             var r: Int
             repeat { r = Glibc.read(pipes[c].fromSpawn, &b, 1) } while r < 0 && errno == EINTR
-            if r != 1 {
-                logLine("alert: cannot start: hath the daemon spawn no fire?")
-                _ = try? log.flush()
-                return 111
-            }
-            perform(.spawnLimit(c, Int(b)))
+            if r != 1 { throw Dying(alert: "cannot start: hath the daemon spawn no fire?") }
+            try perform(.spawnLimit(c, Int(b)))
         }
         openTrigger()
-        recover()
+        try recover()
         logLine(scheduler.status)
 
         var readBuf = [UInt8](repeating: 0, count: 4096)
         while true {
             if sendFlagTerm != 0 { sendFlagTerm = 0; exiting = true }
-            if sendFlagAlarm != 0 { sendFlagAlarm = 0; perform(.flush) }
-            if sendFlagHup != 0 { sendFlagHup = 0; reread() }
+            if sendFlagAlarm != 0 { sendFlagAlarm = 0; try perform(.flush) }
+            if sendFlagHup != 0 { sendFlagHup = 0; try reread() }
             let now = Sys.now()
+            try finishPending()
             if exiting && scheduler.running == 0 {
                 logLine("status: exiting")
                 _ = try? log.flush()
@@ -188,11 +206,12 @@ public final class QueueSender {
                 if !todoPending.isEmpty {
                     let batch = Array(todoPending.prefix(Self.todoBatch))
                     todoPending.removeFirst(batch.count)
-                    processTodo(batch)
+                    try processTodo(batch)
                 }
-                if now >= nextCleanup { cleanupOssified(now); nextCleanup = now + Self.sleepCleanup }
-                perform(.tick, now: now)
+                if now >= nextCleanup { try cleanupOssified(now); nextCleanup = now + Self.sleepCleanup }
+                try perform(.tick, now: now)
             }
+            try finishPending()
             _ = try? log.flush()
 
             var pfds: [pollfd] = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
@@ -205,23 +224,19 @@ public final class QueueSender {
                 : exiting ? 60
                 : scheduler.secondsUntilDue(now: now, limit: max(nextTodoScan - now, 0))
             let r = poll(&pfds, nfds_t(pfds.count), Int32(min(timeout, 3600) * 1000))
-            if r < 0 && errno != EINTR { logLine("alert: poll failed"); _ = try? log.flush(); return 111 }
+            if r < 0 && errno != EINTR { throw Dying(alert: "poll failed") }
             while readBuf.withUnsafeMutableBytes({ Glibc.read(wake.read, $0.baseAddress!, $0.count) }) > 0 {}
             for c in DeliveryChannel.allCases {
                 if pfds[1 + 2 * c.rawValue].revents != 0 {
                     let n = readBuf.withUnsafeMutableBytes { Glibc.read(pipes[c].fromSpawn, $0.baseAddress!, $0.count) }
-                    if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
-                        logLine("alert: oh no! lost spawn connection! dying...")
-                        _ = try? log.flush()
-                        return 111
-                    }
+                    if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) { throw Dying.lostSpawn }
                     if n > 0 {
                         for (slot, report) in pipes[c].reports.feed(readBuf[0..<n]) {
-                            perform(.report(c, slot: slot, report: report))
+                            try perform(.report(c, slot: slot, report: report))
                         }
                     }
                 }
-                flushCommands(c)
+                try flushCommands(c)
             }
             if triggerFd >= 0, let t = pfds.last, t.revents != 0 {
                 while readBuf.withUnsafeMutableBytes({ Glibc.read(triggerFd, $0.baseAddress!, $0.count) }) > 0 {}
@@ -231,10 +246,10 @@ public final class QueueSender {
         }
     }
 
-    func reread() {
+    func reread() throws(Dying) {
         if let r = try? Router.load(Control(directory: home.control)) { router = r }
         else { logLine("alert: unable to reread controls") }
-        if let c = try? Self.readConcurrency(Control(directory: home.control)) { perform(.concurrency(c)) }
+        if let c = try? Self.readConcurrency(Control(directory: home.control)) { try perform(.concurrency(c)) }
     }
 
     func openTrigger() {
@@ -248,25 +263,24 @@ public final class QueueSender {
     /// Feeds `event` to the scheduler and carries out its actions in order.
     /// An action whose outcome the scheduler needs is answered at once, and
     /// the actions of that answer run before the rest.
-    func perform(_ event: SchedulerEvent, now: Int = Sys.now()) {
+    func perform(_ event: SchedulerEvent, now: Int = Sys.now()) throws(Dying) {
         for action in scheduler.handle(event, now: now) {
             switch action {
             case .log(let line):
                 logLine(line)
             case .deliver(let d):
                 pipes[d.channel].commands += d.command
-                flushCommands(d.channel)
+                try flushCommands(d.channel)
             case .markDone(let c, let id, let offset):
                 markDone(c, id, offset)
             case .recordFailure(let c, let id, let offset, let recipient, let report):
                 let ok = addBounce(id, recipient, report)
-                perform(.failureRecorded(c, message: id, offset: offset, ok: ok))
+                try perform(.failureRecorded(c, message: id, offset: offset, ok: ok))
             case .removeChannelFile(let c, let id):
                 let ok = unlinkIfPresent(chanPath(c, id))
-                perform(.channelFileRemoved(c, message: id, ok: ok))
+                try perform(.channelFileRemoved(c, message: id, ok: ok))
             case .finish(let id, let sender):
-                let ok = finish(id, sender: sender)
-                perform(.finished(message: id, ok: ok))
+                finishQueue.append((id, sender))
             }
         }
     }
@@ -286,11 +300,11 @@ public final class QueueSender {
         for id in listIds("todo").sorted() where !have.contains(id) { todoPending.append(id) }
     }
 
-    func recover() {
+    func recover() throws(Dying) {
         scanTodo()
         let todo = Set(todoPending)
         for s in 0..<QueueLayout.split {
-            for id in listIds("info/\(s)") where !todo.contains(id) { load(id) }
+            for id in listIds("info/\(s)") where !todo.contains(id) { try load(id) }
         }
     }
 
@@ -302,14 +316,14 @@ public final class QueueSender {
     }
 
     /// Resumes a message from info/N and its channel files.
-    func load(_ id: Int) {
+    func load(_ id: Int) throws(Dying) {
         guard let infoRead = read(layout.info(id)), let info = infoRead, let st = try? Sys.stat(layout.info(id)) else { return }
         var recipients = PerChannel<[ChannelRecipient]?>(nil)
         for c in DeliveryChannel.allCases {
             guard let r = read(chanPath(c, id)) else { return }
             recipients[c] = r.map { Records.channel($0) }
         }
-        perform(.arrived(QueuedMessage(id: id, birth: Int(st.st_mtim.tv_sec), sender: Records.sender(fromInfo: info) ?? [],
+        try perform(.arrived(QueuedMessage(id: id, birth: Int(st.st_mtim.tv_sec), sender: Records.sender(fromInfo: info) ?? [],
                                        recipients: recipients)))
     }
 
@@ -351,8 +365,9 @@ public final class QueueSender {
     /// Per message the order of what is durable stays qmail's: its files
     /// are fsync'd before its todo/N goes. Any failure leaves that
     /// message's todo/N, and the next scan redoes its whole split.
-    func processTodo(_ ids: [Int]) {
-        let splits = ids.compactMap(writeSplit)
+    func processTodo(_ ids: [Int]) throws(Dying) {
+        var splits: [Split] = []
+        for id in ids { if let sp = try writeSplit(id) { splits.append(sp) } }
         var durable: [Split] = []
         for sp in splits {
             var ok = true
@@ -368,12 +383,12 @@ public final class QueueSender {
             if ok { durable.append(sp) }
         }
         for sp in durable { logLine(sp.infoLine) }
-        let cleaned = cleanRequests(durable.map { "todo/\($0.message.id)" })
-        for (sp, ok) in zip(durable, cleaned) where ok { perform(.arrived(sp.message)) }
+        let cleaned = try cleanRequests(durable.map { "todo/\($0.message.id)" })
+        for (sp, ok) in zip(durable, cleaned) where ok { try perform(.arrived(sp.message)) }
     }
 
     /// Writes one message's info and channel files, not yet fsync'd.
-    func writeSplit(_ id: Int) -> Split? {
+    func writeSplit(_ id: Int) throws(Dying) -> Split? {
         if scheduler.holds(id) { return nil }
         guard let r = read(layout.todo(id)) else { return nil }
         guard let data = r else { return nil }  // gone: processed already
@@ -384,7 +399,7 @@ public final class QueueSender {
         let mess: stat
         do { mess = try Sys.stat(layout.mess(id)) } catch let e as SysError where e.isNotFound {
             logLine("warning: todo/\(id) without its message file; discarding")
-            _ = cleanRequest("todo/\(id)")
+            _ = try cleanRequest("todo/\(id)")
             return nil
         } catch {
             logLine("warning: unable to stat mess/\(id), will try again later")
@@ -427,11 +442,11 @@ public final class QueueSender {
     }
 
     /// Sends one request to qmail-clean; true on '+'.
-    func cleanRequest(_ req: String) -> Bool { cleanRequests([req])[0] }
+    func cleanRequest(_ req: String) throws(Dying) -> Bool { try cleanRequests([req])[0] }
 
     /// Sends requests to qmail-clean all at once, then reads its answers,
     /// one byte each in order; true for each answered '+'.
-    func cleanRequests(_ reqs: [String]) -> [Bool] {
+    func cleanRequests(_ reqs: [String]) throws(Dying) -> [Bool] {
         guard !reqs.isEmpty else { return [] }
         do {
             try Sys.writeAll(5, reqs.flatMap { Array($0.utf8) + [0] })
@@ -449,36 +464,32 @@ public final class QueueSender {
                 return false
             }
         } catch {
-            logLine("alert: oh no! lost qmail-clean connection! dying...")
-            _ = try? log.flush()
-            Sys.exit(111)
+            throw Dying.lostClean
         }
     }
 
     /// Message files with neither info nor todo, untouched for 36 hours:
     /// leftovers of a qmail-queue that died after writing them.
-    func cleanupOssified(_ now: Int) {
+    func cleanupOssified(_ now: Int) throws(Dying) {
         for s in 0..<QueueLayout.split {
             for id in listIds("mess/\(s)") where !scheduler.holds(id) {
                 guard let st = try? Sys.stat(layout.mess(id)) else { continue }
                 if now <= Int(st.st_atim.tv_sec) + Clean.ossified { continue }
                 if Sys.exists(layout.info(id)) || Sys.exists(layout.todo(id)) { continue }
-                _ = cleanRequest("foop/\(id)")
+                _ = try cleanRequest("foop/\(id)")
             }
         }
     }
 
     // MARK: queue files
 
-    func flushCommands(_ c: DeliveryChannel) {
+    func flushCommands(_ c: DeliveryChannel) throws(Dying) {
         while !pipes[c].commands.isEmpty {
             let n = pipes[c].commands.withUnsafeBytes { Glibc.write(pipes[c].toSpawn, $0.baseAddress!, $0.count) }
             if n > 0 { pipes[c].commands.removeFirst(n); continue }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && errno == EAGAIN { return }
-            logLine("alert: oh no! lost spawn connection! dying...")
-            _ = try? log.flush()
-            Sys.exit(111)
+            throw Dying.lostSpawn
         }
     }
 
@@ -508,19 +519,33 @@ public final class QueueSender {
         if !ok { logLine("warning: trouble marking \(p); message will be delivered twice!") }
     }
 
-    /// Every recipient is done: bounce, then remove the message. False
-    /// when a step failed (the scheduler tries again later).
-    func finish(_ id: Int, sender: [UInt8]) -> Bool {
-        guard injectBounce(id, sender: sender) else { return false }
-        // mess and intd go before info, so that a crash here leaves info/N,
-        // which the next start finishes, and never an orphaned mess/N. A
-        // mess/N newer than info/N is another message that reused the
-        // inode number after an earlier attempt removed ours: keep it.
-        if let info = try? Sys.stat(layout.info(id)), let mess = try? Sys.stat(layout.mess(id)),
-           (mess.st_ctim.tv_sec, mess.st_ctim.tv_nsec) <= (info.st_mtim.tv_sec, info.st_mtim.tv_nsec) {
-            guard cleanRequest("foop/\(id)") else { return false }
+    /// Finishes the messages whose recipients are all done: for each, its
+    /// bounce, then mess and intd (qmail-clean), then info. The qmail-clean
+    /// requests of all of them go in one exchange, instead of one wait for
+    /// qmail-clean per message. A message whose step failed is answered
+    /// not ok (the scheduler tries it again later).
+    func finishPending() throws(Dying) {
+        while !finishQueue.isEmpty {
+            let batch = finishQueue
+            finishQueue = []
+            var ok = [Bool](repeating: true, count: batch.count)
+            var clean: [Int] = []
+            for (k, m) in batch.enumerated() {
+                guard injectBounce(m.id, sender: m.sender) else { ok[k] = false; continue }
+                // mess and intd go before info, so that a crash here leaves
+                // info/N, which the next start finishes, and never an
+                // orphaned mess/N. A mess/N newer than info/N is another
+                // message that reused the inode number after an earlier
+                // attempt removed ours: keep it.
+                if let info = try? Sys.stat(layout.info(m.id)), let mess = try? Sys.stat(layout.mess(m.id)),
+                   (mess.st_ctim.tv_sec, mess.st_ctim.tv_nsec) <= (info.st_mtim.tv_sec, info.st_mtim.tv_nsec) {
+                    clean.append(k)
+                }
+            }
+            for (k, cleaned) in zip(clean, try cleanRequests(clean.map { "foop/\(batch[$0].id)" })) where !cleaned { ok[k] = false }
+            for (k, m) in batch.enumerated() where ok[k] { ok[k] = unlinkIfPresent(layout.info(m.id)) }
+            for (k, m) in batch.enumerated() { try perform(.finished(message: m.id, ok: ok[k])) }
         }
-        return unlinkIfPresent(layout.info(id))
     }
 
     func injectBounce(_ id: Int, sender: [UInt8]) -> Bool {

@@ -18,10 +18,29 @@ import QmailCore
 /// What differs between local and remote deliveries.
 public protocol SpawnDriver {
     /// Starts one delivery with the message on `message`, its output to
-    /// `output`. Returns the child's pid, or a finished report ("Z...").
+    /// `output`. Returns the child's pid, or a negative id for a delivery
+    /// that a helper of the driver runs (its end comes from `finished`),
+    /// or a finished report ("Z...").
     func start(message: Int32, output: Int32, sender: [UInt8], recipient: [UInt8]) -> Result<pid_t, SpawnReport>
     /// Turns the child's exit status and output into a report.
     func report(status: ChildStatus, output: [UInt8]) -> SpawnReport
+    /// Descriptors of the driver's helpers, watched besides the children.
+    func watched() -> [Int32]
+    /// Deliveries run by helpers that ended since the last call.
+    func finished() -> [HelperEnd]
+}
+
+/// The end of a delivery a driver's helper ran: the id `start` returned and
+/// how its process ended.
+public struct HelperEnd: Equatable {
+    public let id: pid_t
+    public let status: ChildStatus
+    public init(id: pid_t, status: ChildStatus) { self.id = id; self.status = status }
+}
+
+extension SpawnDriver {
+    public func watched() -> [Int32] { [] }
+    public func finished() -> [HelperEnd] { [] }
 }
 
 public struct SpawnReport: Error, Equatable {
@@ -44,6 +63,8 @@ public enum SpawnServer {
         let pid: pid_t
         let out: Int32
         var output: [UInt8] = []
+        /// Its output is closed: nothing more to read, nothing to poll.
+        var closed = false
         init(slot: UInt8, pid: pid_t, out: Int32) { self.slot = slot; self.pid = pid; self.out = out }
     }
 
@@ -86,6 +107,7 @@ public enum SpawnServer {
                     continue
                 }
                 if n < 0 && errno == EINTR { continue }
+                if n == 0 { c.closed = true }
                 return
             }
         }
@@ -134,7 +156,8 @@ public enum SpawnServer {
         while inputOpen || !children.isEmpty {
             var pfds: [pollfd] = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
             if inputOpen { pfds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
-            for c in children { pfds.append(pollfd(fd: c.out, events: Int16(POLLIN), revents: 0)) }
+            for c in children where !c.closed { pfds.append(pollfd(fd: c.out, events: Int16(POLLIN), revents: 0)) }
+            for fd in driver.watched() { pfds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             // The timeout is a safety net only; SIGCHLD wakes the loop.
             let r = poll(&pfds, nfds_t(pfds.count), 5000)
             if r < 0 && errno != EINTR { return QmailExit.temporary }
@@ -149,15 +172,17 @@ public enum SpawnServer {
                     inputOpen = false
                 }
             }
-            for c in children { drain(c) }
-            // Reap every finished child and report it.
-            while let (pid, st) = ChildProcess.reapAny() {
-                guard let idx = children.firstIndex(where: { $0.pid == pid }) else { continue }
+            for c in children where !c.closed { drain(c) }
+            func finish(_ pid: pid_t, _ st: ChildStatus) {
+                guard let idx = children.firstIndex(where: { $0.pid == pid }) else { return }
                 let c = children.remove(at: idx)
-                drain(c)
+                if !c.closed { drain(c) }
                 Sys.close(c.out)
                 send(c.slot, driver.report(status: st, output: c.output))
             }
+            for end in driver.finished() { finish(end.id, end.status) }
+            // Reap every finished child and report it.
+            while let (pid, st) = ChildProcess.reapAny() { finish(pid, st) }
             _ = try? out.flush()
         }
         _ = try? out.flush()

@@ -24,7 +24,7 @@ public enum MaildirWatch {
         for (_, path) in names.sorted(by: { $0.0 < $1.0 }) {
             guard let data = (try? FileIO.read(path, limit: 64 << 10)) ?? nil else { continue }
             var from = "", subject = ""
-            for line in headerLines(data) {
+            for line in MessageHeader.unfoldedLines(data) {
                 let l = line.lowercasedASCII()
                 if from.isEmpty && l.starts(with: Array("from:".utf8)) { from = printable(line) }
                 if subject.isEmpty && l.starts(with: Array("subject:".utf8)) { subject = printable(line) }
@@ -33,19 +33,6 @@ public enum MaildirWatch {
             out += "  " + (subject.isEmpty ? "Subject: (none)" : subject) + "\n"
         }
         return out
-    }
-
-    /// Header lines with continuations unfolded.
-    static func headerLines(_ d: [UInt8]) -> [[UInt8]] {
-        var lines: [[UInt8]] = []
-        for raw in d.split(separator: Ascii.lf, omittingEmptySubsequences: false) {
-            var l = Array(raw)
-            if l.last == Ascii.cr { l.removeLast() }
-            if l.isEmpty { break }
-            if (l.first == Ascii.space || l.first == Ascii.tab), !lines.isEmpty { lines[lines.count - 1] += [Ascii.space] + l.drop { $0 == Ascii.space || $0 == Ascii.tab } }
-            else { lines.append(l) }
-        }
-        return lines
     }
 
     static func printable(_ b: [UInt8]) -> String {

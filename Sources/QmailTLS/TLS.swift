@@ -150,12 +150,21 @@ public final class TLSConnection {
     /// Sends close_notify.
     public func close() { _ = SSL_shutdown(ssl) }
 
+    /// Which process returned from relayStdio.
+    public enum RelaySide: Equatable {
+        /// The child: goes on with the session in plain text.
+        case session
+        /// The parent, its relaying done: its program's main exits with
+        /// this code, the session's (a signal's as a shell reports it).
+        case relayEnded(exitCode: Int32)
+    }
+
     /// Hands the session to a relay process: forks; in the parent, relays
     /// between the TLS connection and a socket pair until both sides are
-    /// done, then exits with the child's exit code; returns in the child,
-    /// whose fds 0 and 1 are now the plain end of the socket pair and whose
-    /// environment has SSL_PROTOCOL and SSL_CIPHER (as ucspi-ssl sets them).
-    public func relayStdio() throws {
+    /// done, then returns the child's exit code; in the child returns
+    /// `.session`, with fds 0 and 1 now the plain end of the socket pair and
+    /// SSL_PROTOCOL and SSL_CIPHER in the environment (as ucspi-ssl sets them).
+    public func relayStdio() throws -> RelaySide {
         var sv: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0 else { throw SysError("socketpair") }
         let pid = try ChildProcess.forkChild()
@@ -166,7 +175,7 @@ public final class TLSConnection {
             setenv("SSL_PROTOCOL", protocolName, 1)
             setenv("SSL_CIPHER", cipherName, 1)
             signal(SIGPIPE, SIG_DFL)
-            return
+            return .session
         }
         Glibc.close(sv[1])
         // The relay has its own idle limit; an alarm left from the plain
@@ -174,7 +183,7 @@ public final class TLSConnection {
         alarm(0)
         relay(local: sv[0])
         Glibc.close(sv[0])
-        Sys.exit(ChildProcess.wait(pid)?.shellCode ?? QmailExit.temporary)
+        return .relayEnded(exitCode: ChildProcess.wait(pid)?.shellCode ?? QmailExit.temporary)
     }
 
     func relay(local: Int32) {

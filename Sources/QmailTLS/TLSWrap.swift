@@ -26,7 +26,7 @@ public enum TLSWrap {
         do {
             let tls = try TLSConnection(context: ctx, readFD: 0, writeFD: 1)
             alarm(0)
-            try tls.relayStdio()
+            if case .relayEnded(let code) = try tls.relayStdio() { return code }
         } catch {
             Sys.warn("tlswrap: \(error)")
             return QmailExit.temporary

@@ -254,21 +254,10 @@ extension String {
 /// for ever). If the deadline passes, the process says so and exits 111:
 /// a temporary failure, as the checkpassword and delivery interfaces want.
 public enum Watchdog {
-    nonisolated(unsafe) static var message: UnsafeMutablePointer<CChar>?
-    nonisolated(unsafe) static var count = 0
-
     public static func arm(seconds: Int, what: String) {
-        do {
-            let name = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? "backend"
-            let text = "\(name): temporary failure: \(what) did not answer within \(seconds) seconds\n"
-            if let old = message { free(old) }
-            message = strdup(text)
-            count = text.utf8.count
-        }
-        signal(SIGALRM) { _ in
-            if let m = Watchdog.message { _ = write(2, m, Watchdog.count) }
-            _exit(QmailExit.temporary)
-        }
+        let name = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? "backend"
+        let text = "\(name): temporary failure: \(what) did not answer within \(seconds) seconds\n"
+        Sys.exitOnAlarm(code: QmailExit.temporary, message: Array(text.utf8))
         alarm(UInt32(max(1, seconds)))
     }
 

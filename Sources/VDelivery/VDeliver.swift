@@ -152,6 +152,7 @@ public struct VDeliver {
             try deliverToMailbox(m)
             // The directory's forwards for this mailbox (LDAP, SQL).
             if !m.forwards.isEmpty { try forward(m.forwards) }
+            answerVacation(m)
         case .alias(let targets, let dom):
             try markDelivered(user + [Ascii.at] + dom.real)
             try deliverToTargets(targets, base: dom.dir)

@@ -8,7 +8,7 @@ extension Admin {
         let o = try Options(args, flags: "Cr", values: "qcse", usage: usage)
         guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
         let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
-        let quota = try parseQuota(o.values["q"])
+        let givenQuota = try o.values["q"].map { try parseQuota($0) }
         let gecos = try Names.gecos(Array((o.values["c"] ?? "").utf8))
         var pwHash: [UInt8]
         var clear: [UInt8]? = nil
@@ -30,6 +30,11 @@ extension Admin {
             let aliases = try store.loadAliases(d)
             if users.contains(where: { $0.name == user }) { throw AdminError.refused("user \(user.string)@\(d.name.string) already exists") }
             if aliases.contains(where: { $0.name == user }) { throw AdminError.refused("\(user.string)@\(d.name.string) is an alias") }
+            let limits = limits(d)
+            if let max = limits.maxMailboxes, users.count >= max {
+                throw AdminError.refused("\(d.name.string) has its limit of \(max) mailboxes (\(DomainLimits.fileName))")
+            }
+            let quota = givenQuota ?? limits.defaultQuota ?? .unlimited
             let u = VUser(name: user, hash: pwHash, gecos: gecos, dir: d.dir + "/" + user.string, quota: quota, clear: clear)
             if Sys.exists(u.dir) { throw AdminError.refused("\(u.dir) already exists") }
             do {

@@ -29,6 +29,10 @@ extension Admin {
             if let t = target {
                 if users.contains(where: { $0.name == name }) { throw AdminError.refused("\(name.string)@\(d.name.string) is a mailbox") }
                 if t == name + [Ascii.at] + d.name { throw AdminError.refused("an alias may not point at itself") }
+                if let max = limits(d).maxAliases, !aliases.contains(where: { $0.name == name }),
+                   Set(aliases.map { $0.name }).count >= max {
+                    throw AdminError.refused("\(d.name.string) has its limit of \(max) aliases (\(DomainLimits.fileName))")
+                }
                 if !aliases.contains(where: { $0.name == name && $0.target == t }) { aliases.append((name, t)) }
             } else {
                 let before = aliases.count

@@ -213,20 +213,25 @@ extension Admin {
         let usage = Self.dkimUsage
         let o = try Options(args, flags: "", values: "", usage: usage)
         guard o.operands.count >= 1 else { throw AdminError.usage(usage) }
-        let domain = try dkimDomain(o.operands[0])
+        for line in try dkimZoneLines(try dkimDomain(o.operands[0]), Array(o.operands.dropFirst())) { print(line) }
+        return []
+    }
+
+    /// The zone lines of a domain's keys (all of them, or those `names`).
+    func dkimZoneLines(_ domain: String, _ names: [String]) throws -> [String] {
         let store = dkimStore
         var chosen = try store.selectors(domain)
         if chosen.isEmpty { throw AdminError.refused("\(domain) has no keys") }
-        let names = o.operands.dropFirst()
         if !names.isEmpty {
             for n in names where !chosen.contains(where: { $0.name == n }) { throw AdminError.refused("\(domain) has no selector \(n)") }
             chosen = chosen.filter { names.contains($0.name) }
         }
+        var lines: [String] = []
         for s in chosen {
             guard let pem = try FileIO.read(store.keyPath(domain, s.name, s.algorithm)) else { continue }
-            print(try DKIMRecord.zoneLine(domain: domain, selector: s.name, key: try DKIMKey(privatePEM: pem)))
+            lines.append(try DKIMRecord.zoneLine(domain: domain, selector: s.name, key: try DKIMKey(privatePEM: pem)))
         }
-        return []
+        return lines
     }
 
     /// Every record a domain sending through this server publishes: an SPF
@@ -234,20 +239,24 @@ extension Admin {
     /// DMARC record to start with (p=none, reports to postmaster).
     func dkimRecords(_ args: [String]) throws -> [String] {
         guard args.count == 1 else { throw AdminError.usage(Self.dkimUsage) }
-        let domain = try dkimDomain(args[0])
+        for line in try dkimRecordLines(try dkimDomain(args[0])) { print(line) }
+        return []
+    }
+
+    func dkimRecordLines(_ domain: String) throws -> [String] {
         let me = (try Control(home: home).me()).map { $0.string } ?? domain
-        print("; SPF: the hosts that send mail for \(domain); add the others (ip4:, include:), then ~all -> -all")
-        print("\(domain). IN TXT \"v=spf1 a:\(me) ~all\"")
-        print("; DKIM: the keys qmail-remote signs with (vdkim dns \(domain))")
+        var lines = ["; SPF: the hosts that send mail for \(domain); add the others (ip4:, include:), then ~all -> -all",
+                     "\(domain). IN TXT \"v=spf1 a:\(me) ~all\"",
+                     "; DKIM: the keys qmail-remote signs with (vdkim dns \(domain))"]
         let signing = try dkimStore.selectors(domain).filter { $0.signing }.map { $0.name }
         if signing.isEmpty {
-            print("; (no signing key: vdkim create \(domain))")
+            lines.append("; (no signing key: vdkim create \(domain))")
         } else {
-            _ = try dkimDNS([domain] + signing)
+            lines += try dkimZoneLines(domain, signing)
         }
-        print("; DMARC: start with p=none, read the reports, then quarantine and reject")
-        print("_dmarc.\(domain). IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@\(domain)\"")
-        return []
+        lines.append("; DMARC: start with p=none, read the reports, then quarantine and reject")
+        lines.append("_dmarc.\(domain). IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@\(domain)\"")
+        return lines
     }
 
     /// vadddomain's part: both keys for a new domain, signing at once;

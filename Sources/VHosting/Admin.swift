@@ -42,6 +42,7 @@ public struct Admin {
         "vmkpasswd": { try $0.rebuildDomain($1) },
         "vdkim": { try $0.dkim($1) },
         "vfilterpolicy": { try $0.filterPolicy($1) },
+        "vvacation": { try $0.vacationCommand($1) },
     ]
 
     /// Runs one command; returns its exit code (0 done, 1 refused, 111
@@ -114,11 +115,16 @@ public struct Admin {
     }
 
     static func account(_ name: String) -> (uid_t, gid_t)? {
+        accountHome(name).map { ($0.uid, $0.gid) }
+    }
+
+    /// A system account's uid, gid and home directory (getpwnam).
+    static func accountHome(_ name: String) -> (uid: uid_t, gid: gid_t, home: String)? {
         var pw = passwd()
         var result: UnsafeMutablePointer<passwd>? = nil
         var buf = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(name, &pw, &buf, buf.count, &result) == 0, result != nil else { return nil }
-        return (pw.pw_uid, pw.pw_gid)
+        guard getpwnam_r(name, &pw, &buf, buf.count, &result) == 0, result != nil, let dir = pw.pw_dir else { return nil }
+        return (pw.pw_uid, pw.pw_gid, String(cString: dir))
     }
 
     /// The hosted domain (an alias resolves to its real domain).

@@ -4,8 +4,10 @@ These tests run the built programs (never the library directly). SQ_BIN
 names the directory holding them (default: .build/release if it exists, else
 .build/debug). Each test gets its own qmail home made by qmail-setup.
 """
+import contextlib
 import os
 import pathlib
+import signal
 import subprocess
 
 import pytest
@@ -67,10 +69,50 @@ class QmailHome:
         return subprocess.run([self.bin(prog), *map(str, args)], input=input, env=e,
                               capture_output=True, check=check, timeout=timeout, **kw)
 
+    def enqueue(self, message: bytes, sender: str, recipients):
+        """Hands message to HOME/bin/qmail-queue with qmail-queue's envelope
+        (F sender, T each recipient); asserts it was accepted."""
+        import tempfile
+        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+            m.write(message); m.seek(0)
+            e.write(f"F{sender}\0".encode() + b"".join(b"T" + r.encode() + b"\0" for r in recipients) + b"\0")
+            e.seek(0)
+            r = subprocess.run([self.bin("qmail-queue")], stdin=m, stdout=e, env=self.env, timeout=30)
+            assert r.returncode == 0, r.returncode
+
     def queue_files(self, sub: str):
         base = self.path / "queue" / sub
         return sorted(p for p in base.rglob("*") if p.is_file())
 
+
+
+def wait_for(cond, timeout=30.0, what="condition", step=0.05):
+    """cond()'s first true value, polled every step seconds; an
+    AssertionError naming what after timeout seconds."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+@contextlib.contextmanager
+def qmail_send_running(qhome):
+    """HOME/rc (qmail-start, qmail-send and its helpers) running until the
+    block ends, its log in HOME/send.log; yields a function that reads it."""
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=qhome.env)
+    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+    try:
+        wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
+        yield logtext
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
 
 def make_home(tmp: pathlib.Path, fqdn: str = "test.example.com", extra=()) -> QmailHome:
     home = tmp / "qmail"

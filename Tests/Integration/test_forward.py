@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import bin_dir
+from conftest import bin_dir, qmail_send_running, wait_for
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "aliases"
 CORPUS = sorted(DATA.glob("*.aliases"))
@@ -865,15 +865,6 @@ def test_fastforward_setforward_table_programs_and_lists(scratch):
 
 # ------------------------------------------------- end to end through qmail-send
 
-def _send_wait(cond, timeout=30.0, what="condition"):
-    import time
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.skipif(not all((bin_dir() / p).exists() for p in ("qmail-send", "qmail-local", "qmail-getpw", "qmail-newu")),
@@ -881,8 +872,6 @@ def _send_wait(cond, timeout=30.0, what="condition"):
 def test_e2e_through_qmail_send(qhome, tmp_path):
     """Mail to an alias and to a user with a .forward reaches its targets
     through qmail-send; a forwarding loop ends as a bounce, not a storm."""
-    import signal
-    import tempfile
     fq = qhome.fqdn
     uid, gid = os.getuid(), os.getgid()
     homes = {}
@@ -902,34 +891,21 @@ def test_e2e_through_qmail_send(qhome, tmp_path):
     qhome.control("defaultdelivery", "|dot-forward .forward\n./Maildir/\n")
     (homes["fwd"] / ".forward").write_text("# keep one, send one on\n\\fwd, joe\n")
 
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
     queue_empty = lambda: not any(qhome.queue_files(s) for s in ("todo", "mess", "info", "local", "remote", "bounce"))
     new = lambda n: sorted((homes[n] / "Maildir" / "new").iterdir())
-    try:
-        _send_wait(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+    with qmail_send_running(qhome) as logtext:
         def inject(rcpts, subject):
-            with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
-                m.write(b"Subject: " + subject + b"\n\nbody\n"); m.seek(0)
-                e.write(f"Fjoe@{fq}\0".encode() + b"".join(b"T" + r.encode() + b"\0" for r in rcpts) + b"\0"); e.seek(0)
-                r = subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30)
-                assert r.returncode == 0
+            qhome.enqueue(b"Subject: " + subject + b"\n\nbody\n", f"joe@{fq}", rcpts)
         # staff -> joe and fwd; fwd's .forward keeps a copy and sends one to joe.
         inject([f"staff@{fq}"], b"to staff")
-        _send_wait(lambda: len(new("joe")) == 2 and len(new("fwd")) == 1 and queue_empty(), 30, "staff deliveries")
+        wait_for(lambda: len(new("joe")) == 2 and len(new("fwd")) == 1 and queue_empty(), 30, "staff deliveries")
         assert all(b"Subject: to staff" in p.read_bytes() for p in new("joe") + new("fwd"))
         assert "failure" not in logtext()
         # A loop through two aliases: qmail-local sees its own Delivered-To
         # line the second time round and bounces; the bounce reaches joe.
         before = len(new("joe"))
         inject([f"loop1@{fq}"], b"loop")
-        _send_wait(lambda: len(new("joe")) == before + 1 and queue_empty(), 30, "the loop's bounce")
+        wait_for(lambda: len(new("joe")) == before + 1 and queue_empty(), 30, "the loop's bounce")
         bounce = new("joe")[-1].read_bytes()
         assert b"This message is looping" in bounce
         assert len(re.findall(r"starting delivery \d+: msg \d+ to local \S*loop", logtext())) <= 4
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import make_home
+from conftest import make_home, qmail_send_running, wait_for  # noqa: F401 (test_vacation imports them from here)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
 
@@ -713,14 +713,8 @@ def test_catch_all_to_a_directory(hosting):
 
 # ---------------------------------------------------------------- end to end
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+
+
 
 
 def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
@@ -735,12 +729,7 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
     hosting.admin("vadduser", "bob@example.org", password="pw")
     hosting.admin("vadduser", "-q", "1000", "carol@example.org", password="pw")
     assert (qhome.path / "users" / "cdb").exists()
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-    try:
-        wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
+    with qmail_send_running(qhome) as logtext:
         r = qhome.run("qmail-inject", "-fbob@example.org", "bob@example.org", "nobody@example.org",
                       input=b"From: bob@example.org\nSubject: e2e\n\nthrough the whole system\n")
         assert r.returncode == 0, r.stderr
@@ -761,10 +750,6 @@ def test_end_to_end_inject_send_vdelivermail(hosting, qhome):
         assert len(hosting.new("carol", "example.org")) == 1
         bounce = max(hosting.new("bob", "example.org"), key=lambda p: p.stat().st_mtime_ns).read_bytes()
         assert b"over its quota. (#5.2.2)" in bounce
-    finally:
-        proc.send_signal(15)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def execs_per_delivery(hosting, qhome, tmp_path, count=4):
@@ -807,16 +792,18 @@ def execs_per_delivery(hosting, qhome, tmp_path, count=4):
 
 
 @pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
-def test_hosted_delivery_takes_one_exec_per_message(hosting, qhome, tmp_path):
-    """qmail-send -> qmail-lspawn -> qmail-local, which runs the domain's
-    `| HOME/bin/vdelivermail '' bounce-no-mailbox` in its own process: one
-    exec per delivered message (qmail-local), no sh, no vdelivermail. A
+def test_hosted_delivery_takes_no_exec_per_message(hosting, qhome, tmp_path):
+    """qmail-send -> qmail-lspawn -> the delivery worker of the domain's
+    user (qmail-local -W, exec'd once), which forks a process per delivery
+    that runs the domain's `| HOME/bin/vdelivermail '' bounce-no-mailbox`
+    in itself: no exec per delivered message, no sh, no vdelivermail. A
     line naming another program, or vdelivermail through shell syntax,
     still goes through sh -c as in qmail."""
     if not os.path.exists(qhome.bin("qmail-send")):
         pytest.skip("qmail-send not built yet")
     hosting.admin("vadduser", "bob@example.org", password="pw")
-    assert execs_per_delivery(hosting, qhome, tmp_path) == {"qmail-local": 1.0}
+    n = 5
+    assert execs_per_delivery(hosting, qhome, tmp_path, count=n) == {"qmail-local": 1 / n}
     # the same program under another name is another program: sh runs it
     dq = hosting.domain_dir("example.org") / ".qmail-default"
     line = dq.read_text()
@@ -826,11 +813,130 @@ def test_hosted_delivery_takes_one_exec_per_message(hosting, qhome, tmp_path):
     shutil.copy(qhome.bin("vdelivermail"), other)
     os.chmod(tmp_path, 0o755)
     dq.write_text(line.replace(qhome.bin("vdelivermail"), str(other)))
-    assert execs_per_delivery(hosting, qhome, tmp_path) == {"qmail-local": 1.0, "sh": 1.0, "vdelivermail": 1.0}
+    assert execs_per_delivery(hosting, qhome, tmp_path, count=n) == {"qmail-local": 1 / n, "sh": 1.0, "vdelivermail": 1.0}
     # shell syntax (a quoted program name) is sh's to read
     dq.write_text(line.replace(qhome.bin("vdelivermail"), f'"{qhome.bin("vdelivermail")}"'))
-    assert execs_per_delivery(hosting, qhome, tmp_path) == {"qmail-local": 1.0, "sh": 1.0, "vdelivermail": 1.0}
-    assert len(hosting.new("bob", "example.org")) == 12
+    assert execs_per_delivery(hosting, qhome, tmp_path, count=n) == {"qmail-local": 1 / n, "sh": 1.0, "vdelivermail": 1.0}
+    assert len(hosting.new("bob", "example.org")) == 3 * n
+
+
+def local_processes(qhome):
+    """{pid: (ppid, argv)} of the processes running HOME/bin/qmail-local."""
+    out = {}
+    for d in os.listdir("/proc"):
+        try:
+            if not d.isdigit() or os.readlink(f"/proc/{d}/exe") != qhome.bin("qmail-local"):
+                continue
+            stat = pathlib.Path(f"/proc/{d}/stat").read_bytes()
+            argv = pathlib.Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")[:-1]
+        except OSError:
+            continue
+        out[int(d)] = (int(stat[stat.rfind(b")") + 2:].split()[1]), argv)
+    return out
+
+
+def slow_mailbox(hosting, vuser, user="bob", seconds=3):
+    """A mailbox whose .qmail runs `sleep` before its Maildir line, so that
+    a delivery to it is caught running."""
+    hosting.admin("vadduser", f"{user}@example.org", password="pw")
+    dq = hosting.domain_dir("example.org") / user / ".qmail"
+    dq.write_text(f"|sleep {seconds}\n./Maildir/\n")
+    os.chown(dq, vuser.pw_uid, vuser.pw_gid)
+
+
+def running_send(qhome):
+    log = open(qhome.path / "send.log", "wb")
+    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=qhome.env)
+    text = lambda: (qhome.path / "send.log").read_text(errors="replace")
+    wait_for(lambda: "status: local" in text(), 20, "qmail-send to start")
+    return proc, log, text
+
+
+def test_delivery_survives_its_worker_killed(hosting, qhome, vuser):
+    """kill -9 of the delivery worker while it has a delivery running loses
+    nothing and duplicates nothing: the delivery's own process finishes and
+    reports success on its status pipe, and the next message gets a new
+    worker."""
+    if not os.path.exists(qhome.bin("qmail-send")):
+        pytest.skip("qmail-send not built yet")
+    slow_mailbox(hosting, vuser)
+    proc, log, text = running_send(qhome)
+    try:
+        assert qhome.run("qmail-inject", "bob@example.org", input=b"Subject: one\n\nfirst\n").returncode == 0
+        # the delivery is running: a process of the worker that has sh (sleep) below it
+        workers = wait_for(lambda: [p for p, (pp, argv) in local_processes(qhome).items() if argv[1:] == [b"-W"]
+                                    and any(pp2 == p for pp2, _ in local_processes(qhome).values())], 20,
+                           "a delivery running in the worker\n" + text())
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for(lambda: len(hosting.new("bob", "example.org")) == 1, 30, "the first message\n" + text())
+        wait_for(lambda: "success" in text(), 30, "its success\n" + text())
+        assert "deferral" not in text() and "failure" not in text(), text()
+        # a new worker for the next one
+        (hosting.domain_dir("example.org") / "bob" / ".qmail").unlink()
+        assert qhome.run("qmail-inject", "bob@example.org", input=b"Subject: two\n\nsecond\n").returncode == 0
+        wait_for(lambda: len(hosting.new("bob", "example.org")) == 2, 30, "the second message\n" + text())
+        wait_for(lambda: text().count("success") == 2, 30, "its success\n" + text())
+        assert "deferral" not in text(), text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+    time.sleep(0.5)
+    assert not local_processes(qhome), "workers outlive qmail-lspawn"
+
+
+
+def test_idle_worker_exits_and_a_new_one_takes_the_next_message(hosting, qhome, vuser):
+    """A worker with no request for 10 seconds exits (no process waits
+    for a mailbox that gets mail once a day); the next message starts a
+    new worker and is delivered at once, without a deferral."""
+    if not os.path.exists(qhome.bin("qmail-send")):
+        pytest.skip("qmail-send not built yet")
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    proc, log, text = running_send(qhome)
+    try:
+        for k in range(2):
+            assert qhome.run("qmail-inject", "bob@example.org", input=f"Subject: {k}\n\nhi\n".encode()).returncode == 0
+            wait_for(lambda: len(hosting.new("bob", "example.org")) == k + 1, 30, "the message\n" + text())
+            wait_for(lambda: [argv for _, argv in local_processes(qhome).values()] == [[b"qmail-local", b"-W"]], 5,
+                     "the worker, alone, waiting for more")
+            wait_for(lambda: not local_processes(qhome), 20, "the idle worker to exit")
+        wait_for(lambda: text().count("success") == 2, 30, "two successes\n" + text())
+        assert "deferral" not in text(), text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_killed_delivery_in_a_worker_is_deferred(hosting, qhome, vuser):
+    """kill -9 of a delivery's own process (the worker's child) is a
+    temporary failure, as a crashed qmail-local is: deferred, never
+    bounced, and delivered when retried."""
+    if not os.path.exists(qhome.bin("qmail-send")):
+        pytest.skip("qmail-send not built yet")
+    slow_mailbox(hosting, vuser)
+    proc, log, text = running_send(qhome)
+    try:
+        assert qhome.run("qmail-inject", "bob@example.org", input=b"Subject: one\n\nfirst\n").returncode == 0
+
+        def delivery():
+            procs = local_processes(qhome)
+            return [p for p, (pp, argv) in procs.items() if pp in procs and procs[pp][1][1:] == [b"-W"]]
+        victim = wait_for(delivery, 20, "a delivery running in the worker\n" + text())
+        os.kill(victim[0], signal.SIGKILL)
+        wait_for(lambda: "deferral: qmail-local_crashed" in text(), 30, "the deferral\n" + text())
+        assert not hosting.new("bob", "example.org")
+        (hosting.domain_dir("example.org") / "bob" / ".qmail").unlink()
+        os.kill(proc.pid, signal.SIGALRM)  # rc execs qmail-send: retry now
+        wait_for(lambda: len(hosting.new("bob", "example.org")) == 1, 30, "the retried delivery\n" + text())
+        assert "failure" not in text(), text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
 
 
 def pop3(qhome, commands, checkpassword="checkpassword-file"):
@@ -942,3 +1048,20 @@ def test_password_prompt_on_a_terminal(hosting, qhome):
     rc, err = vpasswd_on_tty(b"new1", b"new1")
     assert rc == 0, err
     assert hosting.checkpw("checkpassword-file", "bob@example.org", "new1").returncode == 0
+
+
+def test_domain_limits_are_kept_by_vadduser_and_valias(hosting):
+    """DIR/.qmailadmin-limits (vpopmail's file, which qmail-webadmin's
+    system administrator sets): the commands refuse past them."""
+    (hosting.domain_dir("example.org") / ".qmailadmin-limits").write_text(
+        "maxpopaccounts: 2\nmaxaliases: 1\ndefault_quota: 10M\n")
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    assert hosting.admin("vuserinfo", "-q", "bob@example.org").stdout.decode().strip() == "10485760S"
+    r = hosting.admin("vadduser", "carl@example.org", password="pw", check=False)
+    assert r.returncode == 1 and b"example.org has its limit of 2 mailboxes" in r.stderr, r.stderr
+    hosting.admin("valias", "-i", "a@remote.example", "info@example.org")
+    hosting.admin("valias", "-i", "b@remote.example", "info@example.org")  # the same alias again
+    r = hosting.admin("valias", "-i", "a@remote.example", "sales@example.org", check=False)
+    assert r.returncode == 1 and b"example.org has its limit of 1 aliases" in r.stderr, r.stderr
+    info = hosting.admin("vdominfo", "example.org").stdout.decode()
+    assert "limits:  mailboxes 2, aliases 1, default quota 10485760S" in info, info

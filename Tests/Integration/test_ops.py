@@ -838,20 +838,8 @@ def test_qmail_newu_progress_only_on_a_terminal(qhome):
     (qhome.path / "users" / "assign").write_text(assign)
     r = qhome.run("qmail-newu")
     assert r.returncode == 0 and r.stderr == b"" and r.stdout == b""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(qhome.bin("qmail-newu"), ["qmail-newu"], qhome.env)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    code, out = run_on_pty([qhome.bin("qmail-newu")], qhome.env)
+    assert code == 0
     # users/assign's 30000 lines make 30001 records (the list of wildcards too)
     assert re.search(rb"\rqmail-newu: (\d+)/\1 records \(100%\) done", out), out
 

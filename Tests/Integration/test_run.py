@@ -24,7 +24,7 @@ from test_smarthost import relay  # noqa: F401 (a fixture)
 
 RUN = str(ROOT / "scripts" / "run.sh")
 DOMAIN = "example.test"
-SERVICES = ("smtp", "submission", "smtps", "pop3", "pop3s")
+SERVICES = ("smtp", "submission", "smtps", "pop3", "pop3s", "webadmin")
 
 
 def unverified():
@@ -69,7 +69,7 @@ def site():
     ports = dict(zip(SERVICES, free_ports(len(SERVICES))))
     env = dict(os.environ, QMAIL_HOME=str(top / "home"), QMAIL_BIN=str(bin_dir()), SMTP_PORT=str(ports["smtp"]),
                SUBMISSION_PORT=str(ports["submission"]), SMTPS_PORT=str(ports["smtps"]),
-               POP3_PORT=str(ports["pop3"]), POP3S_PORT=str(ports["pop3s"]))
+               POP3_PORT=str(ports["pop3"]), POP3S_PORT=str(ports["pop3s"]), WEBADMIN_PORT=str(ports["webadmin"]))
     for v in ("QMAILQUEUE", "SMARTHOST", "SMARTHOST_USER", "SMARTHOST_PASSWORD", "QMAIL_LISTEN", "RELAYCLIENT"):
         env.pop(v, None)
     s = type("Site", (), {})()
@@ -237,7 +237,7 @@ def test_the_whole_server_run_twice_stopped_and_restarted(site):
     assert r.returncode != 0 and time.time() - t < 10
     assert re.search(r"run\.sh: port \d+ on \S+ \(SMTP_PORT\) is in use", r.stderr), r.stderr
     env2 = dict(site.env, **{k: str(v) for k, v in zip(
-        ("SMTP_PORT", "SUBMISSION_PORT", "SMTPS_PORT", "POP3_PORT", "POP3S_PORT"), free_ports(5))})
+        ("SMTP_PORT", "SUBMISSION_PORT", "SMTPS_PORT", "POP3_PORT", "POP3S_PORT", "WEBADMIN_PORT"), free_ports(6))})
     r = subprocess.run(["bash", RUN], env=env2, capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "qmail-send is already running" in r.stderr, r.stderr
     assert pwfile.read_text() == pw

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from conftest import qmail_send_running, wait_for
+
 # The stand-ins find the qmail home from their own path: HOME/rc starts
 # qmail with an empty environment.
 GETPW = """#!/bin/sh
@@ -73,14 +75,6 @@ LOG_PATTERNS = [
 QUEUE_DIRS = ("pid", "intd", "todo", "mess", "info", "local", "remote", "bounce")
 
 
-def wait_for(cond, timeout=20.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def exe_of(pid):
@@ -685,6 +679,64 @@ def test_multi_user_each_program_runs_as_its_account(qmail_accounts):
         shutil.rmtree(base, ignore_errors=True)
 
 
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="multi-user mode needs root")
+def test_multi_user_delivery_worker_runs_as_the_recipient(qmail_accounts):
+    """A user from users/cdb is delivered to by a delivery worker
+    (qmail-local -W) that qmail-lspawn starts as that user: the worker and
+    the delivery run with the user's uid and gid only, the message lands in
+    the user's Maildir owned by the user, and no worker runs as root."""
+    import pwd
+    from conftest import QmailHome, bin_dir
+    nobody = pwd.getpwnam("nobody")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-send-", dir="/var/tmp"))
+    proc = None
+    try:
+        os.chmod(base, 0o755)
+        r = subprocess.run([str(bin_dir() / "qmail-setup"), str(base / "qmail"), "mail.example.com"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        home = QmailHome(base / "qmail", "mail.example.com")
+        uhome = base / "nobody-home"
+        uhome.mkdir()
+        (uhome / ".qmail").write_text("./Maildir/\n")
+        for sub in ("", "/tmp", "/new", "/cur"):
+            (uhome / ("Maildir" + sub)).mkdir(mode=0o700)
+        subprocess.run(["chown", "-R", f"{nobody.pw_uid}:{nobody.pw_gid}", str(uhome)], check=True)
+        (home.path / "users" / "assign").write_text(f"=box:nobody:{nobody.pw_uid}:{nobody.pw_gid}:{uhome}:::\n.\n")
+        assert subprocess.run([home.bin("qmail-newu")], env=home.env, capture_output=True).returncode == 0
+        log = open(home.path / "send.log", "wb")
+        proc = subprocess.Popen([str(home.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=home.env)
+        logtext = lambda: (home.path / "send.log").read_text(errors="replace")
+        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
+        for k in range(3):
+            with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+                m.write(f"Subject: worker {k}\n\nhi\n".encode()); m.seek(0)
+                e.write(b"Fsender@example.net\0Tbox@mail.example.com\0\0"); e.seek(0)
+                assert subprocess.run([home.bin("qmail-queue")], stdin=m, stdout=e, env=home.env, timeout=30).returncode == 0
+        new = uhome / "Maildir" / "new"
+        wait_for(lambda: len(list(new.iterdir())) == 3, 30, "three deliveries\n" + logtext())
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in new.iterdir()} == {(nobody.pw_uid, nobody.pw_gid)}
+        workers = []
+        for pdir in pathlib.Path("/proc").iterdir():
+            try:
+                if pdir.name.isdigit() and os.readlink(pdir / "exe") == home.bin("qmail-local"):
+                    workers.append(((pdir / "cmdline").read_bytes(), (pdir / "status").read_text()))
+            except OSError:
+                continue
+        assert [w[0] for w in workers] == [b"qmail-local\0-W\0"], workers
+        ids = {line.split(":")[0]: line.split()[1:] for line in workers[0][1].splitlines()
+               if line.startswith(("Uid:", "Gid:", "Groups:"))}
+        assert ids == {"Uid": [str(nobody.pw_uid)] * 4, "Gid": [str(nobody.pw_gid)] * 4, "Groups": [str(nobody.pw_gid)]}, ids
+        assert logtext().count("success: did_1+0+0/") == 3, logtext()
+    finally:
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_missing_delivery_programs_defer_never_bounce(mail):
     fq = mail.home.fqdn
     (mail.path / "bin" / "qmail-local").unlink()
@@ -704,16 +756,8 @@ def test_with_the_real_qmail_local(qhome):
     if not (pathlib.Path(qhome.bin("qmail-local")).exists() and pathlib.Path(qhome.bin("qmail-getpw")).exists()):
         pytest.skip("qmail-local/qmail-getpw not built")
     fq = qhome.fqdn
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    try:
-        logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
-        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
-            m.write(b"Subject: real\n\nreal body\n"); m.seek(0)
-            e.write(f"Fsomeone@{fq}\0Tpostmaster@{fq}\0Tnosuchuser@{fq}\0\0".encode()); e.seek(0)
-            assert subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30).returncode == 0
+    with qmail_send_running(qhome) as logtext:
+        qhome.enqueue(b"Subject: real\n\nreal body\n", f"someone@{fq}", [f"postmaster@{fq}", f"nosuchuser@{fq}"])
         new = qhome.path / "alias" / "Maildir" / "new"
         # postmaster gets the message, then the double bounce (someone@ has no mailbox either).
         wait_for(lambda: len(list(new.iterdir())) == 2, what="two Maildir deliveries")
@@ -724,10 +768,6 @@ def test_with_the_real_qmail_local(qhome):
         assert f"<nosuchuser@{fq}>:\nSorry, no mailbox here by that name. (#5.1.1)\n".encode() in msgs[1]
         assert re.search(r"delivery \d+: success: did_1\+0\+0/\n", logtext())
         check_log_format(logtext())
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_users_cdb_from_the_real_qmail_newu(qhome):
@@ -748,24 +788,12 @@ def test_users_cdb_from_the_real_qmail_newu(qhome):
         f"=joe:joe:{uid}:{gid}:{exact}:::\n+box-:box:{uid}:{gid}:{wild}:-::\n.\n")
     r = qhome.run("qmail-newu")
     assert r.returncode == 0, r.stderr
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    try:
-        logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
-        wait_for(lambda: "status: local" in logtext(), 10, "qmail-send to start")
-        with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
-            m.write(b"Subject: assign\n\nhi\n"); m.seek(0)
-            e.write(f"Fs@{fq}\0Tjoe@{fq}\0Tbox-anything@{fq}\0\0".encode()); e.seek(0)
-            assert subprocess.run([qhome.bin("qmail-queue")], stdin=m, stdout=e, env=qhome.env, timeout=30).returncode == 0
+    with qmail_send_running(qhome) as logtext:
+        qhome.enqueue(b"Subject: assign\n\nhi\n", f"s@{fq}", [f"joe@{fq}", f"box-anything@{fq}"])
         wait_for(lambda: not any(qhome.queue_files(s) for s in QUEUE_DIRS), what="an empty queue")
         assert len(list((exact / "Maildir" / "new").iterdir())) == 1, logtext()
         assert len(list((wild / "Maildir" / "new").iterdir())) == 1, logtext()
         assert "failure" not in logtext()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_slow_user_lookup_holds_up_only_its_own_delivery(mail):
@@ -866,3 +894,64 @@ def test_todo_split_files_of_a_batch_are_fsynced_together(mail, tmp_path):
     clean = next(i for i, (e, _) in enumerate(events) if e == "clean")
     assert sorted(p for e, p in events[:clean] if e == "fsync") == sorted(made), "fsync'd before todo goes"
     assert events[clean] == ("clean", 5)
+
+
+def run_send_alone(mail, lose):
+    """qmail-send on pipes of our own instead of qmail-start's: fd 0 the
+    log, 1/2 and 3/4 the spawns (each announces 1 slot), 5/6 qmail-clean.
+    `lose` is "clean" (its answers end at once) or "spawn" (qmail-lspawn's
+    reports end after its announcement). Returns (exit code, log)."""
+    import fcntl
+
+    def high(fd):
+        # Out of the way of the targets 0-6, closed in qmail-send by exec.
+        h = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+        os.close(fd)
+        return h
+
+    pipes = [tuple(high(fd) for fd in os.pipe()) for _ in range(6)]
+    to_l, from_l, to_r, from_r, to_c, from_c = pipes
+    log = high(os.open(mail.path / "send-alone.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    targets = [(log, 0), (to_l[1], 1), (from_l[0], 2), (to_r[1], 3), (from_r[0], 4), (to_c[1], 5), (from_c[0], 6)]
+    os.write(from_l[1], b"\1")
+    os.write(from_r[1], b"\1")
+    os.close(from_c[1] if lose == "clean" else from_l[1])
+    pid = os.posix_spawn(mail.home.bin("qmail-send"), ["qmail-send"], mail.env,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in targets])
+    try:
+        end = time.time() + 20
+        status = None
+        while status is None and time.time() < end:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+            else:
+                time.sleep(0.05)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("qmail-send kept running")
+    finally:
+        for r, w in pipes:
+            for fd in (r, w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        os.close(log)
+    return os.waitstatus_to_exitcode(status), (mail.path / "send-alone.log").read_text()
+
+
+def test_lost_qmail_clean_logs_the_alert_and_exits_111(mail):
+    mail.inject("s@x", ["a@b"])
+    code, log = run_send_alone(mail, "clean")
+    assert code == 111, log
+    assert log.endswith("alert: oh no! lost qmail-clean connection! dying...\n"), log
+    # The split's files are durable; todo/N stays for the next start.
+    assert mail.home.queue_files("todo")
+
+
+def test_lost_spawn_logs_the_alert_and_exits_111(mail):
+    code, log = run_send_alone(mail, "spawn")
+    assert code == 111, log
+    assert log.endswith("alert: oh no! lost spawn connection! dying...\n"), log

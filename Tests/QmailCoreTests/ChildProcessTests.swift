@@ -25,9 +25,7 @@ final class ChildProcessTests: XCTestCase {
     /// Runs `body` in a forked child and returns how the child ended; for
     /// tests that change this process's ids or signals.
     func inChild(_ body: () -> Int32) throws -> ChildStatus? {
-        let pid = try ChildProcess.forkChild()
-        if pid == 0 { _exit(body()) }
-        return ChildProcess.wait(pid)
+        ChildProcess.wait(try ChildProcess.forkRunning(body))
     }
 
     func testCaptureCollectsOutputAndStatus() throws {
@@ -142,6 +140,26 @@ final class ChildProcessTests: XCTestCase {
             return e.step == .exec && e.errno == ENOENT ? 0 : 1
         }
         XCTAssertEqual(st, .exited(0))
+    }
+
+    func testForkRunningEndsWithTheBodysCode() throws {
+        XCTAssertEqual(try inChild { 42 }, .exited(42))
+    }
+
+    func testExitOnAlarmSaysTheLastMessageAndExits() throws {
+        let p = try Sys.pipeCloexec()
+        let st = try inChild {
+            guard dup2(p.write, 2) == 2 else { return 1 }
+            Sys.exitOnAlarm(code: 3, message: Array("first\n".utf8))
+            Sys.exitOnAlarm(code: 7, message: Array("too slow\n".utf8))
+            alarm(1)
+            // Bounded: the alarm ends the child long before the sleep does.
+            sleep(10)
+            return 1
+        }
+        Sys.close(p.write)
+        XCTAssertEqual(st, .exited(7))
+        XCTAssertBytes(readAll(p.read), Array("too slow\n".utf8))
     }
 
     // MARK: privileges (root only)

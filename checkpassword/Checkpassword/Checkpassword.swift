@@ -14,7 +14,7 @@ import UserDirectory
 public enum Checkpassword {
     public static let badLogin: Int32 = 1
     public static let misuse: Int32 = 2
-    public static let temporary: Int32 = 111
+    public static let temporary: Int32 = QmailExit.temporary
     /// The interface's limit on what fd 3 carries.
     public static let inputLimit = 512
 
@@ -61,10 +61,11 @@ public enum Checkpassword {
 
     /// The whole program: `name` for messages, `argv` as given (argv[1...]
     /// is the program to run), `backend` made only after the input is read.
-    public static func main(name: String, argv: [String], backend: () -> UserBackend) -> Never {
+    /// Returns only when it does not exec the program: the exit code.
+    public static func main(name: String, argv: [String], backend: () -> UserBackend) -> Int32 {
         guard argv.count >= 2 else {
             Sys.warn("\(name): usage: \(name) prog [arg ...] (with user\\0password\\0timestamp\\0 on fd 3)")
-            Sys.exit(misuse)
+            return misuse
         }
         var request: Request
         do {
@@ -73,13 +74,13 @@ public enum Checkpassword {
             explicit_bzero(&raw, raw.count)
         } catch InputError.tooLong {
             Sys.warn("\(name): input on fd 3 is longer than \(inputLimit) bytes")
-            Sys.exit(badLogin)
+            return badLogin
         } catch InputError.unreadable(let e) {
             Sys.warn("\(name): unable to read fd 3: \(Sys.strerror(e))")
-            Sys.exit(e == EBADF ? misuse : temporary)
+            return e == EBADF ? misuse : temporary
         } catch {
             Sys.warn("\(name): malformed input on fd 3 (want user\\0password\\0timestamp\\0)")
-            Sys.exit(misuse)
+            return misuse
         }
         _ = Glibc.close(3)
         let result = Authenticator.authenticate(backend(), login: request.user, password: request.password,
@@ -88,20 +89,20 @@ public enum Checkpassword {
         switch result {
         case .temporary(let why):
             Sys.warn("\(name): temporary failure: \(why)")
-            Sys.exit(temporary)
+            return temporary
         case .unknownUser, .mismatch, .disabled:
-            Sys.exit(badLogin)
+            return badLogin
         case .ok(let m):
-            become(m, name: name, argv: Array(argv[1...]))
+            return become(m, name: name, argv: Array(argv[1...]))
         }
     }
 
     /// Sets the environment, drops to the mailbox's user, enters its home
-    /// and execs `program`. Never returns.
-    static func become(_ m: Mailbox, name: String, argv program: [String]) -> Never {
+    /// and execs `program`. Returns only on failure, the exit code.
+    static func become(_ m: Mailbox, name: String, argv program: [String]) -> Int32 {
         if m.uid == 0 {
             Sys.warn("\(name): refusing to log in \(m.login.string): uid 0")
-            Sys.exit(badLogin)
+            return badLogin
         }
         setenv("USER", m.login.string, 1)
         setenv("HOME", m.home, 1)
@@ -116,6 +117,6 @@ public enum Checkpassword {
         case .directory: Sys.warn("\(name): unable to chdir to \(m.home): \(Sys.strerror(e.errno))")
         default: Sys.warn("\(name): \(e)")
         }
-        Sys.exit(temporary)
+        return temporary
     }
 }

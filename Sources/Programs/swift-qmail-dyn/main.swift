@@ -32,6 +32,7 @@ case "vmoduser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoduserMain()
 case "vpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vpasswdMain()
 case "vsetuserquota": MultiCall.ownerOnly("swift-qmail-dyn"); vsetuserquotaMain()
 case "vuserinfo": MultiCall.ownerOnly("swift-qmail-dyn"); vuserinfoMain()
+case "vvacation": MultiCall.ownerOnly("swift-qmail-dyn"); vvacationMain()
 default: MultiCall.other("swift-qmail-dyn", [
     "maildirsmtp",
     "qmail-filter-ldap",
@@ -59,6 +60,7 @@ default: MultiCall.other("swift-qmail-dyn", [
     "vpasswd",
     "vsetuserquota",
     "vuserinfo",
+    "vvacation",
 ])
 }
 MultiCall.done()

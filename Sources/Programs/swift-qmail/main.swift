@@ -39,6 +39,7 @@ case "qmail-rspawn": qmailRspawnMain()
 case "qmail-send": qmailSendMain()
 case "qmail-showctl": qmailShowctlMain()
 case "qmail-spfquery": qmailSpfqueryMain()
+case "qmail-vacation": qmailVacationMain()
 case "rblsmtpd": rblsmtpdMain()
 case "sendmail", "mailq": sendmailMain()
 case "setforward": setforwardMain()
@@ -82,6 +83,7 @@ default: MultiCall.other("swift-qmail", [
     "qmail-send",
     "qmail-showctl",
     "qmail-spfquery",
+    "qmail-vacation",
     "rblsmtpd",
     "sendmail",
     "setforward",
