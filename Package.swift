@@ -1,127 +1,158 @@
 // swift-tools-version:6.1
 // swift-qmail: the qmail mail system in Swift.
 //
-// Every qmail program is its own executable target named exactly as qmail
-// installs it; its main.swift is tiny and calls into a library module.
-// Release builds link the Swift runtime statically (exec cost matters: qmail
-// execs programs per message and per connection).
+// Every qmail program is named exactly as qmail installs it; its entry
+// (a tiny main) calls into a library module. Programs share a few
+// multi-call executables (Binary below). Release builds link the Swift
+// runtime statically (exec cost matters: qmail execs programs per message
+// and per connection).
 import PackageDescription
 
 /// Release programs carry no symbol table (--strip-all): it is about 40% of
-/// each file, the Swift runtime does not use it, and HOME/bin holds ~80 of
-/// them. (Profile or debug with a debug build.)
-let stripped = ["-Xlinker", "--strip-all"]
+/// each file and the Swift runtime does not use it. (Profile or debug with a
+/// debug build.) Identical functions whose address no one takes are kept
+/// once (--icf=safe: 1% of each file).
+let stripped = ["-Xlinker", "--strip-all", "-Xlinker", "--icf=safe"]
 let staticStdlib: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib"] + stripped, .when(configuration: .release)),
 ]
 
-/// Programs exec'd once per message (qmail-queue, qmail-inject, qmail-local
-/// and the .qmail helpers; newaliases too), linked fully static in release builds: no dynamic loader,
-/// no libstdc++ to map (fastforward's usage path: 0.97 ms per exec against
-/// 1.6 ms with -static-stdlib alone; djb's C fastforward takes 0.78 ms).
-/// They use no NSS (getpwnam), which is what a static glibc cannot do.
+/// Fully static in release builds: no dynamic loader, no relocation of the
+/// Swift runtime's metadata at each exec (an exec costs what /bin/true's
+/// does: 0.55 ms against 1.65 ms with -static-stdlib alone, measured here).
+/// Only for programs that use no NSS (getpwnam, getaddrinfo: a static glibc
+/// cannot load the site's NSS modules) and no shared C library but libcrypt.
+/// (Not OpenSSL: its static archive probes the CPU at every start, which
+/// would cost each program of the file 0.03-0.04 ms an exec.)
 let fullyStatic: [LinkerSetting] = [
     .unsafeFlags(["-static-executable"] + stripped, .when(configuration: .release)),
 ]
-let fullyStaticPrograms: Set<String> = ["fastforward", "dot-forward", "newaliases", "qmail-queue", "qmail-inject",
-                                         "qmail-smtpd-auth", "qmail-srs", "srsreverse", "qmail-local", "vdelivermail",
-                                         "qmail-vacation"]
 
-/// program name -> library modules it links. Keep each list minimal: a
-/// program links only what it needs (qmail-queue never links a backend).
-let programs: [(name: String, deps: [String])] = [
-    ("qmail-queue", ["QmailQueue"]),
-    ("qmail-srs", ["QmailCore"]),
-    ("qmail-filter", ["QmailFilter"]),
-    ("qmail-quarantine", ["QmailFilter"]),
-    ("qmail-start", ["QmailSend"]),
-    ("qmail-send", ["QmailSend"]),
-    ("qmail-lspawn", ["QmailSend"]),
-    ("qmail-rspawn", ["QmailSend"]),
-    ("qmail-clean", ["QmailSend"]),
-    ("qmail-setup", ["QmailSetup"]),
-    ("qmail-newmrh", ["QmailAdmin"]),
-    ("qmail-showctl", ["QmailAdmin"]),
-    ("qmail-qread", ["QmailAdmin"]),
-    ("qmail-qstat", ["QmailAdmin"]),
-    ("fastforward", ["QmailForward"]),
-    ("newaliases", ["QmailForward"]),
-    ("setforward", ["QmailForward"]),
-    ("printforward", ["QmailForward"]),
-    ("newinclude", ["QmailForward"]),
-    ("setmaillist", ["QmailForward"]),
-    ("printmaillist", ["QmailForward"]),
-    ("dot-forward", ["QmailForward"]),
-    ("srsreverse", ["QmailForward"]),
-    ("qmail-inject", ["QmailInject"]),
-    ("sendmail", ["QmailInject"]),
-    ("predate", ["QmailInject"]),
-    ("datemail", ["QmailInject"]),
-    ("qmail-local", ["QmailLocal", "VDelivery"]),
-    ("qmail-getpw", ["QmailLocal"]),
-    ("qmail-newu", ["QmailLocal"]),
-    ("qmail-pw2u", ["QmailLocal"]),
-    ("preline", ["QmailLocal"]),
-    ("condredirect", ["QmailLocal"]),
-    ("bouncesaying", ["QmailLocal"]),
-    ("except", ["QmailLocal"]),
-    ("forward", ["QmailLocal"]),
-    ("maildirmake", ["QmailLocal"]),
-    ("maildir2mbox", ["QmailLocal"]),
-    ("splogger", ["QmailLocal"]),
-    ("tcpserver", ["QmailNet"]),
-    ("tcprules", ["QmailNet"]),
-    ("tcprulescheck", ["QmailNet"]),
-    ("qmail-popup", ["QmailPOP3"]),
-    ("qmail-pop3d", ["QmailPOP3"]),
-    ("tlswrap", ["QmailTLS"]),
-    ("checkpassword", ["Checkpassword", "UserDirectory", "QmailCore"]),
-    ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"]),
-    ("vdelivermail", ["VDelivery", "QmailCore"]),
-    ("qmail-vacation", ["VDelivery", "QmailCore"]),
-    ("checkpassword-ldap", ["Checkpassword", "UserDirectoryLDAP", "QmailCore"]),
-    ("checkpassword-mysql", ["Checkpassword", "UserDirectorySQL", "QmailCore"]),
-    ("vdelivermail-ldap", ["VDelivery", "UserDirectoryLDAP", "QmailCore"]),
-    ("vdelivermail-mysql", ["VDelivery", "UserDirectorySQL", "QmailCore"]),
-    ("qmail-filter-ldap", ["QmailFilter", "UserDirectoryLDAP", "QmailCore"]),
-    ("qmail-filter-mysql", ["QmailFilter", "UserDirectorySQL", "QmailCore"]),
-    ("vfilterpolicy-ldap", ["VHosting", "UserDirectoryLDAP", "QmailCore"]),
-    ("vfilterpolicy-mysql", ["VHosting", "UserDirectorySQL", "QmailCore"]),
-    ("vexport", ["VHosting", "QmailCore"]),
-    ("vadddomain", ["VHosting", "QmailCore"]),
-    ("vdeldomain", ["VHosting", "QmailCore"]),
-    ("vaddaliasdomain", ["VHosting", "QmailCore"]),
-    ("vadduser", ["VHosting", "QmailCore"]),
-    ("vdeluser", ["VHosting", "QmailCore"]),
-    ("vpasswd", ["VHosting", "QmailCore"]),
-    ("vsetuserquota", ["VHosting", "QmailCore"]),
-    ("valias", ["VHosting", "QmailCore"]),
-    ("vuserinfo", ["VHosting", "QmailCore"]),
-    ("vdominfo", ["VHosting", "QmailCore"]),
-    ("vconvert", ["VHosting", "QmailCore"]),
-    ("vmoduser", ["VHosting", "QmailCore"]),
-    ("vfilterpolicy", ["VHosting", "QmailCore"]),
-    ("vmkpasswd", ["VHosting", "QmailCore"]),
-    ("vdkim", ["VHosting", "QmailCore"]),
-    ("vvacation", ["VHosting", "QmailCore"]),
-    ("qmail-smtpd", ["QmailSMTP", "QmailNet"]),
-    ("qmail-spfquery", ["QmailSPF"]),
-    ("qmail-smtpd-auth", ["QmailCore"]),
-    ("qmail-remote", ["QmailSMTP", "QmailNet"]),
-    ("qmail-tcpto", ["QmailSMTP"]),
-    ("qmail-tcpok", ["QmailSMTP"]),
-    ("tcp-env", ["QmailNet"]),
-    ("rblsmtpd", ["QmailNet"]),
-    ("qmail-qmqpc", ["QmailSMTP"]),
-    ("qmail-qmqpd", ["QmailSMTP"]),
-    ("qmail-qmtpd", ["QmailSMTP"]),
-    ("qmail-rcptcheck", ["QmailRcptCheck"]),
-    ("qmailctl", ["QmailCtl", "QmailCore"]),
-    ("qmail-report", ["QmailCtl", "QmailCore"]),
-    ("maildirwatch", ["QmailSerial", "QmailCore"]),
-    ("maildirsmtp", ["QmailSerial", "QmailCore"]),
-    ("maildirserial", ["QmailSerial", "QmailCore"]),
-    ("qmail-webadmin", ["QmailWeb"]),
+/// The files HOME/bin holds. Each Swift executable carries the Swift runtime
+/// (about 6 MB even stripped), so programs share a few multi-call files
+/// (QmailCore/MultiCall.swift), grouped by how they link and by privilege:
+/// a program that runs as root shares a file only with root-run programs
+/// that trusted parents start, and a setuid program has a file of its own
+/// (argv[0], which picks the program, is its caller's to choose).
+enum Binary: String, CaseIterable {
+    /// Unprivileged, fully static: what runs per message (qmail-local,
+    /// vdelivermail, qmail-inject, the .qmail helpers, qmail-send, ...).
+    case main = "swift-qmail"
+    /// Unprivileged, linking OpenSSL: qmail-smtpd, qmail-remote, POP3, ...
+    case tls = "swift-qmail-tls"
+    /// Unprivileged, needing NSS (system accounts, host and service names)
+    /// or the LDAP and MariaDB clients, whose loading costs about 2 ms an
+    /// exec (kept out of the files of per-connection programs).
+    case dyn = "swift-qmail-dyn"
+    /// Run as root by a trusted parent (rc, a service's run script,
+    /// qmail-lspawn, qmail-popup, tcpserver): qmail-start, qmail-lspawn,
+    /// qmail-getpw, tcpserver, qmail-smtpd-auth, checkpassword and
+    /// checkpassword-file. No OpenSSL, no LDAP or MariaDB client.
+    case root = "swift-qmail-root"
+    /// The root-run checkpassword programs of the LDAP and SQL backends (kept
+    /// apart so that the others do not load those clients at each login).
+    case rootDB = "swift-qmail-root-db"
+
+    var linkerSettings: [LinkerSetting] { self == .main ? fullyStatic : staticStdlib }
+}
+
+/// program name -> library modules it links, and the file that holds it
+/// (nil: a file of its own, fully static but for qmail-webadmin). Keep each
+/// list minimal: a program links only what it needs (qmail-queue never links
+/// a backend or OpenSSL).
+let programs: [(name: String, deps: [String], binary: Binary?)] = [
+    ("qmail-queue", ["QmailQueue"], nil),
+    ("qmail-srs", ["QmailCore"], nil),
+    ("qmail-filter", ["QmailFilter"], .main),
+    ("qmail-quarantine", ["QmailFilter"], .main),
+    ("qmail-start", ["QmailSend"], .root),
+    ("qmail-send", ["QmailSend"], .main),
+    ("qmail-lspawn", ["QmailSend"], .root),
+    ("qmail-rspawn", ["QmailSend"], .main),
+    ("qmail-clean", ["QmailSend"], .main),
+    ("qmail-setup", ["QmailSetup"], .dyn),
+    ("qmail-newmrh", ["QmailAdmin"], .main),
+    ("qmail-showctl", ["QmailAdmin"], .main),
+    ("qmail-qread", ["QmailAdmin"], .main),
+    ("qmail-qstat", ["QmailAdmin"], .main),
+    ("fastforward", ["QmailForward"], .main),
+    ("newaliases", ["QmailForward"], .main),
+    ("setforward", ["QmailForward"], .main),
+    ("printforward", ["QmailForward"], .main),
+    ("newinclude", ["QmailForward"], .main),
+    ("setmaillist", ["QmailForward"], .main),
+    ("printmaillist", ["QmailForward"], .main),
+    ("dot-forward", ["QmailForward"], .main),
+    ("srsreverse", ["QmailForward"], .main),
+    ("qmail-inject", ["QmailInject"], .main),
+    ("sendmail", ["QmailInject"], .main),
+    ("predate", ["QmailInject"], .main),
+    ("datemail", ["QmailInject"], .main),
+    ("qmail-local", ["QmailLocal", "VDelivery"], .main),
+    ("qmail-getpw", ["QmailLocal"], .root),
+    ("qmail-newu", ["QmailLocal"], .main),
+    ("qmail-pw2u", ["QmailLocal"], .main),
+    ("preline", ["QmailLocal"], .main),
+    ("condredirect", ["QmailLocal"], .main),
+    ("bouncesaying", ["QmailLocal"], .main),
+    ("except", ["QmailLocal"], .main),
+    ("forward", ["QmailLocal"], .main),
+    ("maildirmake", ["QmailLocal"], .main),
+    ("maildir2mbox", ["QmailLocal"], .main),
+    ("splogger", ["QmailLocal"], .main),
+    ("tcpserver", ["QmailNet"], .root),
+    ("tcprules", ["QmailNet"], .main),
+    ("tcprulescheck", ["QmailNet"], .main),
+    ("qmail-popup", ["QmailPOP3"], .tls),
+    ("qmail-pop3d", ["QmailPOP3"], .tls),
+    ("tlswrap", ["QmailTLS"], .tls),
+    ("checkpassword", ["Checkpassword", "UserDirectory", "QmailCore"], .root),
+    ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"], .root),
+    ("vdelivermail", ["VDelivery", "QmailCore"], .main),
+    ("qmail-vacation", ["VDelivery", "QmailCore"], .main),
+    ("checkpassword-ldap", ["Checkpassword", "UserDirectoryLDAP", "QmailCore"], .rootDB),
+    ("checkpassword-mysql", ["Checkpassword", "UserDirectorySQL", "QmailCore"], .rootDB),
+    ("vdelivermail-ldap", ["VDelivery", "UserDirectoryLDAP", "QmailCore"], .dyn),
+    ("vdelivermail-mysql", ["VDelivery", "UserDirectorySQL", "QmailCore"], .dyn),
+    ("qmail-filter-ldap", ["QmailFilter", "UserDirectoryLDAP", "QmailCore"], .dyn),
+    ("qmail-filter-mysql", ["QmailFilter", "UserDirectorySQL", "QmailCore"], .dyn),
+    ("vfilterpolicy-ldap", ["VHosting", "UserDirectoryLDAP", "QmailCore"], .dyn),
+    ("vfilterpolicy-mysql", ["VHosting", "UserDirectorySQL", "QmailCore"], .dyn),
+    ("vexport", ["VHosting", "QmailCore"], .dyn),
+    ("vadddomain", ["VHosting", "QmailCore"], .dyn),
+    ("vdeldomain", ["VHosting", "QmailCore"], .dyn),
+    ("vaddaliasdomain", ["VHosting", "QmailCore"], .dyn),
+    ("vadduser", ["VHosting", "QmailCore"], .dyn),
+    ("vdeluser", ["VHosting", "QmailCore"], .dyn),
+    ("vpasswd", ["VHosting", "QmailCore"], .dyn),
+    ("vsetuserquota", ["VHosting", "QmailCore"], .dyn),
+    ("valias", ["VHosting", "QmailCore"], .dyn),
+    ("vuserinfo", ["VHosting", "QmailCore"], .dyn),
+    ("vdominfo", ["VHosting", "QmailCore"], .dyn),
+    ("vconvert", ["VHosting", "QmailCore"], .dyn),
+    ("vmoduser", ["VHosting", "QmailCore"], .dyn),
+    ("vfilterpolicy", ["VHosting", "QmailCore"], .dyn),
+    ("vmkpasswd", ["VHosting", "QmailCore"], .dyn),
+    ("vdkim", ["VHosting", "QmailCore"], .dyn),
+    ("vvacation", ["VHosting", "QmailCore"], .dyn),
+    ("qmail-smtpd", ["QmailSMTP", "QmailNet"], .tls),
+    ("qmail-spfquery", ["QmailSPF"], .main),
+    ("qmail-smtpd-auth", ["QmailCore"], .root),
+    ("qmail-remote", ["QmailSMTP", "QmailNet"], .tls),
+    ("qmail-tcpto", ["QmailSMTP"], .tls),
+    ("qmail-tcpok", ["QmailSMTP"], .tls),
+    ("tcp-env", ["QmailNet"], .main),
+    ("rblsmtpd", ["QmailNet"], .main),
+    ("qmail-qmqpc", ["QmailSMTP"], .tls),
+    ("qmail-qmqpd", ["QmailSMTP"], .tls),
+    ("qmail-qmtpd", ["QmailSMTP"], .tls),
+    ("qmail-rcptcheck", ["QmailRcptCheck"], .main),
+    ("qmailctl", ["QmailCtl", "QmailCore"], .dyn),
+    ("qmail-report", ["QmailCtl", "QmailCore"], .dyn),
+    ("maildirwatch", ["QmailSerial", "QmailCore"], .main),
+    ("maildirsmtp", ["QmailSerial", "QmailCore"], .dyn),
+    ("maildirserial", ["QmailSerial", "QmailCore"], .main),
+    ("qmail-webadmin", ["QmailWeb"], nil),
 ]
 
 let libraries: [Target] = [
@@ -155,6 +186,7 @@ let libraries: [Target] = [
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
     .target(name: "QmailSPF", dependencies: ["QmailCore", "QmailNet"], path: "Sources/QmailSPF"),
     .target(name: "QmailDMARC", dependencies: ["QmailCore", "QmailNet", "QmailDKIM"], path: "Sources/QmailDMARC"),
+    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
     /// The web administration (qmail-webadmin only): the one module that
     /// links Hummingbird, SwiftNIO and NIOSSL; no other program does.
     .target(name: "QmailWeb", dependencies: ["QmailCore", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
@@ -163,12 +195,7 @@ let libraries: [Target] = [
                                              .product(name: "HTTPTypes", package: "swift-http-types"),
                                              .product(name: "NIOSSL", package: "swift-nio-ssl")],
             path: "Sources/QmailWeb"),
-    .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
 ]
-
-/// The checkpassword programs live with their backends under checkpassword/
-/// (checkpassword/README.md); every other program under Sources/.
-let checkpasswordPrograms: Set<String> = ["checkpassword", "checkpassword-file", "checkpassword-ldap", "checkpassword-mysql"]
 
 /// qmail-webadmin links FoundationEssentials (through SwiftNIO), whose
 /// static archive needs its two helper archives named: -static-stdlib
@@ -179,13 +206,25 @@ let staticFoundation: [LinkerSetting] = [
 ]
 let foundationPrograms: Set<String> = ["qmail-webadmin"]
 
-let executables: [Target] = programs.map { p in
-    .executableTarget(
-        name: p.name,
-        dependencies: p.deps.map { .target(name: $0) },
-        path: checkpasswordPrograms.contains(p.name) ? "checkpassword/\(p.name)" : "Sources/\(p.name)",
-        linkerSettings: fullyStaticPrograms.contains(p.name) ? fullyStatic
-            : foundationPrograms.contains(p.name) ? staticFoundation : staticStdlib)
+/// A program alone in its file keeps Sources/<program>/main.swift; the
+/// others are an entry function in Sources/Programs/<program>.swift, and
+/// each multi-call file a table in Sources/Programs/<file>/main.swift.
+/// The build makes no file per program: scripts/link-programs.sh names them
+/// (symbolic links in .build/release) and qmail-setup installs each name as
+/// a hard link to one copy of its file.
+let executables: [Target] = programs.filter { $0.binary == nil }.map { p in
+    .executableTarget(name: p.name, dependencies: p.deps.map { .target(name: $0) },
+                      path: "Sources/\(p.name)",
+                      linkerSettings: foundationPrograms.contains(p.name) ? staticFoundation : fullyStatic)
+} + Binary.allCases.map { b in
+    let held = programs.filter { $0.binary == b }
+    let sources = [b.rawValue] + held.map { "\($0.name).swift" }
+    let others = Binary.allCases.map(\.rawValue) + programs.filter { $0.binary != nil }.map { "\($0.name).swift" }
+    var deps: [String] = ["QmailCore"]
+    for p in held { for d in p.deps where !deps.contains(d) { deps.append(d) } }
+    return .executableTarget(name: b.rawValue, dependencies: deps.map { .target(name: $0) },
+                             path: "Sources/Programs", exclude: others.filter { !sources.contains($0) }, sources: sources,
+                             linkerSettings: b.linkerSettings)
 }
 
 /// What the unit tests (and, but for its XCTest/ folder, the fuzz targets:
@@ -209,9 +248,11 @@ let tests: [Target] = [
     .testTarget(name: "QmailSMTPTests", dependencies: ["QmailSMTP", "QmailNet", "QmailCore", "TestSupport"], path: "Tests/QmailSMTPTests"),
 ]
 
+let products: [Product] = executables.map { Product.executable(name: $0.name, targets: [$0.name]) }
+
 let package = Package(
     name: "swift-qmail",
-    products: programs.map { .executable(name: $0.name, targets: [$0.name]) },
+    products: products,
     // Hummingbird's default traits pull in swift-configuration and full
     // Foundation: qmail-webadmin needs neither (it parses its own forms).
     dependencies: [

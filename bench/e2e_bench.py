@@ -301,14 +301,36 @@ def exec_costs(base, home):
 
 
 def bin_size(bindir):
-    """Bytes of HOME/bin, each file (inode) once."""
+    """Bytes of HOME/bin, each file (inode) once; program names; files."""
     seen, total = set(), 0
     for e in os.scandir(bindir):
         st = os.stat(e.path)
         if (st.st_dev, st.st_ino) not in seen:
             seen.add((st.st_dev, st.st_ino))
             total += st.st_size
-    return total, len(list(os.scandir(bindir)))
+    return total, len(list(os.scandir(bindir))), len(seen)
+
+
+def print_install(costs, size, count, files):
+    print(f"HOME/bin: {count} programs in {files} files, {size / 1e6:.1f} MB")
+    if costs:
+        t = costs["/bin/true"]
+        print("exec CPU per run: " + ", ".join(f"{k} {v:.2f} ms" for k, v in costs.items())
+              + f" (qmail-local +{costs['qmail-local'] - t:.2f}, vdelivermail +{costs['vdelivermail'] - t:.2f} over /bin/true)")
+
+
+def install_only():
+    """--install: only HOME/bin's size and the exec costs, from a home that
+    qmail-setup makes by copying, as an installation does (any user, no
+    Postfix needed)."""
+    base = tempfile.mkdtemp(prefix="e2e-install-")
+    try:
+        home = os.path.join(base, "qmail")
+        subprocess.run([os.path.join(BIN, "qmail-setup"), "--single-user", home, HOST], check=True, capture_output=True)
+        print(f"ours from {BIN}")
+        print_install(exec_costs(base, home), *bin_size(os.path.join(home, "bin")))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def main():
@@ -339,7 +361,7 @@ def main():
                     traced[name] = (e / n, s / n)
             results[case] = (rows, traced)
         costs = exec_costs(base, os.path.join(base, f"{CASES[0]}-ours0", "qmail"))
-        size, count = bin_size(os.path.join(base, f"{CASES[0]}-ours0", "qmail", "bin"))
+        installed = bin_size(os.path.join(base, f"{CASES[0]}-ours0", "qmail", "bin"))
     finally:
         subprocess.run(["pkill", "-f", base], capture_output=True)
         fresh.close()
@@ -361,12 +383,8 @@ def main():
             tr = f", {traced[k][0]:.2f} execs and {traced[k][1]:.2f} fsyncs per msg" if k in traced else ""
             print(f"{k:8s} accepted {acc[k]:7.1f} msgs/s, delivered {dlv[k]:7.1f} msgs/s{cpu}{tr}")
         print(f"ratio ours/postfix: accepted {acc['ours'] / acc['postfix']:.2f}, delivered {dlv['ours'] / dlv['postfix']:.2f}")
-    print(f"HOME/bin: {count} programs, {size / 1e6:.1f} MB")
-    if costs:
-        t = costs["/bin/true"]
-        print("exec CPU per run: " + ", ".join(f"{k} {v:.2f} ms" for k, v in costs.items())
-              + f" (qmail-local +{costs['qmail-local'] - t:.2f}, vdelivermail +{costs['vdelivermail'] - t:.2f} over /bin/true)")
+    print_install(costs, *installed)
 
 
 if __name__ == "__main__":
-    main()
+    install_only() if sys.argv[1:] == ["--install"] else main()

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release 2>&1 | tail -n 1
+scripts/link-programs.sh
 SQ_BIN="$PWD/.build/release" python3 bench/login_bench.py

@@ -21,6 +21,7 @@ parts=("$@")
 
 echo "== swift build -c release"
 swift build -c release 2>&1 | tail -n 3
+scripts/link-programs.sh
 export SQ_BIN="$PWD/.build/release"
 
 log=$(mktemp -d /var/tmp/sq-proof-XXXXXX)

@@ -87,6 +87,7 @@ else
   install_deps run
   echo "== swift build -c release"
   swift build -c release 2>&1 | tail -n 1
+  scripts/link-programs.sh
   BUILD="$PWD/.build/release"
 fi
 

@@ -8,6 +8,7 @@ install_deps test
 
 echo "== swift build -c release"
 swift build -c release 2>&1 | tail -n 3
+scripts/link-programs.sh
 echo "== swift test (unit tests)"
 swift test 2>&1 | tail -n 15
 echo "== integration tests"

@@ -136,10 +136,11 @@ struct Doctor {
 
     mutating func checkPrograms(_ ids: QmailIds) {
         var bad = 0
+        let modes = Programs.modes(in: home.path + "/bin")
         for p in Programs.all {
             let path = home.bin(p.name)
             guard let st = try? Sys.stat(path) else { continue }
-            var mode = p.mode
+            var mode = modes[p.name] ?? p.mode
             var uid = owner(ids, nil)
             if p.name == "qmail-queue" { uid = ids.uid("qmailq") ?? 0 }
             if ids.singleUser && mode & 0o4000 != 0 { mode = 0o755 }

@@ -297,30 +297,59 @@ public final class Setup {
 
     // MARK: programs
 
+    /// Programs that share a multi-call file (QmailCore/MultiCall.swift)
+    /// share one installed copy too: the first name is copied, the others
+    /// are hard links to it, and the copy has the union of their modes. A
+    /// setuid program never shares its file (Package.swift gives it its own).
     func installPrograms(_ q: gid_t) throws {
-        var installed = 0
+        typealias FileID = Programs.FileID
+        var found: [(p: ProgramEntry, src: String, st: stat, id: FileID)] = []
         for p in Programs.all {
             let src = "\(o.programDirectory)/\(p.name)"
-            guard Sys.exists(src) else { continue }
-            let dst = "\(o.home)/bin/\(p.name)"
+            guard let st = try? Sys.stat(src) else { continue }
+            found.append((p, src, st, FileID(st)))
+        }
+        let modes = Programs.modes(in: o.programDirectory)
+        var names: [FileID: [String]] = [:]
+        for f in found { names[f.id, default: []].append(f.p.name) }
+        if let f = found.first(where: { $0.p.mode & 0o6000 != 0 && names[$0.id]!.count > 1 }) {
+            throw SetupError("\(f.src) is setuid \(f.p.name) and also \(names[f.id]!.filter { $0 != f.p.name }.joined(separator: ", ")): rebuild")
+        }
+        var copied: [FileID: String] = [:]
+        for f in found {
+            let dst = "\(o.home)/bin/\(f.p.name)"
             var uid = ownerUid
-            var mode = p.mode
-            if p.name == "qmail-queue" { uid = ids.uid("qmailq")! }
+            var mode = modes[f.p.name]!
+            if f.p.name == "qmail-queue" { uid = ids.uid("qmailq")! }
             if o.singleUser && mode & 0o4000 != 0 { mode = 0o755 }
             let gid = o.singleUser ? ownerGid : q
             // A hard link shares the build's inode: chown or chmod on it would
             // change the build's file (and every other home linked to it). So
             // link only what already has the home's owner, and leave its mode.
-            if o.link && o.singleUser, let st = try? Sys.stat(src), st.st_uid == uid, st.st_gid == gid {
+            // (The build names programs with symbolic links: link their target.)
+            if o.link && o.singleUser, f.st.st_uid == uid, f.st.st_gid == gid {
                 _ = Glibc.unlink(dst)
-                if Glibc.link(src, dst) == 0 { installed += 1; continue }
+                if linkat(AT_FDCWD, f.src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) == 0 { continue }
             }
-            try copyFile(src, dst)
+            if let first = copied[f.id] {
+                try replace(dst, withLinkTo: first)
+                continue
+            }
+            try copyFile(f.src, dst)
             try own(dst, uid, gid, mode)
-            installed += 1
+            copied[f.id] = dst
         }
-        guard installed > 0 else { throw SetupError("no programs found in \(o.programDirectory); build them first (swift build -c release)") }
-        log("installed \(installed) programs in \(o.home)/bin")
+        guard !found.isEmpty else { throw SetupError("no programs found in \(o.programDirectory); build them first (swift build -c release, then scripts/link-programs.sh)") }
+        log("installed \(found.count) programs in \(o.home)/bin (\(names.count) files)")
+    }
+
+    /// Makes `dst` a hard link to `target` through a temporary name, so a
+    /// running system never finds `dst` missing.
+    func replace(_ dst: String, withLinkTo target: String) throws {
+        let tmp = "\(dst).new"
+        _ = Glibc.unlink(tmp)
+        if Glibc.link(target, tmp) != 0 { throw SysError("link", path: tmp) }
+        do { try Sys.rename(tmp, dst) } catch { _ = Glibc.unlink(tmp); throw error }
     }
 
     /// Copies NAME.N from the man directory into HOME/man/manN/ (0644).

@@ -66,8 +66,11 @@ public struct VDeliver {
     /// nil, and qmail-local runs the command through sh as ever (so LDAP
     /// and MySQL sites, or another program installed under that name,
     /// behave as before). Saves sh's and vdelivermail's exec per message.
+    /// The name is checked too: HOME/bin's other programs may be the same
+    /// file (one multi-call file, QmailCore/MultiCall.swift).
     public static func inProcess(_ argv: [[UInt8]]) -> Int32? {
-        guard let program = argv.first, program.first == Ascii.slash else { return nil }
+        guard let program = argv.first, program.first == Ascii.slash,
+              program.split(separator: Ascii.slash).last.map(Array.init) == Array("vdelivermail".utf8) else { return nil }
         let home = QmailHome.current()
         guard let named = BytePath.stat(program), let ours = BytePath.stat(Array(home.bin("vdelivermail").utf8)),
               (ours.st_mode & S_IFMT) == S_IFREG, named.st_dev == ours.st_dev, named.st_ino == ours.st_ino else {

@@ -18,11 +18,25 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def bin_dir() -> pathlib.Path:
     env = os.environ.get("SQ_BIN")
     if env:
-        return pathlib.Path(env).resolve()
+        return named_programs(pathlib.Path(env).resolve())
     rel = ROOT / ".build" / "release"
     if (rel / "qmail-queue").exists():
-        return rel
-    return ROOT / ".build" / "debug"
+        return named_programs(rel)
+    return named_programs(ROOT / ".build" / "debug")
+
+
+_named = set()
+
+
+def named_programs(d: pathlib.Path) -> pathlib.Path:
+    """A build directory holds the multi-call files (swift-qmail*) and,
+    once scripts/link-programs.sh has run, every program's name; run it
+    once per test session in case `swift build` alone made the directory."""
+    if d not in _named:
+        _named.add(d)
+        if (d / "swift-qmail").is_file():
+            subprocess.run([str(ROOT / "scripts" / "link-programs.sh"), str(d)], check=True, timeout=60)
+    return d
 
 
 class QmailHome:

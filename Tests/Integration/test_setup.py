@@ -162,6 +162,15 @@ def multi_user_checks(base):
     assert os.stat(todo[0]).st_uid == uid("qmailq")
     assert todo[0].read_bytes().startswith(b"u%d\0" % nobody.pw_uid)
 
+    # qmail's 0700 programs (root's alone) share a multi-call file of mode
+    # 0755 with others: the file keeps their rule itself (MultiCall.ownerOnly).
+    for prog, ok in (("qmail-newu", False), ("vadduser", False), ("qmail-lspawn", False), ("maildirmake", True)):
+        if not (home / "bin" / prog).exists():
+            continue
+        r = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                            str(home / "bin" / prog)], capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+        assert (r.returncode == 126 and b"permission denied" in r.stderr) != ok, (prog, r)
+
 
 def test_sendmail_option_puts_fastforward_and_dot_forward_in_place(tmp_path):
     aliases = tmp_path / "aliases"

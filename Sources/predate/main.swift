@@ -1,6 +1,0 @@
-// predate: runs a program with a Date field prepended to its stdin.
-// Runs as the invoking user; exits with the program's exit code.
-import QmailCore
-import QmailInject
-
-Sys.exitFlushing(Predate.main(Array(CommandLine.arguments.dropFirst())))

@@ -1,6 +1,0 @@
-// vaddaliasdomain: a vpopmail-style admin command for the file backend; run as root.
-// Exit 0 done, 1 refused (nothing written), 111 system failure. See Admin+VAddAliasDomain.swift.
-import QmailCore
-import VHosting
-
-Sys.exitFlushing(Admin.main("vaddaliasdomain", Array(CommandLine.arguments.dropFirst())))

@@ -1,8 +1,0 @@
-// vdelivermail: delivery agent for hosted domains, run by qmail-local as the
-// domain's user from DIR/.qmail-default:  | vdelivermail '' bounce-no-mailbox
-// (qmail-local runs that line in-process when it names this program).
-// Exit 0 delivered, 100 bounce, 111 retry. See VDeliver.swift.
-import QmailCore
-import VDelivery
-
-Sys.exit(VDeliver.exitCode(argv: CommandLine.arguments))

@@ -1,6 +1,0 @@
-// vpasswd: a vpopmail-style admin command for the file backend; run as root.
-// Exit 0 done, 1 refused (nothing written), 111 system failure. See Admin+VPasswd.swift.
-import QmailCore
-import VHosting
-
-Sys.exitFlushing(Admin.main("vpasswd", Array(CommandLine.arguments.dropFirst())))
