@@ -221,3 +221,87 @@ def test_two_hosts_naming_each_other_do_not_loop(cluster):
     wait_for(lambda: len(b.maildir_new("carol")) == 1, 30, "carol's message on B\n" + b.log())
     assert b.queued() == 0
     no_failures(a, b)
+
+
+# ------------------------------------------------ LDAP and MySQL directories
+
+@pytest.fixture(scope="module")
+def directories(vuser):
+    """Host A's home reading an LDAP and a MySQL directory made by vexport
+    from a file backend where the domain's default is host B, alice's own
+    host is A and bob has none (so B, by the default); and host B, whose
+    qmail-qmtpd only queues (no qmail-send), to see what A sends."""
+    import backend_servers as bs
+    if bs.missing_binaries():
+        pytest.skip("slapd/mariadbd not installed")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-dir-", dir="/var/tmp"))
+    base.chmod(0o755)
+    a, b = Host(base / "a", HOSTS[0], vuser), Host(base / "b", HOSTS[1], vuser)
+    servers = []
+    try:
+        for h in (a, b):
+            h.admin("vadddomain", "-u", vuser.pw_name, "-H", HOSTS[1], "example.org", password="pm")
+            h.admin("vadduser", "-H", HOSTS[0], "alice@example.org", password="pw")
+            h.admin("vadduser", "bob@example.org", password="pw")
+        a.q.control("clusterhosts", f"{HOSTS[1]}:127.0.0.1:{b.port}\n")
+        ldif, sql = a.q.run("vexport", "--ldif", bs.BASE_DN), a.q.run("vexport", "--sql")
+        assert ldif.returncode == 0 and sql.returncode == 0
+        assert b"sqMailHost: hostb.example.net" in ldif.stdout and b"sqMailHost: hosta.example.net" in ldif.stdout
+        certs = bs.make_certs(base / "certs")
+        servers.append(bs.Slapd(base / "ldap", ldif.stdout, certs))
+        servers.append(bs.Mariadbd(base / "mysql", sql.stdout, certs))
+        bs.configure(a.q, *servers, vuser.pw_uid, vuser.pw_gid)
+        b.start_qmtpd()
+        yield a, b, servers[1]
+    finally:
+        b.stop_qmtpd()
+        for s in servers:
+            s.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def vdelivermail(host, local, vuser):
+    """vdelivermail as qmail-local runs it for example.org-LOCAL@example.org."""
+    env = dict(host.q.env)
+    env.update({"HOST": "example.org", "LOCAL": f"example.org-{local}", "EXT": local, "SENDER": "s@remote.example",
+                "RECIPIENT": f"example.org-{local}@example.org", "RPLINE": "Return-Path: <s@remote.example>\n"})
+    argv = ["setpriv", f"--reuid={vuser.pw_uid}", f"--regid={vuser.pw_gid}", "--clear-groups",
+            host.q.bin("vdelivermail"), "", "bounce-no-mailbox"]
+    return subprocess.run(argv, input=b"Subject: dir\n\nvia the directory\n", env=env, capture_output=True,
+                          timeout=60, cwd=str(host.q.path))
+
+
+@pytest.mark.parametrize("backend", ["ldap", "mysql"])
+def test_directory_servers_name_the_home_host(directories, vuser, backend):
+    """sqMailHost / mail_host, the mailbox's own or its domain's, route the
+    delivery as the file backend's do."""
+    a, b, _ = directories
+    a.q.control("userdirectory", backend + "\n")
+    before = b.queued()
+    r = vdelivermail(a, "bob", vuser)
+    assert r.returncode == 0, r.stderr
+    assert b.queued() == before + 1 and a.maildir_new("bob") == []
+    r = vdelivermail(a, "alice", vuser)
+    assert r.returncode == 0, r.stderr
+    assert b.queued() == before + 1 and a.maildir_new("alice")[-1].read_bytes().endswith(b"via the directory\n")
+
+
+def test_sql_tables_from_before_the_migration_keep_delivering(directories, vuser):
+    """Without the mail_host columns every mailbox is local (said once on
+    stderr); schemas/mysql.sql's migration statements bring them back."""
+    import backend_servers as bs
+    a, b, mariadb = directories
+    a.q.control("userdirectory", "mysql\n")
+    mariadb.sql(b"ALTER TABLE users DROP COLUMN mail_host; ALTER TABLE domains DROP COLUMN mail_host;", db="mail")
+    try:
+        n = len(a.maildir_new("bob"))
+        r = vdelivermail(a, "bob", vuser)
+        assert r.returncode == 0, r.stderr
+        assert b"no mail_host columns" in r.stderr and len(a.maildir_new("bob")) == n + 1
+    finally:
+        migration = [l for l in (bs.SCHEMAS / "mysql.sql").read_text().splitlines() if "mail_host" in l and l.startswith("ALTER")]
+        assert len(migration) == 2
+        mariadb.sql("\n".join(migration).encode(), db="mail")
+    mariadb.sql(b"UPDATE domains SET mail_host = 'hostb.example.net'", db="mail")
+    before = b.queued()
+    assert vdelivermail(a, "bob", vuser).returncode == 0 and b.queued() == before + 1
