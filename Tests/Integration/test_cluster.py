@@ -17,22 +17,12 @@ import time
 
 import pytest
 
-from conftest import make_home
+from conftest import make_home, wait_for
 from smtp_helpers import free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
 
 HOSTS = ("hosta.example.net", "hostb.example.net")
-
-
-def wait_for(cond, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 class Host:
