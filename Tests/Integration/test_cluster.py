@@ -132,6 +132,8 @@ def test_directory_records_home_hosts(cluster):
     d = a.q.path / "domains" / "example.org"
     assert (d / "vmailhost").read_text() == f"alice:{HOSTS[0]}\ncarol:{HOSTS[0]}\n"
     assert (a.q.path / "users" / "vdomains").read_text().rstrip("\n").endswith(f":{HOSTS[1]}")
+    assert f"host:    {HOSTS[0]}\n" in a.admin("vuserinfo", "carol@example.org").stdout.decode()
+    assert f"host:    {HOSTS[1]} (the domain's)\n" in a.admin("vuserinfo", "bob@example.org").stdout.decode()
     a.admin("vmoduser", "-H", "", "carol@example.org")
     a.admin("vmoduser", "-H", "HOSTB.example.net", "alice@example.org")
     assert (d / "vmailhost").read_text() == f"alice:{HOSTS[1]}\n"
