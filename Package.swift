@@ -181,7 +181,7 @@ let libraries: [Target] = [
     .target(name: "QmailSerial", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSerial"),
     .target(name: "QmailDKIM", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailDKIM"),
     /// vdelivermail's delivery, linked into qmail-local too (no OpenSSL, no LDAP/MySQL client).
-    .target(name: "VDelivery", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "UserDirectory"], path: "Sources/VDelivery"),
+    .target(name: "VDelivery", dependencies: ["QmailCore", "QmailQueue", "QmailLocal", "QmailNet", "UserDirectory"], path: "Sources/VDelivery"),
     .target(name: "VHosting", dependencies: ["QmailCore", "UserDirectory", "QmailDKIM", "VDelivery", "QmailFilter"], path: "Sources/VHosting"),
     .target(name: "QmailRcptCheck", dependencies: ["QmailCore", "UserDirectory"], path: "Sources/QmailRcptCheck"),
     .target(name: "QmailSPF", dependencies: ["QmailCore", "QmailNet"], path: "Sources/QmailSPF"),

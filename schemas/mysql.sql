@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS domains (
   dir         VARCHAR(1024) NULL,              -- domain directory; homes default to dir/user
   uid         INT UNSIGNED  NULL,              -- owner of its mailboxes
   gid         INT UNSIGNED  NULL,
+  mail_host   VARCHAR(253)  NULL,              -- cluster host of its mailboxes; NULL: each host itself
   PRIMARY KEY (name),
   KEY real_domain (real_domain)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS users (
   status        VARCHAR(16)   NOT NULL DEFAULT 'active',  -- active|nologin|bounce|disabled
   gecos         VARCHAR(128)  NOT NULL DEFAULT '',
   filter_policy VARCHAR(1024) NULL,            -- qmail-filter's "key=value,..." for this mailbox; NULL: none
+  mail_host     VARCHAR(253)  NULL,            -- cluster host holding the Maildir; NULL: the domain's
   PRIMARY KEY (domain, local_part)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
@@ -56,3 +58,11 @@ ALTER TABLE users ADD COLUMN IF NOT EXISTS filter_policy VARCHAR(1024) NULL;
 -- vfilterpolicy writes the column, as control/sqladminpassword names
 -- (else sqlpassword):
 --   GRANT UPDATE (filter_policy) ON mail.users TO 'mailadmin'@'localhost';
+--
+-- 2026-12: domains.mail_host and users.mail_host, the cluster home host
+-- (a mailbox's own, else its domain's; NULL in both: the host that
+-- looks). Without them every mailbox is on every host, as before (the
+-- programs say so once per process on stderr). An alias domain row
+-- should carry its real domain's value.
+ALTER TABLE domains ADD COLUMN IF NOT EXISTS mail_host VARCHAR(253) NULL;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS mail_host VARCHAR(253) NULL;

@@ -92,7 +92,7 @@ public struct FileBackend: UserBackend {
                 return .temporary("\(path) is missing for hosted domain \(dom.real.string)")
             }
             if let line = try cdb.find([Ascii.equals] + user) {
-                guard let u = VUser.parse(line: line) else { return .temporary("bad record for \(user.string) in \(path)") }
+                guard let u = VUser.parse(cdbData: line) else { return .temporary("bad record for \(user.string) in \(path)") }
                 return .mailbox(u.mailbox(domain: dom), dom)
             }
             if aliases, let targets = try cdb.find([Ascii.at] + user) {

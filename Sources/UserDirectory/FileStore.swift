@@ -53,13 +53,15 @@ public struct FileStore {
 
     public func loadUsers(_ dom: VDomain) throws -> [VUser] {
         guard let data = try FileIO.read(dom.dir + "/vpasswd") else { return [] }
+        let hosts = try HomeHost.readFile(dom.dir + "/vmailhost")
         var out: [VUser] = []
         var n = 0
         for line in data.split(separator: Ascii.lf, omittingEmptySubsequences: true) {
             n += 1
-            guard let u = VUser.parse(line: Array(line)) else {
+            guard var u = VUser.parse(line: Array(line)) else {
                 throw MailFailure.temporary("\(dom.dir)/vpasswd line \(n) is malformed")
             }
+            u.homeHost = hosts[u.name]
             out.append(u)
         }
         return out
@@ -70,7 +72,8 @@ public struct FileStore {
         return VAliases.parse(data)
     }
 
-    /// Writes vpasswd, valias and the vpasswd.cdb built from both. The
+    /// Writes vpasswd, valias, vmailhost (when a mailbox has a home host
+    /// or the file exists) and the vpasswd.cdb built from them. The
     /// files hold password hashes: mode 0600, owned by the domain's user.
     public func saveDomainData(_ dom: VDomain, users: [VUser], aliases: [(name: [UInt8], target: [UInt8])]) throws {
         var text: [UInt8] = []
@@ -79,6 +82,10 @@ public struct FileStore {
         var atext: [UInt8] = []
         for a in aliases { atext += a.name + [Ascii.colon] + a.target + [Ascii.lf] }
         try FileStore.writeAtomic(dom.dir + "/valias", atext, mode: 0o600, owner: (dom.uid, dom.gid))
+        let hosts = HomeHost.fileText(users)
+        if !hosts.isEmpty || Sys.exists(dom.dir + "/vmailhost") {
+            try FileStore.writeAtomic(dom.dir + "/vmailhost", hosts, mode: 0o644, owner: (dom.uid, dom.gid))
+        }
         var grouped: [[UInt8]: [UInt8]] = [:]
         var order: [[UInt8]] = []
         for a in aliases {
@@ -86,7 +93,7 @@ public struct FileStore {
         }
         let path = dom.dir + "/vpasswd.cdb"
         try CdbWriter.create(path: path, tmpPath: path + ".tmp.\(getpid())", mode: 0o600) { add in
-            for u in users { try add([Ascii.equals] + u.name, u.line) }
+            for u in users { try add([Ascii.equals] + u.name, u.cdbData) }
             for name in order { try add([Ascii.at] + name, grouped[name]!) }
         }
         FileStore.chown(path, dom.uid, dom.gid)

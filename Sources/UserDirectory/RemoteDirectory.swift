@@ -22,6 +22,8 @@ public struct DomainRecord: Equatable {
     public var dir: String?
     public var uid: [UInt8]?
     public var gid: [UInt8]?
+    /// The default home host of its mailboxes (cluster).
+    public var homeHost: [UInt8]?
 
     public init(name: [UInt8], real: [UInt8], dir: String? = nil, uid: [UInt8]? = nil, gid: [UInt8]? = nil) {
         self.name = name
@@ -43,6 +45,8 @@ public struct AccountRecord: Equatable {
     public var quota: [UInt8]?
     public var status: [UInt8]?
     public var forwards: [[UInt8]] = []
+    /// The cluster host holding the mailbox; nil: the domain's default.
+    public var homeHost: [UInt8]?
 
     public init(user: [UInt8]) { self.user = user }
 }
@@ -105,8 +109,17 @@ public enum RemoteDirectory {
         do {
             let uid = try number(d.uid, "uid") ?? 0
             let gid = try number(d.gid, "gid") ?? 0
-            return .success(VDomain(name: d.name, real: d.real, dir: d.dir ?? "", uid: uid, gid: gid))
+            let host = try homeHost(d.homeHost, "domain \(d.name.string)")
+            return .success(VDomain(name: d.name, real: d.real, dir: d.dir ?? "", uid: uid, gid: gid, homeHost: host))
         } catch let f as MailFailure { return .failure(f) } catch { return .failure(.temporary("\(error)")) }
+    }
+
+    /// A home host value: nil when absent or empty; a value that is no
+    /// host name is a misconfiguration (temporary).
+    static func homeHost(_ v: [UInt8]?, _ whose: String) throws -> String? {
+        guard let v = v, !v.isEmpty else { return nil }
+        guard let h = HomeHost.parse(v) else { throw MailFailure.temporary("directory entry of \(whose) has a bad home host: \(v.string)") }
+        return h
     }
 
     /// A directory's forwards are addresses only ("&addr" or "addr"); a
@@ -171,6 +184,7 @@ public enum RemoteDirectory {
             var m = Mailbox(login: login, uid: uid, gid: gid, home: home, maildir: maildir, shell: "/bin/false",
                             quota: quota, passwordHash: cryptHash(a.hash), active: active, bounceMail: bounce)
             m.forwards = a.forwards
+            m.homeHost = try homeHost(a.homeHost, login.string) ?? dom.homeHost
             return .success(m)
         } catch let f as MailFailure { return .failure(f) } catch { return .failure(.temporary("\(error)")) }
     }

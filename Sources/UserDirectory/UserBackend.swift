@@ -34,6 +34,10 @@ public struct Mailbox: Sendable, Equatable {
     /// Addresses each message is also forwarded to (the LDAP and SQL
     /// backends' forwards; the file backend keeps them in DIR/.qmail).
     public var forwards: [[UInt8]] = []
+    /// The cluster host that holds this Maildir (the mailbox's own, else
+    /// its domain's default); nil: this host. Mail for a mailbox homed
+    /// elsewhere is sent there (vdelivermail, ClusterRoute).
+    public var homeHost: String?
 
     public init(login: [UInt8], uid: uid_t, gid: gid_t, home: String, maildir: String, shell: String,
                 quota: Quota = .unlimited, passwordHash: [UInt8], clearPassword: [UInt8]? = nil,

@@ -7,7 +7,11 @@
 //   HOME/users/vdomains.cdb  "domain" -> "realdomain\0dir\0uid\0gid"  a real domain)
 //   DIR/vpasswd              name:hash:uidflags:gidflags:gecos:dir:quota[:clear]
 //   DIR/valias               alias:target   (one line per target)
-//   DIR/vpasswd.cdb          "=name" -> the vpasswd line, "@alias" -> targets, LF-separated
+//   DIR/vmailhost            name:host   (cluster home hosts; vpasswd keeps
+//                            vpopmail's format, so they live beside it)
+//   DIR/vpasswd.cdb          "=name" -> the vpasswd line [+ NUL host],
+//                            "@alias" -> targets, LF-separated
+// vdomains may carry a sixth field, the domain's default home host.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,38 +25,48 @@ public struct VDomain: Sendable, Equatable {
     public var dir: String
     public var uid: uid_t
     public var gid: gid_t
+    /// The cluster host its mailboxes live on unless a mailbox names its
+    /// own (qmail-ldap's mailHost); nil: this host.
+    public var homeHost: String?
 
-    public init(name: [UInt8], real: [UInt8], dir: String, uid: uid_t, gid: gid_t) {
+    public init(name: [UInt8], real: [UInt8], dir: String, uid: uid_t, gid: gid_t, homeHost: String? = nil) {
         self.name = name
         self.real = real
         self.dir = dir
         self.uid = uid
         self.gid = gid
+        self.homeHost = homeHost
     }
 
     public var isAlias: Bool { name != real }
 
     public var line: [UInt8] {
-        name + [Ascii.colon] + real + Array(":\(dir):\(uid):\(gid)".utf8)
+        name + [Ascii.colon] + real + Array(":\(dir):\(uid):\(gid)".utf8) + (homeHost.map { Array(":\($0)".utf8) } ?? [])
     }
 
     public var cdbData: [UInt8] {
         real + [0] + Array(dir.utf8) + [0] + Array("\(uid)".utf8) + [0] + Array("\(gid)".utf8)
+            + (homeHost.map { [0] + Array($0.utf8) } ?? [])
     }
 
     public static func parse(line: [UInt8]) -> VDomain? {
         let f = line.split(byte: Ascii.colon)
-        guard f.count == 5, !f[0].isEmpty, !f[1].isEmpty, f[2].first == Ascii.slash,
-              let u = Decimal.parse(f[3]), let g = Decimal.parse(f[4]),
-              u <= Int(UInt32.max), g <= Int(UInt32.max) else { return nil }
-        return VDomain(name: f[0], real: f[1], dir: f[2].string, uid: uid_t(u), gid: gid_t(g))
+        guard f.count == 5 || f.count == 6 else { return nil }
+        return make(name: f[0], fields: Array(f[1...]))
     }
 
     public static func parse(name: [UInt8], cdbData: [UInt8]) -> VDomain? {
-        let f = cdbData.split(byte: 0)
-        guard f.count == 4, f[1].first == Ascii.slash, let u = Decimal.parse(f[2]), let g = Decimal.parse(f[3]),
+        make(name: name, fields: cdbData.split(byte: 0))
+    }
+
+    /// real, dir, uid, gid[, home host]
+    static func make(name: [UInt8], fields f: [[UInt8]]) -> VDomain? {
+        guard f.count == 4 || f.count == 5, !name.isEmpty, !f[0].isEmpty, f[1].first == Ascii.slash,
+              let u = Decimal.parse(f[2]), let g = Decimal.parse(f[3]),
               u <= Int(UInt32.max), g <= Int(UInt32.max) else { return nil }
-        return VDomain(name: name, real: f[0], dir: f[1].string, uid: uid_t(u), gid: gid_t(g))
+        let host = f.count == 5 ? HomeHost.parse(f[4]) : nil
+        if f.count == 5 && host == nil { return nil }
+        return VDomain(name: name, real: f[0], dir: f[1].string, uid: uid_t(u), gid: gid_t(g), homeHost: host)
     }
 }
 
@@ -70,9 +84,13 @@ public struct VUser: Sendable, Equatable {
     public var dir: String
     public var quota: Quota
     public var clear: [UInt8]?
+    /// The cluster host holding this mailbox (DIR/vmailhost); nil: the
+    /// domain's default.
+    public var homeHost: String?
 
     public init(name: [UInt8], hash: [UInt8], uidField: Int = 0, flags: Int = 0, gecos: [UInt8], dir: String,
-                quota: Quota, clear: [UInt8]? = nil) {
+                quota: Quota, clear: [UInt8]? = nil, homeHost: String? = nil) {
+        self.homeHost = homeHost
         self.name = name
         self.hash = hash
         self.uidField = uidField
@@ -90,6 +108,19 @@ public struct VUser: Sendable, Equatable {
         l += Array(":\(dir):\(quota.text)".utf8)
         if let c = clear { l += [Ascii.colon] + c }
         return l
+    }
+
+    /// The vpasswd.cdb value: the line, then NUL and the home host.
+    public var cdbData: [UInt8] {
+        line + (homeHost.map { [0] + Array($0.utf8) } ?? [])
+    }
+
+    /// Parses a vpasswd.cdb value (`cdbData`).
+    public static func parse(cdbData: [UInt8]) -> VUser? {
+        guard let nul = cdbData.firstIndex(of: 0) else { return parse(line: cdbData) }
+        guard var u = parse(line: Array(cdbData[..<nul])), let h = HomeHost.parse(Array(cdbData[(nul + 1)...])) else { return nil }
+        u.homeHost = h
+        return u
     }
 
     /// Parses a vpasswd line (7 fields, or 8 with the clear password).
@@ -113,10 +144,12 @@ public struct VUser: Sendable, Equatable {
     }
 
     public func mailbox(domain: VDomain) -> Mailbox {
-        Mailbox(login: name + [Ascii.at] + domain.real, uid: domain.uid, gid: domain.gid, home: dir,
-                maildir: maildir, shell: "/bin/false", quota: quota, passwordHash: hash, clearPassword: clear,
-                active: flags & VUser.flagNoPOP == 0, bounceMail: flags & VUser.flagBounceMail != 0,
-                initGroups: false)
+        var m = Mailbox(login: name + [Ascii.at] + domain.real, uid: domain.uid, gid: domain.gid, home: dir,
+                        maildir: maildir, shell: "/bin/false", quota: quota, passwordHash: hash, clearPassword: clear,
+                        active: flags & VUser.flagNoPOP == 0, bounceMail: flags & VUser.flagBounceMail != 0,
+                        initGroups: false)
+        m.homeHost = homeHost ?? domain.homeHost
+        return m
     }
 }
 

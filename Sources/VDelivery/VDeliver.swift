@@ -10,6 +10,8 @@
 //   - anyone else: argv[2]: "bounce-no-mailbox" (the default), "delete",
 //     an address (catch-all forward), a user of the domain (catch-all), or
 //     an absolute Maildir path.
+// A mailbox whose home is another cluster host is sent there over QMTP
+// (ClusterRoute).
 // Exit 0 delivered, 100 bounce, 111 retry later. It trusts the qmail home
 // and the environment qmail-local gives it.
 // control/userdirectory picks the backend: "file" (the default, linked
@@ -147,7 +149,14 @@ public struct VDeliver {
         case .noSuchDomain:
             throw MailFailure.permanent("Sorry, \(domain.string) is not hosted here.", "5.1.2")
         case .mailbox(let m, let dom):
-            try markDelivered(m.login.count > 0 ? m.login : user + [Ascii.at] + dom.real)
+            let login = m.login.count > 0 ? m.login : user + [Ascii.at] + dom.real
+            // A mailbox on another cluster host: that host delivers it
+            // (bounce flags, forwards and all).
+            if let host = try ClusterRoute.remoteHome(m, home: home) {
+                try ClusterRoute(home: home).send(message, to: host, address: login, sender: env("SENDER") ?? [])
+                return
+            }
+            try markDelivered(login)
             if m.bounceMail { throw MailFailure.permanent("Sorry, this mailbox does not accept mail.", "5.2.1") }
             try deliverToMailbox(m)
             // The directory's forwards for this mailbox (LDAP, SQL).

@@ -16,7 +16,8 @@ extension Admin {
                 throw AdminError.refused("domain \(realName.string) is not hosted here")
             }
             try refuseTaken(aliasName, domains)
-            let alias = VDomain(name: aliasName, real: real.name, dir: real.dir, uid: real.uid, gid: real.gid)
+            let alias = VDomain(name: aliasName, real: real.name, dir: real.dir, uid: real.uid, gid: real.gid,
+                                homeHost: real.homeHost)
             try store.saveDomains(domains + [alias])
             do { notes += try route(alias) } catch {
                 _ = try? unroute(aliasName)

@@ -8,13 +8,14 @@ import UserDirectory
 
 extension Admin {
     func addDomain(_ args: [String]) throws -> [String] {
-        let usage = "vadddomain [-u user | -i uid [-g gid]] [-q quota] [-b | -x | -e catchall] [-s scheme] [-r] [-K] domain [password|-]"
-        let o = try Options(args, flags: "bxrK", values: "uigqes", usage: usage)
+        let usage = "vadddomain [-u user | -i uid [-g gid]] [-q quota] [-b | -x | -e catchall] [-s scheme] [-H host] [-r] [-K] domain [password|-]"
+        let o = try Options(args, flags: "bxrK", values: "uigqesH", usage: usage)
         guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
         let name = try Names.domain(Array(o.operands[0].utf8))
         let quota = try parseQuota(o.values["q"])
         let action = try catchAll(o)
         let (uid, gid) = try hostIds(o)
+        let homeHost = try o.values["H"].flatMap { try homeHostOption($0) }
         let password = try PasswordInput.obtain(o.operands.count > 1 ? o.operands[1] : nil, random: o.flags.contains("r"))
         let pwHash = try hash(password, o)
         var notes: [String] = []
@@ -23,7 +24,7 @@ extension Admin {
             try refuseTaken(name, domains)
             let base = home.path + "/domains"
             try FileStore.makeDirectory(base, mode: 0o755, owner: (geteuid(), getegid()))
-            let dom = VDomain(name: name, real: name, dir: base + "/" + name.string, uid: uid, gid: gid)
+            let dom = VDomain(name: name, real: name, dir: base + "/" + name.string, uid: uid, gid: gid, homeHost: homeHost)
             if Sys.exists(dom.dir) { throw AdminError.refused("\(dom.dir) already exists") }
             do {
                 try FileStore.makeDirectory(dom.dir, mode: 0o700, owner: (uid, gid))

@@ -4,12 +4,13 @@ import UserDirectory
 
 extension Admin {
     func addUser(_ args: [String]) throws -> [String] {
-        let usage = "vadduser [-q quota] [-c comment] [-s scheme] [-e crypted] [-C] [-r] user@domain [password|-]"
-        let o = try Options(args, flags: "Cr", values: "qcse", usage: usage)
+        let usage = "vadduser [-q quota] [-c comment] [-s scheme] [-e crypted] [-H host] [-C] [-r] user@domain [password|-]"
+        let o = try Options(args, flags: "Cr", values: "qcseH", usage: usage)
         guard (1...2).contains(o.operands.count) else { throw AdminError.usage(usage) }
         let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
         let givenQuota = try o.values["q"].map { try parseQuota($0) }
         let gecos = try Names.gecos(Array((o.values["c"] ?? "").utf8))
+        let host = try o.values["H"].flatMap { try homeHostOption($0) }
         var pwHash: [UInt8]
         var clear: [UInt8]? = nil
         var shown: [UInt8]? = nil
@@ -35,7 +36,8 @@ extension Admin {
                 throw AdminError.refused("\(d.name.string) has its limit of \(max) mailboxes (\(DomainLimits.fileName))")
             }
             let quota = givenQuota ?? limits.defaultQuota ?? .unlimited
-            let u = VUser(name: user, hash: pwHash, gecos: gecos, dir: d.dir + "/" + user.string, quota: quota, clear: clear)
+            let u = VUser(name: user, hash: pwHash, gecos: gecos, dir: d.dir + "/" + user.string, quota: quota, clear: clear,
+                          homeHost: host)
             if Sys.exists(u.dir) { throw AdminError.refused("\(u.dir) already exists") }
             do {
                 try makeMailbox(u, d)

@@ -22,6 +22,7 @@ extension Admin {
             usage_ = "\(used.bytes) bytes in \(used.count) messages"
             if let b = u.quota.bytes, b > 0 { usage_ += " (\(used.bytes * 100 / b)%)" }
         }
+        let host = u.homeHost ?? d.homeHost.map { "\($0) (the domain's)" } ?? "(every host its own)"
         print("""
         name:    \(u.name.string)@\(d.name.string)
         passwd:  \(u.hash.string)
@@ -33,6 +34,7 @@ extension Admin {
         dir:     \(u.dir)
         maildir: \(u.maildir)
         quota:   \(u.quota.text)
+        host:    \(host)
         usage:   \(usage_)
         """)
         return []

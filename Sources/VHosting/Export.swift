@@ -112,6 +112,7 @@ public enum Export {
             attr("sqDomainDirectory", d.real.dir)
             attr("uidNumber", "\(d.real.uid)")
             attr("gidNumber", "\(d.real.gid)")
+            if let h = d.real.homeHost { attr("sqMailHost", h) }
             out.append(Ascii.lf)
             for u in d.users {
                 let address = u.name + [Ascii.at] + d.real.name
@@ -127,6 +128,7 @@ public enum Export {
                 attr("sqAccountStatus", status(u))
                 if !u.gecos.isEmpty { attr("description", u.gecos) }
                 if let p = d.policies[u.name] { attr("sqFilterPolicy", p) }
+                if let h = u.homeHost { attr("sqMailHost", h) }
                 out.append(Ascii.lf)
             }
             for a in d.aliases {
@@ -178,17 +180,20 @@ public enum Export {
         func s(_ t: String) -> [UInt8] { Array(t.utf8) }
         for d in try load(store) {
             let real = d.real
-            row("domains", "name, real_domain, dir, uid, gid", [real.name, real.name, s(real.dir), s("\(real.uid)"), s("\(real.gid)")])
-            for a in d.aliasNames {
-                row("domains", "name, real_domain, dir, uid, gid", [a, real.name, s(real.dir), s("\(real.uid)"), s("\(real.gid)")])
+            // mail_host, like filter_policy, only where there is one.
+            let host = real.homeHost.map { [s($0)] } ?? []
+            let domainColumns = "name, real_domain, dir, uid, gid" + (host.isEmpty ? "" : ", mail_host")
+            for name in [real.name] + d.aliasNames {
+                row("domains", domainColumns, [name, real.name, s(real.dir), s("\(real.uid)"), s("\(real.gid)")] + host)
             }
             for u in d.users {
                 // filter_policy only where there is one: the rest imports
                 // into a table from before that column too.
                 let p = d.policies[u.name]
-                row("users", "domain, local_part, password_hash, home, maildir, quota, status, gecos" + (p == nil ? "" : ", filter_policy"),
+                row("users", "domain, local_part, password_hash, home, maildir, quota, status, gecos"
+                        + (p == nil ? "" : ", filter_policy") + (u.homeHost == nil ? "" : ", mail_host"),
                     [real.name, u.name, u.hash, s(u.dir), s(u.maildir), u.quota.isUnlimited ? nil : s(u.quota.text),
-                     s(status(u)), u.gecos] + (p.map { [$0] } ?? []))
+                     s(status(u)), u.gecos] + (p.map { [$0] } ?? []) + (u.homeHost.map { [s($0)] } ?? []))
             }
             for a in d.aliases {
                 for t in forwards(a.targets, (a.name + [Ascii.at] + real.name).string) {

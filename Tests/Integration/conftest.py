@@ -88,7 +88,8 @@ class QmailHome:
 
 def wait_for(cond, timeout=30.0, what="condition", step=0.05):
     """cond()'s first true value, polled every step seconds; an
-    AssertionError naming what after timeout seconds."""
+    AssertionError naming what after timeout seconds (a callable what is
+    called then, so that it can show a log as it is at the end)."""
     import time
     end = time.time() + timeout
     while time.time() < end:
@@ -96,7 +97,7 @@ def wait_for(cond, timeout=30.0, what="condition", step=0.05):
         if v:
             return v
         time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 @contextlib.contextmanager
 def qmail_send_running(qhome):

@@ -65,6 +65,38 @@ final class FileBackendTests: XCTestCase {
         XCTAssertNil(VDomain.parse(line: bytes("a:b:rel:1:1")))
     }
 
+    /// Cluster home hosts: vpasswd lines keep vpopmail's form (the host
+    /// rides after a NUL in the cdb only); vdomains takes a sixth field;
+    /// records from before read as "no home host".
+    func testHomeHostRecords() throws {
+        var u = VUser(name: bytes("a"), hash: bytes("$1$x$y"), gecos: bytes("A"), dir: "/d/a", quota: .unlimited,
+                      clear: bytes("p:w"), homeHost: "b.example.net")
+        XCTAssertEqual(u.line.string, "a:$1$x$y:0:0:A:/d/a:NOQUOTA:p:w")
+        XCTAssertEqual(VUser.parse(cdbData: u.cdbData), u)
+        XCTAssertNil(VUser.parse(cdbData: u.line + [0] + bytes("not a host")))
+        u.homeHost = nil
+        XCTAssertEqual(VUser.parse(cdbData: u.line), u)
+        var d = VDomain(name: bytes("x.org"), real: bytes("x.org"), dir: "/d", uid: 1, gid: 2, homeHost: "b.example.net")
+        XCTAssertEqual(d.line.string, "x.org:x.org:/d:1:2:b.example.net")
+        XCTAssertEqual(VDomain.parse(line: d.line), d)
+        XCTAssertEqual(VDomain.parse(name: d.name, cdbData: d.cdbData), d)
+        XCTAssertNil(VDomain.parse(line: bytes("x.org:x.org:/d:1:2:bad host")))
+        // The mailbox's own host wins over its domain's; none: the domain's.
+        XCTAssertEqual(u.mailbox(domain: d).homeHost, "b.example.net")
+        u.homeHost = "c.example.net"
+        XCTAssertEqual(u.mailbox(domain: d).homeHost, "c.example.net")
+        d.homeHost = nil
+        XCTAssertEqual(VDomain.parse(line: d.line), d)
+        u.homeHost = nil
+        XCTAssertNil(u.mailbox(domain: d).homeHost)
+        XCTAssertEqual(HomeHost.remote(u.mailbox(domain: d), local: "a.example.net"), nil)
+        var m = u.mailbox(domain: d)
+        m.homeHost = "a.example.net"
+        XCTAssertNil(HomeHost.remote(m, local: "a.example.net"))
+        XCTAssertEqual(HomeHost.remote(m, local: "b.example.net"), "a.example.net")
+        XCTAssertEqual(HomeHost.parse(bytes(" A.Example.NET \r")), "a.example.net")
+    }
+
     func testLookups() throws {
         try addUsers([try user("alice", "pw"), try user("bob", "pw2", flags: VUser.flagNoPOP)],
                      aliases: [(bytes("info"), bytes("x@y.org")), (bytes("info"), bytes("z@y.org"))])

@@ -30,7 +30,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         "mail": "mail", "password": "userPassword", "home": "homeDirectory", "mailbox": "sqMailbox",
         "uid": "uidNumber", "gid": "gidNumber", "quota": "sqMailQuota", "status": "sqAccountStatus",
         "forward": "sqMailForward", "domain": "sqDomainName", "domaindir": "sqDomainDirectory",
-        "filterpolicy": "sqFilterPolicy",
+        "filterpolicy": "sqFilterPolicy", "mailhost": "sqMailHost",
     ]
 
     public struct Config {
@@ -243,12 +243,13 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
     func hostedDomain(_ domain: [UInt8], _ cfg: Config) throws -> VDomain? {
         let at = cfg.attributes
         let domains = try search(LDAPBackend.fill(cfg.domainFilter, try LDAPBackend.escape(domain)),
-                                 attributes: [at["domain"], at["domaindir"], at["uid"], at["gid"]])
+                                 attributes: [at["domain"], at["domaindir"], at["uid"], at["gid"], at["mailhost"]])
         guard let d = domains.first else { return nil }
         func one(_ key: String) -> [UInt8]? { d[at[key].lowercased()]?.first }
         guard let real = one("domain") else { throw MailFailure.temporary("LDAP domain entry for \(domain.string) has no \(at["domain"])") }
-        let dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: one("domaindir")?.string,
+        var dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: one("domaindir")?.string,
                               uid: one("uid"), gid: one("gid"))
+        dr.homeHost = one("mailhost")
         return try RemoteDirectory.domain(dr).get()
     }
 
@@ -274,7 +275,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             func one(_ e: Entry, _ key: String) -> [UInt8]? { e[at[key].lowercased()]?.first }
             let address = user + [Ascii.at] + dom.real
             let accounts = try search(LDAPBackend.fill(cfg.filter, try LDAPBackend.escape(address)),
-                                      attributes: ["mail", "password", "home", "mailbox", "uid", "gid", "quota", "status", "forward"].map { at[$0] })
+                                      attributes: ["mail", "password", "home", "mailbox", "uid", "gid", "quota", "status", "forward", "mailhost"].map { at[$0] })
             guard let e = accounts.first else { return .noSuchUser(dom) }
             // The entry's own address names the login (an alias address
             // may have matched).
@@ -289,6 +290,7 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             a.quota = one(e, "quota")
             a.status = one(e, "status")
             a.forwards = e[at["forward"].lowercased()] ?? []
+            a.homeHost = one(e, "mailhost")
             return RemoteDirectory.recipient(a, domain: dom, aliases: aliases)
         } catch let f as MailFailure {
             return .temporary(f.text)

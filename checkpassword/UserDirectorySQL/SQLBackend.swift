@@ -28,6 +28,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         "users": "users", "users.local": "local_part", "users.domain": "domain", "users.password": "password_hash",
         "users.home": "home", "users.maildir": "maildir", "users.uid": "uid", "users.gid": "gid",
         "users.quota": "quota", "users.status": "status", "users.filterpolicy": "filter_policy",
+        "users.mailhost": "mail_host", "domains.mailhost": "mail_host",
         "aliases": "aliases", "aliases.local": "local_part", "aliases.domain": "domain", "aliases.target": "target",
     ]
 
@@ -100,6 +101,9 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
     var setPolicyStatement: Statement?
     /// Said once per process: the users table has no policy column.
     var noPolicyColumnLogged = false
+    /// False once the server said the mail_host columns are missing (a
+    /// table from before the migration): every mailbox is then local.
+    var homeHostColumns = true
     let admin: Bool
     nonisolated(unsafe) static var initialized = false
 
@@ -137,11 +141,14 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
 
     /// The user query: the domain (by its own name or an alias name) and,
     /// when it has one, the user; one round trip.
-    func userQuery(_ n: NameMap) -> String {
+    /// The login/delivery query; with `hosts`, also the home host columns
+    /// (columns 12 and 13) that schemas/mysql.sql's migration adds.
+    func userQuery(_ n: NameMap, hosts: Bool) -> String {
         func q(_ k: String) -> String { "`" + n[k] + "`" }
+        let hostColumns = hosts ? ", d.\(q("domains.mailhost")), u.\(q("users.mailhost"))" : ""
         return "SELECT d.\(q("domains.real")), d.\(q("domains.dir")), d.\(q("domains.uid")), d.\(q("domains.gid")), "
             + "u.\(q("users.local")), u.\(q("users.password")), u.\(q("users.home")), u.\(q("users.maildir")), "
-            + "u.\(q("users.uid")), u.\(q("users.gid")), u.\(q("users.quota")), u.\(q("users.status")) "
+            + "u.\(q("users.uid")), u.\(q("users.gid")), u.\(q("users.quota")), u.\(q("users.status"))\(hostColumns) "
             + "FROM \(q("domains")) d LEFT JOIN \(q("users")) u ON u.\(q("users.domain")) = d.\(q("domains.real")) "
             + "AND u.\(q("users.local")) = ? WHERE d.\(q("domains.name")) = ? LIMIT 2"
     }
@@ -247,11 +254,12 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             // Connect, two queries, one reconnect; each read/write bounded by the timeout.
             Watchdog.arm(seconds: cfg.timeout * 6 + 1, what: "the MySQL server")
             defer { Watchdog.disarm() }
-            let rows = try run(\.userStatement, make: userQuery, columns: 12, params: [user, domain])
+            let rows = try userRows(user, domain)
             guard let r = rows.first else { return .noSuchDomain }
             if rows.count > 1 { return .temporary("MySQL: more than one row for \(user.string)@\(domain.string)") }
             guard let real = r[0], !real.isEmpty else { return .temporary("MySQL: domain \(domain.string) has no real domain") }
-            let dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: r[1]?.string, uid: r[2], gid: r[3])
+            var dr = DomainRecord(name: domain, real: real.lowercasedASCII(), dir: r[1]?.string, uid: r[2], gid: r[3])
+            dr.homeHost = r.count > 13 ? r[12] : nil
             let dom: VDomain
             switch RemoteDirectory.domain(dr) {
             case .success(let v): dom = v
@@ -277,6 +285,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             a.gid = r[9]
             a.quota = r[10]
             a.status = r[11]
+            a.homeHost = r.count > 13 ? r[13] : nil
             a.forwards = forwards
             return RemoteDirectory.recipient(a, domain: dom, aliases: aliases)
         } catch let f as MailFailure {
@@ -284,6 +293,22 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         } catch {
             return .temporary("MySQL: \(error)")
         }
+    }
+}
+
+extension SQLBackend {
+    /// The user query's rows, without the home host columns on a table
+    /// that has none yet (said once per process on stderr).
+    func userRows(_ user: [UInt8], _ domain: [UInt8]) throws -> [[[UInt8]?]] {
+        if homeHostColumns {
+            do {
+                return try run(\.userStatement, make: { self.userQuery($0, hosts: true) }, columns: 14, params: [user, domain])
+            } catch is UnknownColumn {
+                homeHostColumns = false
+                Sys.warn("MySQL: no mail_host columns (schemas/mysql.sql's migration); every mailbox is on this host")
+            }
+        }
+        return try run(\.userStatement, make: { self.userQuery($0, hosts: false) }, columns: 12, params: [user, domain])
     }
 }
 

@@ -1,6 +1,5 @@
 // djb's netstrings ("5:hello,") for QMQP and QMTP.
 import QmailCore
-import QmailNet
 
 public enum Netstring {
     public static func encode(_ b: [UInt8]) -> [UInt8] {

@@ -1,0 +1,54 @@
+// Cluster home hosts (issue 22): every mailbox lives on one host, named in
+// the user directory (the mailbox's own, else its domain's default, as
+// qmail-ldap's mailHost). A host knows itself by control/clusterhost, else
+// control/me; mail for a mailbox homed elsewhere is sent there by
+// vdelivermail (VDelivery's ClusterRoute).
+#if canImport(Glibc)
+import Glibc
+#endif
+import QmailCore
+
+public enum HomeHost {
+    /// A host name as the directory holds it: a domain name, lower-cased;
+    /// nil for an empty or malformed value.
+    public static func parse(_ raw: [UInt8]) -> String? {
+        var v = raw
+        while let l = v.last, l == Ascii.space || l == Ascii.tab || l == Ascii.cr { v.removeLast() }
+        while let f = v.first, f == Ascii.space || f == Ascii.tab { v.removeFirst() }
+        guard !v.isEmpty, let name = try? Names.domain(v) else { return nil }
+        return name.string
+    }
+
+    /// This host's cluster name: control/clusterhost, else control/me.
+    public static func local(home: QmailHome) throws -> String? {
+        let control = Control(home: home)
+        if let c = try control.line("clusterhost"), let name = parse(c) { return name }
+        return try control.line("me").flatMap { parse($0) }
+    }
+
+    /// Where `mailbox` lives, seen from a host named `local`: nil when here.
+    public static func remote(_ mailbox: Mailbox, local: String?) -> String? {
+        guard let h = mailbox.homeHost, h != local else { return nil }
+        return h
+    }
+
+    // MARK: the file backend's DIR/vmailhost ("user:host" lines)
+
+    public static func readFile(_ path: String) throws -> [[UInt8]: String] {
+        guard let data = try FileIO.read(path) else { return [:] }
+        var out: [[UInt8]: String] = [:]
+        for (i, line) in Control.parseList(data).enumerated() {
+            guard let c = line.firstIndex(of: Ascii.colon), c > 0, let h = parse(Array(line[(c + 1)...])) else {
+                throw MailFailure.temporary("\(path) line \(i + 1) is malformed")
+            }
+            out[Array(line[0..<c])] = h
+        }
+        return out
+    }
+
+    public static func fileText(_ users: [VUser]) -> [UInt8] {
+        var text: [UInt8] = []
+        for u in users { if let h = u.homeHost { text += u.name + [Ascii.colon] + Array(h.utf8) + [Ascii.lf] } }
+        return text
+    }
+}

@@ -1,0 +1,299 @@
+"""Home-host clustering (issue 22), first stage: two full instances on
+127.0.0.1 (own homes, own QMTP ports) with the same user directory (the
+file backend, made by the same v* commands on both). A mailbox's home host
+(vadduser/vmoduser -H, vadddomain -H for a domain's default) decides where
+its Maildir is; vdelivermail on any other host sends the message there
+over QMTP, and the home host delivers it.
+"""
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import make_home, wait_for
+from smtp_helpers import free_port
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
+
+HOSTS = ("hosta.example.net", "hostb.example.net")
+
+
+class Host:
+    """One full instance: qmail-send (HOME/rc) and qmail-qmtpd under tcpserver."""
+
+    def __init__(self, base, name, vuser):
+        base.mkdir()
+        base.chmod(0o755)
+        self.name = name
+        self.q = make_home(base, fqdn=name)
+        self.vuser = vuser
+        self.port = free_port()
+        self.send = self.qmtpd = None
+        self.logfile = self.q.path / "send.log"
+
+    def admin(self, prog, *args, password=None):
+        r = self.q.run(prog, *args, input=(password + "\n") if password is not None else b"")
+        assert r.returncode == 0, (prog, args, r.stdout, r.stderr)
+        return r
+
+    def maildir_new(self, user):
+        return sorted((self.q.path / "domains" / "example.org" / user / "Maildir" / "new").iterdir())
+
+    def log(self):
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def start_send(self):
+        self.log_fd = open(self.logfile, "ab")
+        self.send = subprocess.Popen([str(self.q.path / "rc")], cwd="/", stdin=subprocess.DEVNULL,
+                                     stdout=self.log_fd, stderr=subprocess.STDOUT, env=self.q.env)
+        wait_for(lambda: "status: local" in self.log(), 20, f"qmail-send on {self.name}")
+
+    def start_qmtpd(self):
+        self.qmtpd = subprocess.Popen(["tcpserver", "-q", "-H", "-R", "127.0.0.1", str(self.port),
+                                       self.q.bin("qmail-qmtpd")], env=self.q.env, stdin=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["ss", "-ltn", f"sport = :{self.port}"], capture_output=True,
+                                        text=True).stdout.count("LISTEN") > 0, 10, f"QMTP on {self.name}")
+
+    def stop_qmtpd(self):
+        if self.qmtpd:
+            self.qmtpd.terminate()
+            self.qmtpd.wait(timeout=10)
+            self.qmtpd = None
+
+    def retry_now(self):
+        """qmail-send's SIGALRM: every deferred delivery is tried again now."""
+        self.send.send_signal(signal.SIGALRM)
+
+    def inject(self, to, body=b"cluster test\n", sender="sender@remote.example"):
+        msg = b"From: " + sender.encode() + b"\nSubject: cluster\n\n" + body
+        r = self.q.run("qmail-inject", f"-f{sender}", to, input=msg)
+        assert r.returncode == 0, r.stderr
+
+    def queued(self):
+        return len(self.q.queue_files("mess"))
+
+    def stop(self):
+        self.stop_qmtpd()
+        if self.send:
+            self.send.terminate()
+            self.send.wait(timeout=30)
+            self.log_fd.close()
+
+
+@pytest.fixture(scope="module")
+def vuser():
+    name = f"sqcl{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    yield pwd.getpwnam(name)
+    subprocess.run(["userdel", name], check=False)
+
+
+@pytest.fixture
+def cluster(vuser):
+    """Hosts A and B: alice lives on A, bob on B (the domain's default),
+    carol on A; both know each other's QMTP port (control/clusterhosts)."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-", dir="/var/tmp"))
+    base.chmod(0o755)
+    hosts = [Host(base / n.split(".")[0], n, vuser) for n in HOSTS]
+    try:
+        routes = "".join(f"{h.name}:127.0.0.1:{h.port}\n" for h in hosts)
+        for h in hosts:
+            h.admin("vadddomain", "-u", vuser.pw_name, "-H", HOSTS[1], "example.org", password="pm")
+            h.admin("vadduser", "-H", HOSTS[0], "alice@example.org", password="pw")
+            h.admin("vadduser", "bob@example.org", password="pw")
+            h.admin("vadduser", "-H", HOSTS[0], "carol@example.org", password="pw")
+            h.q.control("clusterhosts", routes)
+            h.start_qmtpd()
+            h.start_send()
+        yield hosts
+    finally:
+        for h in hosts:
+            h.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def no_failures(*hosts):
+    for h in hosts:
+        assert " failure: " not in h.log(), h.log()
+        assert "bounce msg" not in h.log(), h.log()
+
+
+def test_directory_records_home_hosts(cluster):
+    """vadduser -H writes DIR/vmailhost, vadddomain -H the vdomains line;
+    vmoduser -H changes and clears a mailbox's host."""
+    a, _ = cluster
+    d = a.q.path / "domains" / "example.org"
+    assert (d / "vmailhost").read_text() == f"alice:{HOSTS[0]}\ncarol:{HOSTS[0]}\n"
+    assert (a.q.path / "users" / "vdomains").read_text().rstrip("\n").endswith(f":{HOSTS[1]}")
+    assert f"host:    {HOSTS[0]}\n" in a.admin("vuserinfo", "carol@example.org").stdout.decode()
+    assert f"host:    {HOSTS[1]} (the domain's)\n" in a.admin("vuserinfo", "bob@example.org").stdout.decode()
+    a.admin("vmoduser", "-H", "", "carol@example.org")
+    a.admin("vmoduser", "-H", "HOSTB.example.net", "alice@example.org")
+    assert (d / "vmailhost").read_text() == f"alice:{HOSTS[1]}\n"
+    r = a.q.run("vmoduser", "-H", "not a host", "alice@example.org")
+    assert r.returncode != 0
+
+
+def test_mail_goes_to_the_home_host_once(cluster):
+    """Sent to A for bob (homed on B by the domain default): one copy in B's
+    Maildir, none on A. Sent to B for alice (homed on A): on A. Each host
+    delivers its own mailboxes itself."""
+    a, b = cluster
+    a.inject("bob@example.org", b"for bob via A\n")
+    b.inject("alice@example.org", b"for alice via B\n")
+    a.inject("alice@example.org", b"for alice on A\n")
+    wait_for(lambda: len(b.maildir_new("bob")) == 1, 30, "bob's message on B\n" + a.log() + b.log())
+    wait_for(lambda: len(a.maildir_new("alice")) == 2, 30, "alice's messages on A\n" + a.log() + b.log())
+    wait_for(lambda: a.queued() == 0 and b.queued() == 0, 30, "empty queues")
+    time.sleep(0.5)
+    assert len(b.maildir_new("bob")) == 1 and a.maildir_new("bob") == []
+    assert b.maildir_new("alice") == []
+    bob = b.maildir_new("bob")[0].read_bytes()
+    assert bob.count(b"X-Cluster-Delivered-To: bob@example.org\n") == 1
+    assert bob.count(b"Delivered-To: bob@example.org\n") == 2   # the marker's and B's own
+    assert b"Received: (qmail-qmtpd" in bob or b"QMTP" in bob
+    assert bob.endswith(b"for bob via A\n")
+    # A's copy for its own mailbox never went over QMTP.
+    own = [p.read_bytes() for p in a.maildir_new("alice")]
+    assert sum(b"X-Cluster-Delivered-To" in m for m in own) == 1
+    no_failures(a, b)
+
+
+def test_home_host_down_means_queued_then_delivered(cluster):
+    """B's QMTP stopped: A keeps bob's message queued (deferral, no bounce);
+    B back: A's next try delivers it to B, once."""
+    a, b = cluster
+    b.stop_qmtpd()
+    a.inject("bob@example.org", b"while B was down\n")
+    wait_for(lambda: re.search(r"deferral: .*home_host_hostb\.example\.net_did_not_take", a.log()), 30,
+             lambda: "A's deferral\n" + a.log())
+    assert a.queued() == 1 and b.maildir_new("bob") == []
+    a.retry_now()
+    wait_for(lambda: a.log().count("did_not_take") >= 2, 30, "a second deferral")
+    assert a.queued() == 1
+    b.start_qmtpd()
+    a.retry_now()
+    wait_for(lambda: len(b.maildir_new("bob")) == 1, 30, "bob's message on B\n" + a.log() + b.log())
+    wait_for(lambda: a.queued() == 0, 30, "A's queue empty")
+    assert b.maildir_new("bob")[0].read_bytes().endswith(b"while B was down\n")
+    no_failures(a, b)
+
+
+def test_two_hosts_naming_each_other_do_not_loop(cluster):
+    """A misconfiguration (or a stale replica mid-move): A says carol lives
+    on B, B says A. A sends the message to B once; B finds the marker for
+    carol and does not send it back but defers it ("cluster loop"): it waits
+    in B's queue, no bounce, no ping-pong, until the directory is put right;
+    then B's next try delivers it."""
+    a, b = cluster
+    a.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
+    b.admin("vmoduser", "-H", HOSTS[0], "carol@example.org")
+    a.inject("carol@example.org", b"for carol\n")
+    wait_for(lambda: "cluster_loop" in b.log(), 30, "B's loop deferral\n" + a.log() + b.log())
+    wait_for(lambda: a.queued() == 0, 30, "A done with it")
+    for _ in range(3):
+        b.retry_now()
+        time.sleep(0.5)
+    assert b.log().count("cluster_loop") >= 2
+    # Exactly one hop: A's qmail-qmtpd never saw the message back.
+    assert a.log().count("starting delivery") == 1
+    assert b.queued() == 1
+    assert a.maildir_new("carol") == [] and b.maildir_new("carol") == []
+    no_failures(a, b)
+    # The directory put right (carol's home is B): B delivers it.
+    b.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
+    b.retry_now()
+    wait_for(lambda: len(b.maildir_new("carol")) == 1, 30, "carol's message on B\n" + b.log())
+    assert b.queued() == 0
+    no_failures(a, b)
+
+
+# ------------------------------------------------ LDAP and MySQL directories
+
+@pytest.fixture(scope="module")
+def directories(vuser):
+    """Host A's home reading an LDAP and a MySQL directory made by vexport
+    from a file backend where the domain's default is host B, alice's own
+    host is A and bob has none (so B, by the default); and host B, whose
+    qmail-qmtpd only queues (no qmail-send), to see what A sends."""
+    import backend_servers as bs
+    if bs.missing_binaries():
+        pytest.skip("slapd/mariadbd not installed")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-dir-", dir="/var/tmp"))
+    base.chmod(0o755)
+    a, b = Host(base / "a", HOSTS[0], vuser), Host(base / "b", HOSTS[1], vuser)
+    servers = []
+    try:
+        for h in (a, b):
+            h.admin("vadddomain", "-u", vuser.pw_name, "-H", HOSTS[1], "example.org", password="pm")
+            h.admin("vadduser", "-H", HOSTS[0], "alice@example.org", password="pw")
+            h.admin("vadduser", "bob@example.org", password="pw")
+        a.q.control("clusterhosts", f"{HOSTS[1]}:127.0.0.1:{b.port}\n")
+        ldif, sql = a.q.run("vexport", "--ldif", bs.BASE_DN), a.q.run("vexport", "--sql")
+        assert ldif.returncode == 0 and sql.returncode == 0
+        assert b"sqMailHost: hostb.example.net" in ldif.stdout and b"sqMailHost: hosta.example.net" in ldif.stdout
+        certs = bs.make_certs(base / "certs")
+        servers.append(bs.Slapd(base / "ldap", ldif.stdout, certs))
+        servers.append(bs.Mariadbd(base / "mysql", sql.stdout, certs))
+        bs.configure(a.q, *servers, vuser.pw_uid, vuser.pw_gid)
+        b.start_qmtpd()
+        yield a, b, servers[1]
+    finally:
+        b.stop_qmtpd()
+        for s in servers:
+            s.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def vdelivermail(host, local, vuser):
+    """vdelivermail as qmail-local runs it for example.org-LOCAL@example.org."""
+    env = dict(host.q.env)
+    env.update({"HOST": "example.org", "LOCAL": f"example.org-{local}", "EXT": local, "SENDER": "s@remote.example",
+                "RECIPIENT": f"example.org-{local}@example.org", "RPLINE": "Return-Path: <s@remote.example>\n"})
+    argv = ["setpriv", f"--reuid={vuser.pw_uid}", f"--regid={vuser.pw_gid}", "--clear-groups",
+            host.q.bin("vdelivermail"), "", "bounce-no-mailbox"]
+    return subprocess.run(argv, input=b"Subject: dir\n\nvia the directory\n", env=env, capture_output=True,
+                          timeout=60, cwd=str(host.q.path))
+
+
+@pytest.mark.parametrize("backend", ["ldap", "mysql"])
+def test_directory_servers_name_the_home_host(directories, vuser, backend):
+    """sqMailHost / mail_host, the mailbox's own or its domain's, route the
+    delivery as the file backend's do."""
+    a, b, _ = directories
+    a.q.control("userdirectory", backend + "\n")
+    before = b.queued()
+    r = vdelivermail(a, "bob", vuser)
+    assert r.returncode == 0, r.stderr
+    assert b.queued() == before + 1 and a.maildir_new("bob") == []
+    r = vdelivermail(a, "alice", vuser)
+    assert r.returncode == 0, r.stderr
+    assert b.queued() == before + 1 and a.maildir_new("alice")[-1].read_bytes().endswith(b"via the directory\n")
+
+
+def test_sql_tables_from_before_the_migration_keep_delivering(directories, vuser):
+    """Without the mail_host columns every mailbox is local (said once on
+    stderr); schemas/mysql.sql's migration statements bring them back."""
+    import backend_servers as bs
+    a, b, mariadb = directories
+    a.q.control("userdirectory", "mysql\n")
+    mariadb.sql(b"ALTER TABLE users DROP COLUMN mail_host; ALTER TABLE domains DROP COLUMN mail_host;", db="mail")
+    try:
+        n = len(a.maildir_new("bob"))
+        r = vdelivermail(a, "bob", vuser)
+        assert r.returncode == 0, r.stderr
+        assert b"no mail_host columns" in r.stderr and len(a.maildir_new("bob")) == n + 1
+    finally:
+        migration = [l for l in (bs.SCHEMAS / "mysql.sql").read_text().splitlines() if "mail_host" in l and l.startswith("ALTER")]
+        assert len(migration) == 2
+        mariadb.sql("\n".join(migration).encode(), db="mail")
+    mariadb.sql(b"UPDATE domains SET mail_host = 'hostb.example.net'", db="mail")
+    before = b.queued()
+    assert vdelivermail(a, "bob", vuser).returncode == 0 and b.queued() == before + 1
