@@ -3,6 +3,7 @@ user would: the whole hosting server on loopback (v4 and v6) with real
 clients (swaks, curl, poplib), run twice, stopped with Ctrl-C and started
 again, beside a program that holds one of its ports; its logs read by
 qmail-report and by fail2ban's filter."""
+import contextlib
 import os
 import pathlib
 import poplib
@@ -60,12 +61,6 @@ def site():
         pytest.skip("programs not built")
     top = pathlib.Path(tempfile.mkdtemp(prefix="sq-run-", dir="/var/tmp"))
     top.chmod(0o755)
-    user = "swiftqmail"
-    existed = True
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        existed = False
     ports = dict(zip(SERVICES, free_ports(len(SERVICES))))
     env = dict(os.environ, QMAIL_HOME=str(top / "home"), QMAIL_BIN=str(bin_dir()), SMTP_PORT=str(ports["smtp"]),
                SUBMISSION_PORT=str(ports["submission"]), SMTPS_PORT=str(ports["smtps"]),
@@ -74,14 +69,30 @@ def site():
         env.pop(v, None)
     s = type("Site", (), {})()
     s.home, s.env, s.ports, s.procs = top / "home", env, ports, []
-    yield s
-    for p in s.procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=30)
-    shutil.rmtree(top, ignore_errors=True)
-    if os.geteuid() == 0 and not existed:
-        subprocess.run(["userdel", user], capture_output=True)
+    with run_account():
+        yield s
+        for p in s.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=30)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_account(user="swiftqmail"):
+    """run.sh as root makes the account its server runs as; it goes again
+    (with its group) when the block ends, unless it was here before."""
+    try:
+        pwd.getpwnam(user)
+        existed = True
+    except KeyError:
+        existed = False
+    try:
+        yield
+    finally:
+        if os.geteuid() == 0 and not existed:
+            subprocess.run(["userdel", user], capture_output=True)
+            subprocess.run(["groupdel", user], capture_output=True)
 
 
 def start(site, *args):

@@ -22,7 +22,7 @@ import urllib.parse
 import pytest
 
 from conftest import bin_dir
-from test_run import DOMAIN, free_ports, password, start, stop, unverified, wait_for
+from test_run import DOMAIN, free_ports, password, run_account, start, stop, unverified, wait_for
 
 OTHER = "other.test"
 SHOTS = pathlib.Path("/tmp/webadmin-shots")
@@ -51,14 +51,17 @@ def web(tmp_path_factory):
     site = type("Site", (), {})()
     site.home, site.env, site.ports, site.procs = top / "home", env, ports, []
     site.shots = tmp_path_factory.mktemp("shots")
-    p = start(site)
-    assert "Ctrl-C stops it" in p.banner, p.banner
-    site.pw = password(p.banner)
-    site.url = f"https://127.0.0.1:{ports['webadmin']}"
-    site.banner = p.banner
-    yield site
-    stop(p)
-    shutil.rmtree(top, ignore_errors=True)
+    with run_account():
+        p = start(site)
+        try:
+            assert "Ctrl-C stops it" in p.banner, p.banner
+            site.pw = password(p.banner)
+            site.url = f"https://127.0.0.1:{ports['webadmin']}"
+            site.banner = p.banner
+            yield site
+        finally:
+            stop(p)
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def vcmd(site, prog, *args, input=None):
