@@ -328,9 +328,13 @@ def test_smtpd_under_tcpserver_refuses_the_virus_and_queues_the_rest(tmp_path, c
     home = filter_home(tmp_path, clamd=clamd.sock, spam=f"spamd 127.0.0.1:{spamd.port}")
     prog = home.bin("qmail-filter")
     if mode == "one-per-message":
-        # Any other name is a foreign QMAILQUEUE program: one exec per message.
-        os.symlink(prog, tmp_path / "scanner")
-        prog = str(tmp_path / "scanner")
+        # Any other program is a foreign QMAILQUEUE program: one exec per
+        # message. (A plain symlink will not do: qmail-filter shares a
+        # multi-call file, which runs the program its argv[0] names.)
+        wrapper = tmp_path / "scanner"
+        wrapper.write_text(f"#!/bin/sh\nexec {prog} \"$@\"\n")
+        wrapper.chmod(0o755)
+        prog = str(wrapper)
     env = smtpd_env(home, QMAILQUEUE=prog)
     env.pop("TCPREMOTEIP")
     env.pop("SMTPAUTHUSER", None)

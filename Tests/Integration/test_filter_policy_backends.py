@@ -167,10 +167,13 @@ def test_a_smtp_session_asks_the_directory_through_one_filter_process(env, backe
     assert "quarantined as" in log
 
 
-def test_qmail_filter_and_vfilterpolicy_link_no_directory_client(env):
-    for prog in ("qmail-filter", "vfilterpolicy"):
-        libs = subprocess.run(["ldd", env.q.bin(prog)], capture_output=True, text=True).stdout
-        assert "libldap" not in libs and "libmariadb" not in libs, (prog, libs)
+def test_qmail_filter_links_no_directory_client(env):
+    # qmail-filter runs once per message (or per connection): it loads no
+    # LDAP or MariaDB client. The admin commands (vfilterpolicy among them)
+    # share swift-qmail-dyn with the -ldap/-mysql programs, so they load
+    # both; a file of their own would cost 8 MB of HOME/bin's 60 (issue 20).
+    libs = subprocess.run(["ldd", env.q.bin("qmail-filter")], capture_output=True, text=True).stdout
+    assert "libldap" not in libs and "libmariadb" not in libs, libs
     assert "libldap" in subprocess.run(["ldd", env.q.bin("qmail-filter-ldap")], capture_output=True, text=True).stdout
     assert "libmariadb" in subprocess.run(["ldd", env.q.bin("qmail-filter-mysql")], capture_output=True, text=True).stdout
 
