@@ -106,7 +106,9 @@ def qmail_send_running(qhome):
     log = open(qhome.path / "send.log", "wb")
     proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, env=qhome.env)
-    logtext = lambda: (qhome.path / "send.log").read_text(errors="replace")
+    def logtext():
+        return (qhome.path / "send.log").read_text(errors="replace")
+    logtext.pid = proc.pid  # rc execs qmail-send: signals to it reach qmail-send
     try:
         wait_for(lambda: "status: local" in logtext(), 20, "qmail-send to start")
         yield logtext

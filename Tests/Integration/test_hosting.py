@@ -844,14 +844,6 @@ def slow_mailbox(hosting, vuser, user="bob", seconds=3):
     os.chown(dq, vuser.pw_uid, vuser.pw_gid)
 
 
-def running_send(qhome):
-    log = open(qhome.path / "send.log", "wb")
-    proc = subprocess.Popen([str(qhome.path / "rc")], cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=qhome.env)
-    text = lambda: (qhome.path / "send.log").read_text(errors="replace")
-    wait_for(lambda: "status: local" in text(), 20, "qmail-send to start")
-    return proc, log, text
-
 
 def test_delivery_survives_its_worker_killed(hosting, qhome, vuser):
     """kill -9 of the delivery worker while it has a delivery running loses
@@ -861,8 +853,7 @@ def test_delivery_survives_its_worker_killed(hosting, qhome, vuser):
     if not os.path.exists(qhome.bin("qmail-send")):
         pytest.skip("qmail-send not built yet")
     slow_mailbox(hosting, vuser)
-    proc, log, text = running_send(qhome)
-    try:
+    with qmail_send_running(qhome) as text:
         assert qhome.run("qmail-inject", "bob@example.org", input=b"Subject: one\n\nfirst\n").returncode == 0
         # the delivery is running: a process of the worker that has sh (sleep) below it
         workers = wait_for(lambda: [p for p, (pp, argv) in local_processes(qhome).items() if argv[1:] == [b"-W"]
@@ -879,10 +870,6 @@ def test_delivery_survives_its_worker_killed(hosting, qhome, vuser):
         wait_for(lambda: len(hosting.new("bob", "example.org")) == 2, 30, "the second message\n" + text())
         wait_for(lambda: text().count("success") == 2, 30, "its success\n" + text())
         assert "deferral" not in text(), text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
     time.sleep(0.5)
     assert not local_processes(qhome), "workers outlive qmail-lspawn"
 
@@ -895,8 +882,7 @@ def test_idle_worker_exits_and_a_new_one_takes_the_next_message(hosting, qhome, 
     if not os.path.exists(qhome.bin("qmail-send")):
         pytest.skip("qmail-send not built yet")
     hosting.admin("vadduser", "bob@example.org", password="pw")
-    proc, log, text = running_send(qhome)
-    try:
+    with qmail_send_running(qhome) as text:
         for k in range(2):
             assert qhome.run("qmail-inject", "bob@example.org", input=f"Subject: {k}\n\nhi\n".encode()).returncode == 0
             wait_for(lambda: len(hosting.new("bob", "example.org")) == k + 1, 30, "the message\n" + text())
@@ -905,10 +891,6 @@ def test_idle_worker_exits_and_a_new_one_takes_the_next_message(hosting, qhome, 
             wait_for(lambda: not local_processes(qhome), 20, "the idle worker to exit")
         wait_for(lambda: text().count("success") == 2, 30, "two successes\n" + text())
         assert "deferral" not in text(), text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_killed_delivery_in_a_worker_is_deferred(hosting, qhome, vuser):
@@ -918,8 +900,7 @@ def test_killed_delivery_in_a_worker_is_deferred(hosting, qhome, vuser):
     if not os.path.exists(qhome.bin("qmail-send")):
         pytest.skip("qmail-send not built yet")
     slow_mailbox(hosting, vuser)
-    proc, log, text = running_send(qhome)
-    try:
+    with qmail_send_running(qhome) as text:
         assert qhome.run("qmail-inject", "bob@example.org", input=b"Subject: one\n\nfirst\n").returncode == 0
 
         def delivery():
@@ -930,13 +911,9 @@ def test_killed_delivery_in_a_worker_is_deferred(hosting, qhome, vuser):
         wait_for(lambda: "deferral: qmail-local_crashed" in text(), 30, "the deferral\n" + text())
         assert not hosting.new("bob", "example.org")
         (hosting.domain_dir("example.org") / "bob" / ".qmail").unlink()
-        os.kill(proc.pid, signal.SIGALRM)  # rc execs qmail-send: retry now
+        os.kill(text.pid, signal.SIGALRM)  # retry now
         wait_for(lambda: len(hosting.new("bob", "example.org")) == 1, 30, "the retried delivery\n" + text())
         assert "failure" not in text(), text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def pop3(qhome, commands, checkpassword="checkpassword-file"):
