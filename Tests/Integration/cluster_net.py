@@ -390,6 +390,12 @@ class _ClientPOP3(poplib.POP3):
     def _create_socket(self, timeout):
         return self._ns.connect(self.host, self.port, timeout)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 @contextlib.contextmanager
 def system_account(prefix="sqnet"):

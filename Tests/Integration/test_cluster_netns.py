@@ -157,3 +157,19 @@ def test_a_partitioned_host_catches_up_once_healed(cluster):
     assert_only_on_home(c, "alice", ["across the partition, from c"])
     assert_only_on_home(c, "bob", ["inside the partition, via b"])
     assert_no_bounces(c)
+
+
+@pytest.mark.xfail(strict=True, reason="the loop guard trusts X-Cluster-Delivered-To from anyone: an outside "
+                                       "sender's forged line makes the receiving host hold the message as a "
+                                       "'cluster loop' (until queuelifetime bounces it)")
+def test_a_loop_guard_line_from_outside_does_not_hold_mail(cluster):
+    """The guard line is the cluster's own: one that an SMTP client wrote
+    into the message must not stop the hand-over to the home host."""
+    c = cluster
+    a, _, hc = c.hosts
+    with c.smtp(a) as s:
+        s.sendmail("sender@remote.example", ["carol@example.org"],
+                   "X-Cluster-Delivered-To: carol@example.org\r\nSubject: forged guard\r\n\r\nforged\r\n")
+    wait_for(lambda: "delivery 1: " in a.log(), 30, lambda: "A's first delivery\n" + logs(c))
+    assert "cluster_loop" not in a.log(), a.log()
+    wait_for(lambda: len(hc.maildir("carol")) == 1, 30, lambda: "carol's mail on C\n" + logs(c))
