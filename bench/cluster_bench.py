@@ -22,9 +22,14 @@ process tree on the same machine: the hosts share its cores and its disk,
 so more hosts add no hardware here; what the figures show is the cost of
 the extra hop and how the work spreads.
 
+A front host hands every message over from a local delivery
+(vdelivermail's QMTP client), so its control/concurrencylocal (qmail's
+default 10) bounds how many hand-overs run at once; BENCH_CONCURRENCYLOCAL
+sets it on every host to see how much that matters.
+
 Run as root. BENCH_MESSAGES (default 540, a multiple of 18), BENCH_ROUNDS
 (default 1; medians), BENCH_CASES (default "alone,front+1,front+2,front+3,all3"),
-SQ_BIN, BENCH_DIR (scratch, default /var/tmp).
+BENCH_CONCURRENCYLOCAL, SQ_BIN, BENCH_DIR (scratch, default /var/tmp).
 """
 import os
 import statistics
@@ -46,6 +51,7 @@ CASES = [c for c in os.environ.get("BENCH_CASES", "alone,front+1,front+2,front+3
 MAILBOXES = 18
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "900"))
 ACCOUNT = "nobody"
+CONCURRENCY = os.environ.get("BENCH_CONCURRENCYLOCAL")
 
 
 def layout(case):
@@ -64,7 +70,8 @@ def layout(case):
 def one_run(case):
     n_hosts, backends, senders = layout(case)
     per_box = N // MAILBOXES
-    with cluster_net.Cluster(n_hosts, base=sb.WORK) as c:
+    control = {"concurrencylocal": CONCURRENCY + "\n"} if CONCURRENCY else None
+    with cluster_net.Cluster(n_hosts, base=sb.WORK, control=control) as c:
         c.admin_all("vadddomain", "-u", ACCOUNT, "example.org", password="pw")
         boxes = []  # (user, home host, host the lane sends to)
         for k in range(MAILBOXES):
@@ -111,12 +118,12 @@ def main():
     n = N // MAILBOXES * MAILBOXES
     print(f"\n{n} messages of {len(sb.BODY)} bytes to {MAILBOXES} mailboxes over {MAILBOXES} concurrent smtp-source "
           f"lanes, {ROUNDS} round(s), medians; {os.cpu_count()} CPUs shared by every host; homes on "
-          f"{sb.describe_fs(sb.WORK)}; ours from {os.environ['SQ_BIN']}")
+          f"{sb.describe_fs(sb.WORK)}; concurrencylocal {CONCURRENCY or 'default'}; ours from {os.environ['SQ_BIN']}")
     rate = {case: n / statistics.median(d for _, d in v) for case, v in rows.items()}
     for case, v in rows.items():
         acc = n / statistics.median(a for a, _ in v)
         extra = "".join(f", x{rate[case] / rate[base]:.2f} of {base}" for base in ("front+1", "alone")
-                        if base in rate and base != case)
+                        if base in rate and base != case and case != "alone")
         print(f"{case:8s} accepted {acc:7.1f} msgs/s, delivered {rate[case]:7.1f} msgs/s{extra}")
 
 
