@@ -189,7 +189,7 @@ let libraries: [Target] = [
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
     /// The web administration (qmail-webadmin only): the one module that
     /// links Hummingbird, SwiftNIO and NIOSSL; no other program does.
-    .target(name: "QmailWeb", dependencies: ["QmailCore", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
+    .target(name: "QmailWeb", dependencies: ["QmailCore", "QmailNet", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
                                              .product(name: "Hummingbird", package: "hummingbird"),
                                              .product(name: "HummingbirdTLS", package: "hummingbird"),
                                              .product(name: "HTTPTypes", package: "swift-http-types"),
