@@ -109,15 +109,27 @@ public final class TLSContext {
     deinit { SSL_CTX_free(ctx) }
 }
 
-/// One server-side TLS session over (readFD, writeFD).
+/// One TLS session over (readFD, writeFD), server or client side.
 public final class TLSConnection {
     let ssl: OpaquePointer
     let context: TLSContext
     public let readFD: Int32
     public let writeFD: Int32
 
-    /// Runs the handshake; throws when it fails.
-    public init(context: TLSContext, readFD: Int32 = 0, writeFD: Int32 = 1) throws {
+    /// The server side: runs the handshake; throws when it fails.
+    public convenience init(context: TLSContext, readFD: Int32 = 0, writeFD: Int32 = 1) throws {
+        try self.init(context, readFD: readFD, writeFD: writeFD, serverName: nil)
+    }
+
+    /// The client side over a connected socket `fd`: sends `serverName` as
+    /// SNI and, when the context verifies peers, requires a certificate for
+    /// that name from its CA file.
+    public convenience init(connectingWith context: TLSContext, fd: Int32, serverName: String) throws {
+        try self.init(context, readFD: fd, writeFD: fd, serverName: serverName)
+    }
+
+    /// A server when `serverName` is nil, else a client.
+    private init(_ context: TLSContext, readFD: Int32, writeFD: Int32, serverName: String?) throws {
         guard let s = SSL_new(context.ctx) else { throw TLSError.setup(TLSError.lastError()) }
         ssl = s
         self.context = context
@@ -126,43 +138,26 @@ public final class TLSConnection {
         SSL_set_rfd(s, readFD)
         SSL_set_wfd(s, writeFD)
         signal(SIGPIPE, SIG_IGN)
-        while true {
-            let r = SSL_accept(s)
-            if r == 1 { break }
-            let err = SSL_get_error(s, r)
-            if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
-            throw TLSError.handshake(TLSError.lastError())
+        if let name = serverName {
+            _ = qtls_set_sni(s, name)
+            if context.verifiesPeer && SSL_set1_host(s, name) != 1 { throw TLSError.setup("bad host name \(name)") }
         }
-    }
-
-    deinit { SSL_free(ssl) }
-
-    /// The client side over a connected socket `fd`: sends `serverName` as
-    /// SNI and, when the context verifies peers, requires a certificate for
-    /// that name from its CA file.
-    public init(connectingWith context: TLSContext, fd: Int32, serverName: String) throws {
-        guard let s = SSL_new(context.ctx) else { throw TLSError.setup(TLSError.lastError()) }
-        ssl = s
-        self.context = context
-        self.readFD = fd
-        self.writeFD = fd
-        SSL_set_fd(s, fd)
-        signal(SIGPIPE, SIG_IGN)
-        _ = qtls_set_sni(s, serverName)
-        if context.verifiesPeer && SSL_set1_host(s, serverName) != 1 { throw TLSError.setup("bad host name \(serverName)") }
         while true {
-            let r = SSL_connect(s)
+            let r = serverName == nil ? SSL_accept(s) : SSL_connect(s)
             if r == 1 { break }
             let err = SSL_get_error(s, r)
             if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
+            guard let name = serverName else { throw TLSError.handshake(TLSError.lastError()) }
             let verify = SSL_get_verify_result(s)
             if verify != X509_V_OK {
-                throw TLSError.handshake("certificate of \(serverName): " + String(cString: X509_verify_cert_error_string(verify)))
+                throw TLSError.handshake("certificate of \(name): " + String(cString: X509_verify_cert_error_string(verify)))
             }
             throw TLSError.handshake(err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0
                                      ? "connection closed (\(Sys.strerror(errno)))" : TLSError.lastError())
         }
     }
+
+    deinit { SSL_free(ssl) }
 
     public var protocolName: String { String(cString: SSL_get_version(ssl)) }
     public var cipherName: String { SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)).map { String(cString: $0) } ?? "" }
