@@ -226,3 +226,20 @@ def test_smtp_auth_on_every_host(pop3cluster, vuser):
             assert code == 235, (user, code, text)
     finally:
         s.stop()
+
+
+def test_apop_login_is_relayed_with_the_stored_password(pop3cluster):
+    """An APOP digest is good only for this host's greeting: for the home
+    host checkpassword hands on the plain password the directory holds
+    (control/vplaintext, vadduser -C), with which APOP can have matched."""
+    a, b = pop3cluster
+    for h in (a, b):
+        h.q.control("vplaintext", "1\n")
+        h.admin("vadduser", "-C", "dave@example.org", password="dave-Pw-3")
+    shutil.rmtree(a.q.path / "domains" / "example.org" / "dave")
+    c = poplib.POP3("127.0.0.1", a.pop3port, timeout=30)
+    c.apop("dave@example.org", "dave-Pw-3")
+    assert c.stat()[0] == 0
+    c.quit()
+    assert f"dave@example.org relayed to home host {HOSTS[1]}" in a.pop3_log()
+    assert "dave-Pw-3" not in a.pop3_log()
