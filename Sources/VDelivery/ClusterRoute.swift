@@ -13,8 +13,8 @@
 // the directory to be put right (or for queuelifetime's bounce, which then
 // says why).
 //
-// Addresses: control/clusterhosts lines "host:address[:port]" (IPv6 in
-// brackets; QMTP port 209 when none), else the host's A/AAAA records. This host's own name:
+// Addresses: QmailNet's ClusterHosts (control/clusterhosts, else DNS; QMTP
+// port 209 when the line names none). This host's own name:
 // control/clusterhost, else control/me.
 #if canImport(Glibc)
 import Glibc
@@ -37,12 +37,7 @@ struct ClusterRoute {
     /// The host `m` lives on when that is not this one. Costs nothing for
     /// a mailbox without a home host (every site that is no cluster).
     static func remoteHome(_ m: Mailbox, home: QmailHome) throws -> String? {
-        guard m.homeHost != nil else { return nil }
-        let me: String?
-        do { me = try HomeHost.local(home: home) } catch {
-            throw MailFailure.temporary("unable to read control/clusterhost or control/me: \(error)")
-        }
-        return HomeHost.remote(m, local: me)
+        try HomeHost.elsewhere(m, home: home)
     }
 
     /// The marker line for `address` (with its newline).
@@ -52,41 +47,7 @@ struct ClusterRoute {
 
     /// Where `host` listens for QMTP.
     func addresses(_ host: String) throws -> [(IPAddress, Int)] {
-        for line in try control.list("clusterhosts") {
-            guard let c = line.firstIndex(of: Ascii.colon), HomeHost.parse(Array(line[..<c])) == host else { continue }
-            guard let route = ClusterRoute.parseAddress(Array(line[(c + 1)...])) else {
-                throw MailFailure.temporary("control/clusterhosts: bad line for \(host)")
-            }
-            return [route]
-        }
-        do {
-            let ips = try DNSResolver.system().ips(Array(host.utf8))
-            if ips.isEmpty { throw MailFailure.temporary("cluster host \(host) has no address") }
-            return ips.map { ($0, QMTPClient.defaultPort) }
-        } catch let f as MailFailure { throw f } catch {
-            // Even "no such host" is kept: a directory naming a host this
-            // one cannot find is a misconfiguration, not the sender's fault.
-            throw MailFailure.temporary("unable to find the address of cluster host \(host): \(error)")
-        }
-    }
-
-    /// "192.0.2.1", "192.0.2.1:2209", "[2001:db8::1]:2209".
-    static func parseAddress(_ v: [UInt8]) -> (IPAddress, Int)? {
-        var addr = v
-        var port: [UInt8] = []
-        if v.first == 91 {
-            guard let close = v.firstIndex(of: 93) else { return nil }
-            addr = Array(v[1..<close])
-            let rest = Array(v[(close + 1)...])
-            if !rest.isEmpty { guard rest.first == Ascii.colon else { return nil }; port = Array(rest.dropFirst()) }
-        } else if let c = v.firstIndex(of: Ascii.colon) {
-            addr = Array(v[..<c])
-            port = Array(v[(c + 1)...])
-        }
-        guard let ip = IPAddress(addr.string) else { return nil }
-        if port.isEmpty { return (ip, QMTPClient.defaultPort) }
-        guard let p = Decimal.parse(port), (1...65535).contains(p) else { return nil }
-        return (ip, p)
+        try ClusterHosts.addresses(of: host, control: control).map { ($0.0, $0.1 ?? QMTPClient.defaultPort) }
     }
 
     /// Sends the message to `address`'s home host `host`.

@@ -24,9 +24,10 @@ SQL_USER = "mailer"
 SQL_PW = "sql-secret-Zr4"
 
 
-def make_certs(root: pathlib.Path):
-    """A private CA and a server certificate for 127.0.0.1 (IP SAN), and a
-    second CA that did not sign it (to show verification happens)."""
+def make_certs(root: pathlib.Path, name="127.0.0.1", san="IP:127.0.0.1"):
+    """A private CA and a server certificate for 127.0.0.1 (IP SAN; or
+    `name` and `san`), and a second CA that did not sign it (to show
+    verification happens)."""
     root.mkdir(parents=True, exist_ok=True)
 
     def ossl(*args):
@@ -36,8 +37,8 @@ def make_certs(root: pathlib.Path):
     for ca in ("ca", "otherca"):
         ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
              "-days", "2", "-subj", f"/CN=swift-qmail test {ca}")
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (root / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={name}")
+    (root / "ext.cnf").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
                                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
          "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
