@@ -64,6 +64,7 @@ public enum ControlFiles {
         .init(name: "authpolicy", usedBy: "qmail-smtpd (SPF, DKIM, DMARC; qmail-authpolicy(5))", listed: true),
         .init(name: "authservid", usedBy: "qmail-smtpd (Authentication-Results)", listed: true),
         .init(name: "clamd", usedBy: "qmail-filter", listed: true),
+        .init(name: "clustersecret", usedBy: "vdelivermail (cluster loop markers)", listed: false),
         .init(name: "defaultdelivery", usedBy: "qmail-start", listed: true),
         .init(name: "dkim", usedBy: "qmail-remote (DKIM keys; vdkim(8))", listed: false),
         .init(name: "filter", usedBy: "qmail-filter (vfilterpolicy(8))", listed: true),
