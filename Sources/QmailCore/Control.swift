@@ -67,6 +67,7 @@ public enum ControlFiles {
         .init(name: "clusterca.pem", usedBy: "qmail-pop3proxy (TLS to home hosts)", listed: false),
         .init(name: "clusterpop3port", usedBy: "qmail-pop3proxy", listed: true),
         .init(name: "clusterpop3tls", usedBy: "qmail-pop3proxy", listed: true),
+        .init(name: "clustersecret", usedBy: "vdelivermail (cluster loop markers)", listed: false),
         .init(name: "defaultdelivery", usedBy: "qmail-start", listed: true),
         .init(name: "dkim", usedBy: "qmail-remote (DKIM keys; vdkim(8))", listed: false),
         .init(name: "filter", usedBy: "qmail-filter (vfilterpolicy(8))", listed: true),

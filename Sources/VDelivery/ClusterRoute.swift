@@ -13,6 +13,17 @@
 // the directory to be put right (or for queuelifetime's bounce, which then
 // says why).
 //
+// Anybody can write that line into a message, so with control/clustersecret
+// (the same on every host) the marker carries "; mac=" and an HMAC-SHA1,
+// under the secret, of the address and of the whole message it was put on
+// top of. Only a marker whose MAC matches the bytes below it counts: a
+// forged one (from SMTP, say) is an ordinary header line and the message is
+// routed as any other; replaying a real marker works only on the very
+// message it was made for, which then really was sent home already. The
+// first line of clustersecret signs, every line verifies (a new secret is
+// put first, the old one kept until the queues have drained). Without the
+// file, markers are unkeyed and any one counts.
+//
 // Addresses: QmailNet's ClusterHosts (control/clusterhosts, else DNS; QMTP
 // port 209 when the line names none). This host's own name:
 // control/clusterhost, else control/me.
@@ -25,6 +36,7 @@ import UserDirectory
 
 struct ClusterRoute {
     static let markerName = "X-Cluster-Delivered-To: "
+    static let macTag = Array("; mac=".utf8)
 
     let home: QmailHome
     let control: Control
@@ -40,9 +52,55 @@ struct ClusterRoute {
         try HomeHost.elsewhere(m, home: home)
     }
 
-    /// The marker line for `address` (with its newline).
-    static func marker(_ address: [UInt8]) -> [UInt8] {
-        Array(markerName.utf8) + address.map { $0 == Ascii.lf ? 95 : $0 } + [Ascii.lf]
+    /// control/clustersecret's lines; none: markers are unkeyed.
+    func secrets() throws -> [[UInt8]] {
+        do { return try control.list("clustersecret") } catch {
+            throw MailFailure.temporary("unable to read control/clustersecret: \(error)")
+        }
+    }
+
+    /// The marker line for `address` (with its newline), on top of `message`.
+    static func marker(_ address: [UInt8], secret: [UInt8]?, message: MessageInput) throws -> [UInt8] {
+        let name = markerAddress(address)
+        var line = Array(markerName.utf8) + name
+        if let k = secret { line += macTag + (try mac(k, name, message, from: 0)) }
+        return line + [Ascii.lf]
+    }
+
+    static func markerAddress(_ address: [UInt8]) -> [UInt8] {
+        address.lowercasedASCII().map { $0 == Ascii.lf ? 95 : $0 }
+    }
+
+    /// HMAC-SHA1 in hex over the address and the message from `offset` on.
+    static func mac(_ key: [UInt8], _ name: [UInt8], _ message: MessageInput, from offset: Int) throws -> [UInt8] {
+        var h = HMACSHA1.Stream(key: key)
+        h.update(name + [Ascii.lf])
+        try message.reader(from: offset).forEachChunk { h.update(Array($0)) }
+        return MD5.hex(digest: h.finish())
+    }
+
+    /// Whether `message` carries a marker for `address` that counts: one
+    /// this cluster made (its MAC matches), or any one when unkeyed.
+    static func sentHomeAlready(_ message: MessageInput, address: [UInt8], secrets: [[UInt8]]) throws -> Bool {
+        let name = markerAddress(address)
+        let prefix = Array(markerName.utf8) + name
+        var markers: [(mac: [UInt8], end: Int)] = []
+        try message.forEachHeaderLine { line, end in
+            guard line.count >= prefix.count, Array(line[..<prefix.count]).caseInsensitiveEquals(prefix) else { return false }
+            let rest = Array(line[prefix.count...])
+            if rest.isEmpty { markers.append(([], end)) }
+            else if rest.count > macTag.count && Array(rest[..<macTag.count]) == macTag {
+                markers.append((Array(rest[macTag.count...]).lowercasedASCII(), end))
+            }
+            return false
+        }
+        if secrets.isEmpty { return !markers.isEmpty }
+        for m in markers where !m.mac.isEmpty {
+            for k in secrets {
+                if ConstantTime.equals(try mac(k, name, message, from: m.end), m.mac) { return true }
+            }
+        }
+        return false
     }
 
     /// Where `host` listens for QMTP.
@@ -52,12 +110,13 @@ struct ClusterRoute {
 
     /// Sends the message to `address`'s home host `host`.
     func send(_ message: MessageInput, to host: String, address: [UInt8], sender: [UInt8]) throws {
-        let mark = ClusterRoute.marker(address)
-        if try message.headerContains(Array(mark.dropLast())) {
+        let keys = try secrets()
+        if try ClusterRoute.sentHomeAlready(message, address: address, secrets: keys) {
             throw MailFailure.temporary("cluster loop: \(address.string) was sent to this host as its home, but the directory here says \(host); not sending it on again", "4.4.6")
         }
         let connect = max(1, (try? control.number("timeoutconnect", default: 60)) ?? 60)
         let timeout = max(1, (try? control.number("timeoutremote", default: 1200)) ?? 1200)
+        let mark = try ClusterRoute.marker(address, secret: keys.first, message: message)
         var last = "no address"
         for (ip, port) in try addresses(host) {
             let verdicts = QMTPClient.send(to: ip, port: port, connectTimeout: connect, timeout: timeout,

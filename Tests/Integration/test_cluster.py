@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes sys
 @pytest.fixture
 def cluster(vuser):
     """Hosts A and B: alice lives on A, bob on B (the domain's default),
-    carol on A; both know each other's QMTP port (control/clusterhosts)."""
+    carol on A; both know each other's QMTP port (control/clusterhosts)
+    and share control/clustersecret (keyed loop markers)."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-", dir="/var/tmp"))
     base.chmod(0o755)
     hosts = [Host(base / n.split(".")[0], n, vuser) for n in HOSTS]
@@ -36,6 +37,7 @@ def cluster(vuser):
             h.admin("vadduser", "bob@example.org", password="pw")
             h.admin("vadduser", "-H", HOSTS[0], "carol@example.org", password="pw")
             h.q.control("clusterhosts", routes)
+            h.q.control("clustersecret", "cluster-secret-Qw8\n")
             h.start_qmtpd()
             h.start_send()
         yield hosts
@@ -76,13 +78,35 @@ def test_mail_goes_to_the_home_host_once(cluster):
     assert len(b.maildir_new("bob")) == 1 and a.maildir_new("bob") == []
     assert b.maildir_new("alice") == []
     bob = b.maildir_new("bob")[0].read_bytes()
-    assert bob.count(b"X-Cluster-Delivered-To: bob@example.org\n") == 1
-    assert bob.count(b"Delivered-To: bob@example.org\n") == 2   # the marker's and B's own
+    assert re.search(rb"\nX-Cluster-Delivered-To: bob@example.org; mac=[0-9a-f]{40}\n", bob)
+    assert bob.count(b"X-Cluster-Delivered-To") == 1
+    assert bob.count(b"Delivered-To: bob@example.org\n") == 1   # B's own
     assert b"Received: (qmail-qmtpd" in bob or b"QMTP" in bob
     assert bob.endswith(b"for bob via A\n")
     # A's copy for its own mailbox never went over QMTP.
     own = [p.read_bytes() for p in a.maildir_new("alice")]
     assert sum(b"X-Cluster-Delivered-To" in m for m in own) == 1
+    no_failures(a, b)
+
+
+def test_a_forged_marker_is_an_ordinary_header_line(cluster):
+    """Anybody can write X-Cluster-Delivered-To into a message sent by SMTP,
+    bare or with a made-up MAC: it does not match the cluster's secret, so
+    A sends bob's message to his home B as any other (before, A took it for
+    a loop and deferred it until queuelifetime), and B delivers it once."""
+    from smtp_helpers import session
+    a, b = cluster
+    for i, forged in enumerate([b"X-Cluster-Delivered-To: bob@example.org",
+                                b"X-Cluster-Delivered-To: bob@example.org; mac=" + b"0" * 40]):
+        data = (b"HELO relay.example\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+                + forged + b"\r\nSubject: forged\r\n\r\nforged marker\r\n.\r\nQUIT\r\n")
+        code, out = session(a.q, data)
+        assert b"\r\n250 ok" in out, out
+        wait_for(lambda: len(b.maildir_new("bob")) == i + 1, 30, lambda: "bob's message on B\n" + a.log() + b.log())
+        msg = b.maildir_new("bob")[-1].read_bytes()
+        assert msg.endswith(b"forged marker\n") and forged + b"\n" in msg
+    wait_for(lambda: a.queued() == 0 and b.queued() == 0, 30, "empty queues")
+    assert "cluster_loop" not in a.log() + b.log()
     no_failures(a, b)
 
 
