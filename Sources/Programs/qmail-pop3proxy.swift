@@ -3,7 +3,7 @@
 // mailbox's user, with the login on fd 3. Trusts its fd 3 and the control
 // files; copies what the client and the home host say without acting on it.
 import QmailCore
-import QmailPOP3
+import QmailPopup
 
 /// qmail-pop3proxy's entry point: the multi-call dispatcher runs it for argv[0] "qmail-pop3proxy".
 func qmailPop3proxyMain() {

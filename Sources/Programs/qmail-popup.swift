@@ -5,7 +5,7 @@
 // Trusts its arguments and environment (set by tcpserver and tcprules);
 // never the client.
 import QmailCore
-import QmailPOP3
+import QmailPopup
 
 /// qmail-popup's entry point: the multi-call dispatcher runs it for argv[0] "qmail-popup".
 func qmailPopupMain() {

@@ -29,6 +29,16 @@ public enum MultiCall {
         Sys.exit(126)
     }
 
+    /// True when `path` is the running file itself under the name
+    /// `program`: a program of this file that a parent may run in its own
+    /// (forked) process instead of an exec. A file replaced since we
+    /// started is another file (the new one is exec'd).
+    public static func isRunningFile(_ path: String, named program: String) -> Bool {
+        guard path.hasPrefix("/"), FileIO.baseName(path) == program,
+              let named = try? Sys.stat(path), let running = try? Sys.stat("/proc/self/exe") else { return false }
+        return (named.st_mode & S_IFMT) == S_IFREG && named.st_dev == running.st_dev && named.st_ino == running.st_ino
+    }
+
     /// A program's entry returned: exit 0, as a main.swift that ends.
     public static func done() -> Never { Sys.exitFlushing(0) }
 

@@ -92,6 +92,23 @@ public enum Maildir {
         // error is ignored on purpose: the message is in new/ already, and
         // some file systems refuse fsync on a directory (EINVAL), where a
         // failure report would deliver it again at every retry.
+        //
+        // Why this second commit stays (power lost at each step): before
+        // the file's fsync, nothing was reported, so qmail-send delivers
+        // again (a torn tmp/ file is never read: tmp/ is no reader's). After
+        // it, tmp/NAME is whole on disk; the link and unlink go in the next
+        // journal transaction. Until that commits, a loss leaves the message
+        // in tmp/ only, and is harmless as long as qmail-send's record of
+        // success is not on disk either. But that record is a "D" written
+        // over local/N (Send.markDone): an overwrite, which ext4 neither
+        // journals nor orders after earlier metadata, so the flusher may
+        // write it before the link's transaction commits; and the Maildir
+        // may be on another file system than the queue, with no order
+        // between them at all. (Only the unlink of a finished local/N is
+        // journaled, and only on one file system is it ordered after the
+        // link.) Without this fsync a loss in that window would drop a
+        // message already marked delivered; with it, success is reported
+        // only once new/NAME is durable.
         let dfd = BytePath.open(base + Array("new".utf8), O_RDONLY | O_DIRECTORY)
         if dfd >= 0 { _ = Glibc.fsync(dfd); Sys.close(dfd) }
     }

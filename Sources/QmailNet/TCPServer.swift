@@ -27,6 +27,9 @@ public struct TCPServerOptions {
     public var host = ""
     public var port = ""
     public var program: [String] = []
+    /// Given the program's words: the entry point to run in the forked
+    /// child instead of an exec, or nil (exec as always). Set by main's caller.
+    public var inProcess: ((_ argv: [String]) -> ((_ argv: [String]) -> Int32)?)?
 
     public init() {}
 
@@ -105,11 +108,15 @@ public enum TCPServer {
     }
 
     /// Runs the server; returns only on a usage or setup error (exit code).
-    public static func main(_ args: [String]) -> Int32 {
-        guard let o = TCPServerOptions.parse(args) else {
+    /// `inProcess` (TCPServerOptions.inProcess) lets the multi-call file
+    /// run its own programs without an exec.
+    public static func main(_ args: [String],
+                            inProcess: ((_ argv: [String]) -> ((_ argv: [String]) -> Int32)?)? = nil) -> Int32 {
+        guard var o = TCPServerOptions.parse(args) else {
             Sys.warn(TCPServerOptions.usage)
             return QmailExit.permanent
         }
+        o.inProcess = inProcess
         do throws(Fatal) {
             let listener = try listenOn(o)
             return try serve(listener, o)
@@ -298,6 +305,15 @@ public enum TCPServer {
             Sys.warn("tcpserver: \(deny ? "deny" : "ok") \(getpid()) \(localHost ?? ""):\(localIP):\(local.port) \(remoteHost ?? ""):\(remoteIP):\(remoteInfo ?? ""):\(remote.port)")
         }
         if deny { return QmailExit.permanent }
+        if let entry = o.inProcess?(o.program) {
+            // As the exec below would leave it: the connection on 0 and 1
+            // only, SIGCHLD back to default (our handler writes to a pipe
+            // this child has closed, whose number may be reused).
+            if let e = ChildProcess.arrange([.dup(t, to: 0), .dup(t, to: 1)]) { Sys.warn(drop + "\(e)"); return QmailExit.temporary }
+            if t > 1 { close(t) }
+            signal(SIGCHLD, SIG_DFL)
+            return entry(o.program)
+        }
         // The connection's own number closes at exec; it lives on as 0 and 1.
         _ = fcntl(t, F_SETFD, FD_CLOEXEC)
         let e = ChildProcess.exec(.init(o.program, fds: [.dup(t, to: 0), .dup(t, to: 1)]))

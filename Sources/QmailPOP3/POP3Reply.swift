@@ -3,7 +3,7 @@
 // in Tests/Integration/pop3-transcripts compare them byte for byte); the
 // bracketed codes are RFC 2449's RESP-CODES and RFC 3206's SYS/TEMP and AUTH.
 
-enum POP3Reply {
+package enum POP3Reply {
     // Both programs.
     static let ok = "+OK \r\n"
     static func ok(_ text: String) -> String { okPrefix + text + "\r\n" }
@@ -16,7 +16,7 @@ enum POP3Reply {
 
     // qmail-popup, before login.
     static func greeting(_ timestamp: [UInt8]) -> [UInt8] { Array("+OK ".utf8) + timestamp + Array("\r\n".utf8) }
-    static let usage = "-ERR usage: popup hostname subprogram\r\n"
+    package static let usage = "-ERR usage: popup hostname subprogram\r\n"
     static let plaintextNeedsTLS = "-ERR [AUTH] plaintext login refused before STLS\r\n"
     static let userFirst = "-ERR USER first\r\n"
     static let alreadyTLS = "-ERR already using TLS\r\n"
@@ -35,11 +35,11 @@ enum POP3Reply {
     static let authCancelled = "-ERR AUTH cancelled\r\n"
     static let authMalformed = "-ERR malformed AUTH input\r\n"
     static let authOtherIdentity = "-ERR [AUTH] authorization identity not permitted\r\n"
-    static let tlsUnavailable = "-ERR [SYS/TEMP] TLS not available\r\n"
-    static let loginLimited = "-ERR [SYS/TEMP] too many failed logins, try again later\r\n"
-    static let childCrashed = "-ERR aack, child crashed\r\n"
-    static let loginTemporary = "-ERR [SYS/TEMP] temporary failure, try again later\r\n"
-    static let loginFailed = "-ERR [AUTH] authorization failed\r\n"
+    package static let tlsUnavailable = "-ERR [SYS/TEMP] TLS not available\r\n"
+    package static let loginLimited = "-ERR [SYS/TEMP] too many failed logins, try again later\r\n"
+    package static let childCrashed = "-ERR aack, child crashed\r\n"
+    package static let loginTemporary = "-ERR [SYS/TEMP] temporary failure, try again later\r\n"
+    package static let loginFailed = "-ERR [AUTH] authorization failed\r\n"
 
     // qmail-pop3d, after login.
     static let noMaildir = "-ERR this user has no $HOME/Maildir\r\n"

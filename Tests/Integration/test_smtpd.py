@@ -734,7 +734,7 @@ def test_unusable_certificate_is_a_temporary_starttls_refusal(home):
 
 # --- under our own tcpserver and tcprules --------------------------------------
 
-def our_tcpserver(home, host, rules_cdb=None, env=None):
+def our_tcpserver(home, host, rules_cdb=None, env=None, program=None):
     import shutil
     exe = home.path / "bin" / "tcpserver"
     if not exe.exists():
@@ -744,7 +744,7 @@ def our_tcpserver(home, host, rules_cdb=None, env=None):
     cmd = [str(exe), "-q", "-R", "-H", "-l", "mx.ours.example"]
     if rules_cdb:
         cmd += ["-x", str(rules_cdb)]
-    cmd += [host, str(port), home.bin("qmail-smtpd")]
+    cmd += [host, str(port), *(program or [home.bin("qmail-smtpd")])]
     proc = subprocess.Popen(cmd, env=env or smtpd_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
@@ -959,6 +959,34 @@ def test_auth_through_the_privileged_helper_as_the_services_run_it(hosted, nobod
     assert r[-4] == "250 ok" and r[-2].startswith("250 ok "), r  # relayed to far.example
     assert rc == 0, err
     assert (out_dir / "uid").read_text().strip() == str(NOBODY)
+
+
+def test_tcpserver_runs_qmail_smtpd_auth_without_an_exec(hosted, nobody_dir):
+    """Under tcpserver, qmail-smtpd-auth (the same file) runs in the
+    connection's forked child: no exec of it per connection. The login is
+    still checked by root's checkpassword-file, qmail-smtpd still runs as
+    nobody, and its parent is tcpserver's child, not a qmail-smtpd-auth."""
+    spy = nobody_dir / "qq"
+    spy.write_text(f"#!/bin/sh\nid -u > {nobody_dir}/uid\n"
+                   f"tr '\\0' ' ' < /proc/$(awk '{{print $4}}' /proc/$PPID/stat)/cmdline > {nobody_dir}/session\n"
+                   "cat >/dev/null\nexit 0\n")
+    spy.chmod(0o755)
+    auth = [hosted.bin("qmail-smtpd-auth"), "-u", str(NOBODY), "-g", str(NOBODY), hosted.bin("checkpassword-file"),
+            "/bin/true", "--", hosted.bin("qmail-smtpd"), "mx.example.org"]
+    proc, port = our_tcpserver(hosted, "127.0.0.1", env=smtpd_env(hosted, QMAILQUEUE=str(spy), SMTPAUTHFAILDELAY="0"),
+                               program=auth)
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.ehlo("c")
+            assert c.docmd("AUTH", "PLAIN " + b64(b"\0joe@example.org\0wrong").decode())[0] == 535
+            assert c.docmd("AUTH", "PLAIN " + b64(b"\0joe@example.org\0pw").decode())[0] == 235
+            c.sendmail("joe@example.org", ["x@far.example"], b"Subject: t\r\n\r\nhi\r\n")
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert (nobody_dir / "uid").read_text().strip() == str(NOBODY)
+    session = (nobody_dir / "session").read_text().split()
+    assert session[0] == str(hosted.path / "bin" / "tcpserver"), session
 
 
 def shipped_service(kind, name):

@@ -30,6 +30,7 @@ case "qmail-inject": qmailInjectMain()
 case "qmail-local": qmailLocalMain()
 case "qmail-newmrh": MultiCall.ownerOnly("swift-qmail"); qmailNewmrhMain()
 case "qmail-newu": MultiCall.ownerOnly("swift-qmail"); qmailNewuMain()
+case "qmail-pop3d": qmailPop3dMain()
 case "qmail-pw2u": qmailPw2uMain()
 case "qmail-qread": qmailQreadMain()
 case "qmail-qstat": qmailQstatMain()
@@ -74,6 +75,7 @@ default: MultiCall.other("swift-qmail", [
     "qmail-local",
     "qmail-newmrh",
     "qmail-newu",
+    "qmail-pop3d",
     "qmail-pw2u",
     "qmail-qread",
     "qmail-qstat",

@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import QmailCore
+import QmailPOP3
 import QmailTLS
 
 public enum PopupServer {
