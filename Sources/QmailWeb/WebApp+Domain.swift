@@ -69,10 +69,10 @@ extension WebApp {
         let catchAll = admin.catchAllAction(d)
         let mode = catchAll == VDeliver.noMailbox ? "bounce" : catchAll == "delete" ? "delete" : "forward"
         let dns = ((try? admin.dnsRecords(name)) ?? ["; (the records cannot be read now)"]).joined(separator: "\n")
-        var limits = ""
+        var adminSections = ""
         if s.isSystem {
             let l = admin.limits(d)
-            limits = """
+            adminSections = """
             <section><h2>Limits (system administrator)</h2>
             \(postForm("/domains/limits", s, ["d": name], """
             \(field("maxmailboxes", "Most mailboxes", type: "number", value: l.maxMailboxes.map(String.init) ?? "", hint: "empty: no limit", extra: #" min="0""#))
@@ -90,7 +90,7 @@ extension WebApp {
             </section>
             """
         } else if let h = d.homeHost {
-            limits = "<section><p>The mailboxes of \(escapeHTML(name)) are held on host \(escapeHTML(h)).</p></section>"
+            adminSections = "<section><p>The mailboxes of \(escapeHTML(name)) are held on host \(escapeHTML(h)).</p></section>"
         }
         let body = """
         <section><h2>Mailboxes</h2>
@@ -125,7 +125,7 @@ extension WebApp {
         <p><small>SPF and DMARC to start with, and the DKIM keys this server signs \(escapeHTML(name))'s mail with.</small></p>
         <pre>\(escapeHTML(dns))</pre>
         </section>
-        \(limits)
+        \(adminSections)
         """
         return answer(.ok, page(name, s, flash: flash, body))
     }
