@@ -143,6 +143,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("valias", ["VHosting", "QmailCore"], .dyn),
     ("vuserinfo", ["VHosting", "QmailCore"], .dyn),
     ("vdominfo", ["VHosting", "QmailCore"], .dyn),
+    ("vmoddomlimits", ["VHosting", "QmailCore"], .dyn),
     ("vconvert", ["VHosting", "QmailCore"], .dyn),
     ("vmoduser", ["VHosting", "QmailCore"], .dyn),
     ("vfilterpolicy", ["VHosting", "QmailCore"], .dyn),

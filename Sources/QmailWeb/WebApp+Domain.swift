@@ -1,6 +1,8 @@
 // A domain's pages, for its postmaster (and the system administrator):
 // mailboxes, aliases and forwards, catch-all, the DNS records to publish,
-// and (system administrator only) the domain's limits.
+// and (system administrator only) the domain's limits and cluster home
+// host. A mailbox's home host is shown, never changed here: changing it
+// without moving the Maildir strands the mail (vmoveuser moves both).
 import QmailCore
 import UserDirectory
 import VDelivery
@@ -67,10 +69,10 @@ extension WebApp {
         let catchAll = admin.catchAllAction(d)
         let mode = catchAll == VDeliver.noMailbox ? "bounce" : catchAll == "delete" ? "delete" : "forward"
         let dns = ((try? admin.dnsRecords(name)) ?? ["; (the records cannot be read now)"]).joined(separator: "\n")
-        var limits = ""
+        var adminSections = ""
         if s.isSystem {
             let l = admin.limits(d)
-            limits = """
+            adminSections = """
             <section><h2>Limits (system administrator)</h2>
             \(postForm("/domains/limits", s, ["d": name], """
             \(field("maxmailboxes", "Most mailboxes", type: "number", value: l.maxMailboxes.map(String.init) ?? "", hint: "empty: no limit", extra: #" min="0""#))
@@ -79,7 +81,16 @@ extension WebApp {
             <button type="submit">Save limits</button>
             """))
             </section>
+            <section><h2>Cluster home host (system administrator)</h2>
+            \(postForm("/domains/homehost", s, ["d": name], """
+            \(field("host", "Host holding the mailboxes", value: d.homeHost ?? "",
+                    hint: "for mailboxes naming no host of their own; empty: every host its own. Their Maildirs are not moved."))
+            <button type="submit">Save home host</button>
+            """))
+            </section>
             """
+        } else if let h = d.homeHost {
+            adminSections = "<section><p>The mailboxes of \(escapeHTML(name)) are held on host \(escapeHTML(h)).</p></section>"
         }
         let body = """
         <section><h2>Mailboxes</h2>
@@ -114,7 +125,7 @@ extension WebApp {
         <p><small>SPF and DMARC to start with, and the DKIM keys this server signs \(escapeHTML(name))'s mail with.</small></p>
         <pre>\(escapeHTML(dns))</pre>
         </section>
-        \(limits)
+        \(adminSections)
         """
         return answer(.ok, page(name, s, flash: flash, body))
     }
@@ -131,6 +142,7 @@ extension WebApp {
         let used = admin.usage(u).map { "\(bytesText($0.bytes)) in \($0.count) messages" } ?? "unknown"
         let body = """
         <section><p>Uses \(escapeHTML(used)); quota \(escapeHTML(quotaText(u.quota))).</p>
+        \(homeHostLine(u, d))
         <p><a href="\(escapeHTML(domainLink(d)))">Back to \(escapeHTML(d.name.string))</a></p></section>
         <section><h2>Set a new password</h2>
         \(postForm("/domain/mailbox/password", s, fields, """
@@ -149,6 +161,13 @@ extension WebApp {
         \(u.name.string == "postmaster" ? "" : #"<section><a href="/domain/mailbox/delete?d=\#(escapeQuery(d.name.string))&amp;u=\#(escapeQuery(u.name.string))">Delete this mailbox</a></section>"#)
         """
         return answer(.ok, page(address, s, flash: flash, body))
+    }
+
+    /// Where a mailbox is held in a cluster (nothing when every host holds
+    /// its own). Read-only: a move is vmoveuser's, which moves the mail too.
+    func homeHostLine(_ u: VUser, _ d: VDomain) -> String {
+        guard let h = u.homeHost ?? d.homeHost else { return "" }
+        return "<p>Held on host \(escapeHTML(h))\(u.homeHost == nil ? " (the domain's)" : "").</p>"
     }
 
     /// The forwarding form, for a mailbox's own page and its postmaster's.

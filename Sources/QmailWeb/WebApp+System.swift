@@ -1,5 +1,6 @@
 // The system administrator's pages (logins in control/webadmins): the
-// hosted domains, adding and deleting them, alias domains.
+// hosted domains, adding and deleting them, alias domains, a domain's
+// limits and cluster home host.
 import QmailCore
 import UserDirectory
 import VHosting
@@ -12,6 +13,7 @@ extension WebApp {
         on(r, .get, "/domains/delete") { await self.deleteDomainPage($0) }
         on(r, .post, "/domains/delete") { await self.deleteDomain($0) }
         on(r, .post, "/domains/limits") { await self.setLimits($0) }
+        on(r, .post, "/domains/homehost") { await self.setHomeHost($0) }
     }
 
     /// The session when it is a system administrator's.
@@ -147,6 +149,20 @@ extension WebApp {
         }
         return await change(c, back: back, done: "Limits of \(name) saved.") {
             try admin.setLimits(name, DomainLimits(maxMailboxes: mailboxes, maxAliases: aliases, defaultQuota: quota))
+        }
+    }
+
+    /// A domain's default cluster home host (the system administrator's
+    /// alone: it decides where mail of the domain's mailboxes goes).
+    func setHomeHost(_ c: Call) async -> WebAnswer {
+        let (session, no) = system(c)
+        guard session != nil else { return no! }
+        let name = c.form.text("d").lowercased()
+        let back = "/domain?d=" + escapeQuery(name)
+        let host = c.form.text("host").lowercased()
+        if !host.isEmpty && HomeHost.parse(Array(host.utf8)) == nil { return await refuse(c, back: back, "\(host) is not a host name.") }
+        return await change(c, back: back, done: host.isEmpty ? "Mailboxes of \(name) now have no home host." : "Mailboxes of \(name) are now held on \(host).") {
+            try admin.setDomainHomeHost(name, host)
         }
     }
 

@@ -31,4 +31,17 @@ extension Admin {
         guard let h = HomeHost.parse(Array(value.utf8)) else { throw AdminError.refused("-H wants a host name") }
         return h
     }
+
+    /// Sets the home host of a hosted domain's mailboxes that name none of
+    /// their own ("" for none), as vadddomain -H does at the start; its
+    /// alias domains keep the same. Maildirs are not moved.
+    public func setDomainHomeHost(_ domain: String, _ host: String) throws {
+        let h = try homeHostOption(host)
+        try store.withLock {
+            let d = try hostedDomain(try Names.domain(Array(domain.utf8)))
+            var all = try store.loadDomains()
+            for i in all.indices where all[i].real == d.name { all[i].homeHost = h }
+            try store.saveDomains(all)
+        }
+    }
 }

@@ -37,6 +37,7 @@ public struct Admin {
         "valias": { try $0.alias($1) },
         "vuserinfo": { try $0.userInfo($1) },
         "vdominfo": { try $0.domainInfo($1) },
+        "vmoddomlimits": { try $0.modifyDomainLimits($1) },
         "vconvert": { try $0.convert($1) },
         "vmoduser": { try $0.modifyUserFlags($1) },
         "vmkpasswd": { try $0.rebuildDomain($1) },

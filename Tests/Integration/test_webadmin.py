@@ -458,6 +458,38 @@ def test_each_login_reaches_only_its_own(web):
     assert pm.request("GET", f"/domain?d={OTHER}")[0] == 303
 
 
+def test_home_host_is_set_by_the_system_administrator_only(web):
+    """A domain's default cluster home host: the system administrator sets
+    it (vadddomain -H's value, as vuserinfo shows); a postmaster sees it and
+    a mailbox's own, and can change neither (that would strand the mail)."""
+    dom = "cluster.test"
+    assert vcmd(web, "vadddomain", dom, "pm-cluster-secret").returncode == 0
+    assert vcmd(web, "vadduser", f"dave@{dom}", "dave-secret-pw").returncode == 0
+    assert vcmd(web, "vmoduser", "-H", f"mx3.{dom}", f"dave@{dom}").returncode == 0
+    host = lambda u: re.search(r"host: +(.*)", vcmd(web, "vuserinfo", f"{u}@{dom}").stdout).group(1)  # noqa: E731
+    sysadm = Client(web)
+    sysadm.login(f"postmaster@{DOMAIN}", web.pw)
+    assert 'action="/domains/homehost"' in sysadm.request("GET", f"/domain?d={dom}")[2]
+    s, loc, _ = sysadm.post("/domains/homehost", {"d": dom, "host": f"mx2.{dom}"})
+    assert s == 303 and f"now held on mx2.{dom}" in sysadm.request("GET", loc)[2]
+    assert host("postmaster") == f"mx2.{dom} (the domain's)" and host("dave") == f"mx3.{dom}"
+    s, loc, _ = sysadm.post("/domains/homehost", {"d": dom, "host": "not a host!"})
+    assert "is not a host name" in sysadm.request("GET", loc)[2]
+    assert host("postmaster") == f"mx2.{dom} (the domain's)"
+
+    pm = Client(web)
+    pm.login(f"postmaster@{dom}", "pm-cluster-secret")
+    page = pm.request("GET", f"/domain?d={dom}")[2]
+    assert f"held on host mx2.{dom}" in page and "/domains/homehost" not in page
+    assert f"Held on host mx3.{dom}." in pm.request("GET", f"/domain/mailbox?d={dom}&u=dave")[2]
+    assert f"Held on host mx2.{dom} (the domain" in pm.request("GET", f"/domain/mailbox?d={dom}&u=postmaster")[2]
+    assert pm.post("/domains/homehost", {"d": dom, "host": "evil.example"})[0] == 403
+    assert host("postmaster") == f"mx2.{dom} (the domain's)"
+
+    s, loc, _ = sysadm.post("/domains/homehost", {"d": dom, "host": ""})
+    assert host("postmaster") == "(every host its own)" and host("dave") == f"mx3.{dom}"
+
+
 def test_failed_logins_are_limited_per_address_and_per_account(web):
     table = web.home / "authfail" / "failures"
     limits = web.home / "control" / "authfaillimit"

@@ -28,6 +28,7 @@ case "vfilterpolicy": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyMain(
 case "vfilterpolicy-ldap": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyLdapMain()
 case "vfilterpolicy-mysql": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyMysqlMain()
 case "vmkpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vmkpasswdMain()
+case "vmoddomlimits": MultiCall.ownerOnly("swift-qmail-dyn"); vmoddomlimitsMain()
 case "vmoduser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoduserMain()
 case "vpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vpasswdMain()
 case "vsetuserquota": MultiCall.ownerOnly("swift-qmail-dyn"); vsetuserquotaMain()
@@ -56,6 +57,7 @@ default: MultiCall.other("swift-qmail-dyn", [
     "vfilterpolicy-ldap",
     "vfilterpolicy-mysql",
     "vmkpasswd",
+    "vmoddomlimits",
     "vmoduser",
     "vpasswd",
     "vsetuserquota",
