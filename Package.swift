@@ -131,6 +131,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("vdominfo", ["VHosting", "QmailCore"], .dyn),
     ("vconvert", ["VHosting", "QmailCore"], .dyn),
     ("vmoduser", ["VHosting", "QmailCore"], .dyn),
+    ("vmoveuser", ["VHosting", "QmailCore"], .dyn),
     ("vfilterpolicy", ["VHosting", "QmailCore"], .dyn),
     ("vmkpasswd", ["VHosting", "QmailCore"], .dyn),
     ("vdkim", ["VHosting", "QmailCore"], .dyn),

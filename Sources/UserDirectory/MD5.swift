@@ -67,7 +67,8 @@ public enum MD5 {
         return out
     }
 
-    private static func hex(digest d: [UInt8]) -> [UInt8] {
+    /// Bytes in lowercase hex (any digest).
+    public static func hex(digest d: [UInt8]) -> [UInt8] {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for b in d {

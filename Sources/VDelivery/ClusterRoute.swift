@@ -6,12 +6,14 @@
 // bounce), a "D" from it is a bounce as from any final delivery.
 //
 // No loops: the copy sent carries "X-Cluster-Delivered-To: user@domain";
-// a host that finds that line for the mailbox it is delivering never sends
-// the message on again. If it, too, thinks the mailbox lives elsewhere (two
-// hosts each naming the other, a stale directory replica during a move),
-// the delivery is deferred with a message saying so, and waits there for
-// the directory to be put right (or for queuelifetime's bounce, which then
-// says why).
+// a message is sent between hosts at most twice for one mailbox (the
+// second hop is a move's: sent to the old home while the mailbox was
+// being moved (vmoveuser), then on to the new one). A host that finds two
+// such lines for the mailbox it is delivering and, too, thinks the mailbox
+// lives elsewhere (two hosts each naming the other, a stale directory
+// replica) defers the delivery with a message saying so; it waits there
+// for the directory to be put right (or for queuelifetime's bounce, which
+// then says why).
 //
 // Addresses: control/clusterhosts lines "host:address[:port]" (IPv6 in
 // brackets; QMTP port 209 when none), else the host's A/AAAA records. This host's own name:
@@ -25,6 +27,8 @@ import UserDirectory
 
 struct ClusterRoute {
     static let markerName = "X-Cluster-Delivered-To: "
+    /// Host-to-host sends of one message for one mailbox.
+    static let maxHops = 2
 
     let home: QmailHome
     let control: Control
@@ -92,8 +96,8 @@ struct ClusterRoute {
     /// Sends the message to `address`'s home host `host`.
     func send(_ message: MessageInput, to host: String, address: [UInt8], sender: [UInt8]) throws {
         let mark = ClusterRoute.marker(address)
-        if try message.headerContains(Array(mark.dropLast())) {
-            throw MailFailure.temporary("cluster loop: \(address.string) was sent to this host as its home, but the directory here says \(host); not sending it on again", "4.4.6")
+        if try message.headerCount(Array(mark.dropLast()), stopAt: ClusterRoute.maxHops) >= ClusterRoute.maxHops {
+            throw MailFailure.temporary("cluster loop: \(address.string) was sent between hosts \(ClusterRoute.maxHops) times, and the directory here says \(host); not sending it on again", "4.4.6")
         }
         let connect = max(1, (try? control.number("timeoutconnect", default: 60)) ?? 60)
         let timeout = max(1, (try? control.number("timeoutremote", default: 1200)) ?? 1200)

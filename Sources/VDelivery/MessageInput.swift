@@ -53,13 +53,19 @@ public final class MessageInput {
     /// True when the header already carries `line` (without its newline),
     /// compared case-insensitively: the mail has been here before.
     public func headerContains(_ line: [UInt8]) throws -> Bool {
+        try headerCount(line, stopAt: 1) > 0
+    }
+
+    /// How many header lines are `line` (counting stops at `stopAt`).
+    public func headerCount(_ line: [UInt8], stopAt: Int = Int.max) throws -> Int {
         let r = try reader()
-        while let (l, _) = try r.line(limit: 8192) {
+        var n = 0
+        while n < stopAt, let (l, _) = try r.line(limit: 8192) {
             var t = l
             while let last = t.last, last == Ascii.lf || last == Ascii.cr { t.removeLast() }
-            if t.isEmpty { return false }
-            if t.caseInsensitiveEquals(line) { return true }
+            if t.isEmpty { break }
+            if t.caseInsensitiveEquals(line) { n += 1 }
         }
-        return false
+        return n
     }
 }

@@ -7,122 +7,18 @@ over QMTP, and the home host delivers it.
 """
 import os
 import pathlib
-import pwd
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import make_home, wait_for
-from smtp_helpers import free_port
+from cluster_helpers import HOSTS, Host, cluster, no_failures, vuser  # noqa: F401 (fixtures)
+from conftest import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
-
-HOSTS = ("hosta.example.net", "hostb.example.net")
-
-
-class Host:
-    """One full instance: qmail-send (HOME/rc) and qmail-qmtpd under tcpserver."""
-
-    def __init__(self, base, name, vuser):
-        base.mkdir()
-        base.chmod(0o755)
-        self.name = name
-        self.q = make_home(base, fqdn=name)
-        self.vuser = vuser
-        self.port = free_port()
-        self.send = self.qmtpd = None
-        self.logfile = self.q.path / "send.log"
-
-    def admin(self, prog, *args, password=None):
-        r = self.q.run(prog, *args, input=(password + "\n") if password is not None else b"")
-        assert r.returncode == 0, (prog, args, r.stdout, r.stderr)
-        return r
-
-    def maildir_new(self, user):
-        return sorted((self.q.path / "domains" / "example.org" / user / "Maildir" / "new").iterdir())
-
-    def log(self):
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
-
-    def start_send(self):
-        self.log_fd = open(self.logfile, "ab")
-        self.send = subprocess.Popen([str(self.q.path / "rc")], cwd="/", stdin=subprocess.DEVNULL,
-                                     stdout=self.log_fd, stderr=subprocess.STDOUT, env=self.q.env)
-        wait_for(lambda: "status: local" in self.log(), 20, f"qmail-send on {self.name}")
-
-    def start_qmtpd(self):
-        self.qmtpd = subprocess.Popen(["tcpserver", "-q", "-H", "-R", "127.0.0.1", str(self.port),
-                                       self.q.bin("qmail-qmtpd")], env=self.q.env, stdin=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(["ss", "-ltn", f"sport = :{self.port}"], capture_output=True,
-                                        text=True).stdout.count("LISTEN") > 0, 10, f"QMTP on {self.name}")
-
-    def stop_qmtpd(self):
-        if self.qmtpd:
-            self.qmtpd.terminate()
-            self.qmtpd.wait(timeout=10)
-            self.qmtpd = None
-
-    def retry_now(self):
-        """qmail-send's SIGALRM: every deferred delivery is tried again now."""
-        self.send.send_signal(signal.SIGALRM)
-
-    def inject(self, to, body=b"cluster test\n", sender="sender@remote.example"):
-        msg = b"From: " + sender.encode() + b"\nSubject: cluster\n\n" + body
-        r = self.q.run("qmail-inject", f"-f{sender}", to, input=msg)
-        assert r.returncode == 0, r.stderr
-
-    def queued(self):
-        return len(self.q.queue_files("mess"))
-
-    def stop(self):
-        self.stop_qmtpd()
-        if self.send:
-            self.send.terminate()
-            self.send.wait(timeout=30)
-            self.log_fd.close()
-
-
-@pytest.fixture(scope="module")
-def vuser():
-    name = f"sqcl{os.getpid() % 100000}"
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
-    yield pwd.getpwnam(name)
-    subprocess.run(["userdel", name], check=False)
-
-
-@pytest.fixture
-def cluster(vuser):
-    """Hosts A and B: alice lives on A, bob on B (the domain's default),
-    carol on A; both know each other's QMTP port (control/clusterhosts)."""
-    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-", dir="/var/tmp"))
-    base.chmod(0o755)
-    hosts = [Host(base / n.split(".")[0], n, vuser) for n in HOSTS]
-    try:
-        routes = "".join(f"{h.name}:127.0.0.1:{h.port}\n" for h in hosts)
-        for h in hosts:
-            h.admin("vadddomain", "-u", vuser.pw_name, "-H", HOSTS[1], "example.org", password="pm")
-            h.admin("vadduser", "-H", HOSTS[0], "alice@example.org", password="pw")
-            h.admin("vadduser", "bob@example.org", password="pw")
-            h.admin("vadduser", "-H", HOSTS[0], "carol@example.org", password="pw")
-            h.q.control("clusterhosts", routes)
-            h.start_qmtpd()
-            h.start_send()
-        yield hosts
-    finally:
-        for h in hosts:
-            h.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def no_failures(*hosts):
-    for h in hosts:
-        assert " failure: " not in h.log(), h.log()
-        assert "bounce msg" not in h.log(), h.log()
 
 
 def test_directory_records_home_hosts(cluster):
@@ -187,31 +83,34 @@ def test_home_host_down_means_queued_then_delivered(cluster):
 
 
 def test_two_hosts_naming_each_other_do_not_loop(cluster):
-    """A misconfiguration (or a stale replica mid-move): A says carol lives
-    on B, B says A. A sends the message to B once; B finds the marker for
-    carol and does not send it back but defers it ("cluster loop"): it waits
-    in B's queue, no bounce, no ping-pong, until the directory is put right;
-    then B's next try delivers it."""
+    """A misconfiguration (or a stale replica): A says carol lives on B, B
+    says A. The message crosses at most twice (a move needs the second
+    hop: to the old home while the mailbox was being moved, then on): A to
+    B, B back to A; A finds two markers for carol and does not send it on
+    but defers it ("cluster loop"): it waits in A's queue, no bounce, no
+    ping-pong, until the directory is put right; then A's next try
+    delivers it."""
     a, b = cluster
     a.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
     b.admin("vmoduser", "-H", HOSTS[0], "carol@example.org")
     a.inject("carol@example.org", b"for carol\n")
-    wait_for(lambda: "cluster_loop" in b.log(), 30, "B's loop deferral\n" + a.log() + b.log())
-    wait_for(lambda: a.queued() == 0, 30, "A done with it")
+    wait_for(lambda: "cluster_loop" in a.log(), 30, lambda: "A's loop deferral\n" + a.log() + b.log())
+    wait_for(lambda: b.queued() == 0, 30, "B done with it")
     for _ in range(3):
-        b.retry_now()
+        a.retry_now()
         time.sleep(0.5)
-    assert b.log().count("cluster_loop") >= 2
-    # Exactly one hop: A's qmail-qmtpd never saw the message back.
-    assert a.log().count("starting delivery") == 1
-    assert b.queued() == 1
+    assert a.log().count("cluster_loop") >= 2
+    # Two hops: B's qmail-send delivered (sent) it once, never again.
+    assert b.log().count("starting delivery") == 1
+    assert a.queued() == 1
     assert a.maildir_new("carol") == [] and b.maildir_new("carol") == []
     no_failures(a, b)
-    # The directory put right (carol's home is B): B delivers it.
-    b.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
-    b.retry_now()
-    wait_for(lambda: len(b.maildir_new("carol")) == 1, 30, "carol's message on B\n" + b.log())
-    assert b.queued() == 0
+    # The directory put right (carol's home is A): A delivers it.
+    a.admin("vmoduser", "-H", HOSTS[0], "carol@example.org")
+    a.retry_now()
+    wait_for(lambda: len(a.maildir_new("carol")) == 1, 30, lambda: "carol's message on A\n" + a.log())
+    assert a.queued() == 0
+    assert a.maildir_new("carol")[0].read_bytes().count(b"X-Cluster-Delivered-To: carol@example.org\n") == 2
     no_failures(a, b)
 
 

@@ -29,6 +29,7 @@ case "vfilterpolicy-ldap": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicy
 case "vfilterpolicy-mysql": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyMysqlMain()
 case "vmkpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vmkpasswdMain()
 case "vmoduser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoduserMain()
+case "vmoveuser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoveuserMain()
 case "vpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vpasswdMain()
 case "vsetuserquota": MultiCall.ownerOnly("swift-qmail-dyn"); vsetuserquotaMain()
 case "vuserinfo": MultiCall.ownerOnly("swift-qmail-dyn"); vuserinfoMain()
@@ -57,6 +58,7 @@ default: MultiCall.other("swift-qmail-dyn", [
     "vfilterpolicy-mysql",
     "vmkpasswd",
     "vmoduser",
+    "vmoveuser",
     "vpasswd",
     "vsetuserquota",
     "vuserinfo",
