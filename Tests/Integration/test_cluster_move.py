@@ -133,6 +133,7 @@ def test_new_host_unreachable_leaves_the_mailbox_waiting(cluster):
     assert b"the mailbox stays here, marked" in r.stderr
     assert f"alice:{HOSTS[0]}" in (userdir(a).parent / "vmailhost").read_text()
     assert (userdir(a).parent / "vmoving").read_text() == f"alice:{HOSTS[1]}\n"
+    assert f"being moved to {HOSTS[1]}" in a.admin("vuserinfo", "alice@example.org").stdout.decode()
     assert a.checkpassword("alice@example.org", "pw") == 111
     assert a.checkpassword("carol@example.org", "pw") == 0
     a.inject("alice@example.org", b"while marked\n")
@@ -182,4 +183,30 @@ def test_interrupted_copy_resumes(cluster):
     assert len(got) == 153 and len(set(got)) == 153
     assert sum(1 for p in messages(b) if p.name.endswith(":2,S")) >= 151
     assert not incoming.exists()
+    no_failures(a, b)
+
+
+def test_answer_lost_after_the_switch(cluster):
+    """The receiver installed the copy and made B the home, but its answer
+    never came back: A stays marked (111) while B already takes alice's mail;
+    the rerun sends the copy again, B keeps what it has (its new mail, the
+    messages it got before, with their flags) and adds nothing twice."""
+    a, b = cluster
+    flagged = seed(a, 3)
+    receiver = f"env QMAIL_HOME={b.q.path} {b.q.bin('vmoveuser')} -R"
+    r = move(a, b, "-v", f"sh -c '{receiver} \"$@\" >/dev/null; exit 1' sh", check=False)
+    assert r.returncode == 111, r.stderr
+    assert f"alice:{HOSTS[1]}" in (userdir(b).parent / "vmailhost").read_text()
+    assert f"alice:{HOSTS[0]}" in (userdir(a).parent / "vmailhost").read_text()
+    b.inject("alice@example.org", b"on B before the rerun\n")
+    wait_for(lambda: len(messages(b)) == 4, 30, lambda: "B delivers\n" + b.log())
+    seen = next(p for p in messages(b) if p.name.endswith(":2,S"))
+    seen.rename(seen.with_name(seen.name.replace(":2,S", ":2,ST")))
+    move_local(a, b)
+    deliver_waiting(a, b, 4, "after the rerun")
+    assert sorted(bodies(b)) == [b"old 0\n", b"old 1\n", b"old 2\n", b"on B before the rerun\n"]
+    names = {p.name for p in messages(b)}
+    assert seen.name.replace(":2,S", ":2,ST") in names and seen.name not in names
+    assert len(names & flagged) == 1
+    assert not (userdir(b).parent / "alice:incoming").exists()
     no_failures(a, b)
