@@ -76,8 +76,8 @@ public struct FileStore {
 
     /// Writes vpasswd, valias, vmailhost and vmoving (each when a mailbox
     /// has its field set or the file exists) and the vpasswd.cdb built
-    /// from them. The
-    /// files hold password hashes: mode 0600, owned by the domain's user.
+    /// from them. The files hold password hashes: mode 0600, owned by the
+    /// domain's user.
     public func saveDomainData(_ dom: VDomain, users: [VUser], aliases: [(name: [UInt8], target: [UInt8])]) throws {
         var text: [UInt8] = []
         for u in users { text += u.line + [Ascii.lf] }

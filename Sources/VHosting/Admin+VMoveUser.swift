@@ -34,7 +34,7 @@ extension Admin {
         let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
         guard let dest = HomeHost.parse(Array(o.operands[1].utf8)) else { throw AdminError.refused("bad host name \(o.operands[1])") }
         let header = "\(user.string)@\(domainName.string) \(dest)"
-        if o.flags.contains("R") { return try receiveMailbox(user, domainName, dest, header: header) }
+        if o.flags.contains("R") { return try holdingMoveLock { try receiveMailbox(user, domainName, dest, header: header) } }
         let receiver: ChildProcess.Plan
         switch (o.values["t"], o.values["v"]) {
         case (let t?, nil):
@@ -47,8 +47,21 @@ extension Admin {
             throw AdminError.usage(usage)
         }
         guard let wait = Decimal.parse(Array((o.values["w"] ?? "60").utf8)) else { throw AdminError.usage(usage) }
-        return try moveMailbox(user, domainName, to: dest, header: header, receiver: receiver, wait: wait,
-                               remove: o.flags.contains("r"))
+        return try holdingMoveLock {
+            try moveMailbox(user, domainName, to: dest, header: header, receiver: receiver, wait: wait, remove: o.flags.contains("r"))
+        }
+    }
+
+    /// One move at a time on a host (HOME/users/vmovelock): two runs for
+    /// one mailbox would send, or receive, over each other.
+    func holdingMoveLock<T>(_ body: () throws -> T) throws -> T {
+        let path = home.users + "/vmovelock"
+        let fd = try Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        defer { Sys.close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            throw AdminError.system("another vmoveuser is running here (\(path) is locked): rerun when it has ended")
+        }
+        return try body()
     }
 
     func moveMailbox(_ user: [UInt8], _ domainName: [UInt8], to dest: String, header: String,

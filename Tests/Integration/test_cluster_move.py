@@ -3,8 +3,8 @@ mail for it keeps arriving on every host: hosts A and B of cluster_helpers
 (alice lives on A). Nothing lost, nothing twice, no bounce; flags in cur/
 survive; a new host that cannot be reached, or a copy cut off, leaves
 alice on A with her mail waiting, and a rerun finishes the move."""
+import fcntl
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -128,6 +128,11 @@ def test_new_host_unreachable_leaves_the_mailbox_waiting(cluster):
     with the new host back moves her and the waiting mail follows."""
     a, b = cluster
     seed(a, 2)
+    with open(a.q.path / "users" / "vmovelock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = move_local(a, b, check=False)
+    assert r.returncode == 111 and b"another vmoveuser is running" in r.stderr
+    assert not (userdir(a).parent / "vmoving").exists() and len(messages(a)) == 2
     r = move(a, b, "-v", "sh -c 'echo ssh: connect to host hostb port 22: Connection refused >&2; exit 255'", check=False)
     assert r.returncode == 111, r.stderr
     assert b"the mailbox stays here, marked" in r.stderr
