@@ -165,19 +165,21 @@ enum MailboxArchive {
         guard (st.st_mode & S_IFMT) == S_IFDIR else { return }
         let parent = FileIO.directoryOf(to)
         let leaf = String(to.split(separator: "/").last ?? "")
+        let inMaildir = leaf == "new" || leaf == "cur"
+        // the messages `to`'s Maildir holds, by their unique part (before ':')
+        let held: Set<Substring> = inMaildir
+            ? Set(["new", "cur"].flatMap { ((try? Sys.listDirectory(parent + "/" + $0)) ?? []).map(uniquePart) }) : []
         for name in try Sys.listDirectory(from).sorted() {
             let src = from + "/" + name
             let isFile = (try Sys.lstat(src).st_mode & S_IFMT) == S_IFREG
-            if (leaf == "new" || leaf == "cur") && isFile {
-                let unique = name.split(separator: ":").first.map(String.init) ?? name
-                let have = ["new", "cur"].contains { sub in
-                    ((try? Sys.listDirectory(parent + "/" + sub)) ?? []).contains { $0 == unique || $0.hasPrefix(unique + ":") }
-                }
-                if !have { try Sys.rename(src, to + "/" + name) }
+            if inMaildir && isFile {
+                if !held.contains(uniquePart(name)) { try Sys.rename(src, to + "/" + name) }
                 continue
             }
             try merge(src, into: to + "/" + name)
         }
         try Sys.fsyncDirectory(to)
     }
+
+    static func uniquePart(_ name: String) -> Substring { name.split(separator: ":", maxSplits: 1).first ?? Substring(name) }
 }
