@@ -105,6 +105,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("tcprulescheck", ["QmailNet"], .main),
     ("qmail-popup", ["QmailPOP3"], .tls),
     ("qmail-pop3d", ["QmailPOP3"], .tls),
+    ("qmail-pop3proxy", ["QmailPOP3", "QmailNet"], .tls),
     ("tlswrap", ["QmailTLS"], .tls),
     ("checkpassword", ["Checkpassword", "UserDirectory", "QmailCore"], .root),
     ("checkpassword-file", ["Checkpassword", "UserDirectory", "QmailCore"], .root),
@@ -169,7 +170,7 @@ let libraries: [Target] = [
     .target(name: "QmailFilter", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "UserDirectory"], path: "Sources/QmailFilter"),
     .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
     .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
-    .target(name: "QmailPOP3", dependencies: ["QmailCore", "QmailTLS"], path: "Sources/QmailPOP3"),
+    .target(name: "QmailPOP3", dependencies: ["QmailCore", "QmailTLS", "QmailNet"], path: "Sources/QmailPOP3"),
     .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
                    providers: [.apt(["libcrypt-dev"])]),
     .target(name: "UserDirectory", dependencies: ["QmailCore", "CCrypt"], path: "Sources/UserDirectory"),
@@ -190,7 +191,7 @@ let libraries: [Target] = [
     .target(name: "QmailSMTP", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "QmailTLS", "COpenSSL", "QmailDKIM", "QmailSPF", "QmailDMARC"], path: "Sources/QmailSMTP"),
     /// The web administration (qmail-webadmin only): the one module that
     /// links Hummingbird, SwiftNIO and NIOSSL; no other program does.
-    .target(name: "QmailWeb", dependencies: ["QmailCore", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
+    .target(name: "QmailWeb", dependencies: ["QmailCore", "QmailNet", "UserDirectory", "QmailFilter", "VDelivery", "VHosting",
                                              .product(name: "Hummingbird", package: "hummingbird"),
                                              .product(name: "HummingbirdTLS", package: "hummingbird"),
                                              .product(name: "HTTPTypes", package: "swift-http-types"),

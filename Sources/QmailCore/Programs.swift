@@ -22,7 +22,7 @@ public enum Programs {
         e("qmail-start", 0o700), e("qmail-lspawn", 0o700), e("qmail-newu", 0o700), e("qmail-newmrh", 0o700),
         e("qmail-send", 0o711), e("qmail-rspawn", 0o711), e("qmail-clean", 0o711), e("qmail-local", 0o711),
         e("qmail-getpw", 0o711), e("qmail-remote", 0o711), e("qmail-pw2u", 0o711), e("splogger", 0o711),
-        e("qmail-pop3d", 0o711), e("qmail-popup", 0o711),
+        e("qmail-pop3d", 0o711), e("qmail-popup", 0o711), e("qmail-pop3proxy", 0o711),
         // injection and inspection
         e("qmail-inject", 0o755), e("sendmail", 0o755), e("predate", 0o755), e("datemail", 0o755),
         e("mailsubj", 0o755), e("qmail-showctl", 0o755), e("qmail-qread", 0o755), e("qmail-qstat", 0o755),

@@ -1,4 +1,5 @@
-// SHA-1 (FIPS 180-4) and HMAC-SHA1 (RFC 2104), for SRS hashes only.
+// SHA-1 (FIPS 180-4) and HMAC-SHA1 (RFC 2104), for SRS hashes and the
+// cluster's keyed loop marker (VDelivery's ClusterRoute).
 // SRS (libsrs2's format) fixes HMAC-SHA1; qmail-srs runs setuid and must
 // not link OpenSSL, so this small implementation lives here. SHA-1's
 // collision weakness does not touch HMAC-SHA1 as a keyed MAC.
@@ -72,14 +73,30 @@ public struct SHA1 {
 public enum HMACSHA1 {
     /// HMAC-SHA1 of `message` under `key` (keys longer than a block are hashed first).
     public static func mac(key: [UInt8], message: [UInt8]) -> [UInt8] {
-        var k = key.count > SHA1.blockSize ? SHA1.hash(key) : key
-        k += [UInt8](repeating: 0, count: SHA1.blockSize - k.count)
-        var inner = SHA1()
-        inner.update(k.map { $0 ^ 0x36 })
-        inner.update(message)
-        var outer = SHA1()
-        outer.update(k.map { $0 ^ 0x5c })
-        outer.update(inner.finish())
-        return outer.finish()
+        var h = Stream(key: key)
+        h.update(message)
+        return h.finish()
+    }
+
+    /// The same over a message given in parts (one read through a file).
+    public struct Stream {
+        private var inner = SHA1()
+        private var outerKey: [UInt8]
+
+        public init(key: [UInt8]) {
+            var k = key.count > SHA1.blockSize ? SHA1.hash(key) : key
+            k += [UInt8](repeating: 0, count: SHA1.blockSize - k.count)
+            inner.update(k.map { $0 ^ 0x36 })
+            outerKey = k.map { $0 ^ 0x5c }
+        }
+
+        public mutating func update(_ bytes: [UInt8]) { inner.update(bytes) }
+
+        public mutating func finish() -> [UInt8] {
+            var outer = SHA1()
+            outer.update(outerKey)
+            outer.update(inner.finish())
+            return outer.finish()
+        }
     }
 }

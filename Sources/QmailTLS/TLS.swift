@@ -1,5 +1,6 @@
 // Server-side TLS over a connection's file descriptors, for STLS/STARTTLS
-// and for implicit TLS (pop3s, smtps), with the system OpenSSL.
+// and for implicit TLS (pop3s, smtps), with the system OpenSSL; and the
+// client side qmail-pop3proxy uses towards a home host.
 //
 // Certificate and key come from control/servercert.pem (both in one PEM
 // file, as the netqmail TLS patches use it); control/tlsserverciphers may
@@ -51,6 +52,8 @@ public enum TLSError: Error, CustomStringConvertible {
 /// Certificate, key and protocol settings shared by the sessions.
 public final class TLSContext {
     let ctx: OpaquePointer
+    /// A client context that checks the server's certificate.
+    let verifiesPeer: Bool
 
     /// Strong TLS 1.2 ciphers (forward secrecy, AEAD); TLS 1.3 uses OpenSSL's suites.
     public static let defaultCiphers = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
@@ -71,6 +74,7 @@ public final class TLSContext {
     public init(certificate: String, key: String, ciphers: String = TLSContext.defaultCiphers) throws {
         guard let c = SSL_CTX_new(TLS_server_method()) else { throw TLSError.setup(TLSError.lastError()) }
         ctx = c
+        verifiesPeer = false
         guard qtls_set_min_tls12(c) == 1 else { throw TLSError.setup("cannot require TLS 1.2") }
         qtls_set_server_options(c)
         _ = qtls_set_session_cache_off(c)
@@ -84,18 +88,48 @@ public final class TLSContext {
         guard SSL_CTX_check_private_key(c) == 1 else { throw TLSError.setup("key does not match certificate") }
     }
 
+    /// A client context (TLS 1.2 and later). With `caFile` (PEM), servers
+    /// must show a certificate it signed, for the name connected to; without,
+    /// any certificate is taken (encryption only, against listeners).
+    public init(clientCAFile caFile: String?) throws {
+        guard let c = SSL_CTX_new(TLS_client_method()) else { throw TLSError.setup(TLSError.lastError()) }
+        ctx = c
+        verifiesPeer = caFile != nil
+        guard qtls_set_min_tls12(c) == 1 else { throw TLSError.setup("cannot require TLS 1.2") }
+        if let caFile {
+            guard SSL_CTX_load_verify_locations(c, caFile, nil) == 1 else {
+                throw TLSError.setup("unable to load CA file \(caFile): \(TLSError.lastError())")
+            }
+            SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nil)
+        } else {
+            SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nil)
+        }
+    }
+
     deinit { SSL_CTX_free(ctx) }
 }
 
-/// One server-side TLS session over (readFD, writeFD).
+/// One TLS session over (readFD, writeFD), server or client side.
 public final class TLSConnection {
     let ssl: OpaquePointer
     let context: TLSContext
     public let readFD: Int32
     public let writeFD: Int32
 
-    /// Runs the handshake; throws when it fails.
-    public init(context: TLSContext, readFD: Int32 = 0, writeFD: Int32 = 1) throws {
+    /// The server side: runs the handshake; throws when it fails.
+    public convenience init(context: TLSContext, readFD: Int32 = 0, writeFD: Int32 = 1) throws {
+        try self.init(context, readFD: readFD, writeFD: writeFD, serverName: nil)
+    }
+
+    /// The client side over a connected socket `fd`: sends `serverName` as
+    /// SNI and, when the context verifies peers, requires a certificate for
+    /// that name from its CA file.
+    public convenience init(connectingWith context: TLSContext, fd: Int32, serverName: String) throws {
+        try self.init(context, readFD: fd, writeFD: fd, serverName: serverName)
+    }
+
+    /// A server when `serverName` is nil, else a client.
+    private init(_ context: TLSContext, readFD: Int32, writeFD: Int32, serverName: String?) throws {
         guard let s = SSL_new(context.ctx) else { throw TLSError.setup(TLSError.lastError()) }
         ssl = s
         self.context = context
@@ -104,12 +138,22 @@ public final class TLSConnection {
         SSL_set_rfd(s, readFD)
         SSL_set_wfd(s, writeFD)
         signal(SIGPIPE, SIG_IGN)
+        if let name = serverName {
+            _ = qtls_set_sni(s, name)
+            if context.verifiesPeer && SSL_set1_host(s, name) != 1 { throw TLSError.setup("bad host name \(name)") }
+        }
         while true {
-            let r = SSL_accept(s)
+            let r = serverName == nil ? SSL_accept(s) : SSL_connect(s)
             if r == 1 { break }
             let err = SSL_get_error(s, r)
             if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
-            throw TLSError.handshake(TLSError.lastError())
+            guard let name = serverName else { throw TLSError.handshake(TLSError.lastError()) }
+            let verify = SSL_get_verify_result(s)
+            if verify != X509_V_OK {
+                throw TLSError.handshake("certificate of \(name): " + String(cString: X509_verify_cert_error_string(verify)))
+            }
+            throw TLSError.handshake(err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0
+                                     ? "connection closed (\(Sys.strerror(errno)))" : TLSError.lastError())
         }
     }
 
@@ -150,6 +194,9 @@ public final class TLSConnection {
     /// Sends close_notify.
     public func close() { _ = SSL_shutdown(ssl) }
 
+    /// Decrypted bytes wait inside OpenSSL (poll does not see them).
+    public var hasPendingInput: Bool { SSL_pending(ssl) > 0 }
+
     /// Which process returned from relayStdio.
     public enum RelaySide: Equatable {
         /// The child: goes on with the session in plain text.
@@ -187,36 +234,17 @@ public final class TLSConnection {
     }
 
     func relay(local: Int32) {
-        let size = 16384
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-        defer { buf.deallocate() }
-        var netOpen = true
-        var localOpen = true
-        while localOpen {
-            // Drain what OpenSSL has already decrypted before polling again.
-            if netOpen && SSL_pending(ssl) > 0 {
-                if !netToLocal(buf, size, local) { netOpen = false; shutdown(local, Int32(SHUT_WR)) }
-                continue
-            }
-            var fds = [pollfd(fd: local, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, netOpen ? 2 : 1, 1_200_000)
-            if n == 0 { break }  // idle for 1200 s in both directions
-            if n < 0 { if errno == EINTR { continue }; break }
-            if fds[0].revents != 0 {
-                let r = Glibc.read(local, buf, size)
-                if r <= 0 { localOpen = false; break }
-                do { try write(buf, r) } catch { break }
-            }
-            if netOpen && fds[1].revents != 0 {
-                if !netToLocal(buf, size, local) { netOpen = false; shutdown(local, Int32(SHUT_WR)) }
-            }
+        Relay.run(PlainPeer(readFD: local, writeFD: local), self) {
+            // The client is gone: the program reads end of input and ends.
+            shutdown(local, Int32(SHUT_WR))
+            return true
         }
         close()
     }
+}
 
-    private func netToLocal(_ buf: UnsafeMutableRawPointer, _ size: Int, _ local: Int32) -> Bool {
-        guard let r = try? read(buf, size), r > 0 else { return false }
-        return (try? Sys.writeAll(local, buf, r)) != nil
-    }
+extension TLSConnection: RelayPeer {
+    public var pollFD: Int32 { readFD }
+    public func relayRead(_ buf: UnsafeMutableRawPointer, _ count: Int) -> Int { max(0, (try? read(buf, count)) ?? 0) }
+    public func relayWrite(_ buf: UnsafeRawPointer, _ count: Int) -> Bool { (try? write(buf, count)) != nil }
 }

@@ -1,14 +1,13 @@
 // A domain's pages, for its postmaster (and the system administrator):
 // mailboxes, aliases and forwards, catch-all, the DNS records to publish,
 // and (system administrator only) the domain's limits.
-import Hummingbird
 import QmailCore
 import UserDirectory
 import VDelivery
 import VHosting
 
 extension WebApp {
-    func domainRoutes(_ r: Router<WebContext>) {
+    func domainRoutes(_ r: Routes) {
         on(r, .get, "/domain") { await self.domainPage($0) }
         on(r, .get, "/domain/mailbox") { await self.mailboxPage($0) }
         on(r, .post, "/domain/mailbox/add") { await self.addMailbox($0) }
@@ -22,7 +21,7 @@ extension WebApp {
         on(r, .post, "/domain/catchall") { await self.setCatchAll($0) }
     }
 
-    func scoped(_ c: Call) async -> ((Session, VDomain)?, Response?) {
+    func scoped(_ c: Call) async -> ((Session, VDomain)?, WebAnswer?) {
         let (s, no) = need(c)
         guard let s else { return (nil, no) }
         guard let sd = await managedDomain(c) else { return (nil, forbidden(s)) }
@@ -39,7 +38,7 @@ extension WebApp {
 
     func domainLink(_ d: VDomain) -> String { "/domain?d=" + escapeQuery(d.name.string) }
 
-    func domainPage(_ c: Call) async -> Response {
+    func domainPage(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (s, d) = sd else { return no! }
         let flash = await sessions.takeFlash(c.token)
@@ -120,7 +119,7 @@ extension WebApp {
         return answer(.ok, page(name, s, flash: flash, body))
     }
 
-    func mailboxPage(_ c: Call) async -> Response {
+    func mailboxPage(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (s, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d), let (u, _) = try? admin.mailbox(address) else {
@@ -174,7 +173,7 @@ extension WebApp {
         return Forwarding(targets: targets, keepCopy: c.form.text("keep") == "yes")
     }
 
-    func addMailbox(_ c: Call) async -> Response {
+    func addMailbox(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
@@ -187,7 +186,7 @@ extension WebApp {
         }
     }
 
-    func deleteMailboxPage(_ c: Call) async -> Response {
+    func deleteMailboxPage(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (s, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d), let (u, _) = try? admin.mailbox(address) else {
@@ -204,7 +203,7 @@ extension WebApp {
         return answer(.ok, page("Delete a mailbox", s, body))
     }
 
-    func deleteMailbox(_ c: Call) async -> Response {
+    func deleteMailbox(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
@@ -216,7 +215,7 @@ extension WebApp {
         }
     }
 
-    func mailboxPassword(_ c: Call) async -> Response {
+    func mailboxPassword(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d) else { return await refuse(c, back: domainLink(d), "No such mailbox.") }
@@ -225,7 +224,7 @@ extension WebApp {
     }
 
     /// vpasswd, after the two copies of the new password agree.
-    func setPassword(_ c: Call, _ address: String, back: String) async -> Response {
+    func setPassword(_ c: Call, _ address: String, back: String) async -> WebAnswer {
         let password = c.form["password"] ?? ""
         if let why = passwordProblem(password) { return await refuse(c, back: back, why) }
         guard ConstantTime.equals(Array(password.utf8), Array((c.form["password2"] ?? "").utf8)) else {
@@ -236,7 +235,7 @@ extension WebApp {
         }
     }
 
-    func mailboxQuota(_ c: Call) async -> Response {
+    func mailboxQuota(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d) else { return await refuse(c, back: domainLink(d), "No such mailbox.") }
@@ -247,7 +246,7 @@ extension WebApp {
         }
     }
 
-    func mailboxForward(_ c: Call) async -> Response {
+    func mailboxForward(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d) else { return await refuse(c, back: domainLink(d), "No such mailbox.") }
@@ -258,7 +257,7 @@ extension WebApp {
         }
     }
 
-    func addAlias(_ c: Call) async -> Response {
+    func addAlias(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
@@ -272,7 +271,7 @@ extension WebApp {
         }
     }
 
-    func deleteAlias(_ c: Call) async -> Response {
+    func deleteAlias(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         let a = c.form.text("a").lowercased()
@@ -282,7 +281,7 @@ extension WebApp {
         }
     }
 
-    func setCatchAll(_ c: Call) async -> Response {
+    func setCatchAll(_ c: Call) async -> WebAnswer {
         let (sd, no) = await scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)

@@ -1,12 +1,11 @@
 // The system administrator's pages (logins in control/webadmins): the
 // hosted domains, adding and deleting them, alias domains.
-import Hummingbird
 import QmailCore
 import UserDirectory
 import VHosting
 
 extension WebApp {
-    func systemRoutes(_ r: Router<WebContext>) {
+    func systemRoutes(_ r: Routes) {
         on(r, .get, "/domains") { await self.domainsPage($0) }
         on(r, .post, "/domains/add") { await self.addDomain($0) }
         on(r, .post, "/domains/alias") { await self.addAliasDomain($0) }
@@ -16,13 +15,13 @@ extension WebApp {
     }
 
     /// The session when it is a system administrator's.
-    func system(_ c: Call) -> (Session?, Response?) {
+    func system(_ c: Call) -> (Session?, WebAnswer?) {
         let (s, no) = need(c)
         guard let s else { return (nil, no) }
         return s.isSystem ? (s, nil) : (nil, forbidden(s))
     }
 
-    func domainsPage(_ c: Call) async -> Response {
+    func domainsPage(_ c: Call) async -> WebAnswer {
         let (session, no) = system(c)
         guard let s = session else { return no! }
         let flash = await sessions.takeFlash(c.token)
@@ -65,7 +64,7 @@ extension WebApp {
         return answer(.ok, page("Domains", s, flash: flash, body))
     }
 
-    func addDomain(_ c: Call) async -> Response {
+    func addDomain(_ c: Call) async -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("domain").lowercased()
@@ -77,7 +76,7 @@ extension WebApp {
         }
     }
 
-    func addAliasDomain(_ c: Call) async -> Response {
+    func addAliasDomain(_ c: Call) async -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let alias = c.form.text("alias").lowercased(), real = c.form.text("real").lowercased()
@@ -86,7 +85,7 @@ extension WebApp {
         }
     }
 
-    func deleteDomainPage(_ c: Call) async -> Response {
+    func deleteDomainPage(_ c: Call) async -> WebAnswer {
         let (session, no) = system(c)
         guard let s = session else { return no! }
         let name = c.value("d").lowercased()
@@ -116,7 +115,7 @@ extension WebApp {
         return answer(.ok, page("Delete a domain", s, body))
     }
 
-    func deleteDomain(_ c: Call) async -> Response {
+    func deleteDomain(_ c: Call) async -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("d").lowercased()
@@ -127,7 +126,7 @@ extension WebApp {
         }
     }
 
-    func setLimits(_ c: Call) async -> Response {
+    func setLimits(_ c: Call) async -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("d").lowercased()

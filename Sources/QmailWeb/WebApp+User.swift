@@ -1,14 +1,13 @@
 // A mailbox's own page: its password, forwarding (with or without a copy
 // kept), vacation message and spam settings. It always acts on the
 // session's own address: no form field names the mailbox.
-import Hummingbird
 import QmailCore
 import QmailFilter
 import UserDirectory
 import VHosting
 
 extension WebApp {
-    func userRoutes(_ r: Router<WebContext>) {
+    func userRoutes(_ r: Routes) {
         on(r, .get, "/me") { await self.mePage($0) }
         on(r, .post, "/me/password") { await self.mePassword($0) }
         on(r, .post, "/me/forward") { await self.meForward($0) }
@@ -17,13 +16,13 @@ extension WebApp {
     }
 
     /// The session when it has a mailbox of its own here.
-    func own(_ c: Call) -> (Session?, Response?) {
+    func own(_ c: Call) -> (Session?, WebAnswer?) {
         let (s, no) = need(c)
         guard let s else { return (nil, no) }
         return s.hasMailbox ? (s, nil) : (nil, forbidden(s, "This login has no mailbox managed here."))
     }
 
-    func mePage(_ c: Call) async -> Response {
+    func mePage(_ c: Call) async -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         let flash = await sessions.takeFlash(c.token)
@@ -72,12 +71,12 @@ extension WebApp {
 
     /// A change this page cannot make for a directory's mailbox, refused
     /// before anything is written (never to the file store instead).
-    func refuseDirectoryChange(_ c: Call, _ s: Session) async -> Response? {
+    func refuseDirectoryChange(_ c: Call, _ s: Session) async -> WebAnswer? {
         guard let m = s.directoryMailbox else { return nil }
         return await refuse(c, back: "/me", directoryReadOnly(m))
     }
 
-    func mePassword(_ c: Call) async -> Response {
+    func mePassword(_ c: Call) async -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         if let r = await refuseDirectoryChange(c, s) { return r }
@@ -90,7 +89,7 @@ extension WebApp {
         }
     }
 
-    func meForward(_ c: Call) async -> Response {
+    func meForward(_ c: Call) async -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         if let r = await refuseDirectoryChange(c, s) { return r }
@@ -127,7 +126,7 @@ extension WebApp {
         """
     }
 
-    func meSpam(_ c: Call) async -> Response {
+    func meSpam(_ c: Call) async -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         guard filterPolicy(s) != nil else { return forbidden(s, "Spam settings are not kept here for this mailbox.") }

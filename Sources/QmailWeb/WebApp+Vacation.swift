@@ -2,13 +2,12 @@
 // as vvacation (Admin.vacation/setVacation/disableVacation): the reply's
 // subject and text, its first and last day (UTC), one reply per sender per
 // so many days. Turning it off keeps the text for next time.
-import Hummingbird
 import QmailCore
 import VDelivery
 import VHosting
 
 extension WebApp {
-    func vacationRoutes(_ r: Router<WebContext>) {
+    func vacationRoutes(_ r: Routes) {
         on(r, .post, "/me/vacation") { await self.meVacation($0) }
         on(r, .post, "/me/vacation/off") { await self.meVacationOff($0) }
     }
@@ -46,7 +45,7 @@ extension WebApp {
         """
     }
 
-    func meVacation(_ c: Call) async -> Response {
+    func meVacation(_ c: Call) async -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         var v = (try? admin.vacation(in: vacationBox(s))) ?? VacationSettings()
@@ -72,7 +71,7 @@ extension WebApp {
         }
     }
 
-    func meVacationOff(_ c: Call) async -> Response {
+    func meVacationOff(_ c: Call) async -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         return await change(c, back: "/me", done: "Vacation message off.") {

@@ -1,24 +1,22 @@
-// The web administration's requests: the session from its cookie, the
-// CSRF check of every POST, and the answer (a page, a redirect after a
-// change, 403 for anything outside the session's scope). The pages
-// themselves are in WebApp+System.swift (domains), WebApp+Domain.swift
-// (a domain's postmaster) and WebApp+User.swift (a mailbox's own).
-import HTTPTypes
-import Hummingbird
+// The web administration's requests, in the root helper: the session from
+// its cookie, the CSRF check of every POST, and the answer (a page, a
+// redirect after a change, 403 for anything outside the session's scope).
+// The requests come as WebRequest frames from the network process
+// (WebNetwork.swift), which alone speaks HTTP. The pages themselves are in
+// WebApp+System.swift (domains), WebApp+Domain.swift (a domain's
+// postmaster) and WebApp+User.swift (a mailbox's own).
 import QmailCore
 import UserDirectory
 import VHosting
 
-/// The request context: Hummingbird's core, and the peer's address (for
-/// the per-address login limits and the log).
-public struct WebContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public let remoteIP: String
+/// The pages by method and path: what a router was, without HTTP types.
+final class Routes {
+    enum Method: String { case get = "GET", post = "POST" }
+    typealias Handler = @Sendable (Call) async -> WebAnswer
+    private(set) var table: [String: Handler] = [:]
 
-    public init(source: ApplicationRequestContextSource) {
-        coreContext = .init(source: source)
-        remoteIP = source.channel.remoteAddress?.ipAddress ?? ""
-    }
+    func add(_ method: Method, _ path: String, _ h: @escaping Handler) { table[method.rawValue + " " + path] = h }
+    func handler(_ method: String, _ path: String) -> Handler? { table[method + " " + path] }
 }
 
 /// One request as the pages see it.
@@ -45,17 +43,22 @@ final class WebApp: @unchecked Sendable {
     static let loginCookie = "__Host-qwalogin"
     static let maxBody = 64 << 10
 
+    /// Built once, after the rest (the pages are methods of this object).
+    private(set) var pages = Routes()
+
     init(home: QmailHome) {
         self.home = home
         self.login = LoginCheck(home: home)
+        pages = routes()
     }
 
     var admin: Admin { Admin(home: home) }
 
-    func routes(_ r: Router<WebContext>) {
-        r.get("/style.css") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=3600"],
-                     body: .init(byteBuffer: ByteBuffer(string: styleSheet)))
+    func routes() -> Routes {
+        let r = Routes()
+        r.add(.get, "/style.css") { _ in
+            WebAnswer(status: .ok, headers: [("Content-Type", "text/css; charset=utf-8"), ("Cache-Control", "max-age=3600")],
+                      body: Array(styleSheet.utf8))
         }
         on(r, .get, "/") { await self.home($0) }
         on(r, .get, "/login") { await self.loginPage($0) }
@@ -64,60 +67,59 @@ final class WebApp: @unchecked Sendable {
         systemRoutes(r)
         domainRoutes(r)
         userRoutes(r)
+        return r
     }
 
-    func on(_ r: Router<WebContext>, _ method: HTTPRequest.Method, _ path: String, _ h: @escaping @Sendable (Call) async -> Response) {
-        r.on(RouterPath(path), method: method) { req, ctx in await self.handle(req, ctx, h) }
+    func on(_ r: Routes, _ method: Routes.Method, _ path: String, _ h: @escaping Routes.Handler) {
+        r.add(method, path) { await self.handle($0, post: method == .post, h) }
     }
 
-    func handle(_ req: Request, _ ctx: WebContext, _ h: (Call) async -> Response) async -> Response {
-        let cookies = Form.cookies(req.headers[.cookie])
-        let token = cookies[WebApp.sessionCookie]
+    /// One request from the network process; its method and path name the page.
+    func respond(_ req: WebRequest) async -> WebAnswer {
+        guard let h = pages.handler(req.method, req.path) else {
+            return answer(.notFound, page("Not found", nil, #"<p>There is no such page here.</p><p><a href="/">Back</a></p>"#))
+        }
+        // a GET's body is no form (the network process sends none)
+        return await h(Call(path: req.path, query: Form(query: req.query), form: Form(req.method == "POST" ? req.body : []), token: nil,
+                            session: nil, cookies: Form.cookies(req.cookie), ip: req.ip))
+    }
+
+    /// The session and CSRF checks before a page: `c` has the request's
+    /// fields, not yet its session.
+    func handle(_ c: Call, post: Bool, _ h: (Call) async -> WebAnswer) async -> WebAnswer {
+        let token = c.cookies[WebApp.sessionCookie]
         let session = await sessions.session(token)
-        var form = Form([])
-        if req.method == .post {
-            guard let body = try? await req.body.collect(upTo: WebApp.maxBody) else {
-                return answer(.contentTooLarge, page("Too large", session, "<p>That form was too large.</p>"))
-            }
-            form = Form(Array(body.readableBytesView))
-            if req.uri.path != "/login" {
-                guard let s = session else { return forbidden(nil, "Your session has ended: log in again.") }
-                guard ConstantTime.equals(Array(form.text("csrf").utf8), Array(s.csrf.utf8)) else {
-                    return forbidden(s, "That form did not come from this session (missing or old security token): reload the page and try again.")
-                }
+        if post && c.path != "/login" {
+            guard let s = session else { return forbidden(nil, "Your session has ended: log in again.") }
+            guard ConstantTime.equals(Array(c.form.text("csrf").utf8), Array(s.csrf.utf8)) else {
+                return forbidden(s, "That form did not come from this session (missing or old security token): reload the page and try again.")
             }
         }
-        return await h(Call(path: req.uri.path, query: Form(query: req.uri.query), form: form, token: token,
-                            session: session, cookies: cookies, ip: ctx.remoteIP))
+        return await h(Call(path: c.path, query: c.query, form: c.form, token: token, session: session, cookies: c.cookies, ip: c.ip))
     }
 
     // MARK: answers
 
-    func answer(_ status: HTTPResponse.Status, _ html: String, cookies: [String] = []) -> Response {
-        var h = WebApp.securityHeaders
-        h[.contentType] = "text/html; charset=utf-8"
-        if !cookies.isEmpty { h[values: .setCookie] = cookies }
-        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: html)))
+    func answer(_ status: WebAnswer.Status, _ html: String, cookies: [String] = []) -> WebAnswer {
+        WebAnswer(status: status, headers: WebApp.securityHeaders + [("Content-Type", "text/html; charset=utf-8")]
+                      + cookies.map { ("Set-Cookie", $0) }, body: Array(html.utf8))
     }
 
     /// After a change: to the page that shows it (POST, redirect, GET).
-    func redirect(_ to: String, cookies: [String] = []) -> Response {
-        var h = WebApp.securityHeaders
-        h[.location] = to
-        if !cookies.isEmpty { h[values: .setCookie] = cookies }
-        return Response(status: .seeOther, headers: h)
+    func redirect(_ to: String, cookies: [String] = []) -> WebAnswer {
+        WebAnswer(status: .seeOther, headers: WebApp.securityHeaders + [("Location", to)] + cookies.map { ("Set-Cookie", $0) })
     }
 
-    func forbidden(_ s: Session?, _ why: String = "That is outside what this login may manage.") -> Response {
+    func forbidden(_ s: Session?, _ why: String = "That is outside what this login may manage.") -> WebAnswer {
         answer(.forbidden, page("Not allowed", s, #"<p class="error" role="alert">\#(escapeHTML(why))</p><p><a href="/">Back</a></p>"#))
     }
 
-    static let securityHeaders: HTTPFields = [
-        .cacheControl: "no-store",
-        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-        HTTPField.Name("X-Frame-Options")!: "DENY",
-        HTTPField.Name("Referrer-Policy")!: "no-referrer",
-        .contentSecurityPolicy: "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    static let securityHeaders: [(String, String)] = [
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     ]
 
     static func cookie(_ name: String, _ value: String, clear: Bool = false) -> String {
@@ -127,7 +129,7 @@ final class WebApp: @unchecked Sendable {
     /// Runs one change and comes back to `back` with its outcome as the
     /// next page's message. The admin library's refusals are shown as
     /// they are (they never contain a password); a system failure says so.
-    func change(_ c: Call, back: String, done: String, _ body: () throws -> Void) async -> Response {
+    func change(_ c: Call, back: String, done: String, _ body: () throws -> Void) async -> WebAnswer {
         let f: Flash
         do {
             try body()
@@ -145,21 +147,21 @@ final class WebApp: @unchecked Sendable {
     }
 
     /// A change the form itself got wrong, said before anything is done.
-    func refuse(_ c: Call, back: String, _ why: String) async -> Response {
+    func refuse(_ c: Call, back: String, _ why: String) async -> WebAnswer {
         await sessions.setFlash(c.token, Flash(ok: false, text: why))
         return redirect(back)
     }
 
     // MARK: login
 
-    func home(_ c: Call) async -> Response {
+    func home(_ c: Call) async -> WebAnswer {
         guard let s = c.session else { return redirect("/login") }
         if s.isSystem { return redirect("/domains") }
         if s.isPostmaster { return redirect("/domain?d=" + escapeQuery(s.domain)) }
         return redirect("/me")
     }
 
-    func loginPage(_ c: Call, error: String? = nil, status: HTTPResponse.Status = .ok) async -> Response {
+    func loginPage(_ c: Call, error: String? = nil, status: WebAnswer.Status = .ok) async -> WebAnswer {
         let pre = randomToken()
         let body = """
         <section>
@@ -176,7 +178,7 @@ final class WebApp: @unchecked Sendable {
                       cookies: [WebApp.cookie(WebApp.loginCookie, pre)])
     }
 
-    func doLogin(_ c: Call) async -> Response {
+    func doLogin(_ c: Call) async -> WebAnswer {
         let pre = c.cookies[WebApp.loginCookie] ?? ""
         guard !pre.isEmpty, ConstantTime.equals(Array(pre.utf8), Array(c.form.text("pre").utf8)) else {
             return await loginPage(c, error: "The login form had expired: please log in again.", status: .forbidden)
@@ -207,7 +209,7 @@ final class WebApp: @unchecked Sendable {
         return redirect("/", cookies: [WebApp.cookie(WebApp.sessionCookie, token), WebApp.cookie(WebApp.loginCookie, "", clear: true)])
     }
 
-    func doLogout(_ c: Call) async -> Response {
+    func doLogout(_ c: Call) async -> WebAnswer {
         await sessions.close(c.token)
         return redirect("/login", cookies: [WebApp.cookie(WebApp.sessionCookie, "", clear: true)])
     }
@@ -215,7 +217,7 @@ final class WebApp: @unchecked Sendable {
     // MARK: scope
 
     /// The session of a page, or nil (and the answer to give instead).
-    func need(_ c: Call) -> (Session?, Response?) {
+    func need(_ c: Call) -> (Session?, WebAnswer?) {
         guard let s = c.session else { return (nil, c.form.values.isEmpty ? redirect("/login") : forbidden(nil, "Your session has ended: log in again.")) }
         return (s, nil)
     }

@@ -2,7 +2,8 @@
 // the user directory (the mailbox's own, else its domain's default, as
 // qmail-ldap's mailHost). A host knows itself by control/clusterhost, else
 // control/me; mail for a mailbox homed elsewhere is sent there by
-// vdelivermail (VDelivery's ClusterRoute).
+// vdelivermail (VDelivery's ClusterRoute), and a POP3 login to it is
+// relayed there (checkpassword runs qmail-pop3proxy).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,6 +31,17 @@ public enum HomeHost {
     public static func remote(_ mailbox: Mailbox, local: String?) -> String? {
         guard let h = mailbox.homeHost, h != local else { return nil }
         return h
+    }
+
+    /// Where `mailbox` lives when that is not this host (nil: here). Reads
+    /// the control files only for a mailbox that has a home host.
+    public static func elsewhere(_ mailbox: Mailbox, home: QmailHome) throws -> String? {
+        guard mailbox.homeHost != nil else { return nil }
+        let me: String?
+        do { me = try local(home: home) } catch {
+            throw MailFailure.temporary("unable to read control/clusterhost or control/me: \(error)")
+        }
+        return remote(mailbox, local: me)
     }
 
     // MARK: the file backend's DIR/vmailhost and DIR/vmoving ("user:host" lines)

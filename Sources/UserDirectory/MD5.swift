@@ -67,7 +67,7 @@ public enum MD5 {
         return out
     }
 
-    /// Bytes in lowercase hex (any digest).
+    /// Bytes as lower-case hex digits.
     public static func hex(digest d: [UInt8]) -> [UInt8] {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []

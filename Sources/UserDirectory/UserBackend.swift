@@ -94,8 +94,15 @@ public enum Authenticator {
     /// client's HMAC-MD5 digest in the timestamp field). Neither digest can
     /// be mistaken for the other input: a greeting timestamp or challenge
     /// starts with '<', a digest is hex. Every comparison is constant-time.
+    /// A replica's refusal is checked again with its provider (Replicas).
     public static func authenticate(_ backend: UserBackend, login: [UInt8], password: [UInt8],
                                     timestamp: [UInt8]) -> AuthResult {
+        Replicas.confirm(check(backend, login: login, password: password, timestamp: timestamp), backend) {
+            check($0, login: login, password: password, timestamp: timestamp)
+        }
+    }
+
+    static func check(_ backend: UserBackend, login: [UInt8], password: [UInt8], timestamp: [UInt8]) -> AuthResult {
         let mailbox: Mailbox?
         switch backend.lookup(login: login) {
         case .temporary(let why): return .temporary(why)

@@ -38,9 +38,11 @@ public final class MessageInput {
         self.size = total
     }
 
-    /// A reader positioned at the start of the message.
-    public func reader() throws -> ByteReader {
-        if lseek(fd, 0, SEEK_SET) != 0 { throw MailFailure.temporary("unable to rewind the message: \(Sys.strerror(errno))") }
+    /// A reader positioned `offset` bytes into the message.
+    public func reader(from offset: Int = 0) throws -> ByteReader {
+        if Int(lseek(fd, off_t(offset), SEEK_SET)) != offset {
+            throw MailFailure.temporary("unable to rewind the message: \(Sys.strerror(errno))")
+        }
         return ByteReader(fd: fd, capacity: 65536)
     }
 
@@ -50,22 +52,28 @@ public final class MessageInput {
         return fd
     }
 
+    /// Calls `body` with each header line (without its line end) and the
+    /// offset just after it, until the blank line or until `body` says stop.
+    public func forEachHeaderLine(_ body: ([UInt8], Int) throws -> Bool) throws {
+        let r = try reader()
+        var end = 0
+        while let (l, _) = try r.line(limit: 8192) {
+            end += l.count
+            var t = l
+            while let last = t.last, last == Ascii.lf || last == Ascii.cr { t.removeLast() }
+            if t.isEmpty { return }
+            if try body(t, end) { return }
+        }
+    }
+
     /// True when the header already carries `line` (without its newline),
     /// compared case-insensitively: the mail has been here before.
     public func headerContains(_ line: [UInt8]) throws -> Bool {
-        try headerCount(line, stopAt: 1) > 0
-    }
-
-    /// How many header lines are `line` (counting stops at `stopAt`).
-    public func headerCount(_ line: [UInt8], stopAt: Int = Int.max) throws -> Int {
-        let r = try reader()
-        var n = 0
-        while n < stopAt, let (l, _) = try r.line(limit: 8192) {
-            var t = l
-            while let last = t.last, last == Ascii.lf || last == Ascii.cr { t.removeLast() }
-            if t.isEmpty { break }
-            if t.caseInsensitiveEquals(line) { n += 1 }
+        var found = false
+        try forEachHeaderLine { t, _ in
+            found = t.caseInsensitiveEquals(line)
+            return found
         }
-        return n
+        return found
     }
 }

@@ -24,9 +24,10 @@ SQL_USER = "mailer"
 SQL_PW = "sql-secret-Zr4"
 
 
-def make_certs(root: pathlib.Path):
-    """A private CA and a server certificate for 127.0.0.1 (IP SAN), and a
-    second CA that did not sign it (to show verification happens)."""
+def make_certs(root: pathlib.Path, name="127.0.0.1", san="IP:127.0.0.1"):
+    """A private CA and a server certificate for 127.0.0.1 (IP SAN; or
+    `name` and `san`), and a second CA that did not sign it (to show
+    verification happens)."""
     root.mkdir(parents=True, exist_ok=True)
 
     def ossl(*args):
@@ -36,8 +37,8 @@ def make_certs(root: pathlib.Path):
     for ca in ("ca", "otherca"):
         ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
              "-days", "2", "-subj", f"/CN=swift-qmail test {ca}")
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (root / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={name}")
+    (root / "ext.cnf").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
                                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
          "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
@@ -67,7 +68,13 @@ def wait_for(check, timeout=15.0):
 
 
 class Slapd:
-    def __init__(self, root: pathlib.Path, ldif: bytes, certs: pathlib.Path):
+    """provider: also a syncrepl provider (the syncprov overlay).
+    consumer_of: a syncrepl consumer of that slapd, starting empty;
+    refresh_every: its refreshOnly interval ("dd:hh:mm:ss"; a long one
+    makes a replica that lags), else refreshAndPersist (follows at once)."""
+
+    def __init__(self, root: pathlib.Path, ldif: bytes, certs: pathlib.Path, provider=False,
+                 consumer_of=None, refresh_every=None):
         self.root = root
         self.port = free_port()
         self.tls_port = free_port()
@@ -75,6 +82,14 @@ class Slapd:
         self.tls_uri = f"ldaps://127.0.0.1:{self.tls_port}/"
         self.proc = None
         (root / "db").mkdir(parents=True)
+        replication = ""
+        if provider:
+            replication = "index entryCSN,entryUUID eq\noverlay syncprov\n"
+        if consumer_of:
+            kind = f"type=refreshOnly interval={refresh_every}" if refresh_every else "type=refreshAndPersist"
+            replication = (f"index entryCSN,entryUUID eq\nsyncrepl rid=001 provider={consumer_of.uri} {kind}\n"
+                           f"  retry=\"1 +\" searchbase=\"{BASE_DN}\" bindmethod=simple\n"
+                           f"  binddn=\"{LDAP_ADMIN}\" credentials={LDAP_ADMIN_PW}\n")
         (root / "slapd.conf").write_text(f"""
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -87,6 +102,7 @@ TLSCertificateFile {certs}/server.pem
 TLSCertificateKeyFile {certs}/server.key
 modulepath /usr/lib/ldap
 moduleload back_mdb
+{"moduleload syncprov" if provider else ""}
 database mdb
 suffix "{BASE_DN}"
 rootdn "{LDAP_ADMIN}"
@@ -95,7 +111,10 @@ directory {root}/db
 maxsize 104857600
 index objectClass eq
 index mail,sqMailAlias,sqDomainName,sqDomainAlias eq
-""")
+{replication}""")
+        if consumer_of:
+            self.start()
+            return
         top = (f"dn: {BASE_DN}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n").encode()
         (root / "data.ldif").write_bytes(top + ldif)
         r = subprocess.run([SLAPADD, "-q", "-f", str(root / "slapd.conf"), "-l", str(root / "data.ldif")],
@@ -129,9 +148,12 @@ index mail,sqMailAlias,sqDomainName,sqDomainAlias eq
 
 
 class Mariadbd:
-    def __init__(self, root: pathlib.Path, sql: bytes, certs: pathlib.Path):
+    """args: more server options (server-id, log-bin for replication)."""
+
+    def __init__(self, root: pathlib.Path, sql: bytes, certs: pathlib.Path, args=()):
         self.root = root
         self.certs = certs
+        self.args = list(args)
         self.port = free_port()
         self.datadir = root / "data"
         # The socket sits in a directory every mailbox account can reach.
@@ -165,7 +187,7 @@ class Mariadbd:
                                       f"--ssl-ca={self.certs}/ca.pem", f"--ssl-cert={self.certs}/server.pem",
                                       f"--ssl-key={self.certs}/server.key",
                                       f"--pid-file={self.root}/mariadbd.pid", "--innodb-buffer-pool-size=32M",
-                                      f"--log-error={self.root}/error.log"],
+                                      f"--log-error={self.root}/error.log", *self.args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
@@ -175,6 +197,16 @@ class Mariadbd:
                                capture_output=True, timeout=10)
             return r.returncode == 0
         assert wait_for(up, 30), "mariadbd did not start"
+
+    def replicate_from(self, primary):
+        """Makes this server a replica of `primary` (a binlog one), from
+        the primary's position now on: both were loaded with the same data."""
+        primary.sql(b"CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-Kx9';"
+                    b"GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';")
+        file, pos = primary.sql(b"SHOW MASTER STATUS").decode().splitlines()[1].split("\t")[:2]
+        self.sql(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary.port}, MASTER_USER='repl', "
+                 f"MASTER_PASSWORD='repl-Kx9', MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}, "
+                 f"MASTER_CONNECT_RETRY=1; START SLAVE;".encode())
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

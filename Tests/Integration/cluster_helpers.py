@@ -1,10 +1,11 @@
-"""Two full swift-qmail instances on 127.0.0.1 as cluster hosts (issue 22),
-shared by the cluster tests: each Host has its own home, qmail-send (HOME/rc)
-and qmail-qmtpd under tcpserver on a free port; `cluster` makes hosts A and
-B with the same file-backend directory (made by the same v* commands on
-both), each knowing the other's QMTP port (control/clusterhosts)."""
+"""What the cluster tests (issue 22) share: full instances on 127.0.0.1,
+each with its own home, qmail-send, QMTP and POP3 servers, and the system
+account their virtual domain belongs to; `cluster` makes hosts A and B with
+the same file-backend directory (made by the same v* commands on both).
+Used by test_cluster.py, test_cluster_pop3.py and test_cluster_move.py."""
 import os
 import pathlib
+import poplib
 import pwd
 import shutil
 import signal
@@ -30,6 +31,7 @@ class Host:
         self.vuser = vuser
         self.port = free_port()
         self.send = self.qmtpd = None
+        self.pop3 = []
         self.logfile = self.q.path / "send.log"
 
     def admin(self, prog, *args, password=None):
@@ -37,14 +39,14 @@ class Host:
         assert r.returncode == 0, (prog, args, r.stdout, r.stderr)
         return r
 
+    def maildir_new(self, user):
+        return sorted((self.q.path / "domains" / "example.org" / user / "Maildir" / "new").iterdir())
+
     def checkpassword(self, login, password):
         """checkpassword-file's exit code for a POP3 login (fd 3, as from qmail-popup)."""
         return subprocess.run(["/bin/sh", "-c", 'exec "$0" true 3<&0 </dev/null', self.q.bin("checkpassword-file")],
                               input=f"{login}\0{password}\0\0".encode(), env=self.q.env, capture_output=True,
                               timeout=60).returncode
-
-    def maildir_new(self, user):
-        return sorted((self.q.path / "domains" / "example.org" / user / "Maildir" / "new").iterdir())
 
     def log(self):
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -79,7 +81,34 @@ class Host:
     def queued(self):
         return len(self.q.queue_files("mess"))
 
+    def start_pop3(self, tls=False):
+        """qmail-popup NAME checkpassword-file qmail-pop3d Maildir under
+        tcpserver (behind tlswrap: implicit TLS); returns the port. Its log
+        (fd 2: qmail-popup's, checkpassword's, qmail-pop3proxy's lines) goes
+        to HOME/pop3.log."""
+        log = open(self.q.path / "pop3.log", "ab")
+        argv = ["tcpserver", "-1", "-q", "-H", "-R", "127.0.0.1", "0"] + ([self.q.bin("tlswrap")] if tls else [])
+        argv += [self.q.bin("qmail-popup"), self.name, self.q.bin("checkpassword-file"), self.q.bin("qmail-pop3d"),
+                 "Maildir"]
+        env = dict(self.q.env, POP3FAILDELAY="0")
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        log.close()
+        port = int(p.stdout.readline())
+        self.pop3.append(p)
+        return port
+
+    def pop3_log(self):
+        p = self.q.path / "pop3.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def stop_pop3(self):
+        for p in self.pop3:
+            p.terminate()
+            p.wait(timeout=10)
+        self.pop3 = []
+
     def stop(self):
+        self.stop_pop3()
         self.stop_qmtpd()
         if self.send:
             self.send.terminate()
@@ -95,10 +124,29 @@ def vuser():
     subprocess.run(["userdel", name], check=False)
 
 
+def no_failures(*hosts):
+    for h in hosts:
+        assert " failure: " not in h.log(), h.log()
+        assert "bounce msg" not in h.log(), h.log()
+
+
+def pop3_refused(port, user, password):
+    """The -ERR a POP3 client gets for its PASS."""
+    c = poplib.POP3("127.0.0.1", port, timeout=30)
+    try:
+        c.user(user)
+        with pytest.raises(poplib.error_proto) as e:
+            c.pass_(password)
+    finally:
+        c.close()
+    return e.value.args[0].decode()
+
+
 @pytest.fixture
 def cluster(vuser):
     """Hosts A and B: alice lives on A, bob on B (the domain's default),
-    carol on A; both know each other's QMTP port (control/clusterhosts)."""
+    carol on A; both know each other's QMTP port (control/clusterhosts)
+    and share control/clustersecret (keyed loop markers)."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-", dir="/var/tmp"))
     base.chmod(0o755)
     hosts = [Host(base / n.split(".")[0], n, vuser) for n in HOSTS]
@@ -110,6 +158,7 @@ def cluster(vuser):
             h.admin("vadduser", "bob@example.org", password="pw")
             h.admin("vadduser", "-H", HOSTS[0], "carol@example.org", password="pw")
             h.q.control("clusterhosts", routes)
+            h.q.control("clustersecret", "cluster-secret-Qw8\n")
             h.start_qmtpd()
             h.start_send()
         yield hosts
@@ -117,9 +166,3 @@ def cluster(vuser):
         for h in hosts:
             h.stop()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def no_failures(*hosts):
-    for h in hosts:
-        assert " failure: " not in h.log(), h.log()
-        assert "bounce msg" not in h.log(), h.log()

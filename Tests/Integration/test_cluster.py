@@ -52,13 +52,35 @@ def test_mail_goes_to_the_home_host_once(cluster):
     assert len(b.maildir_new("bob")) == 1 and a.maildir_new("bob") == []
     assert b.maildir_new("alice") == []
     bob = b.maildir_new("bob")[0].read_bytes()
-    assert bob.count(b"X-Cluster-Delivered-To: bob@example.org\n") == 1
-    assert bob.count(b"Delivered-To: bob@example.org\n") == 2   # the marker's and B's own
+    assert re.search(rb"\nX-Cluster-Delivered-To: bob@example.org; mac=[0-9a-f]{40}\n", bob)
+    assert bob.count(b"X-Cluster-Delivered-To") == 1
+    assert bob.count(b"Delivered-To: bob@example.org\n") == 1   # B's own
     assert b"Received: (qmail-qmtpd" in bob or b"QMTP" in bob
     assert bob.endswith(b"for bob via A\n")
     # A's copy for its own mailbox never went over QMTP.
     own = [p.read_bytes() for p in a.maildir_new("alice")]
     assert sum(b"X-Cluster-Delivered-To" in m for m in own) == 1
+    no_failures(a, b)
+
+
+def test_a_forged_marker_is_an_ordinary_header_line(cluster):
+    """Anybody can write X-Cluster-Delivered-To into a message sent by SMTP,
+    bare or with a made-up MAC: it does not match the cluster's secret, so
+    A sends bob's message to his home B as any other (before, A took it for
+    a loop and deferred it until queuelifetime), and B delivers it once."""
+    from smtp_helpers import session
+    a, b = cluster
+    for i, forged in enumerate([b"X-Cluster-Delivered-To: bob@example.org",
+                                b"X-Cluster-Delivered-To: bob@example.org; mac=" + b"0" * 40]):
+        data = (b"HELO relay.example\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+                + forged + b"\r\nSubject: forged\r\n\r\nforged marker\r\n.\r\nQUIT\r\n")
+        code, out = session(a.q, data)
+        assert b"\r\n250 ok" in out, out
+        wait_for(lambda: len(b.maildir_new("bob")) == i + 1, 30, lambda: "bob's message on B\n" + a.log() + b.log())
+        msg = b.maildir_new("bob")[-1].read_bytes()
+        assert msg.endswith(b"forged marker\n") and forged + b"\n" in msg
+    wait_for(lambda: a.queued() == 0 and b.queued() == 0, 30, "empty queues")
+    assert "cluster_loop" not in a.log() + b.log()
     no_failures(a, b)
 
 
@@ -89,11 +111,15 @@ def test_two_hosts_naming_each_other_do_not_loop(cluster):
     B, B back to A; A finds two markers for carol and does not send it on
     but defers it ("cluster loop"): it waits in A's queue, no bounce, no
     ping-pong, until the directory is put right; then A's next try
-    delivers it."""
+    delivers it. A forged marker for carol (no valid MAC) in the message
+    never counts toward the two: B still sends it on once."""
     a, b = cluster
     a.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
     b.admin("vmoduser", "-H", HOSTS[0], "carol@example.org")
-    a.inject("carol@example.org", b"for carol\n")
+    forged = b"X-Cluster-Delivered-To: carol@example.org\n"
+    r = a.q.run("qmail-inject", "-fsender@remote.example", "carol@example.org",
+                input=b"From: sender@remote.example\n" + forged + b"Subject: cluster\n\nfor carol\n")
+    assert r.returncode == 0, r.stderr
     wait_for(lambda: "cluster_loop" in a.log(), 30, lambda: "A's loop deferral\n" + a.log() + b.log())
     wait_for(lambda: b.queued() == 0, 30, "B done with it")
     for _ in range(3):
@@ -110,7 +136,9 @@ def test_two_hosts_naming_each_other_do_not_loop(cluster):
     a.retry_now()
     wait_for(lambda: len(a.maildir_new("carol")) == 1, 30, lambda: "carol's message on A\n" + a.log())
     assert a.queued() == 0
-    assert a.maildir_new("carol")[0].read_bytes().count(b"X-Cluster-Delivered-To: carol@example.org\n") == 2
+    msg = a.maildir_new("carol")[0].read_bytes()
+    assert len(re.findall(rb"\nX-Cluster-Delivered-To: carol@example.org; mac=[0-9a-f]{40}\n", msg)) == 2
+    assert msg.count(forged) == 1
     no_failures(a, b)
 
 

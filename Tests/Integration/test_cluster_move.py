@@ -5,6 +5,7 @@ survive; a new host that cannot be reached, or a copy cut off, leaves
 alice on A with her mail waiting, and a rerun finishes the move."""
 import fcntl
 import os
+import poplib
 import signal
 import subprocess
 import threading
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from cluster_helpers import HOSTS, cluster, no_failures, vuser  # noqa: F401 (fixtures)
+from cluster_helpers import HOSTS, cluster, no_failures, pop3_refused, vuser  # noqa: F401 (fixtures)
 from conftest import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
@@ -41,6 +42,13 @@ def move(a, b, *extra, check=True):
 
 def move_local(a, b, *extra, check=True):
     return move(a, b, "-t", str(b.q.path), *extra, check=check)
+
+
+def start_pop3(a, b):
+    """POP3 on A and B, each proxying to the other's port."""
+    a.pop3port, b.pop3port = a.start_pop3(), b.start_pop3()
+    a.q.control("clusterpop3port", f"{b.pop3port}\n")
+    b.q.control("clusterpop3port", f"{a.pop3port}\n")
 
 
 def deliver_waiting(a, b, want, what):
@@ -141,6 +149,13 @@ def test_new_host_unreachable_leaves_the_mailbox_waiting(cluster):
     assert f"being moved to {HOSTS[1]}" in a.admin("vuserinfo", "alice@example.org").stdout.decode()
     assert a.checkpassword("alice@example.org", "pw") == 111
     assert a.checkpassword("carol@example.org", "pw") == 0
+    # POP3 logins to her wait too, on A and through B's proxy to A: neither
+    # serves nor proxies a mailbox being moved; the client gets [SYS/TEMP].
+    start_pop3(a, b)
+    assert pop3_refused(a.pop3port, "alice@example.org", "pw").startswith("-ERR [SYS/TEMP]")
+    assert pop3_refused(b.pop3port, "alice@example.org", "pw").startswith("-ERR [SYS/TEMP]")
+    assert "alice@example.org relayed" not in b.pop3_log()
+    assert f"alice@example.org not relayed to home host {HOSTS[0]}" in b.pop3_log()
     a.inject("alice@example.org", b"while marked\n")
     b.inject("alice@example.org", b"via B while marked\n")
     wait_for(lambda: a.log().count("being_moved") >= 2, 30, lambda: "A's deferrals\n" + a.log() + b.log())
@@ -152,6 +167,12 @@ def test_new_host_unreachable_leaves_the_mailbox_waiting(cluster):
     deliver_waiting(a, b, 4, "after the rerun")
     assert sorted(bodies(b)) == [b"old 0\n", b"old 1\n", b"via B while marked\n", b"while marked\n"]
     assert b.checkpassword("alice@example.org", "pw") == 0
+    # Moved: a login on A is relayed to her new home B.
+    c = poplib.POP3("127.0.0.1", a.pop3port, timeout=30)
+    c.user("alice@example.org")
+    c.pass_("pw")
+    assert c.stat()[0] == 4
+    c.quit()
     no_failures(a, b)
 
 

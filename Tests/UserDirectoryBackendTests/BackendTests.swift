@@ -71,11 +71,11 @@ final class BackendTests: XCTestCase {
 
     func testSQLServerForms() throws {
         let s = try SQLBackend.Config(server: "/run/mysqld/mysqld.sock", database: "m", user: "u", password: [])
-        XCTAssertEqual(s.socket, "/run/mysqld/mysqld.sock")
+        XCTAssertEqual(s.servers[0].socket, "/run/mysqld/mysqld.sock")
         let t = try SQLBackend.Config(server: "db.example:3307", database: "m", user: "u", password: [])
-        XCTAssertEqual(t.host, "db.example")
-        XCTAssertEqual(t.port, 3307)
-        XCTAssertNil(t.socket)
+        XCTAssertEqual(t.servers[0].host, "db.example")
+        XCTAssertEqual(t.servers[0].port, 3307)
+        XCTAssertNil(t.servers[0].socket)
         XCTAssertThrowsError(try SQLBackend.Config(server: "db:99999", database: "m", user: "u", password: []))
     }
 

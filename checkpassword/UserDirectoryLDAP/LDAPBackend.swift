@@ -5,12 +5,19 @@
 // against the entry's {CRYPT} hash, so the user's password never goes to
 // the server. A server that is down, slow or refuses our bind is a
 // temporary failure; the connection is dropped and made again on the next
-// call. Configuration (HOME/control):
+// call. Several servers are tried in the order listed (the first that
+// connects and binds answers; one that fails or stops answering hands over
+// to the next). With control/ldapprovider, the listed servers are read
+// as replicas (Replicas: their "no" is confirmed there) and every write
+// goes to the provider. Configuration (HOME/control):
 //   ldapserver        URIs, one a line: ldap://host:port/, ldaps://host/
+//   ldapprovider      the provider's URI: writes, and a replica's "no" checked
 //   ldapbasedn        the search base
 //   ldaptls           "starttls" to require StartTLS on ldap:// (else none)
 //   ldapcacert        CA certificate file for ldaps:// and StartTLS
 //   ldaptimeout       seconds for connect and each search (default 5)
+//   ldapconnecttimeout seconds for each connect (default 2 with several
+//                     servers or a provider, else ldaptimeout)
 //   ldappassword      line 1 bind DN, line 2 password (mode 600; none: anonymous)
 //   ldapadminpassword the same, for vfilterpolicy's changes (else ldappassword)
 //   ldapfilter        account filter, %s = the escaped address
@@ -23,7 +30,7 @@ import CLDAP
 import QmailCore
 import UserDirectory
 
-public final class LDAPBackend: UserBackend, RecipientDirectory {
+public final class LDAPBackend: ReplicatedDirectory {
     public static let defaultFilter = "(&(objectClass=sqMailAccount)(|(mail=%s)(sqMailAlias=%s)))"
     public static let defaultDomainFilter = "(&(objectClass=sqMailDomain)(|(sqDomainName=%s)(sqDomainAlias=%s)))"
     public static let defaultAttributes: [String: String] = [
@@ -39,6 +46,9 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         public var startTLS = false
         public var caCert: String?
         public var timeout = 5
+        public var connectTimeout = 5
+        /// The provider, when the servers in `uris` are its replicas.
+        public var provider: String?
         public var bind: DirectoryLogin?
         public var filter = LDAPBackend.defaultFilter
         public var domainFilter = LDAPBackend.defaultDomainFilter
@@ -49,19 +59,27 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             self.base = base
         }
 
+        /// The read servers, in the order they are tried.
+        public var servers: [String] { uris.split(separator: " ").map(String.init) }
+
         /// Reads HOME/control; a missing or bad file is a temporary failure.
         /// `admin`: bind as control/ldapadminpassword names when it exists.
         public static func load(home: QmailHome, admin: Bool = false) throws -> Config {
             let c = Control(home: home)
-            let uris = try c.list("ldapserver").map { $0.string }
+            var uris = try c.list("ldapserver").map { $0.string }
             guard !uris.isEmpty else { throw MailFailure.temporary("control/ldapserver is missing or empty") }
-            for u in uris where !(u.hasPrefix("ldap://") || u.hasPrefix("ldaps://") || u.hasPrefix("ldapi://")) {
-                throw MailFailure.temporary("control/ldapserver: \(u) is not an ldap://, ldaps:// or ldapi:// URI")
+            var provider = try c.line("ldapprovider").flatMap { $0.isEmpty ? nil : $0.string }
+            for (file, u) in uris.map({ ("ldapserver", $0) }) + (provider.map { [("ldapprovider", $0)] } ?? [])
+            where !(u.hasPrefix("ldap://") || u.hasPrefix("ldaps://") || u.hasPrefix("ldapi://")) || u.contains(" ") {
+                throw MailFailure.temporary("control/\(file): \(u) is not an ldap://, ldaps:// or ldapi:// URI")
             }
+            // Writers (and the reads their changes depend on) use the provider alone.
+            if admin, let p = provider { uris = [p]; provider = nil }
             guard let base = try c.line("ldapbasedn"), !base.isEmpty else {
                 throw MailFailure.temporary("control/ldapbasedn is missing or empty")
             }
             var cfg = Config(uris: uris.joined(separator: " "), base: base.string)
+            cfg.provider = provider
             if let t = try c.line("ldaptls") {
                 switch t.string {
                 case "starttls": cfg.startTLS = true
@@ -71,6 +89,8 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             }
             cfg.caCert = try c.line("ldapcacert").map { $0.string }
             cfg.timeout = max(1, try c.number("ldaptimeout", default: 5))
+            let failover = uris.count > 1 || provider != nil
+            cfg.connectTimeout = max(1, try c.number("ldapconnecttimeout", default: failover ? min(2, cfg.timeout) : cfg.timeout))
             cfg.bind = try (admin ? DirectoryLogin.read(c.path("ldapadminpassword")) : nil)
                 ?? DirectoryLogin.read(c.path("ldappassword"))
             if let f = try c.line("ldapfilter") { cfg.filter = f.string }
@@ -89,6 +109,9 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
     public let plainPasswordsEnabled = false
     var config: Result<Config, MailFailure>?
     var ld: OpaquePointer?
+    /// Which of the servers `ld` talks to.
+    var connected = 0
+    var providerReader: LDAPBackend?
 
     let admin: Bool
 
@@ -120,19 +143,49 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         .temporary("LDAP \(what): \(String(cString: ldap_err2string(rc)))")
     }
 
-    /// The connection, made (and bound) when there is none.
-    func connection(_ cfg: Config) throws -> OpaquePointer {
+    /// The provider as a reader of its own (ReplicatedDirectory).
+    public func provider() throws -> (UserBackend & RecipientDirectory)? {
+        let cfg = try loadConfig()
+        guard let p = cfg.provider else { return nil }
+        if providerReader == nil {
+            var c = cfg
+            c.uris = p
+            c.provider = nil
+            providerReader = LDAPBackend(home: home, config: c)
+        }
+        return providerReader
+    }
+
+    /// The connection, made (and bound) when there is none: to the first
+    /// of the servers from `first` on that connects and binds.
+    func connection(_ cfg: Config, from first: Int = 0) throws -> OpaquePointer {
         if let l = ld { return l }
+        let servers = cfg.servers
+        var failures: [String] = []
+        for i in first..<max(first, servers.count) {
+            do {
+                ld = try connect(servers[i], cfg)
+                connected = i
+                return ld!
+            } catch let f as MailFailure {
+                failures.append(servers.count > 1 ? "\(servers[i]): \(f.text)" : f.text)
+            }
+        }
+        throw MailFailure.temporary(failures.isEmpty ? "LDAP: no server left to try" : failures.joined(separator: "; "))
+    }
+
+    func connect(_ uri: String, _ cfg: Config) throws -> OpaquePointer {
         var l: OpaquePointer?
-        var rc = ldap_initialize(&l, cfg.uris)
+        var rc = ldap_initialize(&l, uri)
         guard rc == LDAP_SUCCESS, let h = l else { throw LDAPBackend.error("initialize", rc) }
         var ok = false
         defer { if !ok { ldap_unbind_ext_s(h, nil, nil) } }
         var version: Int32 = LDAP_VERSION3
         _ = ldap_set_option(h, LDAP_OPT_PROTOCOL_VERSION, &version)
         _ = ldap_set_option(h, LDAP_OPT_REFERRALS, nil)   // LDAP_OPT_OFF
+        var ctv = timeval(tv_sec: cfg.connectTimeout, tv_usec: 0)
+        _ = ldap_set_option(h, LDAP_OPT_NETWORK_TIMEOUT, &ctv)
         var tv = timeval(tv_sec: cfg.timeout, tv_usec: 0)
-        _ = ldap_set_option(h, LDAP_OPT_NETWORK_TIMEOUT, &tv)
         _ = ldap_set_option(h, LDAP_OPT_TIMEOUT, &tv)
         if let ca = cfg.caCert {
             _ = ca.withCString { ldap_set_option(h, LDAP_OPT_X_TLS_CACERTFILE, $0) }
@@ -157,7 +210,6 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         }
         guard rc == LDAP_SUCCESS else { throw LDAPBackend.error("bind", rc) }
         ok = true
-        ld = h
         return h
     }
 
@@ -188,10 +240,14 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
     /// Runs one search; at most `limit` entries (more is ambiguous).
     func search(_ filter: String, attributes: [String], limit: Int32 = 2) throws -> [Entry] {
         let cfg = try loadConfig()
-        // One retry on a fresh connection: a server restart since the last
-        // call only shows when the old connection is used.
-        for attempt in 0..<2 {
-            let h = try connection(cfg)
+        // A broken connection is made again to the same server first (a
+        // restart since the last call only shows when the old connection
+        // is used), then to the next; a server that does not answer in
+        // time hands over to the next at once.
+        var from = 0
+        var retried = false
+        for _ in 0...cfg.servers.count {
+            let h = try connection(cfg, from: from)
             var tv = timeval(tv_sec: cfg.timeout, tv_usec: 0)
             var res: OpaquePointer?
             var cattrs: [UnsafeMutablePointer<CChar>?] = attributes.map { strdup($0) } + [nil]
@@ -205,7 +261,11 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
             if rc == LDAP_SIZELIMIT_EXCEEDED {
                 throw MailFailure.temporary("LDAP: more than one entry matches \(filter)")
             }
-            if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) && attempt == 0 { continue }
+            if rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR || rc == LDAP_TIMEOUT {
+                from = connected + (retried || rc == LDAP_TIMEOUT ? 1 : 0)
+                retried = true
+                if from < cfg.servers.count { continue }
+            }
             throw LDAPBackend.error("search", rc)
         }
         throw MailFailure.temporary("LDAP: server unreachable")
@@ -263,12 +323,20 @@ public final class LDAPBackend: UserBackend, RecipientDirectory {
         }
     }
 
-    public func recipient(user rawUser: [UInt8], domain rawDomain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
+    public func recipient(user: [UInt8], domain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
+        Replicas.confirm(readRecipient(user: user, domain: domain, aliases: aliases), self) {
+            $0.recipient(user: user, domain: domain, aliases: aliases)
+        }
+    }
+
+    /// The answer of the read servers alone.
+    func readRecipient(user rawUser: [UInt8], domain rawDomain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
         guard let (user, domain) = RemoteDirectory.normalize(user: rawUser, domain: rawDomain) else { return .noSuchDomain }
         do {
             let cfg = try loadConfig()
-            // Connect and bind per URI, two searches, one reconnect.
-            Watchdog.arm(seconds: cfg.timeout * (4 + cfg.uris.split(separator: " ").count) + 1, what: "the LDAP server")
+            // Two connects and binds per server, two searches.
+            let n = cfg.servers.count
+            Watchdog.arm(seconds: 2 * n * (cfg.connectTimeout + cfg.timeout) + 2 * cfg.timeout + 1, what: "the LDAP server")
             defer { Watchdog.disarm() }
             let at = cfg.attributes
             guard let dom = try hostedDomain(domain, cfg) else { return .noSuchDomain }

@@ -4,8 +4,13 @@
 // parameters; no value is ever pasted into SQL. Passwords are checked here
 // against the stored crypt(3) hash. A server that is down, slow or refuses
 // us is a temporary failure; the connection is dropped and made again on
-// the next call. Configuration (HOME/control):
-//   sqlserver     /path/to/socket, or host[:port] (TCP, default port 3306)
+// the next call. Several servers are tried in the order listed; with
+// control/sqlprimary they are read as replicas (Replicas: their "no" is
+// confirmed on the primary) and every write goes to the primary.
+// Configuration (HOME/control):
+//   sqlserver     /path/to/socket, or host[:port] (TCP, default port 3306);
+//                 one a line, tried in order
+//   sqlprimary    the primary, in the same form: writes, and a replica's "no"
 //   sqldatabase   the database
 //   sqlpassword   line 1 user, line 2 password (mode 600)
 //   sqladminpassword  the same, for vfilterpolicy's changes (else sqlpassword)
@@ -13,6 +18,8 @@
 //                 verify the server's certificate against sqlcacert)
 //   sqlcacert     CA certificate file
 //   sqltimeout    seconds for connect, read and write (default 5)
+//   sqlconnecttimeout seconds for each connect (default 2 with several
+//                 servers or a primary, else sqltimeout)
 //   sqlnames      key=name lines renaming tables and columns
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +28,7 @@ import CMariaDB
 import QmailCore
 import UserDirectory
 
-public final class SQLBackend: UserBackend, RecipientDirectory {
+public final class SQLBackend: ReplicatedDirectory {
     public static let defaultNames: [String: String] = [
         "domains": "domains", "domains.name": "name", "domains.real": "real_domain", "domains.dir": "dir",
         "domains.uid": "uid", "domains.gid": "gid",
@@ -34,23 +41,15 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
 
     public enum TLSMode: String { case none, required, verify }
 
-    public struct Config {
+    /// One server: a unix socket, or a TCP host and port.
+    public struct Server: Equatable {
         /// A unix socket path, or nil for TCP.
         public var socket: String?
         public var host = "localhost"
         public var port: UInt32 = 3306
-        public var database: String
-        public var user: String
-        public var password: [UInt8]
-        public var tls = TLSMode.none
-        public var caCert: String?
-        public var timeout = 5
-        public var names = NameMap(defaults: SQLBackend.defaultNames)
 
-        public init(server: String, database: String, user: String, password: [UInt8]) throws {
-            self.database = database
-            self.user = user
-            self.password = password
+        /// "/path/to/socket", "host" or "host:port".
+        public init(_ server: String) throws {
             if server.hasPrefix("/") {
                 socket = server
             } else if let colon = server.lastIndex(of: ":") {
@@ -64,12 +63,42 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             }
         }
 
+        var name: String { socket ?? "\(host):\(port)" }
+    }
+
+    public struct Config {
+        /// The read servers, in the order they are tried.
+        public var servers: [Server]
+        /// The primary, when `servers` are its replicas.
+        public var primary: Server?
+        public var database: String
+        public var user: String
+        public var password: [UInt8]
+        public var tls = TLSMode.none
+        public var caCert: String?
+        public var timeout = 5
+        public var connectTimeout = 5
+        public var names = NameMap(defaults: SQLBackend.defaultNames)
+
+        public init(servers: [Server], database: String, user: String, password: [UInt8]) {
+            self.servers = servers
+            self.database = database
+            self.user = user
+            self.password = password
+        }
+
+        public init(server: String, database: String, user: String, password: [UInt8]) throws {
+            self.init(servers: [try Server(server)], database: database, user: user, password: password)
+        }
+
         /// `admin`: log in as control/sqladminpassword names when it exists.
         public static func load(home: QmailHome, admin: Bool = false) throws -> Config {
             let c = Control(home: home)
-            guard let server = try c.line("sqlserver"), !server.isEmpty else {
-                throw MailFailure.temporary("control/sqlserver is missing or empty")
-            }
+            var servers = try c.list("sqlserver").map { try Server($0.string) }
+            guard !servers.isEmpty else { throw MailFailure.temporary("control/sqlserver is missing or empty") }
+            var primary = try c.line("sqlprimary").flatMap { $0.isEmpty ? nil : try Server($0.string) }
+            // Writers (and the reads their changes depend on) use the primary alone.
+            if admin, let p = primary { servers = [p]; primary = nil }
             guard let db = try c.line("sqldatabase"), !db.isEmpty else {
                 throw MailFailure.temporary("control/sqldatabase is missing or empty")
             }
@@ -77,13 +106,16 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
                     ?? DirectoryLogin.read(c.path("sqlpassword")), !cred.name.isEmpty else {
                 throw MailFailure.temporary("control/sqlpassword is missing (line 1 user, line 2 password)")
             }
-            var cfg = try Config(server: server.string, database: db.string, user: cred.name.string, password: cred.password)
+            var cfg = Config(servers: servers, database: db.string, user: cred.name.string, password: cred.password)
+            cfg.primary = primary
             if let t = try c.line("sqltls") {
                 guard let m = TLSMode(rawValue: t.string) else { throw MailFailure.temporary("control/sqltls: want none, required or verify") }
                 cfg.tls = m
             }
             cfg.caCert = try c.line("sqlcacert").map { $0.string }
             cfg.timeout = max(1, try c.number("sqltimeout", default: 5))
+            let failover = servers.count > 1 || primary != nil
+            cfg.connectTimeout = max(1, try c.number("sqlconnecttimeout", default: failover ? min(2, cfg.timeout) : cfg.timeout))
             try cfg.names.apply(try c.list("sqlnames"), file: "sqlnames") { ch in
                 (ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122) || Ascii.isDigit(ch) || ch == 95
             }
@@ -95,6 +127,9 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
     public let plainPasswordsEnabled = false
     var config: Result<Config, MailFailure>?
     var db: UnsafeMutablePointer<MYSQL>?
+    /// Which of the servers `db` talks to.
+    var connected = 0
+    var primaryReader: SQLBackend?
     var userStatement: Statement?
     var aliasStatement: Statement?
     var policyStatement: Statement?
@@ -159,8 +194,37 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             + "AND \(q("aliases.local")) = ? LIMIT 1000"
     }
 
-    func connect(_ cfg: Config) throws -> UnsafeMutablePointer<MYSQL> {
+    /// The primary as a reader of its own (ReplicatedDirectory).
+    public func provider() throws -> (UserBackend & RecipientDirectory)? {
+        let cfg = try loadConfig()
+        guard let p = cfg.primary else { return nil }
+        if primaryReader == nil {
+            var c = cfg
+            c.servers = [p]
+            c.primary = nil
+            primaryReader = SQLBackend(home: home, config: c)
+        }
+        return primaryReader
+    }
+
+    /// The connection, made when there is none: to the first of the
+    /// servers from `first` on that takes us.
+    func connect(_ cfg: Config, from first: Int = 0) throws -> UnsafeMutablePointer<MYSQL> {
         if let d = db { return d }
+        var failures: [String] = []
+        for i in first..<max(first, cfg.servers.count) {
+            do {
+                db = try connect(cfg.servers[i], cfg)
+                connected = i
+                return db!
+            } catch let f as MailFailure {
+                failures.append(cfg.servers.count > 1 ? "\(cfg.servers[i].name): \(f.text)" : f.text)
+            }
+        }
+        throw MailFailure.temporary(failures.isEmpty ? "MySQL: no server left to try" : failures.joined(separator: "; "))
+    }
+
+    func connect(_ server: Server, _ cfg: Config) throws -> UnsafeMutablePointer<MYSQL> {
         if !SQLBackend.initialized {
             _ = mysql_server_init(0, nil, nil)
             SQLBackend.initialized = true
@@ -168,8 +232,9 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         guard let d = mysql_init(nil) else { throw MailFailure.temporary("MySQL: out of memory") }
         var ok = false
         defer { if !ok { mysql_close(d) } }
+        var ct = UInt32(cfg.connectTimeout)
+        _ = mysql_options(d, MYSQL_OPT_CONNECT_TIMEOUT, &ct)
         var t = UInt32(cfg.timeout)
-        _ = mysql_options(d, MYSQL_OPT_CONNECT_TIMEOUT, &t)
         _ = mysql_options(d, MYSQL_OPT_READ_TIMEOUT, &t)
         _ = mysql_options(d, MYSQL_OPT_WRITE_TIMEOUT, &t)
         var off: CChar = 0
@@ -177,7 +242,7 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         _ = mysql_options(d, MYSQL_OPT_LOCAL_INFILE, &off)
         _ = mysql_options(d, MYSQL_SET_CHARSET_NAME, "utf8mb4")
         var on: CChar = 1
-        if cfg.socket != nil {
+        if server.socket != nil {
             var proto = UInt32(MYSQL_PROTOCOL_SOCKET.rawValue)
             _ = mysql_options(d, MYSQL_OPT_PROTOCOL, &proto)
         } else {
@@ -198,23 +263,25 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         defer { explicit_bzero(&pw, pw.count) }
         let r = pw.withUnsafeBufferPointer { p in
             p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { cp in
-                mysql_real_connect(d, cfg.socket == nil ? cfg.host : nil, cfg.user, cp, cfg.database,
-                                   cfg.socket == nil ? cfg.port : 0, cfg.socket, 0)
+                mysql_real_connect(d, server.socket == nil ? server.host : nil, cfg.user, cp, cfg.database,
+                                   server.socket == nil ? server.port : 0, server.socket, 0)
             }
         }
         guard r != nil else { throw SQLBackend.failure("connect", d) }
         ok = true
-        db = d
         return d
     }
 
-    /// Runs a query on the live connection, retrying once on a fresh one
-    /// (a server restart since the last call only shows when it is used).
+    /// Runs a query on the live connection. A lost connection is made
+    /// again to the same server first (a restart since the last call only
+    /// shows when it is used), then to the next one.
     func run(_ which: ReferenceWritableKeyPath<SQLBackend, Statement?>, make: (NameMap) -> String, columns: Int,
              params: [[UInt8]]) throws -> [[[UInt8]?]] {
         let cfg = try loadConfig()
-        for attempt in 0..<2 {
-            let d = try connect(cfg)
+        var from = 0
+        var retried = false
+        for _ in 0...cfg.servers.count {
+            let d = try connect(cfg, from: from)
             do {
                 var st = self[keyPath: which]
                 if st == nil {
@@ -225,8 +292,13 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
             } catch let f as MailFailure {
                 let code = mysql_errno(d)
                 disconnect()
-                // 2006 server gone away, 2013 lost connection during query.
-                if attempt == 0 && (code == 2006 || code == 2013) { continue }
+                // 2006 server gone away, 2013 lost connection during query
+                // (or no answer within the read timeout).
+                if code == 2006 || code == 2013 {
+                    from = connected + (retried ? 1 : 0)
+                    retried = true
+                    if from < cfg.servers.count { continue }
+                }
                 throw f
             }
         }
@@ -243,7 +315,14 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
         }
     }
 
-    public func recipient(user rawUser: [UInt8], domain rawDomain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
+    public func recipient(user: [UInt8], domain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
+        Replicas.confirm(readRecipient(user: user, domain: domain, aliases: aliases), self) {
+            $0.recipient(user: user, domain: domain, aliases: aliases)
+        }
+    }
+
+    /// The answer of the read servers alone.
+    func readRecipient(user rawUser: [UInt8], domain rawDomain: [UInt8], aliases: Bool) -> FileBackend.Recipient {
         guard let (user, domain) = RemoteDirectory.normalize(user: rawUser, domain: rawDomain) else { return .noSuchDomain }
         // The tables hold UTF-8 only; other bytes name nobody (and would
         // only make the server complain).
@@ -251,8 +330,9 @@ public final class SQLBackend: UserBackend, RecipientDirectory {
               String(validatingUTF8: domain.map { CChar(bitPattern: $0) } + [0]) != nil else { return .noSuchDomain }
         do {
             let cfg = try loadConfig()
-            // Connect, two queries, one reconnect; each read/write bounded by the timeout.
-            Watchdog.arm(seconds: cfg.timeout * 6 + 1, what: "the MySQL server")
+            // Two connects per server, two queries; each read/write bounded by the timeout.
+            let n = cfg.servers.count
+            Watchdog.arm(seconds: 2 * n * (cfg.connectTimeout + 2 * cfg.timeout) + 2 * cfg.timeout + 1, what: "the MySQL server")
             defer { Watchdog.disarm() }
             let rows = try userRows(user, domain)
             guard let r = rows.first else { return .noSuchDomain }

@@ -7,6 +7,7 @@ import QmailCore
 
 switch MultiCall.program {
 case "qmail-pop3d": qmailPop3dMain()
+case "qmail-pop3proxy": qmailPop3proxyMain()
 case "qmail-popup": qmailPopupMain()
 case "qmail-qmqpc": qmailQmqpcMain()
 case "qmail-qmqpd": qmailQmqpdMain()
@@ -18,6 +19,7 @@ case "qmail-tcpto": qmailTcptoMain()
 case "tlswrap": tlswrapMain()
 default: MultiCall.other("swift-qmail-tls", [
     "qmail-pop3d",
+    "qmail-pop3proxy",
     "qmail-popup",
     "qmail-qmqpc",
     "qmail-qmqpd",

@@ -1,0 +1,409 @@
+"""Cluster hosts in network namespaces (issue 22), for tests and benchmarks.
+
+Each run makes its own little network: a "switch" namespace holding a
+bridge, one namespace per host joined to it by a veth pair (eth0 in the
+host, a port on the bridge), and a "client" namespace on the same bridge
+that plays the outside world (the tests' SMTP and POP3 clients connect from
+there). Nothing is configured in the caller's own namespace, so the
+addresses can be the same in every run (hosts 10.77.0.1, .2, ..., the
+client 10.77.0.100) and concurrent runs never meet; the namespace names
+carry the caller's pid and a random tag.
+
+Every host is a full instance with its own qmail home (made by qmail-setup
+as conftest.make_home makes one): qmail-send (HOME/rc), and under HOME/bin/
+tcpserver qmail-smtpd on port 25, qmail-qmtpd on 209 and qmail-popup/
+qmail-pop3d on 110, all started with `ip netns exec`. The user directory
+is the file store, written by the same v* commands on every host
+(Cluster.admin_all), as a replicated directory would hold the same entries
+everywhere; control/clusterhosts names every host's address.
+
+    with Cluster(3, account="someone") as c:
+        c.admin_all("vadddomain", "-u", "someone", "example.org", password="pw")
+        c.admin_all("vadduser", "-H", c.hosts[2].name, "carol@example.org", password="pw")
+        c.start()
+        with c.smtp(c.hosts[0]) as s: s.sendmail(...)
+        c.partition(c.hosts[2]); ...; c.heal(c.hosts[2])
+
+Cleanup is guaranteed by close() (called by the with-statement, and at exit
+for a Cluster never closed): every process started, then anything else
+still inside the namespaces (by pid), then the namespaces (their veths go
+with them) and the scratch directory. Every wait is bounded.
+
+To extend (a POP3 proxy, a directory server on the bridge): Host.serve()
+starts any program under tcpserver in a host's namespace, Host.popen() any
+other program, Cluster.connect()/smtp()/pop3() reach a host from the
+client namespace, and Host.pop3_address says where its POP3 listens.
+"""
+import atexit
+import contextlib
+import ctypes
+import os
+import pathlib
+import poplib
+import secrets
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+
+from conftest import make_home, wait_for
+
+NETNS_DIR = pathlib.Path("/run/netns")
+PREFIX = "sqc"  # every namespace this module makes starts so
+SUBNET = "10.77.0"
+CLIENT_ADDR = f"{SUBNET}.100"
+SMTP_PORT, QMTP_PORT, POP3_PORT = 25, 209, 110
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def ip(*args, check=True):
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+class Netns:
+    """One named network namespace (ip netns add), its loopback up."""
+
+    def __init__(self, name):
+        self.name = name
+        ip("netns", "add", name)
+        ip("-n", name, "link", "set", "lo", "up")
+
+    def ip(self, *args, check=True):
+        return ip("-n", self.name, *args, check=check)
+
+    def argv(self, argv):
+        return ["ip", "netns", "exec", self.name, *map(str, argv)]
+
+    @contextlib.contextmanager
+    def entered(self):
+        """The calling thread inside this namespace for the block: sockets
+        made there belong to it (and stay so after the block)."""
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(NETNS_DIR / self.name, os.O_RDONLY)
+            try:
+                if _libc.setns(target, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {self.name}")
+            finally:
+                os.close(target)
+            try:
+                yield
+            finally:
+                if _libc.setns(own, CLONE_NEWNET) != 0:
+                    os._exit(111)  # a thread left in a test namespace would test the wrong network
+        finally:
+            os.close(own)
+
+    def connect(self, addr, port, timeout=5.0):
+        with self.entered():
+            return socket.create_connection((addr, port), timeout=timeout)
+
+    def pids(self):
+        r = ip("netns", "pids", self.name, check=False)
+        return [int(p) for p in r.stdout.split()]
+
+    def delete(self):
+        """Kills what is still inside (processes we started, found by pid
+        through the namespace), then removes the namespace."""
+        for _ in range(20):
+            pids = self.pids()
+            if not pids:
+                break
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+            time.sleep(0.05)
+        ip("netns", "delete", self.name, check=False)
+
+
+_reason = None
+
+
+def unavailable():
+    """Why network namespaces cannot be used here (None when they can): a
+    probe namespace with a veth pair and a bridge is made and removed."""
+    global _reason
+    if _reason is not None:
+        return _reason or None
+    if os.geteuid() != 0:
+        _reason = "network namespaces need root"
+    elif not shutil.which("ip"):
+        _reason = "no ip(8) (iproute2)"
+    else:
+        probe = None
+        try:
+            probe = Netns(f"{PREFIX}{os.getpid()}-probe-{secrets.token_hex(3)}")
+            probe.ip("link", "add", "br0", "type", "bridge")
+            probe.ip("link", "add", "v0", "type", "veth", "peer", "name", "v1")
+            _reason = ""
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            _reason = f"cannot make network namespaces with veth and bridge: {e}"
+        finally:
+            if probe:
+                probe.delete()
+    return _reason or None
+
+
+class Host:
+    """A full instance in its own namespace at `addr`, named `name`."""
+
+    def __init__(self, cluster, letter, index):
+        self.cluster = cluster
+        self.letter = letter
+        self.name = f"host{letter}.example.net"
+        self.addr = f"{SUBNET}.{index}"
+        self.ns = cluster._netns(letter)
+        self.port = f"p-{letter}"  # its port on the bridge, in the switch namespace
+        self.ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", self.port, "netns", cluster.switch.name)
+        cluster.switch.ip("link", "set", self.port, "master", "br0", "up")
+        self.ns.ip("addr", "add", f"{self.addr}/24", "dev", "eth0")
+        self.ns.ip("link", "set", "eth0", "up")
+        base = cluster.base / letter
+        base.mkdir()
+        base.chmod(0o755)
+        self.q = make_home(base, fqdn=self.name)
+        self.logfile = self.q.path / "send.log"
+        self.services_log = self.q.path / "services.log"
+        self.procs = {}  # role -> Popen, every process this host runs
+
+    # ---------------------------------------------------------- addresses
+    @property
+    def smtp_address(self):
+        return (self.addr, SMTP_PORT)
+
+    @property
+    def qmtp_address(self):
+        return (self.addr, QMTP_PORT)
+
+    @property
+    def pop3_address(self):
+        return (self.addr, POP3_PORT)
+
+    # ---------------------------------------------------------- processes
+    def popen(self, role, argv, log=None, env=None):
+        """argv (a program and its arguments) in this host's namespace with
+        its home's environment (or env), in a process group of its own, as
+        `role`; its output appended to log (default HOME/services.log)."""
+        assert role not in self.procs, f"{role} already runs on {self.name}"
+        with open(log or self.services_log, "ab") as out:
+            p = subprocess.Popen(self.ns.argv(argv), env=env or self.q.env, stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, cwd="/", start_new_session=True)
+        self.procs[role] = p
+        return p
+
+    def serve(self, role, port, argv, timeout=15):
+        """argv under HOME/bin/tcpserver on port (every address of the
+        host); returns once it accepts connections."""
+        self.popen(role, [self.q.bin("tcpserver"), "-q", "-R", "-H", "-l", self.name, "-c", "40", "0", port, *argv])
+        def accepts():
+            try:
+                self.ns.connect("127.0.0.1", port, timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(accepts, timeout, f"{role} on {self.name} port {port}", step=0.05)
+
+    def start_send(self):
+        seen = len(self.log())
+        self.popen("send", [self.q.path / "rc"], log=self.logfile)
+        wait_for(lambda: "status: local" in self.log()[seen:], 20, f"qmail-send on {self.name}")
+
+    def start(self):
+        """qmail-send, SMTP (25), QMTP (209) and POP3 (110)."""
+        self.start_send()
+        self.serve("smtp", SMTP_PORT, [self.q.bin("qmail-smtpd"), self.name])
+        self.serve("qmtp", QMTP_PORT, [self.q.bin("qmail-qmtpd")])
+        self.serve("pop3", POP3_PORT, [self.q.bin("qmail-popup"), self.name, self.q.bin("checkpassword-file"),
+                                       self.q.bin("qmail-pop3d"), "Maildir"])
+
+    def stop_role(self, role, timeout=30):
+        """SIGTERM to the role's process (qmail-send finishes what it is
+        doing and exits), then SIGKILL to whatever is left of its group."""
+        p = self.procs.pop(role, None)
+        if p is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            p.terminate()
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5)
+
+    def stop(self):
+        """Every process of this host, services first; the home (queue,
+        Maildirs) stays, so start() brings the host back as it was."""
+        for role in [r for r in self.procs if r != "send"] + ["send"]:
+            self.stop_role(role)
+
+    def retry_now(self):
+        """qmail-send's SIGALRM: every deferred delivery is tried again now."""
+        self.procs["send"].send_signal(signal.SIGALRM)
+
+    # ---------------------------------------------------------- its home
+    def admin(self, prog, *args, password=None):
+        r = self.q.run(prog, *args, input=(password + "\n") if password is not None else b"")
+        assert r.returncode == 0, (self.name, prog, args, r.stdout, r.stderr)
+        return r
+
+    def inject(self, to, subject, sender="sender@remote.example"):
+        """A message queued on this host by qmail-inject (no network needed)."""
+        msg = f"From: {sender}\nTo: {to}\nSubject: {subject}\n\n{subject}\n".encode()
+        r = self.q.run("qmail-inject", f"-f{sender}", to, input=msg)
+        assert r.returncode == 0, r.stderr
+
+    def maildir(self, user, domain="example.org"):
+        """The messages (new/ and cur/) in user@domain's Maildir on this host."""
+        top = self.q.path / "domains" / domain / user / "Maildir"
+        return sorted(p for d in ("new", "cur") if (top / d).is_dir() for p in (top / d).iterdir())
+
+    def log(self):
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def queued(self):
+        return len(self.q.queue_files("mess"))
+
+
+class Cluster:
+    """n hosts (a, b, c, ...) and a client on one bridge; see the module
+    doc. `control` is written into every host's control/ (name -> text)."""
+
+    def __init__(self, n=3, base=None, control=None):
+        self.tag = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+        self.namespaces = []
+        self.hosts = []
+        self.base = pathlib.Path(tempfile.mkdtemp(prefix="sq-netns-", dir=base or "/var/tmp"))
+        self.base.chmod(0o755)
+        self.closed = False
+        atexit.register(self.close)
+        try:
+            self.switch = self._netns("sw")
+            self.switch.ip("link", "add", "br0", "type", "bridge")
+            self.switch.ip("link", "set", "br0", "up")
+            self.client = self._netns("cl")
+            self.client.ip("link", "add", "eth0", "type", "veth", "peer", "name", "p-client", "netns", self.switch.name)
+            self.switch.ip("link", "set", "p-client", "master", "br0", "up")
+            self.client.ip("addr", "add", f"{CLIENT_ADDR}/24", "dev", "eth0")
+            self.client.ip("link", "set", "eth0", "up")
+            for i in range(n):
+                self.hosts.append(Host(self, "abcdefghij"[i], i + 1))
+            routes = "".join(f"{h.name}:{h.addr}\n" for h in self.hosts)
+            for h in self.hosts:
+                h.q.control("clusterhosts", routes)
+                for name, text in (control or {}).items():
+                    h.q.control(name, text)
+        except BaseException:
+            self.close()
+            raise
+
+    def _netns(self, role):
+        ns = Netns(f"{self.tag}-{role}")
+        self.namespaces.append(ns)
+        return ns
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for h in self.hosts:
+            with contextlib.suppress(Exception):
+                h.stop()
+        for ns in reversed(self.namespaces):
+            ns.delete()
+        shutil.rmtree(self.base, ignore_errors=True)
+        atexit.unregister(self.close)
+
+    def admin_all(self, prog, *args, password=None):
+        """The same directory change on every host."""
+        for h in self.hosts:
+            h.admin(prog, *args, password=password)
+
+    def start(self):
+        for h in self.hosts:
+            h.start()
+
+    def host(self, name):
+        return next(h for h in self.hosts if h.name == name)
+
+    # ---------------------------------------------------------- faults
+    def partition(self, host):
+        """host cut off: its end of the veth down (its addresses stay)."""
+        host.ns.ip("link", "set", "eth0", "down")
+
+    def heal(self, host):
+        host.ns.ip("link", "set", "eth0", "up")
+        wait_for(lambda: "state UP" in host.ns.ip("link", "show", "eth0").stdout, 10, f"{host.name}'s link up")
+
+    # ---------------------------------------------------------- clients
+    def connect(self, host_or_addr, port, timeout=5.0):
+        """A TCP connection from the client namespace."""
+        addr = host_or_addr.addr if isinstance(host_or_addr, Host) else host_or_addr
+        return self.client.connect(addr, port, timeout)
+
+    def smtp(self, host, timeout=30.0):
+        """smtplib.SMTP connected to host's port 25 from the client."""
+        return _ClientSMTP(self.client, host.addr, SMTP_PORT, timeout=timeout)
+
+    def pop3(self, host, timeout=30.0):
+        """poplib.POP3 connected to host's port 110 from the client."""
+        return _ClientPOP3(self.client, host.addr, POP3_PORT, timeout=timeout)
+
+    def client_run(self, argv, **kw):
+        """A program (smtp-source, curl, mpop) run in the client namespace."""
+        kw.setdefault("timeout", 600)
+        return subprocess.run(self.client.argv(argv), **kw)
+
+    def client_popen(self, argv, **kw):
+        return subprocess.Popen(self.client.argv(argv), **kw)
+
+
+class _ClientSMTP(smtplib.SMTP):
+    def __init__(self, ns, *args, **kw):
+        self._ns = ns
+        super().__init__(*args, **kw)
+
+    def _get_socket(self, host, port, timeout):
+        return self._ns.connect(host, port, timeout)
+
+
+class _ClientPOP3(poplib.POP3):
+    def __init__(self, ns, *args, **kw):
+        self._ns = ns
+        super().__init__(*args, **kw)
+
+    def _create_socket(self, timeout):
+        return self._ns.connect(self.host, self.port, timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@contextlib.contextmanager
+def system_account(prefix="sqnet"):
+    """A system account made for the run (a domain's owner), removed after."""
+    import pwd
+    name = f"{prefix}{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, timeout=30)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=False, timeout=30)
