@@ -146,6 +146,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("vmoddomlimits", ["VHosting", "QmailCore"], .dyn),
     ("vconvert", ["VHosting", "QmailCore"], .dyn),
     ("vmoduser", ["VHosting", "QmailCore"], .dyn),
+    ("vmoveuser", ["VHosting", "QmailCore"], .dyn),
     ("vfilterpolicy", ["VHosting", "QmailCore"], .dyn),
     ("vmkpasswd", ["VHosting", "QmailCore"], .dyn),
     ("vdkim", ["VHosting", "QmailCore"], .dyn),

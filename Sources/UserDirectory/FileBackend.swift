@@ -93,6 +93,10 @@ public struct FileBackend: UserBackend {
             }
             if let line = try cdb.find([Ascii.equals] + user) {
                 guard let u = VUser.parse(cdbData: line) else { return .temporary("bad record for \(user.string) in \(path)") }
+                // vmoveuser is copying the Maildir: mail and logins wait.
+                if let to = u.movingTo {
+                    return .temporary("mailbox \(user.string)@\(dom.real.string) is being moved to \(to)")
+                }
                 return .mailbox(u.mailbox(domain: dom), dom)
             }
             if aliases, let targets = try cdb.find([Ascii.at] + user) {

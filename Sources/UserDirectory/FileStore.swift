@@ -54,6 +54,7 @@ public struct FileStore {
     public func loadUsers(_ dom: VDomain) throws -> [VUser] {
         guard let data = try FileIO.read(dom.dir + "/vpasswd") else { return [] }
         let hosts = try HomeHost.readFile(dom.dir + "/vmailhost")
+        let moving = try HomeHost.readFile(dom.dir + "/vmoving")
         var out: [VUser] = []
         var n = 0
         for line in data.split(separator: Ascii.lf, omittingEmptySubsequences: true) {
@@ -62,6 +63,7 @@ public struct FileStore {
                 throw MailFailure.temporary("\(dom.dir)/vpasswd line \(n) is malformed")
             }
             u.homeHost = hosts[u.name]
+            u.movingTo = moving[u.name]
             out.append(u)
         }
         return out
@@ -72,9 +74,10 @@ public struct FileStore {
         return VAliases.parse(data)
     }
 
-    /// Writes vpasswd, valias, vmailhost (when a mailbox has a home host
-    /// or the file exists) and the vpasswd.cdb built from them. The
-    /// files hold password hashes: mode 0600, owned by the domain's user.
+    /// Writes vpasswd, valias, vmailhost and vmoving (each when a mailbox
+    /// has its field set or the file exists) and the vpasswd.cdb built
+    /// from them. The files hold password hashes: mode 0600, owned by the
+    /// domain's user.
     public func saveDomainData(_ dom: VDomain, users: [VUser], aliases: [(name: [UInt8], target: [UInt8])]) throws {
         var text: [UInt8] = []
         for u in users { text += u.line + [Ascii.lf] }
@@ -82,9 +85,11 @@ public struct FileStore {
         var atext: [UInt8] = []
         for a in aliases { atext += a.name + [Ascii.colon] + a.target + [Ascii.lf] }
         try FileStore.writeAtomic(dom.dir + "/valias", atext, mode: 0o600, owner: (dom.uid, dom.gid))
-        let hosts = HomeHost.fileText(users)
-        if !hosts.isEmpty || Sys.exists(dom.dir + "/vmailhost") {
-            try FileStore.writeAtomic(dom.dir + "/vmailhost", hosts, mode: 0o644, owner: (dom.uid, dom.gid))
+        for (file, field) in [("vmailhost", \VUser.homeHost), ("vmoving", \VUser.movingTo)] {
+            let text = HomeHost.fileText(users, field)
+            if !text.isEmpty || Sys.exists(dom.dir + "/" + file) {
+                try FileStore.writeAtomic(dom.dir + "/" + file, text, mode: 0o644, owner: (dom.uid, dom.gid))
+            }
         }
         var grouped: [[UInt8]: [UInt8]] = [:]
         var order: [[UInt8]] = []

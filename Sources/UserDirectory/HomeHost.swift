@@ -44,7 +44,7 @@ public enum HomeHost {
         return remote(mailbox, local: me)
     }
 
-    // MARK: the file backend's DIR/vmailhost ("user:host" lines)
+    // MARK: the file backend's DIR/vmailhost and DIR/vmoving ("user:host" lines)
 
     public static func readFile(_ path: String) throws -> [[UInt8]: String] {
         guard let data = try FileIO.read(path) else { return [:] }
@@ -58,9 +58,10 @@ public enum HomeHost {
         return out
     }
 
-    public static func fileText(_ users: [VUser]) -> [UInt8] {
+    /// The lines for the users whose `host` is set.
+    public static func fileText(_ users: [VUser], _ host: KeyPath<VUser, String?> = \.homeHost) -> [UInt8] {
         var text: [UInt8] = []
-        for u in users { if let h = u.homeHost { text += u.name + [Ascii.colon] + Array(h.utf8) + [Ascii.lf] } }
+        for u in users { if let h = u[keyPath: host] { text += u.name + [Ascii.colon] + Array(h.utf8) + [Ascii.lf] } }
         return text
     }
 }

@@ -9,8 +9,11 @@
 //   DIR/valias               alias:target   (one line per target)
 //   DIR/vmailhost            name:host   (cluster home hosts; vpasswd keeps
 //                            vpopmail's format, so they live beside it)
-//   DIR/vpasswd.cdb          "=name" -> the vpasswd line [+ NUL host],
-//                            "@alias" -> targets, LF-separated
+//   DIR/vmoving              name:host   (mailboxes being moved to host by
+//                            vmoveuser: every lookup answers "try later")
+//   DIR/vpasswd.cdb          "=name" -> the vpasswd line [+ NUL host
+//                            [+ NUL moving-to host]] (host empty when only
+//                            the move is set), "@alias" -> targets, LF-separated
 // vdomains may carry a sixth field, the domain's default home host.
 #if canImport(Glibc)
 import Glibc
@@ -87,6 +90,9 @@ public struct VUser: Sendable, Equatable {
     /// The cluster host holding this mailbox (DIR/vmailhost); nil: the
     /// domain's default.
     public var homeHost: String?
+    /// The host vmoveuser is moving this mailbox to (DIR/vmoving); while
+    /// set, the mailbox takes no mail and no login here (try later).
+    public var movingTo: String?
 
     public init(name: [UInt8], hash: [UInt8], uidField: Int = 0, flags: Int = 0, gecos: [UInt8], dir: String,
                 quota: Quota, clear: [UInt8]? = nil, homeHost: String? = nil) {
@@ -110,16 +116,27 @@ public struct VUser: Sendable, Equatable {
         return l
     }
 
-    /// The vpasswd.cdb value: the line, then NUL and the home host.
+    /// The vpasswd.cdb value: the line, then NUL and the home host, then
+    /// NUL and the host a move is under way to.
     public var cdbData: [UInt8] {
-        line + (homeHost.map { [0] + Array($0.utf8) } ?? [])
+        var v = line
+        if homeHost != nil || movingTo != nil { v += [0] + Array((homeHost ?? "").utf8) }
+        if let m = movingTo { v += [0] + Array(m.utf8) }
+        return v
     }
 
     /// Parses a vpasswd.cdb value (`cdbData`).
     public static func parse(cdbData: [UInt8]) -> VUser? {
-        guard let nul = cdbData.firstIndex(of: 0) else { return parse(line: cdbData) }
-        guard var u = parse(line: Array(cdbData[..<nul])), let h = HomeHost.parse(Array(cdbData[(nul + 1)...])) else { return nil }
-        u.homeHost = h
+        let f = cdbData.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false).map(Array.init)
+        guard var u = parse(line: f[0]) else { return nil }
+        if f.count > 1 && !(f[1].isEmpty && f.count > 2) {
+            guard let h = HomeHost.parse(f[1]) else { return nil }
+            u.homeHost = h
+        }
+        if f.count > 2 {
+            guard let m = HomeHost.parse(f[2]) else { return nil }
+            u.movingTo = m
+        }
         return u
     }
 

@@ -6,12 +6,14 @@
 // bounce), a "D" from it is a bounce as from any final delivery.
 //
 // No loops: the copy sent carries "X-Cluster-Delivered-To: user@domain";
-// a host that finds that line for the mailbox it is delivering never sends
-// the message on again. If it, too, thinks the mailbox lives elsewhere (two
-// hosts each naming the other, a stale directory replica during a move),
-// the delivery is deferred with a message saying so, and waits there for
-// the directory to be put right (or for queuelifetime's bounce, which then
-// says why).
+// a message is sent between hosts at most twice for one mailbox (the
+// second hop is a move's: sent to the old home while the mailbox was
+// being moved (vmoveuser), then on to the new one). A host that finds two
+// such lines for the mailbox it is delivering and, too, thinks the mailbox
+// lives elsewhere (two hosts each naming the other, a stale directory
+// replica) defers the delivery with a message saying so; it waits there
+// for the directory to be put right (or for queuelifetime's bounce, which
+// then says why).
 //
 // Anybody can write that line into a message, so with control/clustersecret
 // (the same on every host) the marker carries "; mac=" and an HMAC-SHA1,
@@ -37,6 +39,8 @@ import UserDirectory
 struct ClusterRoute {
     static let markerName = "X-Cluster-Delivered-To: "
     static let macTag = Array("; mac=".utf8)
+    /// Host-to-host sends of one message for one mailbox (a move needs two).
+    static let maxHops = 2
 
     let home: QmailHome
     let control: Control
@@ -79,9 +83,10 @@ struct ClusterRoute {
         return MD5.hex(digest: h.finish())
     }
 
-    /// Whether `message` carries a marker for `address` that counts: one
-    /// this cluster made (its MAC matches), or any one when unkeyed.
-    static func sentHomeAlready(_ message: MessageInput, address: [UInt8], secrets: [[UInt8]]) throws -> Bool {
+    /// How many markers for `address` on `message` count (stopping at
+    /// `limit`): those this cluster made (their MAC matches the bytes below
+    /// them), or, unkeyed, every one. A forged marker never counts.
+    static func hopsHome(_ message: MessageInput, address: [UInt8], secrets: [[UInt8]], limit: Int = maxHops) throws -> Int {
         let name = markerAddress(address)
         let prefix = Array(markerName.utf8) + name
         var markers: [(mac: [UInt8], end: Int)] = []
@@ -92,15 +97,17 @@ struct ClusterRoute {
             else if rest.count > macTag.count && Array(rest[..<macTag.count]) == macTag {
                 markers.append((Array(rest[macTag.count...]).lowercasedASCII(), end))
             }
-            return false
+            return secrets.isEmpty && markers.count >= limit
         }
-        if secrets.isEmpty { return !markers.isEmpty }
-        for m in markers where !m.mac.isEmpty {
-            for k in secrets {
-                if ConstantTime.equals(try mac(k, name, message, from: m.end), m.mac) { return true }
+        if secrets.isEmpty { return min(markers.count, limit) }
+        var n = 0
+        for m in markers where !m.mac.isEmpty && n < limit {
+            for k in secrets where ConstantTime.equals(try mac(k, name, message, from: m.end), m.mac) {
+                n += 1
+                break
             }
         }
-        return false
+        return n
     }
 
     /// Where `host` listens for QMTP.
@@ -111,8 +118,8 @@ struct ClusterRoute {
     /// Sends the message to `address`'s home host `host`.
     func send(_ message: MessageInput, to host: String, address: [UInt8], sender: [UInt8]) throws {
         let keys = try secrets()
-        if try ClusterRoute.sentHomeAlready(message, address: address, secrets: keys) {
-            throw MailFailure.temporary("cluster loop: \(address.string) was sent to this host as its home, but the directory here says \(host); not sending it on again", "4.4.6")
+        if try ClusterRoute.hopsHome(message, address: address, secrets: keys) >= ClusterRoute.maxHops {
+            throw MailFailure.temporary("cluster loop: \(address.string) was sent between hosts \(ClusterRoute.maxHops) times, and the directory here says \(host); not sending it on again", "4.4.6")
         }
         let connect = max(1, (try? control.number("timeoutconnect", default: 60)) ?? 60)
         let timeout = max(1, (try? control.number("timeoutremote", default: 1200)) ?? 1200)

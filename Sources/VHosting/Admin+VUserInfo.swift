@@ -22,7 +22,8 @@ extension Admin {
             usage_ = "\(used.bytes) bytes in \(used.count) messages"
             if let b = u.quota.bytes, b > 0 { usage_ += " (\(used.bytes * 100 / b)%)" }
         }
-        let host = u.homeHost ?? d.homeHost.map { "\($0) (the domain's)" } ?? "(every host its own)"
+        var host = u.homeHost ?? d.homeHost.map { "\($0) (the domain's)" } ?? "(every host its own)"
+        if let to = u.movingTo { host += ", being moved to \(to) (vmoveuser)" }
         print("""
         name:    \(u.name.string)@\(d.name.string)
         passwd:  \(u.hash.string)

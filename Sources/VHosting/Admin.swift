@@ -40,6 +40,7 @@ public struct Admin {
         "vmoddomlimits": { try $0.modifyDomainLimits($1) },
         "vconvert": { try $0.convert($1) },
         "vmoduser": { try $0.modifyUserFlags($1) },
+        "vmoveuser": { try $0.moveUser($1) },
         "vmkpasswd": { try $0.rebuildDomain($1) },
         "vdkim": { try $0.dkim($1) },
         "vfilterpolicy": { try $0.filterPolicy($1) },

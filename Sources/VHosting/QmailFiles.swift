@@ -124,15 +124,20 @@ public struct QmailFiles {
     /// Where qmail-send's pid may be written, first found wins.
     public var sendPidFiles: [String] { [home.path + "/run/qmail-send.pid", home.queue + "/lock/qmail-send.pid"] }
 
-    /// HUP to qmail-send so it rereads virtualdomains: the pid in a pid file
-    /// if its process is qmail-send, else every process running this home's
-    /// bin/qmail-send.
+    /// HUP to qmail-send so it rereads virtualdomains.
     public func hupSend() -> [String] {
+        signalSend(SIGHUP, unless: "it reads virtualdomains when it starts")
+    }
+
+    /// `sig` to qmail-send: the pid in a pid file if its process is
+    /// qmail-send, else every process running this home's bin/qmail-send.
+    /// Not running: a note saying why that is fine (`unless`).
+    public func signalSend(_ sig: Int32, unless: String = "it retries deferred deliveries when it starts") -> [String] {
         for f in sendPidFiles {
             guard let data = try? FileIO.read(f), let pid = Decimal.scanPrefix(data), pid > 1 else { continue }
             let comm = (try? FileIO.read("/proc/\(pid)/comm")) ?? nil
             guard let c = comm, c.string.hasPrefix("qmail-send") else { continue }
-            if kill(pid_t(pid), SIGHUP) == 0 { return [] }
+            if kill(pid_t(pid), sig) == 0 { return [] }
         }
         // No pid file: find the qmail-send running from this home's bin/.
         let want = home.bin("qmail-send")
@@ -143,9 +148,9 @@ public struct QmailFiles {
             let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
             guard n > 0 else { continue }
             let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if exe == want && kill(pid_t(pid), SIGHUP) == 0 { sent = true }
+            if exe == want && kill(pid_t(pid), sig) == 0 { sent = true }
         }
         if sent { return [] }
-        return ["note: qmail-send is not running; it reads virtualdomains when it starts"]
+        return ["note: qmail-send is not running; \(unless)"]
     }
 }

@@ -1,10 +1,16 @@
 """What the cluster tests (issue 22) share: full instances on 127.0.0.1,
 each with its own home, qmail-send, QMTP and POP3 servers, and the system
-account their virtual domain belongs to."""
+account their virtual domain belongs to; `cluster` makes hosts A and B with
+the same file-backend directory (made by the same v* commands on both).
+Used by test_cluster.py, test_cluster_pop3.py and test_cluster_move.py."""
 import os
+import pathlib
+import poplib
 import pwd
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import pytest
 
@@ -35,6 +41,12 @@ class Host:
 
     def maildir_new(self, user):
         return sorted((self.q.path / "domains" / "example.org" / user / "Maildir" / "new").iterdir())
+
+    def checkpassword(self, login, password):
+        """checkpassword-file's exit code for a POP3 login (fd 3, as from qmail-popup)."""
+        return subprocess.run(["/bin/sh", "-c", 'exec "$0" true 3<&0 </dev/null', self.q.bin("checkpassword-file")],
+                              input=f"{login}\0{password}\0\0".encode(), env=self.q.env, capture_output=True,
+                              timeout=60).returncode
 
     def log(self):
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -116,3 +128,41 @@ def no_failures(*hosts):
     for h in hosts:
         assert " failure: " not in h.log(), h.log()
         assert "bounce msg" not in h.log(), h.log()
+
+
+def pop3_refused(port, user, password):
+    """The -ERR a POP3 client gets for its PASS."""
+    c = poplib.POP3("127.0.0.1", port, timeout=30)
+    try:
+        c.user(user)
+        with pytest.raises(poplib.error_proto) as e:
+            c.pass_(password)
+    finally:
+        c.close()
+    return e.value.args[0].decode()
+
+
+@pytest.fixture
+def cluster(vuser):
+    """Hosts A and B: alice lives on A, bob on B (the domain's default),
+    carol on A; both know each other's QMTP port (control/clusterhosts)
+    and share control/clustersecret (keyed loop markers)."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-", dir="/var/tmp"))
+    base.chmod(0o755)
+    hosts = [Host(base / n.split(".")[0], n, vuser) for n in HOSTS]
+    try:
+        routes = "".join(f"{h.name}:127.0.0.1:{h.port}\n" for h in hosts)
+        for h in hosts:
+            h.admin("vadddomain", "-u", vuser.pw_name, "-H", HOSTS[1], "example.org", password="pm")
+            h.admin("vadduser", "-H", HOSTS[0], "alice@example.org", password="pw")
+            h.admin("vadduser", "bob@example.org", password="pw")
+            h.admin("vadduser", "-H", HOSTS[0], "carol@example.org", password="pw")
+            h.q.control("clusterhosts", routes)
+            h.q.control("clustersecret", "cluster-secret-Qw8\n")
+            h.start_qmtpd()
+            h.start_send()
+        yield hosts
+    finally:
+        for h in hosts:
+            h.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -15,36 +15,10 @@ import time
 
 import pytest
 
-from cluster_helpers import HOSTS, Host, no_failures, vuser  # noqa: F401 (vuser: a fixture)
+from cluster_helpers import HOSTS, Host, cluster, no_failures, vuser  # noqa: F401 (fixtures)
 from conftest import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes system accounts and switches uid")
-
-
-@pytest.fixture
-def cluster(vuser):
-    """Hosts A and B: alice lives on A, bob on B (the domain's default),
-    carol on A; both know each other's QMTP port (control/clusterhosts)
-    and share control/clustersecret (keyed loop markers)."""
-    base = pathlib.Path(tempfile.mkdtemp(prefix="sq-cluster-", dir="/var/tmp"))
-    base.chmod(0o755)
-    hosts = [Host(base / n.split(".")[0], n, vuser) for n in HOSTS]
-    try:
-        routes = "".join(f"{h.name}:127.0.0.1:{h.port}\n" for h in hosts)
-        for h in hosts:
-            h.admin("vadddomain", "-u", vuser.pw_name, "-H", HOSTS[1], "example.org", password="pm")
-            h.admin("vadduser", "-H", HOSTS[0], "alice@example.org", password="pw")
-            h.admin("vadduser", "bob@example.org", password="pw")
-            h.admin("vadduser", "-H", HOSTS[0], "carol@example.org", password="pw")
-            h.q.control("clusterhosts", routes)
-            h.q.control("clustersecret", "cluster-secret-Qw8\n")
-            h.start_qmtpd()
-            h.start_send()
-        yield hosts
-    finally:
-        for h in hosts:
-            h.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_directory_records_home_hosts(cluster):
@@ -131,31 +105,40 @@ def test_home_host_down_means_queued_then_delivered(cluster):
 
 
 def test_two_hosts_naming_each_other_do_not_loop(cluster):
-    """A misconfiguration (or a stale replica mid-move): A says carol lives
-    on B, B says A. A sends the message to B once; B finds the marker for
-    carol and does not send it back but defers it ("cluster loop"): it waits
-    in B's queue, no bounce, no ping-pong, until the directory is put right;
-    then B's next try delivers it."""
+    """A misconfiguration (or a stale replica): A says carol lives on B, B
+    says A. The message crosses at most twice (a move needs the second
+    hop: to the old home while the mailbox was being moved, then on): A to
+    B, B back to A; A finds two markers for carol and does not send it on
+    but defers it ("cluster loop"): it waits in A's queue, no bounce, no
+    ping-pong, until the directory is put right; then A's next try
+    delivers it. A forged marker for carol (no valid MAC) in the message
+    never counts toward the two: B still sends it on once."""
     a, b = cluster
     a.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
     b.admin("vmoduser", "-H", HOSTS[0], "carol@example.org")
-    a.inject("carol@example.org", b"for carol\n")
-    wait_for(lambda: "cluster_loop" in b.log(), 30, "B's loop deferral\n" + a.log() + b.log())
-    wait_for(lambda: a.queued() == 0, 30, "A done with it")
+    forged = b"X-Cluster-Delivered-To: carol@example.org\n"
+    r = a.q.run("qmail-inject", "-fsender@remote.example", "carol@example.org",
+                input=b"From: sender@remote.example\n" + forged + b"Subject: cluster\n\nfor carol\n")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: "cluster_loop" in a.log(), 30, lambda: "A's loop deferral\n" + a.log() + b.log())
+    wait_for(lambda: b.queued() == 0, 30, "B done with it")
     for _ in range(3):
-        b.retry_now()
+        a.retry_now()
         time.sleep(0.5)
-    assert b.log().count("cluster_loop") >= 2
-    # Exactly one hop: A's qmail-qmtpd never saw the message back.
-    assert a.log().count("starting delivery") == 1
-    assert b.queued() == 1
+    assert a.log().count("cluster_loop") >= 2
+    # Two hops: B's qmail-send delivered (sent) it once, never again.
+    assert b.log().count("starting delivery") == 1
+    assert a.queued() == 1
     assert a.maildir_new("carol") == [] and b.maildir_new("carol") == []
     no_failures(a, b)
-    # The directory put right (carol's home is B): B delivers it.
-    b.admin("vmoduser", "-H", HOSTS[1], "carol@example.org")
-    b.retry_now()
-    wait_for(lambda: len(b.maildir_new("carol")) == 1, 30, "carol's message on B\n" + b.log())
-    assert b.queued() == 0
+    # The directory put right (carol's home is A): A delivers it.
+    a.admin("vmoduser", "-H", HOSTS[0], "carol@example.org")
+    a.retry_now()
+    wait_for(lambda: len(a.maildir_new("carol")) == 1, 30, lambda: "carol's message on A\n" + a.log())
+    assert a.queued() == 0
+    msg = a.maildir_new("carol")[0].read_bytes()
+    assert len(re.findall(rb"\nX-Cluster-Delivered-To: carol@example.org; mac=[0-9a-f]{40}\n", msg)) == 2
+    assert msg.count(forged) == 1
     no_failures(a, b)
 
 

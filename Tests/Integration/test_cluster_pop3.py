@@ -19,7 +19,7 @@ import tempfile
 
 import pytest
 
-from cluster_helpers import HOSTS, Host, no_failures, vuser  # noqa: F401 (vuser: a fixture)
+from cluster_helpers import HOSTS, Host, no_failures, pop3_refused as refused, vuser  # noqa: F401 (vuser: a fixture)
 from conftest import wait_for
 from smtp_helpers import TcpServer, smtpd_env
 
@@ -73,16 +73,6 @@ def login(port, user, password, stls=False):
     c.user(user)
     c.pass_(password)
     return c
-
-
-def refused(port, user, password):
-    """The -ERR the client gets for its PASS."""
-    c = poplib.POP3("127.0.0.1", port, timeout=30)
-    c.user(user)
-    with pytest.raises(poplib.error_proto) as e:
-        c.pass_(password)
-    c.close()
-    return e.value.args[0].decode()
 
 
 def test_user_homed_elsewhere_reads_the_home_mailbox(pop3cluster):

@@ -74,7 +74,14 @@ final class FileBackendTests: XCTestCase {
         XCTAssertEqual(u.line.string, "a:$1$x$y:0:0:A:/d/a:NOQUOTA:p:w")
         XCTAssertEqual(VUser.parse(cdbData: u.cdbData), u)
         XCTAssertNil(VUser.parse(cdbData: u.line + [0] + bytes("not a host")))
+        // vmoveuser's mark rides after the host (empty when there is none)
+        u.movingTo = "c.example.net"
+        XCTAssertEqual(VUser.parse(cdbData: u.cdbData), u)
         u.homeHost = nil
+        XCTAssertEqual(u.cdbData, u.line + [0, 0] + bytes("c.example.net"))
+        XCTAssertEqual(VUser.parse(cdbData: u.cdbData), u)
+        XCTAssertNil(VUser.parse(cdbData: u.line + [0, 0] + bytes("not a host")))
+        u.movingTo = nil
         XCTAssertEqual(VUser.parse(cdbData: u.line), u)
         var d = VDomain(name: bytes("x.org"), real: bytes("x.org"), dir: "/d", uid: 1, gid: 2, homeHost: "b.example.net")
         XCTAssertEqual(d.line.string, "x.org:x.org:/d:1:2:b.example.net")

@@ -30,6 +30,7 @@ case "vfilterpolicy-mysql": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolic
 case "vmkpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vmkpasswdMain()
 case "vmoddomlimits": MultiCall.ownerOnly("swift-qmail-dyn"); vmoddomlimitsMain()
 case "vmoduser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoduserMain()
+case "vmoveuser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoveuserMain()
 case "vpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vpasswdMain()
 case "vsetuserquota": MultiCall.ownerOnly("swift-qmail-dyn"); vsetuserquotaMain()
 case "vuserinfo": MultiCall.ownerOnly("swift-qmail-dyn"); vuserinfoMain()
@@ -59,6 +60,7 @@ default: MultiCall.other("swift-qmail-dyn", [
     "vmkpasswd",
     "vmoddomlimits",
     "vmoduser",
+    "vmoveuser",
     "vpasswd",
     "vsetuserquota",
     "vuserinfo",
