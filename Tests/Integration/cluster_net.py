@@ -12,7 +12,8 @@ carry the caller's pid and a random tag.
 Every host is a full instance with its own qmail home (made by qmail-setup
 as conftest.make_home makes one): qmail-send (HOME/rc), and under HOME/bin/
 tcpserver qmail-smtpd on port 25, qmail-qmtpd on 209 and qmail-popup/
-qmail-pop3d on 110, all started with `ip netns exec`. The user directory
+qmail-pop3d on 110 (and on 995 behind tlswrap once the host has a
+certificate), all started with `ip netns exec`. The user directory
 is the file store, written by the same v* commands on every host
 (Cluster.admin_all), as a replicated directory would hold the same entries
 everywhere; control/clusterhosts names every host's address.
@@ -29,10 +30,13 @@ for a Cluster never closed): every process started, then anything else
 still inside the namespaces (by pid), then the namespaces (their veths go
 with them) and the scratch directory. Every wait is bounded.
 
-To extend (a POP3 proxy, a directory server on the bridge): Host.serve()
-starts any program under tcpserver in a host's namespace, Host.popen() any
-other program, Cluster.connect()/smtp()/pop3() reach a host from the
-client namespace, and Host.pop3_address says where its POP3 listens.
+To extend (a directory server on the bridge): Host.serve() starts any
+program under tcpserver in a host's namespace, Host.popen() any other
+program, Cluster.connect()/smtp()/pop3() reach a host from the client
+namespace, and Host.pop3_address says where its POP3 listens.
+Cluster.pop3_tls() makes the hosts' POP3 proxy (qmail-pop3proxy, run by
+checkpassword for a mailbox homed elsewhere) speak TLS to the home host,
+and Cluster.capture() records the frames a host sends and receives.
 """
 import atexit
 import contextlib
@@ -47,6 +51,7 @@ import smtplib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from conftest import make_home, wait_for
@@ -55,7 +60,7 @@ NETNS_DIR = pathlib.Path("/run/netns")
 PREFIX = "sqc"  # every namespace this module makes starts so
 SUBNET = "10.77.0"
 CLIENT_ADDR = f"{SUBNET}.100"
-SMTP_PORT, QMTP_PORT, POP3_PORT = 25, 209, 110
+SMTP_PORT, QMTP_PORT, POP3_PORT, POP3S_PORT = 25, 209, 110, 995
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -198,10 +203,12 @@ class Host:
         self.procs[role] = p
         return p
 
-    def serve(self, role, port, argv, timeout=15):
+    def serve(self, role, port, argv, timeout=15, env=None):
         """argv under HOME/bin/tcpserver on port (every address of the
-        host); returns once it accepts connections."""
-        self.popen(role, [self.q.bin("tcpserver"), "-q", "-R", "-H", "-l", self.name, "-c", "40", "0", port, *argv])
+        host), with env added to its home's environment; returns once it
+        accepts connections."""
+        self.popen(role, [self.q.bin("tcpserver"), "-q", "-R", "-H", "-l", self.name, "-c", "40", "0", port, *argv],
+                   env=dict(self.q.env, **(env or {})))
         def accepts():
             try:
                 self.ns.connect("127.0.0.1", port, timeout=1).close()
@@ -215,13 +222,26 @@ class Host:
         self.popen("send", [self.q.path / "rc"], log=self.logfile)
         wait_for(lambda: "status: local" in self.log()[seen:], 20, f"qmail-send on {self.name}")
 
+    # A refused password is answered at once: the tests count refusals,
+    # they need not wait out qmail-popup's 2 s pause for each.
+    POP3_ENV = {"POP3FAILDELAY": "0"}
+
+    def pop3_argv(self):
+        return [self.q.bin("qmail-popup"), self.name, self.q.bin("checkpassword-file"), self.q.bin("qmail-pop3d"),
+                "Maildir"]
+
     def start(self):
-        """qmail-send, SMTP (25), QMTP (209) and POP3 (110)."""
+        """qmail-send, SMTP (25), QMTP (209), POP3 (110) and, when the host
+        has control/servercert.pem, POP3 with implicit TLS (995)."""
         self.start_send()
         self.serve("smtp", SMTP_PORT, [self.q.bin("qmail-smtpd"), self.name])
         self.serve("qmtp", QMTP_PORT, [self.q.bin("qmail-qmtpd")])
-        self.serve("pop3", POP3_PORT, [self.q.bin("qmail-popup"), self.name, self.q.bin("checkpassword-file"),
-                                       self.q.bin("qmail-pop3d"), "Maildir"])
+        self.serve("pop3", POP3_PORT, self.pop3_argv(), env=self.POP3_ENV)
+        self.start_pop3s()
+
+    def start_pop3s(self):
+        if "pop3s" not in self.procs and (self.q.path / "control" / "servercert.pem").exists():
+            self.serve("pop3s", POP3S_PORT, [self.q.bin("tlswrap"), *self.pop3_argv()], env=self.POP3_ENV)
 
     def stop_role(self, role, timeout=30):
         """SIGTERM to the role's process (qmail-send finishes what it is
@@ -256,9 +276,10 @@ class Host:
         assert r.returncode == 0, (self.name, prog, args, r.stdout, r.stderr)
         return r
 
-    def inject(self, to, subject, sender="sender@remote.example"):
-        """A message queued on this host by qmail-inject (no network needed)."""
-        msg = f"From: {sender}\nTo: {to}\nSubject: {subject}\n\n{subject}\n".encode()
+    def inject(self, to, subject, sender="sender@remote.example", body=None):
+        """A message queued on this host by qmail-inject (no network
+        needed); its body is the subject unless given."""
+        msg = f"From: {sender}\nTo: {to}\nSubject: {subject}\n\n{body or subject}\n".encode()
         r = self.q.run("qmail-inject", f"-f{sender}", to, input=msg)
         assert r.returncode == 0, r.stderr
 
@@ -298,8 +319,12 @@ class Cluster:
             for i in range(n):
                 self.hosts.append(Host(self, "abcdefghij"[i], i + 1))
             routes = "".join(f"{h.name}:{h.addr}\n" for h in self.hosts)
+            # One secret for the whole cluster, as CLUSTER.md asks: only
+            # markers signed with it count toward the loop guard.
+            secret = os.urandom(16).hex() + "\n"
             for h in self.hosts:
                 h.q.control("clusterhosts", routes)
+                h.q.control("clustersecret", secret)
                 for name, text in (control or {}).items():
                     h.q.control(name, text)
         except BaseException:
@@ -349,6 +374,48 @@ class Cluster:
     def heal(self, host):
         host.ns.ip("link", "set", "eth0", "up")
         wait_for(lambda: "state UP" in host.ns.ip("link", "show", "eth0").stdout, 10, f"{host.name}'s link up")
+
+    # ---------------------------------------------------------- TLS
+    def pop3_tls(self, mode, certs):
+        """Every host's POP3 proxy speaks TLS to the home host: mode "stls"
+        (STLS on port 110) or "tls" (port 995, tlswrap), checking the home
+        host's certificate against certs/ca.pem (backend_servers.make_certs,
+        its server certificate naming every host). Each host serves
+        certs/server.pem (STLS, and 995 from now on)."""
+        for h in self.hosts:
+            h.q.control("servercert.pem", (certs / "server.pem").read_text() + (certs / "server.key").read_text())
+            h.q.control("clusterca.pem", (certs / "ca.pem").read_text())
+            h.q.control("clusterpop3tls", mode + "\n")
+            h.start_pop3s()
+
+    @contextlib.contextmanager
+    def capture(self, host):
+        """Records, while the block runs, every frame host sends or
+        receives (read on its port of the bridge, in the switch
+        namespace); yields a list that holds them after the block."""
+        frames = []
+        with self.switch.entered():
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
+            s.bind((host.port, 0))
+        s.settimeout(0.1)
+        done = threading.Event()
+
+        def read():
+            while not done.is_set():
+                try:
+                    frames.append(s.recv(65536))
+                except socket.timeout:
+                    pass
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        try:
+            yield frames
+        finally:
+            time.sleep(0.3)  # the last frames in flight
+            done.set()
+            t.join(timeout=5)
+            s.close()
 
     # ---------------------------------------------------------- clients
     def connect(self, host_or_addr, port, timeout=5.0):
