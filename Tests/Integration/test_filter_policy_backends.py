@@ -60,13 +60,7 @@ def env(spamd):
         e.slapd, e.mariadb = slapd, mariadb
         bs.configure(q, slapd, mariadb, vuser.pw_uid, vuser.pw_gid)
         # the programs' account reads; vfilterpolicy writes as another
-        mariadb.sql(f"CREATE USER 'mailadmin'@'localhost' IDENTIFIED BY '{ADMIN_PW}';"
-                    "GRANT SELECT ON mail.* TO 'mailadmin'@'localhost';"
-                    "GRANT UPDATE (filter_policy) ON mail.users TO 'mailadmin'@'localhost';".encode())
-        p = q.path / "control" / "sqladminpassword"
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, f"mailadmin\n{ADMIN_PW}\n".encode())
-        os.close(fd)
+        bs.grant_sql_admin(mariadb, q, ADMIN_PW)
         q.control("spamd", f"spamd 127.0.0.1:{spamd.port}\n")
         q.control("filter", ":reject=8\n")
         q.control("filtertimeout", "20\n")

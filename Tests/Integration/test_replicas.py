@@ -89,13 +89,7 @@ def env():
         q.control("sqlserver", f"{e.replica.socket}\n{e.primary.socket}\n")
         q.control("sqlprimary", e.primary.socket + "\n")
         # vfilterpolicy writes as an account that may (on the primary only)
-        e.primary.sql(f"CREATE USER 'mailadmin'@'localhost' IDENTIFIED BY '{ADMIN_PW}';"
-                      "GRANT SELECT ON mail.* TO 'mailadmin'@'localhost';"
-                      "GRANT UPDATE (filter_policy) ON mail.users TO 'mailadmin'@'localhost';".encode())
-        p = q.path / "control" / "sqladminpassword"
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, f"mailadmin\n{ADMIN_PW}\n".encode())
-        os.close(fd)
+        bs.grant_sql_admin(e.primary, q, ADMIN_PW)
         yield e
     finally:
         for s in servers:
