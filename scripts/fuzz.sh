@@ -40,7 +40,7 @@ max_len="${FUZZ_MAX_LEN:-65536}"
 jobs="${FUZZ_JOBS:-1}"
 mods="$out/mods"
 mkdir -p "$mods" "$fdir/artifacts"
-flags=(-O -g -enable-testing -sanitize=fuzzer,address -parse-as-library)
+flags=(-O -g -enable-testing -sanitize=fuzzer,address -parse-as-library -package-name swift_qmail)
 if ! command -v swiftc >/dev/null; then
   echo "PROMISE fuzz targets crash-free: BROKEN swiftc not found"; exit 2
 fi
