@@ -22,6 +22,8 @@ install_deps() {
   if [ "${1:-}" = test ]; then want+=(clamav-daemon spamassassin spamc rspamd); fi
   # test_webadmin.py drives qmail-webadmin with a headless Chromium (selenium)
   if [ "${1:-}" = test ]; then want+=(chromium chromium-driver); fi
+  # the cluster tests: hosts in network namespaces (ip), POP3 with curl
+  if [ "${1:-}" = test ]; then want+=(iproute2 curl); fi
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
