@@ -76,7 +76,11 @@ public final class QueueSender {
     static let sleepTodo = 1500
     static let sleepCleanup = 76431
     /// How many todo entries are split together, their files fsync'd at once.
-    static let todoBatch = 16
+    static let todoBatch = 64
+    /// Batches whose fsyncs the sync thread may have at once: one being
+    /// synced while the next is written, so the journal commits of the
+    /// split keep pace with intake.
+    static let batchesInFlight = 2
 
     let home: QmailHome
     let layout = QueueLayout(root: ".")
@@ -85,6 +89,13 @@ public final class QueueSender {
     var scheduler: Scheduler
     var pipes = PerChannel(local: SpawnPipe(toSpawn: 1, fromSpawn: 2), remote: SpawnPipe(toSpawn: 3, fromSpawn: 4))
     var todoPending: [Int] = []
+    /// The thread that fsyncs the split (nil: the loop fsyncs itself).
+    var syncer: SyncThread?
+    /// Splits written and handed to the sync thread, by batch number; their
+    /// todo/N stay until the answer.
+    var syncing: [Int32: [Split]] = [:]
+    var syncingIds: Set<Int> = []
+    var nextBatch: Int32 = 0
     /// Messages with every recipient done, finished together before the
     /// next wait (see finishPending).
     var finishQueue: [(id: Int, sender: [UInt8])] = []
@@ -186,6 +197,8 @@ public final class QueueSender {
             try perform(.spawnLimit(c, Int(b)))
         }
         openTrigger()
+        syncer = SyncThread.start()
+        if syncer == nil { logLine("warning: unable to start the fsync thread; splitting todo in the main loop") }
         try recover()
         logLine(scheduler.status)
 
@@ -196,14 +209,14 @@ public final class QueueSender {
             if sendFlagHup != 0 { sendFlagHup = 0; try reread() }
             let now = Sys.now()
             try finishPending()
-            if exiting && scheduler.running == 0 {
+            if exiting && scheduler.running == 0 && syncing.isEmpty {
                 logLine("status: exiting")
                 _ = try? log.flush()
                 return 0
             }
             if !exiting {
                 if now >= nextTodoScan { scanTodo(); nextTodoScan = now + Self.sleepTodo }
-                if !todoPending.isEmpty {
+                if !todoPending.isEmpty && syncing.count < Self.batchesInFlight {
                     let batch = Array(todoPending.prefix(Self.todoBatch))
                     todoPending.removeFirst(batch.count)
                     try processTodo(batch)
@@ -219,8 +232,10 @@ public final class QueueSender {
                 pfds.append(pollfd(fd: pipes[c].fromSpawn, events: Int16(POLLIN), revents: 0))
                 pfds.append(pollfd(fd: pipes[c].toSpawn, events: pipes[c].commands.isEmpty ? 0 : Int16(POLLOUT), revents: 0))
             }
+            let syncIndex = pfds.count
+            if let syncer { pfds.append(pollfd(fd: syncer.fd, events: Int16(POLLIN), revents: 0)) }
             if triggerFd >= 0 { pfds.append(pollfd(fd: triggerFd, events: Int16(POLLIN), revents: 0)) }
-            let timeout = !todoPending.isEmpty ? 0
+            let timeout = !todoPending.isEmpty && syncing.count < Self.batchesInFlight ? 0
                 : exiting ? 60
                 : scheduler.secondsUntilDue(now: now, limit: max(nextTodoScan - now, 0))
             let r = poll(&pfds, nfds_t(pfds.count), Int32(min(timeout, 3600) * 1000))
@@ -238,6 +253,7 @@ public final class QueueSender {
                 }
                 try flushCommands(c)
             }
+            if syncer != nil && pfds[syncIndex].revents != 0 { try settleSynced() }
             if triggerFd >= 0, let t = pfds.last, t.revents != 0 {
                 while readBuf.withUnsafeMutableBytes({ Glibc.read(triggerFd, $0.baseAddress!, $0.count) }) > 0 {}
                 if t.revents & Int16(POLLHUP | POLLERR) != 0 { Sys.close(triggerFd); openTrigger() }
@@ -360,26 +376,58 @@ public final class QueueSender {
 
     /// Splits each todo/N into info/N, local/N, remote/N, then has
     /// qmail-clean remove todo/N. The files of the whole batch are written
-    /// first and fsync'd together afterwards: on a journaling filesystem
-    /// the first fsync commits them all, instead of one commit per file.
-    /// Per message the order of what is durable stays qmail's: its files
-    /// are fsync'd before its todo/N goes. Any failure leaves that
-    /// message's todo/N, and the next scan redoes its whole split.
+    /// first and fsync'd together afterwards, by the sync thread while the
+    /// loop goes on (settleSynced takes up the batch again): on a
+    /// journaling filesystem the first fsync commits them all, instead of
+    /// one commit per file. Per message the order of what is durable stays
+    /// qmail's: its files are fsync'd before its todo/N goes. Any failure
+    /// leaves that message's todo/N, and the next scan redoes its whole split.
     func processTodo(_ ids: [Int]) throws(Dying) {
         var splits: [Split] = []
         for id in ids { if let sp = try writeSplit(id) { splits.append(sp) } }
+        guard !splits.isEmpty else { return }
+        let fds = splits.flatMap { $0.files.map(\.fd) }
+        if let syncer, fds.count <= SyncThread.maxFiles {
+            let batch = nextBatch
+            nextBatch &+= 1
+            if (try? syncer.submit(batch, fds)) != nil {
+                syncing[batch] = splits
+                syncingIds.formUnion(splits.map(\.message.id))
+                return
+            }
+        }
+        try settle(splits, synced: fds.map { Glibc.fsync($0) == 0 })
+    }
+
+    /// Takes the sync thread's answers and finishes those batches' splits.
+    func settleSynced() throws(Dying) {
+        guard let syncer else { return }
+        let answers: [(batch: Int32, ok: [Bool])]
+        do { answers = try syncer.answers() } catch { throw Dying(alert: "lost the fsync thread! dying...") }
+        for a in answers {
+            guard let splits = syncing.removeValue(forKey: a.batch) else { continue }
+            try settle(splits, synced: a.ok)
+        }
+    }
+
+    /// Finishes a batch's split once its files' fsyncs are done (`synced`:
+    /// one flag per file, in order): each message whose files are all
+    /// durable loses its todo/N and is scheduled; the others keep todo/N
+    /// and are split again at the next scan.
+    func settle(_ splits: [Split], synced: [Bool]) throws(Dying) {
         var durable: [Split] = []
+        var k = 0
         for sp in splits {
             var ok = true
             for f in sp.files {
-                if ok {
-                    do { try Sys.fsync(f.fd) } catch {
-                        logLine("warning: trouble writing to \(f.path), will try again later")
-                        ok = false
-                    }
+                if ok && !(k < synced.count && synced[k]) {
+                    logLine("warning: trouble writing to \(f.path), will try again later")
+                    ok = false
                 }
+                k += 1
                 Sys.close(f.fd)
             }
+            syncingIds.remove(sp.message.id)
             if ok { durable.append(sp) }
         }
         for sp in durable { logLine(sp.infoLine) }
@@ -389,7 +437,7 @@ public final class QueueSender {
 
     /// Writes one message's info and channel files, not yet fsync'd.
     func writeSplit(_ id: Int) throws(Dying) -> Split? {
-        if scheduler.holds(id) { return nil }
+        if scheduler.holds(id) || syncingIds.contains(id) { return nil }
         guard let r = read(layout.todo(id)) else { return nil }
         guard let data = r else { return nil }  // gone: processed already
         guard let env = TodoEnvelope.parse(data) else {
