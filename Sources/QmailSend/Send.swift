@@ -186,6 +186,7 @@ public final class QueueSender {
             try perform(.spawnLimit(c, Int(b)))
         }
         openTrigger()
+        warnUnsignedCluster()
         try recover()
         logLine(scheduler.status)
 
@@ -250,6 +251,15 @@ public final class QueueSender {
         if let r = try? Router.load(Control(directory: home.control)) { router = r }
         else { logLine("alert: unable to reread controls") }
         if let c = try? Self.readConcurrency(Control(directory: home.control)) { try perform(.concurrency(c)) }
+        warnUnsignedCluster()
+    }
+
+    /// Routing between cluster hosts goes on without control/clustersecret,
+    /// but the administrator must hear that its loop markers are forgeable.
+    func warnUnsignedCluster() {
+        if let w = ClusterSecretCheck.warning(home: home, control: Control(directory: home.control)) {
+            logLine("warning: " + w)
+        }
     }
 
     func openTrigger() {
