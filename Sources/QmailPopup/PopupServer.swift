@@ -3,7 +3,9 @@
 // Unlike qmail's, it leaves fd 2 alone: under tcpserver that is the log, and
 // what checkpassword or qmail-pop3d complain about there (a missing
 // vpasswd.cdb, a database down) is for the administrator, not for a client
-// that has not logged in. Exits 1 like qmail's.
+// that has not logged in. Exits 1 like qmail's. A cluster host (an address
+// control/clusterhosts lists) may name the real client with XCLIENT before
+// the login (XClient.swift); TCPREMOTEIP and TCPREMOTEPORT change to it.
 #if canImport(Glibc)
 import Glibc
 #endif

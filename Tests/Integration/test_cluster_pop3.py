@@ -277,6 +277,11 @@ class RawPOP3:
         self.s.sendall(text.encode() + b"\r\n")
         return self.line()
 
+    def wrong_login(self):
+        """bob with a wrong password: refused, and logged with the session's address."""
+        assert self.cmd("USER bob@example.org") == "+OK "
+        assert self.cmd("PASS wrong").startswith("-ERR [AUTH]")
+
     def capa(self):
         lines = [self.cmd("CAPA")]
         while lines[-1] != ".":
@@ -330,8 +335,7 @@ def test_xclient_only_from_a_cluster_host(pop3cluster):
         assert c.greeting.startswith("+OK <") and "XCLIENT" not in c.greeting
         assert "XCLIENT" not in c.capa()
         assert c.cmd("XCLIENT ADDR=192.0.2.9 PORT=1234") == "-ERR authorization first"
-        assert c.cmd("USER bob@example.org") == "+OK "
-        assert c.cmd("PASS wrong").startswith("-ERR [AUTH]")
+        c.wrong_login()
     finally:
         c.close()
     log = b.pop3_log()
@@ -349,8 +353,7 @@ def test_malformed_xclient_is_refused_and_changes_nothing(pop3cluster, args):
     c = RawPOP3(b.pop3port)
     try:
         assert c.cmd(f"XCLIENT {args}".rstrip()).startswith("-ERR malformed XCLIENT"), args
-        c.cmd("USER bob@example.org")
-        assert c.cmd("PASS wrong").startswith("-ERR [AUTH]")
+        c.wrong_login()
     finally:
         c.close()
     log = b.pop3_log()
@@ -371,8 +374,7 @@ def test_xclient_from_a_cluster_host(pop3cluster):
         assert c.cmd("XCLIENT ADDR=2001:DB8::7 PORT=4242 SESSION=abc TTL=4") == "+OK client address taken"
         assert "XCLIENT" not in c.capa()
         assert c.cmd("XCLIENT ADDR=192.0.2.9") == "-ERR authorization first"
-        c.cmd("USER bob@example.org")
-        assert c.cmd("PASS wrong").startswith("-ERR [AUTH]")
+        c.wrong_login()
     finally:
         c.close()
     log = b.pop3_log()
