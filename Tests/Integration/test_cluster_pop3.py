@@ -381,3 +381,24 @@ def test_xclient_from_a_cluster_host(pop3cluster):
     assert "qmail-popup: XCLIENT from 127.0.0.1: remote=2001:db8::7 port=4242\n" in log, log
     assert "qmail-popup: login failed remote=2001:db8::7 user=bob@example.org" in log, log
     assert "192.0.2.9" not in log
+
+
+def test_xclient_before_an_auth_plain_login(pop3cluster):
+    """A password a PASS line cannot carry (a leading space) goes to B as
+    AUTH PLAIN, in the same write as the XCLIENT: B answers both, takes
+    the client's address, and serves the session."""
+    a, b = pop3cluster
+    for h in (a, b):
+        h.admin("vadduser", "frank@example.org", password=" frank-Pw-8")
+    shutil.rmtree(a.q.path / "domains" / "example.org" / "frank")
+    c = RawPOP3(a.pop3port, source="127.0.0.2")
+    try:
+        token = base64.b64encode(b"\0frank@example.org\0 frank-Pw-8").decode()
+        assert c.cmd(f"AUTH PLAIN {token}").startswith("+OK"), a.pop3_log()
+        assert c.cmd("STAT") == "+OK 0 0"
+        c.cmd("QUIT")
+    finally:
+        c.close()
+    wait_for(lambda: "qmail-popup: login ok remote=127.0.0.2 user=frank@example.org" in b.pop3_log(), 10,
+             lambda: "B's login line\n" + b.pop3_log())
+    assert "qmail-popup: XCLIENT from 127.0.0.1: remote=127.0.0.2 port=" in b.pop3_log()
