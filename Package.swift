@@ -144,6 +144,7 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("vuserinfo", ["VHosting", "QmailCore"], .dyn),
     ("vdominfo", ["VHosting", "QmailCore"], .dyn),
     ("vmoddomlimits", ["VHosting", "QmailCore"], .dyn),
+    ("vmoddomain", ["VHosting", "QmailCore"], .dyn),
     ("vconvert", ["VHosting", "QmailCore"], .dyn),
     ("vmoduser", ["VHosting", "QmailCore"], .dyn),
     ("vmoveuser", ["VHosting", "QmailCore"], .dyn),

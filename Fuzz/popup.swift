@@ -4,7 +4,8 @@
 // AUTH PLAIN (base64)/STLS/CAPA handling, driven as PopupServer drives them.
 //
 // Input: byte 0 chooses the configuration (bit 0 STLS offered, bit 1
-// plaintext logins need TLS, bit 2 the connection is already TLS); the rest
+// plaintext logins need TLS, bit 2 the connection is already TLS, bit 3
+// the peer is a cluster host whose XCLIENT is believed); the rest
 // is what the client sends. STLS, when accepted, counts as a successful
 // handshake.
 //
@@ -12,7 +13,8 @@
 // reported as too long); every reply is "+OK", "-ERR" or "+ " and ends in
 // CRLF; a login carries a non-empty user and no NUL in user or password
 // (fd 3 is NUL-separated); no plaintext login before TLS when TLS is
-// required; PASS after STLS never uses a USER given before it.
+// required; PASS after STLS never uses a USER given before it; XCLIENT is
+// acted on only for a trusted peer, and once.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,12 +42,13 @@ public func fuzzPopup(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = bytes[1...]
     let config = PopupConfig(timestamp: Array("<4242.1700000000@pop.example.com>".utf8),
                              tlsAvailable: flags & 1 != 0, tlsActive: flags & 4 != 0,
-                             plaintextNeedsTLS: flags & 2 != 0)
+                             plaintextNeedsTLS: flags & 2 != 0, xclientTrusted: flags & 8 != 0)
     let session = PopupSession(config: config)
     let reader = CommandReader(fd: scratchHolding(input), exact: true, timeout: 0)
     let expected = expectedLines(input, limit: 2048)
     var tlsActive = config.tlsActive
     var userSinceTLS = false
+    var clientNamed = false
     var index = 0
     session: while true {
         let got = reader.next()
@@ -74,6 +77,13 @@ public func fuzzPopup(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 session.tlsStarted()
                 tlsActive = true
                 userSinceTLS = false
+            case .xclient:
+                // Only a trusted peer's, once: PopupServer takes it (here
+                // every one is taken, as a well-formed one would be).
+                check(config.xclientTrusted && !clientNamed, "XCLIENT from an untrusted peer, or twice")
+                check(verb == Array("xclient".utf8), "XCLIENT action for another command")
+                session.clientChanged()
+                clientNamed = true
             case .login(let user, let password):
                 check(!user.isEmpty && !user.contains(0) && !password.contains(0), "login fields break fd 3's format")
                 if config.plaintextNeedsTLS && !tlsActive {

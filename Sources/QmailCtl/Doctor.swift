@@ -43,6 +43,7 @@ struct Doctor {
         checkRelay(smtpd: smtpd)
         checkCdbs()
         checkCertificate()
+        checkCluster()
         if checkDNS { checkNames() }
         checkPorts()
         checkQueue()
@@ -338,6 +339,23 @@ struct Doctor {
     /// The private key (in servercert.pem, or serverkey.pem) must not be
     /// readable by others, nor its file writable by group or others: anyone
     /// with the key can impersonate the server.
+    /// A cluster without control/clustersecret routes, but anybody can
+    /// forge its loop markers; the secret itself must stay unreadable.
+    mutating func checkCluster() {
+        let control = Control(home: home)
+        if let w = ClusterSecretCheck.warning(home: home, control: control) {
+            warn(w + ": put the same random line in control/clustersecret on every host")
+            return
+        }
+        let path = home.control("clustersecret")
+        guard ClusterSecretCheck.clusterSign(home: home, control: control) != nil else { return }
+        if let st = try? Sys.stat(path), st.st_mode & 0o004 != 0 {
+            problem("\(path) is readable by others (mode \(Doctor.octal(st.st_mode & 0o7777))): chmod 640 \(path)")
+        } else {
+            ok("cluster loop markers are signed (control/clustersecret)")
+        }
+    }
+
     mutating func checkKeyFileModes() {
         for name in ["servercert.pem", "serverkey.pem"] {
             let path = home.control(name)

@@ -29,6 +29,18 @@ public enum ClusterHosts {
         }
     }
 
+    /// Every address control/clusterhosts names (unmapped), whatever its
+    /// host; a malformed line names none. No file: none.
+    public static func listedAddresses(control: Control) -> Set<IPAddress> {
+        var set = Set<IPAddress>()
+        for line in (try? control.list("clusterhosts")) ?? [] {
+            guard let c = line.firstIndex(of: Ascii.colon),
+                  let (ip, _) = parseAddress(Array(line[(c + 1)...])) else { continue }
+            set.insert(ip.unmapped)
+        }
+        return set
+    }
+
     /// A clusterhosts name, trimmed and lower-cased.
     static func name(_ raw: [UInt8]) -> String {
         raw.filter { $0 != Ascii.space && $0 != Ascii.tab && $0 != Ascii.cr }.map(Ascii.lower).string

@@ -8,14 +8,21 @@ package enum POP3Reply {
     static let ok = "+OK \r\n"
     static func ok(_ text: String) -> String { okPrefix + text + "\r\n" }
     /// Starts a "+OK" line whose text follows.
-    static let okPrefix = "+OK "
+    package static let okPrefix = "+OK "
     static let syntaxError = "-ERR syntax error\r\n"
     static let lineTooLong = "-ERR line too long\r\n"
     /// Ends a multi-line answer.
     static let end = ".\r\n"
 
     // qmail-popup, before login.
-    static func greeting(_ timestamp: [UInt8]) -> [UInt8] { Array("+OK ".utf8) + timestamp + Array("\r\n".utf8) }
+    /// "+OK <timestamp>"; to a peer whose XCLIENT is believed, "+OK
+    /// [XCLIENT] <timestamp>" (where Dovecot's proxy looks for the mark).
+    static func greeting(xclient: Bool = false, timestamp: [UInt8]) -> [UInt8] {
+        Array("+OK ".utf8) + (xclient ? Array(xclientMark.utf8) : []) + timestamp + Array("\r\n".utf8)
+    }
+    package static let xclientMark = "[XCLIENT] "
+    package static let xclientTaken = "+OK client address taken\r\n"
+    package static let xclientMalformed = "-ERR malformed XCLIENT (want ADDR=address [PORT=port])\r\n"
     package static let usage = "-ERR usage: popup hostname subprogram\r\n"
     static let plaintextNeedsTLS = "-ERR [AUTH] plaintext login refused before STLS\r\n"
     static let userFirst = "-ERR USER first\r\n"
@@ -23,10 +30,11 @@ package enum POP3Reply {
     static let noSTLS = "-ERR STLS not available\r\n"
     static let beginTLS = "+OK begin TLS negotiation\r\n"
     static let authorizationFirst = "-ERR authorization first\r\n"
-    static func popupCapabilities(plaintext: Bool, stls: Bool) -> String {
+    static func popupCapabilities(plaintext: Bool, stls: Bool, xclient: Bool = false) -> String {
         "+OK capability list follows\r\nTOP\r\nUIDL\r\n"
             + (plaintext ? "USER\r\nSASL PLAIN\r\n" : "")
             + (stls ? "STLS\r\n" : "")
+            + (xclient ? "XCLIENT\r\n" : "")
             + "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION swift-qmail\r\n.\r\n"
     }
     static func authMechanisms(plain: Bool) -> String { plain ? "+OK \r\nPLAIN\r\n.\r\n" : "+OK \r\n.\r\n" }

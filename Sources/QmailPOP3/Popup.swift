@@ -13,12 +13,17 @@ public struct PopupConfig {
     /// USER/PASS, APOP and AUTH PLAIN are refused until TLS is active
     /// (environment variable TLSREQUIRED, typically set by tcprules).
     public var plaintextNeedsTLS: Bool
+    /// The peer is a cluster host whose XCLIENT (the real client's
+    /// address) is believed; it is told so in the greeting and CAPA.
+    public var xclientTrusted: Bool
 
-    public init(timestamp: [UInt8], tlsAvailable: Bool = false, tlsActive: Bool = false, plaintextNeedsTLS: Bool = false) {
+    public init(timestamp: [UInt8], tlsAvailable: Bool = false, tlsActive: Bool = false, plaintextNeedsTLS: Bool = false,
+                xclientTrusted: Bool = false) {
         self.timestamp = timestamp
         self.tlsAvailable = tlsAvailable
         self.tlsActive = tlsActive
         self.plaintextNeedsTLS = plaintextNeedsTLS
+        self.xclientTrusted = xclientTrusted
     }
 }
 
@@ -29,6 +34,9 @@ public enum PopupAction: Equatable {
     case login(user: [UInt8], password: [UInt8])
     /// Start TLS now (the "+OK" has been queued just before).
     case startTLS
+    /// A trusted peer's XCLIENT arguments, to be checked and taken (the
+    /// server answers and calls `clientChanged` when it took them).
+    case xclient([UInt8])
     /// End the session (after any reply).
     case quit
 }
@@ -37,6 +45,8 @@ public final class PopupSession {
     public private(set) var config: PopupConfig
     var user: [UInt8]?
     var awaitingAuthPlain = false
+    /// One XCLIENT per session: the proxy names one client.
+    var clientNamed = false
 
     public init(config: PopupConfig) {
         self.config = config
@@ -44,7 +54,12 @@ public final class PopupSession {
 
     /// The timestamp announces APOP (RFC 1939), so it is left out while
     /// APOP is refused.
-    public var greeting: [UInt8] { POP3Reply.greeting(plaintextAllowed ? config.timestamp : []) }
+    public var greeting: [UInt8] {
+        POP3Reply.greeting(xclient: config.xclientTrusted, timestamp: plaintextAllowed ? config.timestamp : [])
+    }
+
+    /// The peer's XCLIENT was taken.
+    public func clientChanged() { clientNamed = true }
 
     static func send(_ reply: String) -> PopupAction { .reply(Array(reply.utf8)) }
 
@@ -98,6 +113,8 @@ public final class PopupSession {
             return [PopupSession.send(POP3Reply.ok), .quit]
         case "noop":
             return [PopupSession.send(POP3Reply.ok)]
+        case "xclient" where config.xclientTrusted && !clientNamed:
+            return [.xclient(c.arg)]
         default:
             return [PopupSession.send(POP3Reply.authorizationFirst)]
         }
@@ -105,7 +122,8 @@ public final class PopupSession {
 
     public func capabilities() -> [UInt8] {
         Array(POP3Reply.popupCapabilities(plaintext: plaintextAllowed,
-                                          stls: config.tlsAvailable && !config.tlsActive).utf8)
+                                          stls: config.tlsAvailable && !config.tlsActive,
+                                          xclient: config.xclientTrusted && !clientNamed).utf8)
     }
 
     func auth(_ arg: [UInt8]) -> [PopupAction] {

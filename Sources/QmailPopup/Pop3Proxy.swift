@@ -18,6 +18,9 @@
 // 110, 995 with implicit TLS), clusterpop3tls ("stls" or "tls"),
 // clusterca.pem (when present, HOST's certificate must be signed by it and
 // name HOST), timeoutconnect (connecting and each reply while logging in).
+// When HOST's greeting offers XCLIENT (HOST's clusterhosts lists this
+// host), the client's address and port (TCPREMOTEIP, TCPREMOTEPORT) go
+// first, so that HOST limits and logs the client, not this host.
 // Runs as the mailbox's user; trusts its fd 3 and HOST's replies only as
 // far as copying them.
 #if canImport(Glibc)
@@ -25,6 +28,7 @@ import Glibc
 #endif
 import QmailCore
 import QmailNet
+import QmailPOP3
 import QmailTLS
 
 public enum Pop3Proxy {
@@ -85,8 +89,12 @@ public enum Pop3Proxy {
         do {
             let control = Control(home: home)
             let s = try settings(control)
-            connected = try connect(host: host, settings: s, control: control) { up in
-                try logIn(up, user: user, password: password)
+            connected = try connect(host: host, settings: s, control: control) { up, offersXClient in
+                // The home host believes this host's word for the client's
+                // address: it counts the client's failed logins and logs it.
+                let xclient = offersXClient ? XClient.command(remoteIP: Sys.getenv("TCPREMOTEIP"),
+                                                              remotePort: Sys.getenv("TCPREMOTEPORT")) : nil
+                return try logIn(up, user: user, password: password, xclient: xclient)
             }
         } catch {
             Sys.warn("qmail-pop3proxy: \(user.string) not relayed to home host \(host): \(error)")
@@ -104,9 +112,10 @@ public enum Pop3Proxy {
     }
 
     /// Tries HOST's addresses in turn until one answers, then runs `body`
-    /// (the login) on that connection; returns it and `body`'s result.
+    /// (the login) on that connection, telling it whether HOST's greeting
+    /// offered XCLIENT; returns the connection and `body`'s result.
     static func connect<T>(host: String, settings s: Settings, control: Control,
-                           body: (Upstream) throws -> T) throws -> (Upstream, T) {
+                           body: (Upstream, Bool) throws -> T) throws -> (Upstream, T) {
         var last = "no address"
         for (ip, _) in try ClusterHosts.addresses(of: host, control: control) {
             let fd: Int32
@@ -120,13 +129,13 @@ public enum Pop3Proxy {
             up.setTimeouts(seconds: s.timeout)
             do {
                 if s.tls == .implicit { try up.startTLS(settings: s, serverName: host) }
-                try expectOK(up, "greeting")
+                let greeting = try expectOK(up, "greeting")
                 if s.tls == .stls {
                     try up.send(Array("STLS\r\n".utf8))
                     try expectOK(up, "STLS")
                     try up.startTLS(settings: s, serverName: host)
                 }
-                return (up, try body(up))
+                return (up, try body(up, greeting.starts(with: Array((POP3Reply.okPrefix + POP3Reply.xclientMark).utf8))))
             } catch let f as Failure {
                 throw Failure("\(up.peer): \(f)")
             }
@@ -142,30 +151,38 @@ public enum Pop3Proxy {
     }
 
     /// USER/PASS, or AUTH PLAIN (RFC 5034) for a login those lines cannot
-    /// carry; returns HOST's "+OK" line for the client.
-    static func logIn(_ up: Upstream, user: [UInt8], password: [UInt8]) throws -> [UInt8] {
+    /// carry, after `xclient` (sent with the first of them: the home host
+    /// pipelines); returns HOST's "+OK" line for the client. A home host
+    /// that offered XCLIENT and refuses it fails the login (temporarily).
+    static func logIn(_ up: Upstream, user: [UInt8], password: [UInt8], xclient: [UInt8]? = nil) throws -> [UInt8] {
         let unsayable: (UInt8) -> Bool = { $0 == Ascii.cr || $0 == Ascii.lf || $0 == 0 }
         var command: [UInt8]
+        var xclientReplyDue = false
         if user.contains(where: unsayable) || password.contains(where: unsayable) || password.first == Ascii.space
             || password.isEmpty {
             var plain = [0] + user + [0] + password
-            command = Array("AUTH PLAIN ".utf8) + Base64.encode(plain) + [Ascii.cr, Ascii.lf]
+            command = (xclient ?? []) + Array("AUTH PLAIN ".utf8) + Base64.encode(plain) + [Ascii.cr, Ascii.lf]
             explicit_bzero(&plain, plain.count)
+            xclientReplyDue = xclient != nil
         } else {
-            try up.send(Array("USER ".utf8) + user + [Ascii.cr, Ascii.lf])
+            try up.send((xclient ?? []) + Array("USER ".utf8) + user + [Ascii.cr, Ascii.lf])
+            if xclient != nil { try expectOK(up, "XCLIENT") }
             try expectOK(up, "USER")
             command = Array("PASS ".utf8) + password + [Ascii.cr, Ascii.lf]
         }
         defer { explicit_bzero(&command, command.count) }
         try up.send(command)
+        if xclientReplyDue { try expectOK(up, "XCLIENT") }
         let reply = try read(up, "login")
         guard reply.starts(with: Array("+OK".utf8)) else { throw Failure("refused the login: \(printable(reply))") }
         return reply
     }
 
-    static func expectOK(_ up: Upstream, _ what: String) throws {
+    @discardableResult
+    static func expectOK(_ up: Upstream, _ what: String) throws -> [UInt8] {
         let reply = try read(up, what)
         guard reply.starts(with: Array("+OK".utf8)) else { throw Failure("\(what): \(printable(reply))") }
+        return reply
     }
 
     /// The reply to `what`; a failure says to what.

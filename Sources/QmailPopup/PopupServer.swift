@@ -3,7 +3,9 @@
 // Unlike qmail's, it leaves fd 2 alone: under tcpserver that is the log, and
 // what checkpassword or qmail-pop3d complain about there (a missing
 // vpasswd.cdb, a database down) is for the administrator, not for a client
-// that has not logged in. Exits 1 like qmail's.
+// that has not logged in. Exits 1 like qmail's. A cluster host (an address
+// control/clusterhosts lists) may name the real client with XCLIENT before
+// the login (XClient.swift); TCPREMOTEIP and TCPREMOTEPORT change to it.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +33,8 @@ public enum PopupServer {
             timestamp: Array("<\(getpid()).\(Sys.now())@\(hostname)>".utf8),
             tlsAvailable: Sys.exists(home.control + "/servercert.pem"),
             tlsActive: env("SSL_PROTOCOL") != nil,
-            plaintextNeedsTLS: env("TLSREQUIRED").map { $0 != "0" } ?? false)
+            plaintextNeedsTLS: env("TLSREQUIRED").map { $0 != "0" } ?? false,
+            xclientTrusted: XClient.trusts(env("TCPREMOTEIP"), control: Control(home: home)))
         let failDelay = env("POP3FAILDELAY").flatMap { UInt32($0) } ?? 2
         let session = PopupSession(config: config)
         let input = CommandReader(fd: 0, exact: true)
@@ -71,6 +74,16 @@ public enum PopupServer {
                         return 1
                     }
                     session.tlsStarted()
+                case .xclient(let arg):
+                    guard let client = XClient.parse(arg) else {
+                        out.put(POP3Reply.xclientMalformed)
+                        continue
+                    }
+                    Sys.warn("qmail-popup: XCLIENT from \(env("TCPREMOTEIP") ?? "unknown"): remote=\(client.address)"
+                             + (client.port.map { " port=\($0)" } ?? ""))
+                    XClient.apply(client)
+                    session.clientChanged()
+                    out.put(POP3Reply.xclientTaken)
                 case .login(let user, let password):
                     if !out.flush() { return 1 }
                     let limiter = LoginLimiter(home: home, remote: env("TCPREMOTEIP"))

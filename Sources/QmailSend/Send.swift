@@ -199,6 +199,7 @@ public final class QueueSender {
         openTrigger()
         syncer = SyncThread.start()
         if syncer == nil { logLine("warning: unable to start the fsync thread; splitting todo in the main loop") }
+        warnUnsignedCluster()
         try recover()
         logLine(scheduler.status)
 
@@ -266,6 +267,15 @@ public final class QueueSender {
         if let r = try? Router.load(Control(directory: home.control)) { router = r }
         else { logLine("alert: unable to reread controls") }
         if let c = try? Self.readConcurrency(Control(directory: home.control)) { try perform(.concurrency(c)) }
+        warnUnsignedCluster()
+    }
+
+    /// Routing between cluster hosts goes on without control/clustersecret,
+    /// but the administrator must hear that its loop markers are forgeable.
+    func warnUnsignedCluster() {
+        if let w = ClusterSecretCheck.warning(home: home, control: Control(directory: home.control)) {
+            logLine("warning: " + w)
+        }
     }
 
     func openTrigger() {

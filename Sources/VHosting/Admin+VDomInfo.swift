@@ -30,6 +30,7 @@ extension Admin {
             unknown: \(unknownAction(real))
             """)
             if !aliases.isEmpty { print("aliases: \(aliases.joined(separator: " "))") }
+            if let h = real.homeHost { print("home:    \(h)") }
             if !d.isAlias, case let l = limits(d), !l.isEmpty { print("limits:  \(l.summary)") }
             if list.count > 1 { print("") }
         }

@@ -38,6 +38,7 @@ public struct Admin {
         "vuserinfo": { try $0.userInfo($1) },
         "vdominfo": { try $0.domainInfo($1) },
         "vmoddomlimits": { try $0.modifyDomainLimits($1) },
+        "vmoddomain": { try $0.modifyDomain($1) },
         "vconvert": { try $0.convert($1) },
         "vmoduser": { try $0.modifyUserFlags($1) },
         "vmoveuser": { try $0.moveUser($1) },

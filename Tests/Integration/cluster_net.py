@@ -60,6 +60,8 @@ NETNS_DIR = pathlib.Path("/run/netns")
 PREFIX = "sqc"  # every namespace this module makes starts so
 SUBNET = "10.77.0"
 CLIENT_ADDR = f"{SUBNET}.100"
+# A second outside client, for what a home host must tell apart (XCLIENT).
+CLIENT_ADDR2 = f"{SUBNET}.101"
 SMTP_PORT, QMTP_PORT, POP3_PORT, POP3S_PORT = 25, 209, 110, 995
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -106,9 +108,10 @@ class Netns:
         finally:
             os.close(own)
 
-    def connect(self, addr, port, timeout=5.0):
+    def connect(self, addr, port, timeout=5.0, source=None):
         with self.entered():
-            return socket.create_connection((addr, port), timeout=timeout)
+            return socket.create_connection((addr, port), timeout=timeout,
+                                            source_address=(source, 0) if source else None)
 
     def pids(self):
         r = ip("netns", "pids", self.name, check=False)
@@ -315,6 +318,7 @@ class Cluster:
             self.client.ip("link", "add", "eth0", "type", "veth", "peer", "name", "p-client", "netns", self.switch.name)
             self.switch.ip("link", "set", "p-client", "master", "br0", "up")
             self.client.ip("addr", "add", f"{CLIENT_ADDR}/24", "dev", "eth0")
+            self.client.ip("addr", "add", f"{CLIENT_ADDR2}/24", "dev", "eth0")
             self.client.ip("link", "set", "eth0", "up")
             for i in range(n):
                 self.hosts.append(Host(self, "abcdefghij"[i], i + 1))
@@ -427,9 +431,10 @@ class Cluster:
         """smtplib.SMTP connected to host's port 25 from the client."""
         return _ClientSMTP(self.client, host.addr, SMTP_PORT, timeout=timeout)
 
-    def pop3(self, host, timeout=30.0):
-        """poplib.POP3 connected to host's port 110 from the client."""
-        return _ClientPOP3(self.client, host.addr, POP3_PORT, timeout=timeout)
+    def pop3(self, host, timeout=30.0, source=None):
+        """poplib.POP3 connected to host's port 110 from the client
+        (from `source`, one of its addresses, when given)."""
+        return _ClientPOP3(self.client, host.addr, POP3_PORT, timeout=timeout, source=source)
 
     def client_run(self, argv, **kw):
         """A program (smtp-source, curl, mpop) run in the client namespace."""
@@ -450,12 +455,13 @@ class _ClientSMTP(smtplib.SMTP):
 
 
 class _ClientPOP3(poplib.POP3):
-    def __init__(self, ns, *args, **kw):
+    def __init__(self, ns, *args, source=None, **kw):
         self._ns = ns
+        self._source = source
         super().__init__(*args, **kw)
 
     def _create_socket(self, timeout):
-        return self._ns.connect(self.host, self.port, timeout)
+        return self._ns.connect(self.host, self.port, timeout, source=self._source)
 
     def __enter__(self):
         return self

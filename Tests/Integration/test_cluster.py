@@ -37,6 +37,33 @@ def test_directory_records_home_hosts(cluster):
     assert r.returncode != 0
 
 
+def test_vmoddomain_changes_the_domains_home_host(cluster):
+    """vmoddomain -H sets the domain's default home host (the vdomains
+    field vadddomain -H wrote, shown by vdominfo): bob, who names none of
+    his own, is then delivered on A; -H '' removes it. A bad host, an
+    unknown domain or a missing -H write nothing."""
+    a, b = cluster
+    vdomains = a.q.path / "users" / "vdomains"
+    a.admin("vmoddomain", "-H", "HOSTA.example.net", "example.org")
+    assert vdomains.read_text().rstrip("\n").endswith(f":{HOSTS[0]}")
+    assert f"home:    {HOSTS[0]}\n" in a.admin("vdominfo", "example.org").stdout.decode()
+    assert f"host:    {HOSTS[0]} (the domain's)\n" in a.admin("vuserinfo", "bob@example.org").stdout.decode()
+    a.inject("bob@example.org", b"for bob, now homed on A\n")
+    wait_for(lambda: len(a.maildir_new("bob")) == 1, 30, "bob's message on A\n" + a.log())
+    before = vdomains.read_bytes()
+    for args in (("-H", "not a host", "example.org"), ("-H", HOSTS[1], "nosuch.example"), ("example.org",),
+                 ("-H", HOSTS[1]), ("-x", "-H", HOSTS[1], "example.org")):
+        r = a.q.run("vmoddomain", *args)
+        assert r.returncode == 1 and r.stderr, (args, r)
+        assert vdomains.read_bytes() == before, args
+    a.admin("vmoddomain", "-H", "", "example.org")
+    assert vdomains.read_text().rstrip("\n").split(":")[-1] != HOSTS[0]
+    assert vdomains.read_text().count(":") == 4
+    assert "home:" not in a.admin("vdominfo", "example.org").stdout.decode()
+    assert b.maildir_new("bob") == []
+    no_failures(a, b)
+
+
 def test_mail_goes_to_the_home_host_once(cluster):
     """Sent to A for bob (homed on B by the domain default): one copy in B's
     Maildir, none on A. Sent to B for alice (homed on A): on A. Each host

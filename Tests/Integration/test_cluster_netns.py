@@ -202,9 +202,9 @@ def mail_everyone(c):
                 (new / f"1.decoy.{h.name}").write_bytes(f"Subject: decoy on {h.letter}\n\ndecoy\n".encode())
 
 
-def pop3_answer(c, host, user, password=None):
+def pop3_answer(c, host, user, password=None, source=None):
     """host's answer to user's PASS (the client QUITs after a +OK)."""
-    with c.pop3(host) as p:
+    with c.pop3(host, source=source) as p:
         p.user(f"{user}@example.org")
         try:
             answer = p.pass_(password or f"pw-{user}").decode()
@@ -254,10 +254,12 @@ def test_pop3_on_any_host_reads_the_mailbox_on_its_home_host(cluster):
     """Each user, through each host: poplib and curl (pop3://) see the one
     message in the home host's Maildir, never the decoys in the other
     hosts' copies. A front host logs the relay; the home host's login line
-    names the front host's address (the client's is not passed on). mpop
+    names the client's address, which the front host passed on (XCLIENT:
+    every clusterhosts lists every host). mpop
     through a host that is not the home host fetches and deletes: the
     home host's Maildir is emptied."""
     c = cluster
+    client = cluster_net.CLIENT_ADDR
     mail_everyone(c)
     for h in c.hosts:
         for user in USERS:
@@ -273,8 +275,11 @@ def test_pop3_on_any_host_reads_the_mailbox_on_its_home_host(cluster):
                 continue
             assert services_log(h).count(relayed(user, home)) == 2, services_log(h)
             # qmail-popup logs "ok" once the session it ran has ended
-            wait_for(lambda: services_log(home).count(f"login ok remote={h.addr} user={user}@example.org\n") == 2,
+            named = re.compile(rf"qmail-popup: XCLIENT from {re.escape(h.addr)}: remote={re.escape(client)} "
+                               rf"port=\d+\nqmail-popup: login ok remote={re.escape(client)} user={user}@example.org\n")
+            wait_for(lambda: len(named.findall(services_log(home))) == 2,
                      10, lambda: f"{home.name}'s login lines\n" + services_log(home))
+            assert f"remote={h.addr} " not in services_log(home)
     for user in USERS:
         home = home_of(c, user)
         front = c.hosts[(c.hosts.index(home) + 1) % len(c.hosts)]
@@ -368,15 +373,16 @@ def test_pop3_proxy_speaks_tls_to_the_home_host(cluster):
 def test_failed_logins_through_the_proxy_and_the_home_hosts_limits(cluster):
     """B allows 2 refused passwords per address (authfaillimit "ip 2 600";
     the per-account limit off). Wrong passwords typed on A are refused by
-    A itself ([AUTH]) and never reach B. But when B refuses a password A
-    accepted (bob's changed on B, A's copy of the directory not yet
-    caught up), B counts the refusal against A's address: after two, B
-    refuses every login relayed by A, erin's too ([SYS/TEMP]), while erin
-    is still served directly and through C. With the cluster's addresses
-    in B's authfailexempt, as qmail-pop3proxy(8) advises, erin gets in
-    through A again and bob's refusals count for nothing."""
+    A itself ([AUTH]) and never reach B. When B refuses a password A
+    accepted (bob's changed on B, A's copy of the directory not yet caught
+    up), B counts the refusal against the client: every host's
+    clusterhosts lists A, so B takes A's XCLIENT. After two, that client's
+    logins are refused on B, through any host and directly ([SYS/TEMP]),
+    while another client, relayed by the same A, gets in; no host's
+    address is locked out for its clients, without any authfailexempt."""
     c = cluster
     a, b, hc = c.hosts
+    x, y = cluster_net.CLIENT_ADDR, cluster_net.CLIENT_ADDR2
     c.admin_all("vadduser", "-H", b.name, "erin@example.org", password="pw-erin")
     b.q.control("authfaillimit", "ip 2 600\nuser 0 0\n")
     for _ in range(3):
@@ -386,16 +392,17 @@ def test_failed_logins_through_the_proxy_and_the_home_hosts_limits(cluster):
     b.admin("vpasswd", "bob@example.org", password="pw-bob-changed")
     for _ in range(2):
         assert pop3_answer(c, a, "bob").startswith("-ERR [SYS/TEMP]")
-    answer = pop3_answer(c, a, "erin")
-    assert answer.startswith("-ERR [SYS/TEMP]"), answer
-    assert "erin@example.org not relayed to home host hostb.example.net: " in services_log(a)
-    assert "refused the login: -ERR [SYS/TEMP] too many failed logins" in services_log(a), services_log(a)
-    assert services_log(b).count(f"qmail-popup: login failed remote={a.addr} user=bob@example.org\n") == 2
-    assert pop3_answer(c, hc, "erin").startswith("+OK")
-    assert pop3_answer(c, b, "erin").startswith("+OK")
-    b.q.control("authfailexempt", "".join(f"{h.addr}\n" for h in c.hosts))
-    assert pop3_answer(c, a, "erin").startswith("+OK")
-    for _ in range(3):
-        assert pop3_answer(c, a, "bob").startswith("-ERR [SYS/TEMP]")
-    assert pop3_answer(c, a, "erin").startswith("+OK")
-    assert pop3_answer(c, a, "bob", "pw-bob-changed").startswith("-ERR [AUTH]")  # A checks with its own copy
+    log = services_log(b)
+    assert log.count(f"qmail-popup: login failed remote={x} user=bob@example.org\n") == 2, log
+    assert f"login failed remote={a.addr} " not in log
+    assert f"qmail-popup: XCLIENT from {a.addr}: remote={x} port=" in log
+    for front in (a, hc):
+        answer = pop3_answer(c, front, "erin")
+        assert answer.startswith("-ERR [SYS/TEMP]"), answer
+        assert "refused the login: -ERR [SYS/TEMP] too many failed logins" in services_log(front)
+    assert pop3_answer(c, b, "erin").startswith("-ERR [SYS/TEMP]")
+    for front in (a, hc, b):
+        assert pop3_answer(c, front, "erin", source=y).startswith("+OK"), services_log(b)
+    assert f"qmail-popup: login limited remote={x} user=erin@example.org" in services_log(b)
+    assert f"login limited remote={a.addr} " not in services_log(b)
+    assert pop3_answer(c, a, "bob", "pw-bob-changed", source=y).startswith("-ERR [AUTH]")  # A checks with its own copy

@@ -233,3 +233,172 @@ def test_apop_login_is_relayed_with_the_stored_password(pop3cluster):
     c.quit()
     assert f"dave@example.org relayed to home host {HOSTS[1]}" in a.pop3_log()
     assert "dave-Pw-3" not in a.pop3_log()
+
+
+class FromPOP3(poplib.POP3):
+    """poplib.POP3 from a chosen loopback address (127.0.0.2, ...): a
+    client other than the front host, as the home host must tell apart."""
+
+    def __init__(self, source, port):
+        self.source = source
+        super().__init__("127.0.0.1", port, timeout=30)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
+
+
+def answer_from(source, port, user, password):
+    """The answer a client at `source` gets to its PASS (QUIT after +OK)."""
+    c = FromPOP3(source, port)
+    try:
+        c.user(user)
+        try:
+            answer = c.pass_(password).decode()
+        except poplib.error_proto as e:
+            return e.args[0].decode()
+        c.quit()
+        return answer
+    finally:
+        c.close()
+
+
+class RawPOP3:
+    """Command by command, for what poplib will not send (XCLIENT)."""
+
+    def __init__(self, port, source="127.0.0.1"):
+        self.s = socket.create_connection(("127.0.0.1", port), 30, source_address=(source, 0))
+        self.f = self.s.makefile("rb")
+        self.greeting = self.line()
+
+    def line(self):
+        return self.f.readline().decode().rstrip("\r\n")
+
+    def cmd(self, text):
+        self.s.sendall(text.encode() + b"\r\n")
+        return self.line()
+
+    def wrong_login(self):
+        """bob with a wrong password: refused, and logged with the session's address."""
+        assert self.cmd("USER bob@example.org") == "+OK "
+        assert self.cmd("PASS wrong").startswith("-ERR [AUTH]")
+
+    def capa(self):
+        lines = [self.cmd("CAPA")]
+        while lines[-1] != ".":
+            lines.append(self.line())
+        return lines
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def test_home_host_limits_and_logs_the_real_client(pop3cluster):
+    """A relays two clients (127.0.0.2 and 127.0.0.3) to B. B's
+    clusterhosts lists A's address, so B's greeting offers XCLIENT to A and
+    A's proxy names each client: B counts the refusals it gives (a
+    directory that disagrees) against the client, not against A. Client X
+    is locked out on B after two; client Y, relayed by the same A, is not.
+    B's log lines name the clients."""
+    a, b = pop3cluster
+    for h in (a, b):
+        h.admin("vadduser", "erin@example.org", password="erin-Pw-5")
+    shutil.rmtree(a.q.path / "domains" / "example.org" / "erin")
+    b.q.control("authfaillimit", "ip 2 600\nuser 0 0\n")
+    b.admin("vpasswd", "bob@example.org", password="a-newer-one")
+    x, y = "127.0.0.2", "127.0.0.3"
+    for _ in range(2):
+        assert answer_from(x, a.pop3port, "bob@example.org", BOB_PW).startswith("-ERR [SYS/TEMP]")
+    log = b.pop3_log()
+    assert log.count(f"qmail-popup: login failed remote={x} user=bob@example.org\n") == 2, log
+    assert "login failed remote=127.0.0.1" not in log
+    assert f"qmail-popup: XCLIENT from 127.0.0.1: remote={x} port=" in log
+    # X is over B's limit now: refused unchecked, erin's good login too.
+    assert answer_from(x, a.pop3port, "erin@example.org", "erin-Pw-5").startswith("-ERR [SYS/TEMP]")
+    assert f"qmail-popup: login limited remote={x} user=erin@example.org" in b.pop3_log()
+    # Y, through the same front host, is not.
+    assert answer_from(y, a.pop3port, "erin@example.org", "erin-Pw-5").startswith("+OK")
+    wait_for(lambda: f"qmail-popup: login ok remote={y} user=erin@example.org" in b.pop3_log(), 10,
+             lambda: "B's login line for Y\n" + b.pop3_log())
+    # A's own lines name the clients as ever; A counted nothing.
+    assert f"qmail-popup: login temporary remote={x} user=bob@example.org" in a.pop3_log()
+    assert "login failed" not in a.pop3_log()
+
+
+def test_xclient_only_from_a_cluster_host(pop3cluster):
+    """A client B's clusterhosts does not list gets B's usual greeting and
+    CAPA, and its XCLIENT is an unknown command that changes nothing: its
+    failed login is logged and counted under its own address."""
+    _, b = pop3cluster
+    c = RawPOP3(b.pop3port, source="127.0.0.2")
+    try:
+        assert c.greeting.startswith("+OK <") and "XCLIENT" not in c.greeting
+        assert "XCLIENT" not in c.capa()
+        assert c.cmd("XCLIENT ADDR=192.0.2.9 PORT=1234") == "-ERR authorization first"
+        c.wrong_login()
+    finally:
+        c.close()
+    log = b.pop3_log()
+    assert "qmail-popup: login failed remote=127.0.0.2 user=bob@example.org" in log, log
+    assert "192.0.2.9" not in log and "XCLIENT from" not in log
+
+
+@pytest.mark.parametrize("args", [
+    "", "ADDR=", "ADDR=300.1.2.3", "ADDR=01.2.3.4", "ADDR=1.2.3", "ADDR=[::1]", "ADDR=fe80::1%lo",
+    "ADDR=host.example", "PORT=5", "ADDR=1.2.3.4 PORT=0", "ADDR=1.2.3.4 PORT=65536", "ADDR=1.2.3.4 PORT=-1",
+    "ADDR=1.2.3.4 ADDR=5.6.7.8", "ADDR=1.2.3.4 PORT=1 PORT=2", "ADDR=1.2.3.4 junk", "ADDR=1.2.3.4 =x",
+])
+def test_malformed_xclient_is_refused_and_changes_nothing(pop3cluster, args):
+    _, b = pop3cluster
+    c = RawPOP3(b.pop3port)
+    try:
+        assert c.cmd(f"XCLIENT {args}".rstrip()).startswith("-ERR malformed XCLIENT"), args
+        c.wrong_login()
+    finally:
+        c.close()
+    log = b.pop3_log()
+    assert "qmail-popup: login failed remote=127.0.0.1 user=bob@example.org" in log, log
+    assert "XCLIENT from" not in log
+
+
+def test_xclient_from_a_cluster_host(pop3cluster):
+    """From an address B's clusterhosts lists: the greeting says [XCLIENT]
+    (Dovecot's proxies look there) and CAPA lists it; one XCLIENT is taken
+    (IPv6, and Dovecot's SESSION and TTL ignored), a second is not, and
+    the login that follows is the named client's."""
+    _, b = pop3cluster
+    c = RawPOP3(b.pop3port)
+    try:
+        assert c.greeting.startswith("+OK [XCLIENT] <"), c.greeting
+        assert "XCLIENT" in c.capa()
+        assert c.cmd("XCLIENT ADDR=2001:DB8::7 PORT=4242 SESSION=abc TTL=4") == "+OK client address taken"
+        assert "XCLIENT" not in c.capa()
+        assert c.cmd("XCLIENT ADDR=192.0.2.9") == "-ERR authorization first"
+        c.wrong_login()
+    finally:
+        c.close()
+    log = b.pop3_log()
+    assert "qmail-popup: XCLIENT from 127.0.0.1: remote=2001:db8::7 port=4242\n" in log, log
+    assert "qmail-popup: login failed remote=2001:db8::7 user=bob@example.org" in log, log
+    assert "192.0.2.9" not in log
+
+
+def test_xclient_before_an_auth_plain_login(pop3cluster):
+    """A password a PASS line cannot carry (a leading space) goes to B as
+    AUTH PLAIN, in the same write as the XCLIENT: B answers both, takes
+    the client's address, and serves the session."""
+    a, b = pop3cluster
+    for h in (a, b):
+        h.admin("vadduser", "frank@example.org", password=" frank-Pw-8")
+    shutil.rmtree(a.q.path / "domains" / "example.org" / "frank")
+    c = RawPOP3(a.pop3port, source="127.0.0.2")
+    try:
+        token = base64.b64encode(b"\0frank@example.org\0 frank-Pw-8").decode()
+        assert c.cmd(f"AUTH PLAIN {token}").startswith("+OK"), a.pop3_log()
+        assert c.cmd("STAT") == "+OK 0 0"
+        c.cmd("QUIT")
+    finally:
+        c.close()
+    wait_for(lambda: "qmail-popup: login ok remote=127.0.0.2 user=frank@example.org" in b.pop3_log(), 10,
+             lambda: "B's login line\n" + b.pop3_log())
+    assert "qmail-popup: XCLIENT from 127.0.0.1: remote=127.0.0.2 port=" in b.pop3_log()

@@ -123,6 +123,41 @@ def test_doctor_clean_home_is_ok(ops):
     ops.stop()
 
 
+UNSIGNED = "cluster routing is configured (control/clusterhosts) but control/clustersecret is missing"
+
+
+def test_cluster_without_secret_is_reported(ops):
+    """A host with control/clusterhosts and no control/clustersecret routes
+    as before, but qmail-send's log (at start and on HUP) and doctor say
+    its loop markers are forgeable; with the secret (mode 640) doctor says
+    ok, and a secret others can read is a problem."""
+    ops.start()
+    assert "clustersecret" not in ops.log()
+    code, out = doctor(ops)
+    assert "clustersecret" not in out, out
+    ops.home.control("clusterhosts", "hosta.example.net:192.0.2.1\nhostb.example.net:192.0.2.2\n")
+    ops.signal(signal.SIGHUP)
+    wait_for(lambda: UNSIGNED in ops.log(), 10, "the warning after HUP")
+    ops.stop()
+    ops.start()
+    assert "warning: " + UNSIGNED in ops.log(), ops.log()
+    code, out = doctor(ops)
+    assert code == 1 and "warning: " + UNSIGNED in out, out
+    secret = ops.home.path / "control" / "clustersecret"
+    secret.write_text("a-cluster-secret\n")
+    secret.chmod(0o640)
+    code, out = doctor(ops)
+    assert code == 0 and "ok:      cluster loop markers are signed (control/clustersecret)" in out, out
+    secret.chmod(0o644)
+    code, out = doctor(ops)
+    assert code == 2 and f"PROBLEM: {secret} is readable by others" in out, out
+    seen = len(ops.log())
+    ops.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    ops.stop()
+    assert UNSIGNED not in ops.log()[seen:], ops.log()
+
+
 def test_doctor_without_qmail_send_warns(ops):
     code, out = doctor(ops)
     assert code == 1, out

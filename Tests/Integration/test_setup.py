@@ -78,7 +78,12 @@ def test_showctl_names_our_own_controls_and_hides_secrets(qhome):
     qhome.control("authpolicy", "annotate\nbank.example:reject\n")
     qhome.control("srssecrets", "do-not-print-me\n")
     qhome.control("unheard-of", "x\n")
+    qhome.control("clusterhosts", "hostb.example.net:10.0.0.2\n")
+    qhome.control("clusterhost", "hosta.example.net\n")
     out = qhome.run("qmail-showctl").stdout.decode()
+    assert "clusterhosts: swift-qmail's, read by vdelivermail, qmail-pop3proxy, qmail-popup" in out
+    assert "  hostb.example.net:10.0.0.2\n" in out
+    assert "clusterhost: swift-qmail's, read by vdelivermail" in out
     assert "authpolicy: swift-qmail's, read by qmail-smtpd" in out
     assert "  bank.example:reject\n" in out
     assert "srssecrets: swift-qmail's, read by qmail-srs (SRS); contents not shown." in out

@@ -28,6 +28,7 @@ case "vfilterpolicy": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyMain(
 case "vfilterpolicy-ldap": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyLdapMain()
 case "vfilterpolicy-mysql": MultiCall.ownerOnly("swift-qmail-dyn"); vfilterpolicyMysqlMain()
 case "vmkpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vmkpasswdMain()
+case "vmoddomain": MultiCall.ownerOnly("swift-qmail-dyn"); vmoddomainMain()
 case "vmoddomlimits": MultiCall.ownerOnly("swift-qmail-dyn"); vmoddomlimitsMain()
 case "vmoduser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoduserMain()
 case "vmoveuser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoveuserMain()
@@ -58,6 +59,7 @@ default: MultiCall.other("swift-qmail-dyn", [
     "vfilterpolicy-ldap",
     "vfilterpolicy-mysql",
     "vmkpasswd",
+    "vmoddomain",
     "vmoddomlimits",
     "vmoduser",
     "vmoveuser",
