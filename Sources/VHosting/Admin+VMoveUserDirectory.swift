@@ -34,6 +34,10 @@ extension Admin {
         guard !dom.dir.isEmpty else {
             throw AdminError.refused("\(address): its domain names no directory (sqDomainDirectory, domains.dir) to keep the mark in")
         }
+        // The mailbox's directory is what moves: it must be its own and hold the Maildir.
+        guard m.home != dom.dir, m.maildir.hasPrefix(m.home + "/") else {
+            throw AdminError.refused("\(address): its Maildir \(m.maildir) is not inside a directory of its own (\(m.home))")
+        }
         let marks = dom.dir + "/vmoving"
         let marked = try HomeHost.readFile(marks)[name]
         if let to = marked, to != dest {
