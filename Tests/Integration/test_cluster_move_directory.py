@@ -5,7 +5,8 @@ primary. The directory names one domain directory for both hosts, as a
 real cluster's does; here both hosts share one file system, so each runs
 its qmail-send and vmoveuser in a mount namespace of its own where its
 own directory is bound on that path (unshare -m), as if on two machines.
-alice is moved from A to B while mail for her is queued on both hosts:
+alice is moved from A to B while mail for her is queued on both hosts
+(and with a lagging replica, and with the receiver's answer lost):
 nothing lost, nothing twice, no bounce; the provider names B and so do
 the replicas; the mark was A's own DOMAINDIR/vmoving, gone afterwards."""
 import collections
@@ -310,4 +311,36 @@ def test_a_lagging_replica_keeps_the_mark_until_it_has_the_change(cluster, serve
     assert "copied" not in r.stderr and "kept as" in r.stderr, r.stderr
     assert "alice" not in (a.mail / "vmoving").read_text()
     assert sorted(ids(b)) == ["lagging-via-a", "lagging-via-b", "old-0", "old-1"]
+    no_failures(a, b)
+
+
+@pytest.mark.parametrize("cluster", ["ldap"], indirect=True)
+def test_answer_lost_after_the_switch(cluster, servers):
+    """The receiver installed the copy and wrote B on the provider, but its
+    answer never came: A exits 111 and keeps its mark, yet the mail goes
+    to B as soon as A's replica names it; the rerun sends nothing again,
+    drops the mark and sets the old copy aside."""
+    a, b = cluster
+    s = servers
+    for i in range(3):
+        inject(a, f"old-{i}")
+    wait_for(lambda: len(a.maildir()) == 3, 30, lambda: "A's first mail\n" + a.log())
+    receiver = shlex.join(in_own_mount(b.mail, s.shared, ["env", f"QMAIL_HOME={b.q.path}", b.q.bin("vmoveuser"), "-R"]))
+    lost = shlex.join(["sh", "-c", receiver + ' "$@" >/dev/null; exit 1', "sh"])   # its answer thrown away
+    r = subprocess.run(in_own_mount(a.mail, s.shared, [a.q.bin("vmoveuser"), "-v", lost, "alice@example.org", HOSTS[1]]),
+                       env=a.q.env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 111 and "not confirmed" in r.stderr, r.stderr
+    assert s.provider_home() == HOSTS[1] and (a.mail / "vmoving").read_text() == f"alice:{HOSTS[1]}\n"
+    wait_for(lambda: s.replica_homes() == [HOSTS[1]] * 2, 30, "the replicas")
+    inject(a, "after-the-switch")
+
+    def arrived():
+        a.retry_now()
+        return len(b.maildir()) >= 4 and a.queued() == 0
+    wait_for(arrived, 60, lambda: "the new mail on B\n" + a.log() + b.log(), step=0.5)
+    r = subprocess.run(in_own_mount(a.mail, s.shared, [a.q.bin("vmoveuser"), "-r", "-v", "false", "alice@example.org",
+                                                        HOSTS[1]]), env=a.q.env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "copied" not in r.stderr, r.stderr
+    assert "alice" not in (a.mail / "vmoving").read_text() and not [p for p in a.mail.iterdir() if p.name.startswith("alice")]
+    assert sorted(ids(b)) == ["after-the-switch", "old-0", "old-1", "old-2"]
     no_failures(a, b)
