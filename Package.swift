@@ -148,6 +148,8 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("vconvert", ["VHosting", "QmailCore"], .dyn),
     ("vmoduser", ["VHosting", "QmailCore"], .dyn),
     ("vmoveuser", ["VHosting", "QmailCore"], .dyn),
+    ("vmoveuser-ldap", ["VHosting", "UserDirectoryLDAP", "QmailCore"], .dyn),
+    ("vmoveuser-mysql", ["VHosting", "UserDirectorySQL", "QmailCore"], .dyn),
     ("vfilterpolicy", ["VHosting", "QmailCore"], .dyn),
     ("vmkpasswd", ["VHosting", "QmailCore"], .dyn),
     ("vdkim", ["VHosting", "QmailCore"], .dyn),

@@ -51,6 +51,7 @@ public enum Programs {
         e("vdominfo", 0o700), e("vconvert", 0o700), e("vaddaliasdomain", 0o700), e("vmoduser", 0o700), e("vmoveuser", 0o700), e("vmkpasswd", 0o700),
         e("vdkim", 0o700), e("vfilterpolicy", 0o700), e("vvacation", 0o700), e("vmoddomlimits", 0o700), e("vmoddomain", 0o700),
         e("vfilterpolicy-ldap", 0o700), e("vfilterpolicy-mysql", 0o700),
+        e("vmoveuser-ldap", 0o700), e("vmoveuser-mysql", 0o700),
         // the web administration (as root, like the v* commands it runs)
         e("qmail-webadmin", 0o700),
     ]

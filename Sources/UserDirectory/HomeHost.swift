@@ -46,6 +46,16 @@ public enum HomeHost {
 
     // MARK: the file backend's DIR/vmailhost and DIR/vmoving ("user:host" lines)
 
+    /// A directory server's mailbox being moved away from this host: the
+    /// host DOMAINDIR/vmoving names for `user` (this host's own file, the
+    /// same lines as the file backend's), unless the directory already
+    /// names that host as the home (the move is done as far as this
+    /// host's replica knows, and the mail goes there). nil: not moving.
+    public static func moving(_ mailbox: Mailbox, user: [UInt8], domainDir: String) throws -> String? {
+        guard !domainDir.isEmpty, let to = try readFile(domainDir + "/vmoving")[user], mailbox.homeHost != to else { return nil }
+        return to
+    }
+
     public static func readFile(_ path: String) throws -> [[UInt8]: String] {
         guard let data = try FileIO.read(path) else { return [:] }
         var out: [[UInt8]: String] = [:]
@@ -64,4 +74,13 @@ public enum HomeHost {
         for u in users { if let h = u[keyPath: host] { text += u.name + [Ascii.colon] + Array(h.utf8) + [Ascii.lf] } }
         return text
     }
+}
+
+/// A directory vmoveuser changes (LDAP, MySQL: writes go to the provider
+/// or primary); the file backend's change goes through FileStore.
+public protocol HomeHostStore: RecipientDirectory {
+    /// Names `host` as the home of the mailbox user@domain. Throws
+    /// MailFailure: permanent when there is no such mailbox or no place
+    /// for the value, temporary when the directory is down.
+    func setHomeHost(user: [UInt8], domain: [UInt8], host: String) throws
 }

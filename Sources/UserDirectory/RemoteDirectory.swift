@@ -136,8 +136,11 @@ public enum RemoteDirectory {
         }
     }
 
-    /// What delivery does with an account.
-    public static func recipient(_ a0: AccountRecord, domain dom: VDomain, aliases: Bool) -> FileBackend.Recipient {
+    /// What delivery does with an account. `moveMarks`: a mailbox that
+    /// vmoveuser marked here is "try later" (the administrators' writers,
+    /// vmoveuser's own, see the directory as it is).
+    public static func recipient(_ a0: AccountRecord, domain dom: VDomain, aliases: Bool,
+                                 moveMarks: Bool = true) -> FileBackend.Recipient {
         var a = a0
         a.forwards = forwardAddresses(a.forwards)
         let isMailbox = a.home != nil || a.maildir != nil
@@ -148,7 +151,15 @@ public enum RemoteDirectory {
             return .temporary("directory entry for \(a.user.string)@\(dom.real.string) has neither a mailbox nor forwards")
         }
         switch mailbox(a, domain: dom) {
-        case .success(let m): return .mailbox(m, dom)
+        case .success(let m):
+            // vmoveuser is copying the Maildir away from here: mail and
+            // logins wait until this host's directory names the new home.
+            do {
+                if moveMarks, let to = try HomeHost.moving(m, user: a.user, domainDir: dom.dir) {
+                    return .temporary("mailbox \(a.user.string)@\(dom.real.string) is being moved to \(to)")
+                }
+            } catch { return .temporary("\(error)") }
+            return .mailbox(m, dom)
         case .failure(let f): return .temporary(f.text)
         }
     }

@@ -34,7 +34,16 @@ extension Admin {
         let (user, domainName) = try Names.address(Array(o.operands[0].utf8))
         guard let dest = HomeHost.parse(Array(o.operands[1].utf8)) else { throw AdminError.refused("bad host name \(o.operands[1])") }
         let header = "\(user.string)@\(domainName.string) \(dest)"
-        if o.flags.contains("R") { return try holdingMoveLock { try receiveMailbox(user, domainName, dest, header: header) } }
+        if directory == nil, let variant = try DirectoryChoice.variant(of: "vmoveuser", home: home) {
+            let e = ChildProcess.exec(.init([variant] + CommandLine.arguments.dropFirst(), program: variant))
+            throw MailFailure.temporary("unable to run \(variant): \(e)")
+        }
+        if o.flags.contains("R") {
+            return try holdingMoveLock {
+                if let d = directory { return try receiveMailbox(user, domainName, dest, header: header, directory: d) }
+                return try receiveMailbox(user, domainName, dest, header: header)
+            }
+        }
         let receiver: ChildProcess.Plan
         switch (o.values["t"], o.values["v"]) {
         case (let t?, nil):
@@ -48,7 +57,11 @@ extension Admin {
         }
         guard let wait = Decimal.parse(Array((o.values["w"] ?? "60").utf8)) else { throw AdminError.usage(usage) }
         return try holdingMoveLock {
-            try moveMailbox(user, domainName, to: dest, header: header, receiver: receiver, wait: wait, remove: o.flags.contains("r"))
+            if let d = directory {
+                return try moveMailbox(user, domainName, to: dest, header: header, receiver: receiver, wait: wait,
+                                       remove: o.flags.contains("r"), directory: d)
+            }
+            return try moveMailbox(user, domainName, to: dest, header: header, receiver: receiver, wait: wait, remove: o.flags.contains("r"))
         }
     }
 
@@ -90,17 +103,7 @@ extension Admin {
         let moving = u.dir + ":moving"
         if u.movingTo != nil {
             // 2. out of delivery's reach, then copied
-            if present(u.dir) {
-                if present(moving) { throw AdminError.system("both \(u.dir) and \(moving) exist: keep the right one, then rerun") }
-                try Sys.rename(u.dir, moving)
-                try Sys.fsyncDirectory(FileIO.directoryOf(u.dir))
-            } else if !present(moving) {
-                throw AdminError.system("\(u.dir) is missing")
-            }
-            try Admin.waitUnused(moving, seconds: wait)
-            let sent = try sendMailbox(moving, header: header, receiver: receiver)
-            notes.append("\(sent.files) files (\(sent.bytes) bytes) copied to \(dest)"
-                         + (sent.skipped > 0 ? "; \(sent.skipped) symbolic links or special files left out" : ""))
+            notes.append(try sendAway(u.dir, to: dest, header: header, receiver: receiver, wait: wait))
             // 3. the switch, then the waiting mail
             try modifyUser(address) { u, _ in
                 u.homeHost = dest
@@ -111,14 +114,36 @@ extension Admin {
             return ["\(address) lives on \(dest) already"]
         }
         // 4. the old copy
+        return notes + (try setAside(u.dir, remove: remove))
+    }
+
+    /// Step 2: the mailbox's directory renamed DIR:moving (unless an
+    /// earlier run did), waited for and sent to the receiver; says what went.
+    func sendAway(_ dir: String, to dest: String, header: String, receiver: ChildProcess.Plan, wait: Int) throws -> String {
+        let moving = dir + ":moving"
+        if present(dir) {
+            if present(moving) { throw AdminError.system("both \(dir) and \(moving) exist: keep the right one, then rerun") }
+            try Sys.rename(dir, moving)
+            try Sys.fsyncDirectory(FileIO.directoryOf(dir))
+        } else if !present(moving) {
+            throw AdminError.system("\(dir) is missing")
+        }
+        try Admin.waitUnused(moving, seconds: wait)
+        let sent = try sendMailbox(moving, header: header, receiver: receiver)
+        return "\(sent.files) files (\(sent.bytes) bytes) copied to \(dest)"
+            + (sent.skipped > 0 ? "; \(sent.skipped) symbolic links or special files left out" : "")
+    }
+
+    /// Step 4: DIR:moving removed, or kept as DIR:moved-TIME.
+    func setAside(_ dir: String, remove: Bool) throws -> [String] {
+        let moving = dir + ":moving"
         if remove {
             try FileStore.removeTree(moving)
-        } else {
-            let kept = u.dir + ":moved-\(Sys.now())"
-            try Sys.rename(moving, kept)
-            notes.append("the old copy is kept as \(kept)")
+            return []
         }
-        return notes
+        let kept = dir + ":moved-\(Sys.now())"
+        try Sys.rename(moving, kept)
+        return ["the old copy is kept as \(kept)"]
     }
 
     /// Runs the receiver with the stream on its input; returns what was

@@ -19,6 +19,9 @@ public struct Admin {
     /// Mailboxes' filter policies in LDAP or MySQL: given by
     /// vfilterpolicy-ldap/-mysql (vfilterpolicy itself links neither).
     var policyStore: FilterPolicyStore? = nil
+    /// Mailboxes' home hosts in LDAP or MySQL, for vmoveuser-ldap/-mysql:
+    /// the directory as this host reads it (false) or its writer (true).
+    var directory: ((Bool) -> HomeHostStore)? = nil
 
     public init(home: QmailHome) {
         self.home = home
@@ -51,7 +54,8 @@ public struct Admin {
     /// Runs one command; returns its exit code (0 done, 1 refused, 111
     /// system failure). Notes go to stderr.
     public static func main(_ command: String, _ args: [String],
-                            policyStore: ((QmailHome) -> FilterPolicyStore)? = nil) -> Int32 {
+                            policyStore: ((QmailHome) -> FilterPolicyStore)? = nil,
+                            directory: ((QmailHome, Bool) -> HomeHostStore)? = nil) -> Int32 {
         umask(0o022)
         guard let body = commands[command] else {
             Sys.warn("\(command): unknown command")
@@ -60,6 +64,8 @@ public struct Admin {
         do {
             var admin = Admin(home: QmailHome.current())
             admin.policyStore = policyStore?(admin.home)
+            let home = admin.home
+            admin.directory = directory.map { make in { make(home, $0) } }
             for note in try body(admin, args) { Sys.warn("\(command): \(note)") }
             return 0
         } catch {

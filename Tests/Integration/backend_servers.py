@@ -221,11 +221,12 @@ class Mariadbd:
 
 def grant_sql_admin(mariadb, q, password):
     """An SQL account that may only read the mail tables and change
-    users.filter_policy (what vfilterpolicy-mysql writes), on `mariadb`,
+    users.filter_policy and users.mail_host (what vfilterpolicy-mysql and
+    vmoveuser-mysql write), on `mariadb`,
     and its login in q's control/sqladminpassword (0600)."""
     mariadb.sql(f"CREATE USER 'mailadmin'@'localhost' IDENTIFIED BY '{password}';"
                 "GRANT SELECT ON mail.* TO 'mailadmin'@'localhost';"
-                "GRANT UPDATE (filter_policy) ON mail.users TO 'mailadmin'@'localhost';".encode())
+                "GRANT UPDATE (filter_policy, mail_host) ON mail.users TO 'mailadmin'@'localhost';".encode())
     p = q.path / "control" / "sqladminpassword"
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, f"mailadmin\n{password}\n".encode())

@@ -23,7 +23,13 @@ extension LDAPBackend: FilterPolicyStore {
         return p
     }
 
-    public func setFilterPolicy(user rawUser: [UInt8], domain rawDomain: [UInt8], policy: [UInt8]?) throws {
+    public func setFilterPolicy(user: [UInt8], domain: [UInt8], policy: [UInt8]?) throws {
+        try setAttribute("filterpolicy", user: user, domain: domain, to: policy)
+    }
+
+    /// Sets (nil: removes) the attribute `key` (a control/ldapattributes
+    /// key) of the account entry of user@domain.
+    func setAttribute(_ key: String, user rawUser: [UInt8], domain rawDomain: [UInt8], to value: [UInt8]?) throws {
         guard let (user, domain) = RemoteDirectory.normalize(user: rawUser, domain: rawDomain) else {
             throw MailFailure.permanent("no such mailbox")
         }
@@ -31,31 +37,12 @@ extension LDAPBackend: FilterPolicyStore {
         guard let e = try account(user, domain, cfg), let dn = e[""]?.first else {
             throw MailFailure.permanent("no such mailbox \(user.string)@\(domain.string) in LDAP")
         }
-        let name = cfg.attributes["filterpolicy"]
-        let h = try connection(cfg)
-        var value = policy ?? []
-        let rc = value.withUnsafeMutableBytes { p -> Int32 in
-            var bv = berval(bv_len: ber_len_t(p.count), bv_val: p.baseAddress?.assumingMemoryBound(to: CChar.self))
-            return withUnsafeMutablePointer(to: &bv) { bvp -> Int32 in
-                var values: [UnsafeMutablePointer<berval>?] = [bvp, nil]
-                return values.withUnsafeMutableBufferPointer { vals -> Int32 in
-                    let type = strdup(name)
-                    defer { free(type) }
-                    var mod = LDAPMod()
-                    mod.mod_op = (policy == nil ? LDAP_MOD_DELETE : LDAP_MOD_REPLACE) | LDAP_MOD_BVALUES
-                    mod.mod_type = type
-                    mod.mod_vals.modv_bvals = policy == nil ? nil : vals.baseAddress
-                    return withUnsafeMutablePointer(to: &mod) { m -> Int32 in
-                        var mods: [UnsafeMutablePointer<LDAPMod>?] = [m, nil]
-                        return ldap_modify_ext_s(h, dn.string, &mods, nil, nil)
-                    }
-                }
-            }
-        }
+        let name = cfg.attributes[key]
+        let rc = try modify(dn.string, name, to: value, cfg)
         switch rc {
         case LDAP_SUCCESS: return
-        case LDAP_NO_SUCH_ATTRIBUTE where policy == nil: return   // had none
-        case LDAP_UNDEFINED_TYPE where policy == nil: return
+        case LDAP_NO_SUCH_ATTRIBUTE where value == nil: return   // had none
+        case LDAP_UNDEFINED_TYPE where value == nil: return
         case LDAP_UNDEFINED_TYPE, LDAP_OBJECT_CLASS_VIOLATION:
             throw MailFailure.permanent("the directory's schema has no \(name): load schemas/swift-qmail.schema anew")
         case LDAP_INSUFFICIENT_ACCESS, LDAP_STRONG_AUTH_REQUIRED:
@@ -64,6 +51,31 @@ extension LDAPBackend: FilterPolicyStore {
         default:
             disconnect()
             throw LDAPBackend.error("modify", rc)
+        }
+    }
+
+    /// Replaces (nil: deletes) one attribute of the entry `dn`; the
+    /// server's result code.
+    func modify(_ dn: String, _ name: String, to value: [UInt8]?, _ cfg: Config) throws -> Int32 {
+        let h = try connection(cfg)
+        var bytes = value ?? []
+        return bytes.withUnsafeMutableBytes { p -> Int32 in
+            var bv = berval(bv_len: ber_len_t(p.count), bv_val: p.baseAddress?.assumingMemoryBound(to: CChar.self))
+            return withUnsafeMutablePointer(to: &bv) { bvp -> Int32 in
+                var values: [UnsafeMutablePointer<berval>?] = [bvp, nil]
+                return values.withUnsafeMutableBufferPointer { vals -> Int32 in
+                    let type = strdup(name)
+                    defer { free(type) }
+                    var mod = LDAPMod()
+                    mod.mod_op = (value == nil ? LDAP_MOD_DELETE : LDAP_MOD_REPLACE) | LDAP_MOD_BVALUES
+                    mod.mod_type = type
+                    mod.mod_vals.modv_bvals = value == nil ? nil : vals.baseAddress
+                    return withUnsafeMutablePointer(to: &mod) { m -> Int32 in
+                        var mods: [UnsafeMutablePointer<LDAPMod>?] = [m, nil]
+                        return ldap_modify_ext_s(h, dn, &mods, nil, nil)
+                    }
+                }
+            }
         }
     }
 

@@ -359,7 +359,7 @@ public final class LDAPBackend: ReplicatedDirectory {
             a.status = one(e, "status")
             a.forwards = e[at["forward"].lowercased()] ?? []
             a.homeHost = one(e, "mailhost")
-            return RemoteDirectory.recipient(a, domain: dom, aliases: aliases)
+            return RemoteDirectory.recipient(a, domain: dom, aliases: aliases, moveMarks: !admin)
         } catch let f as MailFailure {
             return .temporary(f.text)
         } catch {

@@ -134,6 +134,7 @@ public final class SQLBackend: ReplicatedDirectory {
     var aliasStatement: Statement?
     var policyStatement: Statement?
     var setPolicyStatement: Statement?
+    var setHomeHostStatement: Statement?
     /// Said once per process: the users table has no policy column.
     var noPolicyColumnLogged = false
     /// False once the server said the mail_host columns are missing (a
@@ -157,11 +158,12 @@ public final class SQLBackend: ReplicatedDirectory {
     deinit { disconnect() }
 
     public func disconnect() {
-        for st in [userStatement, aliasStatement, policyStatement, setPolicyStatement] { st?.close() }
+        for st in [userStatement, aliasStatement, policyStatement, setPolicyStatement, setHomeHostStatement] { st?.close() }
         userStatement = nil
         aliasStatement = nil
         policyStatement = nil
         setPolicyStatement = nil
+        setHomeHostStatement = nil
         if let d = db { mysql_close(d) }
         db = nil
     }
@@ -367,7 +369,7 @@ public final class SQLBackend: ReplicatedDirectory {
             a.status = r[11]
             a.homeHost = r.count > 13 ? r[13] : nil
             a.forwards = forwards
-            return RemoteDirectory.recipient(a, domain: dom, aliases: aliases)
+            return RemoteDirectory.recipient(a, domain: dom, aliases: aliases, moveMarks: !admin)
         } catch let f as MailFailure {
             return .temporary(f.text)
         } catch {

@@ -32,6 +32,8 @@ case "vmoddomain": MultiCall.ownerOnly("swift-qmail-dyn"); vmoddomainMain()
 case "vmoddomlimits": MultiCall.ownerOnly("swift-qmail-dyn"); vmoddomlimitsMain()
 case "vmoduser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoduserMain()
 case "vmoveuser": MultiCall.ownerOnly("swift-qmail-dyn"); vmoveuserMain()
+case "vmoveuser-ldap": MultiCall.ownerOnly("swift-qmail-dyn"); vmoveuserLdapMain()
+case "vmoveuser-mysql": MultiCall.ownerOnly("swift-qmail-dyn"); vmoveuserMysqlMain()
 case "vpasswd": MultiCall.ownerOnly("swift-qmail-dyn"); vpasswdMain()
 case "vsetuserquota": MultiCall.ownerOnly("swift-qmail-dyn"); vsetuserquotaMain()
 case "vuserinfo": MultiCall.ownerOnly("swift-qmail-dyn"); vuserinfoMain()
@@ -63,6 +65,8 @@ default: MultiCall.other("swift-qmail-dyn", [
     "vmoddomlimits",
     "vmoduser",
     "vmoveuser",
+    "vmoveuser-ldap",
+    "vmoveuser-mysql",
     "vpasswd",
     "vsetuserquota",
     "vuserinfo",
