@@ -1,13 +1,15 @@
 """Home-host clustering (issue 22) over a replicated user directory: the
 three hosts of cluster_net.py (network namespaces on a bridge) read no
-file store but a real directory. An OpenLDAP provider runs in a namespace
-of its own on the bridge (10.77.0.50); each host runs a syncrepl consumer
-of it on its own address and reads that first (control/ldapserver: its own
-replica, then the other hosts' in turn), with control/ldapprovider naming
-the provider, which takes the writes and confirms a replica's "no". Host
-C's consumer refreshes once a day: it lags. Mailboxes are added with
-ldapadd on the provider, from the client namespace, and reach the hosts
-by replication.
+file store but a real directory, once OpenLDAP and once MariaDB. The
+provider (slapd with syncprov; a MariaDB primary writing a binlog) runs
+in a namespace of its own on the bridge (10.77.0.50). Each host runs a
+replica of it on its own address (a syncrepl consumer; a MariaDB replica)
+and reads that first (control/ldapserver or sqlserver: its own replica,
+then the other hosts' in turn), with control/ldapprovider or sqlprimary
+naming the provider, which takes the writes and confirms a replica's
+"no". Host C's replica lags (it refreshes once a day; its replication is
+stopped). Mailboxes are added on the provider only (ldapadd from the
+client namespace; an INSERT) and reach the hosts by replication.
 
 The directory names one home path per mailbox, so every host keeps its
 Maildirs at the same path, BASE/mail: each host's processes run in a
@@ -18,6 +20,7 @@ host only, so a delivery anywhere else would fail, not land.
 """
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -26,21 +29,12 @@ import pytest
 import backend_servers as bs
 import cluster_net
 from conftest import wait_for
-from test_cluster_netns import pop3_answer, send, services_log
+from test_cluster_netns import account, pop3_answer, send, services_log  # noqa: F401 (account: a fixture)
+
+pytestmark = pytest.mark.skipif(bool(bs.missing_binaries()), reason="slapd/mariadbd not installed")
 
 HOMES = {"alice": "a", "bob": "b", "carol": "c"}
 PROVIDER_INDEX = 50
-
-
-@pytest.fixture(scope="module")
-def account():
-    reason = cluster_net.unavailable()
-    if reason:
-        pytest.skip(reason)
-    if bs.missing_binaries():
-        pytest.skip("slapd/mariadbd not installed")
-    with cluster_net.system_account("sqdir") as pw:
-        yield pw
 
 
 def crypt(password):
@@ -107,7 +101,10 @@ class Directory:
         for h in c.hosts:
             dom = self.storage(h) / "example.org"
             dom.mkdir(parents=True)
-            os.chown(dom, self.account.pw_uid, self.account.pw_gid)
+            # the domain directory holds the .qmail-default, as schemas/README.md lays it out
+            shutil.copy(h.q.path / "domains" / "example.org" / ".qmail-default", dom)
+            for p in (dom, dom / ".qmail-default"):
+                os.chown(p, self.account.pw_uid, self.account.pw_gid)
             h.share_path(self.shared, self.storage(h))
         for user, letter in HOMES.items():
             self.add_mailbox(user, letter)
@@ -167,6 +164,18 @@ class Directory:
         wait_for(lambda: self.where(subject), timeout, lambda: f"{subject!r}\n" + self.logs())
         self.settled()
         assert self.where(subject) == [(home, user)], (subject, self.where(subject), self.logs())
+
+    def mail_everyone(self, users, subject):
+        """A message to each user through each host (subject: its prefix);
+        each lands once, on the user's home host. Returns the subjects by
+        user."""
+        for h in self.c.hosts:
+            for user in users:
+                send(self.c, h, user, f"{subject} {user} via {h.letter}")
+        for h in self.c.hosts:
+            for user in users:
+                self.arrived(f"{subject} {user} via {h.letter}", user)
+        return {user: sorted(f"{subject} {user} via {h.letter}" for h in self.c.hosts) for user in users}
 
     def no_bounces(self):
         for h in self.c.hosts:
@@ -329,13 +338,7 @@ def test_mail_through_every_host_lands_once_on_the_home_host(directory):
     c = d.c
     for h in c.hosts:
         assert "alice" not in (h.q.path / "domains" / "example.org" / "vpasswd").read_text()
-    for h in c.hosts:
-        for user in HOMES:
-            send(c, h, user, f"to {user} via {h.letter}")
-    for h in c.hosts:
-        for user in HOMES:
-            d.arrived(f"to {user} via {h.letter}", user)
-    expected = {user: sorted(f"to {user} via {h.letter}" for h in c.hosts) for user in HOMES}
+    expected = d.mail_everyone(HOMES, "to")
     for h in c.hosts:
         for user in HOMES:
             assert sorted(s for s in d.pop3_subjects(h, user) if s.startswith("to ")) == expected[user], (h.name, user)
@@ -351,12 +354,7 @@ def test_provider_stopped_reads_go_on_from_the_replicas(directory):
     d = directory
     c = d.c
     d.provider.stop()
-    for h in c.hosts:
-        for user in HOMES:
-            send(c, h, user, f"provider down, to {user} via {h.letter}")
-    for h in c.hosts:
-        for user in HOMES:
-            d.arrived(f"provider down, to {user} via {h.letter}", user)
+    d.mail_everyone(HOMES, "provider down, to")
     for h in c.hosts:
         for user in HOMES:
             assert pop3_answer(c, h, user).startswith("+OK"), (h.name, user, services_log(h))
@@ -378,15 +376,10 @@ def test_a_lagging_replica_asks_the_provider(directory):
     d.replicated("dave", "ab")
     d.replicated("erin", "ab")
     assert not d.knows("c", "dave") and not d.knows("c", "erin")
-    for h in c.hosts:
-        for user in ("dave", "erin"):
-            send(c, h, user, f"new {user} via {h.letter}")
-    for h in c.hosts:
-        for user in ("dave", "erin"):
-            d.arrived(f"new {user} via {h.letter}", user)
+    expected = d.mail_everyone(["dave", "erin"], "new")
     for h in (hc, a):
         for user in ("dave", "erin"):
-            assert sorted(d.pop3_subjects(h, user)) == sorted(f"new {user} via {x.letter}" for x in c.hosts)
+            assert sorted(d.pop3_subjects(h, user)) == expected[user]
     assert not d.knows("c", "dave")  # C answered through the provider, still lagging
 
     d.add("frank", "b")
@@ -407,7 +400,8 @@ def test_a_lagging_replica_asks_the_provider(directory):
 def test_a_hosts_replica_down_the_next_in_order_answers(directory):
     """gina (home A) added on the provider, replicated to A and B but not
     to C (lagging). A's own replica and the provider stopped: A asks the
-    next server in its control/ldapserver, B's replica, which knows her:
+    next server in its control/ldapserver (sqlserver), B's replica, which
+    knows her:
     her mail through A lands, she logs in on A. With C's replica listed
     before B's, C's "no such user" cannot be confirmed: her mail waits on
     A (no bounce) until the order is put back."""
@@ -434,3 +428,41 @@ def test_a_hosts_replica_down_the_next_in_order_answers(directory):
     a.retry_now()
     d.arrived("gina with C's replica asked first", "gina")
     d.no_bounces()
+
+
+def rcpt(c, h, user):
+    """h's SMTP answer (code, text) to RCPT TO user@example.org."""
+    with c.smtp(h) as s:
+        s.ehlo("client.example")
+        s.mail("sender@remote.example")
+        code, text = s.rcpt(f"{user}@example.org")
+        s.rset()
+    return code, text.decode()
+
+
+def test_rcptcheck_answers_from_the_directory(directory):
+    """qmail-smtpd's recipient check (control/rcptcheck: qmail-rcptcheck)
+    on every host answers from the replicated directory, as delivery does:
+    the users are known, nobody is refused (550); hal, new on the provider
+    and not yet on C's lagging replica, is known through the provider on
+    C; with the provider stopped, C cannot tell (451), never 550."""
+    d = directory
+    c = d.c
+    hc = c.hosts[2]
+    for h in c.hosts:
+        h.q.control("rcptcheck", h.q.bin("qmail-rcptcheck") + "\n")
+    try:
+        for h in c.hosts:
+            for user in HOMES:
+                assert rcpt(c, h, user)[0] == 250, (h.name, user, rcpt(c, h, user))
+            assert rcpt(c, h, "nobody")[0] == 550, h.name
+        d.add("hal", "a")
+        d.replicated("hal", "ab")
+        assert rcpt(c, hc, "hal")[0] == 250
+        d.provider.stop()
+        assert rcpt(c, hc, "hal")[0] == 451
+        assert rcpt(c, c.hosts[0], "hal")[0] == 250
+        assert rcpt(c, hc, "alice")[0] == 250
+    finally:
+        for h in c.hosts:
+            os.unlink(h.q.path / "control" / "rcptcheck")
