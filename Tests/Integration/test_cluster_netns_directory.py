@@ -157,12 +157,14 @@ class Directory:
     def logs(self):
         return "".join(f"== {h.name}\n{h.log()}\n{services_log(h)}" for h in self.c.hosts)
 
-    def arrived(self, subject, user, timeout=60):
+    def arrived(self, subject, user, timeout=60, settle=True):
         """The message is in user's Maildir on the home host, and nowhere
-        else, once."""
+        else, once (checked when every queue is empty; with settle False,
+        when some other message is meant to wait, at once)."""
         home = self.homes[user]
         wait_for(lambda: self.where(subject), timeout, lambda: f"{subject!r}\n" + self.logs())
-        self.settled()
+        if settle:
+            self.settled()
         assert self.where(subject) == [(home, user)], (subject, self.where(subject), self.logs())
 
     def mail_everyone(self, users, subject):
@@ -320,8 +322,9 @@ def cluster(account, request):
 @pytest.fixture
 def directory(cluster):
     """The module's cluster; after the test, every host's server order as
-    the fixture made it and every server running."""
+    the fixture made it, the provider's link up and every server running."""
     yield cluster
+    cluster.dirns.ip("link", "set", "eth0", "up")
     for h in cluster.c.hosts:
         cluster.server_order(h, cluster.default_order(h))
     for s in cluster.servers:
@@ -466,3 +469,33 @@ def test_rcptcheck_answers_from_the_directory(directory):
     finally:
         for h in c.hosts:
             os.unlink(h.q.path / "control" / "rcptcheck")
+
+
+def test_provider_cut_off_costs_a_timeout_never_a_bounce(directory):
+    """The provider's link down (a partition: its packets go nowhere,
+    nothing refuses): ivan (home A), on A's and B's replicas but not yet
+    on C's, logs in on C with -ERR [SYS/TEMP] within seconds, and his mail
+    through C waits there; alice, whom C's replica knows, is served as
+    ever. The link up again, C's next try delivers ivan's mail once."""
+    d = directory
+    c = d.c
+    hc = c.hosts[2]
+    d.add("ivan", "a")
+    d.replicated("ivan", "ab")
+    d.dirns.ip("link", "set", "eth0", "down")
+    t0 = time.monotonic()
+    answer = pop3_answer(c, hc, "ivan")
+    took = time.monotonic() - t0
+    assert answer.startswith("-ERR [SYS/TEMP]"), answer
+    assert took < 15, took  # a connect timeout of 2 s, with slack for a loaded machine
+    send(c, hc, "ivan", "ivan while the provider is cut off")
+    send(c, hc, "alice", "alice while the provider is cut off")
+    d.arrived("alice while the provider is cut off", "alice", settle=False)
+    wait_for(lambda: re.search(r"deferral: .*provider_cannot_confirm", hc.log()), 30,
+             lambda: "C's deferral\n" + d.logs())
+    assert d.where("ivan while the provider is cut off") == [] and hc.queued() == 1
+    assert pop3_answer(c, hc, "alice").startswith("+OK")
+    d.dirns.ip("link", "set", "eth0", "up")
+    hc.retry_now()
+    d.arrived("ivan while the provider is cut off", "ivan")
+    d.no_bounces()
