@@ -34,6 +34,13 @@ To extend (a directory server on the bridge): Host.serve() starts any
 program under tcpserver in a host's namespace, Host.popen() any other
 program, Cluster.connect()/smtp()/pop3() reach a host from the client
 namespace, and Host.pop3_address says where its POP3 listens.
+Cluster.node() adds a bare namespace on the bridge (a directory
+provider's machine; backend_servers.Slapd and Mariadbd run in any
+namespace), Host.checkpassword names POP3's checkpassword program, and
+Host.share_path() gives a host a mount namespace of its own in which one
+of its directories is seen at a path every host shares (where a
+replicated directory says the Maildirs are);
+test_cluster_netns_directory.py uses all three.
 Cluster.pop3_tls() makes the hosts' POP3 proxy (qmail-pop3proxy, run by
 checkpassword for a mailbox homed elsewhere) speak TLS to the home host,
 and Cluster.capture() records the frames a host sends and receives.
