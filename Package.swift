@@ -128,6 +128,8 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
     ("checkpassword-mysql", ["Checkpassword", "UserDirectorySQL", "QmailCore"], .rootDB),
     ("vdelivermail-ldap", ["VDelivery", "UserDirectoryLDAP", "QmailCore"], .dyn),
     ("vdelivermail-mysql", ["VDelivery", "UserDirectorySQL", "QmailCore"], .dyn),
+    ("qmail-rcptcheck-ldap", ["QmailRcptCheck", "UserDirectoryLDAP", "QmailCore"], .dyn),
+    ("qmail-rcptcheck-mysql", ["QmailRcptCheck", "UserDirectorySQL", "QmailCore"], .dyn),
     ("qmail-filter-ldap", ["QmailFilter", "UserDirectoryLDAP", "QmailCore"], .dyn),
     ("qmail-filter-mysql", ["QmailFilter", "UserDirectorySQL", "QmailCore"], .dyn),
     ("vfilterpolicy-ldap", ["VHosting", "UserDirectoryLDAP", "QmailCore"], .dyn),

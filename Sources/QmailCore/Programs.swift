@@ -27,7 +27,7 @@ public enum Programs {
         e("qmail-inject", 0o755), e("sendmail", 0o755), e("predate", 0o755), e("datemail", 0o755),
         e("mailsubj", 0o755), e("qmail-showctl", 0o755), e("qmail-qread", 0o755), e("qmail-qstat", 0o755),
         e("qmail-tcpto", 0o755), e("qmail-tcpok", 0o755), e("qmail-setup", 0o755), e("qmailctl", 0o755),
-        e("qmail-rcptcheck", 0o755),
+        e("qmail-rcptcheck", 0o755), e("qmail-rcptcheck-ldap", 0o755), e("qmail-rcptcheck-mysql", 0o755),
         e("qmail-report", 0o755), e("qmail-spfquery", 0o755),
         // network services
         e("qmail-smtpd", 0o755), e("qmail-smtpd-auth", 0o755), e("qmail-filter", 0o755), e("qmail-filter-ldap", 0o755), e("qmail-filter-mysql", 0o755), e("qmail-quarantine", 0o700), e("qmail-qmqpc", 0o755), e("qmail-qmqpd", 0o755), e("qmail-qmtpd", 0o755),

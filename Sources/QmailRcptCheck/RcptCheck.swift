@@ -5,6 +5,11 @@
 // would certainly bounce: the domain is hosted, there is no mailbox, alias,
 // user-ext base mailbox or .qmail file for the name, and the domain's
 // .qmail-default bounces unknown users (vdelivermail bounce-no-mailbox).
+// The recipients come from the directory control/userdirectory names, as
+// vdelivermail's do: qmail-rcptcheck reads the file backend and, for LDAP
+// or MySQL, execs qmail-rcptcheck-ldap/-mysql in its place (so it links
+// neither client library). Asking the file backend there would call every
+// mailbox of the directory unknown.
 import QmailCore
 import UserDirectory
 
@@ -13,11 +18,34 @@ public enum RcptCheck {
     public static let unknown: Int32 = QmailExit.permanent
     public static let temporary: Int32 = QmailExit.temporary
 
-    public static func check(address: [UInt8], backend: FileBackend) -> Int32 {
+    /// The whole program: argv is [name, address]. `directory` is given by
+    /// qmail-rcptcheck-ldap/-mysql; qmail-rcptcheck passes nil and follows
+    /// control/userdirectory.
+    public static func main(argv: [String], directory: ((QmailHome) -> RecipientDirectory)? = nil) -> Int32 {
+        guard argv.count == 2 else {
+            Sys.warn("qmail-rcptcheck: usage: qmail-rcptcheck address")
+            return temporary
+        }
+        let home = QmailHome.current()
+        if let make = directory { return check(address: Array(argv[1].utf8), backend: make(home)) }
+        do {
+            if let variant = try DirectoryChoice.variant(of: "qmail-rcptcheck", home: home) {
+                let e = ChildProcess.exec(.init([variant, argv[1]], program: variant))
+                Sys.warn("qmail-rcptcheck: unable to run \(variant): \(e)")
+                return temporary
+            }
+        } catch {
+            Sys.warn("qmail-rcptcheck: \(error)")
+            return temporary
+        }
+        return check(address: Array(argv[1].utf8), backend: FileBackend(home: home))
+    }
+
+    public static func check(address: [UInt8], backend: RecipientDirectory) -> Int32 {
         guard let at = address.lastIndex(of: Ascii.at), at > 0 else { return known }
         let user = Array(address[..<at]).lowercasedASCII()
         let domain = Array(address[(at + 1)...]).lowercasedASCII()
-        switch backend.recipient(user: user, domain: domain) {
+        switch backend.recipient(user: user, domain: domain, aliases: true) {
         case .temporary:
             return temporary
         case .noSuchDomain, .alias:
@@ -26,7 +54,7 @@ public enum RcptCheck {
             return m.bounceMail ? unknown : known
         case .noSuchUser(let dom):
             if let dash = user.firstIndex(of: Ascii.minus), dash > 0 {
-                switch backend.recipient(user: Array(user[..<dash]), domain: domain) {
+                switch backend.recipient(user: Array(user[..<dash]), domain: domain, aliases: true) {
                 case .mailbox: return known
                 case .temporary: return temporary
                 default: break

@@ -58,6 +58,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def connect(netns, addr, port):
+    """A TCP connection to addr:port, from inside netns when there is one."""
+    if netns:
+        return netns.connect(addr, port, timeout=0.2)
+    return socket.create_connection((addr, port), timeout=0.2)
+
+
 def wait_for(check, timeout=15.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -71,15 +78,18 @@ class Slapd:
     """provider: also a syncrepl provider (the syncprov overlay).
     consumer_of: a syncrepl consumer of that slapd, starting empty;
     refresh_every: its refreshOnly interval ("dd:hh:mm:ss"; a long one
-    makes a replica that lags), else refreshAndPersist (follows at once)."""
+    makes a replica that lags), else refreshAndPersist (follows at once).
+    netns: a cluster_net.Netns to run in, listening on its address `addr`
+    at LDAP's own ports (the namespace is the test's own), not 127.0.0.1."""
 
     def __init__(self, root: pathlib.Path, ldif: bytes, certs: pathlib.Path, provider=False,
-                 consumer_of=None, refresh_every=None):
+                 consumer_of=None, refresh_every=None, netns=None, addr="127.0.0.1"):
         self.root = root
-        self.port = free_port()
-        self.tls_port = free_port()
-        self.uri = f"ldap://127.0.0.1:{self.port}/"
-        self.tls_uri = f"ldaps://127.0.0.1:{self.tls_port}/"
+        self.netns = netns
+        self.addr = addr
+        self.port, self.tls_port = (389, 636) if netns else (free_port(), free_port())
+        self.uri = f"ldap://{addr}:{self.port}/"
+        self.tls_uri = f"ldaps://{addr}:{self.tls_port}/"
         self.proc = None
         (root / "db").mkdir(parents=True)
         replication = ""
@@ -123,14 +133,14 @@ index mail,sqMailAlias,sqDomainName,sqDomainAlias eq
         self.start()
 
     def start(self):
-        self.proc = subprocess.Popen([SLAPD, "-f", str(self.root / "slapd.conf"), "-h", self.uri + " " + self.tls_uri, "-d", "0"],
+        argv = [SLAPD, "-f", str(self.root / "slapd.conf"), "-h", self.uri + " " + self.tls_uri, "-d", "0"]
+        self.proc = subprocess.Popen(self.netns.argv(argv) if self.netns else argv,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
             try:
                 for port in (self.port, self.tls_port):
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        pass
+                    connect(self.netns, self.addr, port).close()
                 return True
             except OSError:
                 return False
@@ -148,13 +158,19 @@ index mail,sqMailAlias,sqDomainName,sqDomainAlias eq
 
 
 class Mariadbd:
-    """args: more server options (server-id, log-bin for replication)."""
+    """args: more server options (server-id, log-bin for replication).
+    netns: a cluster_net.Netns to run in, listening on its address `addr`
+    at port 3306, where every address of the test's network may log in
+    over TCP (without TLS); else 127.0.0.1 and a free port, TLS required.
+    The unix socket serves root (and the programs) from anywhere."""
 
-    def __init__(self, root: pathlib.Path, sql: bytes, certs: pathlib.Path, args=()):
+    def __init__(self, root: pathlib.Path, sql: bytes, certs: pathlib.Path, args=(), netns=None, addr="127.0.0.1"):
         self.root = root
         self.certs = certs
         self.args = list(args)
-        self.port = free_port()
+        self.netns = netns
+        self.addr = addr
+        self.port = 3306 if netns else free_port()
         self.datadir = root / "data"
         # The socket sits in a directory every mailbox account can reach.
         self.socket = str(root / "mysql.sock")
@@ -167,10 +183,12 @@ class Mariadbd:
         self.sql(open(SCHEMAS / "mysql.sql", "rb").read(), db="mail", create=True)
         self.sql(sql, db="mail")
         # over the socket: a plain account; over TCP: the same name, TLS required
+        # (in a namespace: from the test's network, TLS not required)
+        tcp = "'%'" if netns else "'127.0.0.1'"
         self.sql(f"CREATE USER '{SQL_USER}'@'localhost' IDENTIFIED BY '{SQL_PW}';"
                  f"GRANT SELECT ON mail.* TO '{SQL_USER}'@'localhost';"
-                 f"CREATE USER '{SQL_USER}'@'127.0.0.1' IDENTIFIED BY '{SQL_PW}' REQUIRE SSL;"
-                 f"GRANT SELECT ON mail.* TO '{SQL_USER}'@'127.0.0.1';".encode())
+                 f"CREATE USER '{SQL_USER}'@{tcp} IDENTIFIED BY '{SQL_PW}'{'' if netns else ' REQUIRE SSL'};"
+                 f"GRANT SELECT ON mail.* TO '{SQL_USER}'@{tcp};".encode())
 
     def sql(self, text: bytes, db=None, create=False):
         if create:
@@ -181,13 +199,14 @@ class Mariadbd:
         return r.stdout
 
     def start(self):
-        self.proc = subprocess.Popen([MARIADBD, "--no-defaults", "--user=root", f"--datadir={self.datadir}",
-                                      f"--socket={self.socket}", f"--port={self.port}",
-                                      "--bind-address=127.0.0.1", "--skip-name-resolve",
-                                      f"--ssl-ca={self.certs}/ca.pem", f"--ssl-cert={self.certs}/server.pem",
-                                      f"--ssl-key={self.certs}/server.key",
-                                      f"--pid-file={self.root}/mariadbd.pid", "--innodb-buffer-pool-size=32M",
-                                      f"--log-error={self.root}/error.log", *self.args],
+        argv = [MARIADBD, "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+                f"--socket={self.socket}", f"--port={self.port}",
+                f"--bind-address={self.addr}", "--skip-name-resolve",
+                f"--ssl-ca={self.certs}/ca.pem", f"--ssl-cert={self.certs}/server.pem",
+                f"--ssl-key={self.certs}/server.key",
+                f"--pid-file={self.root}/mariadbd.pid", "--innodb-buffer-pool-size=32M",
+                f"--log-error={self.root}/error.log", *self.args]
+        self.proc = subprocess.Popen(self.netns.argv(argv) if self.netns else argv,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
@@ -201,10 +220,11 @@ class Mariadbd:
     def replicate_from(self, primary):
         """Makes this server a replica of `primary` (a binlog one), from
         the primary's position now on: both were loaded with the same data."""
-        primary.sql(b"CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-Kx9';"
-                    b"GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';")
+        peer = "%" if primary.netns else "127.0.0.1"
+        primary.sql(f"CREATE USER IF NOT EXISTS 'repl'@'{peer}' IDENTIFIED BY 'repl-Kx9';"
+                    f"GRANT REPLICATION SLAVE ON *.* TO 'repl'@'{peer}';".encode())
         file, pos = primary.sql(b"SHOW MASTER STATUS").decode().splitlines()[1].split("\t")[:2]
-        self.sql(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary.port}, MASTER_USER='repl', "
+        self.sql(f"CHANGE MASTER TO MASTER_HOST='{primary.addr}', MASTER_PORT={primary.port}, MASTER_USER='repl', "
                  f"MASTER_PASSWORD='repl-Kx9', MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}, "
                  f"MASTER_CONNECT_RETRY=1; START SLAVE;".encode())
 
@@ -234,8 +254,7 @@ def grant_sql_admin(mariadb, q, password):
 
 
 def configure(q, slapd, mariadb, owner_uid, owner_gid):
-    """control files for both backends. The credential files are mode 600,
-    owned by the account vdelivermail runs as (root reads them anyway)."""
+    """control files for both backends (the logins by secret_control)."""
     q.control("ldapserver", slapd.uri + "\n")
     q.control("ldapbasedn", BASE_DN + "\n")
     q.control("ldaptimeout", "2\n")
@@ -243,9 +262,15 @@ def configure(q, slapd, mariadb, owner_uid, owner_gid):
     q.control("sqldatabase", "mail\n")
     q.control("sqltimeout", "2\n")
     for name, text in (("ldappassword", f"{LDAP_ADMIN}\n{LDAP_ADMIN_PW}\n"), ("sqlpassword", f"{SQL_USER}\n{SQL_PW}\n")):
-        p = q.path / "control" / name
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, text.encode())
-        os.close(fd)
-        os.chmod(p, 0o600)
-        os.chown(p, owner_uid, owner_gid)
+        secret_control(q, name, text, owner_uid, owner_gid)
+
+
+def secret_control(q, name, text, owner_uid, owner_gid):
+    """control/name holding a login: mode 600, owned by the account
+    vdelivermail runs as (root reads it anyway)."""
+    p = q.path / "control" / name
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, text.encode())
+    os.close(fd)
+    os.chmod(p, 0o600)
+    os.chown(p, owner_uid, owner_gid)

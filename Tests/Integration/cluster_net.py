@@ -34,6 +34,13 @@ To extend (a directory server on the bridge): Host.serve() starts any
 program under tcpserver in a host's namespace, Host.popen() any other
 program, Cluster.connect()/smtp()/pop3() reach a host from the client
 namespace, and Host.pop3_address says where its POP3 listens.
+Cluster.node() adds a bare namespace on the bridge (a directory
+provider's machine; backend_servers.Slapd and Mariadbd run in any
+namespace), Host.checkpassword names POP3's checkpassword program, and
+Host.share_path() gives a host a mount namespace of its own in which one
+of its directories is seen at a path every host shares (where a
+replicated directory says the Maildirs are);
+test_cluster_netns_directory.py uses all three.
 Cluster.pop3_tls() makes the hosts' POP3 proxy (qmail-pop3proxy, run by
 checkpassword for a mailbox homed elsewhere) speak TLS to the home host,
 and Cluster.capture() records the frames a host sends and receives.
@@ -45,6 +52,7 @@ import os
 import pathlib
 import poplib
 import secrets
+import select
 import shutil
 import signal
 import smtplib
@@ -169,10 +177,7 @@ class Host:
         self.addr = f"{SUBNET}.{index}"
         self.ns = cluster._netns(letter)
         self.port = f"p-{letter}"  # its port on the bridge, in the switch namespace
-        self.ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", self.port, "netns", cluster.switch.name)
-        cluster.switch.ip("link", "set", self.port, "master", "br0", "up")
-        self.ns.ip("addr", "add", f"{self.addr}/24", "dev", "eth0")
-        self.ns.ip("link", "set", "eth0", "up")
+        cluster._attach(self.ns, self.port, self.addr)
         base = cluster.base / letter
         base.mkdir()
         base.chmod(0o755)
@@ -180,6 +185,8 @@ class Host:
         self.logfile = self.q.path / "send.log"
         self.services_log = self.q.path / "services.log"
         self.procs = {}  # role -> Popen, every process this host runs
+        self.mounts = None  # the process holding its mount namespace (share_path)
+        self.checkpassword = "checkpassword-file"  # POP3's, for the file store; or -ldap, -mysql
 
     # ---------------------------------------------------------- addresses
     @property
@@ -201,10 +208,50 @@ class Host:
         `role`; its output appended to log (default HOME/services.log)."""
         assert role not in self.procs, f"{role} already runs on {self.name}"
         with open(log or self.services_log, "ab") as out:
-            p = subprocess.Popen(self.ns.argv(argv), env=env or self.q.env, stdin=subprocess.DEVNULL,
+            p = subprocess.Popen(self.argv(argv), env=env or self.q.env, stdin=subprocess.DEVNULL,
                                  stdout=out, stderr=subprocess.STDOUT, cwd="/", start_new_session=True)
         self.procs[role] = p
         return p
+
+    def argv(self, argv):
+        """argv run in this host's namespaces: its network namespace, and
+        its mount namespace once share_path has made one."""
+        if self.mounts is None:
+            return self.ns.argv(argv)
+        return ["nsenter", f"--target={self.mounts.pid}", "--mount", "--net", *map(str, argv)]
+
+    def share_path(self, target, source, timeout=15):
+        """Every process this host starts from now on sees its own
+        directory `source` at `target`, a path that is the same on every
+        host (where the user directory says the Maildirs are): a mount
+        namespace of the host's own, held by a process inside its network
+        namespace (so it goes with the namespace), in which source is
+        bind-mounted onto target. Nothing is mounted in the caller's
+        namespace; the test reads each host's files at `source`."""
+        assert self.mounts is None, f"{self.name} has its mount namespace already"
+        p = subprocess.Popen(self.ns.argv(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                           'mount --bind "$0" "$1" && echo ready && exec sleep 86400',
+                                           source, target]),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        line = p.stdout.readline() if ready else b""
+        if line != b"ready\n":
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait(timeout=5)
+            raise RuntimeError(f"no mount namespace for {self.name}: {line + p.stdout.read()!r}")
+        self.mounts = p
+
+    def drop_mounts(self):
+        """Ends the process holding the mount namespace (the namespace and
+        its bind mount go with the last process inside it)."""
+        p, self.mounts = self.mounts, None
+        if p is not None:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait(timeout=5)
+            p.stdout.close()
 
     def serve(self, role, port, argv, timeout=15, env=None):
         """argv under HOME/bin/tcpserver on port (every address of the
@@ -230,7 +277,7 @@ class Host:
     POP3_ENV = {"POP3FAILDELAY": "0"}
 
     def pop3_argv(self):
-        return [self.q.bin("qmail-popup"), self.name, self.q.bin("checkpassword-file"), self.q.bin("qmail-pop3d"),
+        return [self.q.bin("qmail-popup"), self.name, self.q.bin(self.checkpassword), self.q.bin("qmail-pop3d"),
                 "Maildir"]
 
     def start(self):
@@ -340,6 +387,21 @@ class Cluster:
         self.namespaces.append(ns)
         return ns
 
+    def _attach(self, ns, port, addr):
+        """ns joined to the bridge (its eth0, the switch's `port`) at addr."""
+        ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", self.switch.name)
+        self.switch.ip("link", "set", port, "master", "br0", "up")
+        ns.ip("addr", "add", f"{addr}/24", "dev", "eth0")
+        ns.ip("link", "set", "eth0", "up")
+
+    def node(self, role, index):
+        """A bare namespace on the bridge at SUBNET.index (its `addr`),
+        for a server that is not a mail host (a directory provider, say)."""
+        ns = self._netns(role)
+        ns.addr = f"{SUBNET}.{index}"
+        self._attach(ns, f"p-{role}", ns.addr)
+        return ns
+
     def __enter__(self):
         return self
 
@@ -353,6 +415,8 @@ class Cluster:
         for h in self.hosts:
             with contextlib.suppress(Exception):
                 h.stop()
+            with contextlib.suppress(Exception):
+                h.drop_mounts()
         for ns in reversed(self.namespaces):
             ns.delete()
         shutil.rmtree(self.base, ignore_errors=True)

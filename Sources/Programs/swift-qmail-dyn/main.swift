@@ -9,6 +9,8 @@ switch MultiCall.program {
 case "maildirsmtp": maildirsmtpMain()
 case "qmail-filter-ldap": qmailFilterLdapMain()
 case "qmail-filter-mysql": qmailFilterMysqlMain()
+case "qmail-rcptcheck-ldap": qmailRcptcheckLdapMain()
+case "qmail-rcptcheck-mysql": qmailRcptcheckMysqlMain()
 case "qmail-report": qmailReportMain()
 case "qmail-setup": qmailSetupMain()
 case "qmailctl": qmailctlMain()
@@ -42,6 +44,8 @@ default: MultiCall.other("swift-qmail-dyn", [
     "maildirsmtp",
     "qmail-filter-ldap",
     "qmail-filter-mysql",
+    "qmail-rcptcheck-ldap",
+    "qmail-rcptcheck-mysql",
     "qmail-report",
     "qmail-setup",
     "qmailctl",
