@@ -9,6 +9,7 @@ import Glibc
 import QmailCore
 import QmailQueue
 import QmailSetup
+import UserDirectory
 
 struct Doctor {
     let ctl: QmailCtl
@@ -37,6 +38,7 @@ struct Doctor {
         checkAccounts(ids)
         checkControls()
         checkRelayLogins(ids)
+        checkDirectoryLogin(ids)
         checkDomainFiles()
         checkAssignOwners()
         let smtpd = smtpdInUse()
@@ -217,15 +219,7 @@ struct Doctor {
               let st = try? Sys.stat(path), let qmailr = ids.uid("qmailr") else { return }
         let mode = st.st_mode & 0o777
         let fix = "chown \(Doctor.userName(qmailr)) \(path); chmod 600 \(path)"
-        let groupOfQmailr = getpwuid(qmailr).map { $0.pointee.pw_gid }
-        let qmailrReads: Bool
-        if qmailr == 0 {
-            qmailrReads = true  // a home run by root
-        } else if st.st_uid == qmailr {
-            qmailrReads = mode & 0o400 != 0
-        } else {
-            qmailrReads = mode & 0o004 != 0 || (st.st_gid == groupOfQmailr && mode & 0o040 != 0)
-        }
+        let qmailrReads = Doctor.reads(qmailr, st)
         if mode & 0o004 != 0 {
             problem("\(path) holds relay passwords and anyone on this machine can read it (mode \(Doctor.octal(mode))): \(fix)")
         } else if !qmailrReads {
@@ -234,6 +228,49 @@ struct Doctor {
             warn("\(path) holds relay passwords and its group can read it (mode \(Doctor.octal(mode))): \(fix)")
         } else {
             ok("control/smtproutes: relay passwords readable by qmail-remote only")
+        }
+    }
+
+    /// Whether `uid` may read a file with `st`'s owner and mode (its
+    /// primary group and the groups that list it as a member count).
+    static func reads(_ uid: uid_t, _ st: stat) -> Bool {
+        let mode = st.st_mode & 0o777
+        if uid == 0 { return true }  // a home run by root
+        if st.st_uid == uid { return mode & 0o400 != 0 }
+        if mode & 0o004 != 0 { return true }
+        guard mode & 0o040 != 0, let pw = getpwuid(uid) else { return false }
+        if pw.pointee.pw_gid == st.st_gid { return true }
+        guard let gr = getgrgid(st.st_gid), var member = gr.pointee.gr_mem else { return false }
+        let name = String(cString: pw.pointee.pw_name)
+        while let m = member.pointee {
+            if String(cString: m) == name { return true }
+            member += 1
+        }
+        return false
+    }
+
+    /// With an LDAP or MySQL directory, qmail-smtpd's recipient check and
+    /// its filter run as qmaild and read the same login file as
+    /// vdelivermail (schemas/README.md): one qmaild cannot read makes every
+    /// RCPT defer, and one that others can read is refused by them all.
+    mutating func checkDirectoryLogin(_ ids: QmailIds) {
+        guard let backend = try? DirectoryChoice.remoteBackend(home: home),
+              let qmaild = ids.uid("qmaild") else { return }
+        let name = backend == "ldap" ? "ldappassword" : "sqlpassword"
+        let path = home.control(name)
+        guard let st = try? Sys.stat(path) else {
+            if backend == "mysql" { problem("\(path) is missing: every directory lookup defers (line 1 user, line 2 password)") }
+            return  // LDAP binds anonymously without it
+        }
+        let mode = st.st_mode & 0o777
+        if mode & 0o004 != 0 {
+            problem("\(path) is readable by others (mode \(Doctor.octal(mode))), so every directory program refuses it and "
+                    + "deliveries, logins and RCPT checks defer: chmod 640 \(path)")
+        } else if !Doctor.reads(qmaild, st) {
+            problem("\(path) is not readable by qmaild (uid \(qmaild)): qmail-smtpd's recipient check and filter defer "
+                    + "every RCPT (451); give it a group that qmaild and the domains' account share, and mode 640")
+        } else {
+            ok("control/\(name): readable by qmail-smtpd's recipient check, not by others")
         }
     }
 

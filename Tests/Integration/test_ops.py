@@ -277,6 +277,31 @@ def test_doctor_certificate(ops):
     ops.stop()
 
 
+def test_doctor_checks_the_directory_login_file(ops):
+    """With an LDAP or MySQL directory, the login file must be readable by
+    qmaild (qmail-smtpd's recipient check runs qmail-rcptcheck-ldap/-mysql
+    as qmaild) and by nobody else (every directory program refuses it)."""
+    ops.start()
+    pw = ops.path / "control" / "sqlpassword"
+    (ops.path / "control" / "userdirectory").write_text("mysql\n")
+    code, out = doctor(ops)
+    assert code == 2 and f"PROBLEM: {pw} is missing: every directory lookup defers" in out, out
+    pw.write_text("mail\nsecret\n")
+    for mode, line in ((0o644, f"PROBLEM: {pw} is readable by others (mode 0644)"),
+                       (0o600, "ok:      control/sqlpassword: readable by qmail-smtpd's recipient check, not by others")):
+        pw.chmod(mode)
+        code, out = doctor(ops)
+        assert line in out, out
+        assert code == (2 if mode == 0o644 else 0), out
+    # LDAP without a login file binds anonymously: nothing to say
+    (ops.path / "control" / "userdirectory").write_text("ldap\n")
+    code, out = doctor(ops)
+    assert code == 0 and "ldappassword" not in out, out
+    (ops.path / "control" / "userdirectory").write_text("file\n")
+    pw.chmod(0o644)  # not read by anyone with the file store
+    assert doctor(ops)[0] == 0
+
+
 def test_doctor_private_key_readable_by_others(ops):
     """Found by proof/security.py (fault key-readable): doctor said nothing
     about a world-readable private key."""
@@ -986,6 +1011,21 @@ def test_doctor_on_a_multi_user_home(qmail_accounts):
         assert (f"PROBLEM: account alias has home {base}/old/alias, not {home}/alias: mail for postmaster, root "
                 f"and unknown local users defers; usermod -d {home}/alias alias") in r.stdout
         assert f"warning: account qmaild has home {base}/old, not {home}" in r.stdout
+        subprocess.run(["usermod", "-d", f"{home}/alias", "alias"], check=True)
+        subprocess.run(["usermod", "-d", str(home), "qmaild"], check=True)
+        # the directory's login file as vdelivermail's account alone reads it
+        (home / "control" / "userdirectory").write_text("ldap\n")
+        pw = home / "control" / "ldappassword"
+        pw.write_text("cn=mail,dc=example\nsecret\n")
+        pw.chmod(0o600)
+        qmaild = pwd.getpwnam("qmaild")
+        r = run()
+        assert r.returncode == 2
+        assert (f"PROBLEM: {pw} is not readable by qmaild (uid {qmaild.pw_uid}): qmail-smtpd's recipient check and "
+                "filter defer every RCPT (451)") in r.stdout, r.stdout
+        os.chown(pw, 0, qmaild.pw_gid)
+        pw.chmod(0o640)
+        assert "ok:      control/ldappassword: readable by qmail-smtpd's recipient check, not by others" in run().stdout
     finally:
         shutil.rmtree(base)
 
