@@ -62,6 +62,8 @@ import tempfile
 import threading
 import time
 
+import pytest
+
 from conftest import make_home, wait_for
 
 NETNS_DIR = pathlib.Path("/run/netns")
@@ -532,6 +534,17 @@ class _ClientPOP3(poplib.POP3):
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def namespace_account(prefix):
+    """For a test module's fixture: skips when network namespaces cannot
+    be used here, else a system account made for the run (system_account)."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with system_account(prefix) as pw:
+        yield pw
 
 
 @contextlib.contextmanager

@@ -23,10 +23,7 @@ TIMEOUTCONNECT = 3
 
 @pytest.fixture(scope="module")
 def account():
-    reason = cluster_net.unavailable()
-    if reason:
-        pytest.skip(reason)
-    with cluster_net.system_account("sqnet") as pw:
+    with cluster_net.namespace_account("sqnet") as pw:
         yield pw
 
 

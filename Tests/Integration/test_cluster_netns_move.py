@@ -27,10 +27,7 @@ LOAD_HEADER = re.compile(rb"^X-Load-Id: (\S+)$", re.M)
 
 @pytest.fixture(scope="module")
 def account():
-    reason = cluster_net.unavailable()
-    if reason:
-        pytest.skip(reason)
-    with cluster_net.system_account("sqmv") as pw:
+    with cluster_net.namespace_account("sqmv") as pw:
         yield pw
 
 
