@@ -424,6 +424,14 @@ class Cluster:
         shutil.rmtree(self.base, ignore_errors=True)
         atexit.unregister(self.close)
 
+    def logs(self):
+        """Every host's qmail log, each under its name (for failure messages)."""
+        return "".join(f"== {h.name}\n{h.log()}" for h in self.hosts)
+
+    def assert_no_bounces(self):
+        for h in self.hosts:
+            assert " failure: " not in h.log() and "bounce msg" not in h.log(), h.name + "\n" + h.log()
+
     def admin_all(self, prog, *args, password=None):
         """The same directory change on every host."""
         for h in self.hosts:

@@ -53,24 +53,15 @@ def subjects(host, user):
 
 
 def settled(c):
-    wait_for(lambda: all(h.queued() == 0 for h in c.hosts), 60, lambda: "empty queues\n" + logs(c))
+    wait_for(lambda: all(h.queued() == 0 for h in c.hosts), 60, lambda: "empty queues\n" + c.logs())
     time.sleep(0.5)  # a late duplicate would show now
-
-
-def logs(c):
-    return "".join(f"== {h.name}\n{h.log()}" for h in c.hosts)
-
-
-def assert_no_bounces(c):
-    for h in c.hosts:
-        assert " failure: " not in h.log() and "bounce msg" not in h.log(), h.name + "\n" + h.log()
 
 
 def assert_only_on_home(c, user, expected):
     """user's messages, by subject, exactly once each in the home host's
     Maildir and on no other host."""
     home = home_of(c, user)
-    assert subjects(home, user) == sorted(expected), logs(c)
+    assert subjects(home, user) == sorted(expected), c.logs()
     for h in c.hosts:
         if h is not home:
             assert h.maildir(user) == [], (h.name, user)
@@ -86,7 +77,7 @@ def test_mail_sent_to_any_host_lands_once_on_the_home_host(cluster):
         for user in USERS:
             send(c, h, user, f"to {user} via {h.letter}")
     for user in USERS:
-        wait_for(lambda: len(home_of(c, user).maildir(user)) >= 3, 60, lambda: f"{user}'s mail\n" + logs(c))
+        wait_for(lambda: len(home_of(c, user).maildir(user)) >= 3, 60, lambda: f"{user}'s mail\n" + c.logs())
     settled(c)
     for user in USERS:
         assert_only_on_home(c, user, [f"to {user} via {h.letter}" for h in c.hosts])
@@ -108,7 +99,7 @@ def test_mail_sent_to_any_host_lands_once_on_the_home_host(cluster):
             p.pass_(f"pw-{user}")
             assert p.stat()[0] == 3
             p.quit()
-    assert_no_bounces(c)
+    c.assert_no_bounces()
 
 
 def test_a_stopped_backend_gets_its_mail_when_it_returns(cluster):
@@ -122,18 +113,18 @@ def test_a_stopped_backend_gets_its_mail_when_it_returns(cluster):
     send(c, b, "carol", "while C was down, via b")
     for h in (a, b):
         wait_for(lambda: re.search(r"deferral: .*home_host_hostc\.example\.net_did_not_take", h.log()), 30,
-                 lambda: f"{h.name}'s deferral\n" + logs(c))
+                 lambda: f"{h.name}'s deferral\n" + c.logs())
     for h in (a, b):
         h.retry_now()
-        wait_for(lambda: h.log().count("did_not_take") >= 2, 30, lambda: "a second deferral\n" + logs(c))
+        wait_for(lambda: h.log().count("did_not_take") >= 2, 30, lambda: "a second deferral\n" + c.logs())
     assert a.queued() == 1 and b.queued() == 1 and hc.maildir("carol") == []
     hc.start()
     a.retry_now()
     b.retry_now()
-    wait_for(lambda: len(hc.maildir("carol")) == 2, 60, lambda: "carol's mail on C\n" + logs(c))
+    wait_for(lambda: len(hc.maildir("carol")) == 2, 60, lambda: "carol's mail on C\n" + c.logs())
     settled(c)
     assert_only_on_home(c, "carol", ["while C was down, via a", "while C was down, via b"])
-    assert_no_bounces(c)
+    c.assert_no_bounces()
 
 
 def test_a_partitioned_host_catches_up_once_healed(cluster):
@@ -148,21 +139,21 @@ def test_a_partitioned_host_catches_up_once_healed(cluster):
     send(c, a, "carol", "across the partition, via a")
     hc.inject("alice@example.org", "across the partition, from c")
     send(c, b, "bob", "inside the partition, via b")
-    wait_for(lambda: "home_host_hostc.example.net_did_not_take" in a.log(), 30, lambda: "A's deferral\n" + logs(c))
-    wait_for(lambda: "home_host_hosta.example.net_did_not_take" in hc.log(), 30, lambda: "C's deferral\n" + logs(c))
-    wait_for(lambda: len(b.maildir("bob")) == 1, 30, lambda: "bob's mail\n" + logs(c))
+    wait_for(lambda: "home_host_hostc.example.net_did_not_take" in a.log(), 30, lambda: "A's deferral\n" + c.logs())
+    wait_for(lambda: "home_host_hosta.example.net_did_not_take" in hc.log(), 30, lambda: "C's deferral\n" + c.logs())
+    wait_for(lambda: len(b.maildir("bob")) == 1, 30, lambda: "bob's mail\n" + c.logs())
     assert a.queued() == 1 and hc.queued() == 1
     assert hc.maildir("carol") == [] and a.maildir("alice") == []
     c.heal(hc)
     a.retry_now()
     hc.retry_now()
     wait_for(lambda: len(hc.maildir("carol")) == 1 and len(a.maildir("alice")) == 1, 60,
-             lambda: "mail after the partition\n" + logs(c))
+             lambda: "mail after the partition\n" + c.logs())
     settled(c)
     assert_only_on_home(c, "carol", ["across the partition, via a"])
     assert_only_on_home(c, "alice", ["across the partition, from c"])
     assert_only_on_home(c, "bob", ["inside the partition, via b"])
-    assert_no_bounces(c)
+    c.assert_no_bounces()
 
 
 def test_a_loop_guard_line_from_outside_does_not_hold_mail(cluster):
@@ -177,9 +168,9 @@ def test_a_loop_guard_line_from_outside_does_not_hold_mail(cluster):
                    "X-Cluster-Delivered-To: carol@example.org\r\n"
                    "X-Cluster-Delivered-To: carol@example.org; mac=" + "0" * 40 + "\r\n"
                    "Subject: forged guard\r\n\r\nforged\r\n")
-    wait_for(lambda: "delivery 1: " in a.log(), 30, lambda: "A's first delivery\n" + logs(c))
+    wait_for(lambda: "delivery 1: " in a.log(), 30, lambda: "A's first delivery\n" + c.logs())
     assert "cluster_loop" not in a.log(), a.log()
-    wait_for(lambda: len(hc.maildir("carol")) == 1, 30, lambda: "carol's mail on C\n" + logs(c))
+    wait_for(lambda: len(hc.maildir("carol")) == 1, 30, lambda: "carol's mail on C\n" + c.logs())
 
 
 # ------------------------------------------------------------------ POP3
@@ -192,7 +183,7 @@ def mail_everyone(c):
         home_of(c, user).inject(f"{user}@example.org", f"for {user}")
     for user in USERS:
         home = home_of(c, user)
-        wait_for(lambda: len(home.maildir(user)) == 1, 30, lambda: f"{user}'s message\n" + logs(c))
+        wait_for(lambda: len(home.maildir(user)) == 1, 30, lambda: f"{user}'s message\n" + c.logs())
         for h in c.hosts:
             new = h.q.path / "domains" / "example.org" / user / "Maildir" / "new"
             if h is not home and new.is_dir():

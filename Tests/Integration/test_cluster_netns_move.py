@@ -61,15 +61,6 @@ def home_host_line(h):
     return next((ln for ln in f.read_text().splitlines() if ln.startswith("alice:")), None) if f.exists() else None
 
 
-def logs(c):
-    return "".join(f"== {h.name}\n{h.log()}" for h in c.hosts)
-
-
-def assert_no_bounces(c):
-    for h in c.hosts:
-        assert " failure: " not in h.log() and "bounce msg" not in h.log(), h.name + "\n" + h.log()
-
-
 def send_one(c, host, ident):
     with c.smtp(host) as s:
         s.sendmail("sender@remote.example", [ADDRESS],
@@ -177,7 +168,7 @@ def settle(c, want, poke_after=20):
             for h in c.hosts:
                 h.retry_now()
         return False
-    wait_for(done, 120, lambda: f"{len(b.maildir('alice'))} of {want} on B\n" + logs(c), step=0.5)
+    wait_for(done, 120, lambda: f"{len(b.maildir('alice'))} of {want} on B\n" + c.logs(), step=0.5)
     time.sleep(1.0)  # a late duplicate would show now
 
 
@@ -233,7 +224,7 @@ def test_move_under_load_across_namespaces(cluster):
     twice = {k: n for k, n in got.items() if n > 1}
     missing = set(load.accepted) | set(seeded)
     missing -= set(got)
-    assert not twice and not missing, (twice, sorted(missing)[:20], logs(c))
+    assert not twice and not missing, (twice, sorted(missing)[:20], c.logs())
     assert set(got) == set(load.accepted) | set(seeded)
     # The old home keeps only the copy set aside; no host but B holds her mail.
     assert not userdir(a).exists()
@@ -243,8 +234,8 @@ def test_move_under_load_across_namespaces(cluster):
     assert not [p for p in userdir(b).parent.iterdir() if p.name.startswith("alice:")]
     assert home_host_line(a) == home_host_line(b) == f"alice:{b.name}"
     assert home_host_line(hc) == f"alice:{a.name}"
-    assert_no_bounces(c)
-    assert "being_moved" in a.log(), logs(c)    # the load met the mark: mail waited, none was lost
+    c.assert_no_bounces()
+    assert "being_moved" in a.log(), c.logs()    # the load met the mark: mail waited, none was lost
     # POP3 meanwhile: served, or refused for now while she was marked.
     kinds = {k for _, k in load.pop3}
     assert kinds <= {"ok", "temporary"}, load.pop3
@@ -269,13 +260,13 @@ def test_a_stale_directory_elsewhere_still_reaches_the_new_home(cluster):
     c = cluster
     a, b, hc = c.hosts
     send_one(c, a, "before")
-    wait_for(lambda: len(a.maildir("alice")) == 1, 30, lambda: "alice's mail on A\n" + logs(c))
+    wait_for(lambda: len(a.maildir("alice")) == 1, 30, lambda: "alice's mail on A\n" + c.logs())
     receiver = f"ip netns exec {b.ns.name} env QMAIL_HOME={b.q.path} {b.q.bin('vmoveuser')} -R"
     r = run_in(a, ["vmoveuser", "-r", "-v", receiver, ADDRESS, b.name])
     assert r.returncode == 0, r.stderr
     assert not userdir(a).exists() and home_host_line(hc) == f"alice:{a.name}"
     send_one(c, hc, "stale")
-    wait_for(lambda: message_with(b, "stale"), 60, lambda: "the stale route\n" + logs(c))
+    wait_for(lambda: message_with(b, "stale"), 60, lambda: "the stale route\n" + c.logs())
     m = message_with(b, "stale")
     assert markers(m) == 2, m
     with c.pop3(hc) as p:
@@ -287,15 +278,15 @@ def test_a_stale_directory_elsewhere_still_reaches_the_new_home(cluster):
     hc.admin("vmoduser", "-H", b.name, ADDRESS)
     assert home_host_line(hc) == f"alice:{b.name}"
     send_one(c, hc, "fixed")
-    wait_for(lambda: message_with(b, "fixed"), 60, lambda: "the direct route\n" + logs(c))
+    wait_for(lambda: message_with(b, "fixed"), 60, lambda: "the direct route\n" + c.logs())
     m = message_with(b, "fixed")
     assert markers(m) == 1, m
     assert re.search(re.escape(hc.addr.encode()) + rb"(?![0-9])", m.split(b"\n\n")[0]), m
     for h in c.hosts:
-        wait_for(lambda: h.queued() == 0, 30, lambda: "empty queues\n" + logs(c))
+        wait_for(lambda: h.queued() == 0, 30, lambda: "empty queues\n" + c.logs())
     assert deliveries_to_alice(a) == a_deliveries, a.log()
     assert sorted(load_ids(b)) == ["before", "fixed", "stale"]
-    assert_no_bounces(c)
+    c.assert_no_bounces()
 
 
 def run_in(h, argv):
