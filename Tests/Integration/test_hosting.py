@@ -835,6 +835,19 @@ def local_processes(qhome):
     return out
 
 
+def worker_and_runners(qhome):
+    """The pid of the one delivery worker when every qmail-local process
+    is that worker or one of its runners (forked from it, same argv);
+    else None."""
+    procs = local_processes(qhome)
+    if not procs or any(argv != [b"qmail-local", b"-W"] for _, argv in procs.values()):
+        return None
+    workers = [p for p, (pp, _) in procs.items() if pp not in procs]
+    if len(workers) != 1 or any(pp != workers[0] for p, (pp, _) in procs.items() if p != workers[0]):
+        return None
+    return workers[0]
+
+
 def slow_mailbox(hosting, vuser, user="bob", seconds=3):
     """A mailbox whose .qmail runs `sleep` before its Maildir line, so that
     a delivery to it is caught running."""
@@ -886,8 +899,7 @@ def test_idle_worker_exits_and_a_new_one_takes_the_next_message(hosting, qhome, 
         for k in range(2):
             assert qhome.run("qmail-inject", "bob@example.org", input=f"Subject: {k}\n\nhi\n".encode()).returncode == 0
             wait_for(lambda: len(hosting.new("bob", "example.org")) == k + 1, 30, "the message\n" + text())
-            wait_for(lambda: [argv for _, argv in local_processes(qhome).values()] == [[b"qmail-local", b"-W"]], 5,
-                     "the worker, alone, waiting for more")
+            wait_for(lambda: worker_and_runners(qhome), 5, "the worker and its runner, waiting for more")
             wait_for(lambda: not local_processes(qhome), 20, "the idle worker to exit")
         wait_for(lambda: text().count("success") == 2, 30, "two successes\n" + text())
         assert "deferral" not in text(), text()
@@ -914,6 +926,37 @@ def test_killed_delivery_in_a_worker_is_deferred(hosting, qhome, vuser):
         os.kill(text.pid, signal.SIGALRM)  # retry now
         wait_for(lambda: len(hosting.new("bob", "example.org")) == 1, 30, "the retried delivery\n" + text())
         assert "failure" not in text(), text()
+
+
+def test_deliveries_reuse_a_runner_and_each_starts_fresh(hosting, qhome, vuser):
+    """One after another, a uid's deliveries run in one runner process
+    (no fork each), and each one still starts as a fresh process would:
+    the variables qmail-local set for the previous one (DEFAULT) are gone,
+    and the umask, directory and open descriptors are the same as before
+    the first. A .qmail program records what it sees, from its parent's
+    side: its $PPID is the runner."""
+    if not os.path.exists(qhome.bin("qmail-send")):
+        pytest.skip("qmail-send not built yet")
+    hosting.admin("vadduser", "bob@example.org", password="pw")
+    ddir = hosting.domain_dir("example.org")
+    seen = ddir / "seen"
+    probe = f'|echo "$PPID ${{DEFAULT-unset}} $(umask) $(pwd) $(ls /proc/$PPID/fd | sort -n | tr "\\n" " ")" >> {seen}\n'
+    for path, text in ((ddir / "bob" / ".qmail", probe + "./Maildir/\n"), (ddir / ".qmail-carol", probe)):
+        path.write_text(text)
+        os.chown(path, vuser.pw_uid, vuser.pw_gid)
+
+    def lines():
+        return seen.read_text().splitlines() if seen.exists() else []
+    with qmail_send_running(qhome) as text:
+        for k, to in enumerate(("bob-x", "carol", "bob-x")):
+            assert qhome.run("qmail-inject", f"{to}@example.org", input=f"Subject: {k}\n\nhi\n".encode()).returncode == 0
+            wait_for(lambda: len(lines()) == k + 1 and text().count("success") == k + 1, 30, f"delivery {k}\n" + text())
+    first, second, third = (line.split(" ", 5) for line in lines())
+    assert first[0] == second[0] == third[0], lines()  # one runner
+    assert (first[1], second[1], third[1]) == ("bob-x", "unset", "bob-x"), lines()
+    assert first[2:] == second[2:] == third[2:], lines()  # umask, directory, descriptors
+    assert first[2] == "0077" and first[3] == str(ddir), lines()
+    assert len(hosting.new("bob", "example.org")) == 2
 
 
 def pop3(qhome, commands, checkpassword="checkpassword-file"):

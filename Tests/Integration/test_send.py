@@ -728,14 +728,15 @@ def test_multi_user_delivery_worker_runs_as_the_recipient(qmail_accounts):
                 except OSError:
                     continue
             return found
-        # The last delivery's own process (forked by the worker, same
-        # command line) may still be ending after its file is in new/.
-        wait_for(lambda: len(running_local()) == 1, 20, "the worker alone")
+        # The worker and the runners it forked (same command line), every
+        # one with the user's ids only.
         workers = running_local()
-        assert [w[0] for w in workers] == [b"qmail-local\0-W\0"], workers
-        ids = {line.split(":")[0]: line.split()[1:] for line in workers[0][1].splitlines()
-               if line.startswith(("Uid:", "Gid:", "Groups:"))}
-        assert ids == {"Uid": [str(nobody.pw_uid)] * 4, "Gid": [str(nobody.pw_gid)] * 4, "Groups": [str(nobody.pw_gid)]}, ids
+        assert workers and {w[0] for w in workers} == {b"qmail-local\0-W\0"}, workers
+        for w in workers:
+            ids = {line.split(":")[0]: line.split()[1:] for line in w[1].splitlines()
+                   if line.startswith(("Uid:", "Gid:", "Groups:"))}
+            assert ids == {"Uid": [str(nobody.pw_uid)] * 4, "Gid": [str(nobody.pw_gid)] * 4,
+                           "Groups": [str(nobody.pw_gid)]}, ids
         wait_for(lambda: logtext().count("success: did_1+0+0/") == 3, 20, "three successes in the log")
     finally:
         if proc and proc.poll() is None:
