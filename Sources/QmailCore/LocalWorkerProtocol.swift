@@ -3,11 +3,12 @@
 // delivery, qmail-local's eight operands (user homedir local dash ext
 // domain sender aliasempty), each ending in NUL, with three descriptors
 // attached: the message, the report pipe (the delivery's fds 1 and 2) and
-// the status pipe. Nothing comes back on the socket: the delivery's own
-// process writes its exit code, one byte, to the status pipe just before it
-// exits; a status pipe closed without that byte means the delivery died
-// (or never started) and is a temporary failure. So the end of a delivery
-// is known from the delivery itself, whatever becomes of its worker.
+// the status pipe. Nothing comes back on the socket: the process that runs
+// the delivery (one of the worker's runners, see DeliveryRunner) writes its
+// exit code, one byte, to the status pipe when it is done; a status pipe
+// closed without that byte means the delivery died (or never started) and
+// is a temporary failure. So the end of a delivery is known from the
+// delivery itself, whatever becomes of its worker.
 public enum LocalWorkerProtocol {
     /// qmail-local's argument for worker mode.
     public static let flag = Array("-W".utf8)

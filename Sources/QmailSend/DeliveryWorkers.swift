@@ -1,8 +1,9 @@
 // qmail-lspawn's delivery workers: one `qmail-local -W` per uid and gid,
 // started as that user and kept running, which takes deliveries over a
-// SOCK_SEQPACKET socket (LocalWorkerProtocol). Each delivery the worker runs
-// is a process of its own and writes its exit code to a status pipe whose
-// other end is ours: the report never depends on the worker. A status pipe
+// SOCK_SEQPACKET socket (LocalWorkerProtocol). The worker runs each one in
+// a process forked from it (a runner, reused for the next delivery), which
+// writes its exit code to a status pipe whose other end is ours: the
+// report never depends on the worker. A status pipe
 // closed without a code is a delivery that died or never started: a
 // temporary failure, as when qmail-local crashes. A worker found gone is
 // replaced at the next delivery.

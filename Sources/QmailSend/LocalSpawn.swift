@@ -6,9 +6,9 @@
 //
 // When users/cdb names the user, the delivery goes instead to a delivery
 // worker for the user's uid and gid (qmail-local -W, started once as that
-// user; see DeliveryWorkers), which forks a process for it with the same
-// descriptors and operands: this saves the fork of qmail-lspawn and the
-// exec of qmail-local per delivery. qmail-lspawn itself runs no delivery
+// user; see DeliveryWorkers), whose reused runner processes run it with
+// the same descriptors and operands: this saves the fork of qmail-lspawn,
+// the exec of qmail-local and, mostly, any fork at all per delivery. qmail-lspawn itself runs no delivery
 // code. Other users (qmail-getpw) and any trouble with a worker take the
 // fork and exec as before.
 #if canImport(Glibc)
