@@ -75,15 +75,11 @@ public final class QueueSender {
     /// for ossified message files.
     static let sleepTodo = 1500
     static let sleepCleanup = 76431
-    /// How many todo entries are split together, their files fsync'd at
-    /// once. Their descriptors stay open until the answer: with two batches
-    /// in flight, at most 192, well under the usual limit of 1024. (16, 32,
-    /// 64 and 128 measured alike in bench/e2e_bench.py.)
-    static let todoBatch = 32
-    /// Batches whose fsyncs the sync thread may have at once: one being
-    /// synced while the next is written, so the journal commits of the
-    /// split keep pace with intake.
-    static let batchesInFlight = 2
+    /// How many todo entries are split together, their files fsync'd by
+    /// one sync thread. Their descriptors stay open until the answer: with
+    /// a batch in flight per thread, at most 192, well under the usual
+    /// limit of 1024.
+    static let todoBatch = 8
 
     let home: QmailHome
     let layout = QueueLayout(root: ".")
@@ -98,6 +94,8 @@ public final class QueueSender {
     /// todo/N stay until the answer.
     var syncing: [Int32: [Split]] = [:]
     var syncingIds: Set<Int> = []
+    /// Batches whose fsyncs may be under way at once: one per sync thread.
+    var batchesInFlight: Int { syncer?.threads ?? 1 }
     var nextBatch: Int32 = 0
     /// Messages with every recipient done, finished together before the
     /// next wait (see finishPending).
@@ -220,10 +218,12 @@ public final class QueueSender {
             }
             if !exiting {
                 if now >= nextTodoScan { scanTodo(); nextTodoScan = now + Self.sleepTodo }
-                if !todoPending.isEmpty && syncing.count < Self.batchesInFlight {
+                var started = 0
+                while !todoPending.isEmpty && syncing.count < batchesInFlight && started < batchesInFlight {
                     let batch = Array(todoPending.prefix(Self.todoBatch))
                     todoPending.removeFirst(batch.count)
                     try processTodo(batch)
+                    started += 1
                 }
                 if now >= nextCleanup { try cleanupOssified(now); nextCleanup = now + Self.sleepCleanup }
                 try perform(.tick, now: now)
@@ -239,7 +239,7 @@ public final class QueueSender {
             let syncIndex = pfds.count
             if let syncer { pfds.append(pollfd(fd: syncer.fd, events: Int16(POLLIN), revents: 0)) }
             if triggerFd >= 0 { pfds.append(pollfd(fd: triggerFd, events: Int16(POLLIN), revents: 0)) }
-            let timeout = !todoPending.isEmpty && syncing.count < Self.batchesInFlight ? 0
+            let timeout = !todoPending.isEmpty && syncing.count < batchesInFlight ? 0
                 : exiting ? 60
                 : scheduler.secondsUntilDue(now: now, limit: max(nextTodoScan - now, 0))
             let r = poll(&pfds, nfds_t(pfds.count), Int32(min(timeout, 3600) * 1000))

@@ -6,8 +6,8 @@
 // deliveries. Under steady intake the loop then spent most of its time in
 // fsync, todo/ and local/ grew, and few deliveries ran at once.
 //
-// So one thread of qmail-send does nothing but fsync: the loop writes a
-// batch's files, sends their descriptors here, and goes on; the answer
+// So threads of qmail-send do nothing but fsync: the loop writes a
+// batch's files, sends their descriptors to one of them, and goes on; the answer
 // (one flag per file) comes back on a socket the loop polls, and only
 // then does the loop remove todo/N and schedule the message. The order of
 // what is durable is unchanged. The thread shares nothing with the loop
@@ -22,6 +22,8 @@ import QmailCore
 struct SyncThread {
     /// The loop's end: requests out, answers in (non-blocking).
     let fd: Int32
+    /// Threads running: batches that may be in flight at once.
+    let threads: Int
 
     /// A request or an answer: a batch number, then one Int32 per file
     /// (a descriptor in a request, 1 for fsync'd or 0 in an answer).
@@ -39,26 +41,39 @@ struct SyncThread {
     /// PacketSocket.maxRecord bytes).
     static let maxFiles = PacketSocket.maxRecord / 4 - 1
 
-    /// Starts the thread. Nil if it cannot be started (the caller then
+    /// Threads started: as many batches are fsync'd at once. An fsync
+    /// whose journal commit is already done still waits for a device cache
+    /// flush; fsyncs waiting side by side share their commit and their
+    /// flushes, one after another they each pay for theirs.
+    static let threads = 8
+
+    /// Starts the threads, which all read one socket (each record goes to
+    /// one of them, whole). Nil if none can be started (the caller then
     /// fsyncs in the loop, as before).
     static func start() -> SyncThread? {
         guard let (mine, theirs) = try? PacketSocket.pair() else { return nil }
-        var tid = pthread_t()
+        var started = 0
         let arg = UnsafeMutableRawPointer(bitPattern: Int(theirs) + 1)
-        guard pthread_create(&tid, nil, { arg in
-            SyncThread.serve(Int32(Int(bitPattern: arg) - 1))
-            return nil
-        }, arg) == 0 else {
+        for _ in 0..<threads {
+            var tid = pthread_t()
+            guard pthread_create(&tid, nil, { arg in
+                SyncThread.serve(Int32(Int(bitPattern: arg) - 1))
+                return nil
+            }, arg) == 0 else { break }
+            pthread_detach(tid)
+            started += 1
+        }
+        guard started > 0 else {
             Sys.close(mine); Sys.close(theirs)
             return nil
         }
-        pthread_detach(tid)
         _ = fcntl(mine, F_SETFL, fcntl(mine, F_GETFL) | O_NONBLOCK)
-        return SyncThread(fd: mine)
+        return SyncThread(fd: mine, threads: started)
     }
 
-    /// The thread: fsyncs each request's files in order and answers. Ends
-    /// when the loop's end is closed (with the process, normally).
+    /// A thread: fsyncs each request's files in order and answers. Ends
+    /// when the loop's end is closed (with the process, normally); the
+    /// threads' shared end stays open for the others.
     static func serve(_ sock: Int32) {
         while let request = try? PacketSocket.receive(sock) {
             let values = decode(request.bytes)
@@ -67,7 +82,6 @@ struct SyncThread {
             for fd in values.dropFirst() { answer.append(Glibc.fsync(fd) == 0 ? 1 : 0) }
             if (try? PacketSocket.send(sock, encode(answer))) == nil { break }
         }
-        Sys.close(sock)
     }
 
     /// Asks for the files of batch `batch` to be fsync'd.

@@ -873,10 +873,11 @@ def test_todo_split_files_of_a_batch_are_fsynced_together(mail, tmp_path):
     wait_for(lambda: "new msg" in trace.read_text(errors="replace"), what="the trace")
     send = [p for p in mail.helpers() if exe_of(p) == mail.home.bin("qmail-send")]
     assert len(send) == 1
-    # The fsyncs are made by a thread of qmail-send: its lines carry that
-    # thread's id, and may be split in two by the loop's writes meanwhile.
+    # The fsyncs are made by a thread of qmail-send (one of several): its
+    # lines carry that thread's id, and may be split in two by the loop's
+    # writes meanwhile.
     tids = {int(t) for t in os.listdir(f"/proc/{send[0]}/task")}
-    assert len(tids) == 2, "qmail-send runs its fsync thread"
+    assert len(tids) > 2, "qmail-send runs its fsync threads"
     for p in mail.helpers():
         if p == send[0]:
             os.kill(p, signal.SIGTERM)
