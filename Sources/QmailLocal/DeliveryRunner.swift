@@ -65,6 +65,7 @@ enum DeliveryRunner {
             deliver(bytes, fds, inProcess: inProcess)
             resetStandardDescriptors()
             closeDescriptors(above: nullFd)
+            _ = chdir("/")  // an idle runner holds no user's directory
             if served < deliveries {
                 do { try PacketSocket.send(socketFd, [1]) } catch { return 0 }  // the worker is gone
             }
