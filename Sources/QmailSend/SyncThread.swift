@@ -41,10 +41,12 @@ struct SyncThread {
     /// PacketSocket.maxRecord bytes).
     static let maxFiles = PacketSocket.maxRecord / 4 - 1
 
-    /// Threads started: as many batches are fsync'd at once. An fsync
-    /// whose journal commit is already done still waits for a device cache
-    /// flush; fsyncs waiting side by side share their commit and their
-    /// flushes, one after another they each pay for theirs.
+    /// Threads started: as many batches are fsync'd at once. Each fsync
+    /// waits for its file's writeback and for the journal commit that
+    /// holds it; fsyncs waiting side by side share those waits, while one
+    /// thread's fsyncs, one after another, each wait in full (with one
+    /// thread, its fsyncs took 0.57 ms each and it was busy all the time
+    /// under bench/e2e_bench.py's load: the split fell behind intake).
     static let threads = 8
 
     /// Starts the threads, which all read one socket (each record goes to
