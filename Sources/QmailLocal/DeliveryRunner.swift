@@ -23,8 +23,8 @@
 // Protocol with the worker, on the runner's own SOCK_SEQPACKET socket: the
 // worker sends a LocalWorkerProtocol record (operands, three descriptors)
 // only while the runner is idle; the runner answers one byte when it is
-// idle again (not after its last delivery: it exits instead). End of file
-// on the socket: exit.
+// idle again, just before it writes the delivery's status (not after its
+// last delivery: it exits instead). End of file on the socket: exit.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,22 +62,29 @@ enum DeliveryRunner {
             _ = chdir("/")
             alarm(0)
             umask(0o077)
-            deliver(bytes, fds, inProcess: inProcess)
+            var workerGone = false
+            deliver(bytes, fds, inProcess: inProcess) {
+                // Idle again before the status says the delivery is over:
+                // whatever the status sets off (qmail-send's next delivery)
+                // then finds this runner idle, not busy for a moment more
+                // (which would fork another runner). A request that comes
+                // meanwhile waits in the socket until the tidying is done.
+                if served < deliveries { workerGone = (try? PacketSocket.send(socketFd, [1])) == nil }
+            }
             resetStandardDescriptors()
             closeDescriptors(above: nullFd)
             _ = chdir("/")  // an idle runner holds no user's directory
-            if served < deliveries {
-                do { try PacketSocket.send(socketFd, [1]) } catch { return 0 }  // the worker is gone
-            }
+            if workerGone { return 0 }
         }
         return 0
     }
 
     /// Runs one request: the delivery's exit code goes on its status pipe,
-    /// as the forked process of LocalWorker.start writes it. A request that
-    /// is not whole leaves the status pipe unwritten: a temporary failure.
-    static func deliver(_ bytes: [UInt8], _ fds: [Int32], inProcess: InProcessProgram?) {
-        guard fds.count == 3, let ops = LocalWorkerProtocol.parse(bytes) else { return }
+    /// as the forked process of LocalWorker.start writes it; `done` runs
+    /// just before. A request that is not whole leaves the status pipe
+    /// unwritten: a temporary failure.
+    static func deliver(_ bytes: [UInt8], _ fds: [Int32], inProcess: InProcessProgram?, done: () -> Void = {}) {
+        guard fds.count == 3, let ops = LocalWorkerProtocol.parse(bytes) else { done(); return }
         var code = QLX.sys
         if ChildProcess.arrange([.dup(fds[0], to: 0), .dup(fds[1], to: 1), .dup(fds[1], to: 2)]) == nil {
             Sys.close(fds[0])
@@ -87,6 +94,7 @@ enum DeliveryRunner {
         // The report pipe is closed before the status is written, as when
         // the delivery's process exits.
         resetStandardDescriptors()
+        done()
         var b = UInt8(truncatingIfNeeded: code)
         _ = Glibc.write(fds[2], &b, 1)
     }
