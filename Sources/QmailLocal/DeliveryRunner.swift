@@ -6,7 +6,7 @@
 // of the worker, and an exit; that was about 0.8 ms of CPU per message,
 // more than the delivery itself.
 //
-// What a fresh process would have had is put back before each delivery:
+// What a fresh process would have had is put back after each delivery:
 // the worker's environment (qmail-local sets HOST, EXT, DEFAULT and the
 // rest for .qmail programs), the directory, the umask, no alarm, and
 // descriptors 0 to 2 on /dev/null with nothing else open but the runner's
@@ -45,23 +45,22 @@ enum DeliveryRunner {
         guard place(socket, at: socketFd), place(Glibc.open("/dev/null", O_RDWR | O_CLOEXEC), at: nullFd) else {
             return QmailExit.temporary
         }
-        // Nothing of the worker's but this socket: its other runners'
-        // sockets and its end of qmail-lspawn's must not be held open here.
-        closeDescriptors(above: nullFd)
         resetStandardDescriptors()
         let environment = Environment.snapshot()
+        // Nothing of the worker's but this socket (its other runners'
+        // sockets and its end of qmail-lspawn's must not be held open
+        // here), and the state every delivery starts from.
+        tidy(environment)
         for served in 1...deliveries {
-            let got: (bytes: [UInt8], fds: [Int32])?
-            do { got = try PacketSocket.receive(socketFd) } catch let e as SysError where e.errno == EINTR {
-                continue
-            } catch {
-                return QmailExit.temporary
-            }
+            var got: (bytes: [UInt8], fds: [Int32])?
+            repeat {
+                do { got = try PacketSocket.receive(socketFd); break } catch let e as SysError where e.errno == EINTR {
+                    continue
+                } catch {
+                    return QmailExit.temporary
+                }
+            } while true
             guard let (bytes, fds) = got else { return 0 }
-            environment.restore()
-            _ = chdir("/")
-            alarm(0)
-            umask(0o077)
             var workerGone = false
             deliver(bytes, fds, inProcess: inProcess) {
                 // Idle again before the status says the delivery is over:
@@ -71,12 +70,22 @@ enum DeliveryRunner {
                 // meanwhile waits in the socket until the tidying is done.
                 if served < deliveries { workerGone = (try? PacketSocket.send(socketFd, [1])) == nil }
             }
-            resetStandardDescriptors()
-            closeDescriptors(above: nullFd)
-            _ = chdir("/")  // an idle runner holds no user's directory
+            tidy(environment)
             if workerGone { return 0 }
         }
         return 0
+    }
+
+    /// Puts back, after a delivery (and once before the first), what a
+    /// fresh process would have: the worker's environment, no descriptor
+    /// above /dev/null's (deliver leaves 0 to 2 on it), `/` (so an idle
+    /// runner holds no user's directory), no alarm, umask 077.
+    static func tidy(_ environment: Environment) {
+        environment.restore()
+        closeDescriptors(above: nullFd)
+        _ = chdir("/")
+        alarm(0)
+        umask(0o077)
     }
 
     /// Runs one request: the delivery's exit code goes on its status pipe,
@@ -135,13 +144,18 @@ enum DeliveryRunner {
 
 /// A copy of the process environment, put back whole.
 struct Environment {
-    let entries: [[CChar]]
+    /// Each variable's name and value, NUL-terminated, split once here
+    /// rather than at every restore.
+    let entries: [(name: [CChar], value: [CChar])]
 
     static func snapshot() -> Environment {
-        var out: [[CChar]] = []
+        var out: [(name: [CChar], value: [CChar])] = []
         var p = environ
         while let s = p.pointee {
-            out.append(Array(UnsafeBufferPointer(start: s, count: strlen(s) + 1)))
+            let e = UnsafeBufferPointer(start: s, count: strlen(s))
+            if let eq = e.firstIndex(of: 61) {  // '='
+                out.append((Array(e[..<eq]) + [0], Array(e[(eq + 1)...]) + [0]))
+            }
             p += 1
         }
         return Environment(entries: out)
@@ -149,11 +163,6 @@ struct Environment {
 
     func restore() {
         _ = clearenv()
-        for e in entries {
-            guard let eq = e.firstIndex(of: 61) else { continue }  // '='
-            let name = Array(e[0..<eq]) + [0]
-            let value = Array(e[(eq + 1)...])
-            _ = setenv(name, value, 1)
-        }
+        for e in entries { _ = setenv(e.name, e.value, 1) }
     }
 }

@@ -68,10 +68,9 @@ public enum LocalWorker {
     }
 
     /// Forks a process for one request, which exits after it. A request
-    /// that is not whole, or a fork that fails, closes the status pipe
-    /// unwritten: a temporary failure for qmail-lspawn.
+    /// that is not whole (DeliveryRunner.deliver), or a fork that fails,
+    /// closes the status pipe unwritten: a temporary failure for qmail-lspawn.
     static func start(_ bytes: [UInt8], _ fds: [Int32], inProcess: InProcessProgram?) {
-        guard fds.count == 3, LocalWorkerProtocol.parse(bytes) != nil else { return }
         _ = try? ChildProcess.forkRunning {
             signal(SIGCHLD, SIG_DFL)
             DeliveryRunner.deliver(bytes, fds, inProcess: inProcess)
@@ -91,9 +90,9 @@ final class RunnerPool {
     var sockets: [Int32] { idle + Array(busy) }
 
     /// Hands the request to an idle runner, or to a new one; false when
-    /// none takes it.
+    /// none takes it. (The runner judges the request: one that is not
+    /// whole fails there alone.)
     func dispatch(_ bytes: [UInt8], _ fds: [Int32]) -> Bool {
-        guard fds.count == 3, LocalWorkerProtocol.parse(bytes) != nil else { return false }
         while let sock = idle.popLast() {
             if (try? PacketSocket.send(sock, bytes, fds: fds)) != nil { busy.insert(sock); return true }
             Sys.close(sock)  // gone (its socket said so before we heard)
