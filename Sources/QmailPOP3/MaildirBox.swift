@@ -1,5 +1,7 @@
 // A Maildir as qmail-pop3d sees it: the messages of new/ and cur/ in order
-// of modification time, each with its size and unique name; changes
+// of modification time (to the nanosecond: one delivery process writes
+// many messages a second, and "_10" sorts before "_9" by name), each with
+// its size and unique name; changes
 // (deletions, new/ -> cur/) are applied only at QUIT.
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +13,8 @@ public struct MaildirMessage {
     public var path: [UInt8]
     public var size: Int
     public var mtime: Int
+    /// The nanoseconds of the modification time: the order within a second.
+    public var mtimeNanoseconds = 0
     public var deleted = false
 
     /// The UIDL: the file name up to ':', the same in new/ and cur/ and
@@ -58,11 +62,13 @@ public enum MaildirBox {
                 if !ok { continue }  // gone meanwhile (another session)
                 if (st.st_mode & S_IFMT) != S_IFREG { continue }
                 out.append(MaildirMessage(path: Array(sub.utf8) + [Ascii.slash] + name,
-                                          size: Int(st.st_size), mtime: Int(st.st_mtim.tv_sec)))
+                                          size: Int(st.st_size), mtime: Int(st.st_mtim.tv_sec),
+                                          mtimeNanoseconds: Int(st.st_mtim.tv_nsec)))
             }
         }
         out.sort { a, b in
             if a.mtime != b.mtime { return a.mtime < b.mtime }
+            if a.mtimeNanoseconds != b.mtimeNanoseconds { return a.mtimeNanoseconds < b.mtimeNanoseconds }
             return a.uniqueName.lexicographicallyPrecedes(b.uniqueName)
         }
         return out

@@ -256,6 +256,24 @@ def test_order_is_by_mtime_and_uidl_is_stable(env):
     assert r2 == r1
 
 
+def test_order_within_one_second_is_by_the_nanosecond(env):
+    # One delivery process writes many messages a second, named
+    # time.pid_seq: the tenth ("_10") sorts before the ninth by name, but
+    # was written after it. Delivery order wins, and the name decides only
+    # between equal times.
+    t = 1700000500
+    names = []
+    for i, ns in ((9, 100), (10, 200), (11, 200), (8, 300)):
+        n = f"{t}.P77_{i}.test.example"
+        p = env.maildir / "new" / n
+        p.write_bytes(message(i))
+        os.utime(p, ns=(t * 10**9 + ns, t * 10**9 + ns))
+        names.append(n)
+    r = env.run_pop3d(b"UIDL\r\nQUIT\r\n").stdout
+    listed = [l.split()[1].decode() for l in r.split(b"\r\n")[2:-3]]
+    assert listed == names
+
+
 def test_maildirsize_updated_after_deletions(env):
     env.add(1)
     env.add(2)
