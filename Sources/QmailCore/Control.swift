@@ -85,7 +85,7 @@ public enum ControlFiles {
         .init(name: "srsdomain", usedBy: "qmail-srs, qmail-smtpd (SRS)", listed: true),
         .init(name: "srssecrets", usedBy: "qmail-srs (SRS)", listed: false),
         .init(name: "timeoutspf", usedBy: "qmail-smtpd (SPF, DKIM, DMARC lookups)", listed: true),
-        .init(name: "tlsserverciphers", usedBy: "qmail-smtpd, qmail-popup (TLS)", listed: true),
+        .init(name: "tlsserverciphers", usedBy: "qmail-smtpd, qmail-popup, qmail-webadmin (TLS)", listed: true),
         .init(name: "userdirectory", usedBy: "vdelivermail, qmail-local, the v* commands", listed: true),
         .init(name: "vdefaultdomain", usedBy: "the v* commands", listed: true),
         .init(name: "vhostuser", usedBy: "the v* commands", listed: true),

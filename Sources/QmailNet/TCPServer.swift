@@ -147,6 +147,30 @@ public enum TCPServer {
         return listener
     }
 
+    /// A listening socket on `host` and `port` as tcpserver reads them
+    /// ("0" for every address, a name or number for the port), for a
+    /// program that serves on its own (qmail-webadmin).
+    public static func listener(host: String, port: String, backlog: Int) -> Result<Int32, ListenError> {
+        var o = TCPServerOptions()
+        o.host = host
+        o.port = port
+        do throws(Fatal) {
+            let s = try bindListener(o)
+            if Glibc.listen(s, Int32(backlog)) != 0 {
+                let e = ListenError(text: Sys.strerror(errno))
+                close(s)
+                return .failure(e)
+            }
+            return .success(s)
+        } catch {
+            return .failure(ListenError(text: error.text))
+        }
+    }
+
+    public struct ListenError: Error {
+        public let text: String
+    }
+
     static func bindListener(_ o: TCPServerOptions) throws(Fatal) -> Int32 {
         guard let port = NameLookup.port(o.port) else { throw Fatal("unable to figure out port number for \(o.port)") }
         var candidates: [IPAddress] = []

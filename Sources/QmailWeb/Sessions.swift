@@ -34,7 +34,7 @@ public struct Flash: Sendable {
     public let text: String
 }
 
-public actor SessionStore {
+public final class SessionStore {
     /// Idle time after which a session ends.
     public static let idleSeconds = 30 * 60
     static let maxSessions = 10_000

@@ -13,8 +13,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import NIOSSL
 import QmailCore
+import QmailNet
+import QmailTLS
 
 public enum WebAdmin {
     public static let defaultPort = 8443
@@ -53,21 +54,28 @@ public enum WebAdmin {
         init(_ s: String) { description = s }
     }
 
-    /// The server's TLS settings from the qmail home's certificate files.
-    static func tls(home: QmailHome) throws -> TLSConfiguration {
+    /// The server's TLS settings from the qmail home's certificate files
+    /// (control/tlsserverciphers too, as for qmail-smtpd and qmail-popup).
+    static func tls(home: QmailHome) throws -> TLSContext {
         let cert = home.control("servercert.pem")
-        guard Sys.exists(cert) else {
-            throw SettingsError("no \(cert): make one (contrib/pop3/make-servercert.sh) or install the host's certificate")
-        }
-        let keyFile = Sys.exists(home.control("serverkey.pem")) ? home.control("serverkey.pem") : cert
         do {
-            let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
-            var c = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            c.minimumTLSVersion = .tlsv12
+            guard let c = try TLSContext.server(controlDir: home.control) else {
+                throw SettingsError("no \(cert): make one (contrib/pop3/make-servercert.sh) or install the host's certificate")
+            }
             return c
+        } catch let e as SettingsError {
+            throw e
         } catch {
             throw SettingsError("unable to load \(cert): \(error)")
+        }
+    }
+
+    /// The listening socket, made before the split (so a port below 1024
+    /// works); the helper closes its copy.
+    static func listen(_ s: Settings) throws -> Int32 {
+        switch TCPServer.listener(host: s.address, port: String(s.port), backlog: 64) {
+        case .success(let fd): return fd
+        case .failure(let e): throw SettingsError("unable to listen on \(s.address) port \(s.port): \(e.text)")
         }
     }
 
@@ -90,28 +98,30 @@ public enum WebAdmin {
         case network(WebNetwork)
         case exit(Int32)
 
-        public func run() async -> Int32 {
+        public func run() -> Int32 {
             switch self {
-            case .helper(let h): return await h.run()
-            case .network(let n): return await n.run()
+            case .helper(let h): return h.run()
+            case .network(let n): return n.run()
             case .exit(let code): return code
             }
         }
     }
 
-    /// Everything up to the split; called before the program's first
-    /// await, while it has one thread (fork copies only the caller's).
+    /// Everything up to the split; called while the program has one thread
+    /// (fork copies only the caller's).
     /// In the child the privileges go before anything meets the network.
     public static func start(_ args: [String]) -> Role {
         umask(0o022)
         let home = QmailHome.current()
         let settings: Settings
-        let tls: TLSConfiguration
+        let tls: TLSContext
         let account: Credentials
+        let listener: Int32
         do {
             settings = try WebAdmin.settings(args, home: home)
             tls = try WebAdmin.tls(home: home)
             account = try networkCredentials()
+            listener = try WebAdmin.listen(settings)
         } catch let e as SettingsError {
             Sys.warn("qmail-webadmin: fatal: \(e)")
             return .exit(e.description == usage ? QmailExit.permanent : QmailExit.temporary)
@@ -140,9 +150,10 @@ public enum WebAdmin {
                 Sys.warn("qmail-webadmin: fatal: the network process cannot run as uid \(account.uid): \(e)")
                 return .exit(QmailExit.temporary)
             }
-            return .network(WebNetwork(helper: pair[1], parent: root, settings: settings, tls: tls))
+            return .network(WebNetwork(helper: pair[1], parent: root, settings: settings, listener: listener, tls: tls))
         }
         Sys.close(pair[1])
+        Sys.close(listener)
         let signals: Int32
         do { signals = try WebHelper.catchSignals() } catch {
             Sys.warn("qmail-webadmin: fatal: \(error)")

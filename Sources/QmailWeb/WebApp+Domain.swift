@@ -10,23 +10,23 @@ import VHosting
 
 extension WebApp {
     func domainRoutes(_ r: Routes) {
-        on(r, .get, "/domain") { await self.domainPage($0) }
-        on(r, .get, "/domain/mailbox") { await self.mailboxPage($0) }
-        on(r, .post, "/domain/mailbox/add") { await self.addMailbox($0) }
-        on(r, .get, "/domain/mailbox/delete") { await self.deleteMailboxPage($0) }
-        on(r, .post, "/domain/mailbox/delete") { await self.deleteMailbox($0) }
-        on(r, .post, "/domain/mailbox/password") { await self.mailboxPassword($0) }
-        on(r, .post, "/domain/mailbox/quota") { await self.mailboxQuota($0) }
-        on(r, .post, "/domain/mailbox/forward") { await self.mailboxForward($0) }
-        on(r, .post, "/domain/alias/add") { await self.addAlias($0) }
-        on(r, .post, "/domain/alias/delete") { await self.deleteAlias($0) }
-        on(r, .post, "/domain/catchall") { await self.setCatchAll($0) }
+        on(r, .get, "/domain") { self.domainPage($0) }
+        on(r, .get, "/domain/mailbox") { self.mailboxPage($0) }
+        on(r, .post, "/domain/mailbox/add") { self.addMailbox($0) }
+        on(r, .get, "/domain/mailbox/delete") { self.deleteMailboxPage($0) }
+        on(r, .post, "/domain/mailbox/delete") { self.deleteMailbox($0) }
+        on(r, .post, "/domain/mailbox/password") { self.mailboxPassword($0) }
+        on(r, .post, "/domain/mailbox/quota") { self.mailboxQuota($0) }
+        on(r, .post, "/domain/mailbox/forward") { self.mailboxForward($0) }
+        on(r, .post, "/domain/alias/add") { self.addAlias($0) }
+        on(r, .post, "/domain/alias/delete") { self.deleteAlias($0) }
+        on(r, .post, "/domain/catchall") { self.setCatchAll($0) }
     }
 
-    func scoped(_ c: Call) async -> ((Session, VDomain)?, WebAnswer?) {
+    func scoped(_ c: Call) -> ((Session, VDomain)?, WebAnswer?) {
         let (s, no) = need(c)
         guard let s else { return (nil, no) }
-        guard let sd = await managedDomain(c) else { return (nil, forbidden(s)) }
+        guard let sd = managedDomain(c) else { return (nil, forbidden(s)) }
         return (sd, nil)
     }
 
@@ -40,10 +40,10 @@ extension WebApp {
 
     func domainLink(_ d: VDomain) -> String { "/domain?d=" + escapeQuery(d.name.string) }
 
-    func domainPage(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func domainPage(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (s, d) = sd else { return no! }
-        let flash = await sessions.takeFlash(c.token)
+        let flash = sessions.takeFlash(c.token)
         let name = d.name.string
         let users = ((try? admin.mailboxes(d)) ?? []).sorted { $0.name.string < $1.name.string }
         var rows = ""
@@ -130,13 +130,13 @@ extension WebApp {
         return answer(.ok, page(name, s, flash: flash, body))
     }
 
-    func mailboxPage(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func mailboxPage(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (s, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d), let (u, _) = try? admin.mailbox(address) else {
-            return await refuse(c, back: domainLink(d), "No such mailbox.")
+            return refuse(c, back: domainLink(d), "No such mailbox.")
         }
-        let flash = await sessions.takeFlash(c.token)
+        let flash = sessions.takeFlash(c.token)
         let f = (try? admin.forwarding(address)) ?? Forwarding()
         let fields = ["d": d.name.string, "u": u.name.string]
         let used = admin.usage(u).map { "\(bytesText($0.bytes)) in \($0.count) messages" } ?? "unknown"
@@ -192,24 +192,24 @@ extension WebApp {
         return Forwarding(targets: targets, keepCopy: c.form.text("keep") == "yes")
     }
 
-    func addMailbox(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func addMailbox(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
-        guard let address = mailboxAddress(c, d) else { return await refuse(c, back: back, "Give the mailbox a name (letters, digits, . - _), without @.") }
+        guard let address = mailboxAddress(c, d) else { return refuse(c, back: back, "Give the mailbox a name (letters, digits, . - _), without @.") }
         let password = c.form["password"] ?? ""
-        if let why = passwordProblem(password) { return await refuse(c, back: back, why) }
+        if let why = passwordProblem(password) { return refuse(c, back: back, why) }
         let quota = c.form.text("quota")
-        return await change(c, back: back, done: "Mailbox \(address) added.") {
+        return change(c, back: back, done: "Mailbox \(address) added.") {
             _ = try admin.run("vadduser", (quota.isEmpty ? [] : ["-q", quota]) + ["--", address, password])
         }
     }
 
-    func deleteMailboxPage(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func deleteMailboxPage(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (s, d) = sd else { return no! }
         guard let address = mailboxAddress(c, d), let (u, _) = try? admin.mailbox(address) else {
-            return await refuse(c, back: domainLink(d), "No such mailbox.")
+            return refuse(c, back: domainLink(d), "No such mailbox.")
         }
         let used = admin.usage(u)
         let body = """
@@ -222,86 +222,86 @@ extension WebApp {
         return answer(.ok, page("Delete a mailbox", s, body))
     }
 
-    func deleteMailbox(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func deleteMailbox(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
-        guard let address = mailboxAddress(c, d) else { return await refuse(c, back: back, "No such mailbox.") }
+        guard let address = mailboxAddress(c, d) else { return refuse(c, back: back, "No such mailbox.") }
         guard c.form.text("confirm") == "yes" else { return redirect("/domain/mailbox/delete?d=\(escapeQuery(d.name.string))&u=\(escapeQuery(c.value("u")))") }
-        if address.hasPrefix("postmaster@") { return await refuse(c, back: back, "The postmaster mailbox stays while the domain does.") }
-        return await change(c, back: back, done: "Mailbox \(address) deleted.") {
+        if address.hasPrefix("postmaster@") { return refuse(c, back: back, "The postmaster mailbox stays while the domain does.") }
+        return change(c, back: back, done: "Mailbox \(address) deleted.") {
             _ = try admin.run("vdeluser", ["--", address])
         }
     }
 
-    func mailboxPassword(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func mailboxPassword(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
-        guard let address = mailboxAddress(c, d) else { return await refuse(c, back: domainLink(d), "No such mailbox.") }
+        guard let address = mailboxAddress(c, d) else { return refuse(c, back: domainLink(d), "No such mailbox.") }
         let back = "/domain/mailbox?d=\(escapeQuery(d.name.string))&u=\(escapeQuery(c.value("u")))"
-        return await setPassword(c, address, back: back)
+        return setPassword(c, address, back: back)
     }
 
     /// vpasswd, after the two copies of the new password agree.
-    func setPassword(_ c: Call, _ address: String, back: String) async -> WebAnswer {
+    func setPassword(_ c: Call, _ address: String, back: String) -> WebAnswer {
         let password = c.form["password"] ?? ""
-        if let why = passwordProblem(password) { return await refuse(c, back: back, why) }
+        if let why = passwordProblem(password) { return refuse(c, back: back, why) }
         guard ConstantTime.equals(Array(password.utf8), Array((c.form["password2"] ?? "").utf8)) else {
-            return await refuse(c, back: back, "The two new passwords differ.")
+            return refuse(c, back: back, "The two new passwords differ.")
         }
-        return await change(c, back: back, done: "Password of \(address) changed.") {
+        return change(c, back: back, done: "Password of \(address) changed.") {
             _ = try admin.run("vpasswd", ["--", address, password])
         }
     }
 
-    func mailboxQuota(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func mailboxQuota(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
-        guard let address = mailboxAddress(c, d) else { return await refuse(c, back: domainLink(d), "No such mailbox.") }
+        guard let address = mailboxAddress(c, d) else { return refuse(c, back: domainLink(d), "No such mailbox.") }
         let back = "/domain/mailbox?d=\(escapeQuery(d.name.string))&u=\(escapeQuery(c.value("u")))"
         let q = c.form.text("quota")
-        return await change(c, back: back, done: "Quota of \(address) set.") {
+        return change(c, back: back, done: "Quota of \(address) set.") {
             _ = try admin.run("vsetuserquota", ["--", address, q.isEmpty ? "NOQUOTA" : q])
         }
     }
 
-    func mailboxForward(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func mailboxForward(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
-        guard let address = mailboxAddress(c, d) else { return await refuse(c, back: domainLink(d), "No such mailbox.") }
+        guard let address = mailboxAddress(c, d) else { return refuse(c, back: domainLink(d), "No such mailbox.") }
         let back = "/domain/mailbox?d=\(escapeQuery(d.name.string))&u=\(escapeQuery(c.value("u")))"
         let f = requestedForwarding(c)
-        return await change(c, back: back, done: f.targets.isEmpty ? "Forwarding of \(address) turned off." : "Forwarding of \(address) saved.") {
+        return change(c, back: back, done: f.targets.isEmpty ? "Forwarding of \(address) turned off." : "Forwarding of \(address) saved.") {
             try admin.setForwarding(address, f)
         }
     }
 
-    func addAlias(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func addAlias(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
         let a = c.form.text("a").lowercased()
-        guard !a.isEmpty, !a.contains("@") else { return await refuse(c, back: back, "Give the alias's name without @.") }
+        guard !a.isEmpty, !a.contains("@") else { return refuse(c, back: back, "Give the alias's name without @.") }
         var target = c.form.text("target")
         if !target.isEmpty && !target.contains("@") { target += "@" + d.name.string }
         let address = a + "@" + d.name.string
-        return await change(c, back: back, done: "\(address) now goes to \(target).") {
+        return change(c, back: back, done: "\(address) now goes to \(target).") {
             _ = try admin.run("valias", ["-i", target, "--", address])
         }
     }
 
-    func deleteAlias(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func deleteAlias(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
         let a = c.form.text("a").lowercased()
-        guard !a.isEmpty, !a.contains("@") else { return await refuse(c, back: domainLink(d), "No such alias.") }
-        return await change(c, back: domainLink(d), done: "Alias \(a)@\(d.name.string) deleted.") {
+        guard !a.isEmpty, !a.contains("@") else { return refuse(c, back: domainLink(d), "No such alias.") }
+        return change(c, back: domainLink(d), done: "Alias \(a)@\(d.name.string) deleted.") {
             _ = try admin.run("valias", ["-d", "--", a + "@" + d.name.string])
         }
     }
 
-    func setCatchAll(_ c: Call) async -> WebAnswer {
-        let (sd, no) = await scoped(c)
+    func setCatchAll(_ c: Call) -> WebAnswer {
+        let (sd, no) = scoped(c)
         guard let (_, d) = sd else { return no! }
         let back = domainLink(d)
         let target: String?
@@ -310,11 +310,11 @@ extension WebApp {
         case "delete": target = "delete"
         case "forward":
             let t = c.form.text("target").lowercased()
-            guard !t.isEmpty, t != "delete" else { return await refuse(c, back: back, "Name the mailbox or address that gets the mail.") }
+            guard !t.isEmpty, t != "delete" else { return refuse(c, back: back, "Name the mailbox or address that gets the mail.") }
             target = t
-        default: return await refuse(c, back: back, "Choose what happens to the mail.")
+        default: return refuse(c, back: back, "Choose what happens to the mail.")
         }
-        return await change(c, back: back, done: "Mail for addresses that do not exist is now \(target == nil ? "bounced" : target == "delete" ? "deleted" : "delivered to \(target!)").") {
+        return change(c, back: back, done: "Mail for addresses that do not exist is now \(target == nil ? "bounced" : target == "delete" ? "deleted" : "delivered to \(target!)").") {
             try admin.setCatchAll(d.name.string, target)
         }
     }

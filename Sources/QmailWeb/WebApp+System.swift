@@ -7,13 +7,13 @@ import VHosting
 
 extension WebApp {
     func systemRoutes(_ r: Routes) {
-        on(r, .get, "/domains") { await self.domainsPage($0) }
-        on(r, .post, "/domains/add") { await self.addDomain($0) }
-        on(r, .post, "/domains/alias") { await self.addAliasDomain($0) }
-        on(r, .get, "/domains/delete") { await self.deleteDomainPage($0) }
-        on(r, .post, "/domains/delete") { await self.deleteDomain($0) }
-        on(r, .post, "/domains/limits") { await self.setLimits($0) }
-        on(r, .post, "/domains/homehost") { await self.setHomeHost($0) }
+        on(r, .get, "/domains") { self.domainsPage($0) }
+        on(r, .post, "/domains/add") { self.addDomain($0) }
+        on(r, .post, "/domains/alias") { self.addAliasDomain($0) }
+        on(r, .get, "/domains/delete") { self.deleteDomainPage($0) }
+        on(r, .post, "/domains/delete") { self.deleteDomain($0) }
+        on(r, .post, "/domains/limits") { self.setLimits($0) }
+        on(r, .post, "/domains/homehost") { self.setHomeHost($0) }
     }
 
     /// The session when it is a system administrator's.
@@ -23,10 +23,10 @@ extension WebApp {
         return s.isSystem ? (s, nil) : (nil, forbidden(s))
     }
 
-    func domainsPage(_ c: Call) async -> WebAnswer {
+    func domainsPage(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard let s = session else { return no! }
-        let flash = await sessions.takeFlash(c.token)
+        let flash = sessions.takeFlash(c.token)
         let all = (try? admin.allDomains()) ?? []
         var rows = ""
         for d in all.sorted(by: { $0.name.string < $1.name.string }) {
@@ -66,41 +66,41 @@ extension WebApp {
         return answer(.ok, page("Domains", s, flash: flash, body))
     }
 
-    func addDomain(_ c: Call) async -> WebAnswer {
+    func addDomain(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("domain").lowercased()
         let password = c.form["password"] ?? ""
-        if let why = passwordProblem(password) { return await refuse(c, back: "/domains", why) }
+        if let why = passwordProblem(password) { return refuse(c, back: "/domains", why) }
         let quota = c.form.text("quota")
-        return await change(c, back: "/domains", done: "Domain \(name) added, with its postmaster mailbox.") {
+        return change(c, back: "/domains", done: "Domain \(name) added, with its postmaster mailbox.") {
             _ = try admin.run("vadddomain", (quota.isEmpty ? [] : ["-q", quota]) + ["--", name, password])
         }
     }
 
-    func addAliasDomain(_ c: Call) async -> WebAnswer {
+    func addAliasDomain(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let alias = c.form.text("alias").lowercased(), real = c.form.text("real").lowercased()
-        return await change(c, back: "/domains", done: "\(alias) is now an alias of \(real).") {
+        return change(c, back: "/domains", done: "\(alias) is now an alias of \(real).") {
             _ = try admin.run("vaddaliasdomain", ["--", real, alias])
         }
     }
 
-    func deleteDomainPage(_ c: Call) async -> WebAnswer {
+    func deleteDomainPage(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard let s = session else { return no! }
         let name = c.value("d").lowercased()
-        if name == s.domain { return await refuse(c, back: "/domains", "\(name) holds the mailbox you are logged in with: it stays.") }
+        if name == s.domain { return refuse(c, back: "/domains", "\(name) holds the mailbox you are logged in with: it stays.") }
         guard let d = (try? admin.allDomains())?.first(where: { $0.name.string == name }) else {
-            return await refuse(c, back: "/domains", "Domain \(name) is not hosted here.")
+            return refuse(c, back: "/domains", "Domain \(name) is not hosted here.")
         }
         var what: String
         if d.isAlias {
             what = "<p>\(escapeHTML(name)) is an alias of \(escapeHTML(d.real.string)). Deleting it stops accepting mail for it; "
                 + "the mailboxes of \(escapeHTML(d.real.string)) stay.</p>"
         } else {
-            guard let sum = try? admin.summary(name) else { return await refuse(c, back: "/domains", "Domain \(name) cannot be read now.") }
+            guard let sum = try? admin.summary(name) else { return refuse(c, back: "/domains", "Domain \(name) cannot be read now.") }
             what = "<p>Deleting <strong>\(escapeHTML(name))</strong> removes <strong>\(sum.mailboxes) mailbox\(sum.mailboxes == 1 ? "" : "es")</strong> "
                 + "holding <strong>\(sum.messages) message\(sum.messages == 1 ? "" : "s")</strong> (\(bytesText(sum.bytes))), "
                 + "\(sum.aliases) alias\(sum.aliases == 1 ? "" : "es")"
@@ -117,18 +117,18 @@ extension WebApp {
         return answer(.ok, page("Delete a domain", s, body))
     }
 
-    func deleteDomain(_ c: Call) async -> WebAnswer {
+    func deleteDomain(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("d").lowercased()
         guard c.form.text("confirm") == "yes" else { return redirect("/domains/delete?d=" + escapeQuery(name)) }
-        if name == session!.domain { return await refuse(c, back: "/domains", "\(name) holds the mailbox you are logged in with: it stays.") }
-        return await change(c, back: "/domains", done: "Domain \(name) deleted.") {
+        if name == session!.domain { return refuse(c, back: "/domains", "\(name) holds the mailbox you are logged in with: it stays.") }
+        return change(c, back: "/domains", done: "Domain \(name) deleted.") {
             _ = try admin.run("vdeldomain", ["--", name])
         }
     }
 
-    func setLimits(_ c: Call) async -> WebAnswer {
+    func setLimits(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("d").lowercased()
@@ -139,29 +139,29 @@ extension WebApp {
             return Decimal.parse(Array(t.utf8)).map { .some($0) }
         }
         guard let mailboxes = count("maxmailboxes"), let aliases = count("maxaliases") else {
-            return await refuse(c, back: back, "Limits are whole numbers (empty: no limit).")
+            return refuse(c, back: back, "Limits are whole numbers (empty: no limit).")
         }
         let q = c.form.text("defaultquota")
         var quota: Quota? = nil
         if !q.isEmpty {
-            guard let parsed = Quota.parse(Array(q.utf8)) else { return await refuse(c, back: back, "Bad quota \(q) (for example 100M, or empty).") }
+            guard let parsed = Quota.parse(Array(q.utf8)) else { return refuse(c, back: back, "Bad quota \(q) (for example 100M, or empty).") }
             quota = parsed
         }
-        return await change(c, back: back, done: "Limits of \(name) saved.") {
+        return change(c, back: back, done: "Limits of \(name) saved.") {
             try admin.setLimits(name, DomainLimits(maxMailboxes: mailboxes, maxAliases: aliases, defaultQuota: quota))
         }
     }
 
     /// A domain's default cluster home host (the system administrator's
     /// alone: it decides where mail of the domain's mailboxes goes).
-    func setHomeHost(_ c: Call) async -> WebAnswer {
+    func setHomeHost(_ c: Call) -> WebAnswer {
         let (session, no) = system(c)
         guard session != nil else { return no! }
         let name = c.form.text("d").lowercased()
         let back = "/domain?d=" + escapeQuery(name)
         let host = c.form.text("host").lowercased()
-        if !host.isEmpty && HomeHost.parse(Array(host.utf8)) == nil { return await refuse(c, back: back, "\(host) is not a host name.") }
-        return await change(c, back: back, done: host.isEmpty ? "Mailboxes of \(name) now have no home host." : "Mailboxes of \(name) are now held on \(host).") {
+        if !host.isEmpty && HomeHost.parse(Array(host.utf8)) == nil { return refuse(c, back: back, "\(host) is not a host name.") }
+        return change(c, back: back, done: host.isEmpty ? "Mailboxes of \(name) now have no home host." : "Mailboxes of \(name) are now held on \(host).") {
             try admin.setDomainHomeHost(name, host)
         }
     }

@@ -8,10 +8,10 @@ import VHosting
 
 extension WebApp {
     func userRoutes(_ r: Routes) {
-        on(r, .get, "/me") { await self.mePage($0) }
-        on(r, .post, "/me/password") { await self.mePassword($0) }
-        on(r, .post, "/me/forward") { await self.meForward($0) }
-        on(r, .post, "/me/spam") { await self.meSpam($0) }
+        on(r, .get, "/me") { self.mePage($0) }
+        on(r, .post, "/me/password") { self.mePassword($0) }
+        on(r, .post, "/me/forward") { self.meForward($0) }
+        on(r, .post, "/me/spam") { self.meSpam($0) }
         vacationRoutes(r)
     }
 
@@ -22,10 +22,10 @@ extension WebApp {
         return s.hasMailbox ? (s, nil) : (nil, forbidden(s, "This login has no mailbox managed here."))
     }
 
-    func mePage(_ c: Call) async -> WebAnswer {
+    func mePage(_ c: Call) -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
-        let flash = await sessions.takeFlash(c.token)
+        let flash = sessions.takeFlash(c.token)
         if let m = s.directoryMailbox { return answer(.ok, page("My mailbox", s, flash: flash, directoryPage(s, m))) }
         guard let (u, _) = try? admin.mailbox(s.address) else {
             return answer(.serviceUnavailable, page("My mailbox", s, flash: flash, #"<p class="error">Your mailbox cannot be read just now: try again later.</p>"#))
@@ -71,30 +71,30 @@ extension WebApp {
 
     /// A change this page cannot make for a directory's mailbox, refused
     /// before anything is written (never to the file store instead).
-    func refuseDirectoryChange(_ c: Call, _ s: Session) async -> WebAnswer? {
+    func refuseDirectoryChange(_ c: Call, _ s: Session) -> WebAnswer? {
         guard let m = s.directoryMailbox else { return nil }
-        return await refuse(c, back: "/me", directoryReadOnly(m))
+        return refuse(c, back: "/me", directoryReadOnly(m))
     }
 
-    func mePassword(_ c: Call) async -> WebAnswer {
+    func mePassword(_ c: Call) -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
-        if let r = await refuseDirectoryChange(c, s) { return r }
+        if let r = refuseDirectoryChange(c, s) { return r }
         // The current password first, under the same limits as a login.
         switch login.check(login: s.address, password: c.form["current"] ?? "", remote: c.ip).0 {
-        case .ok: return await setPassword(c, s.address, back: "/me")
-        case .rejected: return await refuse(c, back: "/me", "Your current password was not right: nothing changed.")
-        case .limited: return await refuse(c, back: "/me", "Too many wrong passwords: wait a while and try again.")
-        case .temporary: return await refuse(c, back: "/me", "The password could not be checked just now: try again in a moment.")
+        case .ok: return setPassword(c, s.address, back: "/me")
+        case .rejected: return refuse(c, back: "/me", "Your current password was not right: nothing changed.")
+        case .limited: return refuse(c, back: "/me", "Too many wrong passwords: wait a while and try again.")
+        case .temporary: return refuse(c, back: "/me", "The password could not be checked just now: try again in a moment.")
         }
     }
 
-    func meForward(_ c: Call) async -> WebAnswer {
+    func meForward(_ c: Call) -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
-        if let r = await refuseDirectoryChange(c, s) { return r }
+        if let r = refuseDirectoryChange(c, s) { return r }
         let f = requestedForwarding(c)
-        return await change(c, back: "/me", done: f.targets.isEmpty ? "Forwarding turned off: mail stays here." : "Forwarding saved.") {
+        return change(c, back: "/me", done: f.targets.isEmpty ? "Forwarding turned off: mail stays here." : "Forwarding saved.") {
             try admin.setForwarding(s.address, f)
         }
     }
@@ -126,7 +126,7 @@ extension WebApp {
         """
     }
 
-    func meSpam(_ c: Call) async -> WebAnswer {
+    func meSpam(_ c: Call) -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         guard filterPolicy(s) != nil else { return forbidden(s, "Spam settings are not kept here for this mailbox.") }
@@ -134,10 +134,10 @@ extension WebApp {
                      "quarantine=" + (c.form.text("quarantine") == "yes" ? "yes" : "no")]
         let reject = c.form.text("reject")
         if !reject.isEmpty {
-            guard let v = Double(reject), v.isFinite else { return await refuse(c, back: "/me", "The score is a number, for example 8 or 6.5.") }
+            guard let v = Double(reject), v.isFinite else { return refuse(c, back: "/me", "The score is a number, for example 8 or 6.5.") }
             parts.append("reject=\(v)")
         }
-        return await change(c, back: "/me", done: "Spam settings saved.") {
+        return change(c, back: "/me", done: "Spam settings saved.") {
             _ = try admin.run("vfilterpolicy", ["--", s.address, parts.joined(separator: ",")])
         }
     }

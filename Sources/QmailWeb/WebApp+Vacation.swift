@@ -8,8 +8,8 @@ import VHosting
 
 extension WebApp {
     func vacationRoutes(_ r: Routes) {
-        on(r, .post, "/me/vacation") { await self.meVacation($0) }
-        on(r, .post, "/me/vacation/off") { await self.meVacationOff($0) }
+        on(r, .post, "/me/vacation") { self.meVacation($0) }
+        on(r, .post, "/me/vacation/off") { self.meVacationOff($0) }
     }
 
     /// The session's own mailbox's vacation: in the file store's mailbox,
@@ -45,7 +45,7 @@ extension WebApp {
         """
     }
 
-    func meVacation(_ c: Call) async -> WebAnswer {
+    func meVacation(_ c: Call) -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
         var v = (try? admin.vacation(in: vacationBox(s))) ?? VacationSettings()
@@ -57,24 +57,24 @@ extension WebApp {
             let t = c.form.text(name)
             var day: VacationDay? = nil
             if !t.isEmpty {
-                guard let d = VacationDay(t) else { return await refuse(c, back: "/me", "The \(label) day is a date, YYYY-MM-DD.") }
+                guard let d = VacationDay(t) else { return refuse(c, back: "/me", "The \(label) day is a date, YYYY-MM-DD.") }
                 day = d
             }
             if name == "first" { v.firstDay = day } else { v.lastDay = day }
         }
         guard let n = Decimal.parse(Array(c.form.text("interval").utf8)) else {
-            return await refuse(c, back: "/me", "The days between two replies are a whole number.")
+            return refuse(c, back: "/me", "The days between two replies are a whole number.")
         }
         v.intervalDays = n
-        return await change(c, back: "/me", done: "Vacation message saved and on.") {
+        return change(c, back: "/me", done: "Vacation message saved and on.") {
             try admin.setVacation(in: vacationBox(s), v)
         }
     }
 
-    func meVacationOff(_ c: Call) async -> WebAnswer {
+    func meVacationOff(_ c: Call) -> WebAnswer {
         let (session, no) = own(c)
         guard let s = session else { return no! }
-        return await change(c, back: "/me", done: "Vacation message off.") {
+        return change(c, back: "/me", done: "Vacation message off.") {
             try admin.disableVacation(in: vacationBox(s))
         }
     }

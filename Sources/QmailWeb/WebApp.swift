@@ -12,7 +12,7 @@ import VHosting
 /// The pages by method and path: what a router was, without HTTP types.
 final class Routes {
     enum Method: String { case get = "GET", post = "POST" }
-    typealias Handler = @Sendable (Call) async -> WebAnswer
+    typealias Handler = @Sendable (Call) -> WebAnswer
     private(set) var table: [String: Handler] = [:]
 
     func add(_ method: Method, _ path: String, _ h: @escaping Handler) { table[method.rawValue + " " + path] = h }
@@ -60,10 +60,10 @@ final class WebApp: @unchecked Sendable {
             WebAnswer(status: .ok, headers: [("Content-Type", "text/css; charset=utf-8"), ("Cache-Control", "max-age=3600")],
                       body: Array(styleSheet.utf8))
         }
-        on(r, .get, "/") { await self.home($0) }
-        on(r, .get, "/login") { await self.loginPage($0) }
-        on(r, .post, "/login") { await self.doLogin($0) }
-        on(r, .post, "/logout") { await self.doLogout($0) }
+        on(r, .get, "/") { self.home($0) }
+        on(r, .get, "/login") { self.loginPage($0) }
+        on(r, .post, "/login") { self.doLogin($0) }
+        on(r, .post, "/logout") { self.doLogout($0) }
         systemRoutes(r)
         domainRoutes(r)
         userRoutes(r)
@@ -71,31 +71,31 @@ final class WebApp: @unchecked Sendable {
     }
 
     func on(_ r: Routes, _ method: Routes.Method, _ path: String, _ h: @escaping Routes.Handler) {
-        r.add(method, path) { await self.handle($0, post: method == .post, h) }
+        r.add(method, path) { self.handle($0, post: method == .post, h) }
     }
 
     /// One request from the network process; its method and path name the page.
-    func respond(_ req: WebRequest) async -> WebAnswer {
+    func respond(_ req: WebRequest) -> WebAnswer {
         guard let h = pages.handler(req.method, req.path) else {
             return answer(.notFound, page("Not found", nil, #"<p>There is no such page here.</p><p><a href="/">Back</a></p>"#))
         }
         // a GET's body is no form (the network process sends none)
-        return await h(Call(path: req.path, query: Form(query: req.query), form: Form(req.method == "POST" ? req.body : []), token: nil,
+        return h(Call(path: req.path, query: Form(query: req.query), form: Form(req.method == "POST" ? req.body : []), token: nil,
                             session: nil, cookies: Form.cookies(req.cookie), ip: req.ip))
     }
 
     /// The session and CSRF checks before a page: `c` has the request's
     /// fields, not yet its session.
-    func handle(_ c: Call, post: Bool, _ h: (Call) async -> WebAnswer) async -> WebAnswer {
+    func handle(_ c: Call, post: Bool, _ h: (Call) -> WebAnswer) -> WebAnswer {
         let token = c.cookies[WebApp.sessionCookie]
-        let session = await sessions.session(token)
+        let session = sessions.session(token)
         if post && c.path != "/login" {
             guard let s = session else { return forbidden(nil, "Your session has ended: log in again.") }
             guard ConstantTime.equals(Array(c.form.text("csrf").utf8), Array(s.csrf.utf8)) else {
                 return forbidden(s, "That form did not come from this session (missing or old security token): reload the page and try again.")
             }
         }
-        return await h(Call(path: c.path, query: c.query, form: c.form, token: token, session: session, cookies: c.cookies, ip: c.ip))
+        return h(Call(path: c.path, query: c.query, form: c.form, token: token, session: session, cookies: c.cookies, ip: c.ip))
     }
 
     // MARK: answers
@@ -129,7 +129,7 @@ final class WebApp: @unchecked Sendable {
     /// Runs one change and comes back to `back` with its outcome as the
     /// next page's message. The admin library's refusals are shown as
     /// they are (they never contain a password); a system failure says so.
-    func change(_ c: Call, back: String, done: String, _ body: () throws -> Void) async -> WebAnswer {
+    func change(_ c: Call, back: String, done: String, _ body: () throws -> Void) -> WebAnswer {
         let f: Flash
         do {
             try body()
@@ -142,26 +142,26 @@ final class WebApp: @unchecked Sendable {
         } catch {
             f = Flash(ok: false, text: "\(error)")
         }
-        await sessions.setFlash(c.token, f)
+        sessions.setFlash(c.token, f)
         return redirect(back)
     }
 
     /// A change the form itself got wrong, said before anything is done.
-    func refuse(_ c: Call, back: String, _ why: String) async -> WebAnswer {
-        await sessions.setFlash(c.token, Flash(ok: false, text: why))
+    func refuse(_ c: Call, back: String, _ why: String) -> WebAnswer {
+        sessions.setFlash(c.token, Flash(ok: false, text: why))
         return redirect(back)
     }
 
     // MARK: login
 
-    func home(_ c: Call) async -> WebAnswer {
+    func home(_ c: Call) -> WebAnswer {
         guard let s = c.session else { return redirect("/login") }
         if s.isSystem { return redirect("/domains") }
         if s.isPostmaster { return redirect("/domain?d=" + escapeQuery(s.domain)) }
         return redirect("/me")
     }
 
-    func loginPage(_ c: Call, error: String? = nil, status: WebAnswer.Status = .ok) async -> WebAnswer {
+    func loginPage(_ c: Call, error: String? = nil, status: WebAnswer.Status = .ok) -> WebAnswer {
         let pre = randomToken()
         let body = """
         <section>
@@ -178,21 +178,21 @@ final class WebApp: @unchecked Sendable {
                       cookies: [WebApp.cookie(WebApp.loginCookie, pre)])
     }
 
-    func doLogin(_ c: Call) async -> WebAnswer {
+    func doLogin(_ c: Call) -> WebAnswer {
         let pre = c.cookies[WebApp.loginCookie] ?? ""
         guard !pre.isEmpty, ConstantTime.equals(Array(pre.utf8), Array(c.form.text("pre").utf8)) else {
-            return await loginPage(c, error: "The login form had expired: please log in again.", status: .forbidden)
+            return loginPage(c, error: "The login form had expired: please log in again.", status: .forbidden)
         }
         guard let address = login.canonical(c.form.text("login")) else {
-            return await loginPage(c, error: "Log in with your full mail address (name@domain).", status: .badRequest)
+            return loginPage(c, error: "Log in with your full mail address (name@domain).", status: .badRequest)
         }
         let password = c.form["password"] ?? ""
         let (verdict, found) = login.check(login: address, password: password, remote: c.ip)
         switch verdict {
         case .ok: break
-        case .rejected: return await loginPage(c, error: "Wrong mail address or password.", status: .unauthorized)
-        case .limited: return await loginPage(c, error: "Too many failed logins from your address or for this account: wait a while and try again.", status: .tooManyRequests)
-        case .temporary: return await loginPage(c, error: "The password could not be checked just now: try again in a moment.", status: .serviceUnavailable)
+        case .rejected: return loginPage(c, error: "Wrong mail address or password.", status: .unauthorized)
+        case .limited: return loginPage(c, error: "Too many failed logins from your address or for this account: wait a while and try again.", status: .tooManyRequests)
+        case .temporary: return loginPage(c, error: "The password could not be checked just now: try again in a moment.", status: .serviceUnavailable)
         }
         let local = address.split(separator: "@", maxSplits: 1).first.map(String.init) ?? ""
         var domain = address.split(separator: "@", maxSplits: 1).last.map(String.init) ?? ""
@@ -202,15 +202,15 @@ final class WebApp: @unchecked Sendable {
         if let d = try? admin.domain(domain) { domain = d.name.string }
         if found == nil, (try? admin.mailbox(address)) != nil { hasMailbox = true }
         let isSystem = login.isSystemAdministrator(address)
-        let token = await sessions.open(address: address, domain: domain, isSystem: isSystem,
+        let token = sessions.open(address: address, domain: domain, isSystem: isSystem,
                                         isPostmaster: local == "postmaster" && hasMailbox, hasMailbox: hasMailbox,
                                         directoryMailbox: found)
-        await sessions.close(c.token)
+        sessions.close(c.token)
         return redirect("/", cookies: [WebApp.cookie(WebApp.sessionCookie, token), WebApp.cookie(WebApp.loginCookie, "", clear: true)])
     }
 
-    func doLogout(_ c: Call) async -> WebAnswer {
-        await sessions.close(c.token)
+    func doLogout(_ c: Call) -> WebAnswer {
+        sessions.close(c.token)
         return redirect("/login", cookies: [WebApp.cookie(WebApp.sessionCookie, "", clear: true)])
     }
 
@@ -226,7 +226,7 @@ final class WebApp: @unchecked Sendable {
     /// it: its postmaster's own domain, or any for a system administrator.
     /// An unknown domain is "not allowed" too for anyone but the latter,
     /// so nobody learns which domains are hosted here.
-    func managedDomain(_ c: Call) async -> (Session, VDomain)? {
+    func managedDomain(_ c: Call) -> (Session, VDomain)? {
         guard let s = c.session else { return nil }
         guard let d = try? admin.domain(c.value("d")) else { return nil }
         guard s.mayManage(domain: d.name.string) else { return nil }

@@ -44,7 +44,7 @@ public struct WebHelper: Sendable {
         return p.read
     }
 
-    func run() async -> Int32 {
+    func run() -> Int32 {
         let ch = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: WebHelper.frameSeconds)
         while true {
             if let st = ChildProcess.tryWait(child) { return ended(st) }
@@ -70,7 +70,7 @@ public struct WebHelper: Sendable {
                 guard !ch.hasBufferedInput else { return hostile("sent a second request before the answer") }
                 req = r
             }
-            var a = await web.respond(req)
+            var a = web.respond(req)
             if !a.isValid {
                 Sys.warn("qmail-webadmin: warning: an answer to \(req.method) \(req.path) could not be framed")
                 a = web.answer(.internalError, page("Server error", nil, "<p>This page could not be sent.</p>"))

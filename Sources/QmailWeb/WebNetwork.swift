@@ -1,42 +1,34 @@
-// The network half of qmail-webadmin: TLS and HTTP (Hummingbird, SwiftNIO,
-// NIOSSL) in a process that gave up root before it read a byte from the
-// network. It knows no session, password or file: each request goes as
-// one WebRequest frame to the root helper (WebHelper.swift), one at a
-// time, and its WebAnswer comes back as the response. It ends when the
+// The network half of qmail-webadmin: TLS (QmailTLS, OpenSSL) and HTTP
+// (WebHTTP.swift) in a process that gave up root before it read a byte
+// from the network. It knows no session, password or file: each request
+// goes as one WebRequest frame to the root helper (WebHelper.swift), one
+// at a time, and its WebAnswer comes back as the response. A thread per
+// connection, up to a limit; every read has a deadline. It ends when the
 // helper does.
 #if canImport(Glibc)
 import Glibc
 #endif
-import HTTPTypes
-import Hummingbird
-import HummingbirdTLS
-import NIOSSL
 import QmailCore
 import QmailNet
-
-/// The request context: Hummingbird's core, and the peer's address (for
-/// the per-address login limits and the log).
-public struct WebContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public let remoteIP: String
-
-    public init(source: ApplicationRequestContextSource) {
-        coreContext = .init(source: source)
-        remoteIP = source.channel.remoteAddress?.ipAddress ?? ""
-    }
-}
+import QmailTLS
 
 /// Our end of the socketpair to the helper: one exchange at a time (the
-/// actor queues the others). Once the helper is gone it stays gone.
-actor HelperLink {
+/// lock queues the others). Once the helper is gone it stays gone.
+final class HelperLink: @unchecked Sendable {
     private let ch: Channel
+    private var lock = pthread_mutex_t()
     private(set) var broken = false
     /// A change may take a while (a domain's deletion, a directory login).
     static let answerSeconds = 600
 
-    init(fd: Int32) { ch = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: HelperLink.answerSeconds) }
+    init(fd: Int32) {
+        ch = Channel(stream: FdStream(inFd: fd, outFd: fd), timeout: HelperLink.answerSeconds)
+        pthread_mutex_init(&lock, nil)
+    }
 
     func exchange(_ r: WebRequest) -> WebAnswer? {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
         if broken { return nil }
         ch.put(r.encode())
         do { try ch.flush() } catch { broken = true; return nil }
@@ -48,72 +40,247 @@ actor HelperLink {
     }
 }
 
-public struct WebNetwork: Sendable {
+/// A TLS session as a Channel's stream, under a deadline: each read waits
+/// only for what is left of it (SO_RCVTIMEO: poll cannot see what OpenSSL
+/// has already decrypted), so a client that trickles bytes gains nothing.
+final class DeadlineTLSStream: ByteStream {
+    let tls: TLSConnection
+    let fd: Int32
+    /// Seconds since the epoch by which the current read must be done.
+    var deadline = 0
+
+    init(_ tls: TLSConnection, fd: Int32) {
+        self.tls = tls
+        self.fd = fd
+    }
+
+    var hasPending: Bool { tls.hasPendingInput }
+
+    func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
+        let left = deadline - Sys.now()
+        guard left > 0 else { throw ChannelError.timeout }
+        WebNetwork.setTimeout(fd, SO_RCVTIMEO, seconds: left)
+        do { return try tls.read(buf, count) } catch {
+            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
+        }
+    }
+
+    func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
+        do { try tls.write(buf, count) } catch {
+            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
+        }
+    }
+}
+
+public struct WebNetwork: @unchecked Sendable {
     let helper: Int32
     /// The root helper, our parent: when it is gone, so are we.
     let parent: pid_t
     let settings: WebAdmin.Settings
-    let tls: TLSConfiguration
+    /// Bound and listening, made before the split.
+    let listener: Int32
+    let tls: TLSContext
 
-    func run() async -> Int32 {
+    /// Connections served at once; more wait in the listen queue.
+    static let maxConnections = 256
+    /// For the TLS handshake.
+    static let handshakeSeconds = 10
+    /// For each request from its first byte (head and body), and for each write.
+    static let requestSeconds = 30
+    /// For the next request on a kept-alive connection.
+    static let idleSeconds = 60
+    /// What is read and dropped after a refusal, before the connection closes.
+    static let drainSeconds = 5
+    static let drainBytes = 1 << 20
+    /// Requests on one connection.
+    static let maxRequests = 1000
+
+    static func setTimeout(_ fd: Int32, _ option: Int32, seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, option, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func run() -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
         let link = HelperLink(fd: helper)
-        let watch = Task {
-            while !Task.isCancelled, getppid() == parent { try? await Task.sleep(for: .seconds(1)) }
-            if !Task.isCancelled { kill(getpid(), SIGTERM) }
+        let parent = self.parent
+        guard Thread.detach({
+            while getppid() == parent { sleep(1) }
+            kill(getpid(), SIGTERM)
+        }) else {
+            Sys.warn("qmail-webadmin: fatal: unable to start a thread")
+            return QmailExit.temporary
         }
-        defer { watch.cancel() }
+        var st = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        let port = SocketAddress(storage: st)?.port ?? 0
         let address = settings.address
-        do {
-            let app = Application(responder: CallbackResponder<WebContext> { req, ctx in await WebNetwork.forward(req, ctx, link) },
-                                  server: try .tls(.http1(), tlsConfiguration: tls),
-                                  configuration: .init(address: .hostname(address, port: settings.port), serverName: nil),
-                                  onServerRunning: { channel in
-                                      let port = channel.localAddress?.port ?? 0
-                                      Sys.warn("qmail-webadmin: listening on https://\(address.contains(":") ? "[\(address)]" : address):\(port)/ as uid \(getuid())")
-                                  })
-            try await app.runService()
-        } catch {
-            Sys.warn("qmail-webadmin: fatal: \(error)")
-            return QmailExit.temporary
+        Sys.warn("qmail-webadmin: listening on https://\(address.contains(":") ? "[\(address)]" : address):\(port)/ as uid \(getuid())")
+        let slots = Slots(WebNetwork.maxConnections)
+        while !link.broken {
+            slots.take()
+            var peer = sockaddr_storage()
+            var plen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &plen) }
+            }
+            if fd < 0 {
+                slots.give()
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    if errno != EINTR && errno != ECONNABORTED { sleep(1) }
+                    continue
+                }
+                Sys.warn("qmail-webadmin: fatal: unable to accept: \(Sys.strerror(errno))")
+                return QmailExit.temporary
+            }
+            // an IPv6 address's zone (fe80::1%eth0) says nothing about the peer
+            let ip = SocketAddress(storage: peer).map { String($0.ip.unmapped.description.prefix { $0 != "%" }) } ?? ""
+            let tls = self.tls
+            let started = Thread.detach {
+                WebNetwork.serve(fd, ip: ip, tls: tls, link: link)
+                close(fd)
+                slots.give()
+            }
+            if !started {
+                close(fd)
+                slots.give()
+                sleep(1)
+            }
         }
-        if await link.broken || getppid() != parent {
-            Sys.warn("qmail-webadmin: fatal: the helper is gone")
-            return QmailExit.temporary
+        Sys.warn("qmail-webadmin: fatal: the helper is gone")
+        return QmailExit.temporary
+    }
+
+    /// One connection: the handshake, then requests until either side ends it.
+    static func serve(_ fd: Int32, ip: String, tls context: TLSContext, link: HelperLink) {
+        setTimeout(fd, SO_RCVTIMEO, seconds: handshakeSeconds)
+        setTimeout(fd, SO_SNDTIMEO, seconds: requestSeconds)
+        guard let session = try? TLSConnection(context: context, readFD: fd, writeFD: fd) else { return }
+        let refused = requests(DeadlineTLSStream(session, fd: fd), ip: ip, link: link)
+        session.close()
+        if refused { linger(fd) }
+    }
+
+    /// The requests of one connection; true when it ended on a refusal.
+    static func requests(_ stream: DeadlineTLSStream, ip: String, link: HelperLink) -> Bool {
+        let ch = Channel(stream: stream, timeout: requestSeconds)
+        let reader = HTTPReader(ch: ch, maxBody: WebApp.maxBody)
+        for n in 1...maxRequests {
+            stream.deadline = Sys.now() + (n == 1 ? requestSeconds : idleSeconds)
+            // the first byte of a request starts its own, shorter, deadline
+            guard (try? ch.scan { _ in (0, true) }) == true else { return false }
+            stream.deadline = Sys.now() + requestSeconds
+            let read: HTTPRead
+            do { read = try reader.read { ch.put("HTTP/1.1 100 Continue\r\n\r\n"); try ch.flush() } } catch { return false }
+            switch read {
+            case .end:
+                return false
+            case .refused(let status):
+                let a = local(WebAnswer.Status(code: status), HTTPReader.reasons[status] ?? "Error", refusal(status))
+                ch.put(HTTPReader.response(a, close: true))
+                return (try? ch.flush()) != nil
+            case .request(let r):
+                let a = answer(r, ip: ip, link: link)
+                let last = !r.keepAlive || n == maxRequests || link.broken
+                ch.put(HTTPReader.response(a, close: last))
+                guard (try? ch.flush()) != nil, !last else { return false }
+            }
         }
-        return QmailExit.success
+        return false
+    }
+
+    /// After a refusal the client may still be sending (a body over the
+    /// limit), and closing on unread bytes would reset the connection
+    /// before it reads the answer: say we are done (FIN after the
+    /// close_notify), then read and drop what comes, within bounds, until
+    /// it closes too.
+    static func linger(_ fd: Int32) {
+        _ = shutdown(fd, Int32(SHUT_WR))
+        setTimeout(fd, SO_RCVTIMEO, seconds: 1)
+        let deadline = Sys.now() + drainSeconds
+        var left = drainBytes
+        var buf = [UInt8](repeating: 0, count: 16384)
+        while left > 0, Sys.now() < deadline {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) { return }
+            if n > 0 { left -= n }
+        }
     }
 
     /// One request to the helper and its answer back. What the helper must
-    /// not be sent (a body over the limit, fields it would refuse) is
-    /// answered here.
-    static func forward(_ req: Request, _ ctx: WebContext, _ link: HelperLink) async -> Response {
-        var body: [UInt8] = []
-        if req.method == .post {
-            guard let b = try? await req.body.collect(upTo: WebApp.maxBody) else {
-                return response(local(.contentTooLarge, "Too large", "That form was too large."))
-            }
-            body = Array(b.readableBytesView)
-        }
-        // an IPv6 address's zone (fe80::1%eth0) says nothing about the peer
-        let ip = String(ctx.remoteIP.prefix { $0 != "%" })
-        let r = WebRequest(method: req.method.rawValue, path: req.uri.path, query: req.uri.query ?? "",
-                           cookie: req.headers[.cookie] ?? "", ip: ip, body: body)
-        guard r.isValid else { return response(local(.badRequest, "Bad request", "That request cannot be served here.")) }
-        guard let a = await link.exchange(r) else {
+    /// not be sent (fields it would refuse) is answered here.
+    static func answer(_ req: HTTPRequest, ip: String, link: HelperLink) -> WebAnswer {
+        // a GET's body is no form
+        let r = WebRequest(method: req.method, path: req.path, query: req.query, cookie: req.cookie, ip: ip,
+                           body: req.method == "POST" ? req.body : [])
+        guard r.isValid else { return local(.badRequest, "Bad request", "That request cannot be served here.") }
+        guard let a = link.exchange(r) else {
             kill(getpid(), SIGTERM)
-            return response(local(.serviceUnavailable, "Unavailable", "The server is restarting: try again in a moment."))
+            return local(.serviceUnavailable, "Unavailable", "The server is restarting: try again in a moment.")
         }
-        return response(a)
+        return a
+    }
+
+    static func refusal(_ status: Int) -> String {
+        switch status {
+        case 413: return "That form was too large."
+        case 414, 431: return "That request was too long."
+        case 501, 505: return "That request cannot be served here."
+        default: return "That request was malformed."
+        }
     }
 
     static func local(_ status: WebAnswer.Status, _ title: String, _ text: String) -> WebAnswer {
         WebAnswer(status: status, headers: WebApp.securityHeaders + [("Content-Type", "text/html; charset=utf-8")],
                   body: Array(page(title, nil, "<p>\(escapeHTML(text))</p>").utf8))
     }
+}
 
-    static func response(_ a: WebAnswer) -> Response {
-        var h = HTTPFields()
-        for (n, v) in a.headers { if let name = HTTPField.Name(n) { h.append(HTTPField(name: name, value: v)) } }
-        return Response(status: HTTPResponse.Status(code: a.status.code), headers: h, body: .init(byteBuffer: ByteBuffer(bytes: a.body)))
+/// A counting semaphore for connection slots: take() waits for a free one.
+final class Slots: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    private var freed = pthread_cond_t()
+    private var free: Int
+
+    init(_ n: Int) {
+        free = n
+        pthread_mutex_init(&lock, nil)
+        pthread_cond_init(&freed, nil)
+    }
+
+    func take() {
+        pthread_mutex_lock(&lock)
+        while free == 0 { pthread_cond_wait(&freed, &lock) }
+        free -= 1
+        pthread_mutex_unlock(&lock)
+    }
+
+    func give() {
+        pthread_mutex_lock(&lock)
+        free += 1
+        pthread_cond_signal(&freed)
+        pthread_mutex_unlock(&lock)
+    }
+}
+
+/// Detached POSIX threads running a closure.
+enum Thread {
+    final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
+
+    /// False when no thread could be started.
+    static func detach(_ body: @escaping () -> Void) -> Bool {
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        var tid = pthread_t()
+        let arg = Unmanaged.passRetained(Box(body)).toOpaque()
+        let r = pthread_create(&tid, &attr, { p in
+            Unmanaged<Thread.Box>.fromOpaque(p!).takeRetainedValue().body()
+            return nil
+        }, arg)
+        pthread_attr_destroy(&attr)
+        if r != 0 { Unmanaged<Thread.Box>.fromOpaque(arg).release() }
+        return r == 0
     }
 }

@@ -17,17 +17,11 @@ ROOT_RUN = {"qmail-start", "qmail-lspawn", "qmail-getpw", "qmail-smtpd-auth", "t
             "checkpassword", "checkpassword-file", "checkpassword-ldap", "checkpassword-mysql"}
 
 
-# qmail-webadmin, the optional HTTPS administration (SwiftNIO, Hummingbird,
-# Foundation), is a file of its own outside the mail system's budget.
-APART = {"qmail-webadmin"}
-
 
 def files(bindir):
-    """inode -> the program names that are that file (but qmail-webadmin)."""
+    """inode -> the program names that are that file."""
     out = {}
     for p in sorted(pathlib.Path(bindir).iterdir()):
-        if p.name in APART:
-            continue
         st = p.stat()
         out.setdefault((st.st_dev, st.st_ino), []).append(p.name)
     return out
@@ -52,10 +46,10 @@ def test_home_bin_is_at_most_60_mb(qhome, tmp_path):
         pytest.skip("sizes are those of release builds")
     for bindir in (qhome.path / "bin", copied_home(tmp_path) / "bin"):
         assert size(bindir) <= 60_000_000, f"{bindir}: {size(bindir) / 1e6:.1f} MB"
-        assert len(files(bindir)) <= 8, files(bindir)
+        assert len(files(bindir)) <= 7, files(bindir)
     # ... in a copied home, too, each program name is a hard link to one copy
     names = files(tmp_path / "copied" / "bin")
-    assert sum(len(v) for v in names.values()) == len([p for p in (tmp_path / "copied" / "bin").iterdir() if p.name not in APART])
+    assert sum(len(v) for v in names.values()) == len([p for p in (tmp_path / "copied" / "bin").iterdir()])
 
 
 def test_setuid_and_root_run_programs_have_files_of_their_own(qhome, tmp_path):

@@ -13,6 +13,7 @@ case "qmail-rcptcheck-ldap": qmailRcptcheckLdapMain()
 case "qmail-rcptcheck-mysql": qmailRcptcheckMysqlMain()
 case "qmail-report": qmailReportMain()
 case "qmail-setup": qmailSetupMain()
+case "qmail-webadmin": MultiCall.ownerOnly("swift-qmail-dyn"); qmailWebadminMain()
 case "qmailctl": qmailctlMain()
 case "vaddaliasdomain": MultiCall.ownerOnly("swift-qmail-dyn"); vaddaliasdomainMain()
 case "vadddomain": MultiCall.ownerOnly("swift-qmail-dyn"); vadddomainMain()
@@ -48,6 +49,7 @@ default: MultiCall.other("swift-qmail-dyn", [
     "qmail-rcptcheck-mysql",
     "qmail-report",
     "qmail-setup",
+    "qmail-webadmin",
     "qmailctl",
     "vaddaliasdomain",
     "vadddomain",

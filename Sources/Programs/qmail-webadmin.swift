@@ -6,6 +6,9 @@
 import QmailCore
 import QmailWeb
 
-// start() forks; it must run before the first await (one thread).
-let role = WebAdmin.start(Array(CommandLine.arguments.dropFirst()))
-Sys.exitFlushing(await role.run())
+/// qmail-webadmin's entry point: the multi-call dispatcher runs it for argv[0] "qmail-webadmin".
+func qmailWebadminMain() {
+    // start() forks, so it runs while the program has one thread
+    let role = WebAdmin.start(Array(CommandLine.arguments.dropFirst()))
+    Sys.exitFlushing(role.run())
+}
