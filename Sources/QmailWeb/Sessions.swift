@@ -34,6 +34,7 @@ public struct Flash: Sendable {
     public let text: String
 }
 
+/// The helper's one thread is its only user (one request at a time).
 public final class SessionStore {
     /// Idle time after which a session ends.
     public static let idleSeconds = 30 * 60

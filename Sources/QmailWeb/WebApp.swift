@@ -81,7 +81,7 @@ final class WebApp: @unchecked Sendable {
         }
         // a GET's body is no form (the network process sends none)
         return h(Call(path: req.path, query: Form(query: req.query), form: Form(req.method == "POST" ? req.body : []), token: nil,
-                            session: nil, cookies: Form.cookies(req.cookie), ip: req.ip))
+                      session: nil, cookies: Form.cookies(req.cookie), ip: req.ip))
     }
 
     /// The session and CSRF checks before a page: `c` has the request's
@@ -203,8 +203,8 @@ final class WebApp: @unchecked Sendable {
         if found == nil, (try? admin.mailbox(address)) != nil { hasMailbox = true }
         let isSystem = login.isSystemAdministrator(address)
         let token = sessions.open(address: address, domain: domain, isSystem: isSystem,
-                                        isPostmaster: local == "postmaster" && hasMailbox, hasMailbox: hasMailbox,
-                                        directoryMailbox: found)
+                                  isPostmaster: local == "postmaster" && hasMailbox, hasMailbox: hasMailbox,
+                                  directoryMailbox: found)
         sessions.close(c.token)
         return redirect("/", cookies: [WebApp.cookie(WebApp.sessionCookie, token), WebApp.cookie(WebApp.loginCookie, "", clear: true)])
     }
