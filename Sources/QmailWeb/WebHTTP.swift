@@ -97,7 +97,7 @@ struct HTTPReader {
             guard lengths.allSatisfy({ $0 == first }), first.utf8.count <= 12, first.utf8.allSatisfy(Ascii.isDigit),
                   let n = Int(first) else { return .refused(status: 400) }
             guard n <= maxBody else { return .refused(status: 413) }
-            if n > 0 && Self.expectsContinue(values("expect")) { try sendContinue() }
+            if n > 0 && http11 && Self.expectsContinue(values("expect")) { try sendContinue() }
             body.reserveCapacity(n)
             guard try ch.read(exactly: n, into: { body += $0 }) else { return .end }
         }
@@ -179,14 +179,15 @@ struct HTTPReader {
                           501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"]
 
     /// The bytes of a response: status line, the answer's headers, its
-    /// length, and "Connection: close" when this is the last one.
-    static func response(_ a: WebAnswer, close: Bool) -> [UInt8] {
-        var head = "HTTP/1.1 \(a.status.code) \(reasons[a.status.code] ?? "Status")\r\n"
+    /// length, and "Connection: close" when this is the last one; the body
+    /// unless the request was HEAD (whose answer is GET's without it).
+    static func response(_ a: WebAnswer, close: Bool, head: Bool = false) -> [UInt8] {
+        var text = "HTTP/1.1 \(a.status.code) \(reasons[a.status.code] ?? "Status")\r\n"
         for (n, v) in a.headers where n.lowercased() != "content-length" && n.lowercased() != "connection" {
-            head += "\(n): \(v)\r\n"
+            text += "\(n): \(v)\r\n"
         }
-        head += "Content-Length: \(a.body.count)\r\n"
-        if close { head += "Connection: close\r\n" }
-        return Array((head + "\r\n").utf8) + a.body
+        text += "Content-Length: \(a.body.count)\r\n"
+        if close { text += "Connection: close\r\n" }
+        return Array((text + "\r\n").utf8) + (head ? [] : a.body)
     }
 }

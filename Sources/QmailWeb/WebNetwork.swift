@@ -180,10 +180,12 @@ public struct WebNetwork: @unchecked Sendable {
                 let a = local(WebAnswer.Status(code: status), HTTPReader.reasons[status] ?? "Error", refusal(status))
                 ch.put(HTTPReader.response(a, close: true))
                 return (try? ch.flush()) != nil
-            case .request(let r):
+            case .request(var r):
+                let head = r.method == "HEAD"
+                if head { r.method = "GET" }
                 let a = answer(r, ip: ip, link: link)
                 let last = !r.keepAlive || n == maxRequests || link.broken
-                ch.put(HTTPReader.response(a, close: last))
+                ch.put(HTTPReader.response(a, close: last, head: head))
                 guard (try? ch.flush()) != nil, !last else { return false }
             }
         }

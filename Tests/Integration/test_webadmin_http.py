@@ -80,6 +80,15 @@ def test_keep_alive_pipelining_and_http_1_0(server):
     s2, h2, _ = c.response()
     assert (s1, s2) == (200, 404) and b"<form" in b1
     assert "connection" not in h1 and "connection" not in h2
+    # HEAD: GET's answer without its body, and the connection goes on
+    c.send(b"HEAD /login HTTP/1.1\r\nHost: localhost\r\n\r\n" + get("/nowhere"))
+    c.s.settimeout(2)
+    while b"\r\n\r\n" not in c.buf:
+        c._fill()
+    head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ") and int(re.search(rb"Content-Length: (\d+)", head).group(1)) == len(b1)
+    assert c.response()[0] == 404
+    c.s.settimeout(20)
     c.send(get("/login", "Connection: close\r\n"))
     s3, h3, _ = c.response()
     assert s3 == 200 and h3["connection"] == ["close"] and c.closed()
