@@ -82,7 +82,8 @@ struct HTTPReader {
         if http11 && values("host").count != 1 { return .refused(status: 400) }
         let connection = values("connection").flatMap { Self.list($0) }
         let keepAlive = http11 ? !connection.contains("close") : connection.contains("keep-alive")
-        let cookie = values("cookie").map { Self.text($0) }.joined(separator: "; ")
+        // an empty Cookie header adds nothing (not a "; " at the end)
+        let cookie = values("cookie").filter { !$0.isEmpty }.map { Self.text($0) }.joined(separator: "; ")
 
         let lengths = values("content-length").flatMap { Self.list($0) }
         let codings = values("transfer-encoding").flatMap { Self.list($0) }
