@@ -12,7 +12,9 @@
 // a thrown error): a refusal's status is one the reader may give; a
 // request's method is a token, its path starts with "/" and its path and
 // query are printable ASCII without blanks, its cookie holds no control
-// character but tab, its body is within the limit; the request written
+// character but tab, its body is within the limit and is what the client
+// sent after the head (the last bytes, as many as each Content-Length
+// says, or the chunks, each size in hex digits alone); the request written
 // again in a canonical form (origin form, Host, one Cookie,
 // Content-Length) and read by a fresh reader is the same request, and
 // nothing after it; "100 Continue" is asked for at most once per request,
@@ -36,6 +38,7 @@ public func fuzzWebHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let maxBody = bytes[0] & 0x80 != 0 ? 256 : WebApp.maxBody
     let reader = HTTPReader(ch: ch, maxBody: maxBody)
     for _ in 0..<16 {
+        let start = stream.offset - ch.bufferedCount
         var continues = 0
         let read: HTTPRead
         do {
@@ -63,6 +66,7 @@ public func fuzzWebHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             return 0
         case .request(let r):
             checkRequest(r, maxBody: maxBody)
+            checkFraming(r, bytes[start..<(stream.offset - ch.bufferedCount)])
             let answer = WebAnswer(status: .ok, headers: [("Location", r.path), ("content-length", "7"), ("Connection", "x")],
                                    body: r.body)
             checkResponse(HTTPReader.response(answer, close: !r.keepAlive), status: 200, body: r.body, close: !r.keepAlive)
@@ -97,6 +101,43 @@ func checkRequest(_ r: HTTPRequest, maxBody: Int) {
     } catch {
         check(false, "reading the request again threw \(error)")
     }
+}
+
+/// The body is what the client sent after the head: its last bytes, or
+/// the chunks of a chunked one, each chunk's size in hex digits alone.
+func checkFraming(_ r: HTTPRequest, _ sent: ArraySlice<UInt8>) {
+    var rest = sent
+    func line() -> ArraySlice<UInt8>? {
+        guard let lf = rest.firstIndex(of: Ascii.lf) else { return nil }
+        defer { rest = rest[(lf + 1)...] }
+        return rest[..<lf].last == Ascii.cr ? rest[..<(lf - 1)] : rest[..<lf]
+    }
+    var chunked = false
+    var lengths: [[String]] = []
+    var seen = 0
+    while let l = line() {
+        if l.isEmpty { if seen > 0 { break } else { continue } }
+        seen += 1
+        guard seen > 1, let h = HTTPReader.header(Array(l)) else { continue }
+        if h.name == "transfer-encoding" { chunked = true }
+        if h.name == "content-length" { lengths.append(HTTPReader.list(h.value)) }
+    }
+    if !chunked {
+        for l in lengths { check(!l.isEmpty && l.allSatisfy { Int($0) == r.body.count }, "Content-Length \(l), a body of \(r.body.count)") }
+        check(sent.suffix(r.body.count).elementsEqual(r.body), "the body is not the bytes after the head")
+        return
+    }
+    var body: [UInt8] = []
+    while let l = line() {
+        let digits = l.prefix { $0 != 59 && $0 != Ascii.space && $0 != Ascii.tab }
+        check(digits.allSatisfy { Ascii.isDigit($0) || (97...102).contains(Ascii.lower($0)) },
+              "chunk size \(Array(digits)) taken, not hex digits")
+        guard let size = Int(String(decoding: digits, as: UTF8.self), radix: 16), size > 0, size <= rest.count else { break }
+        body += rest.prefix(size)
+        rest = rest.dropFirst(size)
+        _ = line()
+    }
+    check(body == r.body, "the chunked body is not its chunks")
 }
 
 /// `out` is one response: its status line, headers with one Content-Length
