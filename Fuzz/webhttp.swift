@@ -18,7 +18,9 @@
 // again in a canonical form (origin form, Host, one Cookie,
 // Content-Length) and read by a fresh reader is the same request, and
 // nothing after it; "100 Continue" is asked for at most once per request,
-// right after its head's empty line and before any byte of its body; the
+// right after its head's empty line and before any byte of its body, and
+// only when its Expect asks for it; the bytes the reader took for a
+// request, read alone, are that request and nothing more; the
 // response written for it is one HTTP/1.1 response whose only
 // Content-Length is its body's size, with "Connection: close" exactly when
 // it is the last.
@@ -66,7 +68,11 @@ public func fuzzWebHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             return 0
         case .request(let r):
             checkRequest(r, maxBody: maxBody)
-            checkFraming(r, bytes[start..<(stream.offset - ch.bufferedCount)])
+            let sent = bytes[start..<(stream.offset - ch.bufferedCount)]
+            checkFraming(r, sent, continued: continues == 1)
+            // its bytes alone, read by a fresh reader, are the same request and nothing more
+            let alone = HTTPReader(ch: Channel(stream: MemoryStream(Array(sent)), timeout: 1200), maxBody: maxBody)
+            check((try? alone.read { }) == .request(r) && (try? alone.read { }) == .end, "the request's bytes alone read otherwise")
             let answer = WebAnswer(status: .ok, headers: [("Location", r.path), ("content-length", "7"), ("Connection", "x")],
                                    body: r.body)
             checkResponse(HTTPReader.response(answer, close: !r.keepAlive), status: 200, body: r.body, close: !r.keepAlive)
@@ -105,14 +111,15 @@ func checkRequest(_ r: HTTPRequest, maxBody: Int) {
 
 /// The body is what the client sent after the head: its last bytes, or
 /// the chunks of a chunked one, each chunk's size in hex digits alone.
-func checkFraming(_ r: HTTPRequest, _ sent: ArraySlice<UInt8>) {
+/// "100 Continue" (`continued`) only for a request that expects it.
+func checkFraming(_ r: HTTPRequest, _ sent: ArraySlice<UInt8>, continued: Bool) {
     var rest = sent
     func line() -> ArraySlice<UInt8>? {
         guard let lf = rest.firstIndex(of: Ascii.lf) else { return nil }
         defer { rest = rest[(lf + 1)...] }
         return rest[..<lf].last == Ascii.cr ? rest[..<(lf - 1)] : rest[..<lf]
     }
-    var chunked = false
+    var chunked = false, expects = false
     var lengths: [[String]] = []
     var seen = 0
     while let l = line() {
@@ -121,7 +128,9 @@ func checkFraming(_ r: HTTPRequest, _ sent: ArraySlice<UInt8>) {
         guard seen > 1, let h = HTTPReader.header(Array(l)) else { continue }
         if h.name == "transfer-encoding" { chunked = true }
         if h.name == "content-length" { lengths.append(HTTPReader.list(h.value)) }
+        if h.name == "expect" && HTTPReader.list(h.value).contains("100-continue") { expects = true }
     }
+    check(!continued || expects, "100 Continue for a request that did not ask for it")
     if !chunked {
         for l in lengths { check(!l.isEmpty && l.allSatisfy { Int($0) == r.body.count }, "Content-Length \(l), a body of \(r.body.count)") }
         check(sent.suffix(r.body.count).elementsEqual(r.body), "the body is not the bytes after the head")
