@@ -4,8 +4,8 @@
 // chunked, up to the pages' limit; "100 Continue" for clients that wait for
 // it. Anything else gets its error status and the connection closes: a
 // request line or head too long (414, 431), a folded or malformed header,
-// conflicting lengths or both a length and chunking (400: the ways one
-// request is smuggled inside another), another transfer coding (501),
+// conflicting or empty lengths or both a length and chunking (400: the
+// ways one request is smuggled inside another), another transfer coding (501),
 // another HTTP version (505), a body over the limit (413).
 //
 // Written here, not taken from a library: SwiftNIO and Hummingbird, with
@@ -82,10 +82,14 @@ struct HTTPReader {
         if http11 && values("host").count != 1 { return .refused(status: 400) }
         let connection = values("connection").flatMap { Self.list($0) }
         let keepAlive = http11 ? !connection.contains("close") : connection.contains("keep-alive")
-        let cookie = values("cookie").map { Self.text($0) }.joined(separator: "; ")
+        // an empty Cookie header adds nothing (not a "; " at the end)
+        let cookie = values("cookie").filter { !$0.isEmpty }.map { Self.text($0) }.joined(separator: "; ")
 
-        let lengths = values("content-length").flatMap { Self.list($0) }
-        let codings = values("transfer-encoding").flatMap { Self.list($0) }
+        // a length or a coding field with nothing in it is refused, not read as no body
+        let lengthFields = values("content-length"), codingFields = values("transfer-encoding")
+        if (lengthFields + codingFields).contains(where: { Self.list($0).isEmpty }) { return .refused(status: 400) }
+        let lengths = lengthFields.flatMap { Self.list($0) }
+        let codings = codingFields.flatMap { Self.list($0) }
         var body: [UInt8] = []
         if !codings.isEmpty {
             guard lengths.isEmpty, http11 else { return .refused(status: 400) }
@@ -112,7 +116,9 @@ struct HTTPReader {
         while true {
             guard let (l, overflow) = try ch.readLine(limit: 1024), !overflow else { throw ChannelError.io(0) }
             let digits = l.prefix { $0 != 59 && $0 != Ascii.space && $0 != Ascii.tab }
-            guard !digits.isEmpty, digits.count <= 8, let size = Int(Self.text(digits), radix: 16) else { throw ChannelError.io(0) }
+            // hex digits alone: Int(_:radix:) would also take a sign ("-1" a chunk of nothing)
+            guard !digits.isEmpty, digits.count <= 8, digits.allSatisfy({ Ascii.isDigit($0) || (97...102).contains(Ascii.lower($0)) }),
+                  let size = Int(Self.text(digits), radix: 16) else { throw ChannelError.io(0) }
             if size == 0 { break }
             guard body.count + size <= maxBody else { return nil }
             guard try ch.read(exactly: size, into: { body += $0 }),

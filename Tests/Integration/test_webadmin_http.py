@@ -158,6 +158,9 @@ BAD = [
     (b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef", 400),
     (b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
     (b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400),
+    # a length or coding field with nothing in it (Fuzz/webhttp found these read as no body)
+    (b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", 400),
+    (b"POST /login HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\nContent-Length: 3\r\n\r\nu=x", 400),
     (b"POST /login HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
     (b"POST /login HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     (b"GET /login HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n", 400),
