@@ -95,8 +95,12 @@ struct HTTPReader {
             guard lengths.isEmpty, http11 else { return .refused(status: 400) }
             guard codings == ["chunked"] else { return .refused(status: 501) }
             if Self.expectsContinue(values("expect")) { try sendContinue() }
-            guard let b = try readChunked() else { return .refused(status: 413) }
-            body = b
+            do {
+                guard let b = try readChunked() else { return .refused(status: 413) }
+                body = b
+            } catch is BadChunk {
+                return .refused(status: 400)
+            }
         } else if let first = lengths.first {
             guard lengths.allSatisfy({ $0 == first }), first.utf8.count <= 12, first.utf8.allSatisfy(Ascii.isDigit),
                   let n = Int(first) else { return .refused(status: 400) }
@@ -109,26 +113,32 @@ struct HTTPReader {
                                     keepAlive: keepAlive, body: body))
     }
 
+    /// A chunk line, chunk or trailer that breaks the chunked syntax.
+    struct BadChunk: Error {}
+
     /// A chunked body (RFC 9112 7.1), its trailer read and dropped; nil when
     /// it grows past the limit.
     func readChunked() throws -> [UInt8]? {
         var body: [UInt8] = []
         while true {
-            guard let (l, overflow) = try ch.readLine(limit: 1024), !overflow else { throw ChannelError.io(0) }
+            guard let (l, overflow) = try ch.readLine(limit: 1024), !overflow else { throw BadChunk() }
             let digits = l.prefix { $0 != 59 && $0 != Ascii.space && $0 != Ascii.tab }
             // hex digits alone: Int(_:radix:) would also take a sign ("-1" a chunk of nothing)
             guard !digits.isEmpty, digits.count <= 8, digits.allSatisfy({ Ascii.isDigit($0) || (97...102).contains(Ascii.lower($0)) }),
-                  let size = Int(Self.text(digits), radix: 16) else { throw ChannelError.io(0) }
+                  let size = Int(Self.text(digits), radix: 16) else { throw BadChunk() }
+            // then nothing, or a chunk extension (";name=value"), after optional blanks
+            let rest = l[digits.count...].drop { $0 == Ascii.space || $0 == Ascii.tab }
+            guard rest.isEmpty || rest.first == 59 else { throw BadChunk() }
             if size == 0 { break }
             guard body.count + size <= maxBody else { return nil }
             guard try ch.read(exactly: size, into: { body += $0 }),
-                  let (end, _) = try ch.readLine(limit: 2), end.isEmpty else { throw ChannelError.io(0) }
+                  let (end, _) = try ch.readLine(limit: 2), end.isEmpty else { throw BadChunk() }
         }
         // the trailer section, up to its empty line
         var trailer = 0
         while let (l, _) = try ch.readLine(limit: 1024), !l.isEmpty {
             trailer += 1
-            guard trailer < Self.maxHeaders else { throw ChannelError.io(0) }
+            guard trailer < Self.maxHeaders else { throw BadChunk() }
         }
         return body
     }
