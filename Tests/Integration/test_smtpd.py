@@ -732,6 +732,20 @@ def test_unusable_certificate_is_a_temporary_starttls_refusal(home):
     assert r[-2] == "454 TLS not available due to temporary reason (#4.3.0)"
 
 
+def test_smtpd_file_loads_openssl_as_a_shared_library_and_no_cxx_runtime(home, bindir):
+    # qmail-smtpd is exec'd per connection. OpenSSL stays shared (a security
+    # update reaches it without a rebuild); the C++ runtime under the Swift
+    # runtime is linked in, since loading libstdc++ and libgcc_s cost each
+    # connection about 0.7 ms (Package.swift, staticCxx).
+    dyn = subprocess.run(["readelf", "-d", str(bindir / "qmail-smtpd")], capture_output=True, text=True, timeout=30)
+    assert dyn.returncode == 0, dyn.stderr
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn.stdout)
+    assert "libssl.so.3" in needed and "libcrypto.so.3" in needed, needed
+    assert not [lib for lib in needed if lib.startswith(("libstdc++", "libgcc_s"))], needed
+    _, out = session(home, b"EHLO c\r\nQUIT\r\n")
+    assert replies(out)[-1] == f"221 {home.fqdn}"
+
+
 # --- under our own tcpserver and tcprules --------------------------------------
 
 def our_tcpserver(home, host, rules_cdb=None, env=None, program=None):
