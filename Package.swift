@@ -205,7 +205,7 @@ let libraries: [Target] = [
     .target(name: "QmailInject", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailInject"),
     .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
     .target(name: "QmailFilter", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "UserDirectory"], path: "Sources/QmailFilter"),
-    .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", providers: [.apt(["libssl-dev"])]),
     .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
     /// The POP3 sessions and qmail-pop3d's Maildir (no OpenSSL: qmail-pop3d
     /// is fully static); qmail-popup's I/O with its STLS relay, and the
