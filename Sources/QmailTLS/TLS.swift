@@ -41,10 +41,10 @@ public enum TLSError: Error, CustomStringConvertible {
     }
 
     static func lastError() -> String {
-        let e = ERR_get_error()
+        let e = qossl_ERR_get_error()
         if e == 0 { return "unknown error" }
         var buf = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(e, &buf, buf.count)
+        qossl_ERR_error_string_n(e, &buf, buf.count)
         return String(cString: buf)
     }
 }
@@ -71,42 +71,50 @@ public final class TLSContext {
         return try TLSContext(certificate: cert, key: key, ciphers: ciphers)
     }
 
+    /// Throws when the system's libssl cannot be loaded (shim.h loads it at
+    /// the first TLS set-up, not at each exec).
+    static func requireLibrary() throws {
+        if let why = qossl_ssl_unavailable() { throw TLSError.setup(String(cString: why)) }
+    }
+
     public init(certificate: String, key: String, ciphers: String = TLSContext.defaultCiphers) throws {
-        guard let c = SSL_CTX_new(TLS_server_method()) else { throw TLSError.setup(TLSError.lastError()) }
+        try TLSContext.requireLibrary()
+        guard let c = qossl_SSL_CTX_new(qossl_TLS_server_method()) else { throw TLSError.setup(TLSError.lastError()) }
         ctx = c
         verifiesPeer = false
         guard qtls_set_min_tls12(c) == 1 else { throw TLSError.setup("cannot require TLS 1.2") }
         qtls_set_server_options(c)
         _ = qtls_set_session_cache_off(c)
-        guard SSL_CTX_set_cipher_list(c, ciphers) == 1 else { throw TLSError.setup("bad cipher list \(ciphers)") }
-        guard SSL_CTX_use_certificate_chain_file(c, certificate) == 1 else {
+        guard qossl_SSL_CTX_set_cipher_list(c, ciphers) == 1 else { throw TLSError.setup("bad cipher list \(ciphers)") }
+        guard qossl_SSL_CTX_use_certificate_chain_file(c, certificate) == 1 else {
             throw TLSError.setup("unable to load certificate \(certificate): \(TLSError.lastError())")
         }
-        guard SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) == 1 else {
+        guard qossl_SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) == 1 else {
             throw TLSError.setup("unable to load key \(key): \(TLSError.lastError())")
         }
-        guard SSL_CTX_check_private_key(c) == 1 else { throw TLSError.setup("key does not match certificate") }
+        guard qossl_SSL_CTX_check_private_key(c) == 1 else { throw TLSError.setup("key does not match certificate") }
     }
 
     /// A client context (TLS 1.2 and later). With `caFile` (PEM), servers
     /// must show a certificate it signed, for the name connected to; without,
     /// any certificate is taken (encryption only, against listeners).
     public init(clientCAFile caFile: String?) throws {
-        guard let c = SSL_CTX_new(TLS_client_method()) else { throw TLSError.setup(TLSError.lastError()) }
+        try TLSContext.requireLibrary()
+        guard let c = qossl_SSL_CTX_new(qossl_TLS_client_method()) else { throw TLSError.setup(TLSError.lastError()) }
         ctx = c
         verifiesPeer = caFile != nil
         guard qtls_set_min_tls12(c) == 1 else { throw TLSError.setup("cannot require TLS 1.2") }
         if let caFile {
-            guard SSL_CTX_load_verify_locations(c, caFile, nil) == 1 else {
+            guard qossl_SSL_CTX_load_verify_locations(c, caFile, nil) == 1 else {
                 throw TLSError.setup("unable to load CA file \(caFile): \(TLSError.lastError())")
             }
-            SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nil)
+            qossl_SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nil)
         } else {
-            SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nil)
+            qossl_SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nil)
         }
     }
 
-    deinit { SSL_CTX_free(ctx) }
+    deinit { qossl_SSL_CTX_free(ctx) }
 }
 
 /// One TLS session over (readFD, writeFD), server or client side.
@@ -130,47 +138,47 @@ public final class TLSConnection {
 
     /// A server when `serverName` is nil, else a client.
     private init(_ context: TLSContext, readFD: Int32, writeFD: Int32, serverName: String?) throws {
-        guard let s = SSL_new(context.ctx) else { throw TLSError.setup(TLSError.lastError()) }
+        guard let s = qossl_SSL_new(context.ctx) else { throw TLSError.setup(TLSError.lastError()) }
         ssl = s
         self.context = context
         self.readFD = readFD
         self.writeFD = writeFD
-        SSL_set_rfd(s, readFD)
-        SSL_set_wfd(s, writeFD)
+        qossl_SSL_set_rfd(s, readFD)
+        qossl_SSL_set_wfd(s, writeFD)
         signal(SIGPIPE, SIG_IGN)
         if let name = serverName {
             _ = qtls_set_sni(s, name)
-            if context.verifiesPeer && SSL_set1_host(s, name) != 1 { throw TLSError.setup("bad host name \(name)") }
+            if context.verifiesPeer && qossl_SSL_set1_host(s, name) != 1 { throw TLSError.setup("bad host name \(name)") }
         }
         while true {
-            let r = serverName == nil ? SSL_accept(s) : SSL_connect(s)
+            let r = serverName == nil ? qossl_SSL_accept(s) : qossl_SSL_connect(s)
             if r == 1 { break }
-            let err = SSL_get_error(s, r)
+            let err = qossl_SSL_get_error(s, r)
             if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
             guard let name = serverName else { throw TLSError.handshake(TLSError.lastError()) }
-            let verify = SSL_get_verify_result(s)
+            let verify = qossl_SSL_get_verify_result(s)
             if verify != X509_V_OK {
-                throw TLSError.handshake("certificate of \(name): " + String(cString: X509_verify_cert_error_string(verify)))
+                throw TLSError.handshake("certificate of \(name): " + String(cString: qossl_X509_verify_cert_error_string(verify)))
             }
-            throw TLSError.handshake(err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0
+            throw TLSError.handshake(err == SSL_ERROR_SYSCALL && qossl_ERR_peek_error() == 0
                                      ? "connection closed (\(Sys.strerror(errno)))" : TLSError.lastError())
         }
     }
 
-    deinit { SSL_free(ssl) }
+    deinit { qossl_SSL_free(ssl) }
 
-    public var protocolName: String { String(cString: SSL_get_version(ssl)) }
-    public var cipherName: String { SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)).map { String(cString: $0) } ?? "" }
+    public var protocolName: String { String(cString: qossl_SSL_get_version(ssl)) }
+    public var cipherName: String { qossl_SSL_CIPHER_get_name(qossl_SSL_get_current_cipher(ssl)).map { String(cString: $0) } ?? "" }
 
     /// Reads decrypted bytes; 0 means the peer closed.
     public func read(_ buf: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
         while true {
-            let n = SSL_read(ssl, buf, Int32(min(count, Int(Int32.max))))
+            let n = qossl_SSL_read(ssl, buf, Int32(min(count, Int(Int32.max))))
             if n > 0 { return Int(n) }
-            let err = SSL_get_error(ssl, n)
+            let err = qossl_SSL_get_error(ssl, n)
             if err == SSL_ERROR_ZERO_RETURN { return 0 }
             if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
-            if err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 { return 0 }  // EOF without close_notify
+            if err == SSL_ERROR_SYSCALL && qossl_ERR_peek_error() == 0 { return 0 }  // EOF without close_notify
             throw TLSError.io(TLSError.lastError())
         }
     }
@@ -179,9 +187,9 @@ public final class TLSConnection {
     public func write(_ buf: UnsafeRawPointer, _ count: Int) throws {
         var done = 0
         while done < count {
-            let n = SSL_write(ssl, buf + done, Int32(min(count - done, 1 << 20)))
+            let n = qossl_SSL_write(ssl, buf + done, Int32(min(count - done, 1 << 20)))
             if n > 0 { done += Int(n); continue }
-            let err = SSL_get_error(ssl, n)
+            let err = qossl_SSL_get_error(ssl, n)
             if err == SSL_ERROR_SYSCALL && errno == EINTR { continue }
             throw TLSError.io(TLSError.lastError())
         }
@@ -192,10 +200,10 @@ public final class TLSConnection {
     }
 
     /// Sends close_notify.
-    public func close() { _ = SSL_shutdown(ssl) }
+    public func close() { _ = qossl_SSL_shutdown(ssl) }
 
     /// Decrypted bytes wait inside OpenSSL (poll does not see them).
-    public var hasPendingInput: Bool { SSL_pending(ssl) > 0 }
+    public var hasPendingInput: Bool { qossl_SSL_pending(ssl) > 0 }
 
     /// Which process returned from relayStdio.
     public enum RelaySide: Equatable {

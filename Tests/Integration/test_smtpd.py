@@ -732,6 +732,40 @@ def test_unusable_certificate_is_a_temporary_starttls_refusal(home):
     assert r[-2] == "454 TLS not available due to temporary reason (#4.3.0)"
 
 
+def test_smtpd_file_links_neither_openssl_nor_the_cxx_runtime_as_shared_libraries(home, bindir):
+    # qmail-smtpd is exec'd per connection. OpenSSL is the system's shared
+    # library, loaded at the first TLS set-up (a session without STARTTLS
+    # does not pay for it; a security update reaches it without a rebuild);
+    # the C++ runtime under the Swift runtime is linked in. Loading OpenSSL,
+    # libstdc++ and libgcc_s cost each connection about 1.7 ms.
+    path = bindir / "qmail-smtpd"
+    dyn = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, timeout=30)
+    assert dyn.returncode == 0, dyn.stderr
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn.stdout)
+    assert not [lib for lib in needed if lib.startswith(("libssl", "libcrypto", "libstdc++", "libgcc_s"))], needed
+    image = path.read_bytes()
+    assert b"libssl.so.3\0" in image and b"OPENSSL_" not in image  # loaded by name, not linked in
+    _, out = session(home, b"EHLO c\r\nQUIT\r\n")
+    assert replies(out)[-1] == f"221 {home.fqdn}"
+
+
+def test_starttls_without_a_loadable_libssl_is_a_temporary_refusal(home, tmp_path):
+    # OpenSSL is loaded at STARTTLS: when it cannot be (here a broken
+    # libssl.so.3 found first), the client hears the same 454 as for an
+    # unusable certificate, and the session goes on in plaintext.
+    make_cert(home, tmp_path)
+    broken = tmp_path / "broken-libs"
+    broken.mkdir()
+    (broken / "libssl.so.3").write_bytes(b"not a library\n")
+    (broken / "libcrypto.so.3").write_bytes(b"not a library\n")
+    rc, out = session(home, b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n", LD_LIBRARY_PATH=str(broken))
+    r = replies(out)
+    assert r[0] == f"220 {home.fqdn} ESMTP" and "250-STARTTLS" in r, r
+    assert "454 TLS not available due to temporary reason (#4.3.0)" in r, r
+    assert r[-2:] == ["250 ok", f"221 {home.fqdn}"], r
+    assert rc == 0
+
+
 # --- under our own tcpserver and tcprules --------------------------------------
 
 def our_tcpserver(home, host, rules_cdb=None, env=None, program=None):
