@@ -34,13 +34,13 @@ let fullyStatic: [LinkerSetting] = [
     .unsafeFlags(["-static-executable"] + stripped, .when(configuration: .release)),
 ]
 
-/// The OpenSSL file (qmail-smtpd, qmail-remote: an exec per connection)
-/// takes the C++ runtime that the Swift runtime uses, and libgcc's unwinder,
-/// from their static archives: loading libstdc++.so and libgcc_s.so cost
-/// each exec about 0.7 ms and 40 page faults of qmail-smtpd's 3 ms and 500
-/// (measured here; no OpenSSL library is linked statically). swiftc asks for
-/// -lstdc++ itself, before any flag given here, so link/static-cxx, searched
-/// first, answers that name with a linker script pointing to libstdc++.a.
+/// The files linked with shared C libraries take the C++ runtime that the
+/// Swift runtime uses, and libgcc's unwinder, from their static archives:
+/// loading libstdc++.so and libgcc_s.so cost each exec about 0.7 ms and 40
+/// page faults (of qmail-smtpd's 3 ms and 500, measured here; none of the
+/// shared libraries they load needs libstdc++). swiftc asks for -lstdc++
+/// itself, before any flag given here, so link/static-cxx, searched first,
+/// answers that name with a linker script pointing to libstdc++.a.
 let staticCxx: [LinkerSetting] = [
     .unsafeFlags(["-L", Context.packageDirectory + "/link/static-cxx", "-Xclang-linker", "-static-libgcc"],
                  .when(configuration: .release)),
@@ -84,13 +84,7 @@ enum Binary: String, CaseIterable {
     /// apart so that the others do not load those clients at each login).
     case rootDB = "swift-qmail-root-db"
 
-    var linkerSettings: [LinkerSetting] {
-        switch self {
-        case .main: return fullyStatic
-        case .tls: return staticStdlib + staticCxx
-        default: return staticStdlib
-        }
-    }
+    var linkerSettings: [LinkerSetting] { self == .main ? fullyStatic : staticStdlib + staticCxx }
 }
 
 /// program name -> library modules it links, and the file that holds it

@@ -104,6 +104,21 @@ def test_per_session_programs_without_nss_or_tls_are_fully_static(qhome, prog):
     assert not has_interpreter(pathlib.Path(qhome.bin(prog)).read_bytes()), prog
 
 
+def test_no_file_loads_the_cxx_runtime_or_openssl_at_exec(qhome):
+    """The files that load shared C libraries (NSS, libcrypt, the LDAP and
+    MariaDB clients) link the C++ runtime under the Swift runtime in, and
+    name no OpenSSL library: it is loaded when a program first uses it (or
+    by a client library that needs it). Loading them cost each exec about
+    1.7 ms."""
+    if bin_dir().name != "release":
+        pytest.skip("debug builds link dynamically")
+    for names in files(qhome.path / "bin").values():
+        r = subprocess.run(["readelf", "-d", str(qhome.path / "bin" / names[0])], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        needed = [l.split("[")[1].rstrip("]") for l in r.stdout.splitlines() if "(NEEDED)" in l]
+        assert not [n for n in needed if n.startswith(("libstdc++", "libgcc_s", "libssl", "libcrypto"))], (names[0], needed)
+
+
 def test_every_program_runs_from_home_bin(qhome, tmp_path):
     """Each name in HOME/bin runs its own program (the multi-call files know
     every name qmail-setup installs): without arguments each answers with
