@@ -195,7 +195,9 @@ let programs: [(name: String, deps: [String], binary: Binary?)] = [
 ]
 
 let libraries: [Target] = [
-    .target(name: "QmailCore", path: "Sources/QmailCore"),
+    /// Declarations of the Linux calls Swift's Glibc module leaves out.
+    .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+    .target(name: "QmailCore", dependencies: ["CLinux"], path: "Sources/QmailCore"),
     .target(name: "QmailQueue", dependencies: ["QmailCore"], path: "Sources/QmailQueue"),
     .target(name: "QmailSend", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailSend"),
     .target(name: "QmailAdmin", dependencies: ["QmailCore", "QmailQueue"], path: "Sources/QmailAdmin"),

@@ -6,6 +6,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CLinux
 
 public struct SysError: Error, CustomStringConvertible {
     public let errno: Int32
@@ -91,6 +92,21 @@ public enum Sys {
     /// only: fsync still decides durability.
     public static func startWriteback(_ fd: Int32) {
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
+    /// Writes out the dirty data of `fds` and waits for it (their writes
+    /// overlap), before the fsyncs that make them durable. On ext4 (as on
+    /// XFS) a new file's size reaches the journal only when its data has
+    /// been written: fsync'd one after another, a second file whose write
+    /// ends during the first one's commit needs a commit of its own. With
+    /// every write done first, the first fsync commits them all and the
+    /// others find nothing left (measured here: 0.3-0.4 ms less per queued
+    /// message). A hint only: the fsyncs still decide durability.
+    public static func writeOut(_ fds: [Int32]) {
+        for fd in fds { _ = sync_file_range(fd, 0, 0, UInt32(CLINUX_SYNC_FILE_RANGE_WRITE)) }
+        let wait = UInt32(CLINUX_SYNC_FILE_RANGE_WAIT_BEFORE | CLINUX_SYNC_FILE_RANGE_WRITE
+                          | CLINUX_SYNC_FILE_RANGE_WAIT_AFTER)
+        for fd in fds { _ = sync_file_range(fd, 0, 0, wait) }
     }
 
     /// fsyncs a directory so that entries created or removed in it are durable.

@@ -238,11 +238,9 @@ public enum QueueWriter {
         try copyEnvelope(get, put)
         do {
             try env.flush()
-            // Start writing both files' data together, so that a journaling
-            // filesystem allocates their blocks in the same transaction and
-            // the two fsyncs below cost one commit, not two.
-            Sys.startWriteback(fd)
-            Sys.startWriteback(ifd)
+            // Both files' data written out together first, so that the
+            // first fsync commits both (Sys.writeOut says why).
+            Sys.writeOut([fd, ifd])
             try Sys.fsync(fd)
             try Sys.fsync(ifd)
             try Sys.fsyncDirectory("mess/\(num % QueueLayout.split)")

@@ -373,8 +373,7 @@ public final class QueueSender {
             Sys.close(fd)
             logLine("warning: trouble writing to \(path), will try again later"); return nil
         }
-        // Writing starts now, so that the blocks of every file of the batch
-        // are allocated in one journal transaction, which the first fsync commits.
+        // Writing starts now; the sync thread waits for it (Sys.writeOut).
         Sys.startWriteback(fd)
         return fd
     }

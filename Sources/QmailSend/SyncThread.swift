@@ -73,7 +73,7 @@ struct SyncThread {
         return SyncThread(fd: mine, threads: started)
     }
 
-    /// A thread: fsyncs each request's files in order and answers. Ends
+    /// A thread: writes out a request's files, fsyncs each in order and answers. Ends
     /// when the loop's end is closed (with the process, normally); the
     /// threads' shared end stays open for the others.
     static func serve(_ sock: Int32) {
@@ -81,6 +81,8 @@ struct SyncThread {
             let values = decode(request.bytes)
             guard let batch = values.first else { continue }
             var answer: [Int32] = [batch]
+            // every file's data first, so that the first fsync commits the batch
+            Sys.writeOut(Array(values.dropFirst()))
             for fd in values.dropFirst() { answer.append(Glibc.fsync(fd) == 0 ? 1 : 0) }
             if (try? PacketSocket.send(sock, encode(answer))) == nil { break }
         }
