@@ -239,11 +239,14 @@ public enum QueueWriter {
         do {
             try env.flush()
             // Both files' data written out together first, so that the
-            // first fsync commits both (Sys.writeOut says why).
+            // first fsync commits both (Sys.writeOut says why); and the
+            // message's directory first: with qmail-clean removing other
+            // messages from it meanwhile, fsync'd last it found a change
+            // after the files' commit and waited for another.
             Sys.writeOut([fd, ifd])
+            try Sys.fsyncDirectory("mess/\(num % QueueLayout.split)")
             try Sys.fsync(fd)
             try Sys.fsync(ifd)
-            try Sys.fsyncDirectory("mess/\(num % QueueLayout.split)")
         } catch { throw Exit(code: .writeError) }
         // Only now, with message, envelope and the message's name on disk,
         // does the message become visible to qmail-send.
