@@ -126,12 +126,13 @@ public struct WebNetwork: @unchecked Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &plen) }
             }
             if fd < 0 {
+                let e = errno
                 slots.give()
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
-                    if errno != EINTR && errno != ECONNABORTED { sleep(1) }
+                if e == EINTR || e == ECONNABORTED || e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+                    if e != EINTR && e != ECONNABORTED { sleep(1) }
                     continue
                 }
-                Sys.warn("qmail-webadmin: fatal: unable to accept: \(Sys.strerror(errno))")
+                Sys.warn("qmail-webadmin: fatal: unable to accept: \(Sys.strerror(e))")
                 return QmailExit.temporary
             }
             // an IPv6 address's zone (fe80::1%eth0) says nothing about the peer
