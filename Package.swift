@@ -60,9 +60,12 @@ enum Binary: String, CaseIterable {
     /// qmail-popup (STLS), ... (qmail-pop3d, which qmail-popup's relay
     /// spares TLS, is in the fully static file: 0.55 ms an exec, not 2.9.)
     case tls = "swift-qmail-tls"
-    /// Unprivileged, needing NSS (system accounts, host and service names)
-    /// or the LDAP and MariaDB clients, whose loading costs about 2 ms an
-    /// exec (kept out of the files of per-connection programs).
+    /// Needing NSS (system accounts, host and service names) or the LDAP
+    /// and MariaDB clients, whose loading costs about 2 ms an exec (kept out
+    /// of the files of per-connection programs): the directory backends'
+    /// programs, and what the administrator runs (qmailctl, qmail-setup,
+    /// the v* commands and qmail-webadmin, whose network process gives up
+    /// root before it reads from the network).
     case dyn = "swift-qmail-dyn"
     /// Run as root by a trusted parent (rc, a service's run script,
     /// qmail-lspawn, qmail-popup, tcpserver): qmail-start, qmail-lspawn,

@@ -1,5 +1,6 @@
-// swift-qmail-dyn: the unprivileged programs that need NSS (system
-// accounts, host and service names) or the LDAP and MySQL clients.
+// swift-qmail-dyn: the programs that need NSS (system accounts, host and
+// service names) or the LDAP and MySQL clients, and what the administrator
+// runs (qmailctl, qmail-setup, the v* commands, qmail-webadmin).
 // HOME/bin holds it under each name below (MultiCall.swift); which program
 // is in which file is Package.swift's `programs`, and the programs qmail
 // installs with mode 0700 (Programs.all) start with MultiCall.ownerOnly.
