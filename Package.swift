@@ -211,7 +211,7 @@ let libraries: [Target] = [
     .target(name: "QmailNet", dependencies: ["QmailCore"], path: "Sources/QmailNet"),
     .target(name: "QmailFilter", dependencies: ["QmailCore", "QmailQueue", "QmailNet", "UserDirectory"], path: "Sources/QmailFilter"),
     .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", providers: [.apt(["libssl-dev"])]),
-    .target(name: "QmailTLS", dependencies: ["QmailCore", "COpenSSL"], path: "Sources/QmailTLS"),
+    .target(name: "QmailTLS", dependencies: ["QmailCore", "QmailNet", "COpenSSL"], path: "Sources/QmailTLS"),
     /// The POP3 sessions and qmail-pop3d's Maildir (no OpenSSL: qmail-pop3d
     /// is fully static); qmail-popup's I/O with its STLS relay, and the
     /// cluster's POP3 proxy (a TLS client), are QmailPopup.

@@ -109,6 +109,34 @@ public enum Sys {
         for fd in fds { _ = sync_file_range(fd, 0, 0, wait) }
     }
 
+    /// Sets a socket's receive and send timeouts (SO_RCVTIMEO, SO_SNDTIMEO):
+    /// the limit of blocking I/O that poll cannot govern, such as OpenSSL's
+    /// (decrypted bytes may already wait inside the session). nil leaves
+    /// that direction as it is.
+    public static func setSocketTimeouts(_ fd: Int32, receive: Int?, send: Int?) {
+        for (option, seconds) in [(SO_RCVTIMEO, receive), (SO_SNDTIMEO, send)] {
+            guard let seconds else { continue }
+            var tv = timeval(tv_sec: seconds, tv_usec: 0)
+            _ = setsockopt(fd, SOL_SOCKET, option, &tv, socklen_t(MemoryLayout<timeval>.size))
+        }
+    }
+
+    /// Runs `body` in a detached POSIX thread; false when none could start.
+    public static func detachThread(_ body: @escaping () -> Void) -> Bool {
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        var tid = pthread_t()
+        let arg = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+        let r = pthread_create(&tid, &attr, { p in
+            Unmanaged<ThreadBody>.fromOpaque(p!).takeRetainedValue().body()
+            return nil
+        }, arg)
+        if r != 0 { Unmanaged<ThreadBody>.fromOpaque(arg).release() }
+        return r == 0
+    }
+
     /// fsyncs a directory so that entries created or removed in it are durable.
     public static func fsyncDirectory(_ path: String) throws {
         let fd = try open(path, O_RDONLY | O_DIRECTORY)
@@ -209,3 +237,9 @@ public enum Sys {
 // Module-level so that the C functions, not the struct type, are found.
 @inline(__always) private func cStat(_ p: String, _ st: inout stat) -> Int32 { stat(p, &st) }
 @inline(__always) private func cLstat(_ p: String, _ st: inout stat) -> Int32 { lstat(p, &st) }
+
+/// A thread's closure, carried through pthread_create's one pointer.
+final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}

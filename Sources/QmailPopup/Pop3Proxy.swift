@@ -213,11 +213,7 @@ final class Upstream: RelayPeer {
 
     /// Blocking reads and writes end after `seconds` (poll cannot see
     /// what OpenSSL has buffered, so the socket itself carries the limit).
-    static func setSocketTimeouts(_ fd: Int32, seconds: Int) {
-        var tv = timeval(tv_sec: seconds, tv_usec: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
+    static func setSocketTimeouts(_ fd: Int32, seconds: Int) { Sys.setSocketTimeouts(fd, receive: seconds, send: seconds) }
 
     func setTimeouts(seconds: Int) { Upstream.setSocketTimeouts(fd, seconds: seconds) }
 

@@ -10,32 +10,9 @@ import QmailNet
 import QmailTLS
 
 /// Timeouts inside OpenSSL's blocking reads and writes come from the socket
-/// options; poll() cannot be used because decrypted bytes may already wait
-/// inside the TLS session.
+/// options.
 func setSocketTimeouts(_ fds: [Int32], seconds: Int) {
-    var tv = timeval(tv_sec: seconds, tv_usec: 0)
-    for fd in Set(fds) {
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-}
-
-final class ServerTLSStream: ByteStream {
-    let connection: TLSConnection
-    init(_ c: TLSConnection) { connection = c }
-    var hasPending: Bool { false }
-
-    func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
-        do { return try connection.read(buf, count) } catch {
-            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
-        }
-    }
-
-    func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
-        do { try connection.write(buf, count) } catch {
-            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
-        }
-    }
+    for fd in Set(fds) { Sys.setSocketTimeouts(fd, receive: seconds, send: seconds) }
 }
 
 /// Loads OpenSSL and the certificate only when a client asks for STARTTLS:
@@ -57,7 +34,7 @@ final class ServerStarter: TLSServerStarter {
     func start(over stream: ByteStream, timeout: Int) throws -> ByteStream {
         guard let fds = stream as? FdStream, let context else { throw ChannelError.io(EINVAL) }
         setSocketTimeouts([fds.inFd, fds.outFd], seconds: timeout)
-        return ServerTLSStream(try TLSConnection(context: context, readFD: fds.inFd, writeFD: fds.outFd))
+        return TLSStream(try TLSConnection(context: context, readFD: fds.inFd, writeFD: fds.outFd))
     }
 }
 

@@ -55,14 +55,8 @@ struct SyncThread {
     static func start() -> SyncThread? {
         guard let (mine, theirs) = try? PacketSocket.pair() else { return nil }
         var started = 0
-        let arg = UnsafeMutableRawPointer(bitPattern: Int(theirs) + 1)
         for _ in 0..<threads {
-            var tid = pthread_t()
-            guard pthread_create(&tid, nil, { arg in
-                SyncThread.serve(Int32(Int(bitPattern: arg) - 1))
-                return nil
-            }, arg) == 0 else { break }
-            pthread_detach(tid)
+            guard Sys.detachThread({ SyncThread.serve(theirs) }) else { break }
             started += 1
         }
         guard started > 0 else {

@@ -78,9 +78,7 @@ final class SMTPConnection {
         while let a = ai {
             let s = socket(a.pointee.ai_family, a.pointee.ai_socktype, a.pointee.ai_protocol)
             if s >= 0 {
-                var tv = timeval(tv_sec: timeout, tv_usec: 0)
-                setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                Sys.setSocketTimeouts(s, receive: timeout, send: timeout)
                 if connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 {
                     fd = s
                     reader = ByteReader(fd: s)

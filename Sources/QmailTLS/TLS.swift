@@ -26,6 +26,7 @@ import Glibc
 #endif
 import COpenSSL
 import QmailCore
+import QmailNet
 
 public enum TLSError: Error, CustomStringConvertible {
     case setup(String)
@@ -255,4 +256,35 @@ extension TLSConnection: RelayPeer {
     public var pollFD: Int32 { readFD }
     public func relayRead(_ buf: UnsafeMutableRawPointer, _ count: Int) -> Int { max(0, (try? read(buf, count)) ?? 0) }
     public func relayWrite(_ buf: UnsafeRawPointer, _ count: Int) -> Bool { (try? write(buf, count)) != nil }
+}
+
+/// A TLS session as a Channel's stream. OpenSSL's blocking reads and writes
+/// end by the socket's own timeouts (Sys.setSocketTimeouts). With a
+/// deadline, each read waits only for what is left of it, so a peer that
+/// trickles bytes gains nothing.
+public final class TLSStream: ByteStream {
+    public let connection: TLSConnection
+    /// Seconds since the epoch by which a read must be done; 0: none.
+    public var deadline = 0
+
+    public init(_ c: TLSConnection) { connection = c }
+
+    public var hasPending: Bool { false }
+
+    public func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
+        if deadline > 0 {
+            let left = deadline - Sys.now()
+            guard left > 0 else { throw ChannelError.timeout }
+            Sys.setSocketTimeouts(connection.readFD, receive: left, send: nil)
+        }
+        do { return try connection.read(buf, count) } catch {
+            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
+        }
+    }
+
+    public func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
+        do { try connection.write(buf, count) } catch {
+            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
+        }
+    }
 }

@@ -40,38 +40,6 @@ final class HelperLink: @unchecked Sendable {
     }
 }
 
-/// A TLS session as a Channel's stream, under a deadline: each read waits
-/// only for what is left of it (SO_RCVTIMEO: poll cannot see what OpenSSL
-/// has already decrypted), so a client that trickles bytes gains nothing.
-final class DeadlineTLSStream: ByteStream {
-    let tls: TLSConnection
-    let fd: Int32
-    /// Seconds since the epoch by which the current read must be done.
-    var deadline = 0
-
-    init(_ tls: TLSConnection, fd: Int32) {
-        self.tls = tls
-        self.fd = fd
-    }
-
-    var hasPending: Bool { tls.hasPendingInput }
-
-    func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
-        let left = deadline - Sys.now()
-        guard left > 0 else { throw ChannelError.timeout }
-        WebNetwork.setTimeout(fd, SO_RCVTIMEO, seconds: left)
-        do { return try tls.read(buf, count) } catch {
-            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
-        }
-    }
-
-    func write(_ buf: UnsafeRawPointer, _ count: Int, timeout: Int) throws {
-        do { try tls.write(buf, count) } catch {
-            throw (errno == EAGAIN || errno == EWOULDBLOCK) ? ChannelError.timeout : ChannelError.io(errno)
-        }
-    }
-}
-
 public struct WebNetwork: @unchecked Sendable {
     let helper: Int32
     /// The root helper, our parent: when it is gone, so are we.
@@ -95,16 +63,11 @@ public struct WebNetwork: @unchecked Sendable {
     /// Requests on one connection.
     static let maxRequests = 1000
 
-    static func setTimeout(_ fd: Int32, _ option: Int32, seconds: Int) {
-        var tv = timeval(tv_sec: seconds, tv_usec: 0)
-        _ = setsockopt(fd, SOL_SOCKET, option, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-
     func run() -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         let link = HelperLink(fd: helper)
         let parent = self.parent
-        guard Thread.detach({
+        guard Sys.detachThread({
             while getppid() == parent { sleep(1) }
             kill(getpid(), SIGTERM)
         }) else {
@@ -138,7 +101,7 @@ public struct WebNetwork: @unchecked Sendable {
             // an IPv6 address's zone (fe80::1%eth0) says nothing about the peer
             let ip = SocketAddress(storage: peer).map { String($0.ip.unmapped.description.prefix { $0 != "%" }) } ?? ""
             let tls = self.tls
-            let started = Thread.detach {
+            let started = Sys.detachThread {
                 WebNetwork.serve(fd, ip: ip, tls: tls, link: link)
                 close(fd)
                 slots.give()
@@ -155,16 +118,15 @@ public struct WebNetwork: @unchecked Sendable {
 
     /// One connection: the handshake, then requests until either side ends it.
     static func serve(_ fd: Int32, ip: String, tls context: TLSContext, link: HelperLink) {
-        setTimeout(fd, SO_RCVTIMEO, seconds: handshakeSeconds)
-        setTimeout(fd, SO_SNDTIMEO, seconds: requestSeconds)
+        Sys.setSocketTimeouts(fd, receive: handshakeSeconds, send: requestSeconds)
         guard let session = try? TLSConnection(context: context, readFD: fd, writeFD: fd) else { return }
-        let refused = requests(DeadlineTLSStream(session, fd: fd), ip: ip, link: link)
+        let refused = requests(TLSStream(session), ip: ip, link: link)
         session.close()
         if refused { linger(fd) }
     }
 
     /// The requests of one connection; true when it ended on a refusal.
-    static func requests(_ stream: DeadlineTLSStream, ip: String, link: HelperLink) -> Bool {
+    static func requests(_ stream: TLSStream, ip: String, link: HelperLink) -> Bool {
         let ch = Channel(stream: stream, timeout: requestSeconds)
         let reader = HTTPReader(ch: ch, maxBody: WebApp.maxBody)
         for n in 1...maxRequests {
@@ -200,7 +162,7 @@ public struct WebNetwork: @unchecked Sendable {
     /// it closes too.
     static func linger(_ fd: Int32) {
         _ = shutdown(fd, Int32(SHUT_WR))
-        setTimeout(fd, SO_RCVTIMEO, seconds: 1)
+        Sys.setSocketTimeouts(fd, receive: 1, send: nil)
         let deadline = Sys.now() + drainSeconds
         var left = drainBytes
         var buf = [UInt8](repeating: 0, count: 16384)
@@ -264,26 +226,5 @@ final class Slots: @unchecked Sendable {
         free += 1
         pthread_cond_signal(&freed)
         pthread_mutex_unlock(&lock)
-    }
-}
-
-/// Detached POSIX threads running a closure.
-enum Thread {
-    final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
-
-    /// False when no thread could be started.
-    static func detach(_ body: @escaping () -> Void) -> Bool {
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-        var tid = pthread_t()
-        let arg = Unmanaged.passRetained(Box(body)).toOpaque()
-        let r = pthread_create(&tid, &attr, { p in
-            Unmanaged<Thread.Box>.fromOpaque(p!).takeRetainedValue().body()
-            return nil
-        }, arg)
-        pthread_attr_destroy(&attr)
-        if r != 0 { Unmanaged<Thread.Box>.fromOpaque(arg).release() }
-        return r == 0
     }
 }
