@@ -18,7 +18,9 @@ Postfix; medians are printed: accepted msgs/s (N / time until the last
 client finished), delivered msgs/s (N / time until the last message was in
 its Maildir), the ratios ours/Postfix, the server CPU per message (each
 server's process tree in a cgroup of its own), the journal commits per
-message (from /proc/fs/jbd2: many fsyncs can share one commit). Then, from a smaller run
+message (from /proc/fs/jbd2: many fsyncs can share one commit) and the
+device's cache flushes per message (/sys/block/DEV/stat: a commit sends one
+or two, and so does an fsync that finds its file committed already). Then, from a smaller run
 under strace -f -c (BENCH_TRACE_MESSAGES, default 200; 0 skips it): execs
 and fsyncs per message of each server. Last, the size of our HOME/bin and
 the CPU cost of an exec of qmail-local and vdelivermail against /bin/true.
@@ -261,15 +263,18 @@ def one_run(kind, base, qbase, case, n, trace=False):
             tracer = Strace(roots, os.path.join(base, "strace.out"))
         c0 = meter.seconds()
         j0 = sb.journal_commits(qbase)
+        f0 = sb.device_flushes(qbase)
         t0 = time.perf_counter()
         accepted = send_all(server.port, server.boxes, n)
         delivered = wait_delivered(server.dirs, n, t0, kind.__name__)
         cpu = meter.seconds() - c0 if c0 is not None else None
         j1 = sb.journal_commits(qbase)
+        f1 = sb.device_flushes(qbase)
         if tracer:
             counts, tracer = tracer.counts(), None
             return counts
-        return accepted, delivered, cpu, (j1 - j0 if j0 is not None and j1 is not None else None)
+        return (accepted, delivered, cpu, (j1 - j0 if j0 is not None and j1 is not None else None),
+                (f1 - f0 if f0 is not None and f1 is not None else None))
     finally:
         if tracer:
             tracer.proc.kill()
@@ -397,6 +402,8 @@ def main():
             cpu = f", server CPU {med(cpus) / N * 1000:.2f} ms/msg" if cpus else ""
             commits = [r[3] for r in rows[k] if r[3] is not None]
             cpu += f", {med(commits) / N:.2f} journal commits/msg" if commits else ""
+            flushes = [r[4] for r in rows[k] if r[4] is not None]
+            cpu += f", {med(flushes) / N:.2f} device flushes/msg" if flushes else ""
             tr = f", {traced[k][0]:.2f} execs and {traced[k][1]:.2f} fsyncs per msg" if k in traced else ""
             print(f"{k:8s} accepted {acc[k]:7.1f} msgs/s, delivered {dlv[k]:7.1f} msgs/s{cpu}{tr}")
         print(f"ratio ours/postfix: accepted {acc['ours'] / acc['postfix']:.2f}, delivered {dlv['ours'] / dlv['postfix']:.2f}")

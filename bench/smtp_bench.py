@@ -175,6 +175,21 @@ class FreshExt4:
         os.unlink(self.image)
 
 
+def device_flushes(path):
+    """Cache flushes the block device holding path has completed so far
+    (field 16 of /sys/block/DEV/stat), or None. Each journal commit sends
+    one or two; an fsync that finds its file's transaction committed
+    already sends one of its own."""
+    st = os.stat(path)
+    try:
+        dev = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+        with open(f"/sys/block/{dev}/stat") as f:
+            fields = f.read().split()
+        return int(fields[15]) if len(fields) > 15 else None
+    except (OSError, ValueError):
+        return None
+
+
 def journal_commits(path):
     """Commits so far of the jbd2 journal of the file system holding path, or None."""
     st = os.stat(path)

@@ -23,6 +23,9 @@ public enum QueueWriter {
 
     struct Exit: Error { let code: QueueExit }
 
+    /// The fsyncs before the link into todo/, run side by side.
+    static let fsyncs = FsyncGroup(helpers: 2)
+
     /// The Received line qmail-queue prepends. The caller is named as qmail
     /// does: the alias user, qmaild ("from network"), qmails ("for
     /// bounce"), or a numeric uid.
@@ -239,14 +242,15 @@ public enum QueueWriter {
         do {
             try env.flush()
             // Both files' data written out together first, so that the
-            // first fsync commits both (Sys.writeOut says why); and the
-            // message's directory first: with qmail-clean removing other
-            // messages from it meanwhile, fsync'd last it found a change
-            // after the files' commit and waited for another.
+            // first fsync commits both (Sys.writeOut says why); then the
+            // message's directory and both files fsync'd at once
+            // (FsyncGroup says why), the directory first: with qmail-clean
+            // removing other messages from it meanwhile, fsync'd last it
+            // found a change after the files' commit and waited for another.
             Sys.writeOut([fd, ifd])
-            try Sys.fsyncDirectory("mess/\(num % QueueLayout.split)")
-            try Sys.fsync(fd)
-            try Sys.fsync(ifd)
+            let dir = try Sys.open("mess/\(num % QueueLayout.split)", O_RDONLY | O_DIRECTORY)
+            defer { Sys.close(dir) }
+            guard !fsyncs.fsync([dir, fd, ifd]).contains(false) else { throw Exit(code: .writeError) }
         } catch { throw Exit(code: .writeError) }
         // Only now, with message, envelope and the message's name on disk,
         // does the message become visible to qmail-send.

@@ -2,6 +2,7 @@
 durability rules and failure cleanup."""
 import os
 import re
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -51,6 +52,53 @@ def test_message_and_envelope_land_as_qmail_writes_them(qhome):
     assert (qhome.path / "queue" / "intd" / str(num)).stat().st_ino == todo[0].stat().st_ino
     assert mess.stat().st_ino == num  # the message number is the inode of its file
     assert not qhome.queue_files("pid")
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_message_envelope_and_name_are_fsynced_before_the_todo_link(qhome, tmp_path):
+    """The durability order: the message file, its directory entry in mess/
+    and the envelope are each fsync'd (side by side, possibly from several
+    threads) and all of those fsyncs have returned before intd/N is linked
+    into todo/; todo/ is fsync'd after the link, before the exit."""
+    trace = tmp_path / "trace"
+    with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+        m.write(b"Subject: order\n\nbody\n"); m.seek(0)
+        e.write(b"Fme@example.org\0Tyou@example.net\0\0"); e.seek(0)
+        p = subprocess.run(["strace", "-f", "-qq", "-y", "-o", str(trace), "-e", "trace=fsync,link",
+                            qhome.bin("qmail-queue")], stdin=m, stdout=e, stderr=subprocess.PIPE,
+                           env=qhome.env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    num = int(qhome.queue_files("todo")[0].name)
+    q = str(qhome.path / "queue")
+    mess_dir, mess, intd = f"{q}/mess/{num % 23}", f"{q}/mess/{num % 23}/{num}", f"{q}/intd/{num}"
+    events = []      # ("fsync", path) when one returned 0; ("link", target); ("todo-fsync",)
+    pending = {}     # tid -> path of an fsync strace printed in two parts
+    names = {}       # pid/... -> the mess/... it was linked to
+    for ln in trace.read_text().splitlines():
+        tid, rest = ln.split(None, 1)
+        m = re.search(r"fsync\(\d+<([^>]*)>(?:\(deleted\))?(?: <unfinished|\) += (-?\d+))", rest)
+        if m and "unfinished" in rest:
+            pending[tid] = m.group(1)
+            continue
+        if m:
+            path, rc = m.group(1), m.group(2)
+        elif "<... fsync resumed>" in rest:
+            path, rc = pending.pop(tid), re.search(r"= (-?\d+)", rest).group(1)
+        elif rest.startswith("link("):
+            src, dst = re.search(r'link\("([^"]*)", "([^"]*)"\)', rest).groups()
+            if dst.startswith("mess/"):
+                # the message file is written through its first name, pid/...
+                names[f"{q}/{src}"] = f"{q}/{dst}"
+            events.append(("link", dst))
+            continue
+        else:
+            continue
+        assert rc == "0", ln
+        events.append(("fsync", names.get(path, path)))
+    link = next(i for i, ev in enumerate(events) if ev == ("link", f"todo/{num}"))
+    before = {path for kind, path in events[:link] if kind == "fsync"}
+    assert {mess_dir, mess, intd} <= before, events
+    assert ("fsync", f"{q}/todo") in events[link + 1:], events
 
 
 def test_empty_sender_and_no_recipients_are_accepted(qhome):
