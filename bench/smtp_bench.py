@@ -175,17 +175,18 @@ class FreshExt4:
         os.unlink(self.image)
 
 
-def device_flushes(path):
-    """Cache flushes the block device holding path has completed so far
-    (field 16 of /sys/block/DEV/stat), or None. Each journal commit sends
-    one or two; an fsync that finds its file's transaction committed
-    already sends one of its own."""
+def device_io(path):
+    """(cache flushes, KiB written) so far by the block device holding
+    path (fields 16 and 7 of /sys/block/DEV/stat), or None. Each journal
+    commit sends one or two flushes; an fsync that finds its file's
+    transaction committed already sends one of its own. The KiB written
+    are the journal's and the files' data."""
     st = os.stat(path)
     try:
         dev = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
         with open(f"/sys/block/{dev}/stat") as f:
             fields = f.read().split()
-        return int(fields[15]) if len(fields) > 15 else None
+        return (int(fields[15]), int(fields[6]) / 2) if len(fields) > 15 else None
     except (OSError, ValueError):
         return None
 
