@@ -50,7 +50,7 @@ public final class FsyncGroup: @unchecked Sendable {
         results = [Bool](repeating: false, count: fds.count)
         next = 0
         left = fds.count
-        while helpers < min(fds.count - 1, maxHelpers) && Sys.detachThread({ [self] in serve() }) {
+        while helpers < min(fds.count - 1, maxHelpers) && Sys.detachThread(stackSize: Self.stackSize, { [self] in serve() }) {
             helpers += 1
         }
         pthread_cond_broadcast(work)
@@ -63,6 +63,10 @@ public final class FsyncGroup: @unchecked Sendable {
     }
 
     static func fsyncOne(_ fd: Int32) -> Bool { (try? Sys.fsync(fd)) != nil }
+
+    /// A helper does nothing but fsync: a small stack, so that helpers
+    /// start under softlimit's address space limits too.
+    static let stackSize = 256 * 1024
 
     /// With `lock` held: fsyncs files of the current group until none is
     /// left to start.

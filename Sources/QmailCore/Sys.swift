@@ -122,11 +122,16 @@ public enum Sys {
     }
 
     /// Runs `body` in a detached POSIX thread; false when none could start.
-    public static func detachThread(_ body: @escaping () -> Void) -> Bool {
+    /// `stackSize` (bytes) overrides the default, which glibc takes from
+    /// RLIMIT_STACK: under softlimit -m (which sets it with the address
+    /// space limit) a thread's default stack would be as large as the
+    /// whole allowance, and the thread could not start.
+    public static func detachThread(stackSize: Int? = nil, _ body: @escaping () -> Void) -> Bool {
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         defer { pthread_attr_destroy(&attr) }
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        if let stackSize { pthread_attr_setstacksize(&attr, stackSize) }
         var tid = pthread_t()
         let arg = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
         let r = pthread_create(&tid, &attr, { p in

@@ -101,6 +101,25 @@ def test_message_envelope_and_name_are_fsynced_before_the_todo_link(qhome, tmp_p
     assert ("fsync", f"{q}/todo") in events[link + 1:], events
 
 
+@pytest.mark.skipif(not (shutil.which("strace") and shutil.which("softlimit")), reason="needs strace and softlimit")
+def test_fsync_helpers_start_under_the_run_scripts_softlimit(qhome, tmp_path):
+    """contrib's qmail-smtpd run script starts it under softlimit -m 64000000,
+    which also sets RLIMIT_STACK, glibc's default thread stack size: a
+    helper thread with that stack does not fit in the address space limit.
+    qmail-queue's fsync helpers ask for a small stack, so they start."""
+    trace = tmp_path / "trace"
+    with tempfile.TemporaryFile() as m, tempfile.TemporaryFile() as e:
+        m.write(b"Subject: limits\n\nbody\n"); m.seek(0)
+        e.write(b"Fme@example.org\0Tyou@example.net\0\0"); e.seek(0)
+        p = subprocess.run(["softlimit", "-m", "64000000", "strace", "-f", "-qq", "-o", str(trace),
+                            "-e", "trace=clone,clone3", qhome.bin("qmail-queue")],
+                           stdin=m, stdout=e, stderr=subprocess.PIPE, env=qhome.env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert len(qhome.queue_files("todo")) == 1
+    started = [ln for ln in trace.read_text().splitlines() if "CLONE_THREAD" in ln and "= -1" not in ln]
+    assert len(started) == 2, trace.read_text()
+
+
 def test_empty_sender_and_no_recipients_are_accepted(qhome):
     assert queue(qhome, b"x\n", b"F\0\0") == 0
     assert qhome.queue_files("todo")[0].read_bytes().endswith(b"\0F\0")
