@@ -175,16 +175,20 @@ class FreshExt4:
         os.unlink(self.image)
 
 
+def block_device(path):
+    """The name of the block device holding path (as in /sys/block)."""
+    st = os.stat(path)
+    return os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+
+
 def device_io(path):
     """(cache flushes, KiB written) so far by the block device holding
     path (fields 16 and 7 of /sys/block/DEV/stat), or None. Each journal
     commit sends one or two flushes; an fsync that finds its file's
     transaction committed already sends one of its own. The KiB written
     are the journal's and the files' data."""
-    st = os.stat(path)
     try:
-        dev = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
-        with open(f"/sys/block/{dev}/stat") as f:
+        with open(f"/sys/block/{block_device(path)}/stat") as f:
             fields = f.read().split()
         return (int(fields[15]), int(fields[6]) / 2) if len(fields) > 15 else None
     except (OSError, ValueError):
@@ -193,9 +197,8 @@ def device_io(path):
 
 def journal_commits(path):
     """Commits so far of the jbd2 journal of the file system holding path, or None."""
-    st = os.stat(path)
     try:
-        dev = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+        dev = block_device(path)
         for name in os.listdir("/proc/fs/jbd2"):
             if name.rsplit("-", 1)[0] == dev:
                 with open(f"/proc/fs/jbd2/{name}/info") as f:
