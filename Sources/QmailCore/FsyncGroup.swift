@@ -65,8 +65,9 @@ public final class FsyncGroup: @unchecked Sendable {
     static func fsyncOne(_ fd: Int32) -> Bool { (try? Sys.fsync(fd)) != nil }
 
     /// A helper does nothing but fsync: a small stack, so that helpers
-    /// start under softlimit's address space limits too.
-    static let stackSize = 256 * 1024
+    /// start under softlimit's address space limits too (see
+    /// Sys.detachThread). qmail-send's sync threads take the same.
+    public static let stackSize = 256 * 1024
 
     /// With `lock` held: fsyncs files of the current group until none is
     /// left to start.

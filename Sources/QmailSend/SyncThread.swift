@@ -62,7 +62,7 @@ struct SyncThread {
         guard let (mine, theirs) = try? PacketSocket.pair() else { return nil }
         var started = 0
         for _ in 0..<threads {
-            guard Sys.detachThread({ SyncThread.serve(theirs) }) else { break }
+            guard Sys.detachThread(stackSize: FsyncGroup.stackSize, { SyncThread.serve(theirs) }) else { break }
             started += 1
         }
         guard started > 0 else {
