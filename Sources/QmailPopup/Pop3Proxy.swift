@@ -105,7 +105,7 @@ public enum Pop3Proxy {
         Sys.warn("qmail-pop3proxy: \(user.string) relayed to home host \(host) \(upstream.peer)")
         guard (try? Sys.writeAll(1, answer + [Ascii.cr, Ascii.lf])) != nil else { return 0 }
         upstream.setTimeouts(seconds: Int(Relay.idleSeconds))
-        Upstream.setSocketTimeouts(1, seconds: Int(Relay.idleSeconds))
+        Sys.setSocketTimeouts(1, receive: Int(Relay.idleSeconds), send: Int(Relay.idleSeconds))
         Relay.run(PlainPeer(readFD: 0, writeFD: 1), upstream) { false }
         upstream.close()
         return 0
@@ -213,9 +213,7 @@ final class Upstream: RelayPeer {
 
     /// Blocking reads and writes end after `seconds` (poll cannot see
     /// what OpenSSL has buffered, so the socket itself carries the limit).
-    static func setSocketTimeouts(_ fd: Int32, seconds: Int) { Sys.setSocketTimeouts(fd, receive: seconds, send: seconds) }
-
-    func setTimeouts(seconds: Int) { Upstream.setSocketTimeouts(fd, seconds: seconds) }
+    func setTimeouts(seconds: Int) { Sys.setSocketTimeouts(fd, receive: seconds, send: seconds) }
 
     func startTLS(settings s: Pop3Proxy.Settings, serverName: String) throws {
         guard buffered.isEmpty else { throw Pop3Proxy.Failure("data after the STLS reply") }

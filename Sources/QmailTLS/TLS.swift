@@ -269,7 +269,9 @@ public final class TLSStream: ByteStream {
 
     public init(_ c: TLSConnection) { connection = c }
 
-    public var hasPending: Bool { false }
+    /// Decrypted bytes OpenSSL holds (a pipelining client's next request):
+    /// the Channel then reads on before it flushes its answers.
+    public var hasPending: Bool { connection.hasPendingInput }
 
     public func read(_ buf: UnsafeMutableRawPointer, _ count: Int, timeout: Int) throws -> Int {
         if deadline > 0 {
