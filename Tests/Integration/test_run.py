@@ -98,8 +98,12 @@ def run_account(user="swiftqmail"):
 def start(site, *args):
     """Starts run.sh in a process group of its own, as a terminal would; returns
     it once the banner is out (or it has ended)."""
+    # Ctrl-C's SIGINT as a terminal delivers it: not ignored, even when the
+    # suite itself runs with SIGINT ignored (a background job of a shell
+    # without job control), where bash could not take it back.
     p = subprocess.Popen(["bash", RUN, *args], env=site.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     site.procs.append(p)
     out = []
     deadline = time.time() + 60
