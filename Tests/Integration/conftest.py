@@ -86,6 +86,25 @@ class QmailHome:
 
 
 
+# pytest-rerunfailures (scripts/test.sh) reports a test that passed on its
+# rerun as one RERUN line, without why the first try failed; every flake
+# must be found, so that reason goes to the terminal (the CI log) too.
+_terminal = []
+
+
+def pytest_sessionstart(session):
+    _terminal[:] = [session.config.pluginmanager.get_plugin("terminalreporter")]
+
+
+def pytest_runtest_logreport(report):
+    if report.outcome == "rerun" and _terminal and _terminal[0] is not None:
+        tr = _terminal[0]
+        tr.write_line("")
+        tr.write_sep("-", f"first try of {report.nodeid} failed ({report.when})")
+        for line in report.longreprtext.splitlines()[-60:]:
+            tr.write_line(line)
+
+
 def wait_for(cond, timeout=30.0, what="condition", step=0.05):
     """cond()'s first true value, polled every step seconds; an
     AssertionError naming what after timeout seconds (a callable what is
