@@ -249,6 +249,9 @@ public struct Scheduler {
 
     public var messageCount: Int { messages.count }
 
+    /// True while a delivery of the message runs on channel `c`.
+    public func delivering(_ id: Int, on c: DeliveryChannel) -> Bool { (messages[id]?.jobs[c].inFlight ?? 0) > 0 }
+
     /// Deliveries running on both channels.
     public var running: Int { channels.local.used + channels.remote.used }
 

@@ -15,6 +15,18 @@
 // At start every todo/N is split afresh (nothing was delivered from it
 // yet) and every info/N is resumed from its channel files.
 //
+// The direct way, for the common message (one local recipient): no split.
+// The scheduler gets it from todo/N at once, and todo/N, intd/N and mess/N,
+// durable since qmail-queue, stay its record until its delivery succeeds;
+// then qmail-clean removes todo/N and intd/N, then mess/N, in one exchange.
+// A crash before that splits todo/N afresh and delivers again: the one
+// duplicate per delivery in flight that qmail allows. Any other outcome
+// (deferral, failure) first writes the split as above, fsync'd, and has
+// todo/N removed, so that a message waiting for its retry or bouncing is in
+// info/N and local/N as qmail keeps it; so does a message that has waited
+// directWait seconds for a slot. At most directMax messages go this way at
+// once; the others are split.
+//
 // The decisions (which recipient when, on which slot, what a report means,
 // when a message is finished) are Scheduler's; this file is its shell: the
 // todo split, the queue files, the pipes, qmail-clean, signals and the log.
@@ -80,6 +92,11 @@ public final class QueueSender {
     /// a batch in flight per thread, at most 192, well under the usual
     /// limit of 1024.
     static let todoBatch = 8
+    /// The direct way (see the top of this file): how long a message may
+    /// wait there for a local slot, and how many may be on it, in
+    /// multiples of concurrencylocal.
+    static let directWait = 10
+    static let directMax = 2
 
     let home: QmailHome
     let layout = QueueLayout(root: ".")
@@ -94,6 +111,10 @@ public final class QueueSender {
     /// todo/N stay until the answer.
     var syncing: [Int32: [Split]] = [:]
     var syncingIds: Set<Int> = []
+    /// Messages on the direct way (see the top of this file): what their
+    /// split would write, should they need it.
+    var direct: [Int: DirectMessage] = [:]
+    var lastDirectCheck = 0
     /// Batches whose fsyncs may be under way at once: one per sync thread.
     var batchesInFlight: Int { syncer?.threads ?? 1 }
     var nextBatch: Int32 = 0
@@ -211,6 +232,7 @@ public final class QueueSender {
             if sendFlagHup != 0 { sendFlagHup = 0; try reread() }
             let now = Sys.now()
             try finishPending()
+            if now != lastDirectCheck { lastDirectCheck = now; try splitWaitingDirect(now) }
             if exiting && scheduler.running == 0 && syncing.isEmpty {
                 logLine("status: exiting")
                 _ = try? log.flush()
@@ -241,7 +263,7 @@ public final class QueueSender {
             if triggerFd >= 0 { pfds.append(pollfd(fd: triggerFd, events: Int16(POLLIN), revents: 0)) }
             let timeout = !todoPending.isEmpty && syncing.count < batchesInFlight ? 0
                 : exiting ? 60
-                : scheduler.secondsUntilDue(now: now, limit: max(nextTodoScan - now, 0))
+                : scheduler.secondsUntilDue(now: now, limit: secondsUntilDirectSplit(now: now, limit: max(nextTodoScan - now, 0)))
             let r = poll(&pfds, nfds_t(pfds.count), Int32(min(timeout, 3600) * 1000))
             if r < 0 && errno != EINTR { throw Dying(alert: "poll failed") }
             while readBuf.withUnsafeMutableBytes({ Glibc.read(wake.read, $0.baseAddress!, $0.count) }) > 0 {}
@@ -251,7 +273,7 @@ public final class QueueSender {
                     if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) { throw Dying.lostSpawn }
                     if n > 0 {
                         for (slot, report) in pipes[c].reports.feed(readBuf[0..<n]) {
-                            try perform(.report(c, slot: slot, report: report))
+                            try perform(.report(c, slot: slot, report: try leaveDirectWay(c, slot: slot, report: report)))
                         }
                     }
                 }
@@ -301,12 +323,13 @@ public final class QueueSender {
                 pipes[d.channel].commands += d.command
                 try flushCommands(d.channel)
             case .markDone(let c, let id, let offset):
-                markDone(c, id, offset)
+                // A direct message's success is recorded when todo/N goes (finishPending).
+                if direct[id] != nil { direct[id]!.delivered = true } else { markDone(c, id, offset) }
             case .recordFailure(let c, let id, let offset, let recipient, let report):
                 let ok = addBounce(id, recipient, report)
                 try perform(.failureRecorded(c, message: id, offset: offset, ok: ok))
             case .removeChannelFile(let c, let id):
-                let ok = unlinkIfPresent(chanPath(c, id))
+                let ok = direct[id] != nil || unlinkIfPresent(chanPath(c, id))
                 try perform(.channelFileRemoved(c, message: id, ok: ok))
             case .finish(let id, let sender):
                 finishQueue.append((id, sender))
@@ -396,7 +419,11 @@ public final class QueueSender {
     /// leaves that message's todo/N, and the next scan redoes its whole split.
     func processTodo(_ ids: [Int]) throws(Dying) {
         var splits: [Split] = []
-        for id in ids { if let sp = try writeSplit(id) { splits.append(sp) } }
+        for id in ids {
+            guard let t = try readTodo(id) else { continue }
+            if try deliverDirectly(t) { continue }
+            if let sp = writeSplit(t) { splits.append(sp) }
+        }
         guard !splits.isEmpty else { return }
         let fds = splits.flatMap { $0.files.map(\.fd) }
         if let syncer, fds.count <= SyncThread.maxFiles {
@@ -447,8 +474,16 @@ public final class QueueSender {
         for (sp, ok) in zip(durable, cleaned) where ok { try perform(.arrived(sp.message)) }
     }
 
-    /// Writes one message's info and channel files, not yet fsync'd.
-    func writeSplit(_ id: Int) throws(Dying) -> Split? {
+    /// A todo/N read and routed, its split not yet written.
+    struct Todo {
+        let id: Int
+        let envelope: TodoEnvelope
+        let lists: PerChannel<[[UInt8]]>
+        let infoLine: String
+    }
+
+    /// Reads and routes todo/N; nil when there is nothing to do with it now.
+    func readTodo(_ id: Int) throws(Dying) -> Todo? {
         if scheduler.holds(id) || syncingIds.contains(id) { return nil }
         guard let r = read(layout.todo(id)) else { return nil }
         guard let data = r else { return nil }  // gone: processed already
@@ -473,6 +508,13 @@ public final class QueueSender {
             let (c, addr) = router.route(rcpt)
             lists[c].append(addr)
         }
+        return Todo(id: id, envelope: env, lists: lists,
+                    infoLine: SendLog.info(id, bytes: Int(mess.st_size), sender: env.sender, qp: env.pid, uid: env.uid))
+    }
+
+    /// Writes one message's info and channel files, not yet fsync'd.
+    func writeSplit(_ t: Todo) -> Split? {
+        let id = t.id
         var files: [(path: String, fd: Int32)] = []
         var recipients = PerChannel<[ChannelRecipient]?>(nil)
         func create(_ path: String, _ bytes: [UInt8]) -> Bool {
@@ -483,9 +525,9 @@ public final class QueueSender {
             files.append((path, fd))
             return true
         }
-        guard create(layout.info(id), Records.info(sender: env.sender)) else { return nil }
-        for c in DeliveryChannel.allCases where !lists[c].isEmpty {
-            let bytes = Records.channelFile(lists[c])
+        guard create(layout.info(id), Records.info(sender: t.envelope.sender)) else { return nil }
+        for c in DeliveryChannel.allCases where !t.lists[c].isEmpty {
+            let bytes = Records.channelFile(t.lists[c])
             guard create(chanPath(c, id), bytes) else { return nil }
             recipients[c] = Records.channel(bytes)
         }
@@ -496,9 +538,84 @@ public final class QueueSender {
             logLine("warning: unable to stat \(layout.info(id)), will try again later")
             return nil
         }
-        let message = QueuedMessage(id: id, birth: Int(st.st_mtim.tv_sec), sender: env.sender, recipients: recipients)
-        return Split(message: message, files: files,
-                     infoLine: SendLog.info(id, bytes: Int(mess.st_size), sender: env.sender, qp: env.pid, uid: env.uid))
+        let message = QueuedMessage(id: id, birth: Int(st.st_mtim.tv_sec), sender: t.envelope.sender, recipients: recipients)
+        return Split(message: message, files: files, infoLine: t.infoLine)
+    }
+
+    /// A message on the direct way: what its split would write (info/N,
+    /// local/N), when it came, whether its delivery succeeded.
+    struct DirectMessage {
+        let sender: [UInt8]
+        let local: [UInt8]
+        let since: Int
+        var delivered = false
+    }
+
+    /// Hands a message with one local recipient to the scheduler straight
+    /// from todo/N (the direct way, at the top of this file); false when the
+    /// message must be split.
+    func deliverDirectly(_ t: Todo) throws(Dying) -> Bool {
+        guard t.lists.remote.isEmpty, t.lists.local.count == 1,
+              direct.count < Self.directMax * max(scheduler.channels.local.concurrency, 1) else { return false }
+        let bytes = Records.channelFile(t.lists.local)
+        let now = Sys.now()
+        direct[t.id] = DirectMessage(sender: t.envelope.sender, local: bytes, since: now)
+        logLine(t.infoLine)
+        try perform(.arrived(QueuedMessage(id: t.id, birth: now, sender: t.envelope.sender,
+                                           recipients: PerChannel(local: Records.channel(bytes), remote: nil))))
+        return true
+    }
+
+    /// Direct messages that have waited directWait seconds for a slot get
+    /// their split: a backlog shows in info/ and local/, as in qmail.
+    func splitWaitingDirect(_ now: Int) throws(Dying) {
+        for (id, dm) in direct where waitsForSlot(id, dm) && now - dm.since >= Self.directWait {
+            _ = try writeDirectSplit(id)
+        }
+    }
+
+    func waitsForSlot(_ id: Int, _ dm: DirectMessage) -> Bool { !dm.delivered && !scheduler.delivering(id, on: .local) }
+
+    /// Seconds until splitWaitingDirect has work, at most `limit`.
+    func secondsUntilDirectSplit(now: Int, limit: Int) -> Int {
+        var t = limit
+        // Checked once a second (a split that failed waits for the next one).
+        let soonest = lastDirectCheck == now ? 1 : 0
+        for (id, dm) in direct where waitsForSlot(id, dm) { t = min(t, max(dm.since + Self.directWait - now, soonest)) }
+        return t
+    }
+
+    /// Before a report other than success reaches the scheduler, a direct
+    /// message gets its split (so that the deferral or the bounce works on
+    /// info/N and local/N as for any message). When the split cannot be
+    /// written, a failure is deferred: the message stays on todo/N and is
+    /// tried again.
+    func leaveDirectWay(_ c: DeliveryChannel, slot: Int, report: [UInt8]) throws(Dying) -> [UInt8] {
+        guard let d = scheduler.channels[c].running(slot), let dm = direct[d.message], !dm.delivered,
+              report.first != UInt8(ascii: "K") else { return report }
+        if try writeDirectSplit(d.message) || report.first != UInt8(ascii: "D") { return report }
+        return Array("Zqmail-send cannot record this failure in the queue yet; will try again later. ".utf8)
+            + report.dropFirst()
+    }
+
+    /// Writes a direct message's info/N and local/N, fsync'd, then has
+    /// qmail-clean remove todo/N: from then on it is a split message. False
+    /// (the message stays direct) when a file cannot be written.
+    func writeDirectSplit(_ id: Int) throws(Dying) -> Bool {
+        guard let dm = direct[id] else { return true }
+        var fds: [Int32] = []
+        defer { for fd in fds { Sys.close(fd) } }
+        for (path, bytes) in [(layout.info(id), Records.info(sender: dm.sender)), (layout.local(id), dm.local)] {
+            guard let fd = createFile(path, bytes) else { return false }
+            fds.append(fd)
+            guard Glibc.fsync(fd) == 0 else {
+                logLine("warning: trouble writing to \(path), will try again later")
+                return false
+            }
+        }
+        direct[id] = nil
+        _ = try cleanRequest("todo/\(id)")
+        return true
     }
 
     /// Sends one request to qmail-clean; true on '+'.
@@ -590,7 +707,10 @@ public final class QueueSender {
             finishQueue = []
             var ok = [Bool](repeating: true, count: batch.count)
             var clean: [Int] = []
+            var directDone: [Int] = []
             for (k, m) in batch.enumerated() {
+                // A direct message succeeded: todo/N (its record) goes first, then mess/N.
+                if direct[m.id] != nil { directDone.append(k); continue }
                 guard injectBounce(m.id, sender: m.sender) else { ok[k] = false; continue }
                 // mess and intd go before info, so that a crash here leaves
                 // info/N, which the next start finishes, and never an
@@ -602,8 +722,14 @@ public final class QueueSender {
                     clean.append(k)
                 }
             }
-            for (k, cleaned) in zip(clean, try cleanRequests(clean.map { "foop/\(batch[$0].id)" })) where !cleaned { ok[k] = false }
-            for (k, m) in batch.enumerated() where ok[k] { ok[k] = unlinkIfPresent(layout.info(m.id)) }
+            let requests = directDone.flatMap { ["todo/\(batch[$0].id)", "foop/\(batch[$0].id)"] }
+                + clean.map { "foop/\(batch[$0].id)" }
+            let answers = try cleanRequests(requests)
+            for (n, k) in directDone.enumerated() {
+                if answers[2 * n] && answers[2 * n + 1] { direct[batch[k].id] = nil } else { ok[k] = false }
+            }
+            for (k, cleaned) in zip(clean, answers.dropFirst(2 * directDone.count)) where !cleaned { ok[k] = false }
+            for (k, m) in batch.enumerated() where ok[k] && !directDone.contains(k) { ok[k] = unlinkIfPresent(layout.info(m.id)) }
             for (k, m) in batch.enumerated() { try perform(.finished(message: m.id, ok: ok[k])) }
         }
     }

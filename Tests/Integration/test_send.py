@@ -920,6 +920,76 @@ def test_todo_split_files_of_a_batch_are_fsynced_together(mail, tmp_path):
     assert events[clean] == ("clean", 5)
 
 
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_one_local_recipient_is_delivered_without_a_split(mail, tmp_path):
+    """A message with one local recipient goes the direct way: its delivery
+    starts from todo/N, qmail-send writes and fsyncs no info/N or local/N,
+    and once it succeeded qmail-clean removes todo/N before mess/N, in one
+    exchange. A message with two recipients is split as before."""
+    fq = mail.home.fqdn
+    trace = tmp_path / "trace"
+    mail.start(argv=["strace", "-f", "-qq", "-s", "256", "-o", str(trace), "-e", "trace=openat,fsync,write",
+                     str(mail.path / "rc")])
+    mail.inject(f"s@{fq}", [f"alone@{fq}"])
+    wait_for(lambda: mail.delivered_to("alone"), what="the direct delivery")
+    mail.wait_queue_empty()
+    mail.inject(f"s@{fq}", [f"pair1@{fq}", f"pair2@{fq}"])
+    wait_for(lambda: mail.delivered_to("pair1") and mail.delivered_to("pair2"), what="the split message's deliveries")
+    mail.wait_queue_empty()
+    wait_for(lambda: mail.log().count("end msg") == 2, what="both messages ended")
+    send = [p for p in mail.helpers() if exe_of(p) == mail.home.bin("qmail-send")]
+    assert len(send) == 1
+    tids = {int(t) for t in os.listdir(f"/proc/{send[0]}/task")}
+    os.kill(send[0], signal.SIGTERM)
+    mail.proc.wait(timeout=30)
+    mail.wait_helpers_gone()
+    log = mail.log()
+    check_log_format(log)
+    first, second = re.findall(r"new msg (\d+)\n", log)
+    for n in (first, second):
+        assert re.search(rf"info msg {n}: bytes \d+ from <s@{re.escape(fq)}> qp \d+ uid \d+\n", log), log
+        assert re.search(rf"end msg {n}\n", log), log
+    lines = [ln for ln in trace.read_text(errors="replace").splitlines() if int(ln.split(" ", 1)[0]) in tids]
+    created = [m.group(1) for ln in lines
+               for m in [re.search(r'openat\(AT_FDCWD, "(?:\./)?((?:info|local|remote)/\d+/(\d+))", O_WRONLY\|O_CREAT', ln)] if m]
+    # (the second message may get the first one's inode number, so the files are told apart by count)
+    assert sorted(c.split("/")[0] for c in created) == ["info", "local"] and created[0].endswith("/" + second), created
+    cleans = [m.group(1) for ln in lines for m in [re.search(r'write\(5, "([^"]*)"', ln)] if m]
+    assert f"todo/{first}\\0foop/{first}\\0" in cleans, cleans
+
+
+def test_direct_message_waiting_for_a_slot_is_split(mail):
+    """A direct message that finds no free local slot for 10 seconds gets
+    its split (info/N, local/N; todo/N removed), so that a backlog shows in
+    the queue as qmail keeps it; it is then delivered once. The message
+    being delivered keeps todo/N as its record meanwhile."""
+    fq = mail.home.fqdn
+    mail.home.control("concurrencylocal", "1\n")
+    (mail.path / "slow").write_text("14")
+    mail.start()
+    mail.inject(f"s@{fq}", [f"first@{fq}"])
+    wait_for(lambda: any(p.name.startswith("tmp.first") for p in mail.delivered.iterdir()), what="the slow delivery")
+    time.sleep(0.5)
+    (mail.path / "slow").unlink()
+    mail.inject(f"s@{fq}", [f"second@{fq}"])
+    wait_for(lambda: mail.log().count("info msg") == 2, what="the second message taken")
+    first, second = re.findall(r"new msg (\d+)\n", mail.log())
+
+    def names(d):
+        return {p.name for p in mail.home.queue_files(d)}
+    assert names("todo") == {first, second} and not names("info"), "both on the direct way"
+    wait_for(lambda: names("info") == {second} and names("todo") == {first}, timeout=13,
+             what=lambda: f"the waiting message split, its todo/N removed: {mail.queue_files()}")
+    assert names("local") == {second}, "info/N with its local/N"
+    assert "end msg" not in mail.log(), "the first delivery is still running"
+    wait_for(lambda: mail.delivered_to("second"), timeout=30, what="the second delivery")
+    mail.wait_queue_empty()
+    mail.stop()
+    log = mail.log()
+    assert log.count(f"new msg {second}\n") == 1 and log.count(f"end msg {second}\n") == 1, log
+    assert len(mail.delivered_to("first")) == 1 and len(mail.delivered_to("second")) == 1
+
+
 def run_send_alone(mail, lose):
     """qmail-send on pipes of our own instead of qmail-start's: fd 0 the
     log, 1/2 and 3/4 the spawns (each announces 1 slot), 5/6 qmail-clean.
