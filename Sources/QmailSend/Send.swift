@@ -96,7 +96,7 @@ public final class QueueSender {
     /// wait there for a local slot, and how many may be on it, in
     /// multiples of concurrencylocal.
     static let directWait = 10
-    static let directMax = 2
+    static let directMax = 50
 
     let home: QmailHome
     let layout = QueueLayout(root: ".")
@@ -115,6 +115,9 @@ public final class QueueSender {
     /// split would write, should they need it.
     var direct: [Int: DirectMessage] = [:]
     var lastDirectCheck = 0
+    /// The direct way's own splits (see writeDirectSplits) are rare: they
+    /// are fsync'd by the loop, side by side.
+    let fsyncGroup = FsyncGroup(helpers: 3)
     /// Batches whose fsyncs may be under way at once: one per sync thread.
     var batchesInFlight: Int { syncer?.threads ?? 1 }
     var nextBatch: Int32 = 0
@@ -569,8 +572,11 @@ public final class QueueSender {
     /// Direct messages that have waited directWait seconds for a slot get
     /// their split: a backlog shows in info/ and local/, as in qmail.
     func splitWaitingDirect(_ now: Int) throws(Dying) {
-        for (id, dm) in direct where waitsForSlot(id, dm) && now - dm.since >= Self.directWait {
-            _ = try writeDirectSplit(id)
+        let due = direct.filter { waitsForSlot($0.key, $0.value) && now - $0.value.since >= Self.directWait }.keys.sorted()
+        // In groups, so that the loop waits for one commit at a time.
+        let group = 4 * Self.todoBatch
+        for start in stride(from: 0, to: due.count, by: group) {
+            _ = try writeDirectSplits(Array(due[start..<min(start + group, due.count)]))
         }
     }
 
@@ -601,21 +607,42 @@ public final class QueueSender {
     /// Writes a direct message's info/N and local/N, fsync'd, then has
     /// qmail-clean remove todo/N: from then on it is a split message. False
     /// (the message stays direct) when a file cannot be written.
-    func writeDirectSplit(_ id: Int) throws(Dying) -> Bool {
-        guard let dm = direct[id] else { return true }
-        var fds: [Int32] = []
-        defer { for fd in fds { Sys.close(fd) } }
-        for (path, bytes) in [(layout.info(id), Records.info(sender: dm.sender)), (layout.local(id), dm.local)] {
-            guard let fd = createFile(path, bytes) else { return false }
-            fds.append(fd)
-            guard Glibc.fsync(fd) == 0 else {
-                logLine("warning: trouble writing to \(path), will try again later")
-                return false
+    func writeDirectSplit(_ id: Int) throws(Dying) -> Bool { try writeDirectSplits([id]).isEmpty }
+
+    /// writeDirectSplit for several messages, their files fsync'd together
+    /// and their todo/N removed in one qmail-clean exchange. Returns the
+    /// messages that stay direct; files written for them are unlinked, so
+    /// that nothing but todo/N speaks for them.
+    func writeDirectSplits(_ ids: [Int]) throws(Dying) -> [Int] {
+        var written: [(id: Int, files: [(path: String, fd: Int32)])] = []
+        var failed: [Int] = []
+        func drop(_ id: Int, _ files: [(path: String, fd: Int32)]) {
+            for f in files { Sys.close(f.fd); _ = unlinkIfPresent(f.path) }
+            failed.append(id)
+        }
+        for id in ids {
+            guard let dm = direct[id] else { continue }
+            var files: [(path: String, fd: Int32)] = []
+            for (path, bytes) in [(layout.info(id), Records.info(sender: dm.sender)), (layout.local(id), dm.local)] {
+                guard let fd = createFile(path, bytes) else { break }
+                files.append((path, fd))
+            }
+            if files.count == 2 { written.append((id, files)) } else { drop(id, files) }
+        }
+        let synced = fsyncGroup.fsync(written.flatMap { $0.files.map(\.fd) })
+        var split: [Int] = []
+        for (k, w) in written.enumerated() {
+            if synced[2 * k] && synced[2 * k + 1] {
+                for f in w.files { Sys.close(f.fd) }
+                direct[w.id] = nil
+                split.append(w.id)
+            } else {
+                logLine("warning: trouble writing to \(w.files[synced[2 * k] ? 1 : 0].path), will try again later")
+                drop(w.id, w.files)
             }
         }
-        direct[id] = nil
-        _ = try cleanRequest("todo/\(id)")
-        return true
+        _ = try cleanRequests(split.map { "todo/\($0)" })
+        return failed
     }
 
     /// Sends one request to qmail-clean; true on '+'.

@@ -958,11 +958,12 @@ def test_one_local_recipient_is_delivered_without_a_split(mail, tmp_path):
     assert f"todo/{first}\\0foop/{first}\\0" in cleans, cleans
 
 
-def test_direct_message_waiting_for_a_slot_is_split(mail):
-    """A direct message that finds no free local slot for 10 seconds gets
-    its split (info/N, local/N; todo/N removed), so that a backlog shows in
-    the queue as qmail keeps it; it is then delivered once. The message
-    being delivered keeps todo/N as its record meanwhile."""
+def test_direct_messages_waiting_for_a_slot_are_split(mail):
+    """Direct messages that find no free local slot for 10 seconds get
+    their split (info/N, local/N; todo/N removed; 40 of them, so in more
+    than one group), so that a backlog shows in the queue as qmail keeps
+    it; each is then delivered once. The message being delivered keeps
+    todo/N as its record meanwhile."""
     fq = mail.home.fqdn
     mail.home.control("concurrencylocal", "1\n")
     (mail.path / "slow").write_text("14")
@@ -971,23 +972,25 @@ def test_direct_message_waiting_for_a_slot_is_split(mail):
     wait_for(lambda: any(p.name.startswith("tmp.first") for p in mail.delivered.iterdir()), what="the slow delivery")
     time.sleep(0.5)
     (mail.path / "slow").unlink()
-    mail.inject(f"s@{fq}", [f"second@{fq}"])
-    wait_for(lambda: mail.log().count("info msg") == 2, what="the second message taken")
-    first, second = re.findall(r"new msg (\d+)\n", mail.log())
+    for k in range(40):
+        mail.inject(f"s@{fq}", [f"later{k}@{fq}"])
+    wait_for(lambda: mail.log().count("info msg") == 41, what="the later messages taken")
+    first, *later = re.findall(r"new msg (\d+)\n", mail.log())
 
     def names(d):
         return {p.name for p in mail.home.queue_files(d)}
-    assert names("todo") == {first, second} and not names("info"), "both on the direct way"
-    wait_for(lambda: names("info") == {second} and names("todo") == {first}, timeout=13,
-             what=lambda: f"the waiting message split, its todo/N removed: {mail.queue_files()}")
-    assert names("local") == {second}, "info/N with its local/N"
+    assert names("todo") == {first, *later} and not names("info"), "all on the direct way"
+    wait_for(lambda: names("info") == set(later) and names("todo") == {first}, timeout=13,
+             what=lambda: f"the waiting messages split, their todo/N removed: {mail.queue_files()}")
+    assert names("local") == set(later), "info/N with its local/N"
     assert "end msg" not in mail.log(), "the first delivery is still running"
-    wait_for(lambda: mail.delivered_to("second"), timeout=30, what="the second delivery")
+    wait_for(lambda: all(mail.delivered_to(f"later{k}") for k in range(40)), timeout=60, what="the later deliveries")
     mail.wait_queue_empty()
     mail.stop()
     log = mail.log()
-    assert log.count(f"new msg {second}\n") == 1 and log.count(f"end msg {second}\n") == 1, log
-    assert len(mail.delivered_to("first")) == 1 and len(mail.delivered_to("second")) == 1
+    for n in later:
+        assert log.count(f"new msg {n}\n") == 1 and log.count(f"end msg {n}\n") == 1, log
+    assert all(len(mail.delivered_to(name)) == 1 for name in ["first"] + [f"later{k}" for k in range(40)])
 
 
 def run_send_alone(mail, lose):
