@@ -114,6 +114,11 @@ public final class QueueSender {
     /// Messages on the direct way (see the top of this file): what their
     /// split would write, should they need it.
     var direct: [Int: DirectMessage] = [:]
+    /// The direct messages in the order they came (entries of messages
+    /// gone since are dropped at the front): the front's time is when the
+    /// next one may have waited too long (secondsUntilDirectSplit).
+    var directOrder: [(id: Int, since: Int)] = []
+    var directOrderStart = 0
     var lastDirectCheck = 0
     /// The direct way's own splits (see writeDirectSplits) are rare: they
     /// are fsync'd by the loop, side by side.
@@ -563,6 +568,7 @@ public final class QueueSender {
         let bytes = Records.channelFile(t.lists.local)
         let now = Sys.now()
         direct[t.id] = DirectMessage(sender: t.envelope.sender, local: bytes, since: now)
+        directOrder.append((t.id, now))
         logLine(t.infoLine)
         try perform(.arrived(QueuedMessage(id: t.id, birth: now, sender: t.envelope.sender,
                                            recipients: PerChannel(local: Records.channel(bytes), remote: nil))))
@@ -582,13 +588,19 @@ public final class QueueSender {
 
     func waitsForSlot(_ id: Int, _ dm: DirectMessage) -> Bool { !dm.delivered && !scheduler.delivering(id, on: .local) }
 
-    /// Seconds until splitWaitingDirect has work, at most `limit`.
+    /// Seconds until splitWaitingDirect may have work, at most `limit`:
+    /// from the oldest direct message, whether it waits or not (its
+    /// delivery may outlast directWait), and not before the next second
+    /// once this second's check is done.
     func secondsUntilDirectSplit(now: Int, limit: Int) -> Int {
-        var t = limit
-        // Checked once a second (a split that failed waits for the next one).
-        let soonest = lastDirectCheck == now ? 1 : 0
-        for (id, dm) in direct where waitsForSlot(id, dm) { t = min(t, max(dm.since + Self.directWait - now, soonest)) }
-        return t
+        while directOrderStart < directOrder.count, direct[directOrder[directOrderStart].id] == nil { directOrderStart += 1 }
+        if directOrderStart > 1024 && directOrderStart * 2 > directOrder.count {
+            directOrder.removeFirst(directOrderStart)
+            directOrderStart = 0
+        }
+        guard directOrderStart < directOrder.count else { return limit }
+        let due = directOrder[directOrderStart].since + Self.directWait - now
+        return min(limit, max(due, lastDirectCheck == now ? 1 : 0))
     }
 
     /// Before a report other than success reaches the scheduler, a direct

@@ -930,19 +930,24 @@ def test_one_local_recipient_is_delivered_without_a_split(mail, tmp_path):
     trace = tmp_path / "trace"
     mail.start(argv=["strace", "-f", "-qq", "-s", "256", "-o", str(trace), "-e", "trace=openat,fsync,write",
                      str(mail.path / "rc")])
-    mail.inject(f"s@{fq}", [f"alone@{fq}"])
-    wait_for(lambda: mail.delivered_to("alone"), what="the direct delivery")
-    mail.wait_queue_empty()
-    mail.inject(f"s@{fq}", [f"pair1@{fq}", f"pair2@{fq}"])
-    wait_for(lambda: mail.delivered_to("pair1") and mail.delivered_to("pair2"), what="the split message's deliveries")
-    mail.wait_queue_empty()
-    wait_for(lambda: mail.log().count("end msg") == 2, what="both messages ended")
-    send = [p for p in mail.helpers() if exe_of(p) == mail.home.bin("qmail-send")]
-    assert len(send) == 1
-    tids = {int(t) for t in os.listdir(f"/proc/{send[0]}/task")}
-    os.kill(send[0], signal.SIGTERM)
-    mail.proc.wait(timeout=30)
-    mail.wait_helpers_gone()
+    try:
+        mail.inject(f"s@{fq}", [f"alone@{fq}"])
+        wait_for(lambda: mail.delivered_to("alone"), what="the direct delivery")
+        mail.wait_queue_empty()
+        mail.inject(f"s@{fq}", [f"pair1@{fq}", f"pair2@{fq}"])
+        wait_for(lambda: mail.delivered_to("pair1") and mail.delivered_to("pair2"), what="the split message's deliveries")
+        mail.wait_queue_empty()
+        wait_for(lambda: mail.log().count("end msg") == 2, what="both messages ended")
+        send = [p for p in mail.helpers() if exe_of(p) == mail.home.bin("qmail-send")]
+        assert len(send) == 1
+        tids = {int(t) for t in os.listdir(f"/proc/{send[0]}/task")}
+        os.kill(send[0], signal.SIGTERM)
+        mail.proc.wait(timeout=30)
+        mail.wait_helpers_gone()
+    finally:
+        # strace is mail.proc: the fixture's kill would leave qmail-send running.
+        for p in mail.helpers():
+            os.kill(p, signal.SIGKILL)
     log = mail.log()
     check_log_format(log)
     first, second = re.findall(r"new msg (\d+)\n", log)
