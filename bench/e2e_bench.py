@@ -35,12 +35,15 @@ follows; ours gets it as control/concurrencylocal, whose qmail default is
 10, and Postfix gets it explicitly, so both deliver as many messages at once).
 
 Where the time goes (measured here, one mailbox): the machine's 2 CPUs are
-busy all the time for both. Postfix is bound by CPU (about 2.1 ms of the
-whole machine's CPU per message, client and kernel threads included, the
-loop device 65% busy); ours needs about 1.7 ms, but waits for the device
-(87-90% busy, 8% iowait): qmail's queue makes four files and touches six
-directories per message, so each journal commit logs twice Postfix's
-blocks: about 115 KiB written per message against 70.
+busy all the time for both, most of it in the kernel. Postfix needs about
+1.5 ms of the whole machine's CPU per message (client and kernel threads
+included), ours about 1.2 ms. Most of what the device is sent is the
+journal, and most of the journal is inode-table blocks: each file made or
+removed, and each directory changed, logs its inode's block. qmail-send
+delivers a message with one local recipient straight from todo/ (no
+info/ and local/ files), which took ours from about 110 KiB written per
+message to 73, against Postfix's 70; with 100 mailboxes it is about 100
+against 95.
 """
 import glob
 import os
