@@ -186,6 +186,26 @@ def inject(h, ident):
     assert r.returncode == 0, r.stderr
 
 
+def held_on(h, receiver):
+    """A receiver command that first has one message for alice deferred on
+    h: it runs once vmoveuser has written its mark, so the message is
+    injected on h and waits there ("being_moved") before the copy starts,
+    whatever the timing of the load around it."""
+    script = h.q.path / "held-receiver"
+    script.write_text("#!/bin/sh\n"
+                      "printf 'From: sender@remote.example\\nX-Load-Id: held\\nSubject: held\\n\\nheld\\n' |\n"
+                      f"  env QMAIL_HOME={shlex.quote(str(h.q.path))} {shlex.quote(h.q.bin('qmail-inject'))}"
+                      " -fsender@remote.example alice@example.org || exit 111\n"
+                      "i=0\n"
+                      f"until grep -q being_moved {shlex.quote(str(h.logfile))}; do\n"
+                      "  i=$((i + 1)); [ $i -gt 600 ] && { echo 'held-receiver: no deferral on the sender' >&2; exit 111; }\n"
+                      "  sleep 0.05\n"
+                      "done\n"
+                      'exec "$@"\n')
+    script.chmod(0o755)
+    return shlex.join([str(script), *receiver])
+
+
 def checkpassword(h, s):
     """h's checkpassword-mysql for alice's POP3 login (in h's mount namespace)."""
     argv = in_own_mount(h.mail, s.shared, ["sh", "-c", 'exec "$0" true 3<&0 </dev/null', h.q.bin("checkpassword-mysql")])
@@ -232,9 +252,9 @@ def test_move_with_home_hosts_in_a_directory_server(cluster, servers):
     try:
         wait_for(lambda: len(sent) >= 20 or errors, 60, "the first load")
         # B's side, as `ssh hostb vmoveuser -R` would run it there
-        receiver = shlex.join(in_own_mount(b.mail, s.shared, ["env", f"QMAIL_HOME={b.q.path}", b.q.bin("vmoveuser"), "-R"]))
-        r = subprocess.run(in_own_mount(a.mail, s.shared, [a.q.bin("vmoveuser"), "-v", receiver, "alice@example.org",
-                                                            HOSTS[1]]),
+        receiver = in_own_mount(b.mail, s.shared, ["env", f"QMAIL_HOME={b.q.path}", b.q.bin("vmoveuser"), "-R"])
+        r = subprocess.run(in_own_mount(a.mail, s.shared, [a.q.bin("vmoveuser"), "-v", held_on(a, receiver),
+                                                            "alice@example.org", HOSTS[1]]),
                            env=a.q.env, capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, r.stderr
         n = len(sent)
@@ -244,7 +264,7 @@ def test_move_with_home_hosts_in_a_directory_server(cluster, servers):
         t.join(60)
     assert not errors, errors
     assert "copied to hostb.example.net" in r.stderr, r.stderr
-    want = {f"old-{i}" for i in range(5)} | set(sent)
+    want = {f"old-{i}" for i in range(5)} | set(sent) | {"held"}
 
     def settled():
         if len(b.maildir()) >= len(want) and a.queued() == 0 and b.queued() == 0:
