@@ -12,9 +12,9 @@ Postfix (smtpd, cleanup, qmgr, virtual), both set up as e2e_bench.py does,
 queues and Maildirs on one fresh journaled ext4. The client is a single
 Python lane, so these are CPU figures, not throughput.
 
-Ours execs per connection (tcpserver's child, qmail-smtpd, and the queue
-session at the first message); Postfix's smtpd and cleanup serve many
-connections each.
+Ours execs per connection (qmail-smtpd, which tcpserver -H -R -l starts
+by posix_spawn with no fork of itself, and the queue session at the
+first message); Postfix's smtpd and cleanup serve many connections each.
 
 Run as root. BENCH_CONNECTIONS (K, default 300), SQ_BIN.
 """

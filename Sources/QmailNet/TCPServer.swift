@@ -100,6 +100,12 @@ public struct TCPServerOptions {
 
 nonisolated(unsafe) var tcpserverWakeFD: Int32 = -1
 
+/// Why a connection is dropped: the text after "dropping connection, ".
+struct TCPServerDrop: Error {
+    let text: String
+    init(_ text: String) { self.text = text }
+}
+
 public enum TCPServer {
     /// A setup failure: "tcpserver: fatal: " and the text, exit 111.
     struct Fatal: Error {
@@ -259,6 +265,10 @@ public enum TCPServer {
             if t < 0 { continue }
             children += 1
             status(o)
+            if spawnDirectly(t, remote: SocketAddress(storage: st), o) != nil {
+                close(t)
+                continue
+            }
             do throws(ChildProcess.Failure) {
                 _ = try ChildProcess.forkRunning {
                     close(listener)
@@ -275,19 +285,44 @@ public enum TCPServer {
         }
     }
 
-    /// The child for one connection: environment, rules, log line, exec.
-    static func connection(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> Int32 {
-        let drop = "tcpserver: warning: dropping connection, "
-        guard let remote else { return QmailExit.temporary }
+    /// A connection that needs no look-up on the network (-H, -R, -l, no
+    /// banner) and runs a program by exec: its rules are read here and the
+    /// program started through posix_spawn, with no fork of this process
+    /// (its page tables copied, then thrown away by the exec). Returns nil
+    /// when the connection is not of that kind, or is denied, or the rules
+    /// or the start fail: the forked child then does it all, and says why.
+    static func spawnDirectly(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> pid_t? {
+        guard !o.remoteHost, !o.ident, o.localName != nil, o.banner.isEmpty, o.inProcess?(o.program) == nil,
+              let remote else { return nil }
+        if o.noDelay { noDelay(t) }
+        guard case .success(let a) = admit(t, remote: remote, o), !a.deny else { return nil }
+        var plan = ChildProcess.Plan(o.program, fds: [.dup(t, to: 0), .dup(t, to: 1)])
+        plan.environment = ChildProcess.environment(changing: a.environment)
+        guard let pid = try? ChildProcess.spawn(plan) else { return nil }
+        if o.verbosity >= 2 {
+            Sys.warn("tcpserver: pid \(pid) from \(remote.ip.description)")
+            Sys.warn("tcpserver: ok \(pid) \(a.who)")
+        }
+        return pid
+    }
+
+    /// What a connection's program gets: the TCP* variables and the
+    /// rules' own (nil: unset), whether the rules deny it, and the -v
+    /// line's description of both ends.
+    struct Admission {
+        var environment: [String: String?] = [:]
+        var deny = false
+        var who = ""
+    }
+
+    /// The connection's look-ups and rules; a failure is the warning's
+    /// text after "dropping connection, ".
+    static func admit(_ t: Int32, remote: SocketAddress, _ o: TCPServerOptions) -> Result<Admission, TCPServerDrop> {
         let remoteIP = remote.ip.description
-        if o.verbosity >= 2 { Sys.warn("tcpserver: pid \(getpid()) from \(remoteIP)") }
-        var one: Int32 = 1
-        if o.noDelay { setsockopt(t, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) }
-        if !o.banner.isEmpty { _ = try? Sys.writeAll(t, o.banner) }
         var st = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(t, $0, &len) } }
-        guard let local = SocketAddress(storage: st) else { Sys.warn(drop + "unable to get local address"); return QmailExit.temporary }
+        guard let local = SocketAddress(storage: st) else { return .failure(TCPServerDrop("unable to get local address")) }
         let localIP = local.ip.description
 
         let localHost = o.localName ?? NameLookup.name(of: local.ip)
@@ -298,37 +333,49 @@ public enum TCPServer {
         }
         let remoteInfo = o.ident ? Ident.query(local: local, remote: remote, timeout: o.identTimeout) : nil
 
-        setenv("PROTO", "TCP", 1)
-        setenv("TCPLOCALIP", localIP, 1)
-        setenv("TCPLOCALPORT", String(local.port), 1)
-        setOrUnset("TCPLOCALHOST", localHost)
-        setenv("TCPREMOTEIP", remoteIP, 1)
-        setenv("TCPREMOTEPORT", String(remote.port), 1)
-        setOrUnset("TCPREMOTEHOST", remoteHost)
-        setOrUnset("TCPREMOTEINFO", remoteInfo)
-
-        var deny = false
+        var a = Admission()
+        a.environment = ["PROTO": "TCP", "TCPLOCALIP": localIP, "TCPLOCALPORT": String(local.port), "TCPLOCALHOST": localHost,
+                         "TCPREMOTEIP": remoteIP, "TCPREMOTEPORT": String(remote.port), "TCPREMOTEHOST": remoteHost,
+                         "TCPREMOTEINFO": remoteInfo]
         if let path = o.rulesPath {
             do {
                 if let cdb = try CdbReader.open(path) {
                     if let v = try RulesLookup.lookup(cdb, ip: Array(remoteIP.utf8), host: remoteHost.map { Array($0.utf8) },
                                                       info: remoteInfo.map { Array($0.utf8) }) {
-                        deny = v.deny
-                        for (name, value) in v.env { setenv(name.string, value.string, 1) }
+                        a.deny = v.deny
+                        for (name, value) in v.env { a.environment[name.string] = .some(value.string) }
                     }
                 } else if !o.allowNoRules {
-                    Sys.warn(drop + "unable to read \(path): file does not exist")
-                    return QmailExit.temporary
+                    return .failure(TCPServerDrop("unable to read \(path): file does not exist"))
                 }
             } catch {
-                Sys.warn(drop + "unable to read \(path): \(error)")
-                return QmailExit.temporary
+                return .failure(TCPServerDrop("unable to read \(path): \(error)"))
             }
         }
-        if o.verbosity >= 2 {
-            Sys.warn("tcpserver: \(deny ? "deny" : "ok") \(getpid()) \(localHost ?? ""):\(localIP):\(local.port) \(remoteHost ?? ""):\(remoteIP):\(remoteInfo ?? ""):\(remote.port)")
+        a.who = "\(localHost ?? ""):\(localIP):\(local.port) \(remoteHost ?? ""):\(remoteIP):\(remoteInfo ?? ""):\(remote.port)"
+        return .success(a)
+    }
+
+    static func noDelay(_ t: Int32) {
+        var one: Int32 = 1
+        setsockopt(t, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// The child for one connection: environment, rules, log line, exec.
+    static func connection(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> Int32 {
+        let drop = "tcpserver: warning: dropping connection, "
+        guard let remote else { return QmailExit.temporary }
+        if o.verbosity >= 2 { Sys.warn("tcpserver: pid \(getpid()) from \(remote.ip.description)") }
+        if o.noDelay { noDelay(t) }
+        if !o.banner.isEmpty { _ = try? Sys.writeAll(t, o.banner) }
+        let a: Admission
+        switch admit(t, remote: remote, o) {
+        case .failure(let why): Sys.warn(drop + why.text); return QmailExit.temporary
+        case .success(let x): a = x
         }
-        if deny { return QmailExit.permanent }
+        for (name, value) in a.environment { setOrUnset(name, value) }
+        if o.verbosity >= 2 { Sys.warn("tcpserver: \(a.deny ? "deny" : "ok") \(getpid()) \(a.who)") }
+        if a.deny { return QmailExit.permanent }
         if let entry = o.inProcess?(o.program) {
             // As the exec below would leave it: the connection on 0 and 1
             // only, SIGCHLD back to default (our handler writes to a pipe

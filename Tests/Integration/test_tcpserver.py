@@ -204,6 +204,74 @@ def test_environment_like_ucspi(tmp_path):
 
 
 @need_ucspi
+@pytest.mark.parametrize("lookups", [["-R", "-H", "-l", "mail.example.com"], ["-R", "-h", "-l", "mail.example.com"]])
+def test_inherited_connection_variables_are_replaced(tmp_path, lookups):
+    """A tcpserver whose own environment holds TCP* variables (a run file
+    started from another connection, say): each connection's program sees
+    its own values, and no TCPREMOTEINFO (-R), nor a TCPREMOTEHOST when
+    none is looked up or found, as with ucspi-tcp. The first case is the
+    one tcpserver starts without a fork (no look-up), the second forks."""
+    stale = {"TCPREMOTEHOST": "stale.example", "TCPREMOTEINFO": "stale", "TCPREMOTEIP": "192.0.2.9",
+             "TCPLOCALHOST": "stale.local", "TCPREMOTEPORT": "1", "PROTO": "UDP"}
+    _, cdb = compile_rules(ours("tcprules"), tmp_path, '127.0.0.1:allow,NET="loop"\n')
+    got = {}
+    for name, prog in (("deb", DEB["tcpserver"]), ("ours", ours("tcpserver"))):
+        srv = Server(prog, [*lookups, "-x", str(cdb), ENVDUMP], env=stale)
+        try:
+            got[name] = parse_env(srv.talk())
+        finally:
+            srv.stop()
+    assert got["ours"].get("TCPREMOTEHOST") != "stale.example" and got["deb"].get("TCPREMOTEHOST") != "stale.example"
+    for env in got.values():
+        assert env.pop("TCPREMOTEPORT") != "1"
+        env.pop("TCPLOCALPORT")
+        if "-h" in lookups:
+            # ours finds 127.0.0.1 in /etc/hosts too; ucspi-tcp asks only the DNS
+            env.pop("TCPREMOTEHOST", None)
+    assert got["ours"] == got["deb"]
+    assert got["ours"]["TCPREMOTEIP"] == "127.0.0.1" and got["ours"]["PROTO"] == "TCP" and got["ours"]["NET"] == "loop"
+    assert got["ours"]["TCPLOCALHOST"] == "mail.example.com"
+    assert "TCPREMOTEINFO" not in got["ours"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="no strace")
+def test_a_connection_without_look_ups_starts_its_program_without_a_fork(tmp_path):
+    """With -H -R -l (nothing to look up on the network) tcpserver starts
+    each connection's program by posix_spawn (a clone that shares its
+    memory until the exec), never copying itself; with -h the child is
+    forked, so that a slow DNS answer holds up that connection only."""
+    clones = {}
+    for mode in ("-H", "-h"):
+        trace = tmp_path / f"trace{mode}"
+        port = free_port()
+        p = subprocess.Popen(["strace", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o", str(trace),
+                              ours("tcpserver"), "-R", mode, "-l0", "127.0.0.1", str(port), "echo", "served"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            out = b""
+            deadline = time.time() + 20
+            while time.time() < deadline and out != b"served\n":
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                        out = s.makefile("rb").read()
+                except OSError:
+                    time.sleep(0.05)
+            assert out == b"served\n"
+        finally:
+            # strace passes no SIGTERM on: tcpserver itself is stopped
+            for pid in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split():
+                os.kill(int(pid), signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        clones[mode] = [ln for ln in trace.read_text().splitlines() if "clone" in ln or "fork" in ln]
+    assert clones["-H"] and all("CLONE_VM" in ln and "CLONE_VFORK" in ln for ln in clones["-H"]), clones["-H"]
+    assert clones["-h"] and not any("CLONE_VM" in ln for ln in clones["-h"]), clones["-h"]
+
+
+@need_ucspi
 def test_verbose_log_lines_like_ucspi(tmp_path):
     logs = {}
     for name, prog in (("deb", DEB["tcpserver"]), ("ours", ours("tcpserver"))):
