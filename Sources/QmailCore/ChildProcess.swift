@@ -4,14 +4,16 @@
 //
 // A child that keeps our ids and directory starts through posix_spawn
 // (glibc's clone(CLONE_VM|CLONE_VFORK): no page tables to copy, the
-// cheapest start there is). Only a child that must change its ids or its
-// directory before exec is forked, and reports a failed setup or exec back
-// through a close-on-exec pipe, so that both ways fail alike: spawn throws.
-// Everything the child needs is made before fork; the forked child only
-// makes system calls.
+// cheapest start there is). A child that must change its ids or its
+// directory before exec starts the same way through clinux_spawn (the
+// CLinux header), since posix_spawn cannot change ids; both report a
+// failed setup or exec, so that both ways fail alike: spawn throws.
+// Everything such a child needs is made before the clone; the child only
+// makes system calls. fork is left to children that run our own code.
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 /// How a child ended.
 public enum ChildStatus: Equatable, Sendable {
@@ -123,13 +125,13 @@ public enum ChildProcess {
     // MARK: starting
 
     /// Starts `plan`; returns the child's pid. Throws when the child could
-    /// not be made, set up or exec'd (a forked child that failed is reaped).
+    /// not be made, set up or exec'd (a child that failed is reaped).
     @discardableResult
     public static func spawn(_ plan: Plan) throws(Failure) -> pid_t {
         let p = try Prepared(plan)
         defer { p.release() }
         if plan.credentials == nil && plan.directory == nil { return try p.posixSpawn() }
-        return try p.forkExec()
+        return try p.spawnAs()
     }
 
     /// Replaces this process with `plan`; returns only on failure.
@@ -311,7 +313,7 @@ final class CStrings {
     }
 }
 
-/// A plan turned into C strings and safe descriptor numbers, before any fork.
+/// A plan turned into C strings and safe descriptor numbers, before the child starts.
 private final class Prepared {
     let plan: Plan
     let path: CStrings
@@ -405,39 +407,74 @@ private final class Prepared {
         return pid
     }
 
-    func forkExec() throws(ChildProcess.Failure) -> pid_t {
-        var report: [Int32]
-        do { let p = try Sys.pipeCloexec(); report = [p.read, p.write] } catch { throw failure(.exec, (error as? SysError)?.errno ?? EMFILE) }
-        // The report's write end must survive the descriptor plan.
-        if report[1] < floor {
-            let h = fcntl(report[1], F_DUPFD_CLOEXEC, floor)
-            close(report[1])
-            report[1] = h
-            if h < 0 { let e = errno; close(report[0]); throw failure(.exec, e) }
+    /// Starts a child that takes other ids or another directory before
+    /// its exec: clinux_spawn (CLinux), a clone that shares our memory
+    /// until the exec, as posix_spawn's does, so that nothing of ours is
+    /// copied for it. The child makes only system calls, with what is
+    /// made here.
+    func spawnAs() throws(ChildProcess.Failure) -> pid_t {
+        var kinds: [Int32] = [], sources: [Int32] = [], targets: [Int32] = [], flags: [Int32] = [], modes: [UInt32] = []
+        for a in actions {
+            switch a {
+            case .dup(let s, let t):
+                kinds.append(Int32(CLINUX_SPAWN_DUP)); sources.append(s); targets.append(t); flags.append(0); modes.append(0)
+            case .open(_, let f, let m, let t):
+                kinds.append(Int32(CLINUX_SPAWN_OPEN)); sources.append(-1); targets.append(t); flags.append(f); modes.append(UInt32(m))
+            }
         }
-        let pid = Glibc.fork()
+        var groups: [gid_t] = []
+        var setGroups = false
+        if let c = plan.credentials {
+            switch c.groups {
+            case .only(let list): groups = list; setGroups = true
+            case .member(let user): groups = try memberGroups(user, c.gid); setGroups = true
+            case .unchanged: break
+            }
+        }
+        let signals = plan.defaultSignals
+        var c = clinux_spawn_plan()
+        c.path = UnsafePointer(path[0])
+        c.argv = UnsafePointer(argv.array)
+        c.envp = envp.map { UnsafePointer($0.array) }
+        c.search_path = plan.searchPath ? 1 : 0
+        c.nfds = Int32(kinds.count)
+        c.fd_path = UnsafePointer(openPaths.array)
+        c.nsignals = Int32(signals.count)
+        c.new_session = plan.newSession ? 1 : 0
+        c.set_ids = plan.credentials == nil ? 0 : 1
+        c.uid = plan.credentials?.uid ?? 0
+        c.gid = plan.credentials?.gid ?? 0
+        c.set_groups = setGroups ? 1 : 0
+        c.ngroups = Int32(groups.count)
+        c.directory = directory.map { UnsafePointer($0[0]) }
+        let pid = kinds.withUnsafeBufferPointer { k in sources.withUnsafeBufferPointer { s in
+            targets.withUnsafeBufferPointer { t in flags.withUnsafeBufferPointer { f in modes.withUnsafeBufferPointer { m in
+                signals.withUnsafeBufferPointer { sig in groups.withUnsafeBufferPointer { g in
+                    c.fd_kind = k.baseAddress; c.fd_source = s.baseAddress; c.fd_target = t.baseAddress
+                    c.fd_flags = f.baseAddress; c.fd_mode = m.baseAddress
+                    c.default_signals = sig.baseAddress; c.groups = g.baseAddress
+                    return clinux_spawn(&c)
+                } }
+            } } }
+        } }
         if pid < 0 {
-            let e = errno
-            close(report[0]); close(report[1])
-            throw failure(.exec, e)
-        }
-        if pid == 0 {
-            close(report[0])
-            let (step, e) = execHere()
-            var msg: (Int32, Int32) = (step.rawValue, e)
-            _ = withUnsafeBytes(of: &msg) { write(report[1], $0.baseAddress, $0.count) }
-            _exit(127)
-        }
-        close(report[1])
-        var msg: (Int32, Int32) = (0, 0)
-        var n = 0
-        repeat { n = withUnsafeMutableBytes(of: &msg) { read(report[0], $0.baseAddress, $0.count) } } while n < 0 && errno == EINTR
-        close(report[0])
-        if n > 0 {
-            _ = ChildProcess.wait(pid)
-            throw failure(ChildProcess.Step(rawValue: msg.0) ?? .exec, msg.1)
+            if c.failed_step != 0 { throw failure(ChildProcess.Step(rawValue: c.failed_step) ?? .exec, c.failed_errno) }
+            throw failure(.exec, errno)
         }
         return pid
+    }
+
+    /// `user`'s groups from the group database, with `gid` (initgroups'
+    /// list, found here: the child cannot read files for it).
+    func memberGroups(_ user: String, _ gid: gid_t) throws(ChildProcess.Failure) -> [gid_t] {
+        var n: Int32 = 64
+        while true {
+            var list = [gid_t](repeating: 0, count: Int(n))
+            var got = n
+            if getgrouplist(user, gid, &list, &got) >= 0 { return Array(list.prefix(Int(got))) }
+            if got <= n { throw failure(.credentials, EINVAL) }
+            n = got
+        }
     }
 
     /// The descriptor plan, here; 0 or the errno.

@@ -61,8 +61,8 @@ def test_the_check_sees_what_it_looks_for():
     assert (ROOT / "Sources" / "QmailCore" / "ProcessExit.swift").exists()
 
 
-# Starting a process: posix_spawn and fork are called in one place only.
-SPAWN_CALL = re.compile(r"(?<![\w.])(?:posix_spawnp?|fork|vfork)\s*\(")
+# Starting a process: posix_spawn, fork and clinux_spawn are called in one place only.
+SPAWN_CALL = re.compile(r"(?<![\w.])(?:posix_spawnp?|fork|vfork|clinux_spawn)\s*\(")
 SPAWN_FACILITY = {"Sources/QmailCore/ChildProcess.swift"}
 
 
@@ -81,6 +81,7 @@ def test_processes_start_only_in_the_process_facility():
              if SPAWN_CALL.search(code)]
     assert found == [], "process starts outside QmailCore/ChildProcess.swift:\n" + "\n".join(found)
     assert SPAWN_CALL.search("let pid = fork()") and SPAWN_CALL.search("posix_spawn(&pid, path")
+    assert SPAWN_CALL.search("return clinux_spawn(&c)")
     assert not SPAWN_CALL.search("ChildProcess.forkRunning {") and not SPAWN_CALL.search("forkChild()")
 
 

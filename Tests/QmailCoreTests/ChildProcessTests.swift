@@ -173,6 +173,42 @@ final class ChildProcessTests: XCTestCase {
         XCTAssertEqual(out.string, "65534\n65534\n65534\n")
     }
 
+    func testSpawnAsAnotherUserLeavesEveryThreadOfOursAsItWas() throws {
+        try XCTSkipUnless(geteuid() == 0, "needs root")
+        // The child runs in our memory until its exec (clinux_spawn): the
+        // ids it takes must be its own, not those of our threads, which
+        // glibc's setuid() would change along with it.
+        let gate = try Sys.pipeCloexec()
+        let fd = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        fd.pointee = gate.read
+        var thread = pthread_t()
+        XCTAssertEqual(pthread_create(&thread, nil, { p in
+            var b: UInt8 = 0
+            _ = read(p!.assumingMemoryBound(to: Int32.self).pointee, &b, 1)
+            return nil
+        }, fd), 0)
+        var plan = ChildProcess.Plan(["/bin/sh", "-c", "id -u; id -g; id -G"])
+        plan.credentials = Credentials(uid: 65534, gid: 65534, groups: .member(user: "nobody"))
+        plan.directory = "/"
+        let (st, out) = try ChildProcess.capture(plan)
+        XCTAssertEqual(st, .exited(0))
+        XCTAssertEqual(out.string.split(separator: "\n").prefix(2), ["65534", "65534"])
+        var uids: [String] = []
+        for task in try Sys.listDirectory("/proc/self/task") where !task.hasPrefix(".") {
+            let status = try FileIO.read("/proc/self/task/\(task)/status") ?? []
+            for line in status.split(separator: Ascii.lf) where line.starts(with: Array("Uid:".utf8)) {
+                uids.append(Array(line).string)
+            }
+        }
+        close(gate.write)
+        pthread_join(thread, nil)
+        close(gate.read)
+        fd.deallocate()
+        XCTAssertGreaterThanOrEqual(uids.count, 2, "this test and the waiting thread")
+        XCTAssertEqual(Set(uids), ["Uid:\t0\t0\t0\t0"])
+        XCTAssertEqual(geteuid(), 0)
+    }
+
     func testDropIsForGood() throws {
         try XCTSkipUnless(geteuid() == 0, "needs root")
         let st = try inChild {
