@@ -156,7 +156,9 @@ run_target() {
   local t="$1" corpus="$out/corpus-$1"
   mkdir -p "$corpus"
   rm -f "$out/$t.result"
-  "$out/fuzz-$t" -max_total_time="$secs" -timeout="$per_input" -rss_limit_mb=2048 -max_len="$max_len" \
+  # libFuzzer reports a crash itself; Swift's backtracer, started by the
+  # crashing target, would be left behind waiting once libFuzzer exits.
+  SWIFT_BACKTRACE=enable=no "$out/fuzz-$t" -max_total_time="$secs" -timeout="$per_input" -rss_limit_mb=2048 -max_len="$max_len" \
     -print_final_stats=1 -artifact_prefix="$fdir/artifacts/$t-" "$corpus" "$fdir/corpus/$t" > "$out/$t.log" 2>&1
   local rc=$? runs
   runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$out/$t.log" | tail -n1)
