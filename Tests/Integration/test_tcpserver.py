@@ -3,6 +3,7 @@
 Run: SQ_BIN=$PWD/.build/debug python3 -m pytest -q Tests/Integration/test_tcpserver.py
 """
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -269,6 +270,25 @@ def test_a_connection_without_look_ups_starts_its_program_without_a_fork(tmp_pat
         clones[mode] = [ln for ln in trace.read_text().splitlines() if "clone" in ln or "fork" in ln]
     assert clones["-H"] and all("CLONE_VM" in ln and "CLONE_VFORK" in ln for ln in clones["-H"]), clones["-H"]
     assert clones["-h"] and not any("CLONE_VM" in ln for ln in clones["-h"]), clones["-h"]
+
+
+def test_connections_leave_no_descriptor_open_in_tcpserver(tmp_path):
+    """tcpserver reads the rules itself for a connection it starts by
+    posix_spawn: after many connections it holds the descriptors it held
+    after the first."""
+    _, cdb = compile_rules(ours("tcprules"), tmp_path, '127.0.0.1:allow,NET="loop"\n:deny\n')
+    srv = Server(ours("tcpserver"), ["-R", "-H", "-l0", "-x", str(cdb), ["sh", "-c", "echo $NET"]])
+    fds = pathlib.Path(f"/proc/{srv.proc.pid}/fd")
+    try:
+        assert srv.talk() == b"loop\n"
+        time.sleep(0.2)
+        before = sorted(os.listdir(fds))
+        for _ in range(40):
+            assert srv.talk() == b"loop\n"
+        time.sleep(0.3)
+        assert sorted(os.listdir(fds)) == before
+    finally:
+        srv.stop()
 
 
 @need_ucspi
