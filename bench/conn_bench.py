@@ -16,6 +16,10 @@ Ours execs per connection (qmail-smtpd, which tcpserver -H -R -l starts
 by posix_spawn with no fork of itself, and the queue session at the
 first message); Postfix's smtpd and cleanup serve many connections each.
 
+A last row measures bare connections the way scripts/run.sh serves
+port 25: tcpserver -> qmail-smtpd-auth (in tcpserver's child) ->
+qmail-smtpd as an unprivileged user, started by clinux_spawn.
+
 Run as root. BENCH_CONNECTIONS (K, default 300), SQ_BIN.
 """
 import os
@@ -114,6 +118,47 @@ def measure(kind, base, qbase):
         meter.close()
 
 
+class OursAuth(e.Ours):
+    """Ours with qmail-smtpd behind qmail-smtpd-auth, as run.sh has it
+    (qmail-smtpd as nobody: bare connections only, it queues nothing)."""
+
+    def start(self):
+        roots = super().start()
+        self.smtpd.terminate()
+        self.smtpd.wait()
+        import pwd
+        pw = pwd.getpwnam(e.VUSER)
+        b = os.path.join(self.home, "bin")
+        self.smtpd = subprocess.Popen([os.path.join(b, "tcpserver"), "-q", "-R", "-H", "-l", e.HOST, "-c", "20",
+                                       "127.0.0.1", str(self.port), os.path.join(b, "qmail-smtpd-auth"),
+                                       "-u", str(pw.pw_uid), "-g", str(pw.pw_gid), os.path.join(b, "checkpassword"),
+                                       "/bin/true", "--", os.path.join(b, "qmail-smtpd"), e.HOST],
+                                      env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sb.wait_port(self.port)
+        return [roots[0], self.smtpd.pid]
+
+
+def measure_bare(kind, base, qbase):
+    """Server CPU ms per bare connection (greeting, HELO, QUIT)."""
+    os.makedirs(base)
+    os.chmod(base, 0o755)
+    server = kind(base, qbase, "one", K)
+    roots = server.start()
+    time.sleep(1)
+    meter = sb.CpuMeter(kind.__name__.lower() + "-conn")
+    try:
+        for r in roots:
+            meter.add_tree(r)
+        c0 = meter.seconds()
+        for _ in range(K):
+            close(*connect(server.port))
+        time.sleep(0.5)
+        return (meter.seconds() - c0) / K * 1000
+    finally:
+        server.stop()
+        meter.close()
+
+
 def main():
     if os.geteuid() != 0 or not shutil.which("postconf"):
         raise SystemExit("run as root with Postfix installed")
@@ -124,6 +169,7 @@ def main():
     try:
         rows = {name: measure(kind, os.path.join(base, name), fresh.mount)
                 for name, kind in (("ours", e.Ours), ("postfix", e.Postfix))}
+        auth = measure_bare(OursAuth, os.path.join(base, "ours-auth"), fresh.mount)
     finally:
         fresh.close()
         subprocess.run(["rm", "-rf", base])
@@ -133,6 +179,8 @@ def main():
               f"{own_msg:.2f}; per bare connection {conn:.2f}; a connection adds {own_msg - long_msg:.2f}")
     o, p = rows["ours"], rows["postfix"]
     print(f"ratio ours/postfix: one connection per message {o[1] / p[1]:.2f}, many messages per connection {o[0] / p[0]:.2f}")
+    print(f"ours as run.sh serves port 25 (qmail-smtpd-auth, qmail-smtpd as {e.VUSER}): per bare connection {auth:.2f}, "
+          f"{auth / p[2]:.1f} times Postfix's")
 
 
 if __name__ == "__main__":
