@@ -75,9 +75,10 @@ def close(s, f):
     s.close()
 
 
-def measure(kind, base, qbase):
+def measure(kind, base, qbase, bare_only=False):
     """Server CPU ms per unit of the three steps: (per message over one
-    connection, per message on a connection of its own, per bare connection)."""
+    connection, per message on a connection of its own, per bare connection);
+    with bare_only, the last alone."""
     os.makedirs(base)
     os.chmod(base, 0o755)
     server = kind(base, qbase, "one", 2 * K)
@@ -112,6 +113,8 @@ def measure(kind, base, qbase):
             for _ in range(K):
                 close(*connect(server.port))
 
+        if bare_only:
+            return step(bare, 0)
         return step(long_connection, K), step(one_each, 2 * K), step(bare, 0)
     finally:
         server.stop()
@@ -122,41 +125,12 @@ class OursAuth(e.Ours):
     """Ours with qmail-smtpd behind qmail-smtpd-auth, as run.sh has it
     (qmail-smtpd as nobody: bare connections only, it queues nothing)."""
 
-    def start(self):
-        roots = super().start()
-        self.smtpd.terminate()
-        self.smtpd.wait()
+    def smtpd_program(self):
         import pwd
         pw = pwd.getpwnam(e.VUSER)
         b = os.path.join(self.home, "bin")
-        self.smtpd = subprocess.Popen([os.path.join(b, "tcpserver"), "-q", "-R", "-H", "-l", e.HOST, "-c", "20",
-                                       "127.0.0.1", str(self.port), os.path.join(b, "qmail-smtpd-auth"),
-                                       "-u", str(pw.pw_uid), "-g", str(pw.pw_gid), os.path.join(b, "checkpassword"),
-                                       "/bin/true", "--", os.path.join(b, "qmail-smtpd"), e.HOST],
-                                      env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        sb.wait_port(self.port)
-        return [roots[0], self.smtpd.pid]
-
-
-def measure_bare(kind, base, qbase):
-    """Server CPU ms per bare connection (greeting, HELO, QUIT)."""
-    os.makedirs(base)
-    os.chmod(base, 0o755)
-    server = kind(base, qbase, "one", K)
-    roots = server.start()
-    time.sleep(1)
-    meter = sb.CpuMeter(kind.__name__.lower() + "-conn")
-    try:
-        for r in roots:
-            meter.add_tree(r)
-        c0 = meter.seconds()
-        for _ in range(K):
-            close(*connect(server.port))
-        time.sleep(0.5)
-        return (meter.seconds() - c0) / K * 1000
-    finally:
-        server.stop()
-        meter.close()
+        return [os.path.join(b, "qmail-smtpd-auth"), "-u", str(pw.pw_uid), "-g", str(pw.pw_gid),
+                os.path.join(b, "checkpassword"), "/bin/true", "--", os.path.join(b, "qmail-smtpd"), e.HOST]
 
 
 def main():
@@ -169,7 +143,7 @@ def main():
     try:
         rows = {name: measure(kind, os.path.join(base, name), fresh.mount)
                 for name, kind in (("ours", e.Ours), ("postfix", e.Postfix))}
-        auth = measure_bare(OursAuth, os.path.join(base, "ours-auth"), fresh.mount)
+        auth = measure(OursAuth, os.path.join(base, "ours-auth"), fresh.mount, bare_only=True)
     finally:
         fresh.close()
         subprocess.run(["rm", "-rf", base])

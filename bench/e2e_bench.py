@@ -194,14 +194,17 @@ class Ours:
         if r.returncode != 0:
             raise SystemExit(f"{prog} {args}: {r.stderr.decode(errors='replace')}")
 
+    def smtpd_program(self):
+        """What tcpserver runs for each connection."""
+        return [os.path.join(self.home, "bin", "qmail-smtpd")]
+
     def start(self):
         self.log = open(os.path.join(self.home, "send.log"), "wb")
         self.send = subprocess.Popen([os.path.join(self.home, "rc")], cwd="/", env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.port = sb.free_port()
         self.smtpd = subprocess.Popen([os.path.join(self.home, "bin", "tcpserver"), "-q", "-R", "-H", "-l", HOST,
-                                       "-c", str(SESSIONS + 5), "127.0.0.1", str(self.port),
-                                       os.path.join(self.home, "bin", "qmail-smtpd")],
+                                       "-c", str(SESSIONS + 5), "127.0.0.1", str(self.port), *self.smtpd_program()],
                                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sb.wait_port(self.port)
         deadline = time.time() + 30

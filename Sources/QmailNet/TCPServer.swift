@@ -265,7 +265,10 @@ public enum TCPServer {
             if t < 0 { continue }
             children += 1
             status(o)
-            if spawnDirectly(t, remote: SocketAddress(storage: st), o) != nil {
+            // Whether the program runs in the child without an exec, asked
+            // once per connection (it stats the program and ourselves).
+            let entry = o.inProcess?(o.program)
+            if entry == nil, spawnDirectly(t, remote: SocketAddress(storage: st), o) != nil {
                 close(t)
                 continue
             }
@@ -274,7 +277,7 @@ public enum TCPServer {
                     close(listener)
                     close(p.read)
                     close(p.write)
-                    return connection(t, remote: SocketAddress(storage: st), o)
+                    return connection(t, remote: SocketAddress(storage: st), o, inProcess: entry)
                 }
             } catch {
                 Sys.warn("tcpserver: warning: dropping connection, unable to fork: \(Sys.strerror(error.errno))")
@@ -286,14 +289,14 @@ public enum TCPServer {
     }
 
     /// A connection that needs no look-up on the network (-H, -R, -l, no
-    /// banner) and runs a program by exec: its rules are read here and the
+    /// banner) and runs a program by exec (the caller has found that it is
+    /// not one to run in process): its rules are read here and the
     /// program started through posix_spawn, with no fork of this process
     /// (its page tables copied, then thrown away by the exec). Returns nil
     /// when the connection is not of that kind, or is denied, or the rules
     /// or the start fail: the forked child then does it all, and says why.
     static func spawnDirectly(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> pid_t? {
-        guard !o.remoteHost, !o.ident, o.localName != nil, o.banner.isEmpty, o.inProcess?(o.program) == nil,
-              let remote else { return nil }
+        guard !o.remoteHost, !o.ident, o.localName != nil, o.banner.isEmpty, let remote else { return nil }
         if o.noDelay { noDelay(t) }
         guard case .success(let a) = admit(t, remote: remote, o), !a.deny else { return nil }
         var plan = ChildProcess.Plan(o.program, fds: [.dup(t, to: 0), .dup(t, to: 1)])
@@ -361,8 +364,10 @@ public enum TCPServer {
         setsockopt(t, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
-    /// The child for one connection: environment, rules, log line, exec.
-    static func connection(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions) -> Int32 {
+    /// The child for one connection: environment, rules, log line, then
+    /// `inProcess` (o.inProcess's answer for the program) or an exec.
+    static func connection(_ t: Int32, remote: SocketAddress?, _ o: TCPServerOptions,
+                           inProcess: ((_ argv: [String]) -> Int32)?) -> Int32 {
         let drop = "tcpserver: warning: dropping connection, "
         guard let remote else { return QmailExit.temporary }
         if o.verbosity >= 2 { Sys.warn("tcpserver: pid \(getpid()) from \(remote.ip.description)") }
@@ -376,7 +381,7 @@ public enum TCPServer {
         for (name, value) in a.environment { setOrUnset(name, value) }
         if o.verbosity >= 2 { Sys.warn("tcpserver: \(a.deny ? "deny" : "ok") \(getpid()) \(a.who)") }
         if a.deny { return QmailExit.permanent }
-        if let entry = o.inProcess?(o.program) {
+        if let entry = inProcess {
             // As the exec below would leave it: the connection on 0 and 1
             // only, SIGCHLD back to default (our handler writes to a pipe
             // this child has closed, whose number may be reused).
